@@ -1,0 +1,103 @@
+"""Email addresses, normalised once, in one place.
+
+Storage keeps the local part as given (RFC 5321 section 2.4 says it may be case-sensitive) but
+compares case-insensitively, as every large mailbox provider treats local parts; the domain is
+lower-cased and IDNA-encoded (RFC 5890) so that a Unicode domain and its A-label are one address.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import idna
+
+from deliverability.errors import AddressError
+
+__all__ = ["Address", "normalize_address"]
+
+# RFC 5321 section 4.5.3.1: local part at most 64 octets, domain at most 255 (253 in DNS form).
+_MAX_LOCAL = 64
+_MAX_DOMAIN = 253
+_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_DOT_ATOM_LOCAL_RE = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]+"
+    r"(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]+)*$"
+)
+_QUOTED_LOCAL_RE = re.compile(r'^"(?:[^"\\\r\n]|\\.)*"$')
+_DOMAIN_LITERAL_RE = re.compile(r"^\[(?:IPv6:[0-9A-Fa-f:.]+|\d{1,3}(?:\.\d{1,3}){3})\]$")
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A normalised address: `text` is what is stored and shown, `key` what is compared."""
+
+    local: str
+    domain: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.local}@{self.domain}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.local.lower()}@{self.domain}"
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def normalize_address(raw: str) -> Address:
+    """Normalise an address as found in a reply log, a DSN or an API call.
+
+    Accepts surrounding white space, angle brackets (``<a@b>``), a ``mailto:`` or RFC 3464
+    ``rfc822;`` prefix. Raises AddressError (a ValueError) naming the problem otherwise.
+    """
+    if not isinstance(raw, str):
+        raise AddressError(repr(raw), f"expected a string, got {type(raw).__name__}")
+    text = raw.strip()
+    low = text.lower()
+    for prefix in ("rfc822;", "mailto:"):
+        if low.startswith(prefix):
+            text = text[len(prefix) :].strip()
+            low = text.lower()
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1].strip()
+    if not text:
+        raise AddressError(raw, "it is empty")
+    if any(ch.isspace() for ch in text) and not text.startswith('"'):
+        raise AddressError(raw, "it contains white space")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise AddressError(raw, "it contains control characters")
+    local, sep, domain = text.rpartition("@")
+    if not sep:
+        raise AddressError(raw, "it has no @")
+    if not local:
+        raise AddressError(raw, "the local part before @ is empty")
+    if not domain:
+        raise AddressError(raw, "the domain after @ is empty")
+    if len(local.encode("utf-8")) > _MAX_LOCAL:
+        raise AddressError(raw, f"the local part is longer than {_MAX_LOCAL} octets (RFC 5321)")
+    if not (_DOT_ATOM_LOCAL_RE.match(local) or _QUOTED_LOCAL_RE.match(local)):
+        raise AddressError(raw, "the local part has characters RFC 5322 does not allow unquoted")
+    return Address(local=local, domain=normalize_domain(domain, raw))
+
+
+def normalize_domain(domain: str, raw: str | None = None) -> str:
+    """Lower-case and IDNA-encode a domain; raises AddressError when it is not a domain."""
+    shown = raw if raw is not None else domain
+    domain = domain.strip().rstrip(".")
+    if _DOMAIN_LITERAL_RE.match(domain):
+        return domain
+    if not domain.isascii():
+        try:
+            domain = idna.encode(domain, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise AddressError(shown, f"the domain is not a valid IDNA name ({exc})") from None
+    domain = domain.lower()
+    if len(domain) > _MAX_DOMAIN:
+        raise AddressError(shown, f"the domain is longer than {_MAX_DOMAIN} characters")
+    labels = domain.split(".")
+    if any(not _LABEL_RE.match(label) for label in labels):
+        raise AddressError(shown, "the domain has an empty or invalid label")
+    return domain

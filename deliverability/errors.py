@@ -1,0 +1,88 @@
+"""One exception tree, rooted at `DeliverabilityError`.
+
+Errors about bad input also subclass `ValueError`, so callers that already catch `ValueError`
+keep working.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class DeliverabilityError(Exception):
+    """Base of every error deliverability raises on purpose."""
+
+
+class ReplyParseError(DeliverabilityError, ValueError):
+    """A text could not be read as an SMTP reply; the message names the text and what was wrong."""
+
+    def __init__(self, text: str, problem: str) -> None:
+        self.text = text
+        self.problem = problem
+        shown = text if len(text) <= 200 else text[:200] + "..."
+        super().__init__(f"cannot parse SMTP reply {shown!r}: {problem}")
+
+
+class AddressError(DeliverabilityError, ValueError):
+    """A string is not an email address."""
+
+    def __init__(self, address: str, problem: str) -> None:
+        self.address = address
+        self.problem = problem
+        shown = address if len(address) <= 200 else address[:200] + "..."
+        super().__init__(f"not an email address {shown!r}: {problem}")
+
+
+class InputError(DeliverabilityError, ValueError):
+    """A value given to the API or found in input is out of range (a negative attempt, a time
+    too far in the future, a missing field)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One problem found in a configuration or policy file."""
+
+    severity: str  # "error" or "warning"
+    file: str
+    line: int | None
+    key: str
+    message: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        text = f"{where}: {self.severity}: {self.key}: {self.message}"
+        return f"{text} (fix: {self.fix})" if self.fix else text
+
+
+class ConfigError(DeliverabilityError):
+    """A configuration value is wrong: the message names the file or variable, the key and
+    the fix."""
+
+
+class PolicyError(ConfigError, ValueError):
+    """A policy file has errors; `problems` lists every one with file and line."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        errors = [p for p in problems if p.severity == "error"]
+        lines = "\n".join(f"  {p}" for p in errors)
+        super().__init__(f"policy has {len(errors)} error(s):\n{lines}")
+
+
+class StoreError(DeliverabilityError):
+    """The database could not be reached, or its schema is not what this version expects."""
+
+
+class IngestError(DeliverabilityError, ValueError):
+    """One item of an input source (a log line, a message) is malformed.
+
+    `source` and `position` say where: a file name and a line number or byte offset or message key.
+    """
+
+    def __init__(self, source: str, position: str | int, problem: str, raw: str = "") -> None:
+        self.source = source
+        self.position = position
+        self.problem = problem
+        self.raw = raw
+        super().__init__(f"{source}:{position}: {problem}")

@@ -1,0 +1,1 @@
+"""Input sources for the nightly job: one module per format."""

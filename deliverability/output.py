@@ -1,0 +1,70 @@
+"""Rendering rows for people and programs: a table on screen, CSV, JSON, JSON Lines."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import IO, Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def plain(value: Any) -> Any:
+    """A JSON-friendly form of a value: ISO times, enum values, seconds for durations."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def _cell(value: Any) -> str:
+    value = plain(value)
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def emit_rows(
+    rows: Iterable[Mapping[str, Any]],
+    columns: Sequence[str],
+    fmt: str,
+    out: IO[str] | None = None,
+    title: str | None = None,
+) -> None:
+    """Write rows as `table`, `csv` (header row always, even with no rows), `json` (one array)
+    or `jsonl` (one object per line)."""
+    out = out or sys.stdout
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_cell(row.get(c)) for c in columns])
+    elif fmt == "json":
+        json.dump([{c: plain(row.get(c)) for c in columns} for row in rows], out, indent=2)
+        out.write("\n")
+    elif fmt == "jsonl":
+        for row in rows:
+            out.write(json.dumps({c: plain(row.get(c)) for c in columns}) + "\n")
+    else:
+        table = Table(title=title, show_lines=False)
+        for c in columns:
+            table.add_column(c)
+        for row in rows:
+            table.add_row(*(_cell(row.get(c)) for c in columns))
+        Console(file=out, width=max(100, Console().width)).print(table)

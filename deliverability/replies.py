@@ -1,0 +1,332 @@
+"""SMTP replies: the basic reply code, the RFC 3463 enhanced status code, the text, the command.
+
+`parse_reply` reads a reply from anything a mailer or an MTA records: a single line, a multi-line
+reply (RFC 5321 section 4.2: ``550-`` continuation lines), a Postfix ``said:`` fragment, a DSN
+``Diagnostic-Code: smtp; ...`` value, an Exim ``SMTP error from remote mail server after ...`` line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from deliverability.errors import ReplyParseError
+
+__all__ = ["Reply", "StatusCode", "parse_reply", "parse_status"]
+
+# RFC 3463 section 3.1: class is 2, 4 or 5; subject 0-7 in the registry (we accept up to 999 per
+# the grammar, then range-check); detail 1-3 digits.
+_STATUS_RE = re.compile(r"(?<![\d.])#?([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
+_ANY_STATUS_RE = re.compile(r"(?<![\d.])#?(\d)\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
+
+# A basic reply code at the start of a line (RFC 5321 section 4.2), with the separator that tells a
+# continuation line ("-") from the last line (" " or end). Real MTAs also write "#550" (Exchange)
+# and "550:" in places, which we accept.
+_LEAD_RE = re.compile(r"^#?([1-5]\d\d)(?:[ \t]*[-:]?[ \t]*|$)")
+
+# DSN field (RFC 3464 section 2.3.6): "Diagnostic-Code: smtp; 550 ..." (also "X-Postfix;").
+_DSN_PREFIX_RE = re.compile(
+    r"^\s*(?:diagnostic-code\s*:\s*)?(?:smtp|x-postfix|x-unix|x-local|mail|x-exim|x-qmail)?\s*;\s*",
+    re.I,
+)
+_DIAG_FIELD_RE = re.compile(r"^\s*diagnostic-code\s*:\s*", re.I)
+
+# Prefixes that recorders put before a reply. Order matters: the longest, most specific first.
+_PREFIXES: tuple[re.Pattern[str], ...] = (
+    # Postfix: "host mx.example.com[192.0.2.1] said: 550 ..."; also "... refused to talk to me:".
+    re.compile(r"^.*?\bsaid\s*:\s*", re.I | re.S),
+    re.compile(r"^.*?\brefused to talk to me\s*:\s*", re.I | re.S),
+    # Exim: "SMTP error from remote mail server after RCPT TO:<a@b>: host mx[1.2.3.4]: 550 ..."
+    re.compile(
+        r"^.*?SMTP error from remote (?:mail server|mailer) after "
+        r"(?:[A-Za-z ]+?:\s*<[^>]*>|[A-Za-z ]+?)\s*:\s*(?:host\s+\S+(?:\s+\[[^\]]*\])?\s*:\s*)?",
+        re.I | re.S,
+    ),
+    # Exim and others log "H=mx.example.com [192.0.2.1]: 550 ...".
+    re.compile(r"^\s*H=\S+(?:\s+\[[^\]]*\])?\s*:\s*"),
+    # "Remote server returned '550 5.1.1 ...'" (Exchange) and "remote server replied: 550 ...".
+    re.compile(r"^.*?\bremote server (?:returned|replied|said)\s*:?\s*['\"]?", re.I | re.S),
+)
+
+# "(in reply to RCPT TO command)" is how Postfix names the command a reply answered.
+_IN_REPLY_TO_RE = re.compile(r"\(in reply to ([A-Za-z ]+?)(?: command)?\)", re.I)
+# Exim: "after RCPT TO:<...>", "after MAIL FROM:<...>", "after end of data", "after DATA".
+_AFTER_RE = re.compile(
+    r"\bafter (RCPT TO|MAIL FROM|end of data|DATA|EHLO|HELO|STARTTLS|AUTH|initial connection)\b",
+    re.I,
+)
+_COMMANDS = {
+    "rcpt to": "RCPT TO",
+    "mail from": "MAIL FROM",
+    "end of data": "DATA",
+    "end of data command": "DATA",
+    "data": "DATA",
+    "ehlo": "EHLO",
+    "helo": "HELO",
+    "starttls": "STARTTLS",
+    "auth": "AUTH",
+    "initial connection": "CONNECT",
+    "connect": "CONNECT",
+    "quit": "QUIT",
+    "rset": "RSET",
+    "bdat": "DATA",
+}
+
+_WS_RE = re.compile(r"\s+")
+_MAX_TEXT = 10_000  # no real reply is longer; longer input is cut, not refused
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class StatusCode:
+    """An RFC 3463 enhanced status code: class.subject.detail."""
+
+    klass: int
+    subject: int
+    detail: int
+
+    def __str__(self) -> str:
+        return f"{self.klass}.{self.subject}.{self.detail}"
+
+    @property
+    def is_transient(self) -> bool:
+        return self.klass == 4
+
+    @property
+    def is_permanent(self) -> bool:
+        return self.klass == 5
+
+    @property
+    def is_success(self) -> bool:
+        return self.klass == 2
+
+    @property
+    def wildcard(self) -> str:
+        """The same code with the class as ``X`` (``X.1.1``), as the IANA registry lists them."""
+        return f"X.{self.subject}.{self.detail}"
+
+
+def parse_status(text: str) -> StatusCode:
+    """Parse and range-check an enhanced status code such as ``5.1.1``.
+
+    Raises ReplyParseError when the text is not one, or is out of the ranges RFC 3463 section 3.1
+    allows (class 2, 4 or 5; subject 0 to 7; detail 0 to 999).
+    """
+    m = re.fullmatch(r"\s*#?(\d{1,3})\.(\d{1,3})\.(\d{1,3})\s*", text)
+    if not m:
+        raise ReplyParseError(text, "not an enhanced status code (expected class.subject.detail)")
+    klass, subject, detail = (int(g) for g in m.groups())
+    problem = _status_range_problem(klass, subject, detail)
+    if problem:
+        raise ReplyParseError(text, problem)
+    return StatusCode(klass, subject, detail)
+
+
+def _status_range_problem(klass: int, subject: int, detail: int) -> str | None:
+    if klass not in (2, 4, 5):
+        return f"enhanced status class {klass} is not 2, 4 or 5 (RFC 3463 section 3.1)"
+    if subject > 7:
+        return f"enhanced status subject {subject} is not 0 to 7 (RFC 3463 section 3.1)"
+    if detail > 999:
+        return f"enhanced status detail {detail} is over 999 (RFC 3463 section 3.1)"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One SMTP reply as a mailer recorded it.
+
+    `code` is the basic reply code (RFC 5321 section 4.2), `status` the enhanced status code
+    (RFC 3463); either may be absent, not both. `text` is the human-readable part, with multi-line
+    replies joined by single spaces. `command` is the SMTP command it answered, when known.
+    `problems` lists what the parser noticed but did not trust (an enhanced code out of range, or
+    one whose class disagrees with the basic code).
+    """
+
+    code: int | None
+    status: StatusCode | None
+    text: str = ""
+    command: str | None = None
+    problems: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.code is None and self.status is None:
+            raise ReplyParseError(self.text, "a reply needs a basic code or an enhanced status")
+        if self.code is not None and not 100 <= self.code <= 599:
+            raise ReplyParseError(str(self.code), "basic reply code out of range 100-599")
+
+    @property
+    def klass(self) -> int:
+        """The class digit that decides retry vs stop: the basic code's, else the status's."""
+        if self.code is not None:
+            return self.code // 100
+        assert self.status is not None
+        return self.status.klass
+
+    @property
+    def inconsistent(self) -> bool:
+        """True when the enhanced status's class disagrees with the basic code's class.
+
+        RFC 3463 section 3.1 requires them to agree; when they do not, neither is trusted blindly.
+        """
+        return (
+            self.code is not None
+            and self.status is not None
+            and self.code // 100 in (2, 4, 5)
+            and self.status.klass != self.code // 100
+        )
+
+    @property
+    def is_transient(self) -> bool:
+        return self.klass == 4
+
+    @property
+    def is_permanent(self) -> bool:
+        return self.klass == 5
+
+    def __str__(self) -> str:
+        parts = [str(p) for p in (self.code, self.status) if p is not None]
+        if self.text:
+            parts.append(self.text)
+        return " ".join(parts)
+
+
+def _strip_prefixes(text: str) -> str:
+    text = _DIAG_FIELD_RE.sub("", text, count=1)
+    text = _DSN_PREFIX_RE.sub("", text, count=1)
+    # Apply prefix rules repeatedly: "Diagnostic-Code: smtp; host x said: 550 ..." has three.
+    for _ in range(4):
+        before = text
+        for rx in _PREFIXES:
+            m = rx.match(text)
+            # A prefix only counts when something that could be a reply follows it.
+            if m and re.match(r"\s*#?\d", text[m.end() :]):
+                text = text[m.end() :]
+        if text == before:
+            break
+    return text
+
+
+def _command_of(text: str) -> tuple[str, str | None]:
+    """Pull the SMTP command out of "(in reply to X command)" or Exim's "after X"."""
+    command: str | None = None
+    m = _IN_REPLY_TO_RE.search(text)
+    if m:
+        command = _COMMANDS.get(m.group(1).strip().lower(), m.group(1).strip().upper())
+        text = (text[: m.start()] + text[m.end() :]).strip()
+    else:
+        m = _AFTER_RE.search(text)
+        if m:
+            command = _COMMANDS.get(m.group(1).lower(), m.group(1).upper())
+    return text, command
+
+
+def parse_reply(text: str) -> Reply:
+    """Read one SMTP reply from what a mailer or an MTA recorded.
+
+    Never raises anything but ReplyParseError (a ValueError), whose message names the text and the
+    problem: the text is empty, or holds neither a basic reply code nor an enhanced status code.
+    """
+    if not isinstance(text, str):
+        raise ReplyParseError(repr(text), f"expected a string, got {type(text).__name__}")
+    original = text
+    if "\x00" in text:
+        text = text.replace("\x00", " ")
+    text = text.strip()
+    if not text:
+        raise ReplyParseError(original, "the reply is empty")
+    if len(text) > _MAX_TEXT:
+        text = text[:_MAX_TEXT]
+
+    text, command = _command_of(text)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    lines[0] = _strip_prefixes(lines[0])
+    code, status, pieces, problems = _read_lines(lines)
+
+    if code is None and status is None:
+        # No reply code at a line start: take one that follows a colon or bracket inside the
+        # text ("... rejected: 550 5.7.1 ..."), else a lone enhanced status anywhere.
+        joined = " ".join(pieces)
+        m = re.search(r"(?:^|[:;\]\)>]\s*)#?([2-5]\d\d)[ -]+(#?[245]\.\d{1,3}\.\d{1,3})\b", joined)
+        if m:
+            code = int(m.group(1))
+            status, problem = _checked_status(m.group(2))
+            problems += [problem] if problem else []
+            before, after = joined[: m.start()].strip(" :;"), joined[m.end() :].strip()
+            joined = f"{before}: {after}" if before and after else before or after
+        else:
+            m2 = _STATUS_RE.search(joined)
+            if m2:
+                status, problem = _checked_status(m2.group(0))
+                problems += [problem] if problem else []
+        pieces = [joined]
+
+    if code is None and status is None:
+        raise ReplyParseError(original, "no SMTP reply code or enhanced status code found")
+
+    body = _WS_RE.sub(" ", " ".join(pieces)).strip()
+    body = _drop_repeated_prefixes(body, code, status)
+    problems_t = tuple(problems)
+    if code is not None and status is not None and status.klass != code // 100 and code >= 200:
+        problems_t += (f"enhanced status {status} disagrees with reply code {code} (RFC 3463 3.1)",)
+    return Reply(code=code, status=status, text=body, command=command, problems=problems_t)
+
+
+def _checked_status(token: str) -> tuple[StatusCode | None, str | None]:
+    m = _ANY_STATUS_RE.search(token)
+    if not m:
+        return None, None
+    klass, subject, detail = (int(g) for g in m.groups())
+    problem = _status_range_problem(klass, subject, detail)
+    if problem:
+        return None, f"ignored enhanced status {klass}.{subject}.{detail}: {problem}"
+    return StatusCode(klass, subject, detail), None
+
+
+def _read_lines(
+    lines: list[str],
+) -> tuple[int | None, StatusCode | None, list[str], list[str]]:
+    """Read the code, status and text pieces of a (possibly multi-line) reply."""
+    code: int | None = None
+    status: StatusCode | None = None
+    pieces: list[str] = []
+    problems: list[str] = []
+    for i, line in enumerate(lines):
+        m = _LEAD_RE.match(line)
+        if m and (code is None or int(m.group(1)) == code) and (i == 0 or code is not None):
+            code = int(m.group(1))
+            line = line[m.end() :]
+        elif i == 0 and not m:
+            # A reply that starts with its enhanced status ("5.1.1 User unknown").
+            ms = _ANY_STATUS_RE.match(line.lstrip("#"))
+            if ms and line.lstrip("#")[: ms.end()].count(".") == 2:
+                st, problem = _checked_status(ms.group(0))
+                if st is not None or problem:
+                    status = st
+                    if problem:
+                        problems.append(problem)
+                    line = line.lstrip("#")[ms.end() :]
+        if code is not None or status is not None:
+            ms = _ANY_STATUS_RE.match(line.strip())
+            if ms:
+                st, problem = _checked_status(ms.group(0))
+                if status is None:
+                    status = st
+                if problem and problem not in problems:
+                    problems.append(problem)
+                line = line.strip()[ms.end() :]
+        pieces.append(line.strip())
+    return code, status, pieces, problems
+
+
+def _drop_repeated_prefixes(body: str, code: int | None, status: StatusCode | None) -> str:
+    """Remove continuation prefixes that a log flattened into one line.
+
+    Gmail's multi-line replies often reach logs as ``550-5.1.1 The email account ... 550-5.1.1
+    double-checking ... 550 5.1.1 https://...``; the repeated ``550-5.1.1`` pieces are noise.
+    """
+    if code is None:
+        return body
+    pattern = rf"(?:(?<=\s)|^)#?{code}[ -]"
+    if status is not None:
+        pattern += rf"(?:{re.escape(str(status))}\s)?"
+    return _WS_RE.sub(" ", re.sub(pattern, " ", body)).strip()

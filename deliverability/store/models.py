@@ -1,0 +1,307 @@
+"""SQLAlchemy 2 models: current state beside an append-only event history.
+
+House rules: every time is timezone-aware UTC (`UTCDateTime`); every enum is stored by its string
+value in a VARCHAR (no native enum types, so adding a value needs no migration); every string has a
+length (MariaDB needs one for indexes). The schema is made only by the Alembic migrations in
+`migrations/`; a test runs `alembic check` so models and migrations never drift.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeEngine
+
+from deliverability.vocabulary import (
+    ActionKind,
+    ActionScope,
+    ActionStatus,
+    DeliveryState,
+    EventKind,
+    Fault,
+    Outcome,
+    Reason,
+    Standing,
+)
+
+# Stable constraint names on every backend, so migrations can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: RFC 5321 4.5.3.1: 64 octets of local part + "@" + 255 of domain.
+ADDRESS_LENGTH = 320
+DOMAIN_LENGTH = 255
+MESSAGE_ID_LENGTH = 255
+TEXT_LENGTH = 2000
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A datetime stored as UTC and always returned timezone-aware.
+
+    SQLite and MariaDB have no time-zone-aware type: values are stored as naive UTC there and
+    given their zone back on load. Naive datetimes are refused on the way in, so a local time can
+    never be stored as if it were UTC. MariaDB gets microsecond precision (DATETIME(6)).
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(DateTime(timezone=True))
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware time")
+        value = value.astimezone(UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def enum_column(enum: type[StrEnum]) -> SAEnum:
+    """An enum stored by value in a VARCHAR, with no CHECK constraint and no native type."""
+    return SAEnum(
+        enum,
+        values_callable=lambda e: [m.value for m in e],
+        native_enum=False,
+        create_constraint=False,
+        length=24,
+        validate_strings=True,
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Recipient(Base):
+    """One address, normalised (see addresses.py), with its standing and the counters the
+    hygiene rules and reports read."""
+
+    __tablename__ = "recipients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: As first seen (local part case kept).
+    address: Mapped[str] = mapped_column(String(ADDRESS_LENGTH))
+    #: Compared form: local part lower-cased; unique.
+    address_key: Mapped[str] = mapped_column(String(ADDRESS_LENGTH), unique=True)
+    domain: Mapped[str] = mapped_column(String(DOMAIN_LENGTH), index=True)
+    standing: Mapped[Standing] = mapped_column(enum_column(Standing), index=True)
+    reason: Mapped[Reason] = mapped_column(enum_column(Reason), default=Reason.UNDEFINED)
+    standing_since: Mapped[datetime] = mapped_column(UTCDateTime())
+    suppressed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    suppression_action_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_event_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_event_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_status: Mapped[str | None] = mapped_column(String(12), nullable=True)
+    last_text: Mapped[str | None] = mapped_column(String(TEXT_LENGTH), nullable=True)
+
+    # Counters (every event counts once; idempotency keeps replays from counting twice).
+    events_count: Mapped[int] = mapped_column(Integer, default=0)
+    delivered_count: Mapped[int] = mapped_column(Integer, default=0)
+    deferred_count: Mapped[int] = mapped_column(Integer, default=0)
+    bounced_count: Mapped[int] = mapped_column(Integer, default=0)
+    blocked_count: Mapped[int] = mapped_column(Integer, default=0)
+    complained_count: Mapped[int] = mapped_column(Integer, default=0)
+    expired_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    deliveries: Mapped[list[Delivery]] = relationship(back_populates="recipient")
+
+
+class Delivery(Base):
+    """One message to one recipient, and where its delivery stands."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("recipient_id", "message_id"),
+        Index("ix_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id", ondelete="CASCADE"))
+    message_id: Mapped[str] = mapped_column(String(MESSAGE_ID_LENGTH))
+    domain: Mapped[str] = mapped_column(String(DOMAIN_LENGTH))
+    state: Mapped[DeliveryState] = mapped_column(enum_column(DeliveryState))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    first_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    reason: Mapped[Reason] = mapped_column(enum_column(Reason), default=Reason.UNDEFINED)
+    last_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_status: Mapped[str | None] = mapped_column(String(12), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    recipient: Mapped[Recipient] = relationship(back_populates="deliveries")
+
+
+class Event(Base):
+    """Append-only history: every reply, bounce, complaint, auto-reply and expiry recorded.
+
+    `key` is the idempotency key (a hash of message id, recipient, attempt and reply by default):
+    recording the same event twice changes nothing.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_recipient_id_at", "recipient_id", "at"),
+        Index("ix_events_domain_at", "domain", "at"),
+        Index("ix_events_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[EventKind] = mapped_column(enum_column(EventKind))
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id", ondelete="CASCADE"))
+    domain: Mapped[str] = mapped_column(String(DOMAIN_LENGTH))
+    message_id: Mapped[str | None] = mapped_column(String(MESSAGE_ID_LENGTH), nullable=True)
+    attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status: Mapped[str | None] = mapped_column(String(12), nullable=True)
+    text: Mapped[str | None] = mapped_column(String(TEXT_LENGTH), nullable=True)
+    command: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    outcome: Mapped[Outcome] = mapped_column(enum_column(Outcome))
+    reason: Mapped[Reason] = mapped_column(enum_column(Reason))
+    fault: Mapped[Fault] = mapped_column(enum_column(Fault))
+    rule: Mapped[str] = mapped_column(String(120))
+    decisive: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Where it came from: "api", a file name, "mbox:<path>", ...
+    source: Mapped[str] = mapped_column(String(255), default="api")
+    position: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class Action(Base):
+    """A list-hygiene action: suppress an address, throttle a destination, alert the sender.
+
+    `open_key` is ``kind:scope:target`` while the action is open or pending and NULL once it is
+    resolved, expired or discarded: its unique index is what makes re-raising an action refresh
+    it instead of duplicating it, even with many writers.
+    """
+
+    __tablename__ = "actions"
+    __table_args__ = (
+        Index("ix_actions_kind_scope_target", "kind", "scope", "target"),
+        Index("ix_actions_status_expires_at", "status", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[ActionKind] = mapped_column(enum_column(ActionKind))
+    scope: Mapped[ActionScope] = mapped_column(enum_column(ActionScope))
+    target: Mapped[str] = mapped_column(String(ADDRESS_LENGTH))
+    status: Mapped[ActionStatus] = mapped_column(enum_column(ActionStatus))
+    open_key: Mapped[str | None] = mapped_column(String(400), unique=True, nullable=True)
+    reason: Mapped[Reason] = mapped_column(enum_column(Reason))
+    rule: Mapped[str] = mapped_column(String(120))
+    detail: Mapped[str] = mapped_column(String(TEXT_LENGTH), default="")
+    #: Evidence: event ids, counts, window, the policy numbers that applied.
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: Who raised or changed it: "policy" for rules, else the person or program named.
+    created_by: Mapped[str] = mapped_column(String(120), default="policy")
+    resolved_by: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    #: How many times the same action was raised again (refreshed).
+    raised_count: Mapped[int] = mapped_column(Integer, default=1)
+    #: Throttles: paused until, suggested maximum messages per minute, consecutive deliveries
+    #: seen since (the throttle lifts after the policy's number of them).
+    pause_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    max_rate: Mapped[float | None] = mapped_column(Float, nullable=True)
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    deliveries_since: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class IngestSource(Base):
+    """How far each input source has been read (a log file's identity and offset)."""
+
+    __tablename__ = "ingest_sources"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: The source's identity: a path, plus the device/inode or a fingerprint of its first bytes,
+    #: so a rotated file is read from the start.
+    identity: Mapped[str] = mapped_column(String(600), unique=True)
+    path: Mapped[str] = mapped_column(String(1000))
+    format: Mapped[str] = mapped_column(String(24))
+    offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    items: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class IngestedMessage(Base):
+    """A bounce message already read (by a hash of its bytes), so a re-run skips it."""
+
+    __tablename__ = "ingested_messages"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    source: Mapped[str] = mapped_column(String(1000))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RejectedInput(Base):
+    """Input that could not be read: where, why, and the raw text (cut to a sane length)."""
+
+    __tablename__ = "rejected_inputs"
+    __table_args__ = (UniqueConstraint("source", "position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(600))
+    position: Mapped[str] = mapped_column(String(120))
+    error: Mapped[str] = mapped_column(String(TEXT_LENGTH))
+    raw: Mapped[str] = mapped_column(Text, default="")
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Bookmark(Base):
+    """Named positions the jobs keep: the last event id the nightly hygiene pass evaluated."""
+
+    __tablename__ = "bookmarks"
+
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

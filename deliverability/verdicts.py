@@ -1,0 +1,47 @@
+"""The Verdict: what classification says about one reply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from deliverability.vocabulary import Fault, Outcome, Reason
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a reply means: `outcome` for the message, `reason` and `fault` for the address and
+    the destination, and `rule`, the id of the policy rule that decided (for `explain`)."""
+
+    outcome: Outcome
+    reason: Reason
+    fault: Fault
+    rule: str
+    #: For bounces: the evidence is decisive (an enhanced code such as 5.1.1 or a provider's
+    #: "no such user" text) rather than a bare, ambiguous 550/553.
+    decisive: bool = False
+    #: The destination is pushing back (421, 452, rate-limit texts): throttle it.
+    throttle: bool = False
+    #: When to retry, from the reply itself (greylisting, "try again in N seconds").
+    retry_after: timedelta | None = None
+    #: A provider rule's own throttle pause, overriding the policy's first step.
+    pause: timedelta | None = None
+    #: The enhanced status's class disagrees with the basic code's (RFC 3463 3.1).
+    inconsistent: bool = False
+    #: Why, in a sentence, with the source of the rule.
+    why: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome.value,
+            "reason": self.reason.value,
+            "fault": self.fault.value,
+            "rule": self.rule,
+            "decisive": self.decisive,
+            "throttle": self.throttle,
+            "retry_after": None if self.retry_after is None else self.retry_after.total_seconds(),
+            "pause": None if self.pause is None else self.pause.total_seconds(),
+            "inconsistent": self.inconsistent,
+            "why": self.why,
+        }

@@ -1,0 +1,43 @@
+import pytest
+
+from deliverability.addresses import normalize_address
+from deliverability.errors import AddressError
+
+
+def test_domain_is_lower_cased_and_local_part_case_is_kept_for_storage() -> None:
+    address = normalize_address("  <Alice.Smith@Example.COM> ")
+    assert address.text == "Alice.Smith@example.com"
+    assert address.key == "alice.smith@example.com"
+
+
+def test_unicode_domain_is_idna_encoded() -> None:
+    assert normalize_address("bob@bücher.de").text == "bob@xn--bcher-kva.de"
+
+
+def test_dsn_rfc822_prefix_is_accepted() -> None:
+    assert normalize_address("rfc822; carol@example.org").key == "carol@example.org"
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ("", "empty"),
+        ("alice", "no @"),
+        ("alice@", "domain after @ is empty"),
+        ("@example.com", "local part before @ is empty"),
+        ("a b@example.com", "white space"),
+        ("a@exa..mple.com", "invalid label"),
+        ("a@-example.com", "invalid label"),
+        ("x" * 65 + "@example.com", "longer than 64"),
+    ],
+)
+def test_a_string_that_is_not_an_address_is_rejected_with_its_problem(
+    raw: str, problem: str
+) -> None:
+    with pytest.raises(AddressError, match=problem):
+        normalize_address(raw)
+
+
+def test_address_error_is_also_a_value_error() -> None:
+    with pytest.raises(ValueError, match="not an email address"):
+        normalize_address("nope")
