@@ -1,0 +1,90 @@
+"""Shared fixtures: a fresh store per test, a frozen time and a fake clock.
+
+The database backend is chosen in one place, `BACKENDS`: each entry makes a URL for a test. SQLite
+(a file in the test's tmp_path) is the default; server backends are added there (issue 7).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from deliverability.store.session import create_engine, upgrade_schema
+
+#: A fixed "now" for tests: a Monday, noon UTC.
+FROZEN_NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+
+
+def _sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'deliverability.db'}"
+
+
+#: Backend name -> how to make a fresh, empty database URL for one test.
+BACKENDS: dict[str, Callable[[Path], str]] = {
+    "sqlite": _sqlite_url,
+}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request: pytest.FixtureRequest) -> str:
+    """The backend under test; every store test runs once per entry of BACKENDS."""
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path) -> str:
+    """A URL to a fresh, empty database (no schema yet)."""
+    return BACKENDS[backend](tmp_path)
+
+
+@pytest.fixture
+def sa_engine(db_url: str) -> Iterator[Engine]:
+    """An Engine on a fresh database with the schema upgraded to head by the migrations."""
+    engine = create_engine(db_url)
+    upgrade_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session(sa_engine: Engine) -> Iterator[Session]:
+    """A Session on the fresh database; whatever is left uncommitted is rolled back."""
+    with Session(sa_engine, expire_on_commit=False) as s:
+        yield s
+        s.rollback()
+
+
+@pytest.fixture
+def frozen_now() -> datetime:
+    """A fixed, timezone-aware UTC time: 2026-11-02T12:00:00Z."""
+    return FROZEN_NOW
+
+
+class FakeClock:
+    """A clock for tests: call it for the time; `advance` or `set` it explicitly."""
+
+    def __init__(self, now: datetime) -> None:
+        if now.tzinfo is None:
+            raise ValueError("FakeClock needs a timezone-aware time")
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> datetime:
+        self.now += delta
+        return self.now
+
+    def set(self, now: datetime) -> None:
+        self.now = now
+
+
+@pytest.fixture
+def clock(frozen_now: datetime) -> FakeClock:
+    """A mutable fake clock starting at `frozen_now`."""
+    return FakeClock(frozen_now)

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from deliverability.errors import StoreError
+from deliverability.store.models import Recipient
+from deliverability.store.session import (
+    DATABASE_URL_ENV,
+    DEFAULT_URL,
+    create_engine,
+    current_revision,
+    head_revision,
+    mask_url,
+    open_engine,
+    resolve_url,
+)
+from deliverability.vocabulary import Reason, Standing
+
+
+def _recipient(key: str, now: datetime) -> Recipient:
+    return Recipient(
+        address=key,
+        address_key=key,
+        domain=key.split("@")[1],
+        standing=Standing.DELIVERED,
+        reason=Reason.DELIVERED,
+        standing_since=now,
+        first_seen_at=now,
+        last_event_at=now,
+    )
+
+
+def test_explicit_url_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(DATABASE_URL_ENV, "sqlite:///from-env.db")
+    assert resolve_url("sqlite:///explicit.db") == "sqlite:///explicit.db"
+
+
+def test_environment_url_is_used_when_none_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(DATABASE_URL_ENV, "sqlite:///from-env.db")
+    assert resolve_url(None) == "sqlite:///from-env.db"
+
+
+def test_default_is_a_sqlite_file_in_the_working_directory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+    assert resolve_url() == DEFAULT_URL == "sqlite:///deliverability.db"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://mailer:s3cr3t@db.example.com:5432/deliv",
+        "mysql+pymysql://mailer:s3cr3t@db.example.com/deliv",
+        "not a url://mailer:s3cr3t@host",
+    ],
+)
+def test_mask_url_never_shows_the_password(url: str) -> None:
+    masked = mask_url(url)
+    assert "s3cr3t" not in masked
+    assert "mailer" in masked
+
+
+def test_an_unknown_driver_is_a_store_error_with_the_password_masked() -> None:
+    with pytest.raises(StoreError, match=r"\*\*\*") as info:
+        create_engine("nosuchdb://user:s3cr3t@host/db")
+    assert "s3cr3t" not in str(info.value)
+
+
+def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(sa_engine: Engine) -> None:
+    with sa_engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_schema_is_created_on_first_use(tmp_path: Path) -> None:
+    engine = open_engine(f"sqlite:///{tmp_path / 'first.db'}")
+    try:
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_opening_an_upgraded_store_again_changes_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'again.db'}"
+    open_engine(url).dispose()
+    engine = open_engine(url)
+    try:
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_times_come_back_timezone_aware_in_utc(session: Session, frozen_now: datetime) -> None:
+    session.add(_recipient("a@example.com", frozen_now))
+    session.commit()
+    session.expunge_all()
+    loaded = session.scalars(select(Recipient)).one()
+    assert loaded.first_seen_at == frozen_now
+    assert loaded.first_seen_at.tzinfo is not None
+
+
+def test_naive_datetimes_are_refused_on_the_way_in(session: Session) -> None:
+    session.add(_recipient("a@example.com", datetime(2026, 1, 1, 12, 0)))
+    with pytest.raises(Exception, match="naive datetime"):
+        session.flush()
+
+
+def test_address_key_is_unique(session: Session, frozen_now: datetime) -> None:
+    session.add(_recipient("a@example.com", frozen_now))
+    session.add(_recipient("a@example.com", frozen_now))
+    with pytest.raises(IntegrityError):
+        session.flush()
+
+
+def test_foreign_keys_are_enforced(sa_engine: Engine) -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC).replace(tzinfo=None).isoformat(" ")
+    with pytest.raises(IntegrityError), sa_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO deliveries (recipient_id, message_id, domain, state, attempt,"
+                " first_attempt_at, last_attempt_at, reason, updated_at)"
+                " VALUES (999, 'm', 'example.com', 'deferred', 1, :t, :t, 'undefined', :t)"
+            ),
+            {"t": now},
+        )
