@@ -209,6 +209,10 @@ class Event(Base):
     fault: Mapped[Fault] = mapped_column(enum_column(Fault))
     rule: Mapped[str] = mapped_column(String(120))
     decisive: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The destination pushed back (Verdict.throttle): 421, 452, rate-limit texts.
+    throttle: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: A provider rule's own throttle pause in seconds (Verdict.pause), else NULL.
+    pause_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
     #: Where it came from: "api", a file name, "mbox:<path>", ...
     source: Mapped[str] = mapped_column(String(255), default="api")
     position: Mapped[str | None] = mapped_column(String(255), nullable=True)

@@ -197,6 +197,8 @@ def upgrade() -> None:
         sa.Column("fault", sa.String(length=24), nullable=False),
         sa.Column("rule", sa.String(length=120), nullable=False),
         sa.Column("decisive", sa.Boolean(), nullable=False),
+        sa.Column("throttle", sa.Boolean(), nullable=False),
+        sa.Column("pause_seconds", sa.Integer(), nullable=True),
         sa.Column("source", sa.String(length=255), nullable=False),
         sa.Column("position", sa.String(length=255), nullable=True),
         sa.ForeignKeyConstraint(
