@@ -1,0 +1,368 @@
+"""Opening inputs: plain, rotated and gzip-compressed log files, read resumably and defensively.
+
+`read_lines` yields each line with the byte offsets where it starts and ends, so a run can record
+how far it got and the next run can resume there. `file_identity` tells a file that was read
+before from a new one that took its name (rotation) or the same one cut short (truncation), so a
+new file is read from the start. Compressed files are recognised by their magic bytes, not their
+names; the offsets of a compressed file count decompressed bytes.
+
+Hostile or broken input never crashes a read: a line over the length cap, a line with NUL bytes,
+corrupt or truncated gzip data and a file that decompresses past the size cap all come back as a
+`Line` with a `problem`, and reading goes on where it can.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import os
+import re
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from deliverability.errors import IngestError
+
+__all__ = [
+    "FORMATS",
+    "FileIdentity",
+    "Line",
+    "ReadLimits",
+    "detect_format",
+    "file_identity",
+    "is_gzip",
+    "open_binary",
+    "read_lines",
+    "resume_offset",
+    "same_file",
+]
+
+#: The formats `detect_format` tells apart (the names `ingest --format` takes).
+FORMATS = ("jsonl", "csv", "postfix", "mbox", "maildir", "eml")
+
+# RFC 1952 section 2.3.1: every gzip member starts with ID1=0x1f, ID2=0x8b.
+GZIP_MAGIC = b"\x1f\x8b"
+#: How much of a file's start its fingerprint covers.
+FINGERPRINT_SIZE = 4096
+_SKIP_CHUNK = 64 * 1024
+_RAW_SHOWN = 200
+
+
+@dataclass(frozen=True, slots=True)
+class ReadLimits:
+    """Caps that keep a hostile or broken file from exhausting memory or disk time.
+
+    `max_decompressed` bounds what one compressed file may expand to (a gzip "bomb" expands about
+    1000 to 1); `max_line` bounds one line, which real log lines never come near.
+    """
+
+    max_decompressed: int = 2 * 1024**3
+    max_line: int = 1024**2
+
+    def __post_init__(self) -> None:
+        if self.max_decompressed < 1 or self.max_line < 1:
+            raise ValueError("read limits must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One line of a file: byte offsets of its start and of what follows it, and its text.
+
+    `end` is where the next read resumes. `problem` is set when the line cannot be used (too long,
+    NUL bytes) or the file cannot be read further (corrupt compressed data, over the size cap; then
+    `end` equals `start`, so a later run retries from there). `bad_utf8` says the bytes were not
+    valid UTF-8 and `text` holds U+FFFD replacement characters: the parser decides whether the
+    fields it needs survived.
+    """
+
+    start: int
+    end: int
+    text: str
+    problem: str | None = None
+    bad_utf8: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """Which file this is, independent of its name.
+
+    The device and inode say which file a name points to now; the fingerprint (SHA-256 of the
+    first `fingerprint_size` bytes of content, decompressed) guards against an inode reused after
+    a deletion and against a file truncated and rewritten in place. `key` is a one-line text form
+    for storage; `from_key` reads it back.
+    """
+
+    device: int
+    inode: int
+    fingerprint: str
+    fingerprint_size: int
+    compressed: bool = False
+
+    @property
+    def key(self) -> str:
+        kind = "gz" if self.compressed else "plain"
+        return f"{kind}:{self.device}:{self.inode}:{self.fingerprint_size}:{self.fingerprint}"
+
+    @classmethod
+    def from_key(cls, key: str) -> FileIdentity:
+        try:
+            kind, device, inode, size, fingerprint = key.split(":")
+            if kind not in ("gz", "plain"):
+                raise ValueError(kind)
+            return cls(int(device), int(inode), fingerprint, int(size), kind == "gz")
+        except ValueError:
+            raise IngestError(key, "identity", "not a file identity key") from None
+
+
+def is_gzip(path: str | os.PathLike[str]) -> bool:
+    """True when the file starts with the gzip magic bytes, whatever its name."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(2) == GZIP_MAGIC
+    except OSError as exc:
+        raise _open_error(path, exc) from None
+
+
+def open_binary(path: str | os.PathLike[str]) -> io.BufferedIOBase:
+    """Open a file for reading bytes, decompressing it when it is gzip data."""
+    compressed = is_gzip(path)
+    try:
+        if compressed:
+            return gzip.open(path, "rb")
+        return open(path, "rb")
+    except OSError as exc:
+        raise _open_error(path, exc) from None
+
+
+def _open_error(path: str | os.PathLike[str], exc: OSError) -> IngestError:
+    return IngestError(str(path), "file", f"cannot open: {exc.strerror or exc}")
+
+
+def _read_head(path: str | os.PathLike[str], size: int) -> bytes:
+    """The first `size` bytes of content (decompressed), as far as they can be read."""
+    with open_binary(path) as f:
+        try:
+            return f.read(size)
+        except (EOFError, OSError, zlib.error):
+            return b""
+
+
+def file_identity(path: str | os.PathLike[str]) -> FileIdentity:
+    """The identity of the file at `path` now (see FileIdentity)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise _open_error(path, exc) from None
+    head = _read_head(path, FINGERPRINT_SIZE)
+    return FileIdentity(
+        device=st.st_dev,
+        inode=st.st_ino,
+        fingerprint=hashlib.sha256(head).hexdigest(),
+        fingerprint_size=len(head),
+        compressed=is_gzip(path),
+    )
+
+
+def same_file(saved: FileIdentity, path: str | os.PathLike[str]) -> bool:
+    """True when `path` holds the file `saved` describes, possibly grown since.
+
+    The content that was fingerprinted must still be there, byte for byte. A plain file must also
+    still be the same inode; a compressed one may not be (logrotate compresses a rotated log into
+    a new file), so its content alone decides.
+    """
+    now = file_identity(path)
+    if (
+        not saved.compressed
+        and not now.compressed
+        and (now.device, now.inode)
+        != (
+            saved.device,
+            saved.inode,
+        )
+    ):
+        return False
+    if now.fingerprint_size < saved.fingerprint_size:
+        return False
+    head = _read_head(path, saved.fingerprint_size)
+    return hashlib.sha256(head).hexdigest() == saved.fingerprint
+
+
+def resume_offset(path: str | os.PathLike[str], saved: FileIdentity | None, offset: int) -> int:
+    """Where to start reading `path`, given the identity and offset a previous run recorded.
+
+    The saved offset when the file is the same one and not shorter than it; otherwise 0: the
+    name now holds a new file (rotation) or the file was truncated, so all of it is new.
+    """
+    if saved is None or offset <= 0 or not same_file(saved, path):
+        return 0
+    if not is_gzip(path):
+        try:
+            if os.path.getsize(path) < offset:
+                return 0
+        except OSError as exc:
+            raise _open_error(path, exc) from None
+    return offset
+
+
+def _decoded(raw: bytes, start: int, end: int) -> Line:
+    body = raw.rstrip(b"\r\n") if raw.endswith(b"\n") else raw
+    if b"\x00" in body:
+        shown = body[:_RAW_SHOWN].replace(b"\x00", b"\\0").decode("utf-8", "replace")
+        return Line(start, end, shown, problem="NUL bytes in the line (binary data?)")
+    try:
+        return Line(start, end, body.decode("utf-8"))
+    except UnicodeDecodeError:
+        return Line(start, end, body.decode("utf-8", "replace"), bad_utf8=True)
+
+
+def read_lines(
+    path: str | os.PathLike[str],
+    *,
+    start_offset: int = 0,
+    limits: ReadLimits | None = None,
+    hold_partial_line: bool = False,
+) -> Iterator[Line]:
+    """Yield the lines of `path` from byte `start_offset` on (see Line).
+
+    `hold_partial_line` leaves a last line without its newline unread, for a log that is still
+    being written: the next run reads it whole. Raises IngestError only when the file cannot be
+    opened at all.
+    """
+    limits = limits or ReadLimits()
+    if start_offset < 0:
+        raise ValueError("start_offset must not be negative")
+    compressed = is_gzip(path)
+    cap = limits.max_decompressed if compressed else None
+    with open_binary(path) as f:
+        pos = start_offset
+        try:
+            if start_offset:
+                f.seek(start_offset)
+        except (EOFError, OSError, zlib.error) as exc:
+            yield Line(0, 0, "", problem=f"compressed data is corrupt or truncated: {exc}")
+            return
+        if cap is not None and pos > cap:
+            yield _over_cap(pos, cap)
+            return
+        while True:
+            try:
+                raw = f.readline(limits.max_line + 1)
+            except (EOFError, OSError, zlib.error) as exc:
+                yield Line(pos, pos, "", problem=f"compressed data is corrupt or truncated: {exc}")
+                return
+            if not raw:
+                return
+            end = pos + len(raw)
+            if cap is not None and end > cap:
+                yield _over_cap(pos, cap)
+                return
+            if len(raw) > limits.max_line and not raw.endswith(b"\n"):
+                skipped, failure = _skip_rest_of_line(f, end, cap)
+                if failure:
+                    yield Line(pos, pos, "", problem=failure)
+                    return
+                shown = raw[:_RAW_SHOWN].decode("utf-8", "replace")
+                problem = f"line longer than {limits.max_line} bytes ({skipped - pos} bytes)"
+                yield Line(pos, skipped, shown, problem=problem)
+                pos = skipped
+                continue
+            if hold_partial_line and not raw.endswith(b"\n"):
+                return
+            yield _decoded(raw, pos, end)
+            pos = end
+
+
+def _over_cap(pos: int, cap: int) -> Line:
+    return Line(
+        pos,
+        pos,
+        "",
+        problem=(
+            f"decompresses to more than {cap} bytes (the per-file limit): the rest is not read; "
+            "raise the limit if this is a genuine log"
+        ),
+    )
+
+
+def _skip_rest_of_line(f: io.BufferedIOBase, pos: int, cap: int | None) -> tuple[int, str | None]:
+    """Read past the rest of an over-long line without keeping it.
+
+    Returns the offset after the line, and a problem when the file ended in a read error or
+    went over the cap first.
+    """
+    while True:
+        try:
+            chunk = f.readline(_SKIP_CHUNK)
+        except (EOFError, OSError, zlib.error) as exc:
+            return pos, f"compressed data is corrupt or truncated: {exc}"
+        pos += len(chunk)
+        if cap is not None and pos > cap:
+            return pos, _over_cap(pos, cap).problem
+        if not chunk or chunk.endswith(b"\n"):
+            return pos, None
+
+
+# --- format detection ---------------------------------------------------------------------------
+
+_DETECT_BYTES = 64 * 1024
+# A syslog or RFC 3339 time stamp, a host, then a Postfix program ("postfix/smtp[123]:", also
+# multi-instance names such as "postfix-out/smtp" and service paths "postfix/submission/smtpd").
+_POSTFIX_LINE_RE = re.compile(
+    r"^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\S+)\s+\S+\s+"
+    r"postfix[\w.-]*/[\w./-]+(?:\[\d+\])?:"
+)
+# RFC 5322 section 3.6.8: a field name is printable US-ASCII except the colon.
+_HEADER_RE = re.compile(r"^[!-9;-~]+:[ \t]?")
+_CSV_REPLY_COLUMNS = ({"reply"}, {"code"}, {"status"})
+
+
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """Tell which of FORMATS `path` is in, from its content (never its name).
+
+    A folder with ``cur`` and ``new`` is a Maildir; a file whose first line starts with
+    ``From `` is an mbox; a JSON object on the first non-empty line is JSON Lines; a header row
+    with the mailer reply log columns is CSV; syslog lines from a ``postfix/`` program are a
+    Postfix log; RFC 5322 header fields are a single message. Raises IngestError otherwise.
+    """
+    p = Path(path)
+    if p.is_dir():
+        if (p / "cur").is_dir() and (p / "new").is_dir():
+            return "maildir"
+        raise IngestError(str(p), "folder", "a folder without cur/ and new/ is not a Maildir")
+    head = _read_head(p, _DETECT_BYTES)
+    if not head.strip():
+        raise IngestError(str(p), "file", "the file is empty: no format to detect")
+    if b"\x00" in head:
+        raise IngestError(str(p), "file", "binary data (NUL bytes), not a log or a message")
+    text = head.decode("utf-8", "replace").lstrip("\ufeff")
+    lines = [ln for ln in text.splitlines() if ln.strip()][:50]
+    first = lines[0]
+    if first.startswith("From "):
+        return "mbox"
+    if first.lstrip().startswith("{"):
+        return "jsonl"
+    if _is_mailer_csv_header(first):
+        return "csv"
+    if any(_POSTFIX_LINE_RE.match(ln) for ln in lines[:20]):
+        return "postfix"
+    if _HEADER_RE.match(first) and not first.startswith((" ", "\t")):
+        return "eml"
+    raise IngestError(
+        str(p),
+        "file",
+        "cannot tell the format (not JSON Lines, the reply log CSV, a Postfix log, an mbox, "
+        f"a Maildir or a message); name it with --format ({'|'.join(FORMATS)})",
+        raw=first[:_RAW_SHOWN],
+    )
+
+
+def _is_mailer_csv_header(line: str) -> bool:
+    try:
+        row = next(csv.reader(io.StringIO(line)))
+    except (csv.Error, StopIteration):
+        return False
+    columns = {c.strip().lower() for c in row}
+    return {"at", "recipient"} <= columns and any(c <= columns for c in _CSV_REPLY_COLUMNS)

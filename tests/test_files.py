@@ -1,0 +1,247 @@
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import pytest
+
+from deliverability.errors import IngestError
+from deliverability.ingest.files import (
+    FileIdentity,
+    ReadLimits,
+    detect_format,
+    file_identity,
+    is_gzip,
+    read_lines,
+    resume_offset,
+    same_file,
+)
+
+LINES = [b"first line\n", b"second line\n", b"third line\n"]
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_lines_carry_the_byte_offsets_where_they_start_and_end(tmp_path: Path) -> None:
+    path = write(tmp_path / "mail.log", b"".join(LINES))
+    lines = list(read_lines(path))
+    assert [ln.text for ln in lines] == ["first line", "second line", "third line"]
+    assert [(ln.start, ln.end) for ln in lines] == [(0, 11), (11, 23), (23, 34)]
+    assert all(ln.problem is None and not ln.bad_utf8 for ln in lines)
+
+
+def test_reading_from_a_saved_offset_yields_only_the_lines_after_it(tmp_path: Path) -> None:
+    path = write(tmp_path / "mail.log", b"".join(LINES))
+    first_run = list(read_lines(path))
+    resumed = list(read_lines(path, start_offset=first_run[0].end))
+    assert [ln.text for ln in resumed] == ["second line", "third line"]
+    assert resumed[0].start == 11
+
+
+def test_gzip_is_recognised_by_its_magic_bytes_and_not_by_its_name(tmp_path: Path) -> None:
+    compressed = write(tmp_path / "mail.log.1", gzip.compress(b"".join(LINES)))
+    plain_named_gz = write(tmp_path / "mail.log.2.gz", b"".join(LINES))
+    assert is_gzip(compressed)
+    assert not is_gzip(plain_named_gz)
+    assert [ln.text for ln in read_lines(compressed)] == ["first line", "second line", "third line"]
+    assert next(ln.text for ln in read_lines(plain_named_gz)) == "first line"
+
+
+def test_offsets_in_a_compressed_file_count_decompressed_bytes(tmp_path: Path) -> None:
+    path = write(tmp_path / "mail.log.3.gz", gzip.compress(b"".join(LINES)))
+    lines = list(read_lines(path))
+    assert [ln.end for ln in lines] == [11, 23, 34]
+    assert [ln.text for ln in read_lines(path, start_offset=23)] == ["third line"]
+
+
+def test_concatenated_gzip_members_are_read_as_one_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "m.gz", gzip.compress(LINES[0]) + gzip.compress(LINES[1]))
+    assert [ln.text for ln in read_lines(path)] == ["first line", "second line"]
+
+
+def test_an_over_long_line_is_a_problem_and_reading_goes_on(tmp_path: Path) -> None:
+    path = write(tmp_path / "m.log", b"short\n" + b"x" * 5000 + b"\nafter\n")
+    lines = list(read_lines(path, limits=ReadLimits(max_line=1000)))
+    assert [ln.text for ln in lines if ln.problem is None] == ["short", "after"]
+    long = lines[1]
+    assert long.problem is not None
+    assert "longer than 1000 bytes" in long.problem
+    assert (long.start, long.end) == (6, 6 + 5001)
+    assert len(long.text) <= 200
+
+
+def test_a_line_with_nul_bytes_is_a_problem(tmp_path: Path) -> None:
+    path = write(tmp_path / "m.log", b"ok\nbin\x00ary\nok again\n")
+    lines = list(read_lines(path))
+    assert lines[1].problem is not None
+    assert "NUL" in lines[1].problem
+    assert lines[2].text == "ok again"
+
+
+def test_invalid_utf8_is_replaced_and_flagged_for_the_parser_to_judge(tmp_path: Path) -> None:
+    path = write(tmp_path / "m.log", b"caf\xe9 au lait\nplain\n")
+    bad, good = read_lines(path)
+    assert bad.bad_utf8
+    assert bad.text == "caf\ufffd au lait"
+    assert bad.problem is None
+    assert not good.bad_utf8
+
+
+def test_crlf_line_endings_are_stripped_and_counted_in_the_offsets(tmp_path: Path) -> None:
+    path = write(tmp_path / "m.log", b"one\r\ntwo\r\n")
+    lines = list(read_lines(path))
+    assert [ln.text for ln in lines] == ["one", "two"]
+    assert lines[1].end == 10
+
+
+def test_a_last_line_without_newline_is_read_unless_held_back(tmp_path: Path) -> None:
+    path = write(tmp_path / "m.log", b"complete\nhalf writ")
+    assert [ln.text for ln in read_lines(path)] == ["complete", "half writ"]
+    held = list(read_lines(path, hold_partial_line=True))
+    assert [ln.text for ln in held] == ["complete"]
+    assert held[-1].end == 9
+
+
+def test_a_truncated_gzip_file_gives_its_lines_then_a_problem(tmp_path: Path) -> None:
+    data = gzip.compress(b"".join(f"line {i}\n".encode() for i in range(2000)))
+    path = write(tmp_path / "cut.gz", data[: len(data) // 2])
+    lines = list(read_lines(path))
+    assert lines[0].text == "line 0"
+    assert lines[-1].problem is not None
+    assert "corrupt or truncated" in lines[-1].problem
+    assert lines[-1].start == lines[-1].end == lines[-2].end
+
+
+def test_a_decompression_bomb_stops_at_the_cap_without_reading_the_rest(tmp_path: Path) -> None:
+    bomb = gzip.compress(b"".join([b"a" * 99 + b"\n"] * 100_000))  # 10 MB from about 30 kB
+    path = write(tmp_path / "bomb.log.gz", bomb)
+    lines = list(read_lines(path, limits=ReadLimits(max_decompressed=1_000_000)))
+    assert len(lines) == 10_001
+    last = lines[-1]
+    assert last.problem is not None
+    assert "more than 1000000 bytes" in last.problem
+    assert last.start == last.end == 1_000_000
+
+
+def test_a_missing_file_is_an_ingest_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(IngestError, match=r"nowhere\.log"):
+        list(read_lines(tmp_path / "nowhere.log"))
+
+
+def test_a_grown_file_is_the_same_file_and_resumes_at_the_saved_offset(tmp_path: Path) -> None:
+    path = write(tmp_path / "mail.log", LINES[0])
+    saved = file_identity(path)
+    with path.open("ab") as f:
+        f.write(LINES[1])
+    assert same_file(saved, path)
+    assert resume_offset(path, saved, 11) == 11
+
+
+def test_a_rotated_log_is_found_under_its_new_name_and_the_new_file_starts_at_zero(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path / "mail.log", b"".join(LINES))
+    saved = file_identity(path)
+    path.rename(tmp_path / "mail.log.1")
+    write(path, b"Nov 29 00:00:01 a fresh log\n")
+    assert resume_offset(path, saved, 34) == 0
+    assert resume_offset(tmp_path / "mail.log.1", saved, 34) == 34
+
+
+def test_a_file_truncated_and_rewritten_in_place_is_read_from_the_start(tmp_path: Path) -> None:
+    path = write(tmp_path / "mail.log", b"".join(LINES))
+    saved = file_identity(path)
+    with path.open("r+b") as f:
+        f.truncate(0)
+        f.write(b"new content\n")
+    assert file_identity(path).inode == saved.inode
+    assert not same_file(saved, path)
+    assert resume_offset(path, saved, 34) == 0
+
+
+def test_a_file_cut_shorter_than_the_saved_offset_is_read_from_the_start(tmp_path: Path) -> None:
+    path = write(tmp_path / "mail.log", b"".join(LINES) + b"x" * 5000 + b"\n")
+    saved = file_identity(path)
+    os.truncate(path, 4200)  # same first 4 KiB, but shorter than where the last run stopped
+    assert same_file(saved, path)
+    assert resume_offset(path, saved, 5000) == 0
+
+
+def test_a_rotated_log_compressed_into_a_new_file_keeps_its_identity(tmp_path: Path) -> None:
+    path = write(tmp_path / "mail.log.1", b"".join(LINES))
+    saved = file_identity(path)
+    compressed = write(tmp_path / "mail.log.2.gz", gzip.compress(path.read_bytes()))
+    path.unlink()
+    assert same_file(saved, compressed)
+    assert resume_offset(compressed, saved, 23) == 23
+
+
+def test_identity_key_round_trips_and_a_bad_key_is_refused() -> None:
+    identity = FileIdentity(2049, 123456, "ab" * 32, 4096, compressed=True)
+    assert FileIdentity.from_key(identity.key) == identity
+    with pytest.raises(IngestError, match="not a file identity key"):
+        FileIdentity.from_key("plain:1:2")
+
+
+POSTFIX_LINE = (
+    "Nov 28 03:14:15 mx postfix/smtp[1234]: 3F1A2B: to=<alice@example.com>, relay=none, "
+    "delay=1, delays=0/0/1/0, dsn=4.4.1, status=deferred (connect to mx.example.com: timeout)\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ('{"at": "2026-11-28T03:00:00Z", "recipient": "a@example.com"}\n', "jsonl"),
+        ("\n\n  {broken json on the first line\n", "jsonl"),
+        ("at,recipient,message_id,reply\n2026-11-28T03:00:00Z,a@example.com,x,250 ok\n", "csv"),
+        ("At,Recipient,Message_ID,Code,Status,Text\n", "csv"),
+        (POSTFIX_LINE, "postfix"),
+        ("2026-11-28T03:14:15.123456+00:00 mx postfix/qmgr[9]: 3F1A2B: removed\n", "postfix"),
+        (
+            "Nov 28 03:14:10 mx dovecot: imap-login: Login\n"
+            "Nov 28 03:14:15 mx postfix-out/submission/smtpd[77]: connect from x\n",
+            "postfix",
+        ),
+        ("From MAILER-DAEMON Sat Nov 28 03:14:15 2026\nSubject: x\n", "mbox"),
+        ("Return-Path: <>\nFrom: MAILER-DAEMON@example.com\n\nbody\n", "eml"),
+    ],
+)
+def test_format_is_detected_from_the_content(tmp_path: Path, content: str, expected: str) -> None:
+    path = write(tmp_path / "input.dat", content.encode())
+    assert detect_format(path) == expected
+
+
+def test_a_compressed_postfix_log_is_detected_as_postfix(tmp_path: Path) -> None:
+    path = write(tmp_path / "mail.log.4.gz", gzip.compress(POSTFIX_LINE.encode()))
+    assert detect_format(path) == "postfix"
+
+
+def test_a_folder_with_cur_and_new_is_a_maildir(tmp_path: Path) -> None:
+    for sub in ("cur", "new", "tmp"):
+        (tmp_path / "bounces" / sub).mkdir(parents=True)
+    assert detect_format(tmp_path / "bounces") == "maildir"
+    with pytest.raises(IngestError, match="not a Maildir"):
+        detect_format(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"", "empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary data"),
+        (b"just some words\nnothing more\n", "cannot tell the format"),
+        (b"name,email\nbob,bob@example.com\n", "cannot tell the format"),
+    ],
+)
+def test_undetectable_input_is_an_ingest_error_that_says_why(
+    tmp_path: Path, content: bytes, problem: str
+) -> None:
+    path = write(tmp_path / "odd.txt", content)
+    with pytest.raises(IngestError, match=problem) as info:
+        detect_format(path)
+    assert "odd.txt" in str(info.value)
