@@ -6,10 +6,19 @@ or extends it. This module holds the typed, immutable form the rest of the code 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, TypeVar
 
-from deliverability.vocabulary import Reason
+from deliverability.errors import ConfigError, PolicyError, Problem
+from deliverability.replies import StatusCode
+from deliverability.vocabulary import Fault, Outcome, Reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,3 +82,871 @@ class HygienePolicy:
     #: Alerts and throttles expire; suppressions do not unless a reason has an expiry here.
     alert_lifetime: timedelta = timedelta(days=7)
     suppression_expiry: dict[Reason, timedelta] = field(default_factory=dict)
+    #: The reasons that count as a soft strike on the address (DESIGN.md: mailbox full,
+    #: inactive-leaning failures, expired retries); other deferrals are the destination's.
+    soft_reasons: frozenset[Reason] = frozenset(
+        {Reason.MAILBOX_FULL, Reason.SUSPEND, Reason.EXPIRED}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ReputationPolicy:
+    """The sender-wide bounce and complaint rates the big providers and ESPs act on.
+
+    Rates at or above `*_review` ask for a look at the list; at or above `*_pause` a provider or
+    ESP is likely to stop taking the sender's mail. Defaults: Amazon SES puts an account under
+    review at a 5% bounce rate and may pause it at 10%, and does the same for complaints at 0.1%
+    and 0.5%; Google's sender guidelines ask bulk senders to keep the spam rate reported in
+    Postmaster Tools below 0.1% and never let it reach 0.3%; Yahoo's sender requirements
+    likewise ask for a complaint rate below 0.3%.
+    """
+
+    #: Bounce rate = hard bounces / messages with a final result (delivered, bounced, blocked).
+    bounce_review: float = 0.05
+    bounce_pause: float = 0.10
+    #: Complaint rate = complaints / messages delivered (Google's "spam rate" has this base).
+    complaint_review: float = 0.001
+    complaint_pause: float = 0.005
+    #: The windows rates are computed over (Google Postmaster Tools and SES both look back
+    #: over days to weeks, not hours).
+    windows: tuple[timedelta, ...] = (timedelta(days=7), timedelta(days=30))
+    #: Below this many messages in a window, a rate says too little to act on.
+    min_messages: int = 100
+
+
+# --------------------------------------------------------------------------------------------
+# Classification rules and the policy files (see docs/policy.md for the format).
+# --------------------------------------------------------------------------------------------
+
+#: The keys a `[[rule]]` table may hold.
+RULE_KEYS = frozenset(
+    {
+        "id",
+        "text",
+        "status",
+        "code",
+        "class",
+        "command",
+        "outcome",
+        "reason",
+        "fault",
+        "decisive",
+        "throttle",
+        "retry_after",
+        "pause",
+        "source",
+        "why",
+    }
+)
+#: Command names as `parse_reply` reports them.
+COMMANDS = frozenset(
+    {"CONNECT", "EHLO", "HELO", "MAIL FROM", "RCPT TO", "DATA", "STARTTLS", "AUTH", "QUIT", "RSET"}
+)
+
+_DURATION_RE = re.compile(r"(\d+)\s*([smhdw])")
+_DURATION_FULL_RE = re.compile(r"^\s*(?:\d+\s*[smhdw]\s*)+$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_RULE_ID_RE = re.compile(r"^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$")
+_CODE_PATTERN_RE = re.compile(r"^[1-5][0-9x][0-9x]$")
+_STATUS_PART_RE = re.compile(r"^(?:\d{1,3}|\*)$")
+
+
+def parse_duration(text: str) -> timedelta:
+    """Read a duration such as ``"90s"``, ``"30m"``, ``"4h"``, ``"5d"``, ``"1w"`` or ``"1h30m"``.
+
+    Raises ValueError naming the text when it is not one.
+    """
+    if not isinstance(text, str) or not _DURATION_FULL_RE.match(text):
+        raise ValueError(
+            f"not a duration: {text!r} (expected a number and a unit s, m, h, d or w, like '30m')"
+        )
+    seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION_RE.findall(text))
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest duration string that `parse_duration` reads back to the same value."""
+    seconds = int(value.total_seconds())
+    if seconds == 0:
+        return "0s"
+    parts = []
+    for unit in ("w", "d", "h", "m", "s"):
+        size = _UNIT_SECONDS[unit]
+        if seconds >= size:
+            count, seconds = divmod(seconds, size)
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusPattern:
+    """An enhanced status pattern of a rule: ``5.1.1``, ``X.1.1`` (any class), ``5.7.*``."""
+
+    klass: int | None
+    subject: int | None
+    detail: int | None
+
+    @classmethod
+    def parse(cls, text: str) -> StatusPattern:
+        parts = text.strip().split(".") if isinstance(text, str) else []
+        if len(parts) != 3:
+            raise ValueError(f"not a status pattern: {text!r} (expected like '5.1.1', 'X.1.1')")
+        head, subject, detail = parts
+        if head in ("X", "x", "*"):
+            klass = None
+        elif head in ("2", "4", "5"):
+            klass = int(head)
+        else:
+            raise ValueError(f"status pattern {text!r}: the class must be 2, 4, 5 or X")
+        if not (_STATUS_PART_RE.match(subject) and _STATUS_PART_RE.match(detail)):
+            raise ValueError(f"status pattern {text!r}: subject and detail are numbers or '*'")
+        return cls(
+            klass,
+            None if subject == "*" else int(subject),
+            None if detail == "*" else int(detail),
+        )
+
+    def matches(self, status: StatusCode) -> bool:
+        return (
+            (self.klass is None or self.klass == status.klass)
+            and (self.subject is None or self.subject == status.subject)
+            and (self.detail is None or self.detail == status.detail)
+        )
+
+    def covers(self, other: StatusPattern) -> bool:
+        """True when every status `other` matches, this pattern matches too."""
+        return all(
+            mine is None or mine == theirs
+            for mine, theirs in (
+                (self.klass, other.klass),
+                (self.subject, other.subject),
+                (self.detail, other.detail),
+            )
+        )
+
+    def __str__(self) -> str:
+        def part(v: int | None, wild: str) -> str:
+            return wild if v is None else str(v)
+
+        return f"{part(self.klass, 'X')}.{part(self.subject, '*')}.{part(self.detail, '*')}"
+
+
+def expand_code_pattern(pattern: int | str) -> frozenset[int]:
+    """The basic codes a rule's code pattern stands for: ``550``, ``"55x"``, ``"5xx"``."""
+    text = str(pattern).strip().lower()
+    if isinstance(pattern, bool) or not _CODE_PATTERN_RE.match(text):
+        raise ValueError(
+            f"not a reply code pattern: {pattern!r} (expected like 550, '55x' or '5xx')"
+        )
+    return frozenset(
+        c for c in range(100, 600) if all(p in ("x", d) for p, d in zip(text, str(c), strict=True))
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One compiled classification rule; `origin` says where it was written (file:line)."""
+
+    id: str
+    outcome: Outcome
+    reason: Reason
+    fault: Fault
+    text: str | None = None
+    status: tuple[StatusPattern, ...] = ()
+    code: tuple[str, ...] = ()
+    classes: frozenset[int] | None = None
+    commands: frozenset[str] | None = None
+    decisive: bool = False
+    throttle: bool = False
+    retry_after: timedelta | None = None
+    pause: timedelta | None = None
+    source: str = ""
+    why: str = ""
+    origin: str = ""
+    #: The basic codes `code` stands for, or None when the rule has no code condition.
+    code_set: frozenset[int] | None = field(default=None, compare=False)
+    regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def effective_classes(self) -> frozenset[int] | None:
+        """The class digits a reply must have for this rule to match, from every condition."""
+        sets: list[frozenset[int]] = []
+        if self.classes is not None:
+            sets.append(self.classes)
+        if self.code_set is not None:
+            sets.append(frozenset(c // 100 for c in self.code_set))
+        if self.status and all(p.klass is not None for p in self.status):
+            sets.append(frozenset(p.klass for p in self.status if p.klass is not None))
+        if not sets:
+            return None
+        result = sets[0]
+        for s in sets[1:]:
+            result &= s
+        return result
+
+    def covers(self, other: Rule) -> bool:
+        """True when this rule matches every reply `other` matches (so `other`, placed after it,
+        can never win)."""
+        if self.text is not None and self.text != other.text:
+            return False
+        if self.status and not (
+            other.status and all(any(a.covers(b) for a in self.status) for b in other.status)
+        ):
+            return False
+        if self.code_set is not None and not (
+            other.code_set is not None and other.code_set <= self.code_set
+        ):
+            return False
+        if self.classes is not None:
+            theirs = other.effective_classes
+            if theirs is None or not theirs <= self.classes:
+                return False
+        return self.commands is None or (
+            other.commands is not None and other.commands <= self.commands
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The rule as its TOML table would write it (for `policy show`)."""
+        out: dict[str, Any] = {"id": self.id}
+        if self.text is not None:
+            out["text"] = self.text
+        if self.status:
+            out["status"] = [str(p) for p in self.status]
+        if self.code:
+            out["code"] = [int(c) if c.isdigit() else c for c in self.code]
+        if self.classes is not None:
+            out["class"] = sorted(self.classes)
+        if self.commands is not None:
+            out["command"] = sorted(self.commands)
+        out.update(outcome=self.outcome.value, reason=self.reason.value, fault=self.fault.value)
+        if self.decisive:
+            out["decisive"] = True
+        if self.throttle:
+            out["throttle"] = True
+        if self.retry_after is not None:
+            out["retry_after"] = format_duration(self.retry_after)
+        if self.pause is not None:
+            out["pause"] = format_duration(self.pause)
+        out["source"] = self.source
+        if self.why:
+            out["why"] = self.why
+        if self.origin:
+            out["origin"] = self.origin
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class Policy:
+    """The effective policy: ordered rules (first match wins) and the numbers.
+
+    Compared by identity: a policy is loaded once and shared; `classify` keeps its compiled index
+    per policy object.
+    """
+
+    rules: tuple[Rule, ...]
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy)
+    hygiene: HygienePolicy = field(default_factory=HygienePolicy)
+    source_files: tuple[str, ...] = ()
+
+    def rule(self, rule_id: str) -> Rule:
+        """The rule with this id; KeyError when there is none."""
+        for rule in self.rules:
+            if rule.id == rule_id:
+                return rule
+        raise KeyError(rule_id)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The effective policy as plain data (for `policy show`)."""
+        return {
+            "backoff": _numbers_as_dict(self.backoff),
+            "throttle": _numbers_as_dict(self.throttle),
+            "hygiene": _numbers_as_dict(self.hygiene),
+            "source_files": list(self.source_files),
+            "rule": [r.as_dict() for r in self.rules],
+        }
+
+
+def _numbers_as_dict(numbers: BackoffPolicy | ThrottlePolicy | HygienePolicy) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in fields(numbers):
+        value = getattr(numbers, f.name)
+        if isinstance(value, timedelta):
+            out[f.name] = format_duration(value)
+        elif f.name == "provider_domains":
+            mx = getattr(numbers, "provider_mx_suffixes", {})
+            providers = {
+                name: {"domains": list(doms), "mx_suffixes": list(mx.get(name, ()))}
+                for name, doms in value.items()
+            }
+            for name, suffixes in mx.items():
+                providers.setdefault(name, {"domains": [], "mx_suffixes": list(suffixes)})
+            out["providers"] = providers
+        elif f.name == "provider_mx_suffixes":
+            continue
+        elif f.name == "suppression_expiry":
+            out[f.name] = {str(k): format_duration(v) for k, v in value.items()}
+        else:
+            out[f.name] = value
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Reading policy files.
+# --------------------------------------------------------------------------------------------
+
+_DATA = "data"
+DEFAULT_POLICY_FILE = "default_policy.toml"
+PROVIDER_RULES_FILE = "provider_rules.toml"
+
+_SECTIONS: dict[str, type[BackoffPolicy] | type[ThrottlePolicy] | type[HygienePolicy]] = {
+    "backoff": BackoffPolicy,
+    "throttle": ThrottlePolicy,
+    "hygiene": HygienePolicy,
+}
+
+
+class _Lines:
+    """Line numbers of tables and keys in a TOML text, found by scanning it.
+
+    tomllib gives values but no positions; policy problems must name the line, so this reads the
+    headers (``[a.b]``, ``[[rule]]``) and ``key =`` lines. Keys inside multi-line strings could
+    fool it; policy files do not have those in practice, and the worst case is a wrong line.
+    """
+
+    _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\"' -]+?)\s*\]\]?\s*(?:#.*)?$")
+    _KEY = re.compile(r"^\s*([A-Za-z0-9_\"'-]+)\s*=")
+
+    def __init__(self, text: str) -> None:
+        # (table name, array index or None) -> (header line, {key: line})
+        self.tables: dict[tuple[str, int | None], tuple[int, dict[str, int]]] = {
+            ("", None): (0, {})
+        }
+        counts: dict[str, int] = {}
+        current: tuple[str, int | None] = ("", None)
+        for number, line in enumerate(text.splitlines(), start=1):
+            header = self._HEADER.match(line)
+            if header:
+                name = header.group(2).replace('"', "").replace("'", "").replace(" ", "")
+                if header.group(1) == "[[":
+                    index = counts.get(name, 0)
+                    counts[name] = index + 1
+                    current = (name, index)
+                else:
+                    current = (name, None)
+                self.tables[current] = (number, {})
+                continue
+            key = self._KEY.match(line)
+            if key:
+                keys = self.tables[current][1]
+                keys.setdefault(key.group(1).strip("\"'"), number)
+
+    def table(self, name: str, index: int | None = None) -> int | None:
+        found = self.tables.get((name, index))
+        return found[0] or None if found else None
+
+    def key(self, name: str, key: str, index: int | None = None) -> int | None:
+        found = self.tables.get((name, index))
+        if not found:
+            return None
+        return found[1].get(key, found[0] or None)
+
+
+class _Reader:
+    """Reads one policy file into rules and number overrides, collecting every problem."""
+
+    def __init__(self, label: str, text: str, *, shipped: bool) -> None:
+        self.label = label
+        self.text = text
+        self.shipped = shipped
+        self.problems: list[Problem] = []
+        self.lines = _Lines(text)
+        self.rules: list[Rule] = []
+        self.overrides: dict[str, dict[str, Any]] = {}
+
+    def problem(
+        self, line: int | None, key: str, message: str, fix: str = "", severity: str = "error"
+    ) -> None:
+        self.problems.append(Problem(severity, self.label, line, key, message, fix))
+
+    def read(self, *, rules_only: bool = False) -> None:
+        try:
+            data = tomllib.loads(self.text)
+        except tomllib.TOMLDecodeError as exc:
+            m = re.search(r"line (\d+)", str(exc))
+            self.problem(
+                int(m.group(1)) if m else None,
+                "(syntax)",
+                f"not valid TOML: {exc}",
+                "correct the TOML syntax at that place",
+            )
+            return
+        for key, value in data.items():
+            if key == "rule":
+                self._read_rules(value)
+            elif key in _SECTIONS and not rules_only:
+                self._read_section(key, value)
+            else:
+                allowed = "rule" if rules_only else "backoff, throttle, hygiene, rule"
+                self.problem(
+                    self.lines.table(key) or self.lines.key("", key),
+                    key,
+                    f"unknown key {key!r}",
+                    f"the top-level keys are: {allowed}",
+                )
+        self._check_shadowing()
+
+    # ---- numbers ------------------------------------------------------------------------
+
+    def _read_section(self, name: str, table: Any) -> None:
+        line = self.lines.table(name)
+        if not isinstance(table, dict):
+            self.problem(line, name, "must be a table", f"write it as [{name}]")
+            return
+        numbers = _SECTIONS[name]()
+        known = {f.name: f for f in fields(numbers)}
+        out: dict[str, Any] = {}
+        for key, value in table.items():
+            where = self.lines.key(name, key)
+            dotted = f"{name}.{key}"
+            if name == "throttle" and key == "providers":
+                self._read_providers(value, out)
+                continue
+            if name == "hygiene" and key == "suppression_expiry":
+                self._read_expiry(value, out)
+                continue
+            if key not in known or key in ("provider_domains", "provider_mx_suffixes"):
+                names = ", ".join(sorted(k for k in known if not k.startswith("provider_")))
+                self.problem(
+                    where, dotted, f"unknown key {key!r}", f"the keys of [{name}] are: {names}"
+                )
+                continue
+            default = getattr(numbers, key)
+            converted = self._convert_number(dotted, where, default, value)
+            if converted is not None:
+                out[key] = converted
+        self.overrides[name] = out
+
+    def _convert_number(self, key: str, line: int | None, default: Any, value: Any) -> Any:
+        if isinstance(default, timedelta):
+            try:
+                result: Any = parse_duration(value)
+            except ValueError as exc:
+                self.problem(line, key, str(exc), "write a duration like '30m', '4h' or '5d'")
+                return None
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                self.problem(line, key, f"expected true or false, got {value!r}")
+                return None
+            result = value
+        elif isinstance(default, int):
+            if isinstance(value, bool) or not isinstance(value, int):
+                self.problem(line, key, f"expected a whole number, got {value!r}")
+                return None
+            result = value
+        elif isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                self.problem(line, key, f"expected a number, got {value!r}")
+                return None
+            result = float(value)
+        else:  # pragma: no cover - every number field has one of the types above
+            result = value
+        problem = _range_problem(key, result)
+        if problem:
+            message, fix, severity = problem
+            self.problem(line, key, message, fix, severity)
+            if severity == "error":
+                return None
+        return result
+
+    def _read_providers(self, value: Any, out: dict[str, Any]) -> None:
+        line = self.lines.key("throttle", "providers") or self.lines.table("throttle.providers")
+        if not isinstance(value, dict):
+            self.problem(line, "throttle.providers", "must be a table of provider groups")
+            return
+        domains: dict[str, tuple[str, ...]] = {}
+        suffixes: dict[str, tuple[str, ...]] = {}
+        for group, spec in value.items():
+            table = f"throttle.providers.{group}"
+            gline = self.lines.table(table) or line
+            if not isinstance(spec, dict):
+                self.problem(gline, table, "must be a table with domains and mx_suffixes")
+                continue
+            for key, items in spec.items():
+                kline = self.lines.key(table, key) or gline
+                if key not in ("domains", "mx_suffixes"):
+                    self.problem(
+                        kline, f"{table}.{key}", f"unknown key {key!r}", "use domains, mx_suffixes"
+                    )
+                    continue
+                if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+                    self.problem(kline, f"{table}.{key}", "must be a list of strings")
+                    continue
+                target = domains if key == "domains" else suffixes
+                target[group] = tuple(i.strip().lower() for i in items)
+        out["provider_domains"] = domains
+        out["provider_mx_suffixes"] = suffixes
+
+    def _read_expiry(self, value: Any, out: dict[str, Any]) -> None:
+        table = "hygiene.suppression_expiry"
+        line = self.lines.table(table) or self.lines.key("hygiene", "suppression_expiry")
+        if not isinstance(value, dict):
+            self.problem(line, table, "must be a table of reason = duration")
+            return
+        expiry: dict[Reason, timedelta] = {}
+        for reason, duration in value.items():
+            kline = self.lines.key(table, reason) or line
+            if reason not in _REASONS:
+                self.problem(
+                    kline, f"{table}.{reason}", f"unknown reason {reason!r}", _choices(_REASONS)
+                )
+                continue
+            try:
+                expiry[Reason(reason)] = parse_duration(duration)
+            except ValueError as exc:
+                self.problem(kline, f"{table}.{reason}", str(exc), "write a duration like '180d'")
+        out["suppression_expiry"] = expiry
+
+    # ---- rules --------------------------------------------------------------------------
+
+    def _read_rules(self, value: Any) -> None:
+        if not isinstance(value, list):
+            self.problem(
+                self.lines.key("", "rule"), "rule", "must be an array of tables", "write [[rule]]"
+            )
+            return
+        seen: dict[str, int | None] = {}
+        for index, table in enumerate(value):
+            line = self.lines.table("rule", index)
+            if not isinstance(table, dict):
+                self.problem(line, f"rule[{index}]", "must be a table", "write [[rule]]")
+                continue
+            rule = self._read_rule(index, table)
+            if rule is None:
+                continue
+            if rule.id in seen:
+                self.problem(
+                    self.lines.key("rule", "id", index),
+                    f"rule {rule.id}.id",
+                    f"duplicate rule id {rule.id!r} (first at line {seen[rule.id]})",
+                    "give each rule its own id",
+                )
+                continue
+            seen[rule.id] = line
+            self.rules.append(rule)
+
+    def _read_rule(self, index: int, table: dict[str, Any]) -> Rule | None:
+        line = self.lines.table("rule", index)
+        raw_id = table.get("id")
+        name = f"rule {raw_id}" if isinstance(raw_id, str) and raw_id else f"rule[{index}]"
+        errors_before = self._error_count()
+
+        def at(key: str) -> int | None:
+            return self.lines.key("rule", key, index)
+
+        def bad(key: str, message: str, fix: str = "", severity: str = "error") -> None:
+            self.problem(at(key), f"{name}.{key}", message, fix, severity)
+
+        for key in table:
+            if key not in RULE_KEYS:
+                bad(
+                    key,
+                    f"unknown key {key!r}",
+                    "the rule keys are: " + ", ".join(sorted(RULE_KEYS)),
+                )
+        if not isinstance(raw_id, str) or not _RULE_ID_RE.match(raw_id):
+            self.problem(
+                at("id") if "id" in table else line,
+                f"{name}.id",
+                "missing or malformed id" if raw_id is not None else "missing id",
+                "give the rule a unique dotted id like 'example.no_such_user'",
+            )
+        regex: re.Pattern[str] | None = None
+        text = table.get("text")
+        if text is not None:
+            if not isinstance(text, str) or not text:
+                bad("text", "must be a non-empty string (a regular expression)")
+            else:
+                try:
+                    regex = re.compile(text)
+                except re.error as exc:
+                    bad("text", f"bad regular expression: {exc}", "fix the regular expression")
+        status: list[StatusPattern] = []
+        for item in _as_list(table.get("status")):
+            try:
+                status.append(StatusPattern.parse(item))
+            except ValueError as exc:
+                bad("status", str(exc), "write patterns like '5.1.1', 'X.1.1' or '5.7.*'")
+        codes: list[str] = []
+        code_set: frozenset[int] | None = None
+        if "code" in table:
+            code_set = frozenset()
+            for item in _as_list(table.get("code")):
+                try:
+                    code_set |= expand_code_pattern(item)
+                    codes.append(str(item).lower())
+                except ValueError as exc:
+                    bad("code", str(exc), "write codes like 550, '55x' or '5xx'")
+        classes: frozenset[int] | None = None
+        if "class" in table:
+            items = _as_list(table.get("class"))
+            if not items or not all(
+                isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= 5 for c in items
+            ):
+                bad("class", f"must be class digits 1 to 5, got {table.get('class')!r}")
+            else:
+                classes = frozenset(items)
+        commands: frozenset[str] | None = None
+        if "command" in table:
+            items = _as_list(table.get("command"))
+            wrong = [c for c in items if not isinstance(c, str) or c.upper() not in COMMANDS]
+            if wrong or not items:
+                bad("command", f"unknown command(s) {wrong!r}", _choices(COMMANDS))
+            else:
+                commands = frozenset(c.upper() for c in items)
+        if not any(k in table for k in ("text", "status", "code", "class", "command")):
+            self.problem(
+                line,
+                name,
+                "the rule has no condition, so it would match every reply",
+                "add at least one of text, status, code, class, command",
+            )
+        outcome = self._enum(table, "outcome", Outcome, bad)
+        reason = self._enum(table, "reason", Reason, bad)
+        fault = self._enum(table, "fault", Fault, bad)
+        flags = {}
+        for key in ("decisive", "throttle"):
+            value = table.get(key, False)
+            if not isinstance(value, bool):
+                bad(key, f"expected true or false, got {value!r}")
+            flags[key] = value is True
+        durations: dict[str, timedelta | None] = {}
+        for key in ("retry_after", "pause"):
+            durations[key] = None
+            if key in table:
+                try:
+                    durations[key] = parse_duration(table[key])
+                except ValueError as exc:
+                    bad(key, str(exc), "write a duration like '5m', '1h'")
+        strings: dict[str, str] = {}
+        for key in ("source", "why"):
+            value = table.get(key, "")
+            if not isinstance(value, str):
+                bad(key, f"expected a string, got {value!r}")
+                value = ""
+            strings[key] = value.strip()
+        if not strings["source"]:
+            bad(
+                "source",
+                "the rule does not say where it comes from",
+                "add source = the RFC section or the public page the rule is based on",
+                severity="error" if self.shipped else "warning",
+            )
+        if (
+            self._error_count() > errors_before
+            or outcome is None
+            or reason is None
+            or fault is None
+            or not isinstance(raw_id, str)
+        ):
+            return None
+        return Rule(
+            id=raw_id,
+            outcome=outcome,
+            reason=reason,
+            fault=fault,
+            text=text,
+            status=tuple(status),
+            code=tuple(codes),
+            classes=classes,
+            commands=commands,
+            decisive=flags["decisive"],
+            throttle=flags["throttle"],
+            retry_after=durations["retry_after"],
+            pause=durations["pause"],
+            source=strings["source"],
+            why=strings["why"],
+            origin=f"{self.label}:{line}" if line else self.label,
+            code_set=code_set,
+            regex=regex,
+        )
+
+    def _enum(self, table: dict[str, Any], key: str, enum: type[E], bad: Any) -> E | None:
+        value = table.get(key)
+        if value is None:
+            bad(key, f"missing {key}", _choices({e.value for e in enum}))
+            return None
+        try:
+            return enum(value)
+        except ValueError:
+            bad(key, f"unknown {key} {value!r}", _choices({e.value for e in enum}))
+            return None
+
+    def _error_count(self) -> int:
+        return sum(1 for p in self.problems if p.severity == "error")
+
+    def _check_shadowing(self) -> None:
+        for later_index, later in enumerate(self.rules):
+            for earlier in self.rules[:later_index]:
+                if earlier.covers(later):
+                    self.problem(
+                        _line_of(later.origin),
+                        f"rule {later.id}",
+                        f"can never match: rule {earlier.id!r} (line {_line_of(earlier.origin)}) "
+                        "comes first and matches every reply this one matches",
+                        "move this rule before the other one, or narrow the other one",
+                    )
+                    break
+
+
+E = TypeVar("E", Outcome, Reason, Fault)
+_REASONS = frozenset(r.value for r in Reason)
+
+
+def _choices(values: Iterable[str]) -> str:
+    return "one of: " + ", ".join(sorted(values))
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _line_of(origin: str) -> int | None:
+    tail = origin.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def _range_problem(key: str, value: Any) -> tuple[str, str, str] | None:
+    """(message, fix, severity) when a policy number is out of its sensible range."""
+    name = key.split(".", 1)[1]
+    if isinstance(value, timedelta):
+        if value <= timedelta(0):
+            return "must be longer than zero", "give a positive duration", "error"
+        if key == "backoff.first_retry" and value < timedelta(minutes=30):
+            return (
+                "RFC 5321 section 4.5.4.1 asks for at least 30 minutes between retries",
+                "use '30m' or more",
+                "warning",
+            )
+        if key == "backoff.lifetime" and value < timedelta(days=4):
+            return (
+                "RFC 5321 section 4.5.4.1 says the give-up time needs to be at least 4-5 days",
+                "use '4d' or '5d'",
+                "warning",
+            )
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            return f"must be at least 1, got {value}", "use a whole number of 1 or more", "error"
+        return None
+    if isinstance(value, float):
+        if name in ("multiplier", "pause_multiplier") and not 1.0 <= value <= 10.0:
+            return f"must be between 1 and 10, got {value}", "use 2.0 (doubling)", "error"
+        if name == "jitter" and not 0.0 <= value <= 0.5:
+            return f"must be between 0 and 0.5, got {value}", "use 0.1", "error"
+        if name in ("rate_multiplier", "incident_fraction") and not 0.0 < value <= 1.0:
+            return f"must be above 0 and at most 1, got {value}", "use 0.5", "error"
+        if name in ("initial_rate", "min_rate") and value <= 0:
+            return f"must be above 0, got {value}", "use a positive rate per minute", "error"
+    return None
+
+
+def _data_text(name: str) -> str | None:
+    resource = files("deliverability").joinpath(_DATA, name)
+    return resource.read_text(encoding="utf-8") if resource.is_file() else None
+
+
+def _read(label: str, text: str, *, shipped: bool, rules_only: bool = False) -> _Reader:
+    reader = _Reader(label, text, shipped=shipped)
+    reader.read(rules_only=rules_only)
+    return reader
+
+
+def _shipped_readers() -> list[_Reader]:
+    readers = []
+    provider = _data_text(PROVIDER_RULES_FILE)
+    if provider is not None:
+        readers.append(_read(PROVIDER_RULES_FILE, provider, shipped=True, rules_only=True))
+    default = _data_text(DEFAULT_POLICY_FILE)
+    if default is None:
+        raise ConfigError(f"the package data file {DEFAULT_POLICY_FILE} is missing: reinstall")
+    readers.append(_read(DEFAULT_POLICY_FILE, default, shipped=True))
+    return readers
+
+
+def _build(readers: list[_Reader], user: _Reader | None) -> Policy:
+    problems = [p for r in [*readers, *([user] if user else [])] for p in r.problems]
+    if any(p.severity == "error" for p in problems):
+        raise PolicyError(problems)
+    numbers: dict[str, Any] = {}
+    for reader in [*readers[::-1], *([user] if user else [])]:
+        for section, values in reader.overrides.items():
+            merged = numbers.setdefault(section, {})
+            for key, value in values.items():
+                if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                    merged[key] = {**merged[key], **value}
+                else:
+                    merged[key] = value
+    shipped = [rule for r in readers for rule in r.rules]
+    rules = list(user.rules) if user else []
+    replaced = {r.id for r in rules}
+    rules += [r for r in shipped if r.id not in replaced]
+    return Policy(
+        rules=tuple(rules),
+        backoff=replace(BackoffPolicy(), **numbers.get("backoff", {})),
+        throttle=replace(ThrottlePolicy(), **numbers.get("throttle", {})),
+        hygiene=replace(HygienePolicy(), **numbers.get("hygiene", {})),
+        source_files=tuple(([user.label] if user else []) + [r.label for r in readers]),
+    )
+
+
+@functools.cache
+def default_policy() -> Policy:
+    """The shipped policy: provider rules, then the standards rules, and the default numbers.
+
+    Loaded once per process.
+    """
+    return _build(_shipped_readers(), None)
+
+
+def load_policy(path: Path | str | None = None) -> Policy:
+    """The shipped policy, extended and overridden by the user file at `path` when given.
+
+    Raises PolicyError (listing every problem with file and line) when a file has errors, and
+    ConfigError when the file cannot be read.
+    """
+    if path is None:
+        return default_policy()
+    user = _read(str(path), _read_user_file(path), shipped=False)
+    return _build(_shipped_readers(), user)
+
+
+def check_policy_file(path: Path | str) -> list[Problem]:
+    """Every problem of a user policy file, with file and line, in file order (errors and
+    warnings; an empty list means the file is clean)."""
+    reader = _read(str(path), _read_user_file(path), shipped=False)
+    return sorted(reader.problems, key=lambda p: (p.line or 0, p.key))
+
+
+def check_shipped_files() -> list[Problem]:
+    """Every problem of the policy files shipped in the package (for tests and CI)."""
+    readers = [
+        _read(name, text, shipped=True, rules_only=name == PROVIDER_RULES_FILE)
+        for name in (PROVIDER_RULES_FILE, DEFAULT_POLICY_FILE)
+        if (text := _data_text(name)) is not None
+    ]
+    return [p for r in readers for p in r.problems]
+
+
+def _read_user_file(path: Path | str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"policy file {str(path)!r} does not exist (fix: give the path of a policy TOML "
+            "file, or unset --policy / DELIVERABILITY_POLICY)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"policy file {str(path)!r} cannot be read: {exc}") from None

@@ -1,0 +1,624 @@
+"""Reports: the questions people who run bulk mail ask every week, answered from the store.
+
+Every report is a function taking an open SQLAlchemy `Session` and returning a list of plain
+dicts (rows) with stable keys, in a stable order; `COLUMNS[name]` lists the keys. The command
+line (`deliverability report ...`) renders the same rows as a table, CSV, JSON or HTML::
+
+    from deliverability import reports
+    rows = reports.domains(session, since=start, until=end, top=10)
+
+Periods are half-open: `since <= at < until`. Every time is timezone-aware UTC; a naive time is
+taken to be UTC. Reports only read: they never write nor commit.
+
+Definitions shared by every report (one place, so the numbers agree with each other):
+
+- *attempts*: every delivery reply recorded (delivered, deferred, bounced, blocked).
+- *sent*: messages that reached a final result (delivered, bounced, blocked). A deferral is not a
+  send: the retry's final result is. This is the base ESPs use for the bounce rate.
+- *bounce rate* = bounced / sent; *block rate* = blocked / sent; *deferral rate* = deferred /
+  attempts; *complaint rate* = complaints / delivered (the base of Google's "spam rate").
+
+Every query filters on indexed columns: events by ``(domain, at)`` when a domain is given, else
+by ``at``; recipients by ``standing`` or ``domain``. See ``bench/bench_reports.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Select, and_, case, func, select
+from sqlalchemy.orm import Session
+
+from deliverability.addresses import normalize_domain
+from deliverability.clock import ensure_utc
+from deliverability.errors import AddressError, InputError
+from deliverability.policy import ReputationPolicy
+from deliverability.store.models import Action, Event, Recipient
+from deliverability.vocabulary import (
+    ActionKind,
+    ActionScope,
+    ActionStatus,
+    Outcome,
+    Reason,
+    Standing,
+)
+
+__all__ = [
+    "COLUMNS",
+    "REPORTS",
+    "Level",
+    "codes",
+    "domains",
+    "outcomes_by_day",
+    "parse_reason",
+    "reasons",
+    "reputation",
+    "reputation_verdict",
+    "undeliverable",
+]
+
+#: The report names the command line accepts, in the order it lists them.
+REPORTS: tuple[str, ...] = ("undeliverable", "domains", "codes", "reputation")
+
+#: The keys of each report's rows, in display order (CSV header, JSON keys, table columns).
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "undeliverable": (
+        "address",
+        "domain",
+        "standing",
+        "reason",
+        "since",
+        "expires",
+        "last_code",
+        "last_status",
+        "last_text",
+        "failures",
+        "last_attempt",
+        "action_id",
+        "action_rule",
+        "action_by",
+    ),
+    "domains": (
+        "domain",
+        "attempts",
+        "sent",
+        "delivered",
+        "deferred",
+        "bounced",
+        "blocked",
+        "complaints",
+        "bounce_rate",
+        "block_rate",
+        "deferral_rate",
+        "complaint_rate",
+        "throttled_until",
+        "max_rate",
+        "open_incidents",
+    ),
+    "codes": ("day", "code", "status", "reason", "outcome", "count", "example"),
+    "reputation": (
+        "window",
+        "since",
+        "until",
+        "metric",
+        "count",
+        "base",
+        "rate",
+        "review_at",
+        "pause_at",
+        "level",
+    ),
+}
+
+#: How a rate compares with its thresholds; `insufficient` when the window has too few messages.
+Level = Literal["ok", "review", "pause", "insufficient"]
+
+_ATTEMPT_OUTCOMES = (Outcome.DELIVERED, Outcome.DEFERRED, Outcome.BOUNCED, Outcome.BLOCKED)
+_FAILING_STANDINGS = (Standing.BOUNCED, Standing.SUPPRESSED)
+
+
+def parse_reason(value: Reason | str) -> Reason:
+    """A `Reason` from its value; an unknown one is an `InputError` listing every valid value."""
+    if isinstance(value, Reason):
+        return value
+    try:
+        return Reason(value.strip().lower())
+    except ValueError:
+        valid = ", ".join(r.value for r in Reason)
+        raise InputError(f"unknown reason {value!r}; valid reasons: {valid}") from None
+
+
+def _domain(value: str) -> str:
+    try:
+        return normalize_domain(value)
+    except AddressError as err:
+        raise InputError(f"bad --domain {value!r}: {err.problem}") from None
+
+
+def _period(since: datetime | None, until: datetime | None) -> tuple[datetime | None, ...]:
+    start = ensure_utc(since) if since is not None else None
+    end = ensure_utc(until) if until is not None else None
+    if start is not None and end is not None and start >= end:
+        raise InputError(
+            f"empty period: since {start.isoformat()} is not before until {end.isoformat()}"
+        )
+    return start, end
+
+
+def _event_filter(
+    since: datetime | None,
+    until: datetime | None,
+    domain: str | None,
+    reason: Reason | str | None = None,
+) -> list[ColumnElement[bool]]:
+    start, end = _period(since, until)
+    where: list[ColumnElement[bool]] = []
+    # Equality on domain then a range on `at`: the (domain, at) index answers both.
+    if domain is not None:
+        where.append(Event.domain == _domain(domain))
+    if start is not None:
+        where.append(Event.at >= start)
+    if end is not None:
+        where.append(Event.at < end)
+    if reason is not None:
+        where.append(Event.reason == parse_reason(reason))
+    return where
+
+
+def _count(outcome: Outcome) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((Event.outcome == outcome, 1), else_=0)), 0)
+
+
+def _rate(part: int, whole: int) -> float | None:
+    """`part / whole`, or None when there is nothing to divide by (not 0: no data is not 0%)."""
+    return part / whole if whole else None
+
+
+# --------------------------------------------------------------------------------------------
+# undeliverable
+
+
+def undeliverable_query(
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    domain: str | None = None,
+    reason: Reason | str | None = None,
+) -> Select[*tuple[Any, ...]]:
+    """The SELECT behind `undeliverable` (exposed for the benchmark's query plans)."""
+    start, end = _period(since, until)
+    failures = (
+        Recipient.bounced_count
+        + Recipient.blocked_count
+        + Recipient.deferred_count
+        + Recipient.expired_count
+    )
+    stmt = (
+        select(
+            Recipient.address,
+            Recipient.domain,
+            Recipient.standing,
+            Recipient.reason,
+            Recipient.standing_since.label("since"),
+            Recipient.suppressed_until.label("expires"),
+            Recipient.last_code,
+            Recipient.last_status,
+            Recipient.last_text,
+            failures.label("failures"),
+            func.coalesce(Recipient.last_failure_at, Recipient.last_event_at).label("last_attempt"),
+            Action.id.label("action_id"),
+            Action.rule.label("action_rule"),
+            Action.created_by.label("action_by"),
+        )
+        .outerjoin(Action, Action.id == Recipient.suppression_action_id)
+        .where(Recipient.standing.in_(_FAILING_STANDINGS))
+        .order_by(Recipient.standing_since.desc(), Recipient.address_key)
+    )
+    if domain is not None:
+        stmt = stmt.where(Recipient.domain == _domain(domain))
+    if reason is not None:
+        stmt = stmt.where(Recipient.reason == parse_reason(reason))
+    if start is not None:
+        stmt = stmt.where(Recipient.standing_since >= start)
+    if end is not None:
+        stmt = stmt.where(Recipient.standing_since < end)
+    return stmt
+
+
+def undeliverable(
+    session: Session,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    domain: str | None = None,
+    reason: Reason | str | None = None,
+) -> list[dict[str, Any]]:
+    """Every address whose standing is bounced or suppressed: the list a sender removes or
+    re-confirms, newest first.
+
+    Filters combine: `since`/`until` bound when the address got that standing, `domain` and
+    `reason` match exactly. `failures` counts every recorded reply that was not a delivery
+    (bounced, blocked, deferred, expired); `action_*` name the hygiene action that suppressed
+    the address (empty for an address bounced but not yet suppressed).
+    """
+    stmt = undeliverable_query(since=since, until=until, domain=domain, reason=reason)
+    return [dict(row._mapping) for row in session.execute(stmt)]
+
+
+# --------------------------------------------------------------------------------------------
+# domains
+
+
+def domains_query(
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    domain: str | None = None,
+) -> Select[*tuple[Any, ...]]:
+    """The SELECT behind `domains`: outcome counts per destination domain over the period."""
+    return (
+        select(
+            Event.domain,
+            func.count().label("events"),
+            _count(Outcome.DELIVERED).label("delivered"),
+            _count(Outcome.DEFERRED).label("deferred"),
+            _count(Outcome.BOUNCED).label("bounced"),
+            _count(Outcome.BLOCKED).label("blocked"),
+            _count(Outcome.COMPLAINED).label("complaints"),
+        )
+        .where(*_event_filter(since, until, domain))
+        .group_by(Event.domain)
+    )
+
+
+def domains(
+    session: Session,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    domain: str | None = None,
+    top: int | None = None,
+) -> list[dict[str, Any]]:
+    """Per destination domain over the period: attempts and results, their rates, the open
+    throttle and the open incidents; worst bounce rate first (then most attempts), `top` rows.
+
+    `throttled_until`/`max_rate` come from the domain's open throttle action, if any;
+    `open_incidents` counts the open or pending alerts raised on the domain.
+    """
+    if top is not None and top < 1:
+        raise InputError(f"--top must be at least 1, not {top}")
+    rows: list[dict[str, Any]] = []
+    for r in session.execute(domains_query(since=since, until=until, domain=domain)):
+        attempts = r.delivered + r.deferred + r.bounced + r.blocked
+        sent = r.delivered + r.bounced + r.blocked
+        rows.append(
+            {
+                "domain": r.domain,
+                "attempts": attempts,
+                "sent": sent,
+                "delivered": r.delivered,
+                "deferred": r.deferred,
+                "bounced": r.bounced,
+                "blocked": r.blocked,
+                "complaints": r.complaints,
+                "bounce_rate": _rate(r.bounced, sent),
+                "block_rate": _rate(r.blocked, sent),
+                "deferral_rate": _rate(r.deferred, attempts),
+                "complaint_rate": _rate(r.complaints, r.delivered),
+                "throttled_until": None,
+                "max_rate": None,
+                "open_incidents": 0,
+            }
+        )
+    rows.sort(key=lambda row: (-(row["bounce_rate"] or 0.0), -row["attempts"], row["domain"]))
+    if top is not None:
+        rows = rows[:top]
+    _add_domain_actions(session, rows)
+    return rows
+
+
+def _add_domain_actions(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Fill in each row's open throttle and incident count from the actions table."""
+    if not rows:
+        return
+    by_domain = {row["domain"]: row for row in rows}
+    live = (ActionStatus.OPEN, ActionStatus.PENDING)
+    stmt = select(Action).where(
+        Action.scope == ActionScope.DOMAIN,
+        Action.status.in_(live),
+        Action.kind.in_((ActionKind.THROTTLE, ActionKind.ALERT)),
+    )
+    # Chunked IN lists keep every backend's bound-parameter limit out of reach.
+    names = sorted(by_domain)
+    for start in range(0, len(names), 500):
+        chunk = names[start : start + 500]
+        for action in session.scalars(stmt.where(Action.target.in_(chunk))):
+            row = by_domain[action.target]
+            if action.kind is ActionKind.ALERT:
+                row["open_incidents"] += 1
+                continue
+            until = action.pause_until or action.expires_at
+            if row["throttled_until"] is None or (
+                until is not None and until > row["throttled_until"]
+            ):
+                row["throttled_until"] = until
+                row["max_rate"] = action.max_rate
+
+
+# --------------------------------------------------------------------------------------------
+# codes
+
+
+def _day(session: Session, column: ColumnElement[datetime]) -> ColumnElement[str]:
+    """The UTC calendar day of a stored time, as ``YYYY-MM-DD`` text, computed by the database."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        # timestamptz: convert to UTC first, or the session's time zone would pick the day.
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
+    if dialect in ("mysql", "mariadb"):
+        return func.date_format(column, "%Y-%m-%d")
+    # SQLite stores naive UTC text "YYYY-MM-DD HH:MM:SS[.ffffff]".
+    return func.substr(column, 1, 10)
+
+
+def codes_query(
+    session: Session,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    domain: str | None = None,
+    reason: Reason | str | None = None,
+    daily: bool = False,
+) -> Select[*tuple[Any, ...]]:
+    """The SELECT behind `codes`."""
+    keys: list[ColumnElement[Any]] = [
+        Event.code.expression,
+        Event.status.expression,
+        Event.reason.expression,
+        Event.outcome.expression,
+    ]
+    if daily:
+        keys.insert(0, _day(session, Event.at.expression).label("day"))
+    stmt = (
+        select(*keys, func.count().label("count"), func.max(Event.text).label("example"))
+        .where(*_event_filter(since, until, domain, reason))
+        .group_by(*keys)
+    )
+    return stmt
+
+
+def codes(
+    session: Session,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    domain: str | None = None,
+    reason: Reason | str | None = None,
+    daily: bool = False,
+) -> list[dict[str, Any]]:
+    """Counts by reply code, enhanced status, reason and outcome over the period, with one
+    example text each; per UTC day (`day`, ``YYYY-MM-DD``) with `daily`, else `day` is None.
+
+    Sorted by day, then most frequent first.
+    """
+    stmt = codes_query(session, since=since, until=until, domain=domain, reason=reason, daily=daily)
+    rows = []
+    for r in session.execute(stmt):
+        m = r._mapping
+        rows.append(
+            {
+                "day": m["day"] if daily else None,
+                "code": m["code"],
+                "status": m["status"],
+                "reason": Reason(m["reason"]),
+                "outcome": Outcome(m["outcome"]),
+                "count": m["count"],
+                "example": m["example"],
+            }
+        )
+    rows.sort(
+        key=lambda row: (
+            row["day"] or "",
+            -row["count"],
+            row["code"] if row["code"] is not None else 0,
+            row["status"] or "",
+            row["reason"].value,
+        )
+    )
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# chart data
+
+
+def outcomes_by_day(
+    session: Session,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    domain: str | None = None,
+) -> list[dict[str, Any]]:
+    """One row per UTC day with a count per outcome (`day` plus one key per `Outcome` value),
+    for the days that have events, oldest first."""
+    day = _day(session, Event.at.expression).label("day")
+    stmt = (
+        select(day, Event.outcome, func.count().label("count"))
+        .where(*_event_filter(since, until, domain))
+        .group_by(day, Event.outcome)
+    )
+    days: dict[str, dict[str, Any]] = {}
+    for r in session.execute(stmt):
+        row = days.setdefault(r.day, {"day": r.day} | {o.value: 0 for o in Outcome})
+        row[Outcome(r.outcome).value] += r.count
+    return [days[d] for d in sorted(days)]
+
+
+def reasons(
+    session: Session,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    domain: str | None = None,
+    top: int | None = None,
+) -> list[dict[str, Any]]:
+    """Counts of failures by reason over the period (deliveries excluded), most frequent first."""
+    stmt = (
+        select(Event.reason, func.count().label("count"))
+        .where(
+            *_event_filter(since, until, domain),
+            Event.outcome.in_(
+                (Outcome.DEFERRED, Outcome.BOUNCED, Outcome.BLOCKED, Outcome.COMPLAINED)
+            ),
+        )
+        .group_by(Event.reason)
+    )
+    rows: list[dict[str, Any]] = [
+        {"reason": Reason(r.reason), "count": r.count} for r in session.execute(stmt)
+    ]
+    rows.sort(key=lambda row: (-row["count"], row["reason"].value))
+    return rows[:top] if top is not None else rows
+
+
+# --------------------------------------------------------------------------------------------
+# reputation
+
+
+def _window_name(window: timedelta) -> str:
+    if window % timedelta(days=1) == timedelta(0):
+        return f"{window.days}d"
+    return f"{int(window.total_seconds() // 3600)}h"
+
+
+def _level(rate: float | None, base: int, review: float, pause: float, minimum: int) -> Level:
+    if rate is None or base < minimum:
+        return "insufficient"
+    if rate >= pause:
+        return "pause"
+    if rate >= review:
+        return "review"
+    return "ok"
+
+
+def reputation(
+    session: Session,
+    *,
+    now: datetime,
+    policy: ReputationPolicy | None = None,
+) -> list[dict[str, Any]]:
+    """The sender's bounce rate and complaint rate over each policy window (7 and 30 days by
+    default) ending at `now`, each against its review and pause thresholds.
+
+    Two rows per window: `metric` ``bounce`` (count = bounced, base = sent) and ``complaint``
+    (count = complaints, base = delivered); `level` is ok, review, pause, or insufficient when
+    the window has fewer than `policy.min_messages` sent. `reputation_verdict` sums them up.
+    """
+    policy = policy or ReputationPolicy()
+    end = ensure_utc(now)
+    windows = sorted(policy.windows)
+    if not windows or windows[0] <= timedelta(0):
+        raise InputError("reputation windows must be positive durations")
+    oldest = end - windows[-1]
+
+    # One pass over the longest window; shorter windows are conditional sums of the same rows.
+    columns: list[ColumnElement[Any]] = []
+    for i, window in enumerate(windows):
+        start = end - window
+        for outcome in (Outcome.DELIVERED, Outcome.BOUNCED, Outcome.BLOCKED, Outcome.COMPLAINED):
+            hit = and_(Event.outcome == outcome, Event.at >= start)
+            columns.append(
+                func.coalesce(func.sum(case((hit, 1), else_=0)), 0).label(f"{outcome.value}_{i}")
+            )
+    counts = (
+        session.execute(select(*columns).where(Event.at >= oldest, Event.at < end)).one()._mapping
+    )
+
+    rows: list[dict[str, Any]] = []
+    for i, window in enumerate(windows):
+        delivered = counts[f"delivered_{i}"]
+        bounced = counts[f"bounced_{i}"]
+        sent = delivered + bounced + counts[f"blocked_{i}"]
+        complaints = counts[f"complained_{i}"]
+        common = {"window": _window_name(window), "since": end - window, "until": end}
+        bounce_rate = _rate(bounced, sent)
+        complaint_rate = _rate(complaints, delivered)
+        rows.append(
+            common
+            | {
+                "metric": "bounce",
+                "count": bounced,
+                "base": sent,
+                "rate": bounce_rate,
+                "review_at": policy.bounce_review,
+                "pause_at": policy.bounce_pause,
+                "level": _level(
+                    bounce_rate,
+                    sent,
+                    policy.bounce_review,
+                    policy.bounce_pause,
+                    policy.min_messages,
+                ),
+            }
+        )
+        rows.append(
+            common
+            | {
+                "metric": "complaint",
+                "count": complaints,
+                "base": delivered,
+                "rate": complaint_rate,
+                "review_at": policy.complaint_review,
+                "pause_at": policy.complaint_pause,
+                # The volume test is on messages sent, as for bounces: a window with enough mail
+                # but few deliveries is exactly the one to judge.
+                "level": _level(
+                    complaint_rate,
+                    sent,
+                    policy.complaint_review,
+                    policy.complaint_pause,
+                    policy.min_messages,
+                ),
+            }
+        )
+    return rows
+
+
+_SEVERITY: dict[str, int] = {"insufficient": 0, "ok": 1, "review": 2, "pause": 3}
+
+
+def _percent(value: float) -> str:
+    return f"{value * 100:.2f}".rstrip("0").rstrip(".") + "%"
+
+
+def reputation_verdict(rows: Sequence[dict[str, Any]]) -> str:
+    """One line a person can act on, from `reputation` rows: the worst level and why."""
+    if not rows:
+        return "verdict: no data"
+    worst = max(rows, key=lambda row: _SEVERITY[row["level"]])
+    level = worst["level"]
+    if level == "insufficient":
+        base = max(row["base"] for row in rows if row["metric"] == "bounce")
+        return (
+            f"verdict: NOT ENOUGH DATA - {base} message(s) sent in the longest window; rates are "
+            "shown but not judged"
+        )
+    if level == "ok":
+        names = " and ".join(dict.fromkeys(row["window"] for row in rows))
+        return (
+            f"verdict: OK - bounce and complaint rates are below the review thresholds over "
+            f"the last {names}"
+        )
+    flagged = [row for row in rows if row["level"] == level]
+    reasons_text = "; ".join(
+        f"{row['window']} {row['metric']} rate {_percent(row['rate'])} "
+        f"({row['count']} of {row['base']}) >= {_percent(row[f'{level}_at'])}"
+        for row in flagged
+    )
+    action = (
+        "providers are likely to block or pause this sender: stop and clean the list"
+        if level == "pause"
+        else "review the list and recent sends before it gets worse"
+    )
+    return f"verdict: {level.upper()} - {reasons_text}; {action}"

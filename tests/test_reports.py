@@ -1,0 +1,431 @@
+"""The report functions, on a store filled by the factories (no engine, no hygiene rules)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import factories_reports as f
+import pytest
+from sqlalchemy.orm import Session
+
+from deliverability import reports
+from deliverability.errors import InputError
+from deliverability.policy import ReputationPolicy
+from deliverability.vocabulary import (
+    ActionKind,
+    ActionScope,
+    ActionStatus,
+    Outcome,
+    Reason,
+    Standing,
+)
+
+NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+# ------------------------------------------------------------------------------------------
+# undeliverable
+
+
+def test_undeliverable_lists_bounced_and_suppressed_addresses_only(session: Session) -> None:
+    f.recipient(session, "ok@example.com", at=NOW, standing=Standing.DELIVERED)
+    f.recipient(session, "later@example.com", at=NOW, standing=Standing.RETRYING)
+    f.recipient(
+        session, "gone@example.com", at=NOW, standing=Standing.BOUNCED, reason=Reason.USER_UNKNOWN
+    )
+    f.recipient(
+        session, "spam@example.org", at=NOW, standing=Standing.SUPPRESSED, reason=Reason.FEEDBACK
+    )
+
+    rows = reports.undeliverable(session)
+
+    assert sorted(r["address"] for r in rows) == ["gone@example.com", "spam@example.org"]
+    assert set(rows[0]) == set(reports.COLUMNS["undeliverable"])
+
+
+def test_undeliverable_row_has_the_last_reply_failures_and_the_suppressing_action(
+    session: Session,
+) -> None:
+    suppress = f.action(
+        session,
+        kind=ActionKind.SUPPRESS,
+        scope=ActionScope.ADDRESS,
+        target="bob@example.com",
+        at=NOW - DAY,
+        reason=Reason.USER_UNKNOWN,
+        rule="hard-bounce-decisive",
+    )
+    f.recipient(
+        session,
+        "Bob@Example.com",
+        at=NOW - 10 * DAY,
+        standing=Standing.SUPPRESSED,
+        reason=Reason.USER_UNKNOWN,
+        since=NOW - DAY,
+        action=suppress,
+        last_code=550,
+        last_status="5.1.1",
+        last_text="550 5.1.1 <Bob@example.com>: no such user",
+        bounced_count=1,
+        deferred_count=2,
+        expired_count=1,
+        delivered_count=7,
+        last_failure_at=NOW - DAY,
+        last_event_at=NOW - DAY,
+    )
+
+    [row] = reports.undeliverable(session)
+
+    assert row["address"] == "Bob@example.com"
+    assert row["domain"] == "example.com"
+    assert row["standing"] is Standing.SUPPRESSED
+    assert row["reason"] is Reason.USER_UNKNOWN
+    assert row["since"] == NOW - DAY
+    assert (row["last_code"], row["last_status"]) == (550, "5.1.1")
+    assert row["last_text"] == "550 5.1.1 <Bob@example.com>: no such user"
+    assert row["failures"] == 4  # deliveries are not failures
+    assert row["last_attempt"] == NOW - DAY
+    assert (row["action_id"], row["action_rule"], row["action_by"]) == (
+        suppress.id,
+        "hard-bounce-decisive",
+        "policy",
+    )
+
+
+def test_undeliverable_filters_combine(session: Session) -> None:
+    def bad(address: str, reason: Reason, since: datetime) -> None:
+        f.recipient(
+            session, address, at=since, standing=Standing.BOUNCED, reason=reason, since=since
+        )
+
+    bad("a@one.example", Reason.USER_UNKNOWN, NOW - 5 * DAY)
+    bad("b@one.example", Reason.MAILBOX_FULL, NOW - 5 * DAY)
+    bad("c@two.example", Reason.USER_UNKNOWN, NOW - 5 * DAY)
+    bad("d@one.example", Reason.USER_UNKNOWN, NOW - 40 * DAY)
+
+    def addresses(**kw: object) -> list[str]:
+        return sorted(r["address"] for r in reports.undeliverable(session, **kw))  # type: ignore[arg-type]
+
+    assert addresses(domain="ONE.example") == ["a@one.example", "b@one.example", "d@one.example"]
+    assert addresses(domain="one.example", reason="user_unknown") == [
+        "a@one.example",
+        "d@one.example",
+    ]
+    assert addresses(domain="one.example", reason=Reason.USER_UNKNOWN, since=NOW - 30 * DAY) == [
+        "a@one.example"
+    ]
+    assert addresses(until=NOW - 30 * DAY) == ["d@one.example"]
+
+
+def test_undeliverable_lists_newest_first(session: Session) -> None:
+    for i, name in enumerate(["old", "mid", "new"]):
+        f.recipient(
+            session, f"{name}@example.com", at=NOW, standing=Standing.BOUNCED, since=NOW + i * DAY
+        )
+    assert [r["address"] for r in reports.undeliverable(session)] == [
+        "new@example.com",
+        "mid@example.com",
+        "old@example.com",
+    ]
+
+
+def test_an_unknown_reason_is_an_error_that_lists_the_valid_reasons(session: Session) -> None:
+    with pytest.raises(InputError, match="unknown reason 'no_such_reason'") as caught:
+        reports.undeliverable(session, reason="no_such_reason")
+    assert "user_unknown" in str(caught.value)
+    assert "mailbox_full" in str(caught.value)
+
+
+def test_a_bad_domain_filter_is_an_error_naming_it(session: Session) -> None:
+    with pytest.raises(InputError, match="bad --domain 'not a domain'"):
+        reports.domains(session, since=NOW - DAY, until=NOW, domain="not a domain")
+
+
+def test_a_period_that_ends_before_it_starts_is_an_error(session: Session) -> None:
+    with pytest.raises(InputError, match="empty period"):
+        reports.codes(session, since=NOW, until=NOW - DAY)
+
+
+def test_an_empty_database_gives_empty_reports(session: Session) -> None:
+    assert reports.undeliverable(session) == []
+    assert reports.domains(session, since=NOW - DAY, until=NOW) == []
+    assert reports.codes(session, since=NOW - DAY, until=NOW, daily=True) == []
+    assert reports.outcomes_by_day(session, since=NOW - DAY, until=NOW) == []
+    assert reports.reasons(session, since=NOW - DAY, until=NOW) == []
+    rows = reports.reputation(session, now=NOW)
+    assert [(r["window"], r["metric"], r["count"], r["rate"]) for r in rows] == [
+        ("7d", "bounce", 0, None),
+        ("7d", "complaint", 0, None),
+        ("30d", "bounce", 0, None),
+        ("30d", "complaint", 0, None),
+    ]
+    assert {r["level"] for r in rows} == {"insufficient"}
+
+
+# ------------------------------------------------------------------------------------------
+# domains
+
+
+def test_domains_counts_outcomes_and_rates_within_the_half_open_period(session: Session) -> None:
+    a = f.recipient(session, "a@one.example", at=NOW - 10 * DAY)
+    f.events(session, a, 6, at=NOW - DAY, outcome=Outcome.DELIVERED)
+    f.events(session, a, 2, at=NOW - DAY, outcome=Outcome.DEFERRED)
+    f.events(session, a, 3, at=NOW - DAY, outcome=Outcome.BOUNCED)
+    f.events(session, a, 1, at=NOW - DAY, outcome=Outcome.BLOCKED)
+    f.events(session, a, 2, at=NOW - DAY, outcome=Outcome.COMPLAINED)
+    # Outside the period: one at `until` exactly, one before `since`.
+    f.event(session, a, at=NOW, outcome=Outcome.BOUNCED)
+    f.event(session, a, at=NOW - 3 * DAY, outcome=Outcome.BOUNCED)
+
+    [row] = reports.domains(session, since=NOW - 2 * DAY, until=NOW)
+
+    assert row == {
+        "domain": "one.example",
+        "attempts": 12,
+        "sent": 10,
+        "delivered": 6,
+        "deferred": 2,
+        "bounced": 3,
+        "blocked": 1,
+        "complaints": 2,
+        "bounce_rate": 0.3,
+        "block_rate": 0.1,
+        "deferral_rate": 2 / 12,
+        "complaint_rate": 2 / 6,
+        "throttled_until": None,
+        "max_rate": None,
+        "open_incidents": 0,
+    }
+
+
+def test_domains_are_sorted_worst_bounce_rate_first_and_top_keeps_the_worst(
+    session: Session,
+) -> None:
+    for name, bounced in [("fine", 0), ("worst", 5), ("bad", 2)]:
+        r = f.recipient(session, f"x@{name}.example", at=NOW - 10 * DAY)
+        f.events(session, r, 10 - bounced, at=NOW - DAY, outcome=Outcome.DELIVERED)
+        f.events(session, r, bounced, at=NOW - DAY, outcome=Outcome.BOUNCED)
+
+    rows = reports.domains(session, since=NOW - 7 * DAY, until=NOW)
+    assert [r["domain"] for r in rows] == ["worst.example", "bad.example", "fine.example"]
+    top = reports.domains(session, since=NOW - 7 * DAY, until=NOW, top=2)
+    assert [r["domain"] for r in top] == ["worst.example", "bad.example"]
+    with pytest.raises(InputError, match="--top must be at least 1"):
+        reports.domains(session, since=NOW - 7 * DAY, until=NOW, top=0)
+
+
+def test_domains_filter_keeps_one_domain(session: Session) -> None:
+    for name in ("one", "two"):
+        r = f.recipient(session, f"x@{name}.example", at=NOW - 10 * DAY)
+        f.event(session, r, at=NOW - DAY, outcome=Outcome.DELIVERED)
+    rows = reports.domains(session, since=NOW - 7 * DAY, until=NOW, domain="Two.Example")
+    assert [r["domain"] for r in rows] == ["two.example"]
+
+
+def test_domains_show_the_open_throttle_and_open_incidents_but_not_resolved_ones(
+    session: Session,
+) -> None:
+    r = f.recipient(session, "x@slow.example", at=NOW - 10 * DAY)
+    f.event(session, r, at=NOW - DAY, outcome=Outcome.DEFERRED, reason=Reason.RATE_LIMITED)
+    pause = NOW + timedelta(minutes=30)
+    f.action(
+        session,
+        kind=ActionKind.THROTTLE,
+        scope=ActionScope.DOMAIN,
+        target="slow.example",
+        at=NOW - DAY,
+        pause_until=pause,
+        max_rate=30.0,
+    )
+    f.action(
+        session,
+        kind=ActionKind.THROTTLE,
+        scope=ActionScope.DOMAIN,
+        target="slow.example",
+        at=NOW - 2 * DAY,
+        status=ActionStatus.RESOLVED,
+        pause_until=NOW + DAY,
+        max_rate=1.0,
+    )
+    f.action(
+        session,
+        kind=ActionKind.ALERT,
+        scope=ActionScope.DOMAIN,
+        target="slow.example",
+        at=NOW - DAY,
+        rule="domain-incident",
+    )
+
+    [row] = reports.domains(session, since=NOW - 7 * DAY, until=NOW)
+
+    assert row["throttled_until"] == pause
+    assert row["max_rate"] == 30.0
+    assert row["open_incidents"] == 1
+
+
+# ------------------------------------------------------------------------------------------
+# codes, outcomes per day, reasons
+
+
+def _mixed_history(session: Session) -> None:
+    a = f.recipient(session, "a@one.example", at=NOW - 10 * DAY)
+    b = f.recipient(session, "b@two.example", at=NOW - 10 * DAY)
+    day1 = datetime(2026, 10, 30, 23, 59, tzinfo=UTC)
+    day2 = datetime(2026, 10, 31, 0, 1, tzinfo=UTC)
+    f.events(session, a, 3, at=day1, outcome=Outcome.BOUNCED)
+    f.events(session, a, 1, at=day2, outcome=Outcome.BOUNCED)
+    f.events(session, b, 2, at=day2, outcome=Outcome.DEFERRED)
+    f.events(session, b, 4, at=day2, outcome=Outcome.DELIVERED)
+    f.event(session, b, at=day2, outcome=Outcome.BLOCKED, code=550, status="5.7.1", text="spam")
+
+
+def test_codes_count_by_code_status_reason_and_outcome_most_frequent_first(
+    session: Session,
+) -> None:
+    _mixed_history(session)
+    rows = reports.codes(session, since=NOW - 7 * DAY, until=NOW)
+    assert [(r["code"], r["status"], r["reason"], r["outcome"], r["count"]) for r in rows] == [
+        (250, "2.0.0", Reason.DELIVERED, Outcome.DELIVERED, 4),
+        (550, "5.1.1", Reason.USER_UNKNOWN, Outcome.BOUNCED, 4),
+        (452, "4.2.2", Reason.MAILBOX_FULL, Outcome.DEFERRED, 2),
+        (550, "5.7.1", Reason.BLOCKED, Outcome.BLOCKED, 1),
+    ]
+    assert rows[3]["example"] == "spam"
+    assert {r["day"] for r in rows} == {None}
+
+
+def test_codes_daily_splits_counts_by_utc_day(session: Session) -> None:
+    _mixed_history(session)
+    rows = reports.codes(session, since=NOW - 7 * DAY, until=NOW, daily=True, domain="one.example")
+    assert [(r["day"], r["status"], r["count"]) for r in rows] == [
+        ("2026-10-30", "5.1.1", 3),
+        ("2026-10-31", "5.1.1", 1),
+    ]
+
+
+def test_codes_reason_filter_keeps_that_reason_only(session: Session) -> None:
+    _mixed_history(session)
+    rows = reports.codes(session, since=NOW - 7 * DAY, until=NOW, reason="mailbox_full")
+    assert [(r["reason"], r["count"]) for r in rows] == [(Reason.MAILBOX_FULL, 2)]
+
+
+def test_outcomes_by_day_has_one_row_per_day_with_every_outcome(session: Session) -> None:
+    _mixed_history(session)
+    rows = reports.outcomes_by_day(session, since=NOW - 7 * DAY, until=NOW)
+    assert [r["day"] for r in rows] == ["2026-10-30", "2026-10-31"]
+    assert rows[0]["bounced"] == 3
+    assert (rows[1]["bounced"], rows[1]["deferred"], rows[1]["delivered"]) == (1, 2, 4)
+    assert rows[1]["blocked"] == 1
+    assert rows[0]["complained"] == 0
+
+
+def test_reasons_count_failures_only_most_frequent_first(session: Session) -> None:
+    _mixed_history(session)
+    rows = reports.reasons(session, since=NOW - 7 * DAY, until=NOW)
+    assert rows == [
+        {"reason": Reason.USER_UNKNOWN, "count": 4},
+        {"reason": Reason.MAILBOX_FULL, "count": 2},
+        {"reason": Reason.BLOCKED, "count": 1},
+    ]
+
+
+# ------------------------------------------------------------------------------------------
+# reputation
+
+
+def _sends(
+    session: Session, *, delivered: int, bounced: int, complaints: int, at: datetime
+) -> None:
+    r = f.recipient(session, f"r{next(_counter)}@example.com", at=at)
+    f.events(session, r, delivered, at=at, outcome=Outcome.DELIVERED)
+    f.events(session, r, bounced, at=at, outcome=Outcome.BOUNCED)
+    f.events(session, r, complaints, at=at, outcome=Outcome.COMPLAINED)
+
+
+_counter = iter(range(1_000_000))
+
+
+def _levels(rows: list[dict[str, object]]) -> dict[tuple[object, object], object]:
+    return {(r["window"], r["metric"]): r["level"] for r in rows}
+
+
+@pytest.mark.parametrize(
+    ("bounced", "level"),
+    [(4, "ok"), (5, "review"), (9, "review"), (10, "pause")],
+)
+def test_bounce_rate_is_judged_at_the_review_and_pause_thresholds(
+    session: Session, bounced: int, level: str
+) -> None:
+    # 100 messages sent: the rate in percent is the number bounced.
+    _sends(session, delivered=100 - bounced, bounced=bounced, complaints=0, at=NOW - DAY)
+    rows = reports.reputation(session, now=NOW, policy=ReputationPolicy())
+    assert _levels(rows)[("7d", "bounce")] == level
+    assert _levels(rows)[("30d", "bounce")] == level
+
+
+@pytest.mark.parametrize(
+    ("complaints", "level"),
+    [(1, "ok"), (2, "review"), (9, "review"), (10, "pause")],
+)
+def test_complaint_rate_is_judged_against_deliveries_at_the_thresholds(
+    session: Session, complaints: int, level: str
+) -> None:
+    # 2000 delivered: 0.1% is 2 complaints, 0.5% is 10.
+    _sends(session, delivered=2000, bounced=0, complaints=complaints, at=NOW - DAY)
+    rows = reports.reputation(session, now=NOW)
+    assert _levels(rows)[("7d", "complaint")] == level
+
+
+def test_an_old_bounce_wave_shows_in_the_30_day_window_but_not_the_7_day_one(
+    session: Session,
+) -> None:
+    _sends(session, delivered=90, bounced=20, complaints=0, at=NOW - 8 * DAY)
+    _sends(session, delivered=200, bounced=0, complaints=0, at=NOW - DAY)
+    rows = reports.reputation(session, now=NOW)
+    by = {(r["window"], r["metric"]): r for r in rows}
+    assert (by["7d", "bounce"]["count"], by["7d", "bounce"]["base"]) == (0, 200)
+    assert (by["30d", "bounce"]["count"], by["30d", "bounce"]["base"]) == (20, 310)
+    assert by["7d", "bounce"]["level"] == "ok"
+    assert by["30d", "bounce"]["level"] == "review"
+    assert by["7d", "bounce"]["since"] == NOW - 7 * DAY
+    assert by["7d", "bounce"]["until"] == NOW
+
+
+def test_events_at_or_after_now_and_older_than_30_days_are_not_counted(session: Session) -> None:
+    _sends(session, delivered=100, bounced=50, complaints=0, at=NOW)
+    _sends(session, delivered=100, bounced=50, complaints=0, at=NOW - 30 * DAY - timedelta(1))
+    rows = reports.reputation(session, now=NOW)
+    assert {r["base"] for r in rows} == {0}
+
+
+def test_too_few_messages_are_shown_but_not_judged(session: Session) -> None:
+    _sends(session, delivered=1, bounced=1, complaints=0, at=NOW - DAY)
+    rows = reports.reputation(session, now=NOW)
+    assert rows[0]["rate"] == 0.5
+    assert rows[0]["level"] == "insufficient"
+    assert reports.reputation_verdict(rows).startswith("verdict: NOT ENOUGH DATA - 2 message(s)")
+    lax = reports.reputation(session, now=NOW, policy=ReputationPolicy(min_messages=2))
+    assert lax[0]["level"] == "pause"
+
+
+def test_verdict_names_the_worst_level_and_the_numbers_behind_it(session: Session) -> None:
+    _sends(session, delivered=88, bounced=12, complaints=0, at=NOW - DAY)
+    verdict = reports.reputation_verdict(reports.reputation(session, now=NOW))
+    assert verdict.startswith("verdict: PAUSE - 7d bounce rate 12% (12 of 100) >= 10%")
+    assert "30d bounce rate 12%" in verdict
+
+
+def test_verdict_is_ok_when_every_rate_is_below_review(session: Session) -> None:
+    _sends(session, delivered=1000, bounced=10, complaints=0, at=NOW - DAY)
+    verdict = reports.reputation_verdict(reports.reputation(session, now=NOW))
+    assert verdict == (
+        "verdict: OK - bounce and complaint rates are below the review thresholds over the "
+        "last 7d and 30d"
+    )
+
+
+def test_verdict_review_for_complaints_says_review(session: Session) -> None:
+    _sends(session, delivered=1000, bounced=0, complaints=2, at=NOW - DAY)
+    verdict = reports.reputation_verdict(reports.reputation(session, now=NOW))
+    assert verdict.startswith("verdict: REVIEW - 7d complaint rate 0.2% (2 of 1000) >= 0.1%")
