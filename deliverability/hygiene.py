@@ -1,0 +1,281 @@
+"""List hygiene rules: when to suppress an address, throttle a destination, alert the sender.
+
+Pure: every function takes the evidence already counted (by the store's set-based queries) plus the
+policy and the times involved, and returns a decision. Nothing here reads a clock or a database.
+The numbers and their sources are in `HygienePolicy` / `ThrottlePolicy` and docs/hygiene.md.
+
+Windows are inclusive at both ends: an event exactly `window` before the anchor still counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from deliverability.policy import HygienePolicy, ThrottlePolicy
+from deliverability.vocabulary import (
+    ActionKind,
+    ActionScope,
+    ActionStatus,
+    Outcome,
+    Reason,
+)
+
+__all__ = [
+    "RULE_AMBIGUOUS",
+    "RULE_BLOCKED",
+    "RULE_BLOCKED_THROTTLE",
+    "RULE_COMPLAINT",
+    "RULE_HARD",
+    "RULE_INCIDENT",
+    "RULE_PUSHBACK",
+    "RULE_RELEASE",
+    "RULE_SOFT",
+    "ActionSummary",
+    "Evidence",
+    "Throttle",
+    "ThrottleStep",
+    "ambiguous_suppresses",
+    "blocks_throttle",
+    "destination_of",
+    "evidence_of",
+    "in_window",
+    "is_incident",
+    "open_key",
+    "pushback_step",
+    "soft_suppresses",
+    "suppression_expires",
+    "throttle_released",
+]
+
+#: Rule ids, stored on each action so `deliverability actions` says which rule raised it.
+RULE_HARD = "hygiene.hard_bounce"
+RULE_AMBIGUOUS = "hygiene.ambiguous_bounce"
+RULE_SOFT = "hygiene.soft_strikes"
+RULE_COMPLAINT = "hygiene.complaint"
+RULE_BLOCKED = "hygiene.sender_blocked"
+RULE_BLOCKED_THROTTLE = "hygiene.repeated_blocks"
+RULE_PUSHBACK = "hygiene.pushback"
+RULE_INCIDENT = "hygiene.domain_incident"
+RULE_RELEASE = "hygiene.release"
+
+#: Suppressions raised by bounces: the ones a domain incident holds for a person to confirm.
+BOUNCE_RULES = (RULE_HARD, RULE_AMBIGUOUS)
+
+
+class Evidence(StrEnum):
+    """What one recorded event means for list hygiene."""
+
+    #: A bounce with decisive evidence (5.1.1, 5.1.10, a provider's "no such user"): suppress.
+    HARD = "hard"
+    #: A bounce without decisive evidence (a bare 550/553): suppress only when repeated.
+    AMBIGUOUS = "ambiguous"
+    #: Mailbox full, inactive-leaning failures, expired retries: a strike on the address.
+    SOFT = "soft"
+    COMPLAINT = "complaint"
+    #: The sender was refused (reputation, policy, auth, TLS): never a strike on the address.
+    BLOCKED = "blocked"
+    #: The destination pushed back (421, 452, rate-limit texts): throttle it, never a strike.
+    PUSHBACK = "pushback"
+    DELIVERED = "delivered"
+    #: Nothing for hygiene (an ordinary deferral, an auto-reply, informational text).
+    NEUTRAL = "neutral"
+
+
+def evidence_of(
+    outcome: Outcome,
+    reason: Reason,
+    *,
+    decisive: bool,
+    throttle: bool,
+    policy: HygienePolicy,
+) -> Evidence:
+    """Classify one event for the hygiene rules.
+
+    The store's SQL predicates mirror this function (tests pin that they agree). Order matters: a
+    push-back is never a strike, whatever its reason; a block is never a strike (DESIGN.md: the
+    fault is the sender's, so the address is not penalised).
+    """
+    if throttle:
+        return Evidence.PUSHBACK
+    if outcome is Outcome.COMPLAINED:
+        return Evidence.COMPLAINT
+    if outcome is Outcome.DELIVERED:
+        return Evidence.DELIVERED
+    if outcome is Outcome.BLOCKED:
+        return Evidence.BLOCKED
+    if outcome is Outcome.BOUNCED:
+        if decisive:
+            return Evidence.HARD
+        if reason in policy.soft_reasons:
+            return Evidence.SOFT
+        return Evidence.AMBIGUOUS
+    if outcome is Outcome.DEFERRED and reason in policy.soft_reasons:
+        return Evidence.SOFT
+    return Evidence.NEUTRAL
+
+
+def in_window(at: datetime, anchor: datetime, window: timedelta) -> bool:
+    """True when `at` lies within `window` before `anchor` (both ends included)."""
+    return anchor - window <= at <= anchor
+
+
+def ambiguous_suppresses(distinct_messages: int, policy: HygienePolicy) -> bool:
+    """A bare or ambiguous 550/553 suppresses when `ambiguous_count` distinct messages got one
+    within `ambiguous_window` (retries of one message count once: one bad relay hop repeating
+    itself is not evidence that the mailbox is gone)."""
+    return distinct_messages >= policy.ambiguous_count
+
+
+def soft_suppresses(
+    distinct_days: int, first_strike: datetime, last_strike: datetime, policy: HygienePolicy
+) -> bool:
+    """Soft strikes suppress when there are `soft_strikes` of them on distinct days, spanning at
+    least `soft_span`. The caller counts only strikes within `soft_window` of the last one and
+    after the address's last delivery (a delivery resets the count)."""
+    return distinct_days >= policy.soft_strikes and last_strike - first_strike >= policy.soft_span
+
+
+def is_incident(bounced_addresses: int, bounces: int, attempts: int, policy: HygienePolicy) -> bool:
+    """A burst of bounces at one domain within `incident_window` is the domain's incident, not
+    that many bad addresses: at least `incident_addresses` distinct addresses, and bounces at
+    least `incident_fraction` of the domain's attempts in the window."""
+    if bounced_addresses < policy.incident_addresses or attempts <= 0:
+        return False
+    return bounces >= policy.incident_fraction * attempts
+
+
+def suppression_expires(reason: Reason, at: datetime, policy: HygienePolicy) -> datetime | None:
+    """When a suppression raised at `at` for `reason` lapses: never, unless the policy sets an
+    expiry for that reason."""
+    lifetime = policy.suppression_expiry.get(reason)
+    return None if lifetime is None else at + lifetime
+
+
+def blocks_throttle(blocks_in_window: int, policy: ThrottlePolicy) -> bool:
+    """Repeated blocks from one destination (`blocked_count` within `blocked_window`) throttle
+    it too: hammering a server that refuses the sender makes the block last longer."""
+    return blocks_in_window >= policy.blocked_count
+
+
+def throttle_released(deliveries_since: int, policy: ThrottlePolicy) -> bool:
+    """A throttle lifts after `release_after_deliveries` deliveries since its last push-back."""
+    return deliveries_since >= policy.release_after_deliveries
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleStep:
+    """A destination's throttle as set by its latest push-back."""
+
+    pause_until: datetime
+    max_rate: float
+    #: 0 for the first push-back in the window, n for the n-th repeat.
+    step: int
+
+
+def pushback_step(
+    last_at: datetime,
+    pushbacks_in_window: int,
+    rule_pause: timedelta | None,
+    policy: ThrottlePolicy,
+) -> ThrottleStep:
+    """The throttle after the latest push-back at `last_at`, the n-th within `repeat_window`.
+
+    The pause starts at `initial_pause` (or the provider rule's own pause), doubles on each
+    repeat and stops at `max_pause` (a provider rule's longer pause is kept as it is); the
+    suggested rate starts at `initial_rate` and halves on each repeat down to `min_rate`.
+    """
+    step = max(0, pushbacks_in_window - 1)
+    base = rule_pause if rule_pause is not None else policy.initial_pause
+    cap = max(policy.max_pause, base)
+    # Cap the exponent: past ~60 doublings every pause is at the cap anyway.
+    factor = policy.pause_multiplier ** min(step, 60)
+    pause = min(cap, base * factor) if factor < 1e12 else cap
+    rate = max(policy.min_rate, policy.initial_rate * policy.rate_multiplier ** min(step, 60))
+    return ThrottleStep(pause_until=last_at + pause, max_rate=rate, step=step)
+
+
+def destination_of(
+    domain: str, policy: ThrottlePolicy, mx_host: str | None = None
+) -> tuple[ActionScope, str]:
+    """The throttle target for a recipient domain: its provider group when the policy maps the
+    domain (or its MX host's suffix) to one, else the domain itself."""
+    for name, domains in policy.provider_domains.items():
+        if domain in domains:
+            return ActionScope.PROVIDER, name
+    if mx_host:
+        host = mx_host.lower().rstrip(".")
+        for name, suffixes in policy.provider_mx_suffixes.items():
+            if any(host == s.lstrip(".") or host.endswith("." + s.lstrip(".")) for s in suffixes):
+                return ActionScope.PROVIDER, name
+    return ActionScope.DOMAIN, domain
+
+
+def open_key(kind: ActionKind, scope: ActionScope, target: str) -> str:
+    """The key that is unique among open and pending actions (`Action.open_key`)."""
+    return f"{kind.value}:{scope.value}:{target}"
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSummary:
+    """An action a rule raised or refreshed, as returned to the sender in a Decision."""
+
+    id: int
+    kind: ActionKind
+    scope: ActionScope
+    target: str
+    status: ActionStatus
+    reason: Reason
+    rule: str
+    detail: str
+    created_at: datetime
+    expires_at: datetime | None = None
+    pause_until: datetime | None = None
+    max_rate: float | None = None
+    #: False when an open action was refreshed rather than raised anew.
+    new: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind.value,
+            "scope": self.scope.value,
+            "target": self.target,
+            "status": self.status.value,
+            "reason": self.reason.value,
+            "rule": self.rule,
+            "detail": self.detail,
+            "created_at": self.created_at.isoformat(),
+            "expires_at": None if self.expires_at is None else self.expires_at.isoformat(),
+            "pause_until": None if self.pause_until is None else self.pause_until.isoformat(),
+            "max_rate": self.max_rate,
+            "new": self.new,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Throttle:
+    """What the sender needs to know before sending to a destination."""
+
+    #: The domain or provider group throttled.
+    destination: str
+    scope: ActionScope
+    paused_until: datetime
+    #: Suggested maximum messages per minute once the pause is over.
+    max_rate: float | None
+    reason: Reason
+    step: int
+    action_id: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "domain": self.destination,
+            "scope": self.scope.value,
+            "until": self.paused_until.isoformat(),
+            "max_rate": self.max_rate,
+            "reason": self.reason.value,
+            "step": self.step,
+            "action_id": self.action_id,
+        }

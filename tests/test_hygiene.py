@@ -1,0 +1,179 @@
+"""The pure list-hygiene rules, at each policy threshold and one either side."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from deliverability.hygiene import (
+    Evidence,
+    ambiguous_suppresses,
+    blocks_throttle,
+    destination_of,
+    evidence_of,
+    in_window,
+    is_incident,
+    pushback_step,
+    soft_suppresses,
+    suppression_expires,
+    throttle_released,
+)
+from deliverability.policy import HygienePolicy, ThrottlePolicy
+from deliverability.vocabulary import ActionScope, Outcome, Reason
+
+H = HygienePolicy()
+T = ThrottlePolicy()
+NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+
+
+def _ev(
+    outcome: Outcome, reason: Reason, decisive: bool = False, throttle: bool = False
+) -> Evidence:
+    return evidence_of(outcome, reason, decisive=decisive, throttle=throttle, policy=H)
+
+
+def test_decisive_bounce_is_hard_evidence() -> None:
+    assert _ev(Outcome.BOUNCED, Reason.USER_UNKNOWN, decisive=True) is Evidence.HARD
+
+
+def test_bare_550_without_decisive_evidence_is_ambiguous() -> None:
+    assert _ev(Outcome.BOUNCED, Reason.REJECTED) is Evidence.AMBIGUOUS
+
+
+@pytest.mark.parametrize("reason", sorted(H.soft_reasons))
+def test_soft_reasons_are_strikes_whether_deferred_or_bounced(reason: Reason) -> None:
+    assert _ev(Outcome.DEFERRED, reason) is Evidence.SOFT
+    assert _ev(Outcome.BOUNCED, reason) is Evidence.SOFT
+
+
+def test_an_ordinary_deferral_is_no_strike() -> None:
+    assert _ev(Outcome.DEFERRED, Reason.SYSTEM_ERROR) is Evidence.NEUTRAL
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [Reason.BLOCKED, Reason.BAD_REPUTATION, Reason.POLICY_VIOLATION, Reason.AUTH_FAILURE,
+     Reason.SECURITY_ERROR, Reason.SPAM_DETECTED],
+)  # fmt: skip
+def test_blocked_verdicts_are_never_a_strike_on_the_address(reason: Reason) -> None:
+    assert _ev(Outcome.BLOCKED, reason) is Evidence.BLOCKED
+    assert _ev(Outcome.BLOCKED, reason, decisive=True) is Evidence.BLOCKED
+
+
+def test_a_pushback_is_never_a_strike_even_with_a_soft_reason() -> None:
+    assert _ev(Outcome.DEFERRED, Reason.MAILBOX_FULL, throttle=True) is Evidence.PUSHBACK
+    assert _ev(Outcome.DEFERRED, Reason.RATE_LIMITED, throttle=True) is Evidence.PUSHBACK
+
+
+def test_complaint_and_delivery_are_their_own_evidence() -> None:
+    assert _ev(Outcome.COMPLAINED, Reason.FEEDBACK) is Evidence.COMPLAINT
+    assert _ev(Outcome.DELIVERED, Reason.DELIVERED) is Evidence.DELIVERED
+    assert _ev(Outcome.INFORMATIONAL, Reason.INFORMATIONAL) is Evidence.NEUTRAL
+
+
+def test_windows_include_both_ends() -> None:
+    window = H.ambiguous_window
+    assert in_window(NOW - window, NOW, window)
+    assert in_window(NOW, NOW, window)
+    assert not in_window(NOW - window - timedelta(microseconds=1), NOW, window)
+    assert not in_window(NOW + timedelta(seconds=1), NOW, window)
+
+
+def test_ambiguous_bounces_suppress_at_the_policy_count_of_distinct_messages() -> None:
+    assert not ambiguous_suppresses(H.ambiguous_count - 1, H)
+    assert ambiguous_suppresses(H.ambiguous_count, H)
+    assert ambiguous_suppresses(H.ambiguous_count + 1, H)
+
+
+def test_soft_strikes_suppress_at_the_count_of_distinct_days_spanning_the_policy_span() -> None:
+    first, last = NOW - H.soft_span, NOW
+    assert not soft_suppresses(H.soft_strikes - 1, first, last, H)
+    assert soft_suppresses(H.soft_strikes, first, last, H)
+    assert soft_suppresses(H.soft_strikes + 1, first, last, H)
+
+
+def test_soft_strikes_spanning_less_than_the_policy_span_do_not_suppress() -> None:
+    assert not soft_suppresses(H.soft_strikes, NOW - H.soft_span + timedelta(days=1), NOW, H)
+    assert soft_suppresses(H.soft_strikes, NOW - H.soft_span - timedelta(days=1), NOW, H)
+
+
+def test_incident_needs_enough_addresses_and_enough_of_the_domains_attempts() -> None:
+    n = H.incident_addresses
+    attempts = 100
+    bounces_at_fraction = int(H.incident_fraction * attempts)
+    assert not is_incident(n - 1, bounces_at_fraction, attempts, H)
+    assert is_incident(n, bounces_at_fraction, attempts, H)
+    assert is_incident(n + 1, bounces_at_fraction, attempts, H)
+    assert not is_incident(n, bounces_at_fraction - 1, attempts, H)
+    assert is_incident(n, bounces_at_fraction + 1, attempts, H)
+    assert not is_incident(n, 0, 0, H)
+
+
+def test_suppressions_never_expire_unless_the_policy_sets_an_expiry_for_the_reason() -> None:
+    assert suppression_expires(Reason.USER_UNKNOWN, NOW, H) is None
+    policy = HygienePolicy(suppression_expiry={Reason.MAILBOX_FULL: timedelta(days=90)})
+    assert suppression_expires(Reason.MAILBOX_FULL, NOW, policy) == NOW + timedelta(days=90)
+    assert suppression_expires(Reason.USER_UNKNOWN, NOW, policy) is None
+
+
+def test_repeated_blocks_throttle_at_the_policy_count() -> None:
+    assert not blocks_throttle(T.blocked_count - 1, T)
+    assert blocks_throttle(T.blocked_count, T)
+    assert blocks_throttle(T.blocked_count + 1, T)
+
+
+def test_throttle_lifts_after_the_policy_count_of_deliveries() -> None:
+    assert not throttle_released(T.release_after_deliveries - 1, T)
+    assert throttle_released(T.release_after_deliveries, T)
+
+
+def test_first_pushback_pauses_for_the_initial_pause_at_the_initial_rate() -> None:
+    step = pushback_step(NOW, 1, None, T)
+    assert step.pause_until == NOW + T.initial_pause
+    assert step.max_rate == T.initial_rate
+    assert step.step == 0
+
+
+def test_each_repeat_doubles_the_pause_and_halves_the_rate() -> None:
+    second = pushback_step(NOW, 2, None, T)
+    third = pushback_step(NOW, 3, None, T)
+    assert second.pause_until - NOW == T.initial_pause * T.pause_multiplier
+    assert third.pause_until - NOW == T.initial_pause * T.pause_multiplier**2
+    assert second.max_rate == T.initial_rate * T.rate_multiplier
+    assert third.max_rate == T.initial_rate * T.rate_multiplier**2
+
+
+def test_the_pause_stops_at_the_cap_and_the_rate_at_the_floor() -> None:
+    step = pushback_step(NOW, 1000, None, T)
+    assert step.pause_until - NOW == T.max_pause
+    assert step.max_rate == T.min_rate
+
+
+def test_a_provider_rules_own_pause_replaces_the_first_step() -> None:
+    own = timedelta(hours=1)
+    assert pushback_step(NOW, 1, own, T).pause_until == NOW + own
+    assert pushback_step(NOW, 2, own, T).pause_until == NOW + min(T.max_pause, own * 2)
+
+
+def test_a_provider_pause_longer_than_the_cap_is_kept() -> None:
+    own = T.max_pause * 3
+    assert pushback_step(NOW, 1, own, T).pause_until == NOW + own
+    assert pushback_step(NOW, 5, own, T).pause_until == NOW + own
+
+
+def test_destination_is_the_provider_group_when_the_policy_maps_the_domain() -> None:
+    policy = ThrottlePolicy(
+        provider_domains={"google": ("gmail.com", "googlemail.com")},
+        provider_mx_suffixes={"google": ("google.com",)},
+    )
+    assert destination_of("gmail.com", policy) == (ActionScope.PROVIDER, "google")
+    assert destination_of("example.org", policy) == (ActionScope.DOMAIN, "example.org")
+    assert destination_of("example.org", policy, "aspmx.l.google.com.") == (
+        ActionScope.PROVIDER,
+        "google",
+    )
+    assert destination_of("example.org", policy, "mx.notgoogle.com") == (
+        ActionScope.DOMAIN,
+        "example.org",
+    )
