@@ -316,6 +316,7 @@ _POSTFIX_LINE_RE = re.compile(
 )
 # RFC 5322 section 3.6.8: a field name is printable US-ASCII except the colon.
 _HEADER_RE = re.compile(r"^[!-9;-~]+:[ \t]?")
+_CONTROL_BYTES = bytes(c for c in range(32) if c not in b"\t\n\r\f\x1b")
 _CSV_REPLY_COLUMNS = ({"reply"}, {"code"}, {"status"})
 
 
@@ -335,10 +336,15 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     head = _read_head(p, _DETECT_BYTES)
     if not head.strip():
         raise IngestError(str(p), "file", "the file is empty: no format to detect")
-    if b"\x00" in head:
-        raise IngestError(str(p), "file", "binary data (NUL bytes), not a log or a message")
     text = head.decode("utf-8", "replace").lstrip("\ufeff")
     lines = [ln for ln in text.splitlines() if ln.strip()][:50]
+    # A few NUL bytes further on (a crash can leave a run of them in a log) are the reader's to
+    # reject line by line; NUL bytes on the very first line, or control bytes all over, mean
+    # binary data.
+    controls = sum(head.count(bytes([c])) for c in _CONTROL_BYTES)
+    if "\x00" in lines[0] or controls * 10 > len(head):
+        raise IngestError(str(p), "file", "binary data (NUL bytes), not a log or a message")
+    lines = [ln for ln in lines if "\x00" not in ln]
     first = lines[0]
     if first.startswith("From "):
         return "mbox"
