@@ -217,27 +217,16 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("events", schema=None) as batch_op:
-        batch_op.drop_index("ix_events_recipient_id_at")
-        batch_op.drop_index("ix_events_domain_at")
-        batch_op.drop_index("ix_events_at")
-
-    op.drop_table("events")
-    with op.batch_alter_table("deliveries", schema=None) as batch_op:
-        batch_op.drop_index("ix_deliveries_state_next_attempt_at")
-
-    op.drop_table("deliveries")
-    op.drop_table("rejected_inputs")
-    with op.batch_alter_table("recipients", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_recipients_standing"))
-        batch_op.drop_index(batch_op.f("ix_recipients_domain"))
-
-    op.drop_table("recipients")
-    op.drop_table("ingested_messages")
-    op.drop_table("ingest_sources")
-    op.drop_table("bookmarks")
-    with op.batch_alter_table("actions", schema=None) as batch_op:
-        batch_op.drop_index("ix_actions_status_expires_at")
-        batch_op.drop_index("ix_actions_kind_scope_target")
-
-    op.drop_table("actions")
+    # Dropping a table drops its indexes; dropping them one by one first fails on MariaDB, which
+    # needs an index on a foreign key column while the constraint exists.
+    for table in (
+        "events",
+        "deliveries",
+        "rejected_inputs",
+        "recipients",
+        "ingested_messages",
+        "ingest_sources",
+        "bookmarks",
+        "actions",
+    ):
+        op.drop_table(table)
