@@ -77,3 +77,6 @@ def main() -> None:
 
 
 # Commands register here, one module per concern.
+from deliverability.commands import prune  # noqa: E402
+
+cli.add_command(prune.prune)
