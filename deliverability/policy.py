@@ -12,7 +12,6 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
-from importlib.resources import files
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -347,6 +346,7 @@ class Policy:
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy)
     hygiene: HygienePolicy = field(default_factory=HygienePolicy)
+    reputation: ReputationPolicy = field(default_factory=ReputationPolicy)
     source_files: tuple[str, ...] = ()
 
     def rule(self, rule_id: str) -> Rule:
@@ -362,12 +362,13 @@ class Policy:
             "backoff": _numbers_as_dict(self.backoff),
             "throttle": _numbers_as_dict(self.throttle),
             "hygiene": _numbers_as_dict(self.hygiene),
+            "reputation": _numbers_as_dict(self.reputation),
             "source_files": list(self.source_files),
             "rule": [r.as_dict() for r in self.rules],
         }
 
 
-def _numbers_as_dict(numbers: BackoffPolicy | ThrottlePolicy | HygienePolicy) -> dict[str, Any]:
+def _numbers_as_dict(numbers: _Numbers) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in fields(numbers):
         value = getattr(numbers, f.name)
@@ -386,6 +387,10 @@ def _numbers_as_dict(numbers: BackoffPolicy | ThrottlePolicy | HygienePolicy) ->
             continue
         elif f.name == "suppression_expiry":
             out[f.name] = {str(k): format_duration(v) for k, v in value.items()}
+        elif isinstance(value, frozenset):
+            out[f.name] = sorted(str(v) for v in value)
+        elif isinstance(value, tuple):
+            out[f.name] = [format_duration(v) if isinstance(v, timedelta) else v for v in value]
         else:
             out[f.name] = value
     return out
@@ -399,10 +404,12 @@ _DATA = "data"
 DEFAULT_POLICY_FILE = "default_policy.toml"
 PROVIDER_RULES_FILE = "provider_rules.toml"
 
-_SECTIONS: dict[str, type[BackoffPolicy] | type[ThrottlePolicy] | type[HygienePolicy]] = {
+_Numbers = BackoffPolicy | ThrottlePolicy | HygienePolicy | ReputationPolicy
+_SECTIONS: dict[str, type[_Numbers]] = {
     "backoff": BackoffPolicy,
     "throttle": ThrottlePolicy,
     "hygiene": HygienePolicy,
+    "reputation": ReputationPolicy,
 }
 
 
@@ -525,9 +532,42 @@ class _Reader:
             converted = self._convert_number(dotted, where, default, value)
             if converted is not None:
                 out[key] = converted
+        if name == "reputation":
+            effective = replace(ReputationPolicy(), **out)
+            for kind in ("bounce", "complaint"):
+                review, pause = (
+                    getattr(effective, f"{kind}_review"),
+                    getattr(effective, f"{kind}_pause"),
+                )
+                if not review < pause:
+                    self.problem(
+                        self.lines.key(name, f"{kind}_review"),
+                        f"reputation.{kind}_review",
+                        f"must be below {kind}_pause ({review} is not below {pause})",
+                        "the review rate comes before the pause rate",
+                    )
         self.overrides[name] = out
 
     def _convert_number(self, key: str, line: int | None, default: Any, value: Any) -> Any:
+        if isinstance(default, frozenset):
+            # A set of reasons (hygiene.soft_reasons).
+            items = _as_list(value)
+            wrong = [v for v in items if not isinstance(v, str) or v not in _REASONS]
+            if wrong:
+                self.problem(line, key, f"unknown reason(s) {wrong!r}", _choices(_REASONS))
+                return None
+            return frozenset(Reason(v) for v in items)
+        if isinstance(default, tuple):
+            # A list of durations (reputation.windows).
+            try:
+                windows = tuple(parse_duration(v) for v in _as_list(value))
+            except ValueError as exc:
+                self.problem(line, key, str(exc), "write a list of durations like ['7d', '30d']")
+                return None
+            if not windows or any(w <= timedelta(0) for w in windows):
+                self.problem(line, key, "must be a non-empty list of positive durations")
+                return None
+            return windows
         if isinstance(default, timedelta):
             try:
                 result: Any = parse_duration(value)
@@ -838,6 +878,10 @@ def _range_problem(key: str, value: Any) -> tuple[str, str, str] | None:
             )
         return None
     if isinstance(value, int) and not isinstance(value, bool):
+        if name == "min_messages":
+            if value < 0:
+                return f"must be 0 or more, got {value}", "use a whole number, like 100", "error"
+            return None
         if value < 1:
             return f"must be at least 1, got {value}", "use a whole number of 1 or more", "error"
         return None
@@ -850,11 +894,15 @@ def _range_problem(key: str, value: Any) -> tuple[str, str, str] | None:
             return f"must be above 0 and at most 1, got {value}", "use 0.5", "error"
         if name in ("initial_rate", "min_rate") and value <= 0:
             return f"must be above 0, got {value}", "use a positive rate per minute", "error"
+        if key.startswith("reputation.") and not 0.0 <= value <= 1.0:
+            return f"must be a fraction between 0 and 1, got {value}", "write 5% as 0.05", "error"
     return None
 
 
 def _data_text(name: str) -> str | None:
-    resource = files("deliverability").joinpath(_DATA, name)
+    # Read beside this module: the package has no __init__.py (a namespace package), which
+    # importlib.resources.files() cannot open.
+    resource = Path(__file__).with_name(_DATA) / name
     return resource.read_text(encoding="utf-8") if resource.is_file() else None
 
 
@@ -898,6 +946,7 @@ def _build(readers: list[_Reader], user: _Reader | None) -> Policy:
         backoff=replace(BackoffPolicy(), **numbers.get("backoff", {})),
         throttle=replace(ThrottlePolicy(), **numbers.get("throttle", {})),
         hygiene=replace(HygienePolicy(), **numbers.get("hygiene", {})),
+        reputation=replace(ReputationPolicy(), **numbers.get("reputation", {})),
         source_files=tuple(([user.label] if user else []) + [r.label for r in readers]),
     )
 

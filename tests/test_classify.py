@@ -1,0 +1,290 @@
+"""The default verdicts the issue fixes, one test per rule of thumb, through the shipped policy."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from deliverability.classify import classify, classify_text, retry_hint
+from deliverability.errors import ReplyParseError
+from deliverability.policy import load_policy
+from deliverability.replies import Reply, StatusCode, parse_reply
+from deliverability.vocabulary import Fault, Outcome, Reason
+
+# (reply, outcome, reason, fault, decisive)
+DEFAULTS = [
+    # 5.1.1, 5.1.10, 5.1.2 and user-unknown texts are decisive hard bounces.
+    ("550 5.1.1 <a@example.com>... User unknown", "bounced", "user_unknown", "recipient", True),
+    ("550 5.1.1 Mailbox does not accept mail", "bounced", "user_unknown", "recipient", True),
+    ("556 5.1.10 Recipient address has null MX", "bounced", "host_unknown", "domain", True),
+    ("550 5.1.2 Host unknown", "bounced", "host_unknown", "domain", True),
+    ("550 No such user here", "bounced", "user_unknown", "recipient", True),
+    ("553 Unknown recipient", "bounced", "user_unknown", "recipient", True),
+    # Bare 550/553: bounced, not decisive.
+    (
+        "550 Requested action not taken: mailbox unavailable",
+        "bounced",
+        "user_unknown",
+        "recipient",
+        False,
+    ),
+    (
+        "553 Requested action not taken: mailbox name not allowed",
+        "bounced",
+        "user_unknown",
+        "recipient",
+        False,
+    ),
+    # 5.7.x and the auth/TLS codes are blocked, the sender's fault, never a hard bounce.
+    (
+        "550 5.7.1 Delivery not authorized, message refused",
+        "blocked",
+        "policy_violation",
+        "sender",
+        False,
+    ),
+    ("550 5.7.23 SPF validation failed", "blocked", "auth_failure", "sender", False),
+    ("550 5.7.25 Reverse DNS validation failed", "blocked", "require_ptr", "sender", False),
+    (
+        "550 5.7.26 Multiple authentication checks failed",
+        "blocked",
+        "auth_failure",
+        "sender",
+        False,
+    ),
+    ("554 5.7.1 <x@y>: Relay access denied", "blocked", "no_relaying", "sender", False),
+    ("530 5.7.0 Must issue a STARTTLS command first", "blocked", "security_error", "sender", False),
+    (
+        "534 5.7.9 Authentication mechanism is too weak",
+        "blocked",
+        "security_error",
+        "sender",
+        False,
+    ),
+    (
+        "538 5.7.11 Encryption required for requested authentication mechanism",
+        "blocked",
+        "security_error",
+        "sender",
+        False,
+    ),
+    ("505 Authentication required", "blocked", "security_error", "sender", False),
+    (
+        "571 Delivery not authorized, message refused",
+        "blocked",
+        "policy_violation",
+        "sender",
+        False,
+    ),
+    ("572 Bounces are blocked due to system abuse", "blocked", "policy_violation", "sender", False),
+    ("554 Message refused for policy reasons", "blocked", "policy_violation", "sender", False),
+    (
+        "554 5.7.1 Client host [192.0.2.1] blocked using zen.spamhaus.org",
+        "blocked",
+        "blocked",
+        "sender",
+        False,
+    ),
+    # The 5.7.x exceptions: account disabled, owner changed.
+    ("550 5.7.13 User account disabled", "bounced", "suspend", "recipient", False),
+    ("550 5.7.17 Mailbox owner has changed", "bounced", "has_moved", "recipient", True),
+    ("550 5.7.18 Domain owner has changed", "bounced", "has_moved", "domain", True),
+    # Mailbox full is deferred unless the text says it is for good.
+    (
+        "552 Requested mail action aborted: exceeded storage allocation",
+        "deferred",
+        "mailbox_full",
+        "recipient",
+        False,
+    ),
+    ("552 5.2.2 Over quota", "deferred", "mailbox_full", "recipient", False),
+    (
+        "550 5.2.2 The mailbox is permanently over quota",
+        "bounced",
+        "mailbox_full",
+        "recipient",
+        False,
+    ),
+    ("550 5.2.1 This mailbox is inactive", "bounced", "suspend", "recipient", False),
+    # 452 depends on its enhanced code.
+    ("452 4.2.2 Mailbox full", "deferred", "mailbox_full", "recipient", False),
+    ("452 4.3.1 Insufficient system storage", "deferred", "system_full", "destination", False),
+    ("452 4.5.3 Too many recipients", "deferred", "rate_limited", "destination", False),
+    (
+        "452 Requested action not taken: insufficient system storage",
+        "deferred",
+        "system_full",
+        "destination",
+        False,
+    ),
+    # 421 and rate-limit texts: deferred, the destination's, throttled.
+    (
+        "421 Service not available, closing transmission channel",
+        "deferred",
+        "rate_limited",
+        "destination",
+        False,
+    ),
+    (
+        "451 4.7.1 Too many connections from your IP, slow down",
+        "deferred",
+        "rate_limited",
+        "destination",
+        False,
+    ),
+    (
+        "450 4.7.1 Sending rate exceeded, try again later",
+        "deferred",
+        "rate_limited",
+        "destination",
+        False,
+    ),
+    # Greylisting.
+    (
+        "450 4.2.0 <a@b>: Recipient address rejected: Greylisted, see http://x/",
+        "deferred",
+        "greylisted",
+        "destination",
+        False,
+    ),
+    # Delivery and not-a-delivery-result.
+    ("250 2.0.0 OK queued as 4B2C1", "delivered", "delivered", "unknown", False),
+    ("251 User not local; will forward", "delivered", "delivered", "unknown", False),
+    ("252 Cannot VRFY user, but will accept message", "delivered", "delivered", "unknown", False),
+    ("220 mx.example.com ESMTP ready", "informational", "informational", "unknown", False),
+    ("221 2.0.0 Bye", "informational", "informational", "unknown", False),
+    ("334 VXNlcm5hbWU6", "informational", "informational", "unknown", False),
+    (
+        "354 Start mail input; end with <CRLF>.<CRLF>",
+        "informational",
+        "informational",
+        "unknown",
+        False,
+    ),
+    ("211 System status", "informational", "informational", "unknown", False),
+    ("214 Help message", "informational", "informational", "unknown", False),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "outcome", "reason", "fault", "decisive"),
+    DEFAULTS,
+    ids=[row[0][:48] for row in DEFAULTS],
+)
+def test_default_policy_gives_the_issue_s_verdict(
+    text: str, outcome: str, reason: str, fault: str, decisive: bool
+) -> None:
+    verdict = classify_text(text)
+    assert (verdict.outcome, verdict.reason, verdict.fault, verdict.decisive) == (
+        Outcome(outcome),
+        Reason(reason),
+        Fault(fault),
+        decisive,
+    ), verdict.rule
+
+
+def test_the_class_digit_turns_a_blocking_rule_on_a_4xx_reply_into_a_deferral() -> None:
+    verdict = classify_text("451 4.7.1 Client host blocked using bl.spamcop.net")
+    assert verdict.outcome is Outcome.DEFERRED
+    assert verdict.reason is Reason.BLOCKED
+    assert verdict.fault is Fault.SENDER
+    assert not verdict.decisive
+
+
+def test_a_4xx_user_unknown_status_is_deferred_and_not_decisive() -> None:
+    verdict = classify_text("450 4.1.1 <a@b>: Recipient address rejected: unverified address")
+    assert verdict.outcome is Outcome.DEFERRED
+    assert verdict.reason is Reason.USER_UNKNOWN
+    assert verdict.decisive is False
+
+
+def test_rate_limit_and_421_replies_ask_to_throttle_the_destination() -> None:
+    assert classify_text("421 4.7.0 Try again later, closing connection").throttle
+    assert classify_text("451 4.7.1 Rate limit exceeded").throttle
+    assert not classify_text("550 5.1.1 User unknown").throttle
+
+
+def test_greylisting_gets_the_policy_s_short_retry_when_the_text_gives_none() -> None:
+    verdict = classify_text("450 4.2.0 Recipient address rejected: Greylisted")
+    assert verdict.retry_after == load_policy().backoff.greylist_retry == timedelta(minutes=5)
+
+
+def test_a_try_again_in_n_seconds_text_becomes_the_retry_hint() -> None:
+    assert classify_text("451 4.7.1 Please try again in 300 seconds").retry_after == timedelta(
+        seconds=300
+    )
+    verdict = classify_text("451 4.7.1 Greylisting in action, please come back in 00:05:00")
+    assert verdict.retry_after == timedelta(minutes=5)
+
+
+def test_a_retry_hint_is_capped_at_the_policy_s_maximum() -> None:
+    verdict = classify_text("451 4.7.1 try again in 99 hours")
+    assert verdict.retry_after == load_policy().backoff.max_hint
+
+
+def test_a_final_reply_carries_no_retry_hint() -> None:
+    assert classify_text("550 5.1.1 User unknown, try again in 5 minutes").retry_after is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("retry in 5 minutes", timedelta(minutes=5)),
+        ("try again after 90s", timedelta(seconds=90)),
+        ("please wait 2 hours", timedelta(hours=2)),
+        ("come back in 00:10:30", timedelta(minutes=10, seconds=30)),
+        ("try again later", None),
+        ("mailbox 300 seconds", None),
+    ],
+)
+def test_retry_hint_reads_numbers_and_units_after_a_retry_verb(
+    text: str, expected: timedelta | None
+) -> None:
+    assert retry_hint(text) == expected
+
+
+def test_an_inconsistent_reply_is_flagged_and_the_basic_code_decides_retry_or_stop() -> None:
+    verdict = classify_text("550 4.1.1 User unknown")
+    assert verdict.inconsistent
+    assert verdict.outcome is Outcome.BOUNCED
+    transient = classify_text("450 5.1.1 <a@b>: try later")
+    assert transient.inconsistent
+    assert transient.outcome is Outcome.DEFERRED
+
+
+def test_a_consistent_reply_is_not_flagged() -> None:
+    assert not classify_text("550 5.1.1 User unknown").inconsistent
+
+
+def test_an_enhanced_status_alone_is_classified_by_its_class() -> None:
+    verdict = classify(Reply(code=None, status=StatusCode(5, 1, 1), text=""))
+    assert (verdict.outcome, verdict.decisive) == (Outcome.BOUNCED, True)
+    assert classify(Reply(code=None, status=StatusCode(4, 4, 1))).outcome is Outcome.DEFERRED
+
+
+def test_classify_and_classify_text_agree() -> None:
+    text = (
+        "host mx.example.com[192.0.2.1] said: 550 5.1.1 <a@b>: User unknown "
+        "(in reply to RCPT TO command)"
+    )
+    assert classify(parse_reply(text)) == classify_text(text)
+
+
+def test_the_verdict_names_the_rule_that_decided() -> None:
+    assert classify_text("550 5.1.1 x").rule == "std.status.bad_mailbox"
+    assert classify_text("599 odd").rule == "std.class.5"
+
+
+def test_classify_text_raises_a_parse_error_naming_the_text() -> None:
+    with pytest.raises(ReplyParseError, match="no SMTP reply code"):
+        classify_text("hello there")
+    # The failure is cached too, and still raised every time.
+    with pytest.raises(ReplyParseError):
+        classify_text("hello there")
+
+
+def test_every_reply_code_from_100_to_599_gets_a_verdict_with_a_rule() -> None:
+    for code in range(100, 600):
+        verdict = classify(Reply(code=code, status=None, text=""))
+        assert verdict.rule.startswith("std."), code
