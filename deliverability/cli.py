@@ -80,3 +80,7 @@ def main() -> None:
 from deliverability.commands import prune  # noqa: E402
 
 cli.add_command(prune.prune)
+
+from deliverability.commands import report  # noqa: E402
+
+cli.add_command(report.report)

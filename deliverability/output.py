@@ -46,9 +46,11 @@ def emit_rows(
     fmt: str,
     out: IO[str] | None = None,
     title: str | None = None,
+    width: int | None = None,
 ) -> None:
     """Write rows as `table`, `csv` (header row always, even with no rows), `json` (one array)
-    or `jsonl` (one object per line)."""
+    or `jsonl` (one object per line). `width` sets the table's console width (default: the
+    terminal's, at least 100)."""
     out = out or sys.stdout
     if fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
@@ -67,4 +69,4 @@ def emit_rows(
             table.add_column(c)
         for row in rows:
             table.add_row(*(_cell(row.get(c)) for c in columns))
-        Console(file=out, width=max(100, Console().width)).print(table)
+        Console(file=out, width=width or max(100, Console().width)).print(table)

@@ -57,6 +57,7 @@ __all__ = [
     "reputation",
     "reputation_verdict",
     "undeliverable",
+    "worst_level",
 ]
 
 #: The report names the command line accepts, in the order it lists them.
@@ -291,22 +292,30 @@ def domains(
         raise InputError(f"--top must be at least 1, not {top}")
     rows: list[dict[str, Any]] = []
     for r in session.execute(domains_query(since=since, until=until, domain=domain)):
-        attempts = r.delivered + r.deferred + r.bounced + r.blocked
-        sent = r.delivered + r.bounced + r.blocked
+        # int(): MariaDB returns SUM() as DECIMAL, which would leak into rates and JSON.
+        delivered, deferred, bounced, blocked, complaints = (
+            int(r.delivered),
+            int(r.deferred),
+            int(r.bounced),
+            int(r.blocked),
+            int(r.complaints),
+        )
+        attempts = delivered + deferred + bounced + blocked
+        sent = delivered + bounced + blocked
         rows.append(
             {
                 "domain": r.domain,
                 "attempts": attempts,
                 "sent": sent,
-                "delivered": r.delivered,
-                "deferred": r.deferred,
-                "bounced": r.bounced,
-                "blocked": r.blocked,
-                "complaints": r.complaints,
-                "bounce_rate": _rate(r.bounced, sent),
-                "block_rate": _rate(r.blocked, sent),
-                "deferral_rate": _rate(r.deferred, attempts),
-                "complaint_rate": _rate(r.complaints, r.delivered),
+                "delivered": delivered,
+                "deferred": deferred,
+                "bounced": bounced,
+                "blocked": blocked,
+                "complaints": complaints,
+                "bounce_rate": _rate(bounced, sent),
+                "block_rate": _rate(blocked, sent),
+                "deferral_rate": _rate(deferred, attempts),
+                "complaint_rate": _rate(complaints, delivered),
                 "throttled_until": None,
                 "max_rate": None,
                 "open_incidents": 0,
@@ -414,7 +423,7 @@ def codes(
                 "status": m["status"],
                 "reason": Reason(m["reason"]),
                 "outcome": Outcome(m["outcome"]),
-                "count": m["count"],
+                "count": int(m["count"]),
                 "example": m["example"],
             }
         )
@@ -452,7 +461,7 @@ def outcomes_by_day(
     days: dict[str, dict[str, Any]] = {}
     for r in session.execute(stmt):
         row = days.setdefault(r.day, {"day": r.day} | {o.value: 0 for o in Outcome})
-        row[Outcome(r.outcome).value] += r.count
+        row[Outcome(r.outcome).value] += int(r._mapping["count"])
     return [days[d] for d in sorted(days)]
 
 
@@ -476,7 +485,8 @@ def reasons(
         .group_by(Event.reason)
     )
     rows: list[dict[str, Any]] = [
-        {"reason": Reason(r.reason), "count": r.count} for r in session.execute(stmt)
+        {"reason": Reason(r.reason), "count": int(r._mapping["count"])}
+        for r in session.execute(stmt)
     ]
     rows.sort(key=lambda row: (-row["count"], row["reason"].value))
     return rows[:top] if top is not None else rows
@@ -537,10 +547,11 @@ def reputation(
 
     rows: list[dict[str, Any]] = []
     for i, window in enumerate(windows):
-        delivered = counts[f"delivered_{i}"]
-        bounced = counts[f"bounced_{i}"]
-        sent = delivered + bounced + counts[f"blocked_{i}"]
-        complaints = counts[f"complained_{i}"]
+        # int(): MariaDB returns SUM() as DECIMAL.
+        delivered = int(counts[f"delivered_{i}"])
+        bounced = int(counts[f"bounced_{i}"])
+        sent = delivered + bounced + int(counts[f"blocked_{i}"])
+        complaints = int(counts[f"complained_{i}"])
         common = {"window": _window_name(window), "since": end - window, "until": end}
         bounce_rate = _rate(bounced, sent)
         complaint_rate = _rate(complaints, delivered)
@@ -592,12 +603,17 @@ def _percent(value: float) -> str:
     return f"{value * 100:.2f}".rstrip("0").rstrip(".") + "%"
 
 
+def worst_level(rows: Sequence[dict[str, Any]]) -> Level:
+    """The most severe `level` among `reputation` rows (pause > review > ok > insufficient)."""
+    levels: list[Level] = [row["level"] for row in rows]
+    return max(levels, key=lambda level: _SEVERITY[level], default="insufficient")
+
+
 def reputation_verdict(rows: Sequence[dict[str, Any]]) -> str:
     """One line a person can act on, from `reputation` rows: the worst level and why."""
     if not rows:
         return "verdict: no data"
-    worst = max(rows, key=lambda row: _SEVERITY[row["level"]])
-    level = worst["level"]
+    level = worst_level(rows)
     if level == "insufficient":
         base = max(row["base"] for row in rows if row["metric"] == "bounce")
         return (

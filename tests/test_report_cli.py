@@ -1,0 +1,199 @@
+"""`deliverability report ...` end to end: options, formats, errors, on a store filled by the
+factories."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import factories_reports as f
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from deliverability.cli import cli
+from deliverability.reports import COLUMNS
+from deliverability.vocabulary import ActionKind, ActionScope, Outcome, Reason, Standing
+
+NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+def run(db_url: str, *args: str) -> Result:
+    return CliRunner().invoke(
+        cli, ["--database-url", db_url, "report", *args, "--now", NOW.isoformat()]
+    )
+
+
+@pytest.fixture
+def filled(sa_engine: Engine, db_url: str) -> str:
+    """A store with bounces at two domains, one suppressed address and a mix of outcomes."""
+    with Session(sa_engine) as session:
+        action = f.action(
+            session,
+            kind=ActionKind.SUPPRESS,
+            scope=ActionScope.ADDRESS,
+            target="gone@bad.example",
+            at=NOW - 2 * DAY,
+            reason=Reason.USER_UNKNOWN,
+            rule="hard-bounce-decisive",
+        )
+        gone = f.recipient(
+            session,
+            "gone@bad.example",
+            at=NOW - 9 * DAY,
+            standing=Standing.SUPPRESSED,
+            reason=Reason.USER_UNKNOWN,
+            since=NOW - 2 * DAY,
+            action=action,
+            last_code=550,
+            last_status="5.1.1",
+            last_text='550 5.1.1 "gone", no such user',
+            bounced_count=1,
+        )
+        fine = f.recipient(session, "fine@good.example", at=NOW - 9 * DAY)
+        f.events(session, gone, 1, at=NOW - 2 * DAY, outcome=Outcome.BOUNCED)
+        f.events(session, gone, 3, at=NOW - 5 * DAY, outcome=Outcome.DELIVERED)
+        f.events(session, fine, 4, at=NOW - 2 * DAY, outcome=Outcome.DELIVERED)
+        f.events(session, fine, 1, at=NOW - 2 * DAY, outcome=Outcome.DEFERRED)
+        session.commit()
+    return db_url
+
+
+def csv_rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+@pytest.mark.parametrize("name", ["undeliverable", "domains", "codes", "reputation"])
+def test_csv_on_an_empty_database_is_the_header_row_alone_or_empty_rows(
+    sa_engine: Engine, db_url: str, name: str
+) -> None:
+    result = run(db_url, name, "--format", "csv")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split(",") == list(COLUMNS[name])
+    if name != "reputation":
+        assert lines[1:] == []
+
+
+def test_undeliverable_csv_has_an_address_column_and_the_suppressing_rule(filled: str) -> None:
+    result = run(filled, "undeliverable", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    [row] = csv_rows(result.stdout)
+    assert row["address"] == "gone@bad.example"
+    assert row["reason"] == "user_unknown"
+    assert row["standing"] == "suppressed"
+    assert row["last_text"] == '550 5.1.1 "gone", no such user'
+    assert row["action_rule"] == "hard-bounce-decisive"
+    assert row["since"] == (NOW - 2 * DAY).isoformat()
+
+
+def test_json_is_one_array_of_objects_with_stable_keys_and_iso_times(filled: str) -> None:
+    result = run(filled, "undeliverable", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert isinstance(data, list)
+    assert list(data[0]) == list(COLUMNS["undeliverable"])
+    assert datetime.fromisoformat(data[0]["since"]) == NOW - 2 * DAY
+    assert data[0]["since"].endswith("+00:00")
+
+
+def test_domains_report_sorts_by_bounce_rate_and_takes_top(filled: str) -> None:
+    result = run(filled, "domains", "--format", "json")
+    data = json.loads(result.stdout)
+    assert [d["domain"] for d in data] == ["bad.example", "good.example"]
+    assert data[0]["bounce_rate"] == 0.25
+    result = run(filled, "domains", "--format", "json", "--top", "1")
+    assert [d["domain"] for d in json.loads(result.stdout)] == ["bad.example"]
+
+
+def test_since_and_domain_filters_apply(filled: str) -> None:
+    result = run(filled, "domains", "--format", "json", "--since", "2026-10-30")
+    [row] = [d for d in json.loads(result.stdout) if d["domain"] == "bad.example"]
+    assert (row["delivered"], row["bounced"]) == (0, 1)
+    result = run(filled, "codes", "--format", "json", "--domain", "GOOD.example")
+    assert {(r["code"], r["count"]) for r in json.loads(result.stdout)} == {(250, 4), (452, 1)}
+
+
+def test_a_bare_until_date_includes_that_whole_day(filled: str) -> None:
+    # Everything at bad.example happened on 2026-10-28 (deliveries) and 2026-10-31 (the bounce).
+    result = run(
+        filled, "codes", "--format", "json", "--domain", "bad.example", "--until", "2026-10-31"
+    )
+    assert {r["code"] for r in json.loads(result.stdout)} == {250, 550}
+    result = run(
+        filled, "codes", "--format", "json", "--domain", "bad.example", "--until", "2026-10-30"
+    )
+    assert {r["code"] for r in json.loads(result.stdout)} == {250}
+
+
+def test_codes_daily_gives_a_day_per_row(filled: str) -> None:
+    result = run(filled, "codes", "--daily", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert {r["day"] for r in csv_rows(result.stdout)} == {"2026-10-28", "2026-10-31"}
+
+
+def test_table_output_shows_the_rows(filled: str) -> None:
+    result = run(filled, "undeliverable")
+    assert result.exit_code == 0, result.output
+    assert "gone@bad.example" in result.stdout
+    assert "user_unknown" in result.stdout
+
+
+def test_reputation_table_ends_with_a_verdict_line(filled: str) -> None:
+    result = run(filled, "reputation")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.rstrip().splitlines()[-1].startswith("verdict: NOT ENOUGH DATA")
+
+
+def test_reputation_csv_keeps_the_verdict_out_of_the_csv(filled: str) -> None:
+    result = run(filled, "reputation", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert "verdict" not in result.stdout
+    assert "verdict: NOT ENOUGH DATA" in result.stderr
+    assert len(csv_rows(result.stdout)) == 4
+
+
+def test_output_writes_the_report_to_a_file(filled: str, tmp_path: Path) -> None:
+    target = tmp_path / "out.csv"
+    result = run(filled, "undeliverable", "--format", "csv", "--output", str(target))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert csv_rows(target.read_text(encoding="utf-8"))[0]["address"] == "gone@bad.example"
+
+
+def test_html_format_writes_one_page(filled: str, tmp_path: Path) -> None:
+    target = tmp_path / "report.html"
+    result = run(filled, "domains", "--format", "html", "-o", str(target))
+    assert result.exit_code == 0, result.output
+    page = target.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>")
+    assert 'id="chart-outcomes"' in page
+    assert "bad.example" in page
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["bogus"], "unknown report 'bogus'; valid reports: undeliverable, domains, codes"),
+        (["codes", "--since", "yesterday"], "not a date: 'yesterday'; use YYYY-MM-DD"),
+        (["codes", "--until", "2026-02-30"], "not a date: '2026-02-30'"),
+        (["codes", "--reason", "nope"], "unknown reason 'nope'; valid reasons: user_unknown"),
+        (["codes", "--since", "2026-11-02", "--until", "2026-11-01"], "is not before --until"),
+        (["domains", "--domain", "bad domain"], "bad --domain 'bad domain'"),
+        (["domains", "--top", "0"], "--top"),
+        (["reputation", "--domain", "x.example"], "--domain does not apply to the reputation"),
+        (["undeliverable", "--daily"], "--daily does not apply to the undeliverable report"),
+        (["codes", "--format", "xml"], "'xml' is not one of"),
+    ],
+)
+def test_bad_input_is_a_usage_error_that_says_what_is_valid(
+    sa_engine: Engine, db_url: str, args: list[str], message: str
+) -> None:
+    result = run(db_url, *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
