@@ -1,0 +1,416 @@
+"""Postfix logs: one delivery result per recipient line, joined to the message's Message-ID.
+
+Postfix logs every delivery attempt of every recipient through its delivery agents (smtp, lmtp,
+local, virtual, error, discard, pipe, retry) as ``QUEUEID: to=<...>, relay=..., delay=...,
+delays=..., dsn=X.Y.Z, status=sent|deferred|bounced (text)``; the remote server's reply, when
+there was one, follows ``said:`` in the text. The cleanup daemon logs the Message-ID once per
+queue id, and the queue manager logs ``status=expired, returned to sender`` when a message has
+been deferred past its lifetime (``maximal_queue_lifetime``) and ``removed`` when the queue file
+is gone. See the Postfix documentation's "Postfix logging" and DSN_README pages.
+
+Lines are matched by what they say, not their order; everything that is not a delivery result
+(connects, disconnects, ``from=`` lines, other programs' lines) is passed over quietly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import TypeVar
+
+from deliverability.errors import DeliverabilityError, IngestError
+from deliverability.ingest.files import ReadLimits, read_lines
+from deliverability.ingest.records import LogRecord, Rejected, normalize_message_id, position_of
+from deliverability.replies import Reply, StatusCode, parse_reply, parse_status
+
+__all__ = [
+    "DELIVERY_AGENTS",
+    "LogRecord",
+    "PostfixStream",
+    "Rejected",
+    "parse_postfix_line",
+    "read_postfix_log",
+]
+
+#: The Postfix programs that log one line per recipient delivery attempt (Postfix manual pages
+#: smtp(8), lmtp(8), local(8), virtual(8), error(8), discard(8), pipe(8); "retry" is error(8)
+#: under another name).
+DELIVERY_AGENTS = frozenset(
+    {"smtp", "lmtp", "local", "virtual", "error", "discard", "pipe", "retry"}
+)
+
+# Postfix's status words and what they mean here. With soft_bounce=yes (postconf(5)) a permanent
+# failure is logged as SOFTBOUNCE and kept in the queue: a deferral.
+_STATUSES = {
+    "sent": "sent",
+    "deferred": "deferred",
+    "bounced": "bounced",
+    "expired": "expired",
+    "softbounce": "deferred",
+}
+# Address verification probes (ADDRESS_VERIFICATION_README) are not deliveries.
+_PROBES = frozenset({"deliverable", "undeliverable"})
+
+# The syslog header: a BSD syslog stamp (RFC 3164 section 4.1.2, no year, no zone) or an
+# RFC 3339 one (rsyslog's high-precision format, journald's short-iso), the host, then a Postfix
+# program: "postfix/smtp[123]:", multi-instance "postfix-out/smtp", service paths
+# "postfix/submission/smtpd".
+_HEADER_RE = re.compile(
+    r"(?:(?P<mon>[A-Z][a-z]{2})\s+(?P<day>\d{1,2})\s+(?P<hms>\d\d:\d\d:\d\d)(?:\.\d+)?"
+    r"|(?P<iso>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|[+-]\d\d:?\d\d)?))"
+    r"\s+(?P<host>\S+)\s+(?P<program>postfix[\w.-]*(?:/[\w.-]+)*?)/(?P<agent>[\w.-]+)"
+    r"(?:\[\d+\])?:\s+(?P<message>.*)"
+)
+_QUEUED_RE = re.compile(r"(?P<qid>[0-9A-Za-z]{5,20}): (?P<rest>.*)")
+_TO_RE = re.compile(r"to=<(?P<to>[^>]*)>(?:, |$)")
+_ORIG_TO_RE = re.compile(r"orig_to=<(?P<orig>[^>]*)>")
+# A reply that starts with its basic code (RFC 5321 section 4.2), as in "status=sent (250 ...)".
+_CODE_START_RE = re.compile(r"#?[2-5]\d\d[ -]")
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
+# RFC 3463 section 3.5: X.4.7 "delivery time expired"; for an expiry line without a dsn=.
+_EXPIRED_STATUS = StatusCode(4, 4, 7)
+
+
+_V = TypeVar("_V")
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    """A Postfix line with a queue id, split into its parts."""
+
+    at: datetime
+    agent: str
+    queue_id: str
+    rest: str
+
+
+def _line_time(
+    match: re.Match[str], year: int | None, now: datetime | None, tz: tzinfo
+) -> datetime:
+    iso = match.group("iso")
+    if iso:
+        value = iso[:-1] + "+00:00" if iso[-1] in "Zz" else iso
+        stamp = datetime.fromisoformat(value)
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=tz)
+        return stamp.astimezone(UTC)
+    month = _MONTHS.get(match.group("mon"))
+    if month is None:
+        raise ValueError(f"unknown month {match.group('mon')!r}")
+    day = int(match.group("day"))
+    hour, minute, second = (int(p) for p in match.group("hms").split(":"))
+    if year is not None:
+        return datetime(year, month, day, hour, minute, second, tzinfo=tz).astimezone(UTC)
+    if now is None:
+        raise ValueError("a syslog time stamp has no year: pass year= or now=")
+    # The latest time not after `now`: last year's December for a January run, and for Feb 29
+    # the last leap year (a ValueError from every candidate means the date does not exist).
+    problem: ValueError | None = None
+    for candidate in range(now.year, now.year - 8, -1):
+        try:
+            stamp = datetime(candidate, month, day, hour, minute, second, tzinfo=tz)
+        except ValueError as exc:
+            problem = exc
+            continue
+        if stamp <= now:
+            return stamp.astimezone(UTC)
+    raise problem or ValueError("no year puts this time before now")
+
+
+def _split(
+    text: str, year: int | None, now: datetime | None, tz: tzinfo, source: str, position: str
+) -> _Line | None:
+    """The parts of a Postfix line that carries a queue id; None for any other line."""
+    match = _HEADER_RE.match(text)
+    if match is None:
+        if "postfix" in text and "status=" in text:
+            raise IngestError(source, position, "not a syslog line from Postfix", text)
+        return None
+    queued = _QUEUED_RE.match(match.group("message"))
+    if queued is None:
+        return None
+    try:
+        at = _line_time(match, year, now, tz)
+    except ValueError as exc:
+        raise IngestError(source, position, f"invalid time stamp: {exc}", text) from None
+    return _Line(at, match.group("agent"), queued.group("qid"), queued.group("rest"))
+
+
+def _fields(head: str) -> dict[str, str]:
+    """The ``key=value`` fields between ``to=<...>`` and ``status=``."""
+    fields: dict[str, str] = {}
+    for part in head.split(", "):
+        key, sep, value = part.partition("=")
+        if sep:
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def _reply(text: str, dsn: str | None, status_word: str) -> Reply:
+    """The remote reply when the text holds one, else a reply made of Postfix's dsn= and text.
+
+    Postfix writes ``dsn=`` on every result since version 2.3; when the remote server gave no
+    enhanced status Postfix derives X.0.0 from the reply code, and for results of its own making
+    (timeouts, DNS failures, local delivery) the dsn= is the only code there is.
+    """
+    dsn_status: StatusCode | None = None
+    if dsn:
+        try:
+            dsn_status = parse_status(dsn)
+        except DeliverabilityError:
+            raise ValueError(f"bad dsn={dsn}") from None
+    if text and (
+        _CODE_START_RE.match(text) or " said: " in text or "refused to talk to me: " in text
+    ):
+        try:
+            reply = parse_reply(text)
+        except DeliverabilityError:
+            reply = None
+        if reply is not None and reply.code is not None:
+            if reply.status is None and dsn_status and dsn_status.klass == reply.code // 100:
+                reply = replace(reply, status=dsn_status)
+            return reply
+    if dsn_status is None and status_word == "expired":
+        dsn_status = _EXPIRED_STATUS
+    if dsn_status is None:
+        raise ValueError(f"status={status_word} with neither dsn= nor a reply code")
+    return Reply(code=None, status=dsn_status, text=" ".join(text.split()))
+
+
+def _delivery(
+    line: _Line, raw: str, message_id: str, source: str, position: str
+) -> LogRecord | None:
+    """A delivery result line (``to=<...>, ..., status=...``) as a record."""
+    rest = line.rest
+    to_match = _TO_RE.match(rest)
+    cut = rest.find("status=")
+    if to_match is None or cut < 0 or (cut and rest[cut - 2 : cut] != ", "):
+        raise IngestError(source, position, "a delivery line without to=<...> and status=", raw)
+    if "postfix" in rest[:cut] and _HEADER_RE.search(rest[:cut]):
+        # syslog can interleave two writers: the start of one line glued to another whole line.
+        raise IngestError(source, position, "two log lines run together", raw)
+    after = rest[cut + len("status=") :]
+    word, _, text = after.partition(" ")
+    word = word.rstrip(",").lower()
+    if word in _PROBES:
+        return None
+    delivery_status = _STATUSES.get(word)
+    if delivery_status is None:
+        raise IngestError(source, position, f"unknown status={word!r}", raw)
+    text = text.strip()
+    if text.startswith("(") and text.endswith(")"):
+        text = text[1:-1]
+    recipient = to_match.group("to").strip()
+    fields = _fields(rest[to_match.end() : max(cut - 2, to_match.end())])
+    # When Postfix rewrote the address (aliases, virtual), orig_to= is the one the sender used,
+    # which is the address on the sender's list.
+    orig = _ORIG_TO_RE.search(rest, 0, cut)
+    if orig is not None and orig.group("orig").strip():
+        recipient = orig.group("orig").strip()
+    if not recipient or "@" not in recipient:
+        raise IngestError(source, position, f"to=<{recipient}> is not an address", raw)
+    if "\ufffd" in recipient:
+        raise IngestError(source, position, "the recipient is not valid UTF-8", raw)
+    try:
+        reply = _reply(text, fields.get("dsn"), word)
+    except ValueError as exc:
+        raise IngestError(source, position, str(exc), raw) from None
+    relay = fields.get("relay")
+    return LogRecord(
+        at=line.at,
+        recipient=recipient,
+        message_id=message_id,
+        attempt=None,
+        reply=reply,
+        source=source,
+        position=position,
+        raw=raw,
+        queue_id=line.queue_id,
+        relay=None if relay in (None, "", "none") else relay,
+        delivery_status=delivery_status,
+    )
+
+
+def _is_delivery(line: _Line) -> bool:
+    # A per-recipient result from qmgr (one it settles itself) is read like an agent's.
+    return line.rest.startswith("to=") and (line.agent in DELIVERY_AGENTS or line.agent == "qmgr")
+
+
+def parse_postfix_line(
+    line: str,
+    *,
+    year: int | None = None,
+    now: datetime | None = None,
+    tz: tzinfo = UTC,
+    message_ids: Mapping[str, str] | None = None,
+    source: str = "",
+    position: str = "",
+) -> LogRecord | None:
+    """Read one Postfix log line: a record for a delivery result, None for any other line.
+
+    A syslog time stamp has no year: give `year`, or `now` to take the latest time not after it.
+    Stamps without a zone are in `tz`. `message_ids` maps queue ids to Message-IDs; a queue id
+    not in it stands in for the Message-ID. Raises IngestError for a broken delivery line.
+    """
+    split = _split(line.rstrip("\r\n"), year, now, tz, source, position)
+    if split is None or not _is_delivery(split):
+        return None
+    message_id = (message_ids or {}).get(split.queue_id, split.queue_id)
+    return _delivery(split, line.rstrip("\r\n"), message_id, source, position)
+
+
+class PostfixStream:
+    """Reads the lines of one Postfix log in order, remembering what later lines need.
+
+    The cleanup line gives a queue id its Message-ID; the deferrals of a queue id are kept so
+    that qmgr's per-message ``status=expired`` line can be reported per recipient. Both maps are
+    bounded (the oldest queue ids are forgotten first) and a queue id is dropped when qmgr logs it
+    ``removed``, since Postfix then reuses the id.
+    """
+
+    def __init__(
+        self,
+        *,
+        source: str = "",
+        year: int | None = None,
+        now: datetime | None = None,
+        tz: tzinfo = UTC,
+        max_queue_ids: int = 100_000,
+    ) -> None:
+        if year is None and now is None:
+            raise ValueError("a Postfix stream needs year= or now= to date syslog time stamps")
+        self.source = source
+        self.year = year
+        self.now = now
+        self.tz = tz
+        self.max_queue_ids = max_queue_ids
+        self.message_ids: dict[str, str] = {}
+        self._deferred: dict[str, dict[str, LogRecord]] = {}
+
+    def feed(self, text: str, position: str) -> list[LogRecord]:
+        """The records one line yields (none, one, or one per recipient for an expiry).
+
+        Raises IngestError for a broken delivery line.
+        """
+        if (
+            "status=" not in text
+            and "to=<" not in text
+            and "message-id=" not in text
+            and "removed" not in text
+        ):
+            return []
+        split = _split(text, self.year, self.now, self.tz, self.source, position)
+        if split is None:
+            return []
+        qid = split.queue_id
+        if _is_delivery(split):
+            record = _delivery(split, text, self.message_ids.get(qid, qid), self.source, position)
+            if record is None:
+                return []
+            self._track(record)
+            return [record]
+        rest = split.rest
+        if split.agent == "cleanup" and rest.startswith("message-id="):
+            message_id = normalize_message_id(rest[len("message-id=") :])
+            if message_id:
+                _remember(self.message_ids, qid, message_id, self.max_queue_ids)
+        elif split.agent == "qmgr":
+            if rest == "removed":
+                self.message_ids.pop(qid, None)
+                self._deferred.pop(qid, None)
+            elif "status=expired" in rest:
+                return self._expired(split, text, position)
+        return []
+
+    def _track(self, record: LogRecord) -> None:
+        qid = record.queue_id
+        assert qid is not None
+        if record.delivery_status == "deferred":
+            pending = self._deferred.get(qid)
+            if pending is None:
+                pending = {}
+                _remember(self._deferred, qid, pending, self.max_queue_ids)
+            pending[record.recipient] = record
+        elif qid in self._deferred:
+            self._deferred[qid].pop(record.recipient, None)
+
+    def _expired(self, line: _Line, raw: str, position: str) -> list[LogRecord]:
+        """One expiry record per recipient still deferred when qmgr gave the message up."""
+        # The reply is the last deferral's: it says why the message never got through.
+        pending = self._deferred.pop(line.queue_id, {})
+        return [
+            replace(last, at=line.at, position=position, raw=raw, delivery_status="expired")
+            for last in pending.values()
+        ]
+
+
+def _remember(table: dict[str, _V], key: str, value: _V, limit: int) -> None:
+    """Set `key` as the newest entry of `table`, forgetting the oldest beyond `limit`."""
+    table.pop(key, None)
+    table[key] = value
+    while len(table) > limit:
+        del table[next(iter(table))]
+
+
+def read_postfix_log(
+    path: str | os.PathLike[str],
+    *,
+    start_offset: int = 0,
+    now: datetime | None = None,
+    year: int | None = None,
+    tz: tzinfo = UTC,
+    limits: ReadLimits | None = None,
+    hold_partial_line: bool = False,
+    max_queue_ids: int = 100_000,
+) -> Iterator[tuple[int, LogRecord | Rejected]]:
+    """Yield (byte offset after the item, item) for every delivery result in a Postfix log.
+
+    Plain, rotated and gzip-compressed files are read alike. Syslog stamps get their year from
+    `year`, else the latest time not after `now`, else not after the file's modification time
+    plus a day (stamps are the host's local time, and a zone can put them up to 14 hours ahead
+    of UTC). When resuming from `start_offset`, the lines before it are scanned for Message-IDs
+    and pending deferrals first, so records after it are joined as a full read would join them.
+    """
+    source = Path(path).name
+    if now is None and year is None:
+        try:
+            mtime = os.stat(path).st_mtime
+        except OSError as exc:
+            raise IngestError(str(path), "file", f"cannot open: {exc.strerror or exc}") from None
+        now = datetime.fromtimestamp(mtime, UTC) + timedelta(days=1)
+    stream = PostfixStream(source=source, year=year, now=now, tz=tz, max_queue_ids=max_queue_ids)
+    if start_offset:
+        for line in read_lines(path, limits=limits):
+            if line.start >= start_offset:
+                break
+            if line.problem is None:
+                # Broken lines were rejected by the run that read them.
+                with contextlib.suppress(IngestError):
+                    stream.feed(line.text, position_of(line.start))
+    for line in read_lines(
+        path, start_offset=start_offset, limits=limits, hold_partial_line=hold_partial_line
+    ):
+        position = position_of(line.start)
+        if line.problem is not None:
+            yield line.end, Rejected(source, position, line.problem, line.text)
+            continue
+        try:
+            records = stream.feed(line.text, position)
+        except IngestError as exc:
+            yield line.end, Rejected(source, position, exc.problem, line.text)
+            continue
+        # The offset moves past a line only with its last record, so a run stopped between two
+        # records of one line reads that line again (the records are the same, and recording
+        # is idempotent).
+        for i, record in enumerate(records, 1):
+            yield (line.end if i == len(records) else line.start), record

@@ -1,0 +1,262 @@
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from deliverability.errors import IngestError
+from deliverability.ingest.files import ReadLimits
+from deliverability.ingest.mailer_log import parse_mailer_row, read_mailer_log
+from deliverability.ingest.records import LogRecord, Rejected
+from deliverability.replies import StatusCode
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+GOOD = {
+    "at": "2026-11-28T03:14:15Z",
+    "recipient": "Alice@Example.com",
+    "message_id": "<20261128031415.4711@news.example.org>",
+    "attempt": 2,
+    "reply": "550 5.1.1 <alice@example.com>: Recipient address rejected: User unknown",
+}
+
+
+def jsonl(tmp_path: Path, *rows: object, name: str = "replies.jsonl") -> Path:
+    lines = [r if isinstance(r, str) else json.dumps(r) for r in rows]
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def items(path: Path, **kwargs: object) -> list[LogRecord | Rejected]:
+    return [item for _, item in read_mailer_log(path, **kwargs)]  # type: ignore[arg-type]
+
+
+def test_a_row_with_a_raw_reply_becomes_a_record_with_the_parsed_reply() -> None:
+    record = parse_mailer_row(GOOD, "replies.jsonl", "byte 0")
+    assert record.at == datetime(2026, 11, 28, 3, 14, 15, tzinfo=UTC)
+    assert record.recipient == "Alice@Example.com"
+    assert record.message_id == "20261128031415.4711@news.example.org"
+    assert record.attempt == 2
+    assert record.reply.code == 550
+    assert record.reply.status == StatusCode(5, 1, 1)
+    assert "User unknown" in record.reply.text
+
+
+def test_a_row_with_code_status_and_text_columns_becomes_a_reply() -> None:
+    row = {k: v for k, v in GOOD.items() if k != "reply"}
+    row |= {"code": "421", "status": "4.7.28", "text": "Our system has detected an unusual rate"}
+    reply = parse_mailer_row(row, "r.csv", "byte 10").reply
+    assert (reply.code, str(reply.status)) == (421, "4.7.28")
+    assert reply.text == "Our system has detected an unusual rate"
+
+
+def test_a_status_alone_is_enough_for_a_reply() -> None:
+    row = {"at": GOOD["at"], "recipient": "a@example.com", "message_id": "m1", "status": "4.2.2"}
+    reply = parse_mailer_row(row, "r.jsonl", "byte 0").reply
+    assert reply.code is None
+    assert reply.status == StatusCode(4, 2, 2)
+
+
+def test_attempt_is_optional_and_a_time_without_zone_is_utc() -> None:
+    row = {k: v for k, v in GOOD.items() if k != "attempt"} | {"at": "2026-11-28 03:14:15"}
+    record = parse_mailer_row(row, "r.jsonl", "byte 0")
+    assert record.attempt is None
+    assert record.at.tzinfo is not None
+    assert record.at.utcoffset() is not None
+
+
+def test_a_time_with_an_offset_is_converted_to_utc() -> None:
+    record = parse_mailer_row(GOOD | {"at": "2026-11-28T04:14:15+01:00"}, "r", "byte 0")
+    assert record.at == datetime(2026, 11, 28, 3, 14, 15, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"at": None}, "missing field 'at'"),
+        ({"at": "yesterday"}, "field 'at'"),
+        ({"at": 1764299655}, "field 'at' must be a string"),
+        ({"recipient": ""}, "missing field 'recipient'"),
+        ({"recipient": "not-an-address"}, "field 'recipient'"),
+        ({"recipient": "al\ufffdce@example.com"}, "field 'recipient' is not valid UTF-8"),
+        ({"message_id": None}, "missing field 'message_id'"),
+        ({"attempt": 0}, "field 'attempt' must be 1 or more"),
+        ({"attempt": "twice"}, "field 'attempt' must be a whole number"),
+        ({"attempt": True}, "field 'attempt' must be a whole number"),
+        ({"reply": "no code here at all"}, "field 'reply'"),
+        ({"reply": 550}, "field 'reply' must be a string"),
+        ({"reply": None}, "missing field 'reply'"),
+    ],
+)
+def test_a_bad_row_is_an_ingest_error_naming_the_field(
+    change: dict[str, object], named: str
+) -> None:
+    row = {k: v for k, v in (GOOD | change).items() if v is not None}
+    with pytest.raises(IngestError, match=named.replace("(", r"\(")) as info:
+        parse_mailer_row(row, "replies.jsonl", "byte 42")
+    assert str(info.value).startswith("replies.jsonl:byte 42: ")
+
+
+@pytest.mark.parametrize(
+    ("columns", "named"),
+    [
+        ({"code": "55", "text": "x"}, "field 'code' 55 is not an SMTP reply code"),
+        ({"code": "abc"}, "field 'code' must be a reply code"),
+        ({"status": "9.9.9"}, "field 'status'"),
+        ({"code": "", "status": "", "text": "only text"}, "missing field 'reply'"),
+    ],
+)
+def test_bad_code_or_status_columns_are_named(columns: dict[str, str], named: str) -> None:
+    row = {k: v for k, v in GOOD.items() if k != "reply"} | columns
+    with pytest.raises(IngestError, match=named):
+        parse_mailer_row(row, "r.csv", "byte 1")
+
+
+def test_jsonl_entries_come_with_the_offset_after_them_and_bad_lines_are_rejected(
+    tmp_path: Path,
+) -> None:
+    path = jsonl(tmp_path, GOOD, "{not json", "[1, 2]", "", GOOD | {"attempt": "x"}, GOOD)
+    got = list(read_mailer_log(path))
+    kinds = [type(item).__name__ for _, item in got]
+    assert kinds == ["LogRecord", "Rejected", "Rejected", "Rejected", "LogRecord"]
+    offsets = [offset for offset, _ in got]
+    assert offsets == sorted(offsets)
+    assert offsets[-1] == path.stat().st_size
+    broken = got[1][1]
+    assert isinstance(broken, Rejected)
+    assert broken.source == "replies.jsonl"
+    assert broken.error.startswith("broken JSON")
+    assert broken.raw == "{not json"
+    assert "expected a JSON object" in got[2][1].error  # type: ignore[union-attr]
+    assert "attempt" in got[3][1].error  # type: ignore[union-attr]
+
+
+def test_a_record_keeps_its_raw_line_and_byte_position(tmp_path: Path) -> None:
+    path = jsonl(tmp_path, GOOD, GOOD | {"recipient": "bob@example.net"})
+    first, second = items(path)
+    assert isinstance(second, LogRecord)
+    assert second.position == f"byte {len(json.dumps(GOOD)) + 1}"
+    assert json.loads(second.raw)["recipient"] == "bob@example.net"
+    assert first.position == "byte 0"
+
+
+def test_reading_resumes_from_the_offset_after_the_last_item(tmp_path: Path) -> None:
+    rows = [GOOD | {"recipient": f"user{i}@example.com"} for i in range(5)]
+    path = jsonl(tmp_path, *rows)
+    first_run = list(read_mailer_log(path))
+    checkpoint = first_run[2][0]
+    resumed = [item for _, item in read_mailer_log(path, start_offset=checkpoint)]
+    assert [r.recipient for r in resumed] == ["user3@example.com", "user4@example.com"]  # type: ignore[union-attr]
+    assert resumed[0].position == first_run[3][1].position
+
+
+def test_invalid_utf8_in_the_reply_text_is_kept_but_in_an_essential_field_is_rejected(
+    tmp_path: Path,
+) -> None:
+    ok = json.dumps(GOOD | {"reply": "550 5.7.1 Zugriff verweigert: XX"}).encode()
+    ok = ok.replace(b"XX", b"\xfc")
+    bad = json.dumps(GOOD | {"recipient": "jXX@example.com"}).encode().replace(b"XX", b"\xfc")
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(ok + b"\n" + bad + b"\n")
+    kept, rejected = items(path)
+    assert isinstance(kept, LogRecord)
+    assert kept.reply.code == 550
+    assert isinstance(rejected, Rejected)
+    assert "'recipient' is not valid UTF-8" in rejected.error
+
+
+def test_nul_bytes_and_over_long_lines_are_rejected_and_reading_goes_on(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    good = json.dumps(GOOD).encode()
+    path.write_bytes(good + b"\n\x00\x00\x00\n" + b'{"a": "' + b"x" * 3000 + b'"}\n' + good + b"\n")
+    got = items(path, limits=ReadLimits(max_line=1000))
+    assert [type(i).__name__ for i in got] == ["LogRecord", "Rejected", "Rejected", "LogRecord"]
+    assert "NUL" in got[1].error  # type: ignore[union-attr]
+    assert "longer than 1000 bytes" in got[2].error  # type: ignore[union-attr]
+
+
+def test_a_gzip_compressed_reply_log_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "replies.jsonl.1"
+    path.write_bytes(gzip.compress((json.dumps(GOOD) + "\n").encode()))
+    (record,) = items(path)
+    assert isinstance(record, LogRecord)
+
+
+CSV_TEXT = (
+    "at,recipient,message_id,attempt,code,status,text\n"
+    "2026-11-28T03:00:00Z,bob@example.net,<m1@news.example.org>,1,250,2.0.0,OK\n"
+    '2026-11-28T03:00:01Z,carol@gmail.com,<m2@news.example.org>,1,550,5.1.1,"The email account'
+    ' that you tried to reach does not exist, please check"\n'
+    "2026-11-28T03:00:02Z,dave@example.com,<m3@news.example.org>,1,250\n"
+    '2026-11-28T03:00:03Z,erin@yahoo.com,<m4@news.example.org>,1,421,4.7.0,"[TSS04] Messages'
+    ' from 192.0.2.10 temporarily deferred\nsecond line of the reply"\n'
+    "at,recipient,message_id,attempt,code,status,text\n"
+    "2026-11-28T03:00:04Z,frank@example.org,<m5@news.example.org>,,451,4.7.1,Greylisted\n"
+)
+
+
+def test_csv_rows_are_read_by_column_name_and_a_wrong_column_count_is_rejected(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "replies.csv"
+    path.write_text(CSV_TEXT, encoding="utf-8")
+    got = items(path)
+    assert [type(i).__name__ for i in got] == [
+        "LogRecord",
+        "LogRecord",
+        "Rejected",
+        "LogRecord",
+        "LogRecord",
+    ]
+    assert got[1].reply.text.startswith("The email account that you tried")  # type: ignore[union-attr]
+    assert got[2].error == "expected 7 CSV columns, found 5"  # type: ignore[union-attr]
+    tss04 = got[3]
+    assert isinstance(tss04, LogRecord)
+    assert (
+        tss04.reply.text
+        == "[TSS04] Messages from 192.0.2.10 temporarily deferred second line of the reply"
+    )
+    assert got[4].attempt is None  # type: ignore[union-attr]
+
+
+def test_csv_reading_resumes_after_a_checkpoint_without_rereading_the_header(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "replies.csv"
+    path.write_text(CSV_TEXT, encoding="utf-8")
+    first_run = list(read_mailer_log(path))
+    resumed = [item for _, item in read_mailer_log(path, start_offset=first_run[1][0])]
+    assert [i.position for i in resumed] == [i.position for _, i in first_run[2:]]
+
+
+def test_a_csv_without_the_needed_columns_is_rejected_once(tmp_path: Path) -> None:
+    path = tmp_path / "replies.csv"
+    path.write_text("at,recipient,code\n2026-11-28T03:00:00Z,a@example.com,250\n")
+    (item,) = items(path, format="csv")
+    assert isinstance(item, Rejected)
+    assert "lacks column(s): message_id" in item.error
+
+
+def test_a_file_that_is_not_a_reply_log_is_an_ingest_error(tmp_path: Path) -> None:
+    path = tmp_path / "mail.log"
+    path.write_text(
+        "Nov 28 03:14:15 mx postfix/smtp[1]: 3F1A2B: to=<a@example.com>, dsn=2.0.0, status=sent\n"
+    )
+    with pytest.raises(IngestError, match="not a mailer reply log"):
+        items(path)
+
+
+def test_the_shipped_sample_reply_log_reads_with_a_few_deliberate_rejects() -> None:
+    path = EXAMPLES / "mailer-replies.jsonl"
+    got = items(path)
+    records = [i for i in got if isinstance(i, LogRecord)]
+    rejected = [i for i in got if isinstance(i, Rejected)]
+    assert 300 <= len(got) <= 520
+    assert 1 <= len(rejected) <= 10
+    codes = {r.reply.code for r in records}
+    assert {250, 550, 421, 450, 451, 552} <= codes
+    assert any("TSS04" in r.reply.text for r in records)
