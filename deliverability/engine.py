@@ -1,0 +1,1623 @@
+"""The sender's API: record replies, ask who may be sent to, find retries that are due.
+
+`Engine` is what a mailing-list sender holds in-process::
+
+    with Engine("sqlite:///deliverability.db") as engine:
+        decision = engine.record("alice@example.com", "550 5.1.1 no such user",
+                                 message_id="<m1@list.example>")
+        if not decision.sendable: ...
+        engine.filter_sendable(["alice@example.com", "bob@example.org"])
+
+Every way of recording (`record`, `record_many`, `expire_overdue`) goes through one code path,
+`_write_chunk`: a chunk of events is classified (each distinct reply once), the recipients and
+deliveries it touches are loaded with one SELECT each, the state machine (`states.py`) runs in
+Python, and the rows are written with executemany statements, in one transaction per chunk. The
+hygiene pass (`deliverability.store.hygiene.on_events`) runs inside that transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, cast
+
+from sqlalchemy import Connection, Table, and_, bindparam, func, insert, or_, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from deliverability.addresses import Address, normalize_address
+from deliverability.clock import Clock, ensure_utc, parse_time, system_clock
+from deliverability.errors import AddressError, DeliverabilityError, InputError
+from deliverability.hygiene import open_key
+from deliverability.policy import Policy, load_policy
+from deliverability.replies import Reply, parse_reply, parse_status
+from deliverability.states import (
+    Delivery as DeliveryView,
+)
+from deliverability.states import (
+    Effect,
+    Step,
+    StepInput,
+    standing_after,
+    step_for,
+    transition,
+)
+from deliverability.store.models import (
+    TEXT_LENGTH,
+    Action,
+    Delivery,
+    Event,
+    Recipient,
+    RejectedInput,
+)
+from deliverability.store.records import HygieneHook, RecordedEvent
+from deliverability.store.retry import run_in_transaction
+from deliverability.store.session import open_engine
+from deliverability.verdicts import Verdict
+from deliverability.vocabulary import (
+    ActionKind,
+    ActionScope,
+    ActionStatus,
+    DeliveryState,
+    EventKind,
+    Fault,
+    Outcome,
+    Reason,
+    Standing,
+)
+
+__all__ = [
+    "BatchResult",
+    "Decision",
+    "DueRetry",
+    "Engine",
+    "EventSummary",
+    "RecipientStatus",
+    "Rejected",
+    "ReplyRecord",
+]
+
+POLICY_ENV = "DELIVERABILITY_POLICY"
+#: A reply dated further ahead than this is refused: a wrong clock or a wrong time zone.
+FUTURE_TOLERANCE = timedelta(days=1)
+#: Events per transaction in `record_many`.
+CHUNK_SIZE = 1000
+#: How many recent events `status` shows.
+HISTORY_LENGTH = 10
+
+_EVENTS = cast(Table, Event.__table__)
+_RECIPIENTS = cast(Table, Recipient.__table__)
+_DELIVERIES = cast(Table, Delivery.__table__)
+_ACTIONS = cast(Table, Action.__table__)
+_REJECTED = cast(Table, RejectedInput.__table__)
+
+#: The verdict of the engine's own EXPIRY events: the delivery was still deferred when its
+#: lifetime ran out (RFC 5321 4.5.4.1 give-up time). Sisimai names this reason "expired".
+EXPIRY_VERDICT = Verdict(
+    outcome=Outcome.DEFERRED,
+    reason=Reason.EXPIRED,
+    fault=Fault.UNKNOWN,
+    rule="engine.lifetime",
+    why="still deferred when the retry lifetime ran out (RFC 5321 section 4.5.4.1)",
+)
+
+
+#: The verdict of a feedback-loop complaint recorded with kind COMPLAINT.
+COMPLAINT_VERDICT = Verdict(
+    outcome=Outcome.COMPLAINED,
+    reason=Reason.FEEDBACK,
+    fault=Fault.RECIPIENT,
+    rule="engine.complaint",
+    why="a feedback-loop complaint (RFC 5965 ARF report)",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Public records
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyRecord:
+    """One reply to record, as a mailer log or a caller gives it.
+
+    Either `reply` (the raw text, or a parsed Reply) or `code` / `status` / `text`.
+    `position` says where it came from (a line number); `key` overrides the idempotency key.
+    """
+
+    recipient: str
+    message_id: str | None
+    reply: str | Reply | None = None
+    code: int | str | None = None
+    status: str | None = None
+    text: str | None = None
+    attempt: int | None = None
+    at: datetime | str | None = None
+    source: str = "api"
+    position: str | int | None = None
+    kind: EventKind = EventKind.REPLY
+    key: str | None = None
+
+    @classmethod
+    def from_mapping(cls, item: Mapping[str, Any]) -> ReplyRecord:
+        """From a dict with the mailer reply log's columns (DESIGN.md): ``at``, ``recipient``,
+        ``message_id``, ``attempt``, and ``reply`` or ``code`` / ``status`` / ``text``."""
+        unknown = set(item) - _RECORD_FIELDS
+        if unknown:
+            raise InputError(f"unknown field(s) {', '.join(sorted(unknown))}")
+        if not item.get("recipient"):
+            raise InputError("missing field 'recipient'")
+        kind = item.get("kind", EventKind.REPLY)
+        try:
+            kind = EventKind(kind)
+        except ValueError:
+            raise InputError(f"unknown event kind {kind!r}") from None
+        return cls(
+            recipient=item["recipient"],
+            message_id=item.get("message_id"),
+            reply=item.get("reply"),
+            code=item.get("code"),
+            status=item.get("status"),
+            text=item.get("text"),
+            attempt=item.get("attempt"),
+            at=item.get("at"),
+            source=str(item.get("source") or "api"),
+            position=item.get("position"),
+            kind=kind,
+            key=item.get("key"),
+        )
+
+
+_RECORD_FIELDS = {
+    "recipient",
+    "message_id",
+    "reply",
+    "code",
+    "status",
+    "text",
+    "attempt",
+    "at",
+    "source",
+    "position",
+    "kind",
+    "key",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What recording one reply decided."""
+
+    address: str
+    verdict: Verdict
+    #: The delivery's state now (None when the reply named no message).
+    delivery_state: DeliveryState | None
+    next_attempt_at: datetime | None
+    #: Hygiene actions raised or refreshed by this reply (`hygiene.ActionSummary`).
+    actions: tuple[Any, ...]
+    #: May the address be sent to now?
+    sendable: bool
+    #: The verdict's reason.
+    reason: Reason
+    #: Why not, when `sendable` is False.
+    why_not: str | None = None
+    #: True when the same event was already recorded: nothing changed.
+    duplicate: bool = False
+    #: True when the event went into history only (out of order, or after a final state).
+    history_only: bool = False
+    attempt: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "outcome": self.verdict.outcome.value,
+            "reason": self.reason.value,
+            "fault": self.verdict.fault.value,
+            "rule": self.verdict.rule,
+            "delivery_state": self.delivery_state.value if self.delivery_state else None,
+            "attempt": self.attempt,
+            "next_attempt_at": self.next_attempt_at.isoformat() if self.next_attempt_at else None,
+            "sendable": self.sendable,
+            "why_not": self.why_not,
+            "duplicate": self.duplicate,
+            "history_only": self.history_only,
+            "actions": [a.as_dict() if hasattr(a, "as_dict") else str(a) for a in self.actions],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An item of a batch that was not recorded: where, and why."""
+
+    source: str
+    position: str
+    reason: str
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What `record_many` did: counts, and every rejected item with its reason."""
+
+    total: int = 0
+    recorded: int = 0
+    duplicates: int = 0
+    history_only: int = 0
+    by_outcome: Counter[str] = field(default_factory=Counter)
+    rejected: list[Rejected] = field(default_factory=list)
+    actions: list[Any] = field(default_factory=list)
+
+    def merge(self, other: BatchResult) -> None:
+        self.total += other.total
+        self.recorded += other.recorded
+        self.duplicates += other.duplicates
+        self.history_only += other.history_only
+        self.by_outcome.update(other.by_outcome)
+        self.rejected.extend(other.rejected)
+        self.actions.extend(other.actions)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "recorded": self.recorded,
+            "duplicates": self.duplicates,
+            "history_only": self.history_only,
+            "rejected": len(self.rejected),
+            "by_outcome": dict(sorted(self.by_outcome.items())),
+            "actions": len(self.actions),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DueRetry:
+    """A deferred delivery whose next attempt is due."""
+
+    address: str
+    message_id: str
+    domain: str
+    #: The number the next attempt will have.
+    attempt: int
+    next_attempt_at: datetime
+    expires_at: datetime | None
+    reason: Reason
+
+
+@dataclass(frozen=True, slots=True)
+class EventSummary:
+    at: datetime
+    kind: EventKind
+    message_id: str | None
+    attempt: int | None
+    code: int | None
+    status: str | None
+    text: str | None
+    outcome: Outcome
+    reason: Reason
+    source: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(),
+            "kind": self.kind.value,
+            "message_id": self.message_id,
+            "attempt": self.attempt,
+            "code": self.code,
+            "status": self.status,
+            "text": self.text,
+            "outcome": self.outcome.value,
+            "reason": self.reason.value,
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientStatus:
+    """Where an address stands, and why."""
+
+    address: str
+    standing: Standing
+    reason: Reason
+    since: datetime | None
+    suppressed: bool
+    suppressed_until: datetime | None
+    sendable: bool
+    why_not: str | None
+    last_reply: EventSummary | None
+    counters: dict[str, int]
+    history: tuple[EventSummary, ...]
+
+    @property
+    def state(self) -> Standing:
+        return self.standing
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "state": self.standing.value,
+            "reason": self.reason.value,
+            "since": self.since.isoformat() if self.since else None,
+            "suppressed": self.suppressed,
+            "suppressed_until": self.suppressed_until.isoformat()
+            if self.suppressed_until
+            else None,
+            "sendable": self.sendable,
+            "why_not": self.why_not,
+            "last_reply": self.last_reply.as_dict() if self.last_reply else None,
+            "counters": self.counters,
+            "history": [e.as_dict() for e in self.history],
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Internals
+
+
+@dataclass(slots=True)
+class _Item:
+    """One validated event, ready for the chunk writer."""
+
+    index: int
+    address: Address
+    message_id: str | None
+    reply: Reply | None
+    verdict: Verdict
+    step: Step
+    at: datetime
+    attempt: int | None
+    source: str
+    position: str | None
+    kind: EventKind
+    key: str
+
+
+@dataclass(slots=True)
+class _Written:
+    """What the chunk writer did with one item."""
+
+    item: _Item
+    duplicate: bool = False
+    history_only: bool = False
+    delivery_state: DeliveryState | None = None
+    next_attempt_at: datetime | None = None
+    attempt: int | None = None
+
+
+def _default_hook() -> HygieneHook | None:
+    try:
+        from deliverability.store import hygiene as hygiene_store
+    except ImportError:
+        return None
+    hook: HygieneHook | None = getattr(hygiene_store, "on_events", None)
+    return hook
+
+
+def event_key(
+    message_id: str | None,
+    address_key: str,
+    attempt: int | None,
+    at: datetime,
+    reply: Reply | None,
+) -> str:
+    """The default idempotency key: message id, recipient, attempt and the parsed reply.
+
+    Without an attempt number the event's time stands in, so two identical replies to two
+    attempts stay two events. The reply is taken in its parsed form, so the same reply logged
+    in two shapes (raw, or a Postfix ``said:`` fragment) is one event.
+    """
+    when = str(attempt) if attempt is not None else "@" + at.isoformat()
+    reply_text = f"{reply.code or ''}|{reply.status or ''}|{reply.text}" if reply else "-"
+    raw = "\x1f".join((message_id or "", address_key, when, reply_text))
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+_STANDING_OUTCOME_COUNTER = {
+    Outcome.DELIVERED: "delivered_count",
+    Outcome.DEFERRED: "deferred_count",
+    Outcome.BOUNCED: "bounced_count",
+    Outcome.BLOCKED: "blocked_count",
+    Outcome.COMPLAINED: "complained_count",
+}
+
+_RECIPIENT_MUTABLE = (
+    "standing",
+    "reason",
+    "standing_since",
+    "suppressed_until",
+    "suppression_action_id",
+    "first_seen_at",
+    "last_event_at",
+    "last_delivered_at",
+    "last_failure_at",
+    "last_event_id",
+    "last_code",
+    "last_status",
+    "last_text",
+    "events_count",
+    "delivered_count",
+    "deferred_count",
+    "bounced_count",
+    "blocked_count",
+    "complained_count",
+    "expired_count",
+)
+_DELIVERY_MUTABLE = (
+    "state",
+    "attempt",
+    "first_attempt_at",
+    "last_attempt_at",
+    "next_attempt_at",
+    "expires_at",
+    "reason",
+    "last_code",
+    "last_status",
+    "updated_at",
+)
+
+
+def _cut(text: str | None, length: int) -> str | None:
+    if text is None:
+        return None
+    return text if len(text) <= length else text[: length - 3] + "..."
+
+
+class Engine:
+    """The sender's API over one store.
+
+    `url`: the database (else ``DELIVERABILITY_DATABASE_URL``, else the SQLite file); the schema
+    is created or upgraded on first use. `policy`: else the file named by
+    ``DELIVERABILITY_POLICY``, else the shipped default. `clock`: a callable returning the time
+    (tests pass a fake one). `hygiene`: the hook run on new events (default: the hygiene store's
+    `on_events`; False: none, for a store whose hygiene runs only in the nightly job).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        policy: Policy | None = None,
+        clock: Clock | None = None,
+        *,
+        hygiene: HygieneHook | Literal[False] | None = None,
+        chunk_size: int = CHUNK_SIZE,
+    ) -> None:
+        if policy is None:
+            env_path = os.environ.get(POLICY_ENV)
+            policy = load_policy(Path(env_path) if env_path else None)
+        self.policy = policy
+        self._clock: Clock = clock or system_clock
+        self._hook: HygieneHook | None = _default_hook() if hygiene is None else (hygiene or None)
+        if chunk_size < 1:
+            raise InputError(f"chunk_size must be at least 1, got {chunk_size}")
+        self._chunk_size = chunk_size
+        self._classify = _load_classifier()
+        self._parsed: dict[str, Reply | ReplyParseFailure] = {}
+        self._verdicts: dict[Reply, Verdict] = {}
+        self._provider_of = {
+            domain: name
+            for name, domains in policy.throttle.provider_domains.items()
+            for domain in domains
+        }
+        self.db = open_engine(url)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.db.dispose()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def now(self) -> datetime:
+        return ensure_utc(self._clock())
+
+    # -- recording ---------------------------------------------------------------------------
+
+    def record(
+        self,
+        recipient: str,
+        reply: str | Reply,
+        *,
+        message_id: str | None,
+        attempt: int | None = None,
+        at: datetime | str | None = None,
+        source: str = "api",
+        kind: EventKind = EventKind.REPLY,
+        key: str | None = None,
+    ) -> Decision:
+        """Record one reply and say what it means.
+
+        Raises AddressError, ReplyParseError or InputError (all ValueErrors) for bad input. The
+        same event recorded twice changes nothing the second time (`Decision.duplicate`).
+        """
+        now = self.now()
+        record = ReplyRecord(
+            recipient=recipient,
+            message_id=message_id,
+            reply=reply,
+            attempt=attempt,
+            at=at,
+            source=source,
+            kind=kind,
+            key=key,
+        )
+        item = self._prepare(record, 1, now)
+        written, actions = run_in_transaction(
+            self.db, lambda conn: self._write_chunk(conn, [item], now), conflicts=True
+        )
+        result = written[0]
+        why_not = self._why_not_keys([item.address.key], now).get(item.address.key)
+        return Decision(
+            address=item.address.text,
+            verdict=item.verdict,
+            delivery_state=result.delivery_state,
+            next_attempt_at=result.next_attempt_at,
+            actions=tuple(actions),
+            sendable=why_not is None,
+            reason=item.verdict.reason,
+            why_not=why_not,
+            duplicate=result.duplicate,
+            history_only=result.history_only,
+            attempt=result.attempt,
+        )
+
+    def record_many(self, items: Iterable[ReplyRecord | Mapping[str, Any]]) -> BatchResult:
+        """Record many replies: one transaction per chunk, bad items rejected (with position
+        and reason, also stored as RejectedInput rows) while the rest goes on.
+
+        Running it twice over the same input leaves the database as it was after the first run.
+        """
+        total = BatchResult()
+        batch: list[_Item] = []
+        rejected: list[tuple[Rejected, str]] = []
+        count = 0
+        for index, raw in enumerate(items, start=1):
+            count += 1
+            now = self.now()
+            try:
+                record = raw if isinstance(raw, ReplyRecord) else ReplyRecord.from_mapping(raw)
+                batch.append(self._prepare(record, index, now))
+            except (DeliverabilityError, ValueError, TypeError) as err:
+                rejected.append(_rejection(raw, index, err))
+            if len(batch) + len(rejected) >= self._chunk_size:
+                total.merge(self._flush(batch, rejected, count))
+                batch, rejected, count = [], [], 0
+        if batch or rejected or count:
+            total.merge(self._flush(batch, rejected, count))
+        return total
+
+    def expire_overdue(self, now: datetime | None = None) -> BatchResult:
+        """Expire every deferred delivery whose lifetime has run out by `now`, writing an EXPIRY
+        event for each (the nightly job calls this). Idempotent."""
+        now = ensure_utc(now) if now is not None else self.now()
+        total = BatchResult()
+        while True:
+            stmt = (
+                select(
+                    _RECIPIENTS.c.address,
+                    _RECIPIENTS.c.address_key,
+                    _RECIPIENTS.c.domain,
+                    _DELIVERIES.c.message_id,
+                    _DELIVERIES.c.attempt,
+                    _DELIVERIES.c.expires_at,
+                )
+                .join(_RECIPIENTS, _RECIPIENTS.c.id == _DELIVERIES.c.recipient_id)
+                .where(
+                    _DELIVERIES.c.state == DeliveryState.DEFERRED,
+                    _DELIVERIES.c.expires_at <= now,
+                )
+                .order_by(_DELIVERIES.c.id)
+                .limit(self._chunk_size)
+            )
+            with self.db.connect() as conn:
+                rows = conn.execute(stmt).all()
+            if not rows:
+                return total
+            batch = []
+            for i, row in enumerate(rows, start=1):
+                address = Address(*row.address.rsplit("@", 1))
+                key = hashlib.sha256(
+                    f"expiry\x1f{row.message_id}\x1f{row.address_key}\x1f{row.attempt}".encode()
+                ).hexdigest()
+                batch.append(
+                    _Item(
+                        index=i,
+                        address=address,
+                        message_id=row.message_id,
+                        reply=None,
+                        verdict=EXPIRY_VERDICT,
+                        step=Step.EXPIRE,
+                        at=row.expires_at,
+                        attempt=None,
+                        source="engine",
+                        position=None,
+                        kind=EventKind.EXPIRY,
+                        key=key,
+                    )
+                )
+            result = self._flush(batch, [], len(batch), now=now)
+            total.merge(result)
+            if result.recorded - result.history_only == 0:
+                return total
+
+    # -- questions ---------------------------------------------------------------------------
+
+    def is_sendable(self, address: str) -> bool:
+        """May `address` be sent to now? Raises AddressError when it is not an address."""
+        return self.why_not_sendable(address) is None
+
+    def why_not_sendable(self, address: str) -> str | None:
+        """Why `address` may not be sent to now (a suppression or a paused destination), or
+        None when it may."""
+        key = normalize_address(address).key
+        return self._why_not_keys([key], self.now()).get(key)
+
+    def filter_sendable(self, addresses: Iterable[str]) -> list[str]:
+        """The addresses that may be sent to now, in the order given."""
+        return self.sendable_with_reasons(addresses)[0]
+
+    def sendable_with_reasons(self, addresses: Iterable[str]) -> tuple[list[str], dict[str, str]]:
+        """(addresses that may be sent to now, {address: why not} for the rest). An item that
+        is not an address is among the rest, with the problem as its reason."""
+        now = self.now()
+        sendable: list[str] = []
+        reasons: dict[str, str] = {}
+        pending: list[tuple[str, str]] = []
+
+        def flush() -> None:
+            why = self._why_not_keys([k for _, k in pending], now)
+            for raw, k in pending:
+                if k in why:
+                    reasons[raw] = why[k]
+                else:
+                    sendable.append(raw)
+            pending.clear()
+
+        for raw in addresses:
+            try:
+                pending.append((raw, normalize_address(raw).key))
+            except AddressError as err:
+                flush()
+                reasons[raw] = str(err)
+                continue
+            if len(pending) >= self._chunk_size:
+                flush()
+        flush()
+        return sendable, reasons
+
+    def due_retries(self, now: datetime | None = None, limit: int = 100) -> list[DueRetry]:
+        """Deferred deliveries whose next attempt is due, oldest first; never one whose
+        destination is paused by a throttle, nor one to a suppressed address."""
+        now = ensure_utc(now) if now is not None else self.now()
+        paused = self._paused_targets_query(now)
+        stmt = (
+            select(
+                _RECIPIENTS.c.address,
+                _DELIVERIES.c.message_id,
+                _DELIVERIES.c.domain,
+                _DELIVERIES.c.attempt,
+                _DELIVERIES.c.next_attempt_at,
+                _DELIVERIES.c.expires_at,
+                _DELIVERIES.c.reason,
+            )
+            .join(_RECIPIENTS, _RECIPIENTS.c.id == _DELIVERIES.c.recipient_id)
+            .where(
+                _DELIVERIES.c.state == DeliveryState.DEFERRED,
+                _DELIVERIES.c.next_attempt_at <= now,
+                or_(_DELIVERIES.c.expires_at.is_(None), _DELIVERIES.c.expires_at > now),
+                ~self._suppressed_clause(now),
+            )
+            .order_by(_DELIVERIES.c.next_attempt_at, _DELIVERIES.c.id)
+        )
+        out: list[DueRetry] = []
+        offset = 0
+        page = max(limit, 100)
+        with self.db.connect() as conn:
+            paused_domains = self._paused_domains(conn, paused)
+            while len(out) < limit:
+                rows = conn.execute(stmt.limit(page).offset(offset)).all()
+                if not rows:
+                    break
+                offset += len(rows)
+                for row in rows:
+                    if row.domain in paused_domains:
+                        continue
+                    out.append(
+                        DueRetry(
+                            address=row.address,
+                            message_id=row.message_id,
+                            domain=row.domain,
+                            attempt=row.attempt + 1,
+                            next_attempt_at=row.next_attempt_at,
+                            expires_at=row.expires_at,
+                            reason=row.reason,
+                        )
+                    )
+                    if len(out) >= limit:
+                        break
+        return out
+
+    def status(self, address: str, history: int = HISTORY_LENGTH) -> RecipientStatus:
+        """Where `address` stands: standing, reason, suppression, last reply, counters and its
+        last `history` events."""
+        normal = normalize_address(address)
+        now = self.now()
+        with self.db.connect() as conn:
+            row = conn.execute(
+                select(_RECIPIENTS).where(_RECIPIENTS.c.address_key == normal.key)
+            ).first()
+            events: list[EventSummary] = []
+            if row is not None:
+                rows = conn.execute(
+                    select(_EVENTS)
+                    .where(_EVENTS.c.recipient_id == row.id)
+                    .order_by(_EVENTS.c.at.desc(), _EVENTS.c.id.desc())
+                    .limit(history)
+                ).all()
+                events = [_event_summary(r) for r in rows]
+        why_not = self._why_not_keys([normal.key], now).get(normal.key)
+        if row is None:
+            return RecipientStatus(
+                address=normal.text,
+                standing=Standing.UNKNOWN,
+                reason=Reason.UNDEFINED,
+                since=None,
+                suppressed=False,
+                suppressed_until=None,
+                sendable=why_not is None,
+                why_not=why_not,
+                last_reply=None,
+                counters={},
+                history=(),
+            )
+        suppressed = row.standing is Standing.SUPPRESSED and (
+            row.suppressed_until is None or row.suppressed_until > now
+        )
+        counters = {
+            name: getattr(row, name)
+            for name in (
+                "events_count",
+                "delivered_count",
+                "deferred_count",
+                "bounced_count",
+                "blocked_count",
+                "complained_count",
+                "expired_count",
+            )
+        }
+        last = next((e for e in events if e.kind is not EventKind.EXPIRY), None)
+        return RecipientStatus(
+            address=row.address,
+            standing=row.standing,
+            reason=row.reason,
+            since=row.standing_since,
+            suppressed=suppressed,
+            suppressed_until=row.suppressed_until,
+            sendable=why_not is None,
+            why_not=why_not,
+            last_reply=last,
+            counters=counters,
+            history=tuple(events),
+        )
+
+    # -- manual list management --------------------------------------------------------------
+
+    def suppress(
+        self,
+        address: str,
+        reason: str,
+        *,
+        by: str,
+        until: datetime | None = None,
+    ) -> int:
+        """Suppress an address by hand; recorded as a `suppress` Action created by `by`.
+
+        `reason` is free text; when it is one of the reason names (``user_unknown``...) it is
+        also stored as the action's reason. Suppressing again refreshes the open action.
+        Returns the action's id.
+        """
+        normal = normalize_address(address)
+        if not reason or not reason.strip():
+            raise InputError("a suppression needs a reason (--reason TEXT)")
+        if not by or not by.strip():
+            raise InputError("say who suppresses (by=...)")
+        now = self.now()
+        until = ensure_utc(until) if until is not None else None
+        try:
+            coded = Reason(reason.strip())
+        except ValueError:
+            coded = Reason.UNDEFINED
+
+        def work(conn: Connection) -> int:
+            rid = self._ensure_recipient(conn, normal, now)
+            okey = open_key(ActionKind.SUPPRESS, ActionScope.ADDRESS, normal.key)
+            existing = conn.execute(
+                select(_ACTIONS.c.id, _ACTIONS.c.raised_count).where(_ACTIONS.c.open_key == okey)
+            ).first()
+            if existing is not None:
+                action_id = int(existing.id)
+                conn.execute(
+                    update(_ACTIONS)
+                    .where(_ACTIONS.c.id == action_id)
+                    .values(
+                        updated_at=now,
+                        detail=_cut(reason, TEXT_LENGTH),
+                        raised_count=existing.raised_count + 1,
+                        expires_at=until,
+                        status=ActionStatus.OPEN,
+                    )
+                )
+            else:
+                action_id = int(
+                    conn.execute(
+                        insert(_ACTIONS)
+                        .values(
+                            kind=ActionKind.SUPPRESS,
+                            scope=ActionScope.ADDRESS,
+                            target=normal.key,
+                            status=ActionStatus.OPEN,
+                            open_key=okey,
+                            reason=coded,
+                            rule="manual",
+                            detail=_cut(reason, TEXT_LENGTH),
+                            evidence={"manual": True},
+                            created_at=now,
+                            updated_at=now,
+                            expires_at=until,
+                            created_by=by,
+                            raised_count=1,
+                            step=0,
+                            deliveries_since=0,
+                        )
+                        .returning(_ACTIONS.c.id)
+                    ).scalar_one()
+                )
+            conn.execute(
+                update(_RECIPIENTS)
+                .where(_RECIPIENTS.c.id == rid)
+                .values(
+                    standing=Standing.SUPPRESSED,
+                    reason=coded,
+                    standing_since=now,
+                    suppressed_until=until,
+                    suppression_action_id=action_id,
+                )
+            )
+            return action_id
+
+        return run_in_transaction(self.db, work, conflicts=True)
+
+    def unsuppress(self, address: str, *, by: str, reason: str = "") -> int:
+        """Lift a suppression by hand: the open suppress action is resolved by `by`, a `release`
+        action records who and why, and the standing follows the deliveries again.
+        Raises InputError when the address is not suppressed. Returns the release action's id."""
+        normal = normalize_address(address)
+        if not by or not by.strip():
+            raise InputError("say who lifts the suppression (by=...)")
+        now = self.now()
+
+        def work(conn: Connection) -> int:
+            row = conn.execute(
+                select(_RECIPIENTS.c.id, _RECIPIENTS.c.standing).where(
+                    _RECIPIENTS.c.address_key == normal.key
+                )
+            ).first()
+            okey = open_key(ActionKind.SUPPRESS, ActionScope.ADDRESS, normal.key)
+            open_action = conn.execute(
+                select(_ACTIONS.c.id).where(_ACTIONS.c.open_key == okey)
+            ).first()
+            if (row is None or row.standing is not Standing.SUPPRESSED) and open_action is None:
+                raise InputError(f"{normal.text} is not suppressed")
+            if open_action is not None:
+                conn.execute(
+                    update(_ACTIONS)
+                    .where(_ACTIONS.c.id == open_action.id)
+                    .values(
+                        status=ActionStatus.RESOLVED,
+                        open_key=None,
+                        resolved_at=now,
+                        resolved_by=by,
+                        updated_at=now,
+                    )
+                )
+            release_id = int(
+                conn.execute(
+                    insert(_ACTIONS)
+                    .values(
+                        kind=ActionKind.RELEASE,
+                        scope=ActionScope.ADDRESS,
+                        target=normal.key,
+                        status=ActionStatus.RESOLVED,
+                        open_key=None,
+                        reason=Reason.UNDEFINED,
+                        rule="manual",
+                        detail=_cut(reason, TEXT_LENGTH) or "",
+                        evidence={"released": open_action.id if open_action else None},
+                        created_at=now,
+                        updated_at=now,
+                        resolved_at=now,
+                        created_by=by,
+                        resolved_by=by,
+                        raised_count=1,
+                        step=0,
+                        deliveries_since=0,
+                    )
+                    .returning(_ACTIONS.c.id)
+                ).scalar_one()
+            )
+            if row is not None:
+                standing, why = self._standing_from_deliveries(conn, row.id)
+                conn.execute(
+                    update(_RECIPIENTS)
+                    .where(_RECIPIENTS.c.id == row.id)
+                    .values(
+                        standing=standing,
+                        reason=why,
+                        standing_since=now,
+                        suppressed_until=None,
+                        suppression_action_id=None,
+                    )
+                )
+            return release_id
+
+        return run_in_transaction(self.db, work, conflicts=True)
+
+    # -- internals: input --------------------------------------------------------------------
+
+    def _parse(self, text: str) -> Reply:
+        cached = self._parsed.get(text)
+        if cached is None:
+            try:
+                cached = parse_reply(text)
+            except DeliverabilityError as err:
+                cached = ReplyParseFailure(err)
+            if len(self._parsed) > 50_000:
+                self._parsed.clear()
+            self._parsed[text] = cached
+        if isinstance(cached, ReplyParseFailure):
+            raise cached.error
+        return cached
+
+    def _verdict(self, reply: Reply) -> Verdict:
+        verdict = self._verdicts.get(reply)
+        if verdict is None:
+            verdict = self._classify(reply, self.policy)
+            if len(self._verdicts) > 50_000:
+                self._verdicts.clear()
+            self._verdicts[reply] = verdict
+        return verdict
+
+    def _reply_of(self, record: ReplyRecord) -> Reply:
+        if isinstance(record.reply, Reply):
+            return record.reply
+        if isinstance(record.reply, str) and record.reply.strip():
+            return self._parse(record.reply)
+        if record.reply is not None and not isinstance(record.reply, str):
+            raise InputError(f"reply must be a string, got {type(record.reply).__name__}")
+        if record.code in (None, "") and not record.status:
+            if record.text:
+                return self._parse(record.text)
+            raise InputError("no reply: give 'reply', or 'code' / 'status' / 'text'")
+        code: int | None = None
+        if record.code not in (None, ""):
+            try:
+                code = int(record.code)
+            except (TypeError, ValueError):
+                raise InputError(f"reply code {record.code!r} is not a number") from None
+        status = parse_status(record.status) if record.status else None
+        return Reply(code=code, status=status, text=(record.text or "").strip())
+
+    def _prepare(self, record: ReplyRecord, index: int, now: datetime) -> _Item:
+        address = normalize_address(record.recipient)
+        message_id = record.message_id
+        if message_id is not None:
+            if not isinstance(message_id, str):
+                raise InputError(f"message_id must be a string, got {type(message_id).__name__}")
+            message_id = message_id.strip()
+            if not message_id:
+                raise InputError("message_id is empty")
+            if len(message_id) > 255:
+                raise InputError("message_id is longer than 255 characters")
+        attempt = record.attempt
+        if attempt is not None:
+            if isinstance(attempt, str) and attempt.strip().lstrip("-").isdigit():
+                attempt = int(attempt)
+            if not isinstance(attempt, int) or isinstance(attempt, bool):
+                raise InputError(f"attempt must be a whole number, got {attempt!r}")
+            if attempt < 0:
+                raise InputError(f"attempt must not be negative, got {attempt}")
+        at = now
+        if record.at is not None and record.at != "":
+            at = parse_time(record.at) if isinstance(record.at, str) else ensure_utc(record.at)
+            if at > now + FUTURE_TOLERANCE:
+                raise InputError(
+                    f"time {at.isoformat()} is more than {FUTURE_TOLERANCE} in the future "
+                    f"(now {now.isoformat()}): check the clock or the time zone"
+                )
+        reply: Reply | None
+        if record.kind is EventKind.COMPLAINT:
+            # A feedback-loop report (RFC 5965) is a complaint whatever text comes with it.
+            has_reply = record.reply or record.code or record.status or record.text
+            reply = self._reply_of(record) if has_reply else None
+            verdict = COMPLAINT_VERDICT
+        else:
+            reply = self._reply_of(record)
+            verdict = self._verdict(reply)
+        step = step_for(verdict.outcome)
+        key = record.key or event_key(message_id, address.key, attempt, at, reply)
+        return _Item(
+            index=index,
+            address=address,
+            message_id=message_id,
+            reply=reply,
+            verdict=verdict,
+            step=step,
+            at=at,
+            attempt=attempt,
+            source=record.source,
+            position=None if record.position is None else str(record.position),
+            kind=record.kind,
+            key=key,
+        )
+
+    def _flush(
+        self,
+        batch: list[_Item],
+        rejected: list[tuple[Rejected, str]],
+        count: int,
+        now: datetime | None = None,
+    ) -> BatchResult:
+        now = now if now is not None else self.now()
+
+        def work(conn: Connection) -> tuple[list[_Written], list[Any]]:
+            if rejected:
+                self._store_rejected(conn, rejected, now)
+            if not batch:
+                return [], []
+            return self._write_chunk(conn, batch, now)
+
+        written, actions = run_in_transaction(self.db, work, conflicts=True)
+        result = BatchResult(total=count, rejected=[r for r, _ in rejected], actions=actions)
+        for w in written:
+            if w.duplicate:
+                result.duplicates += 1
+                continue
+            result.recorded += 1
+            result.by_outcome[
+                "expired" if w.item.kind is EventKind.EXPIRY else w.item.verdict.outcome.value
+            ] += 1
+            if w.history_only:
+                result.history_only += 1
+        return result
+
+    def _store_rejected(
+        self, conn: Connection, rejected: list[tuple[Rejected, str]], now: datetime
+    ) -> None:
+        pairs = {(r.source[:600], r.position[:120]) for r, _ in rejected}
+        existing: set[tuple[str, str]] = set()
+        for source in {s for s, _ in pairs}:
+            positions = [p for s, p in pairs if s == source]
+            existing.update(
+                (source, p)
+                for (p,) in conn.execute(
+                    select(_REJECTED.c.position).where(
+                        _REJECTED.c.source == source, _REJECTED.c.position.in_(positions)
+                    )
+                )
+            )
+        rows = []
+        seen: set[tuple[str, str]] = set()
+        for r, raw in rejected:
+            pair = (r.source[:600], r.position[:120])
+            if pair in existing or pair in seen:
+                continue
+            seen.add(pair)
+            rows.append(
+                {
+                    "source": pair[0],
+                    "position": pair[1],
+                    "error": _cut(r.reason, TEXT_LENGTH),
+                    "raw": raw[:100_000],
+                    "recorded_at": now,
+                }
+            )
+        if rows:
+            conn.execute(insert(_REJECTED), rows)
+
+    # -- internals: the chunk writer ---------------------------------------------------------
+
+    def _write_chunk(
+        self, conn: Connection, items: list[_Item], now: datetime
+    ) -> tuple[list[_Written], list[Any]]:
+        """Write one chunk of events in the caller's transaction; see the module docstring."""
+        written = [_Written(item) for item in items]
+
+        # 1. Idempotency: drop events already recorded, and repeats inside the chunk.
+        keys = list({it.key for it in items})
+        known = set(conn.scalars(select(_EVENTS.c.key).where(_EVENTS.c.key.in_(keys))))
+        fresh: list[_Written] = []
+        for w in written:
+            if w.item.key in known:
+                w.duplicate = True
+            else:
+                known.add(w.item.key)
+                fresh.append(w)
+
+        # 2. Load the recipients and deliveries the chunk touches, one SELECT each.
+        address_keys = list({it.address.key for it in items})
+        recipients: dict[str, dict[str, Any]] = {
+            row.address_key: dict(row._mapping)
+            for row in conn.execute(
+                select(_RECIPIENTS).where(_RECIPIENTS.c.address_key.in_(address_keys))
+            )
+        }
+        pairs = list(
+            {
+                (recipients[it.address.key]["id"], it.message_id)
+                for it in items
+                if it.message_id is not None and it.address.key in recipients
+            }
+        )
+        deliveries: dict[tuple[str, str], dict[str, Any]] = {}
+        if pairs:
+            by_id = {r["id"]: k for k, r in recipients.items()}
+            for row in conn.execute(
+                select(_DELIVERIES).where(
+                    tuple_(_DELIVERIES.c.recipient_id, _DELIVERIES.c.message_id).in_(pairs)
+                )
+            ):
+                deliveries[(by_id[row.recipient_id], row.message_id)] = dict(row._mapping)
+        not_before = self._pause_until(conn, {it.address.domain for it in items}, now)
+        for w in written:
+            if w.duplicate and w.item.message_id is not None:
+                known_row = deliveries.get((w.item.address.key, w.item.message_id))
+                if known_row is not None:
+                    w.delivery_state = known_row["state"]
+                    w.next_attempt_at = known_row["next_attempt_at"]
+                    w.attempt = known_row["attempt"]
+
+        # 3. Run the state machine in Python.
+        new_recipients: dict[str, dict[str, Any]] = {}
+        touched_recipients: set[str] = set()
+        new_deliveries: dict[tuple[str, str], dict[str, Any]] = {}
+        touched_deliveries: set[tuple[str, str]] = set()
+        event_rows: list[dict[str, Any]] = []
+        backoff = self.policy.backoff
+        for w in fresh:
+            it = w.item
+            akey = it.address.key
+            rec = recipients.get(akey)
+            if rec is None:
+                rec = _new_recipient(it)
+                recipients[akey] = new_recipients[akey] = rec
+            touched_recipients.add(akey)
+            state: DeliveryState | None = None
+            applied = True
+            attempt = it.attempt
+            next_at: datetime | None = None
+            if it.message_id is not None:
+                dkey = (akey, it.message_id)
+                drow = deliveries.get(dkey)
+                current = _delivery_view(drow) if drow is not None else None
+                result = transition(
+                    current,
+                    StepInput(
+                        step=it.step,
+                        at=it.at,
+                        reason=it.verdict.reason,
+                        attempt=it.attempt,
+                        retry_after=it.verdict.retry_after,
+                        jitter_key=f"{akey}\x00{it.message_id}",
+                    ),
+                    backoff,
+                    not_before=not_before.get(it.address.domain),
+                )
+                attempt = result.attempt
+                applied = result.effect is Effect.APPLIED
+                if result.delivery is not None:
+                    state = result.delivery.state
+                    next_at = result.delivery.next_attempt_at
+                    if applied:
+                        values = _delivery_values(result.delivery, it, now)
+                        if drow is None:
+                            drow = {"message_id": it.message_id, "domain": it.address.domain}
+                            deliveries[dkey] = new_deliveries[dkey] = drow
+                        drow.update(values)
+                        touched_deliveries.add(dkey)
+            w.history_only = not applied
+            w.delivery_state = state
+            w.next_attempt_at = next_at
+            w.attempt = attempt
+            _apply_to_recipient(rec, it, state if applied else None)
+            event_rows.append(_event_row(it, attempt, now))
+
+        if not fresh:
+            return written, []
+
+        # 4. Write: new recipients, events, recipient updates, deliveries.
+        if new_recipients:
+            columns = _RECIPIENTS.c.keys()
+            conn.execute(
+                insert(_RECIPIENTS),
+                [{c: r[c] for c in columns if c in r} for r in new_recipients.values()],
+            )
+            for id_, akey in conn.execute(
+                select(_RECIPIENTS.c.id, _RECIPIENTS.c.address_key).where(
+                    _RECIPIENTS.c.address_key.in_(list(new_recipients))
+                )
+            ):
+                new_recipients[akey]["id"] = id_
+        for event_row in event_rows:
+            event_row["recipient_id"] = recipients[event_row.pop("_akey")]["id"]
+        event_ids = self._insert_events(conn, event_rows)
+        for w, event_row in zip(fresh, event_rows, strict=True):
+            rec = recipients[w.item.address.key]
+            if rec.get("_last_key") == event_row["key"]:
+                rec["last_event_id"] = event_ids[event_row["key"]]
+        conn.execute(
+            update(_RECIPIENTS)
+            .where(_RECIPIENTS.c.id == bindparam("_id"))
+            .values({name: bindparam(name) for name in _RECIPIENT_MUTABLE}),
+            [
+                {"_id": recipients[k]["id"], **{n: recipients[k][n] for n in _RECIPIENT_MUTABLE}}
+                for k in touched_recipients
+            ],
+        )
+        inserts = [{**d, "recipient_id": recipients[k[0]]["id"]} for k, d in new_deliveries.items()]
+        if inserts:
+            conn.execute(insert(_DELIVERIES), inserts)
+        updates = [
+            {"_id": deliveries[k]["id"], **{n: deliveries[k][n] for n in _DELIVERY_MUTABLE}}
+            for k in touched_deliveries
+            if k not in new_deliveries
+        ]
+        if updates:
+            conn.execute(
+                update(_DELIVERIES)
+                .where(_DELIVERIES.c.id == bindparam("_id"))
+                .values({name: bindparam(name) for name in _DELIVERY_MUTABLE}),
+                updates,
+            )
+
+        # 5. Hygiene, in the same transaction.
+        actions: list[Any] = []
+        if self._hook is not None:
+            recorded = [
+                RecordedEvent(
+                    event_id=event_ids[row["key"]],
+                    recipient_id=row["recipient_id"],
+                    address_key=w.item.address.key,
+                    domain=w.item.address.domain,
+                    message_id=w.item.message_id,
+                    attempt=w.attempt,
+                    at=w.item.at,
+                    verdict=w.item.verdict,
+                    delivery_state=w.delivery_state,
+                    kind=w.item.kind,
+                    applied=not w.history_only,
+                )
+                for w, row in zip(fresh, event_rows, strict=True)
+            ]
+            with Session(bind=conn) as session:
+                actions = list(self._hook(session, recorded, self.policy, now))
+                session.flush()
+        return written, actions
+
+    def _insert_events(self, conn: Connection, rows: list[dict[str, Any]]) -> dict[str, int]:
+        if conn.dialect.insert_executemany_returning_sort_by_parameter_order:
+            result = conn.execute(
+                insert(_EVENTS).returning(
+                    _EVENTS.c.id, _EVENTS.c.key, sort_by_parameter_order=True
+                ),
+                rows,
+            )
+            return {key: int(id_) for id_, key in result}
+        conn.execute(insert(_EVENTS), rows)
+        keys = [r["key"] for r in rows]
+        return {
+            key: int(id_)
+            for id_, key in conn.execute(
+                select(_EVENTS.c.id, _EVENTS.c.key).where(_EVENTS.c.key.in_(keys))
+            )
+        }
+
+    # -- internals: sendability --------------------------------------------------------------
+
+    def _suppressed_clause(self, now: datetime) -> Any:
+        return and_(
+            _RECIPIENTS.c.standing == Standing.SUPPRESSED,
+            or_(_RECIPIENTS.c.suppressed_until.is_(None), _RECIPIENTS.c.suppressed_until > now),
+        )
+
+    def _paused_targets_query(self, now: datetime) -> Any:
+        return select(_ACTIONS.c.scope, _ACTIONS.c.target, func.max(_ACTIONS.c.pause_until)).where(
+            _ACTIONS.c.kind == ActionKind.THROTTLE,
+            _ACTIONS.c.status == ActionStatus.OPEN,
+            _ACTIONS.c.scope.in_([ActionScope.DOMAIN, ActionScope.PROVIDER]),
+            _ACTIONS.c.pause_until > now,
+        )
+
+    def _paused_domains(self, conn: Connection, query: Any) -> dict[str, datetime]:
+        """Every paused destination domain (provider groups expanded) -> paused until."""
+        out: dict[str, datetime] = {}
+        groups = self.policy.throttle.provider_domains
+        for scope, target, until in conn.execute(
+            query.group_by(_ACTIONS.c.scope, _ACTIONS.c.target)
+        ):
+            domains = groups.get(target, ()) if scope is ActionScope.PROVIDER else (target,)
+            for domain in domains:
+                if domain not in out or out[domain] < until:
+                    out[domain] = until
+        return out
+
+    def _pause_until(self, conn: Connection, domains: set[str], now: datetime) -> dict[str, Any]:
+        """Paused-until per domain among `domains` (open throttles on the domain or its
+        provider group), for scheduling retries."""
+        targets = set(domains) | {self._provider_of[d] for d in domains if d in self._provider_of}
+        query = self._paused_targets_query(now).where(_ACTIONS.c.target.in_(list(targets)))
+        paused = self._paused_domains(conn, query)
+        return {d: paused[d] for d in domains if d in paused}
+
+    def _why_not_keys(self, keys: Sequence[str], now: datetime) -> dict[str, str]:
+        """Why each of these address keys may not be sent to now (absent: it may)."""
+        if not keys:
+            return {}
+        out: dict[str, str] = {}
+        domains = {k.rsplit("@", 1)[1] for k in keys}
+        with self.db.connect() as conn:
+            for row in conn.execute(
+                select(
+                    _RECIPIENTS.c.address_key,
+                    _RECIPIENTS.c.reason,
+                    _RECIPIENTS.c.standing_since,
+                    _RECIPIENTS.c.suppressed_until,
+                ).where(
+                    _RECIPIENTS.c.address_key.in_(list(set(keys))), self._suppressed_clause(now)
+                )
+            ):
+                until = f" until {row.suppressed_until.isoformat()}" if row.suppressed_until else ""
+                out[row.address_key] = (
+                    f"suppressed since {row.standing_since.isoformat()}{until}"
+                    f" (reason: {row.reason.value})"
+                )
+            paused = self._pause_until(conn, domains, now)
+        for key in keys:
+            domain = key.rsplit("@", 1)[1]
+            if key not in out and domain in paused:
+                out[key] = f"destination {domain} is paused until {paused[domain].isoformat()}"
+        return out
+
+    # -- internals: recipients ---------------------------------------------------------------
+
+    def _ensure_recipient(self, conn: Connection, address: Address, now: datetime) -> int:
+        row = conn.execute(
+            select(_RECIPIENTS.c.id).where(_RECIPIENTS.c.address_key == address.key)
+        ).first()
+        if row is not None:
+            return int(row.id)
+        values = {
+            "address": address.text,
+            "address_key": address.key,
+            "domain": address.domain,
+            "standing": Standing.RETRYING,
+            "reason": Reason.UNDEFINED,
+            "standing_since": now,
+            "first_seen_at": now,
+            "last_event_at": now,
+        }
+        values.update(dict.fromkeys(_COUNTERS, 0))
+        return int(
+            conn.execute(
+                insert(_RECIPIENTS).values(values).returning(_RECIPIENTS.c.id)
+            ).scalar_one()
+        )
+
+    def _standing_from_deliveries(
+        self, conn: Connection, recipient_id: int
+    ) -> tuple[Standing, Reason]:
+        row = conn.execute(
+            select(_DELIVERIES.c.state, _DELIVERIES.c.reason)
+            .where(_DELIVERIES.c.recipient_id == recipient_id)
+            .order_by(_DELIVERIES.c.last_attempt_at.desc(), _DELIVERIES.c.id.desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            return Standing.RETRYING, Reason.UNDEFINED
+        return standing_after(None, row.state), row.reason
+
+
+# --------------------------------------------------------------------------------------------
+# Row helpers (module level: no state)
+
+_COUNTERS = (
+    "events_count",
+    "delivered_count",
+    "deferred_count",
+    "bounced_count",
+    "blocked_count",
+    "complained_count",
+    "expired_count",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyParseFailure:
+    """A cached parse failure, so a bad reply repeated in a log is parsed once."""
+
+    error: DeliverabilityError
+
+
+def _load_classifier() -> Callable[[Reply, Policy], Verdict]:
+    from deliverability.classify import classify
+
+    return classify
+
+
+def _rejection(raw: Any, index: int, err: BaseException) -> tuple[Rejected, str]:
+    if isinstance(raw, ReplyRecord):
+        source, position, text = raw.source, raw.position, repr(raw)
+    elif isinstance(raw, Mapping):
+        source = str(raw.get("source") or "api")
+        position = raw.get("position")
+        text = repr(dict(raw))
+    else:
+        source, position, text = "api", None, repr(raw)
+        err = InputError(f"expected a ReplyRecord or a mapping, got {type(raw).__name__}")
+    where = str(position) if position not in (None, "") else str(index)
+    return Rejected(source=source, position=where, reason=str(err)), text
+
+
+def _new_recipient(item: _Item) -> dict[str, Any]:
+    rec: dict[str, Any] = {
+        "address": item.address.text,
+        "address_key": item.address.key,
+        "domain": item.address.domain,
+        "standing": None,
+        "reason": Reason.UNDEFINED,
+        "standing_since": item.at,
+        "suppressed_until": None,
+        "suppression_action_id": None,
+        "first_seen_at": item.at,
+        "last_event_at": item.at,
+        "last_delivered_at": None,
+        "last_failure_at": None,
+        "last_event_id": None,
+        "last_code": None,
+        "last_status": None,
+        "last_text": None,
+    }
+    rec.update(dict.fromkeys(_COUNTERS, 0))
+    return rec
+
+
+def _apply_to_recipient(rec: dict[str, Any], item: _Item, state: DeliveryState | None) -> None:
+    """Counters, last reply and standing of a recipient after one new event."""
+    at = item.at
+    outcome = item.verdict.outcome
+    rec["events_count"] += 1
+    if item.kind is EventKind.EXPIRY:
+        rec["expired_count"] += 1
+    else:
+        rec[_STANDING_OUTCOME_COUNTER[outcome]] += 1
+    if outcome is Outcome.DELIVERED:
+        if rec["last_delivered_at"] is None or at > rec["last_delivered_at"]:
+            rec["last_delivered_at"] = at
+    elif outcome is not Outcome.COMPLAINED and (
+        rec["last_failure_at"] is None or at > rec["last_failure_at"]
+    ):
+        rec["last_failure_at"] = at
+    if at < rec["first_seen_at"]:
+        rec["first_seen_at"] = at
+    latest = at >= rec["last_event_at"]
+    if latest:
+        rec["last_event_at"] = at
+        rec["_last_key"] = item.key
+        if item.reply is not None:
+            rec["last_code"] = item.reply.code
+            rec["last_status"] = str(item.reply.status) if item.reply.status else None
+            rec["last_text"] = _cut(item.reply.text, TEXT_LENGTH)
+    before: Standing | None = rec["standing"]
+    if (
+        before is Standing.SUPPRESSED
+        and rec["suppressed_until"] is not None
+        and rec["suppressed_until"] <= at
+    ):
+        # The suppression ran out (hygiene set an expiry): the deliveries decide again.
+        before = None
+        rec["suppressed_until"] = None
+        rec["suppression_action_id"] = None
+    if state is not None and latest:
+        following = standing_after(before, state)
+        if following is not Standing.SUPPRESSED and state in _STANDING_STATES:
+            rec["reason"] = item.verdict.reason
+    else:
+        following = before if before is not None else Standing.RETRYING
+    if following is not rec["standing"]:
+        rec["standing"] = following
+        rec["standing_since"] = at
+
+
+#: Delivery states that say something about the address itself (a block or a complaint does not).
+_STANDING_STATES = frozenset(
+    {DeliveryState.DELIVERED, DeliveryState.DEFERRED, DeliveryState.BOUNCED, DeliveryState.EXPIRED}
+)
+
+
+def _delivery_view(row: Mapping[str, Any]) -> DeliveryView:
+    return DeliveryView(
+        state=row["state"],
+        attempt=row["attempt"],
+        first_attempt_at=row["first_attempt_at"],
+        last_attempt_at=row["last_attempt_at"],
+        next_attempt_at=row["next_attempt_at"],
+        expires_at=row["expires_at"],
+        reason=row["reason"],
+    )
+
+
+def _delivery_values(view: DeliveryView, item: _Item, now: datetime) -> dict[str, Any]:
+    return {
+        "state": view.state,
+        "attempt": view.attempt,
+        "first_attempt_at": view.first_attempt_at,
+        "last_attempt_at": view.last_attempt_at,
+        "next_attempt_at": view.next_attempt_at,
+        "expires_at": view.expires_at,
+        "reason": view.reason,
+        "last_code": item.reply.code if item.reply is not None else None,
+        "last_status": str(item.reply.status) if item.reply and item.reply.status else None,
+        "updated_at": now,
+    }
+
+
+def _event_row(item: _Item, attempt: int | None, now: datetime) -> dict[str, Any]:
+    reply = item.reply
+    verdict = item.verdict
+    return {
+        "_akey": item.address.key,
+        "key": item.key,
+        "at": item.at,
+        "recorded_at": now,
+        "kind": item.kind,
+        "domain": item.address.domain,
+        "message_id": item.message_id,
+        "attempt": attempt,
+        "code": reply.code if reply else None,
+        "status": str(reply.status) if reply and reply.status else None,
+        "text": _cut(reply.text, TEXT_LENGTH) if reply else None,
+        "command": _cut(reply.command, 16) if reply else None,
+        "outcome": verdict.outcome,
+        "reason": verdict.reason,
+        "fault": verdict.fault,
+        "rule": verdict.rule[:120],
+        "decisive": verdict.decisive,
+        "throttle": verdict.throttle,
+        "pause_seconds": int(verdict.pause.total_seconds()) if verdict.pause else None,
+        "source": item.source[:255],
+        "position": _cut(item.position, 255),
+    }
+
+
+def _event_summary(row: Any) -> EventSummary:
+    return EventSummary(
+        at=row.at,
+        kind=row.kind,
+        message_id=row.message_id,
+        attempt=row.attempt,
+        code=row.code,
+        status=row.status,
+        text=row.text,
+        outcome=row.outcome,
+        reason=row.reason,
+        source=row.source,
+    )

@@ -1,0 +1,517 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from conftest import FakeClock
+from sqlalchemy import Engine as SAEngine
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from deliverability.engine import Engine, ReplyRecord
+from deliverability.errors import AddressError, InputError, ReplyParseError
+from deliverability.policy import load_policy
+from deliverability.store.models import Action, Base, Delivery, Event, Recipient, RejectedInput
+from deliverability.store.records import RecordedEvent
+from deliverability.store.session import create_engine
+from deliverability.vocabulary import (
+    ActionKind,
+    ActionScope,
+    ActionStatus,
+    DeliveryState,
+    EventKind,
+    Outcome,
+    Reason,
+    Standing,
+)
+
+POLICY = load_policy()
+MAILBOX_FULL = "452 4.2.2 mailbox full"
+USER_UNKNOWN = "550 5.1.1 no such user"
+OK = "250 2.0.0 OK queued"
+
+
+@pytest.fixture
+def engine(db_url: str, clock: FakeClock) -> Iterator[Engine]:
+    """An Engine without the hygiene pass, so these tests see the engine's own behaviour."""
+    with Engine(db_url, policy=POLICY, clock=clock, hygiene=False) as e:
+        yield e
+
+
+def _dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, in primary-key order."""
+    db = create_engine(url)
+    try:
+        with db.connect() as conn:
+            return {
+                table.name: [
+                    tuple(row)
+                    for row in conn.execute(select(table).order_by(*table.primary_key.columns))
+                ]
+                for table in Base.metadata.sorted_tables
+            }
+    finally:
+        db.dispose()
+
+
+def _count(engine: Engine, model: type[Base]) -> int:
+    with Session(engine.db) as s:
+        return int(s.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def _delivery(engine: Engine, message_id: str, address_key: str = "a@example.com") -> Delivery:
+    with Session(engine.db) as s:
+        return s.scalars(
+            select(Delivery)
+            .join(Recipient)
+            .where(Delivery.message_id == message_id, Recipient.address_key == address_key)
+        ).one()
+
+
+def _pause(sa: SAEngine, domain: str, until: datetime, now: datetime) -> None:
+    with sa.begin() as conn:
+        conn.execute(
+            insert(Action).values(
+                kind=ActionKind.THROTTLE,
+                scope=ActionScope.DOMAIN,
+                target=domain,
+                status=ActionStatus.OPEN,
+                open_key=f"throttle:domain:{domain}",
+                reason=Reason.RATE_LIMITED,
+                rule="test",
+                detail="",
+                evidence={},
+                created_at=now,
+                updated_at=now,
+                expires_at=until,
+                pause_until=until,
+                created_by="policy",
+                raised_count=1,
+                step=1,
+                deliveries_since=0,
+            )
+        )
+
+
+# -- record ------------------------------------------------------------------------------------
+
+
+def test_a_deferral_schedules_the_first_retry_30_minutes_later_plus_jitter(
+    engine: Engine, frozen_now: datetime
+) -> None:
+    decision = engine.record("alice@example.com", MAILBOX_FULL, message_id="<m1@list>")
+    assert decision.verdict.outcome is Outcome.DEFERRED
+    assert decision.delivery_state is DeliveryState.DEFERRED
+    assert decision.attempt == 1
+    assert decision.next_attempt_at is not None
+    delay = decision.next_attempt_at - frozen_now
+    assert timedelta(minutes=30) <= delay <= timedelta(minutes=30) * (1 + POLICY.backoff.jitter)
+    assert decision.sendable
+
+
+def test_a_delivery_after_deferrals_counts_as_the_next_attempt(
+    engine: Engine, clock: FakeClock
+) -> None:
+    engine.record("alice@example.com", MAILBOX_FULL, message_id="<m1@list>")
+    clock.advance(timedelta(minutes=40))
+    decision = engine.record("alice@example.com", OK, message_id="<m1@list>")
+    assert decision.delivery_state is DeliveryState.DELIVERED
+    assert decision.attempt == 2
+    assert decision.next_attempt_at is None
+    status = engine.status("alice@example.com")
+    assert status.standing is Standing.DELIVERED
+    assert status.counters["deferred_count"] == 1
+    assert status.counters["delivered_count"] == 1
+
+
+def test_local_part_case_does_not_make_a_second_recipient(engine: Engine) -> None:
+    engine.record("Alice@Example.COM", OK, message_id="m1")
+    engine.record("alice@example.com", OK, message_id="m2")
+    assert _count(engine, Recipient) == 1
+    assert engine.status("ALICE@example.com").address == "Alice@example.com"
+
+
+def test_recording_the_same_event_twice_changes_nothing(engine: Engine, db_url: str) -> None:
+    first = engine.record("bob@example.org", USER_UNKNOWN, message_id="m1", attempt=1)
+    before = _dump(db_url)
+    again = engine.record("bob@example.org", USER_UNKNOWN, message_id="m1", attempt=1)
+    assert not first.duplicate
+    assert again.duplicate
+    assert again.delivery_state is DeliveryState.BOUNCED
+    assert _dump(db_url) == before
+
+
+def test_an_informational_reply_is_refused_as_not_a_delivery_result(engine: Engine) -> None:
+    with pytest.raises(InputError, match="not a delivery result"):
+        engine.record("alice@example.com", "354 go ahead", message_id="m1")
+    assert _count(engine, Event) == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"recipient": "not-an-address"}, AddressError, "no @"),
+        ({"reply": "hello there"}, ReplyParseError, "no SMTP reply code"),
+        ({"attempt": -1}, InputError, "must not be negative"),
+        ({"at": "2026-11-03T12:00:01Z"}, InputError, "in the future"),
+        ({"at": "yesterday"}, InputError, "not an ISO 8601 time"),
+    ],
+)
+def test_bad_input_to_a_single_call_is_a_clear_error(
+    engine: Engine, kwargs: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    args: dict[str, Any] = {"recipient": "alice@example.com", "reply": OK, "message_id": "m1"}
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        engine.record(args.pop("recipient"), args.pop("reply"), **args)
+    assert _count(engine, Event) == 0
+
+
+def test_a_time_one_day_ahead_is_still_accepted(engine: Engine, frozen_now: datetime) -> None:
+    decision = engine.record(
+        "a@example.com", OK, message_id="m1", at=frozen_now + timedelta(days=1)
+    )
+    assert decision.delivery_state is DeliveryState.DELIVERED
+
+
+def test_a_late_reply_for_a_superseded_attempt_is_history_only(
+    engine: Engine, frozen_now: datetime
+) -> None:
+    t = frozen_now - timedelta(hours=3)
+    engine.record("a@example.com", MAILBOX_FULL, message_id="m1", attempt=1, at=t)
+    engine.record("a@example.com", OK, message_id="m1", attempt=2, at=t + timedelta(hours=1))
+    late = engine.record(
+        "a@example.com", USER_UNKNOWN, message_id="m1", attempt=1, at=t + timedelta(hours=2)
+    )
+    assert late.history_only
+    assert late.delivery_state is DeliveryState.DELIVERED
+    assert _delivery(engine, "m1").state is DeliveryState.DELIVERED
+    assert engine.status("a@example.com").standing is Standing.DELIVERED
+    assert _count(engine, Event) == 3
+
+
+def test_an_event_older_than_the_recipients_latest_does_not_change_its_standing(
+    engine: Engine, frozen_now: datetime
+) -> None:
+    engine.record("a@example.com", OK, message_id="m2", at=frozen_now)
+    engine.record("a@example.com", MAILBOX_FULL, message_id="m1", at=frozen_now - timedelta(days=1))
+    status = engine.status("a@example.com")
+    assert status.standing is Standing.DELIVERED
+    assert status.last_reply is not None
+    assert status.last_reply.code == 250
+    assert _delivery(engine, "m1").state is DeliveryState.DEFERRED
+
+
+def test_a_greylisting_hint_is_honoured(engine: Engine, frozen_now: datetime) -> None:
+    decision = engine.record(
+        "a@example.com", "451 4.7.1 greylisted, try again in 300 seconds", message_id="m1"
+    )
+    assert decision.next_attempt_at == frozen_now + timedelta(seconds=300)
+
+
+def test_a_retry_is_not_scheduled_before_the_destinations_pause_ends(
+    engine: Engine, frozen_now: datetime
+) -> None:
+    until = frozen_now + timedelta(hours=2)
+    _pause(engine.db, "example.com", until, frozen_now)
+    decision = engine.record("a@example.com", MAILBOX_FULL, message_id="m1")
+    assert decision.next_attempt_at == until
+    assert not decision.sendable
+    assert decision.why_not is not None
+    assert "example.com is paused" in decision.why_not
+
+
+# -- record_many -------------------------------------------------------------------------------
+
+
+def _log(frozen_now: datetime) -> list[dict[str, Any]]:
+    t = frozen_now - timedelta(hours=6)
+    rows: list[dict[str, Any]] = []
+    for i in range(30):
+        at = (t + timedelta(minutes=i)).isoformat()
+        rows.append(
+            {
+                "recipient": f"user{i}@example.com",
+                "reply": MAILBOX_FULL,
+                "message_id": "m1",
+                "at": at,
+            }
+        )
+        rows.append(
+            {
+                "recipient": f"user{i}@example.com",
+                "code": 250,
+                "status": "2.0.0",
+                "text": "ok",
+                "message_id": "m2",
+                "at": at,
+            }
+        )
+    rows.insert(
+        7,
+        {
+            "recipient": "broken",
+            "reply": OK,
+            "message_id": "m1",
+            "position": "line 8",
+            "source": "log.jsonl",
+        },
+    )
+    rows.insert(
+        9,
+        {
+            "recipient": "x@example.com",
+            "reply": "",
+            "message_id": "m1",
+            "position": "line 10",
+            "source": "log.jsonl",
+        },
+    )
+    rows.insert(11, {"recipient": "x@example.com", "reply": "220 ready", "message_id": "m1"})
+    return rows
+
+
+def test_record_many_counts_by_outcome_and_rejects_bad_items_with_position_and_reason(
+    db_url: str, clock: FakeClock, frozen_now: datetime
+) -> None:
+    with Engine(db_url, policy=POLICY, clock=clock, hygiene=False, chunk_size=7) as engine:
+        result = engine.record_many(_log(frozen_now))
+        assert result.total == 63
+        assert result.recorded == 60
+        assert result.by_outcome == {"deferred": 30, "delivered": 30}
+        assert [(r.source, r.position) for r in result.rejected] == [
+            ("log.jsonl", "line 8"),
+            ("log.jsonl", "line 10"),
+            ("api", "12"),
+        ]
+        assert "not an email address" in result.rejected[0].reason
+        assert "not a delivery result" in result.rejected[2].reason
+        with Session(engine.db) as s:
+            stored = s.scalars(select(RejectedInput).order_by(RejectedInput.id)).all()
+        assert [(r.source, r.position) for r in stored] == [
+            ("log.jsonl", "line 8"),
+            ("log.jsonl", "line 10"),
+            ("api", "12"),
+        ]
+        assert "broken" in stored[0].raw
+
+
+def test_record_many_over_the_same_input_twice_leaves_the_database_identical(
+    db_url: str, clock: FakeClock, frozen_now: datetime
+) -> None:
+    with Engine(db_url, policy=POLICY, clock=clock, hygiene=False, chunk_size=7) as engine:
+        engine.record_many(_log(frozen_now))
+        before = _dump(db_url)
+        clock.advance(timedelta(minutes=5))
+        again = engine.record_many(_log(frozen_now))
+    assert again.recorded == 0
+    assert again.duplicates == 60
+    assert _dump(db_url) == before
+
+
+def test_record_many_and_record_reach_the_same_state(
+    tmp_path: Any, clock: FakeClock, frozen_now: datetime
+) -> None:
+    rows = [r for r in _log(frozen_now) if "@" in r["recipient"] and r.get("reply") != "220 ready"]
+    rows = [r for r in rows if r.get("reply", "x")]
+    one_url = f"sqlite:///{tmp_path / 'one.db'}"
+    many_url = f"sqlite:///{tmp_path / 'many.db'}"
+    with Engine(one_url, policy=POLICY, clock=clock, hygiene=False) as engine:
+        for r in rows:
+            engine.record_many([r])
+    with Engine(many_url, policy=POLICY, clock=clock, hygiene=False) as engine:
+        engine.record_many(rows)
+    one, many = _dump(one_url), _dump(many_url)
+    assert one["deliveries"] == many["deliveries"]
+    assert one["recipients"] == many["recipients"]
+    assert one["events"] == many["events"]
+
+
+def test_record_many_accepts_reply_records(engine: Engine) -> None:
+    result = engine.record_many(
+        [ReplyRecord(recipient="a@example.com", message_id="m1", code="550", status="5.1.1")]
+    )
+    assert result.by_outcome == {"bounced": 1}
+
+
+def test_a_complaint_needs_no_reply_text(engine: Engine) -> None:
+    engine.record("a@example.com", OK, message_id="m1")
+    result = engine.record_many(
+        [{"recipient": "a@example.com", "message_id": "m1", "kind": "complaint"}]
+    )
+    assert result.by_outcome == {"complained": 1}
+    assert _delivery(engine, "m1").state is DeliveryState.COMPLAINED
+
+
+# -- expiry ------------------------------------------------------------------------------------
+
+
+def test_a_deferred_delivery_past_its_lifetime_expires_once(
+    engine: Engine, clock: FakeClock, frozen_now: datetime
+) -> None:
+    engine.record("a@example.com", MAILBOX_FULL, message_id="m1")
+    engine.record(
+        "b@example.com", MAILBOX_FULL, message_id="m1", at=frozen_now + timedelta(hours=1)
+    )
+    first = engine.expire_overdue(frozen_now + POLICY.backoff.lifetime)
+    assert first.by_outcome == {"expired": 1}
+    assert _delivery(engine, "m1").state is DeliveryState.EXPIRED
+    status = engine.status("a@example.com")
+    assert status.counters["expired_count"] == 1
+    assert status.history[0].kind is EventKind.EXPIRY
+    assert status.history[0].at == frozen_now + POLICY.backoff.lifetime
+    again = engine.expire_overdue(frozen_now + POLICY.backoff.lifetime)
+    assert again.recorded == 0
+
+
+def test_one_second_before_the_lifetime_nothing_expires(
+    engine: Engine, frozen_now: datetime
+) -> None:
+    engine.record("a@example.com", MAILBOX_FULL, message_id="m1")
+    result = engine.expire_overdue(frozen_now + POLICY.backoff.lifetime - timedelta(seconds=1))
+    assert result.recorded == 0
+    assert _delivery(engine, "m1").state is DeliveryState.DEFERRED
+
+
+# -- questions ---------------------------------------------------------------------------------
+
+
+def test_due_retries_come_oldest_first_and_respect_the_limit(
+    engine: Engine, frozen_now: datetime
+) -> None:
+    for i in range(3):
+        engine.record(
+            f"u{i}@example.com",
+            MAILBOX_FULL,
+            message_id="m1",
+            at=frozen_now - timedelta(hours=3 - i),
+        )
+    due = engine.due_retries(limit=2)
+    assert [d.address for d in due] == ["u0@example.com", "u1@example.com"]
+    assert all(d.attempt == 2 for d in due)
+    assert engine.due_retries(now=frozen_now - timedelta(hours=5)) == []
+
+
+def test_due_retries_skip_a_paused_destination_until_the_pause_ends(
+    engine: Engine, frozen_now: datetime
+) -> None:
+    engine.record(
+        "a@example.com", MAILBOX_FULL, message_id="m1", at=frozen_now - timedelta(hours=2)
+    )
+    engine.record(
+        "b@example.org", MAILBOX_FULL, message_id="m1", at=frozen_now - timedelta(hours=2)
+    )
+    until = frozen_now + timedelta(minutes=20)
+    _pause(engine.db, "example.com", until, frozen_now)
+    assert [d.address for d in engine.due_retries()] == ["b@example.org"]
+    later = [d.address for d in engine.due_retries(now=until + timedelta(seconds=1))]
+    assert later == ["a@example.com", "b@example.org"]
+
+
+def test_filter_sendable_keeps_order_and_gives_reasons_for_the_rest(engine: Engine) -> None:
+    engine.suppress("b@example.com", "asked to be removed", by="support")
+    sendable, reasons = engine.sendable_with_reasons(
+        ["c@example.com", "B@example.com", "nonsense", "a@example.com"]
+    )
+    assert sendable == ["c@example.com", "a@example.com"]
+    assert set(reasons) == {"B@example.com", "nonsense"}
+    assert "suppressed" in reasons["B@example.com"]
+    assert "not an email address" in reasons["nonsense"]
+    assert engine.filter_sendable(["c@example.com", "b@example.com"]) == ["c@example.com"]
+
+
+def test_suppress_and_unsuppress_are_recorded_as_actions_with_who_and_why(
+    engine: Engine, clock: FakeClock
+) -> None:
+    engine.record("a@example.com", OK, message_id="m1")
+    engine.suppress("a@example.com", "complained by phone", by="alice")
+    assert not engine.is_sendable("a@example.com")
+    status = engine.status("a@example.com")
+    assert status.suppressed
+    assert status.standing is Standing.SUPPRESSED
+    clock.advance(timedelta(hours=1))
+    engine.unsuppress("a@example.com", by="bob")
+    assert engine.is_sendable("a@example.com")
+    assert engine.status("a@example.com").standing is Standing.DELIVERED
+    with Session(engine.db) as s:
+        actions = s.scalars(select(Action).order_by(Action.id)).all()
+    assert [(a.kind, a.status, a.created_by, a.resolved_by) for a in actions] == [
+        (ActionKind.SUPPRESS, ActionStatus.RESOLVED, "alice", "bob"),
+        (ActionKind.RELEASE, ActionStatus.RESOLVED, "bob", "bob"),
+    ]
+    assert actions[0].detail == "complained by phone"
+    assert actions[0].open_key is None
+
+
+def test_suppressing_twice_refreshes_the_open_action(engine: Engine) -> None:
+    first = engine.suppress("a@example.com", "one", by="alice")
+    second = engine.suppress("a@example.com", "two", by="alice")
+    assert first == second
+    assert _count(engine, Action) == 1
+
+
+def test_unsuppressing_an_address_that_is_not_suppressed_is_an_error(engine: Engine) -> None:
+    with pytest.raises(InputError, match="is not suppressed"):
+        engine.unsuppress("a@example.com", by="bob")
+
+
+def test_a_suppression_that_has_run_out_no_longer_applies(
+    engine: Engine, clock: FakeClock, frozen_now: datetime
+) -> None:
+    engine.suppress("a@example.com", "mailbox_full", by="x", until=frozen_now + timedelta(days=1))
+    assert not engine.is_sendable("a@example.com")
+    clock.advance(timedelta(days=1, seconds=1))
+    assert engine.is_sendable("a@example.com")
+
+
+def test_status_of_an_unknown_address_says_unknown(engine: Engine) -> None:
+    status = engine.status("nobody@example.com")
+    assert status.standing is Standing.UNKNOWN
+    assert status.sendable
+    assert status.as_dict()["state"] == "unknown"
+    assert status.as_dict()["suppressed"] is False
+
+
+def test_status_shows_the_latest_events_first(engine: Engine, clock: FakeClock) -> None:
+    engine.record("a@example.com", MAILBOX_FULL, message_id="m1")
+    clock.advance(timedelta(hours=1))
+    engine.record("a@example.com", USER_UNKNOWN, message_id="m1")
+    status = engine.status("a@example.com", history=5)
+    assert [e.code for e in status.history] == [550, 452]
+    assert status.standing is Standing.BOUNCED
+    assert status.reason is Reason.USER_UNKNOWN
+
+
+# -- the hygiene seam --------------------------------------------------------------------------
+
+
+class RecordingHook:
+    """A hygiene hook that keeps what it was given and raises no action."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[RecordedEvent]] = []
+
+    def __call__(
+        self, session: Session, events: list[RecordedEvent], policy: Any, now: datetime
+    ) -> list[Any]:
+        assert session.get(Event, events[0].event_id) is not None
+        self.calls.append(events)
+        return []
+
+
+def test_the_hygiene_hook_sees_each_new_event_once_inside_the_transaction(
+    db_url: str, clock: FakeClock
+) -> None:
+    hook = RecordingHook()
+    with Engine(db_url, policy=POLICY, clock=clock, hygiene=hook) as engine:
+        engine.record("a@example.com", USER_UNKNOWN, message_id="m1", attempt=1)
+        engine.record("a@example.com", USER_UNKNOWN, message_id="m1", attempt=1)
+    assert len(hook.calls) == 1
+    (event,) = hook.calls[0]
+    assert event.address_key == "a@example.com"
+    assert event.domain == "example.com"
+    assert event.verdict.outcome is Outcome.BOUNCED
+    assert event.delivery_state is DeliveryState.BOUNCED
+    assert event.attempt == 1
