@@ -39,7 +39,9 @@ _PREFIXES: tuple[re.Pattern[str], ...] = (
     # Exim: "SMTP error from remote mail server after RCPT TO:<a@b>: host mx[1.2.3.4]: 550 ..."
     re.compile(
         r"^.*?SMTP error from remote (?:mail server|mailer) after "
-        r"(?:[A-Za-z ]+?:\s*<[^>]*>|[A-Za-z ]+?)\s*:\s*(?:host\s+\S+(?:\s+\[[^\]]*\])?\s*:\s*)?",
+        # ESMTP parameters may follow the address: "after MAIL FROM:<a@b> SIZE=1024:".
+        r"(?:[A-Za-z ]+?:\s*<[^>]*>(?:\s+[A-Z][A-Z-]*=\S*?)*|[A-Za-z ]+?)\s*:\s*"
+        r"(?:host\s+\S+(?:\s+\[[^\]]*\])?\s*:\s*)?",
         re.I | re.S,
     ),
     # Exim and others log "H=mx.example.com [192.0.2.1]: 550 ...".

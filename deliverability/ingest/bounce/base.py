@@ -1,0 +1,143 @@
+"""What a detector finds, and the text helpers several detectors share."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Protocol
+
+from deliverability.ingest.bounce.mime import Parsed
+from deliverability.vocabulary import EventKind
+
+__all__ = [
+    "ADDRESS_RE",
+    "STATUS_ALONE_RE",
+    "Detector",
+    "Hit",
+    "addresses_in",
+    "parse_date",
+    "reply_in",
+    "unfold",
+]
+
+
+@dataclass
+class Hit:
+    """One recipient as a detector read it, before normalisation (see messages.BounceRecord)."""
+
+    recipient: str | None
+    kind: EventKind = EventKind.BOUNCE
+    original_recipient: str | None = None
+    action: str | None = None
+    #: The enhanced status as the report states it (RFC 3464 ``Status:``), when it does.
+    status: str | None = None
+    diagnostic: str = ""
+    remote_mta: str | None = None
+    reporting_mta: str | None = None
+    arrival_date: datetime | None = None
+    last_attempt: datetime | None = None
+    feedback_type: str | None = None
+    #: True when the message itself says the failure is temporary (still retrying).
+    transient: bool = False
+    #: The format recognised, when a detector reads several (the prose formats).
+    detector: str | None = None
+
+
+class Detector(Protocol):
+    """One bounce format: `detect` returns its hits, or an empty list when the message is not
+    in its format (the next detector then tries)."""
+
+    name: str
+
+    def detect(self, parsed: Parsed) -> list[Hit]: ...
+
+
+# Addresses as they appear in bounce texts: a dot-atom local part (RFC 5322 section 3.4.1) and a
+# domain name; quoted local parts are too rare in bounces to be worth the ambiguity.
+# Addresses as they appear in bounce texts: a dot-atom local part (RFC 5322 section 3.4.1) and a
+# domain name, both ASCII: bounce texts in CJK scripts run words into addresses without a space
+# ("a@example.jp您好"), and internationalised addresses are too rare in bounces to pay for that.
+ADDRESS_RE = re.compile(
+    r"(?<![A-Za-z0-9.!#$%&'*+/=?^_`{|}~-])"
+    r"([A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]*)"
+)
+
+_REPLY_START_RE = re.compile(
+    r"(?m)^[ \t>]*#?[245]\d\d[ -]|\b[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}\b"
+)
+_SAID_RE = re.compile(
+    r"(?:said|returned|replied|responded|reply was|error was|error is|reported|reason|"
+    r"failed with|<<<)\s*:?\s*"
+    r"['\"]?(?=#?[245]\d\d\b|#?[245]\.\d{1,3}\.\d{1,3})",
+    re.I,
+)
+# An enhanced status standing alone ("(#5.1.1)", "status 5.2.2:"), not inside a version number.
+STATUS_ALONE_RE = re.compile(r"(?:(?<=[\s(\[#:;='\"])|^)[245]\.\d{1,3}\.\d{1,3}(?=[\s)\],;:.]|$)")
+# "<a@b>: 550 unknown user": a reply right after the address it is about.
+_ADDR_COLON_RE = re.compile(r"@[A-Za-z0-9.-]+>?[ \t]*:[ \t]*(?=#?[245]\d\d\b)")
+
+
+_COMMAND_CONTEXT_RE = re.compile(
+    r"(?i)SMTP error from remote (?:mail server|mailer) after|"
+    r"\bafter (?:RCPT TO|MAIL FROM|end of data|DATA|initial connection)\b"
+)
+
+
+def addresses_in(text: str) -> list[str]:
+    """Every address in a text, in order, without repeats."""
+    seen: dict[str, None] = {}
+    for m in ADDRESS_RE.finditer(text):
+        seen.setdefault(m.group(1).strip("."), None)
+    return list(seen)
+
+
+def unfold(text: str) -> str:
+    """Join RFC 5322 folded lines (a line starting with white space continues the previous)."""
+    return re.sub(r"\r?\n[ \t]+", " ", text)
+
+
+def parse_date(value: str | None) -> datetime | None:
+    """An RFC 5322 date as an aware datetime (UTC when the zone is -0000 or missing)."""
+    if not value:
+        return None
+    try:
+        dt = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt
+
+
+def reply_in(block: str) -> str:
+    """The SMTP reply inside a block of explanation text, as one line; "" when there is none.
+
+    Takes the text from the first place a reply starts (a line beginning with a reply code,
+    "said: 550", a code before an enhanced status) to the end of that paragraph, so that
+    multi-line replies (RFC 5321 section 4.2.1) stay whole.
+    """
+    m = _SAID_RE.search(block) or _ADDR_COLON_RE.search(block)
+    start = m.end() if m else -1
+    m2 = _REPLY_START_RE.search(block)
+    if m2 and (start < 0 or m2.start() < start):
+        start = m2.start()
+    if start < 0:
+        m3 = STATUS_ALONE_RE.search(block)
+        if not m3:
+            return ""
+        line_start = block.rfind("\n", 0, m3.start()) + 1
+        start = line_start
+    # Keep the line that says which command the reply answered (Exim: "SMTP error from remote
+    # mail server after RCPT TO:<a@b>:"), when it is in the same paragraph just before.
+    para_start = max(block.rfind("\n\n", 0, start), 0)
+    context = list(_COMMAND_CONTEXT_RE.finditer(block, para_start, start))
+    if context:
+        start = block.rfind("\n", 0, context[-1].start()) + 1
+    rest = block[start:]
+    para = re.split(r"\n[ \t]*\n", rest, maxsplit=1)[0]
+    return " ".join(para.split()).strip(" '\"")

@@ -1,0 +1,152 @@
+"""RFC 3464 delivery status notifications: ``multipart/report; report-type=delivery-status``.
+
+The ``message/delivery-status`` part holds one block of per-message fields (Reporting-MTA,
+Arrival-Date: RFC 3464 section 2.2) and one block per recipient (Final-Recipient, Action, Status,
+Diagnostic-Code, Remote-MTA, Last-Attempt-Date: section 2.3). Some mail systems put the same
+fields in a ``text/plain`` part or leave out the blank lines between blocks, so the fields are
+read as a stream and a new recipient starts at each repeated recipient field.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from deliverability.addresses import normalize_address
+from deliverability.errors import AddressError
+from deliverability.ingest.bounce.base import Hit, addresses_in, parse_date, reply_in, unfold
+from deliverability.ingest.bounce.mime import Parsed
+
+__all__ = ["Rfc3464", "read_fields"]
+
+_FIELD_RE = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)[ \t]*:[ \t]*(.*)$")
+_PER_RECIPIENT = {
+    "final-recipient",
+    "original-recipient",
+    "action",
+    "status",
+    "diagnostic-code",
+    "remote-mta",
+    "last-attempt-date",
+    "will-retry-until",
+    "x-actual-recipient",
+    "final-log-id",
+}
+_PER_MESSAGE = {"reporting-mta", "arrival-date", "received-from-mta", "x-postfix-sender"}
+# RFC 3464 section 2.3.3: the five actions.
+_ACTIONS = ("failed", "delayed", "delivered", "relayed", "expanded")
+
+
+def read_fields(text: str) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """Split delivery-status text into per-message fields and one dict per recipient."""
+    per_message: dict[str, str] = {}
+    recipients: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    # Continuation lines (section 2.1 uses RFC 822 folding) are joined first.
+    for raw in unfold(text.replace("\r\n", "\n")).split("\n"):
+        line = raw.strip()
+        if not line:
+            if "final-recipient" in current or "original-recipient" in current:
+                recipients.append(current)
+                current = {}
+            continue
+        m = _FIELD_RE.match(line)
+        if not m:
+            continue
+        key, value = m.group(1).lower(), m.group(2).strip()
+        if key in _PER_MESSAGE:
+            per_message.setdefault(key, value)
+            continue
+        if key not in _PER_RECIPIENT:
+            continue
+        # Without blank lines between blocks, a recipient field that repeats starts the next
+        # recipient. Fields may come in any order (section 2.3), so a block with no recipient
+        # field yet (a blank line inside a multi-line Diagnostic-Code) runs on into the next.
+        starts_new = key in ("final-recipient", "original-recipient") and key in current
+        if starts_new:
+            recipients.append(current)
+            current = {}
+        current.setdefault(key, value)
+    if "final-recipient" in current or "original-recipient" in current:
+        recipients.append(current)
+    return per_message, recipients
+
+
+def _typed_value(value: str) -> str:
+    """Drop the type prefix of an address-type or diagnostic-type field ("rfc822; a@b")."""
+    _, sep, rest = value.partition(";")
+    return rest.strip() if sep else value.strip()
+
+
+def _address(value: str | None) -> str | None:
+    if not value:
+        return None
+    typed = _typed_value(value)
+    found = addresses_in(typed)
+    if found:
+        return found[0]
+    return typed or None
+
+
+def _valid(address: str | None) -> bool:
+    if not address:
+        return False
+    try:
+        normalize_address(address)
+    except AddressError:
+        return False
+    return True
+
+
+class Rfc3464:
+    """Reads every ``message/delivery-status`` part, or DSN fields written into a text part."""
+
+    name = "rfc3464"
+
+    def detect(self, parsed: Parsed) -> list[Hit]:
+        texts = parsed.delivery_status
+        if not texts:
+            # Some MTAs (and some relays that flatten MIME) put the fields in the body.
+            texts = [t for t in parsed.texts if re.search(r"(?im)^final-recipient\s*:", t)]
+        hits: list[Hit] = []
+        for text in texts:
+            per_message, recipients = read_fields(text)
+            reporting = per_message.get("reporting-mta")
+            arrival = parse_date(per_message.get("arrival-date"))
+            for fields in recipients:
+                hits.append(self._hit(fields, reporting, arrival, parsed))
+        return hits
+
+    def _hit(
+        self,
+        fields: dict[str, str],
+        reporting: str | None,
+        arrival: datetime | None,
+        parsed: Parsed,
+    ) -> Hit:
+        final = _address(fields.get("final-recipient")) or _address(
+            fields.get("x-actual-recipient")
+        )
+        original = _address(fields.get("original-recipient"))
+        action_raw = fields.get("action", "").strip().lower()
+        action = next((a for a in _ACTIONS if action_raw.startswith(a)), None)
+        status = fields.get("status", "").split()[0] if fields.get("status", "").split() else None
+        diagnostic = " ".join(_typed_value(fields.get("diagnostic-code", "")).split())
+        if not diagnostic:
+            # No Diagnostic-Code: the human-readable part often quotes the remote reply.
+            diagnostic = reply_in(parsed.explanation)
+        return Hit(
+            # RFC 3464 section 2.3.2: Final-Recipient is required, and is the address the
+            # report is about; Original-Recipient (the sender's ORCPT) is optional and kept
+            # beside it. An unusable Final-Recipient falls back to the original.
+            recipient=final if _valid(final) else original or final,
+            original_recipient=original,
+            action=action,
+            status=status,
+            diagnostic=diagnostic,
+            remote_mta=_typed_value(fields["remote-mta"]) if "remote-mta" in fields else None,
+            reporting_mta=_typed_value(reporting) if reporting else None,
+            arrival_date=arrival,
+            last_attempt=parse_date(fields.get("last-attempt-date")),
+            transient=action == "delayed",
+        )

@@ -1,0 +1,470 @@
+"""Bounce messages: parse DSNs, prose bounces, complaints and auto-replies into records.
+
+`parse_message` turns the bytes of one message into one `BounceRecord` per recipient it reports
+on. The formats are read by the detectors in `deliverability.ingest.bounce` (one per format);
+this module normalises what they find, builds the `Reply` the classifier reads, and links the
+bounce to what was sent (the returned original's Message-ID, a VERP return path).
+
+`iter_mbox`, `iter_maildir` and `iter_eml` stream raw messages from files and folders, one at a
+time, with a key that stays the same from one run to the next.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from deliverability.addresses import normalize_address
+from deliverability.errors import AddressError, IngestError, ReplyParseError
+from deliverability.ingest.bounce import Hit, detect, parse_bytes
+from deliverability.ingest.bounce.base import STATUS_ALONE_RE, addresses_in
+from deliverability.ingest.bounce.mime import Parsed
+from deliverability.replies import Reply, StatusCode, parse_reply
+from deliverability.vocabulary import EventKind
+
+__all__ = [
+    "DEFAULT_VERP",
+    "BounceRecord",
+    "VerpFormat",
+    "explain_message_file",
+    "iter_eml",
+    "iter_maildir",
+    "iter_mbox",
+    "parse_message",
+]
+
+
+@dataclass(frozen=True)
+class VerpFormat:
+    """How a VERP return path encodes the recipient (``bounces+alice=example.com@lists.org``).
+
+    `prefix` is the local part before `separator` (any local part when None); the recipient
+    follows, with its ``@`` written as `equals` (the last one counts, as a local part may hold
+    the same character).
+    """
+
+    prefix: str | None = None
+    separator: str = "+"
+    equals: str = "="
+
+    def decode(self, address: str) -> str | None:
+        """The recipient encoded in `address`, or None when it is not a VERP address."""
+        local, at, _domain = address.rpartition("@")
+        if not at:
+            return None
+        head, sep, encoded = local.partition(self.separator)
+        if not sep or (self.prefix is not None and head.lower() != self.prefix.lower()):
+            return None
+        rcpt_local, eq, rcpt_domain = encoded.rpartition(self.equals)
+        if not eq or not rcpt_local or not rcpt_domain:
+            return None
+        try:
+            return normalize_address(f"{rcpt_local}@{rcpt_domain}").text
+        except AddressError:
+            return None
+
+
+#: Used when `parse_message` is given no format: ``anything+local=domain@host``.
+DEFAULT_VERP = VerpFormat()
+
+# Where the bounce's own envelope recipient (the original's return path) shows.
+_VERP_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
+# RFC 3464 section 2.3.3: "delayed" is a transient result, the others final.
+_DELAYED = "delayed"
+
+
+@dataclass(frozen=True)
+class BounceRecord:
+    """What a bounce message says about one recipient.
+
+    `kind` tells a bounce (DSN or prose), a complaint (ARF) and an auto-reply apart. `status`
+    and `code` are the enhanced status (RFC 3463) and basic reply code the message gives;
+    `reply` is what the classifier reads. `error` is set, and `recipient` is None, when the
+    message names no recipient or is none of the three kinds.
+    """
+
+    recipient: str | None
+    kind: EventKind
+    detector: str
+    original_recipient: str | None = None
+    action: str | None = None
+    status: StatusCode | None = None
+    code: int | None = None
+    diagnostic: str = ""
+    reply: Reply | None = None
+    remote_mta: str | None = None
+    reporting_mta: str | None = None
+    arrival_date: datetime | None = None
+    last_attempt: datetime | None = None
+    original_message_id: str | None = None
+    verp_recipient: str | None = None
+    feedback_type: str | None = None
+    subject: str | None = None
+    error: str | None = None
+
+    @property
+    def klass(self) -> int | None:
+        """The class digit of the result: 2 delivered, 4 transient, 5 permanent (RFC 3463)."""
+        if self.kind is not EventKind.BOUNCE:
+            return None
+        if self.action == _DELAYED:
+            return 4
+        if self.status is not None:
+            return self.status.klass
+        if self.code is not None:
+            return self.code // 100
+        if self.action in ("delivered", "relayed", "expanded"):
+            return 2
+        return 5 if self.recipient else None
+
+
+def _check_readable(data: bytes, source: str) -> None:
+    if not isinstance(data, (bytes, bytearray)):
+        raise IngestError(source, 0, f"expected the bytes of a message, got {type(data).__name__}")
+    if not data.strip():
+        raise IngestError(source, 0, "the message is empty")
+    head = data[:8192]
+    if b"\x00" in head:
+        raise IngestError(source, 0, "binary data (NUL bytes), not an email message")
+    control = sum(1 for b in head if b < 9 or 13 < b < 32)
+    if control > len(head) // 20:
+        raise IngestError(source, 0, "binary data (control bytes), not an email message")
+
+
+def parse_message(
+    data: bytes, *, verp: VerpFormat | None = None, source: str = "message"
+) -> list[BounceRecord]:
+    """One record per recipient the message reports on (see `BounceRecord`).
+
+    A message that is not a bounce, a complaint or an auto-reply, or names no recipient, gives
+    one record with recipient None and `error` saying why. Raises IngestError (naming `source`)
+    only when the input is not an email message at all: empty, binary, or without headers.
+    """
+    _check_readable(data, source)
+    try:
+        parsed = parse_bytes(bytes(data))
+    except Exception as exc:  # the email package can fail in surprising ways on garbage
+        raise IngestError(source, 0, f"unreadable message ({type(exc).__name__}: {exc})") from None
+    if not parsed.message.keys():
+        raise IngestError(source, 0, "no header fields: not an email message")
+    try:
+        return _records(parsed, verp or DEFAULT_VERP)
+    except (ValueError, LookupError, TypeError, AttributeError, UnicodeError) as exc:
+        # A detector tripping over a malformed message is a bad input, not a crash of the batch.
+        raise IngestError(
+            source, 0, f"cannot read the message ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _records(parsed: Parsed, verp: VerpFormat) -> list[BounceRecord]:
+    detector, hits = detect(parsed)
+    subject = parsed.header("Subject") or None
+    message_id = _original_message_id(parsed)
+    verp_rcpt = _verp_recipient(parsed, verp)
+    if not hits:
+        return [
+            BounceRecord(
+                recipient=None,
+                kind=EventKind.BOUNCE,
+                detector=detector or "none",
+                subject=subject,
+                original_message_id=message_id,
+                verp_recipient=verp_rcpt,
+                error="not a bounce, complaint or auto-reply: no failed recipient found",
+            )
+        ]
+    records = []
+    for hit in hits:
+        record = _record(hit, detector or "none", subject, message_id, verp_rcpt)
+        records.append(record)
+    return records
+
+
+def _record(
+    hit: Hit, detector: str, subject: str | None, message_id: str | None, verp_rcpt: str | None
+) -> BounceRecord:
+    recipient, error = _normalised(hit.recipient)
+    original, _ = _normalised(hit.original_recipient)
+    if recipient is None and original is not None:
+        recipient, error = original, None
+    status, code, reply = None, None, None
+    action = hit.action
+    if hit.kind is EventKind.BOUNCE:
+        status, code, reply = _reply_of(hit)
+        if action is None:
+            action = _DELAYED if hit.transient else "failed"
+    return BounceRecord(
+        recipient=recipient,
+        original_recipient=original,
+        kind=hit.kind,
+        action=action,
+        status=status,
+        code=code,
+        diagnostic=hit.diagnostic,
+        reply=reply,
+        remote_mta=hit.remote_mta,
+        reporting_mta=hit.reporting_mta,
+        arrival_date=hit.arrival_date,
+        last_attempt=hit.last_attempt,
+        original_message_id=message_id,
+        verp_recipient=verp_rcpt,
+        feedback_type=hit.feedback_type,
+        detector=hit.detector or detector,
+        subject=subject,
+        error=error,
+    )
+
+
+def _normalised(raw: str | None) -> tuple[str | None, str | None]:
+    if not raw:
+        return None, "no recipient found in the message"
+    try:
+        return normalize_address(raw).text, None
+    except AddressError as exc:
+        return None, str(exc)
+
+
+def _status(text: str | None) -> StatusCode | None:
+    if not text:
+        return None
+    m = re.match(r"\s*#?([245])\.(\d{1,3})\.(\d{1,3})", text)
+    if not m:
+        return None
+    klass, subject, detail = (int(g) for g in m.groups())
+    if subject > 7:
+        return None
+    return StatusCode(klass, subject, detail)
+
+
+def _reply_of(hit: Hit) -> tuple[StatusCode | None, int | None, Reply | None]:
+    """The status, code and Reply of a bounce hit.
+
+    The report's own Status field (RFC 3464 section 2.3.4) is the authority on the enhanced
+    code, except where it is the generic ``x.0.0`` and the quoted reply has a more specific code
+    of the same class.
+    """
+    source = hit.diagnostic
+    parsed_reply = _parsed(source)
+    if parsed_reply is not None and not re.match(r"\s*#?[245]\d\d\b", source):
+        # A relay's own status first, then the remote reply it quotes ("5.1.0 - Unknown
+        # address error 550-'5.7.1 ... Access denied'"): the remote reply is the evidence.
+        inner = _INNER_REPLY_RE.search(source)
+        inner_reply = _parsed(source[inner.start() :]) if inner else None
+        if inner and inner_reply is not None:
+            command = inner_reply.command or parsed_reply.command
+            source, parsed_reply = source[inner.start() :], replace(inner_reply, command=command)
+    if parsed_reply is not None and parsed_reply.status is None and parsed_reply.code:
+        # qmail and others put the enhanced status last: "550 Unknown user (#5.1.1)".
+        for m in STATUS_ALONE_RE.finditer(source):
+            found = _status(m.group(0))
+            if found is not None and found.klass == parsed_reply.code // 100:
+                parsed_reply = replace(parsed_reply, status=found)
+                break
+    if (parsed_reply is None or parsed_reply.code is None) and hit.diagnostic:
+        # "ERROR_CODE :550" (Zoho) and the like: a code named as such, anywhere in the text.
+        named = _NAMED_CODE_RE.search(hit.diagnostic)
+        if named:
+            base = parsed_reply
+            parsed_reply = Reply(
+                code=int(named.group(1)),
+                status=None if base is None else base.status,
+                text=hit.diagnostic if base is None else base.text,
+                command=None if base is None else base.command,
+            )
+    field_status = _status(hit.status)
+    reply_status = parsed_reply.status if parsed_reply is not None else None
+    code = parsed_reply.code if parsed_reply is not None else None
+    status = field_status
+    if reply_status is not None and (
+        status is None
+        or (status.subject == 0 and status.detail == 0 and reply_status.klass == status.klass)
+        # The remote server's own reply, with a status that agrees with its code (RFC 3463
+        # section 3.1), is first-hand; the reporting MTA's Status field is its translation
+        # ("Status: 5.1.1" over "552 5.2.2 Over quota").
+        or (
+            code is not None
+            and reply_status.klass == code // 100
+            and (reply_status.subject, reply_status.detail) != (0, 0)
+        )
+    ):
+        status = reply_status
+    if parsed_reply is not None and code is not None and code // 100 not in (2, 4, 5):
+        code = None
+    if parsed_reply is not None and (code is not None or status is not None):
+        reply = Reply(
+            code=code,
+            status=status,
+            text=parsed_reply.text,
+            command=parsed_reply.command,
+            problems=parsed_reply.problems,
+        )
+    elif status is not None:
+        reply = Reply(code=None, status=status, text=hit.diagnostic)
+    else:
+        reply = None
+    return status, code, reply
+
+
+_NAMED_CODE_RE = re.compile(
+    r"(?i)\b(?:error[_ ]code|reply code|smtp code|code)\s*[:=]?\s*([245]\d\d)\b"
+)
+_INNER_REPLY_RE = re.compile(r"(?<![\d.])[245]\d\d[ -]['\"]?[245]\.\d{1,3}\.\d{1,3}(?![\d.]*\d)")
+
+
+def _parsed(text: str) -> Reply | None:
+    if not text:
+        return None
+    try:
+        return parse_reply(text)
+    except ReplyParseError:
+        return None
+
+
+def _original_message_id(parsed: Parsed) -> str | None:
+    if parsed.returned is not None:
+        mid = parsed.returned.get("Message-ID") or parsed.returned.get("Message-Id")
+        if mid:
+            found = re.search(r"<[^<>\s]+>", str(mid))
+            return found.group(0) if found else str(mid).strip() or None
+    return None
+
+
+def _verp_recipient(parsed: Parsed, verp: VerpFormat) -> str | None:
+    candidates: list[str] = []
+    for name in _VERP_HEADERS:
+        for value in parsed.message.get_all(name) or []:
+            candidates.extend(addresses_in(str(value)))
+    if parsed.returned is not None:
+        candidates.extend(addresses_in(str(parsed.returned.get("Return-Path") or "")))
+    for candidate in candidates:
+        decoded = verp.decode(candidate)
+        if decoded:
+            return decoded
+    return None
+
+
+# --- sources -------------------------------------------------------------------------------
+
+
+def iter_eml(path: Path | str) -> Iterator[tuple[str, bytes]]:
+    """One message from a single ``.eml`` file, keyed by the file's name."""
+    p = Path(path)
+    yield p.name, p.read_bytes()
+
+
+_FROM_LINE = re.compile(rb"^From \S*")
+
+
+def iter_mbox(path: Path | str) -> Iterator[tuple[str, bytes]]:
+    """Stream the messages of an mbox file, one at a time, keyed by the byte offset of each
+    message's ``From `` separator line (stable from one run to the next as long as the file is
+    only appended to). ``>From `` quoting (mboxrd/mboxo) is undone one level."""
+    p = Path(path)
+    with p.open("rb") as fh:
+        offset = 0
+        start: int | None = None
+        lines: list[bytes] = []
+        previous_blank = True
+        for line in fh:
+            if line.startswith(b"From ") and previous_blank and _FROM_LINE.match(line):
+                if start is not None:
+                    yield str(start), _mbox_body(lines)
+                start, lines = offset, []
+            elif start is not None:
+                lines.append(line)
+            offset += len(line)
+            previous_blank = line in (b"\n", b"\r\n")
+        if start is not None:
+            yield str(start), _mbox_body(lines)
+
+
+def _mbox_body(lines: list[bytes]) -> bytes:
+    if lines and lines[-1] in (b"\n", b"\r\n"):
+        lines = lines[:-1]  # the blank line that precedes the next "From " belongs to the mbox
+    return b"".join(
+        ln[1:] if ln.startswith(b">") and ln.lstrip(b">").startswith(b"From ") else ln
+        for ln in lines
+    )
+
+
+def iter_maildir(path: Path | str) -> Iterator[tuple[str, bytes]]:
+    """The messages of a Maildir folder (``new/`` then ``cur/``), keyed by file name without
+    the ``:2,flags`` info suffix, so that a message keeps its key when it is marked read."""
+    root = Path(path)
+    for sub in ("new", "cur"):
+        folder = root / sub
+        if not folder.is_dir():
+            continue
+        for name in sorted(os.listdir(folder)):
+            if name.startswith("."):
+                continue
+            file = folder / name
+            if file.is_file():
+                yield name.split(":", 1)[0], file.read_bytes()
+
+
+# --- explain ---------------------------------------------------------------------------------
+
+
+def explain_message_file(path: Path) -> list[dict[str, Any]]:
+    """What a bounce message file says, one dict per recipient (DESIGN.md, "Interfaces").
+
+    Each dict has file, recipient, code, status, outcome, reason, fault, rule, action, kind,
+    detector and diagnostic; a file with no recipient (or that cannot be read) gives one dict
+    with recipient None and an `error`.
+    """
+    # Imported here: classification loads the packaged policy, which parsing alone never needs.
+    from deliverability.classify import classify
+
+    path = Path(path)
+    try:
+        records = parse_message(path.read_bytes(), source=str(path))
+    except (IngestError, OSError) as exc:
+        return [{"file": str(path), "recipient": None, "error": str(exc), **_NO_VERDICT}]
+    out: list[dict[str, Any]] = []
+    for rec in records:
+        row: dict[str, Any] = {
+            "file": str(path),
+            "recipient": rec.recipient,
+            "code": rec.code,
+            "status": None if rec.status is None else str(rec.status),
+            "action": rec.action,
+            "kind": rec.kind.value,
+            "detector": rec.detector,
+            "diagnostic": rec.diagnostic,
+        }
+        reply = rec.reply
+        if reply is None and rec.recipient and rec.klass in (4, 5):
+            # No code at all in the message: its action (RFC 3464 section 2.3.3) or wording still
+            # gives the class, which the classifier reads as the bare x.0.0 status.
+            reply = Reply(code=None, status=StatusCode(rec.klass or 5, 0, 0), text=rec.diagnostic)
+        if rec.kind is EventKind.COMPLAINT:
+            row.update(outcome="complained", reason="feedback", fault="recipient", rule="arf")
+        elif rec.kind is EventKind.AUTO_REPLY:
+            row.update(outcome="informational", reason="vacation", fault="unknown", rule="rfc3834")
+        elif reply is not None and rec.recipient:
+            verdict = classify(reply)
+            row.update(
+                outcome=verdict.outcome.value,
+                reason=verdict.reason.value,
+                fault=verdict.fault.value,
+                rule=verdict.rule,
+            )
+            if rec.action == _DELAYED and verdict.outcome.value != "deferred":
+                # RFC 3464 section 2.3.3: "delayed" means the MTA is still trying, whatever the
+                # last reply's code says.
+                row.update(outcome="deferred", rule=f"{verdict.rule}+dsn-action-delayed")
+        else:
+            row.update(_NO_VERDICT)
+        if rec.error:
+            row["error"] = rec.error
+        out.append(row)
+    return out
+
+
+_NO_VERDICT: dict[str, Any] = {"outcome": None, "reason": None, "fault": None, "rule": None}

@@ -1,0 +1,485 @@
+"""Bounce messages: DSNs, prose bounces, complaints, auto-replies, and the mbox/Maildir readers.
+
+The sample messages here are written for these tests in the shape each format has; the real-world
+corpus is exercised in test_corpus.py.
+"""
+
+from __future__ import annotations
+
+import mailbox
+import tracemalloc
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from deliverability.errors import IngestError
+from deliverability.ingest.messages import (
+    BounceRecord,
+    VerpFormat,
+    iter_eml,
+    iter_maildir,
+    iter_mbox,
+    parse_message,
+)
+from deliverability.replies import StatusCode
+from deliverability.vocabulary import EventKind
+
+DSN = b"""\
+Return-Path: <>
+From: Mail Delivery System <MAILER-DAEMON@mx.sender.example>
+To: bounces+alice=example.com@lists.sender.example
+Subject: Undelivered Mail Returned to Sender
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="BOUND"
+
+--BOUND
+Content-Type: text/plain
+
+This is the mail system at host mx.sender.example.
+
+--BOUND
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.sender.example
+Arrival-Date: Mon, 2 Mar 2026 10:00:00 +0100
+
+Final-Recipient: rfc822; Alice@Example.COM
+Original-Recipient: rfc822; alice@example.com
+Action: failed
+Status: 5.1.1
+Remote-MTA: dns; mx.example.com
+Diagnostic-Code: smtp; 550 5.1.1 <alice@example.com>: Recipient address
+    rejected: User unknown in virtual mailbox table
+Last-Attempt-Date: Mon, 2 Mar 2026 10:00:05 +0100
+
+Final-Recipient: rfc822; bob@example.org
+Action: delayed
+Status: 4.4.1
+Diagnostic-Code: smtp; 421 4.4.1 connection timed out
+
+--BOUND
+Content-Type: text/rfc822-headers
+
+From: news@sender.example
+To: alice@example.com
+Message-ID: <issue-42@sender.example>
+Subject: Our news
+
+--BOUND--
+"""
+
+
+def _message(headers: str, body: str) -> bytes:
+    return (headers.strip() + "\n\n" + body).encode()
+
+
+QMAIL = _message(
+    """
+From: MAILER-DAEMON@mx.example.net
+To: news@sender.example
+Subject: failure notice
+""",
+    """Hi. This is the qmail-send program at mx.example.net.
+I'm afraid I wasn't able to deliver your message to the following addresses.
+This is a permanent error; I've given up. Sorry it didn't work out.
+
+<carol@example.net>:
+192.0.2.7 does not like recipient.
+Remote host said: 550 sorry, no mailbox here by that name (#5.1.1)
+Giving up on 192.0.2.7.
+
+--- Below this line is a copy of the message.
+
+From: news@sender.example
+To: carol@example.net
+Message-ID: <q-1@sender.example>
+""",
+)
+
+EXIM = _message(
+    """
+From: Mail Delivery System <Mailer-Daemon@mx.example.org>
+To: news@sender.example
+Subject: Mail delivery failed: returning message to sender
+Auto-Submitted: auto-replied
+X-Failed-Recipients: dave@example.org
+""",
+    """This message was created automatically by mail delivery software.
+
+A message that you sent could not be delivered to one or more of its
+recipients. This is a permanent error. The following address(es) failed:
+
+  dave@example.org
+    host mx.example.org [192.0.2.9]
+    SMTP error from remote mail server after RCPT TO:<dave@example.org>:
+    550 5.2.1 The email account that you tried to reach is disabled
+
+------ This is a copy of the message, including all the headers. ------
+
+From: news@sender.example
+To: dave@example.org
+""",
+)
+
+SENDMAIL = _message(
+    """
+From: Mail Delivery Subsystem <MAILER-DAEMON@relay.example.com>
+To: news@sender.example
+Subject: Returned mail: see transcript for details
+""",
+    """   ----- Transcript of session follows -----
+While talking to mx.example.edu:
+>>> RCPT To:<erin@example.edu>
+<<< 550 Requested action not taken: mailbox unavailable
+554 <frank@example.edu>... 550 Host unknown (Authoritative answer from name server)
+550 <erin@example.edu>... User unknown
+
+   ----- Unsent message follows -----
+From: news@sender.example
+To: erin@example.edu, frank@example.edu
+""",
+)
+
+EXCHANGE = _message(
+    """
+From: postmaster@outlook.example
+To: news@sender.example
+Subject: Undeliverable: Our news
+""",
+    """Delivery has failed to these recipients or groups:
+
+grace@contoso.example
+The email address you entered couldn't be found.
+
+Diagnostic information for administrators:
+
+Generating server: BY5PR.prod.outlook.example
+
+grace@contoso.example
+Remote Server returned '550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found'
+""",
+)
+
+ARF = b"""\
+From: feedback@isp.example
+To: fbl@sender.example
+Subject: complaint
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report; boundary="ARF"
+
+--ARF
+Content-Type: text/plain
+
+This is an email abuse report.
+
+--ARF
+Content-Type: message/feedback-report
+
+Feedback-Type: abuse
+User-Agent: ISP-FBL/1.0
+Version: 1
+Original-Rcpt-To: heidi@isp.example
+Original-Rcpt-To: ivan@isp.example
+Arrival-Date: Tue, 3 Mar 2026 08:00:00 +0000
+
+--ARF
+Content-Type: message/rfc822
+
+From: news@sender.example
+To: heidi@isp.example
+Message-ID: <complained@sender.example>
+Subject: news
+
+hello
+--ARF--
+"""
+
+VACATION = _message(
+    """
+From: Judy <judy@example.com>
+To: news@sender.example
+Subject: Out of office: Our news
+Auto-Submitted: auto-replied
+""",
+    "I am away until Monday.\n",
+)
+
+PLAIN = _message(
+    """
+From: Karl <karl@example.com>
+To: news@sender.example
+Subject: Hello
+""",
+    "Just a note, nothing bounced here.\n",
+)
+
+
+def _one(records: list[BounceRecord]) -> BounceRecord:
+    assert len(records) == 1, records
+    return records[0]
+
+
+def test_dsn_gives_one_record_per_recipient_with_its_fields() -> None:
+    first, second = parse_message(DSN)
+    assert first.recipient == "Alice@example.com"
+    assert first.original_recipient == "alice@example.com"
+    assert first.kind is EventKind.BOUNCE
+    assert first.detector == "rfc3464"
+    assert first.action == "failed"
+    assert first.status == StatusCode(5, 1, 1)
+    assert first.code == 550
+    assert first.remote_mta == "mx.example.com"
+    assert first.reporting_mta == "mx.sender.example"
+    assert first.last_attempt == datetime(2026, 3, 2, 9, 0, 5, tzinfo=UTC)
+    assert first.arrival_date == datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC)
+    assert first.original_message_id == "<issue-42@sender.example>"
+    assert first.subject == "Undelivered Mail Returned to Sender"
+    assert second.recipient == "bob@example.org"
+
+
+def test_folded_diagnostic_code_is_unfolded_into_one_line() -> None:
+    first = parse_message(DSN)[0]
+    assert first.diagnostic == (
+        "550 5.1.1 <alice@example.com>: Recipient address rejected: "
+        "User unknown in virtual mailbox table"
+    )
+    assert first.reply is not None
+    assert first.reply.code == 550
+    assert "virtual mailbox table" in first.reply.text
+
+
+def test_delayed_dsn_action_is_a_transient_result() -> None:
+    second = parse_message(DSN)[1]
+    assert second.action == "delayed"
+    assert second.klass == 4
+
+
+def test_delayed_action_stays_transient_even_with_a_permanent_looking_code() -> None:
+    data = DSN.replace(b"421 4.4.1 connection timed out", b"550 5.0.0 try later").replace(
+        b"Status: 4.4.1", b"Status: 5.0.0"
+    )
+    second = parse_message(data)[1]
+    assert second.action == "delayed"
+    assert second.klass == 4
+
+
+def test_dsn_blocks_without_blank_lines_still_split_per_recipient() -> None:
+    data = DSN.replace(b"Last-Attempt-Date: Mon, 2 Mar 2026 10:00:05 +0100\n\n", b"")
+    records = parse_message(data)
+    assert [r.recipient for r in records] == ["Alice@example.com", "bob@example.org"]
+    assert [r.action for r in records] == ["failed", "delayed"]
+
+
+def test_verp_return_path_gives_the_recipient_it_encodes() -> None:
+    assert parse_message(DSN)[0].verp_recipient == "alice@example.com"
+
+
+def test_verp_format_with_a_prefix_ignores_other_local_parts() -> None:
+    verp = VerpFormat(prefix="returns", separator="-", equals="#")
+    assert verp.decode("returns-bob#example.org@lists.example") == "bob@example.org"
+    assert verp.decode("bounces-bob#example.org@lists.example") is None
+    assert parse_message(DSN, verp=verp)[0].verp_recipient is None
+
+
+def test_qmail_bounce_gives_recipient_code_and_trailing_status() -> None:
+    rec = _one(parse_message(QMAIL))
+    assert rec.detector == "qmail"
+    assert rec.recipient == "carol@example.net"
+    assert rec.code == 550
+    assert rec.status == StatusCode(5, 1, 1)
+    assert rec.action == "failed"
+    assert rec.original_message_id == "<q-1@sender.example>"
+
+
+def test_exim_bounce_with_auto_submitted_header_is_a_bounce_not_an_auto_reply() -> None:
+    rec = _one(parse_message(EXIM))
+    assert rec.kind is EventKind.BOUNCE
+    assert rec.detector == "exim"
+    assert rec.recipient == "dave@example.org"
+    assert (rec.code, str(rec.status)) == (550, "5.2.1")
+    assert rec.reply is not None
+    assert rec.reply.command == "RCPT TO"
+
+
+def test_sendmail_transcript_takes_the_remote_servers_code_not_its_own() -> None:
+    records = parse_message(SENDMAIL)
+    by_rcpt = {r.recipient: r for r in records}
+    assert set(by_rcpt) == {"erin@example.edu", "frank@example.edu"}
+    assert by_rcpt["frank@example.edu"].code == 550
+    assert "Host unknown" in by_rcpt["frank@example.edu"].diagnostic
+    assert by_rcpt["erin@example.edu"].code == 550
+
+
+def test_exchange_ndr_reads_the_remote_server_returned_line() -> None:
+    rec = _one(parse_message(EXCHANGE))
+    assert rec.detector == "exchange"
+    assert rec.recipient == "grace@contoso.example"
+    assert (rec.code, str(rec.status)) == (550, "5.1.10")
+
+
+def test_arf_report_gives_a_complaint_per_original_recipient() -> None:
+    records = parse_message(ARF)
+    assert [r.recipient for r in records] == ["heidi@isp.example", "ivan@isp.example"]
+    assert all(r.kind is EventKind.COMPLAINT for r in records)
+    assert records[0].feedback_type == "abuse"
+    assert records[0].original_message_id == "<complained@sender.example>"
+    assert records[0].status is None
+    assert records[0].klass is None
+
+
+def test_arf_report_without_original_rcpt_to_uses_the_returned_messages_to() -> None:
+    data = ARF.replace(b"Original-Rcpt-To: heidi@isp.example\n", b"").replace(
+        b"Original-Rcpt-To: ivan@isp.example\n", b""
+    )
+    assert [r.recipient for r in parse_message(data)] == ["heidi@isp.example"]
+
+
+def test_vacation_message_is_an_auto_reply_from_its_sender() -> None:
+    rec = _one(parse_message(VACATION))
+    assert rec.kind is EventKind.AUTO_REPLY
+    assert rec.detector == "rfc3834"
+    assert rec.recipient == "judy@example.com"
+    assert rec.action is None
+
+
+def test_a_message_that_is_no_bounce_gives_one_record_with_an_error() -> None:
+    rec = _one(parse_message(PLAIN))
+    assert rec.recipient is None
+    assert rec.error is not None
+    assert "no failed recipient" in rec.error
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (b"", "empty"),
+        (b"   \n\n", "empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"),
+        (b"just some words without any header\n", "no header fields"),
+    ],
+)
+def test_unreadable_input_raises_ingest_error_naming_the_problem(data: bytes, problem: str) -> None:
+    with pytest.raises(IngestError, match=problem) as info:
+        parse_message(data, source="inbox.mbox")
+    assert info.value.source == "inbox.mbox"
+
+
+def test_crlf_line_endings_read_the_same_as_lf() -> None:
+    crlf = DSN.replace(b"\n", b"\r\n")
+    assert [(r.recipient, r.status, r.code) for r in parse_message(crlf)] == [
+        (r.recipient, r.status, r.code) for r in parse_message(DSN)
+    ]
+
+
+def test_wrong_charset_and_8bit_bytes_are_replaced_not_fatal() -> None:
+    data = QMAIL.replace(b"Subject: failure notice", b"Subject: =?x-unknown?B?AAAA?= \xff\xfe")
+    data = data.replace(b"Hi. This", b"Hi\xe9\xff. This")
+    rec = _one(parse_message(data))
+    assert rec.recipient == "carol@example.net"
+
+
+SAMPLES = [DSN, QMAIL, EXIM, SENDMAIL, EXCHANGE, ARF, VACATION, PLAIN]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(SAMPLES),
+    st.lists(st.tuples(st.integers(0, 4000), st.binary(max_size=8)), max_size=6),
+    st.integers(0, 4000),
+)
+def test_mangled_messages_give_records_or_ingest_error_never_anything_else(
+    sample: bytes, edits: list[tuple[int, bytes]], cut: int
+) -> None:
+    data = bytearray(sample[: max(cut, 1)] if cut < len(sample) else sample)
+    for pos, junk in edits:
+        pos = min(pos, len(data))
+        data[pos : pos + len(junk)] = junk
+    try:
+        records = parse_message(bytes(data))
+    except IngestError:
+        return
+    assert records
+    assert all(isinstance(r, BounceRecord) for r in records)
+    assert all(r.recipient is not None or r.error for r in records)
+
+
+# --- sources -----------------------------------------------------------------------------
+
+
+def _write_mbox(path: Path, messages: list[bytes]) -> list[int]:
+    offsets = []
+    with path.open("wb") as fh:
+        for msg in messages:
+            offsets.append(fh.tell())
+            fh.write(b"From MAILER-DAEMON Mon Mar  2 10:00:00 2026\n")
+            body = b"".join(
+                b">" + ln if ln.startswith(b"From ") else ln for ln in msg.splitlines(True)
+            )
+            fh.write(body if body.endswith(b"\n") else body + b"\n")
+            fh.write(b"\n")
+    return offsets
+
+
+def test_mbox_yields_each_message_keyed_by_the_offset_of_its_from_line(tmp_path: Path) -> None:
+    box = tmp_path / "bounces.mbox"
+    body = QMAIL.replace(b"Sorry it didn't work out.", b"\nFrom the top: sorry.")
+    offsets = _write_mbox(box, [DSN, body, ARF])
+    got = list(iter_mbox(box))
+    assert [k for k, _ in got] == [str(o) for o in offsets]
+    assert got[0][1].rstrip(b"\n") == DSN.rstrip(b"\n")
+    # mboxrd quoting (">From ") is undone.
+    assert b"\nFrom the top" in got[1][1]
+    assert parse_message(got[2][1])[0].recipient == "heidi@isp.example"
+
+
+def test_mbox_keys_are_stable_when_the_file_grows(tmp_path: Path) -> None:
+    box = tmp_path / "bounces.mbox"
+    _write_mbox(box, [DSN, QMAIL])
+    before = [k for k, _ in iter_mbox(box)]
+    with box.open("ab") as fh:
+        fh.write(b"From x Mon Mar  2 10:00:00 2026\n" + EXIM + b"\n")
+    after = [k for k, _ in iter_mbox(box)]
+    assert after[:2] == before
+    assert len(after) == 3
+
+
+def test_mbox_written_by_the_standard_library_reads_back_whole(tmp_path: Path) -> None:
+    box = tmp_path / "std.mbox"
+    mb = mailbox.mbox(box)
+    for msg in (DSN, EXIM, VACATION):
+        mb.add(msg)
+    mb.flush()
+    mb.close()
+    kinds = [parse_message(data)[0].kind for _, data in iter_mbox(box)]
+    assert kinds == [EventKind.BOUNCE, EventKind.BOUNCE, EventKind.AUTO_REPLY]
+
+
+def test_mbox_reading_streams_without_holding_the_file(tmp_path: Path) -> None:
+    box = tmp_path / "big.mbox"
+    _write_mbox(box, [EXIM] * 3000)
+    tracemalloc.start()
+    count = sum(1 for _ in iter_mbox(box))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert count == 3000
+    assert peak < box.stat().st_size / 10
+
+
+def test_maildir_keys_drop_the_flags_suffix(tmp_path: Path) -> None:
+    for sub in ("new", "cur", "tmp"):
+        (tmp_path / sub).mkdir()
+    (tmp_path / "new" / "1700000000.M1P1.host").write_bytes(DSN)
+    (tmp_path / "cur" / "1700000001.M2P2.host:2,S").write_bytes(QMAIL)
+    (tmp_path / "tmp" / "1700000002.M3P3.host").write_bytes(EXIM)
+    got = dict(iter_maildir(tmp_path))
+    assert set(got) == {"1700000000.M1P1.host", "1700000001.M2P2.host"}
+    assert got["1700000001.M2P2.host"] == QMAIL
+
+
+def test_eml_file_is_one_message_keyed_by_its_name(tmp_path: Path) -> None:
+    file = tmp_path / "one.eml"
+    file.write_bytes(EXIM)
+    assert list(iter_eml(file)) == [("one.eml", EXIM)]
