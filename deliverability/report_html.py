@@ -27,8 +27,8 @@ OUTCOME_COLOURS: dict[str, str] = {
     Outcome.BLOCKED.value: "#7570b3",
     Outcome.COMPLAINED.value: "#e7298a",
 }
-_BAR_COLOUR = "#d95f02"
-_REASON_COLOUR = "#7570b3"
+_BAR_COLOUR = "#b2182b"
+_REASON_COLOUR = "#4a6fa5"
 _WIDTH = 760
 _FONT = 12
 
