@@ -62,6 +62,13 @@ _BEGIN_OPTION = "deliverability_sqlite_begin"
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*(@)")
 
 
+def _why(err: BaseException) -> str:
+    """The first line of the driver's own message: one line for the user, no SQL echo."""
+    orig = getattr(err, "orig", None) or err
+    lines = str(orig).strip().splitlines()
+    return lines[0] if lines else type(orig).__name__
+
+
 def resolve_url(url: str | None = None) -> str:
     """The database URL to use: `url`, else the environment variable, else the SQLite file."""
     if url:
@@ -94,11 +101,11 @@ def create_engine(url: str | None = None, **kwargs: Any) -> Engine:
     try:
         parsed = make_url(resolved)
     except exc.ArgumentError as err:
-        raise StoreError(f"not a database URL: {mask_url(resolved)} ({err})") from None
+        raise StoreError(f"not a database URL: {mask_url(resolved)} ({_why(err)})") from None
     try:
         engine = sa_create_engine(parsed, **kwargs)
     except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as err:
-        raise StoreError(f"cannot use database {mask_url(resolved)}: {err}") from None
+        raise StoreError(f"cannot use database {mask_url(resolved)}: {_why(err)}") from None
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine, in_memory=parsed.database in (None, "", ":memory:"))
     return engine
@@ -171,7 +178,7 @@ def current_revision(engine: Engine) -> str | None:
             return MigrationContext.configure(conn).get_current_revision()
     except exc.SQLAlchemyError as err:
         raise StoreError(
-            f"cannot read the schema revision of {mask_url(engine.url)}: {err}"
+            f"cannot read the schema revision of {mask_url(engine.url)}: {_why(err)}"
         ) from None
 
 
@@ -181,7 +188,9 @@ def upgrade_schema(engine: Engine, revision: str = "head") -> None:
         with write_engine(engine).begin() as conn:
             command.upgrade(alembic_config(conn), revision)
     except exc.SQLAlchemyError as err:
-        raise StoreError(f"cannot upgrade the schema of {mask_url(engine.url)}: {err}") from None
+        raise StoreError(
+            f"cannot upgrade the schema of {mask_url(engine.url)}: {_why(err)}"
+        ) from None
 
 
 def downgrade_schema(engine: Engine, revision: str) -> None:
@@ -190,7 +199,9 @@ def downgrade_schema(engine: Engine, revision: str) -> None:
         with write_engine(engine).begin() as conn:
             command.downgrade(alembic_config(conn), revision)
     except exc.SQLAlchemyError as err:
-        raise StoreError(f"cannot downgrade the schema of {mask_url(engine.url)}: {err}") from None
+        raise StoreError(
+            f"cannot downgrade the schema of {mask_url(engine.url)}: {_why(err)}"
+        ) from None
 
 
 def check_schema(engine: Engine) -> list[str]:
@@ -209,7 +220,9 @@ def check_schema(engine: Engine) -> list[str]:
                 str(err)
             ]
         except exc.SQLAlchemyError as err:
-            raise StoreError(f"cannot check the schema of {mask_url(engine.url)}: {err}") from None
+            raise StoreError(
+                f"cannot check the schema of {mask_url(engine.url)}: {_why(err)}"
+            ) from None
     return []
 
 

@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from deliverability.cli import cli
+
+
+def run(db_url: str, *args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(cli, ["--database-url", db_url, *args], input=input)
+
+
+def test_record_prints_the_decision_as_json(db_url: str) -> None:
+    result = run(
+        db_url,
+        "record",
+        "--recipient",
+        "alice@example.com",
+        "--reply",
+        "452 4.2.2 Mailbox full",
+        "--message-id",
+        "<m1@list>",
+        "--format",
+        "json",
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["outcome"] == "deferred"
+    assert data["reason"] == "mailbox_full"
+    assert data["delivery_state"] == "deferred"
+    assert data["attempt"] == 1
+    assert data["next_attempt_at"]
+    assert data["sendable"] is True
+
+
+def test_record_as_text_names_the_outcome_and_the_rule(db_url: str) -> None:
+    result = run(
+        db_url, "record", "--recipient", "a@example.com", "--reply", "550 5.1.1 no such user"
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("a@example.com: bounced (user_unknown")
+    assert "rule: " in result.output
+
+
+def test_record_refuses_a_negative_attempt(db_url: str) -> None:
+    result = run(
+        db_url,
+        "record",
+        "--recipient",
+        "a@example.com",
+        "--reply",
+        "250 ok",
+        "--message-id",
+        "m1",
+        "--attempt",
+        "-2",
+    )
+    assert result.exit_code != 0
+    assert "must not be negative" in str(result.exception)
+
+
+def test_status_as_json_has_address_state_reason_and_suppressed(db_url: str) -> None:
+    run(db_url, "record", "--recipient", "a@example.com", "--reply", "250 ok", "--message-id", "m")
+    result = run(db_url, "status", "A@example.com", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["address"] == "a@example.com"
+    assert data["state"] == "delivered"
+    assert data["reason"] == "delivered"
+    assert data["suppressed"] is False
+
+
+def test_suppress_then_sendable_lists_only_the_others_with_reasons_on_stderr(
+    db_url: str, tmp_path: Path
+) -> None:
+    result = run(db_url, "suppress", "b@example.com", "--reason", "asked by phone", "--by", "ann")
+    assert result.exit_code == 0, result.output
+    listing = tmp_path / "list.txt"
+    listing.write_text("# today's list\nc@example.com\n\nnot-an-address\n", encoding="utf-8")
+    result = run(db_url, "sendable", "a@example.com", "b@example.com", "--file", str(listing))
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == ["a@example.com", "c@example.com"]
+    assert "b@example.com: suppressed" in result.stderr
+    assert "not-an-address: not an email address" in result.stderr
+
+    status = json.loads(run(db_url, "status", "b@example.com", "--format", "json").output)
+    assert status["suppressed"] is True
+    assert status["state"] == "suppressed"
+
+
+def test_sendable_reads_standard_input(db_url: str) -> None:
+    result = run(db_url, "sendable", "--file", "-", input="a@example.com\nb@example.org\n")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == ["a@example.com", "b@example.org"]
+
+
+def test_unsuppress_makes_the_address_sendable_again(db_url: str) -> None:
+    run(db_url, "suppress", "b@example.com", "--reason", "test", "--by", "ann")
+    result = run(db_url, "unsuppress", "b@example.com", "--by", "bob")
+    assert result.exit_code == 0, result.output
+    assert run(db_url, "sendable", "b@example.com").stdout.splitlines() == ["b@example.com"]
+
+
+def test_unsuppress_of_an_address_that_is_not_suppressed_fails(db_url: str) -> None:
+    result = run(db_url, "unsuppress", "b@example.com")
+    assert result.exit_code != 0
+    assert "is not suppressed" in str(result.exception)
+
+
+def test_db_upgrade_current_and_check(db_url: str) -> None:
+    current = run(db_url, "db", "current")
+    assert "no schema" in current.output
+    upgraded = run(db_url, "db", "upgrade")
+    assert upgraded.exit_code == 0, upgraded.output
+    assert "upgraded" in upgraded.output
+    assert "already at revision" in run(db_url, "db", "upgrade").output
+    assert "(head)" in run(db_url, "db", "current").output
+    check = run(db_url, "db", "check")
+    assert check.exit_code == 0, check.output
+    assert "matches the models" in check.output
+
+
+def test_db_check_on_an_empty_database_fails(db_url: str) -> None:
+    result = run(db_url, "db", "check")
+    assert result.exit_code == 1
+    assert "db upgrade" in result.stderr
+
+
+def test_database_errors_are_one_line_and_never_show_the_password() -> None:
+    url = "postgresql+psycopg://mailer:s3cr3t@127.0.0.1:1/nowhere"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from deliverability.cli import main; main()",
+            "--database-url",
+            url,
+            "db",
+            "current",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "s3cr3t" not in proc.stderr + proc.stdout
+    assert "mailer:***@127.0.0.1" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", [["db", "current"], ["db", "upgrade"], ["db", "check"]])
+def test_db_commands_mask_the_password_in_their_output(command: list[str], tmp_path: Path) -> None:
+    # SQLite URLs carry no password; a PostgreSQL URL that cannot connect shows the masking.
+    result = run("postgresql+psycopg://mailer:s3cr3t@127.0.0.1:1/nowhere", *command)
+    assert result.exit_code != 0
+    assert "s3cr3t" not in result.output + str(result.exception)
+    assert "***" in str(result.exception)
