@@ -84,3 +84,13 @@ cli.add_command(prune.prune)
 from deliverability.commands import report  # noqa: E402
 
 cli.add_command(report.report)
+from deliverability.commands import db  # noqa: E402
+
+cli.add_command(db.db)
+from deliverability.commands import record  # noqa: E402
+
+cli.add_command(record.record)
+cli.add_command(record.status)
+cli.add_command(record.sendable)
+cli.add_command(record.suppress)
+cli.add_command(record.unsuppress)
