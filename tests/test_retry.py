@@ -31,6 +31,8 @@ def wrapped(orig: Exception, cls: type[OperationalError] = OperationalError) -> 
         psycopg.errors.LockNotAvailable("canceling statement due to lock timeout"),
         pymysql.err.OperationalError(1213, "Deadlock found when trying to get lock"),
         pymysql.err.OperationalError(1205, "Lock wait timeout exceeded"),
+        # PyMySQL also sets the server's SQLSTATE, which for a lock wait timeout is HY000.
+        pymysql.err.OperationalError(1205, "Lock wait timeout exceeded", sqlstate="HY000"),
     ],
     ids=lambda e: f"{type(e).__module__}.{type(e).__name__}:{e}"[:60],
 )
@@ -58,6 +60,7 @@ def test_other_database_errors_are_not_retried(orig: Exception) -> None:
         sqlite3.IntegrityError("UNIQUE constraint failed: recipients.address_key"),
         psycopg.errors.UniqueViolation("duplicate key value"),
         pymysql.err.IntegrityError(1062, "Duplicate entry"),
+        pymysql.err.IntegrityError(1062, "Duplicate entry", sqlstate="23000"),
     ],
     ids=str,
 )

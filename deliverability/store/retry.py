@@ -59,22 +59,24 @@ def is_retryable(error: BaseException, *, conflicts: bool = False) -> bool:
     if not isinstance(error, DBAPIError) or error.connection_invalidated:
         return False
     orig = error.orig
+    args = getattr(orig, "args", ())
+    # PyMySQL / mysqlclient: (errno, message). Checked first: PyMySQL also sets a `sqlstate`,
+    # and its SQLSTATE (HY000 for a lock wait timeout) is not the one to judge by.
+    if args and isinstance(args[0], int):
+        return args[0] in _MYSQL_RETRY_CODES or (conflicts and args[0] == _MYSQL_DUPLICATE_CODE)
+    if type(orig).__module__.startswith("sqlite3"):
+        code = getattr(orig, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF in _SQLITE_BUSY_CODES:
+            return True
+        message = str(orig).lower()
+        return any(t in message for t in _SQLITE_BUSY_TEXTS) or (
+            conflicts and _SQLITE_UNIQUE_TEXT in message
+        )
     sqlstate = getattr(orig, "sqlstate", None)
     if isinstance(sqlstate, str):  # psycopg
         return sqlstate in _POSTGRES_RETRY_STATES or (
             conflicts and sqlstate == _POSTGRES_UNIQUE_STATE
         )
-    code = getattr(orig, "sqlite_errorcode", None)
-    message = str(orig).lower()
-    if code is not None or type(orig).__module__.startswith("sqlite3"):
-        if isinstance(code, int) and code & 0xFF in _SQLITE_BUSY_CODES:
-            return True
-        return any(t in message for t in _SQLITE_BUSY_TEXTS) or (
-            conflicts and _SQLITE_UNIQUE_TEXT in message
-        )
-    args = getattr(orig, "args", ())
-    if args and isinstance(args[0], int):  # PyMySQL / mysqlclient: (errno, message)
-        return args[0] in _MYSQL_RETRY_CODES or (conflicts and args[0] == _MYSQL_DUPLICATE_CODE)
     return False
 
 
