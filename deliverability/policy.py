@@ -481,8 +481,14 @@ class _Reader:
             data = tomllib.loads(self.text)
         except tomllib.TOMLDecodeError as exc:
             m = re.search(r"line (\d+)", str(exc))
+            if m:
+                line: int | None = int(m.group(1))
+            elif "end of document" in str(exc):
+                line = max(1, len(self.text.splitlines()))
+            else:
+                line = None
             self.problem(
-                int(m.group(1)) if m else None,
+                line,
                 "(syntax)",
                 f"not valid TOML: {exc}",
                 "correct the TOML syntax at that place",

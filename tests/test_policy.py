@@ -1,0 +1,290 @@
+"""Policy as data: loading, layering, overriding, and `check_policy_file` with line numbers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from deliverability.classify import classify_text
+from deliverability.errors import ConfigError, PolicyError, Problem
+from deliverability.policy import (
+    PROVIDER_RULES_FILE,
+    StatusPattern,
+    check_policy_file,
+    check_shipped_files,
+    default_policy,
+    expand_code_pattern,
+    format_duration,
+    load_policy,
+    parse_duration,
+)
+from deliverability.replies import StatusCode
+from deliverability.vocabulary import Outcome, Reason
+
+RULE = """
+[[rule]]
+id = "{id}"
+{conditions}
+outcome = "{outcome}"
+reason = "user_unknown"
+fault = "recipient"
+source = "test"
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "policy.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def problems_by_line(path: Path) -> dict[int | None, list[Problem]]:
+    found: dict[int | None, list[Problem]] = {}
+    for p in check_policy_file(path):
+        found.setdefault(p.line, []).append(p)
+    return found
+
+
+def test_the_shipped_policy_files_have_no_problems() -> None:
+    assert [str(p) for p in check_shipped_files()] == []
+
+
+def test_the_default_policy_is_loaded_once() -> None:
+    assert load_policy() is default_policy()
+    assert load_policy(None) is load_policy()
+
+
+def test_shipped_rules_are_ordered_provider_rules_then_standards_then_class_digit() -> None:
+    policy = default_policy()
+    ids = [r.id for r in policy.rules]
+    first_std = next(i for i, rule_id in enumerate(ids) if rule_id.startswith("std."))
+    assert all(not rule_id.startswith("std.") for rule_id in ids[:first_std])
+    assert all(rule_id.startswith("std.") for rule_id in ids[first_std:])
+    assert (
+        ids.index("std.status.bad_mailbox") < ids.index("std.code.550") < ids.index("std.class.5")
+    )
+    assert ids[-4:] == ["std.class.2", "std.class.4", "std.class.5", "std.class.other"]
+    if first_std:
+        assert policy.source_files[0] == PROVIDER_RULES_FILE
+
+
+def test_user_rules_come_first_and_win(tmp_path: Path) -> None:
+    path = write(tmp_path, RULE.format(id="local.x", conditions="code = [250]", outcome="bounced"))
+    policy = load_policy(path)
+    assert policy.rules[0].id == "local.x"
+    assert policy.source_files[0] == str(path)
+    assert classify_text("250 2.0.0 OK", policy).rule == "local.x"
+    # The shipped policy is untouched.
+    assert classify_text("250 2.0.0 OK").outcome is Outcome.DELIVERED
+
+
+def test_a_user_rule_with_a_shipped_id_replaces_the_shipped_rule(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        RULE.format(id="std.code.552", conditions="code = [552]", outcome="bounced"),
+    )
+    policy = load_policy(path)
+    assert [r.id for r in policy.rules].count("std.code.552") == 1
+    assert classify_text("552 Requested mail action aborted", policy).outcome is Outcome.BOUNCED
+
+
+def test_user_numbers_override_only_what_they_set(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[backoff]\nlifetime = "4d"\n[hygiene]\nambiguous_count = 3\n'
+        '[hygiene.suppression_expiry]\nmailbox_full = "90d"\n'
+        '[throttle.providers.example]\ndomains = ["Example.COM"]\n',
+    )
+    policy = load_policy(path)
+    assert policy.backoff.lifetime == timedelta(days=4)
+    assert policy.backoff.first_retry == timedelta(minutes=30)
+    assert policy.hygiene.ambiguous_count == 3
+    assert policy.hygiene.suppression_expiry == {Reason.MAILBOX_FULL: timedelta(days=90)}
+    assert policy.throttle.provider_domains["example"] == ("example.com",)
+    # The shipped provider groups stay.
+    assert "gmail.com" in policy.throttle.provider_domains["google"]
+
+
+def test_the_shipped_numbers_are_the_design_defaults() -> None:
+    policy = default_policy()
+    assert policy.backoff.first_retry == timedelta(minutes=30)
+    assert policy.backoff.max_interval == timedelta(hours=4)
+    assert policy.backoff.lifetime == timedelta(days=5)
+    assert policy.throttle.initial_pause == timedelta(minutes=15)
+    assert policy.throttle.max_pause == timedelta(hours=4)
+    assert (policy.hygiene.ambiguous_count, policy.hygiene.ambiguous_window) == (
+        2,
+        timedelta(days=30),
+    )
+    assert policy.hygiene.soft_strikes == 3
+    assert policy.hygiene.soft_span == timedelta(days=7)
+    assert policy.hygiene.soft_reasons == {Reason.MAILBOX_FULL, Reason.SUSPEND, Reason.EXPIRED}
+    assert policy.hygiene.incident_addresses == 20
+    assert policy.reputation.bounce_review == 0.05
+
+
+def test_load_policy_refuses_a_file_with_errors_listing_every_problem(tmp_path: Path) -> None:
+    path = write(tmp_path, '[backoff]\nlifetime = "long"\nfirst_retry = "x"\n')
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    assert len(info.value.problems) == 2
+    assert f"{path}:2" in str(info.value)
+    assert f"{path}:3" in str(info.value)
+
+
+def test_load_policy_of_a_missing_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"missing\.toml"):
+        load_policy(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key", "message"),
+    [
+        ("[backof]\nx = 1\n", 1, "backof", "unknown key 'backof'"),
+        ("[backoff]\n\nlifetme = '5d'\n", 3, "backoff.lifetme", "unknown key 'lifetme'"),
+        ("[backoff]\nlifetime = '5 days'\n", 2, "backoff.lifetime", "not a duration"),
+        ("[backoff]\nmultiplier = 0.5\n", 2, "backoff.multiplier", "between 1 and 10"),
+        ("[hygiene]\nambiguous_count = 0\n", 2, "hygiene.ambiguous_count", "at least 1"),
+        ("[hygiene]\nincident_fraction = 1.5\n", 2, "hygiene.incident_fraction", "at most 1"),
+        ("[hygiene]\nsoft_reasons = ['full']\n", 2, "hygiene.soft_reasons", "unknown reason"),
+        ("[reputation]\nbounce_review = 0.2\n", 2, "reputation.bounce_review", "below"),
+        ("[backoff]\nlifetime = 5\n", 2, "backoff.lifetime", "not a duration"),
+        ("[hygiene]\nsoft_strikes = 'three'\n", 2, "hygiene.soft_strikes", "whole number"),
+        ("[backoff]\nx = [\n", 2, "(syntax)", "not valid TOML"),
+        ("[backoff]\nx = = 1\n", 2, "(syntax)", "not valid TOML"),
+    ],
+)
+def test_check_reports_number_problems_with_their_line(
+    tmp_path: Path, text: str, line: int, key: str, message: str
+) -> None:
+    problems = check_policy_file(write(tmp_path, text))
+    assert any(
+        p.line == line and p.key == key and message in p.message and p.severity == "error"
+        for p in problems
+    ), [str(p) for p in problems]
+
+
+def test_check_reports_every_rule_problem_with_its_line(tmp_path: Path) -> None:
+    text = (
+        "[[rule]]\n"  # 1
+        'id = "a.one"\n'  # 2
+        'text = "(?i)ok("\n'  # 3
+        'status = ["5.9.x"]\n'  # 4
+        'code = ["6xx"]\n'  # 5
+        'outcome = "maybe"\n'  # 6
+        'reason = "sad"\n'  # 7
+        'fault = "nobody"\n'  # 8
+        'retry_after = "soon"\n'  # 9
+        'colour = "red"\n'  # 10
+        'source = "test"\n'  # 11
+        "\n"
+        "[[rule]]\n"  # 13
+        'id = "a.two"\n'  # 14
+        'outcome = "bounced"\n'
+        'reason = "user_unknown"\n'
+        'fault = "recipient"\n'
+    )
+    by_line = problems_by_line(write(tmp_path, text))
+    messages = {line: " | ".join(p.message for p in ps) for line, ps in by_line.items()}
+    assert "bad regular expression" in messages[3]
+    assert "status pattern" in messages[4]
+    assert "not a reply code pattern" in messages[5]
+    assert "unknown outcome 'maybe'" in messages[6]
+    assert "unknown reason 'sad'" in messages[7]
+    assert "unknown fault 'nobody'" in messages[8]
+    assert "not a duration" in messages[9]
+    assert "unknown key 'colour'" in messages[10]
+    assert "no condition" in messages[13]
+    # A user rule without a source is only a warning.
+    assert any(p.severity == "warning" and p.key == "rule a.two.source" for p in by_line[13])
+
+
+def test_check_finds_a_rule_shadowed_by_an_earlier_one(tmp_path: Path) -> None:
+    text = (
+        RULE.format(id="a.broad", conditions='status = ["5.1.*"]', outcome="bounced")
+        + RULE.format(
+            id="a.narrow", conditions='status = ["5.1.1"]\ncode = [550]', outcome="bounced"
+        )
+        + RULE.format(
+            id="a.with_text", conditions='status = ["5.1.1"]\ntext = "x"', outcome="bounced"
+        )
+    )
+    problems = check_policy_file(write(tmp_path, text))
+    shadowed = [p for p in problems if "can never match" in p.message]
+    assert [p.key for p in shadowed] == ["rule a.narrow", "rule a.with_text"]
+    assert shadowed[0].line == 10
+    assert "a.broad" in shadowed[0].message
+
+
+def test_a_narrower_rule_first_is_not_shadowing(tmp_path: Path) -> None:
+    text = RULE.format(
+        id="a.narrow", conditions='status = ["5.1.1"]', outcome="bounced"
+    ) + RULE.format(id="a.broad", conditions='status = ["5.1.*"]', outcome="bounced")
+    assert check_policy_file(write(tmp_path, text)) == []
+
+
+def test_a_class_rule_shadows_a_code_rule_of_the_same_class(tmp_path: Path) -> None:
+    text = RULE.format(id="a.all5", conditions="class = [5]", outcome="bounced") + RULE.format(
+        id="a.550", conditions="code = ['55x']", outcome="bounced"
+    )
+    problems = check_policy_file(write(tmp_path, text))
+    assert [p.key for p in problems] == ["rule a.550"]
+
+
+def test_check_finds_duplicate_rule_ids(tmp_path: Path) -> None:
+    text = RULE.format(id="a.same", conditions="code = [550]", outcome="bounced") + RULE.format(
+        id="a.same", conditions="code = [551]", outcome="bounced"
+    )
+    problems = check_policy_file(write(tmp_path, text))
+    assert any("duplicate rule id" in p.message and p.line == 11 for p in problems)
+
+
+def test_problem_text_has_file_line_severity_key_message_and_fix(tmp_path: Path) -> None:
+    path = write(tmp_path, "[backoff]\nlifetime = 'x'\n")
+    (problem,) = check_policy_file(path)
+    assert str(problem) == (
+        f"{path}:2: error: backoff.lifetime: not a duration: 'x' (expected a number and a unit "
+        "s, m, h, d or w, like '30m') (fix: write a duration like '30m', '4h' or '5d')"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("90s", timedelta(seconds=90)),
+        ("30m", timedelta(minutes=30)),
+        ("1h30m", timedelta(minutes=90)),
+        ("5d", timedelta(days=5)),
+        ("1w", timedelta(days=7)),
+    ],
+)
+def test_parse_duration_reads_units(text: str, value: timedelta) -> None:
+    assert parse_duration(text) == value
+
+
+@given(st.integers(min_value=0, max_value=10**8))
+def test_format_duration_reads_back_to_the_same_value(seconds: int) -> None:
+    value = timedelta(seconds=seconds)
+    assert parse_duration(format_duration(value)) == value
+
+
+def test_status_patterns_match_class_wildcards_and_subject_wildcards() -> None:
+    assert StatusPattern.parse("X.1.1").matches(StatusCode(4, 1, 1))
+    assert StatusPattern.parse("5.7.*").matches(StatusCode(5, 7, 26))
+    assert not StatusPattern.parse("5.7.*").matches(StatusCode(4, 7, 26))
+    assert StatusPattern.parse("5.*.*").covers(StatusPattern.parse("5.7.1"))
+    assert not StatusPattern.parse("5.7.1").covers(StatusPattern.parse("X.7.1"))
+    with pytest.raises(ValueError, match="class must be"):
+        StatusPattern.parse("3.1.1")
+
+
+def test_code_patterns_expand_x_to_any_digit() -> None:
+    assert expand_code_pattern(550) == {550}
+    assert expand_code_pattern("55x") == set(range(550, 560))
+    assert expand_code_pattern("5XX") == set(range(500, 600))
+    with pytest.raises(ValueError, match="not a reply code pattern"):
+        expand_code_pattern("5x")
