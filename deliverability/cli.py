@@ -94,3 +94,9 @@ cli.add_command(record.status)
 cli.add_command(record.sendable)
 cli.add_command(record.suppress)
 cli.add_command(record.unsuppress)
+from deliverability.commands import explain  # noqa: E402
+
+cli.add_command(explain.explain)
+from deliverability.commands import policy  # noqa: E402
+
+cli.add_command(policy.policy)
