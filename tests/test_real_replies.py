@@ -2334,3 +2334,9 @@ def test_a_provider_rule_is_checked_before_the_standards_rules() -> None:
     verdict = _verdict("yandex-no-such-user")
     assert verdict.rule == "yandex.no_such_user"
     assert default_policy().rule("yandex.no_such_user").source.startswith("https://")
+
+
+def test_the_providers_page_lists_every_provider_rule() -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "providers.md").read_text("utf-8")
+    missing = [rule_id for rule_id in _provider_rule_ids() if f"`{rule_id}`" not in page]
+    assert not missing, f"docs/providers.md does not list: {missing}"
