@@ -1154,7 +1154,7 @@ CASES: list[Case] = [
     C(
         "postfix-sender-access-denied",
         "554 5.7.1 <bounce@example.com>: Sender address rejected: Access denied",
-        "blocked/policy_violation/sender",
+        "blocked/rejected/sender",
         None,
     ),
     C(
@@ -2230,31 +2230,7 @@ def test_every_expectation_is_well_formed(case: Case) -> None:
         assert case.decisive is None, "decisive only means something for a bounce"
 
 
-# Replies whose generic (not provider-specific) text the standards rules do not read right yet; the
-# change is requested in the standards layer. Strict: once it lands, these pass and must leave here.
-AWAITING_STANDARDS_RULE = {
-    "exim-unrouteable-address": "Exim's 'Unrouteable address' is not decisive evidence",
-    "corpus-lhost-postfix-44": "'not configured to relay' is a relaying refusal",
-    "corpus-lhost-postfix-48": "552 'Too many recipients' is temporary (RFC 5321 4.5.3.1.10)",
-    "corpus-lhost-postfix-62": "virus texts are virus_detected, not spam",
-    "corpus-lhost-receivingses-07": "'Message Filtered' is the recipient's filter",
-}
-
-
-def _verdict_cases() -> list[object]:
-    return [
-        pytest.param(
-            c,
-            id=c.id,
-            marks=pytest.mark.xfail(strict=True, reason=AWAITING_STANDARDS_RULE[c.id]),
-        )
-        if c.id in AWAITING_STANDARDS_RULE
-        else pytest.param(c, id=c.id)
-        for c in CASES
-    ]
-
-
-@pytest.mark.parametrize("case", _verdict_cases())
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_real_reply_gets_its_expected_verdict(case: Case) -> None:
     verdict = classify(parse_reply(case.reply), default_policy())
     got = (verdict.outcome, verdict.reason, verdict.fault)
