@@ -404,11 +404,13 @@ def test_a_rotated_compressed_log_is_read_and_dated_by_its_modification_time(
     assert record.at == datetime(2026, 11, 28, 3, 14, 15, tzinfo=UTC)  # type: ignore[union-attr]
 
 
-def test_the_shipped_sample_log_reads_with_only_its_deliberate_rejects() -> None:
+def test_the_shipped_sample_log_reads_without_a_reject() -> None:
+    # The samples feed the README's quick start, which must run clean; broken lines are tested
+    # above with lines made for the purpose.
     got = [item for _, item in read_postfix_log(EXAMPLES / "postfix-mail.log", now=NOW)]
     rejected = [i for i in got if isinstance(i, Rejected)]
     records = [i for i in got if isinstance(i, LogRecord)]
-    assert len(rejected) == 3
+    assert rejected == []
     assert len(records) >= 80
     statuses = {r.delivery_status for r in records}
     assert statuses == {"sent", "deferred", "bounced", "expired"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from deliverability.cli import AppContext
+from deliverability.commands.base import AppContext
 from deliverability.store.session import (
     check_schema,
     create_engine,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from deliverability.cli import AppContext
+from deliverability.commands.base import AppContext
 from deliverability.engine import Decision, Engine, RecipientStatus
 from deliverability.policy import load_policy
 

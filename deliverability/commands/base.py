@@ -1,0 +1,61 @@
+"""The CLI's group and the context every command shares (kept apart from `deliverability.cli`,
+which registers the commands, so command modules import this without an import cycle)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from deliverability.clock import Clock
+    from deliverability.engine import Engine
+    from deliverability.policy import Policy
+
+#: Environment variables read by the CLI (and by `Engine` where it says so).
+DATABASE_URL_ENV = "DELIVERABILITY_DATABASE_URL"
+POLICY_ENV = "DELIVERABILITY_POLICY"
+DEBUG_ENV = "DELIVERABILITY_DEBUG"
+
+
+class AppContext:
+    """What every command may need, made lazily: the policy and the database URL."""
+
+    def __init__(self, database_url: str | None, policy_path: Path | None) -> None:
+        self.database_url = database_url
+        self.policy_path = policy_path
+
+    def policy(self) -> Policy:
+        """The effective policy: the shipped default, overridden by --policy when given."""
+        from deliverability.policy import load_policy
+
+        return load_policy(self.policy_path)
+
+    def engine(self, clock: Clock | None = None) -> Engine:
+        """The sender's Engine on the chosen store (its schema upgraded on first use)."""
+        from deliverability.engine import Engine
+
+        return Engine(self.database_url, self.policy(), clock)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--database-url",
+    envvar=DATABASE_URL_ENV,
+    show_envvar=True,
+    help="SQLAlchemy URL of the store (default: sqlite:///deliverability.db).",
+)
+@click.option(
+    "--policy",
+    "policy_path",
+    envvar=POLICY_ENV,
+    show_envvar=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A policy TOML file that overrides or extends the shipped default policy.",
+)
+@click.version_option(package_name="deliverability")
+@click.pass_context
+def cli(ctx: click.Context, database_url: str | None, policy_path: Path | None) -> None:
+    """Turn SMTP replies and bounce messages into delivery decisions and list hygiene."""
+    ctx.obj = AppContext(database_url, policy_path)

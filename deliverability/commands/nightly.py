@@ -1,0 +1,270 @@
+"""`deliverability nightly`, `ingest` and `rejected`: the bounce-processing job and its input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import sys
+import tempfile
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from deliverability.clock import parse_time, system_clock
+from deliverability.commands.base import AppContext
+from deliverability.nightly import FORMATS, NightlySummary, ingest_paths, run_nightly
+from deliverability.output import emit_rows
+from deliverability.store.models import RejectedInput
+from deliverability.store.session import resolve_url
+
+#: Exit codes: 0 all input read; 1 the run finished but some input was rejected (listed by
+#: `deliverability rejected`); 2 an error stopped the run (with --strict, the first bad item).
+EXIT_REJECTED = 1
+
+
+def _now(value: str | None) -> datetime:
+    return parse_time(value) if value else system_clock()
+
+
+def _progress_fn(console: Console) -> tuple[Progress | None, Callable[[str, int], None] | None]:
+    """A progress bar on a terminal; plain lines otherwise (logs, cron mail)."""
+    if console.is_terminal:
+        bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed} items"),
+            console=console,
+            transient=True,
+        )
+        tasks: dict[str, Any] = {}
+
+        def update(path: str, done: int) -> None:
+            if path not in tasks:
+                tasks[path] = bar.add_task(Path(path).name, total=None)
+            bar.update(tasks[path], completed=done)
+
+        return bar, update
+
+    last: dict[str, int] = {}
+
+    def plain(path: str, done: int) -> None:
+        if last.get(path) != done:
+            last[path] = done
+            click.echo(f"read {done} items from {path}", err=True)
+
+    return None, plain
+
+
+def _print_summary(summary: NightlySummary, fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(summary.as_dict(), indent=2))
+        return
+    head = "dry run: nothing was written. " if summary.dry_run else ""
+    click.echo(
+        f"{head}deliverability nightly at {summary.now.isoformat()}: "
+        f"{summary.recorded} events recorded, {summary.duplicates} already known, "
+        f"{summary.rejected_count} rejected, {summary.expired} deliveries expired"
+    )
+    sources = [
+        {
+            "source": s.path,
+            "format": s.format,
+            "items": s.items,
+            "recorded": s.recorded,
+            "known": s.duplicates,
+            "rejected": s.rejected,
+            "note": s.note,
+        }
+        for s in summary.sources
+    ]
+    emit_rows(
+        sources,
+        ["source", "format", "items", "recorded", "known", "rejected", "note"],
+        "table",
+        title="Sources",
+    )
+    outcomes = [{"outcome": k, "events": v} for k, v in summary.by_outcome.most_common()]
+    emit_rows(outcomes, ["outcome", "events"], "table", title="Events by outcome")
+    if summary.by_reason:
+        reasons = [{"reason": k, "events": v} for k, v in summary.by_reason.most_common()]
+        emit_rows(reasons, ["reason", "events"], "table", title="Events by reason")
+    actions = [{"action": k, "count": v} for k, v in sorted(summary.actions.items()) if v]
+    emit_rows(actions, ["action", "count"], "table", title="List hygiene")
+    if summary.rejected:
+        rows = [
+            {"source": r.source, "position": r.position, "error": r.error}
+            for r in summary.rejected[:20]
+        ]
+        more = summary.rejected_count - len(rows)
+        emit_rows(
+            rows,
+            ["source", "position", "error"],
+            "table",
+            title="Rejected input" + (f" (first 20 of {summary.rejected_count})" if more else ""),
+        )
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--now", "now_text", metavar="ISO8601", help="Run as if it were this time (UTC).")
+@click.option("--dry-run", is_flag=True, help="Report what would change; write nothing.")
+@click.option("--full", is_flag=True, help="Re-evaluate list hygiene over the whole history.")
+@click.option("--strict", is_flag=True, help="Stop at the first input item that cannot be read.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="auto",
+    help="Input format (default: detected per file).",
+)
+@click.option("--output", "out_fmt", type=click.Choice(["text", "json"]), default="text")
+@click.pass_obj
+def nightly(
+    app: AppContext,
+    paths: tuple[Path, ...],
+    now_text: str | None,
+    dry_run: bool,
+    full: bool,
+    strict: bool,
+    fmt: str,
+    out_fmt: str,
+) -> None:
+    """Ingest what arrived, expire retries that ran out, evaluate list hygiene, summarise.
+
+    PATHS are files or folders: mailer reply logs (JSON Lines, CSV), Postfix logs (rotated and
+    gzip-compressed too), mbox files, Maildir folders and single bounce messages.
+    """
+    now = _now(now_text)
+    url = resolve_url(app.database_url)
+    if dry_run:
+        summary = _dry_run(app, url, paths, now, fmt, full, strict)
+    else:
+        summary = _run(app, url, paths, now, fmt, full, strict)
+    _print_summary(summary, out_fmt)
+    if summary.rejected_count:
+        click.get_current_context().exit(EXIT_REJECTED)
+
+
+def _run(
+    app: AppContext,
+    url: str,
+    paths: tuple[Path, ...],
+    now: datetime,
+    fmt: str,
+    full: bool,
+    strict: bool,
+) -> NightlySummary:
+    console = Console(stderr=True)
+    bar, update = _progress_fn(console)
+    with AppContext(url, app.policy_path).engine(clock=lambda: now) as engine:
+        if bar is None:
+            return run_nightly(
+                engine, paths, now=now, fmt=fmt, full=full, strict=strict, progress=update
+            )
+        with bar:
+            return run_nightly(
+                engine, paths, now=now, fmt=fmt, full=full, strict=strict, progress=update
+            )
+
+
+def _dry_run(
+    app: AppContext,
+    url: str,
+    paths: tuple[Path, ...],
+    now: datetime,
+    fmt: str,
+    full: bool,
+    strict: bool,
+) -> NightlySummary:
+    """Run the whole job on a throw-away copy of the store and report what it did.
+
+    On SQLite the copy is made with SQLite's online backup; a server database cannot be copied
+    like that, so there the dry run refuses rather than pretend.
+    """
+    if not url.startswith("sqlite:///"):
+        raise click.UsageError(
+            "--dry-run works on a SQLite store (it runs the job on a copy); for a server "
+            "database, run the job against a restored copy instead"
+        )
+    source = Path(url.removeprefix("sqlite:///"))
+    with tempfile.TemporaryDirectory(prefix="deliverability-dry-run-") as tmp:
+        copy = Path(tmp) / "copy.db"
+        if source.exists():
+            with sqlite3.connect(source) as src, sqlite3.connect(copy) as dst:
+                src.backup(dst)
+        summary = _run(app, f"sqlite:///{copy}", paths, now, fmt, full, strict)
+        shutil.rmtree(tmp, ignore_errors=True)
+    summary.dry_run = True
+    return summary
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="auto",
+    help="Input format (default: detected per file).",
+)
+@click.option("--now", "now_text", metavar="ISO8601", help="Record as if it were this time.")
+@click.option("--strict", is_flag=True, help="Stop at the first input item that cannot be read.")
+@click.option("--output", "out_fmt", type=click.Choice(["text", "json"]), default="text")
+@click.pass_obj
+def ingest(
+    app: AppContext,
+    paths: tuple[Path, ...],
+    fmt: str,
+    now_text: str | None,
+    strict: bool,
+    out_fmt: str,
+) -> None:
+    """Record what PATHS say (the nightly job's first step alone: no expiry, no full hygiene
+    evaluation beyond what recording applies incrementally)."""
+    now = _now(now_text)
+    with app.engine(clock=lambda: now) as engine:
+        summary = ingest_paths(
+            engine, lambda: Session(engine.db), paths, now=now, fmt=fmt, strict=strict
+        )
+    _print_summary(summary, out_fmt)
+    if summary.rejected_count:
+        click.get_current_context().exit(EXIT_REJECTED)
+
+
+@click.command()
+@click.option("--source", help="Only input from sources whose name contains this text.")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+@click.pass_obj
+def rejected(app: AppContext, source: str | None, limit: int, fmt: str) -> None:
+    """List input that could not be read: source, position, error and the raw text."""
+    with app.engine() as engine, Session(engine.db) as session:
+        query = select(RejectedInput).order_by(RejectedInput.id.desc()).limit(limit)
+        if source:
+            query = query.where(RejectedInput.source.contains(source))
+        rows = [
+            {
+                "source": r.source,
+                "position": r.position,
+                "error": r.error,
+                "raw": r.raw[:200],
+                "recorded_at": r.recorded_at,
+            }
+            for r in session.scalars(query)
+        ]
+        total = session.scalar(select(func.count(RejectedInput.id))) or 0
+    emit_rows(
+        rows,
+        ["recorded_at", "source", "position", "error", "raw"],
+        fmt,
+        out=sys.stdout,
+        title=f"Rejected input ({total} in all)",
+    )

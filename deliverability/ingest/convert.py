@@ -1,0 +1,142 @@
+"""From what the sources yield (log records, bounce messages) to what the engine records.
+
+One place decides how each kind of input becomes a `ReplyRecord`: a log line is a reply; an RFC 3464
+``Action: delayed`` notice is a deferral whatever its code says; an ARF report is a complaint; an
+RFC 3834 auto-reply goes into history only. Everything the engine cannot take becomes a `Rejected`
+with its source and position, so a batch goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+from deliverability.classify import classify
+from deliverability.engine import ReplyRecord
+from deliverability.errors import IngestError
+from deliverability.ingest.mailer_log import read_mailer_log
+from deliverability.ingest.messages import (
+    BounceRecord,
+    iter_eml,
+    iter_maildir,
+    iter_mbox,
+    parse_message,
+)
+from deliverability.ingest.postfix import read_postfix_log
+from deliverability.ingest.records import LogRecord, Rejected, normalize_message_id
+from deliverability.replies import Reply
+from deliverability.verdicts import Verdict
+from deliverability.vocabulary import EventKind, Fault, Outcome, Reason
+
+__all__ = ["log_item", "message_items", "read_log", "read_messages"]
+
+#: RFC 5965: a feedback report is a complaint about the message by its recipient.
+COMPLAINT_VERDICT = Verdict(
+    Outcome.COMPLAINED,
+    Reason.FEEDBACK,
+    Fault.RECIPIENT,
+    rule="arf.complaint",
+    why="An ARF feedback report (RFC 5965): the recipient complained about the message.",
+)
+#: RFC 3834: an automatic response (vacation, out of office) says the message arrived.
+AUTO_REPLY_VERDICT = Verdict(
+    Outcome.INFORMATIONAL,
+    Reason.VACATION,
+    Fault.RECIPIENT,
+    rule="rfc3834.auto_reply",
+    why="An automatic reply (RFC 3834): recorded in history, never a bounce.",
+)
+
+
+def read_log(
+    path: Path, kind: str, *, start_offset: int, now: datetime
+) -> Iterator[tuple[int, LogRecord | Rejected]]:
+    """(offset after the item, item) for a reply log or a Postfix log, from `start_offset`."""
+    if kind == "postfix":
+        return read_postfix_log(path, start_offset=start_offset, now=now)
+    return read_mailer_log(path, start_offset=start_offset, format=kind)
+
+
+def log_item(record: LogRecord) -> ReplyRecord:
+    """A log line's reply, as the engine records it."""
+    return ReplyRecord(
+        recipient=record.recipient,
+        message_id=record.message_id,
+        reply=record.reply,
+        attempt=record.attempt,
+        at=record.at,
+        source=record.source,
+        position=record.position,
+        kind=EventKind.REPLY,
+    )
+
+
+def read_messages(path: Path, kind: str) -> Iterator[tuple[str, bytes]]:
+    """(message key, raw bytes) for each message of an mbox, a Maildir or a single file."""
+    if kind == "mbox":
+        return iter_mbox(path)
+    if kind == "maildir":
+        return iter_maildir(path)
+    return iter_eml(path)
+
+
+def message_items(
+    data: bytes, *, source: str, position: str, now: datetime
+) -> tuple[list[ReplyRecord], Rejected | None]:
+    """What one bounce message says, as records; a message that says nothing usable is rejected."""
+    try:
+        records = parse_message(data)
+    except IngestError as exc:
+        return [], Rejected(source, position, exc.problem, data[:2000].decode("utf-8", "replace"))
+    items: list[ReplyRecord] = []
+    problems: list[str] = []
+    for index, bounce in enumerate(records):
+        where = position if len(records) == 1 else f"{position}#{index}"
+        item = _bounce_item(bounce, source=source, position=where, now=now)
+        if isinstance(item, str):
+            problems.append(item)
+        else:
+            items.append(item)
+    if items or not problems:
+        return items, None
+    raw = data[:2000].decode("utf-8", "replace")
+    return [], Rejected(source, position, "; ".join(dict.fromkeys(problems)), raw)
+
+
+def _bounce_item(
+    bounce: BounceRecord, *, source: str, position: str, now: datetime
+) -> ReplyRecord | str:
+    recipient = bounce.recipient or bounce.verp_recipient
+    if recipient is None:
+        return bounce.error or "the message names no recipient"
+    at = bounce.last_attempt or bounce.arrival_date or now
+    at = min(at, now)
+    original = bounce.original_message_id
+    message_id = normalize_message_id(original) if original else None
+
+    def item(verdict: Verdict, reply: Reply | None = None) -> ReplyRecord:
+        return ReplyRecord(
+            recipient=recipient,
+            message_id=message_id,
+            reply=reply,
+            at=at,
+            source=source,
+            position=position,
+            kind=bounce.kind,
+            verdict=verdict,
+        )
+
+    if bounce.kind is EventKind.COMPLAINT:
+        return item(COMPLAINT_VERDICT)
+    if bounce.kind is EventKind.AUTO_REPLY:
+        return item(AUTO_REPLY_VERDICT)
+    if bounce.reply is None:
+        return bounce.error or "the bounce gives no status code, reply code or diagnostic"
+    verdict = classify(bounce.reply)
+    if bounce.action == "delayed" and verdict.outcome is not Outcome.DEFERRED:
+        # RFC 3464 2.3.3: "delayed" means the reporting MTA is still trying: a deferral, whatever
+        # class the last reply had.
+        verdict = dataclasses.replace(verdict, outcome=Outcome.DEFERRED, decisive=False)
+    return item(verdict, bounce.reply)

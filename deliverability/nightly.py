@@ -1,0 +1,458 @@
+"""The nightly bounce-processing job: ingest what arrived, expire retries, evaluate hygiene.
+
+One run reads every new input under the given paths (mailer reply logs, Postfix logs, bounce
+messages as mbox, Maildir or single files), records it through the engine, expires deliveries whose
+retries ran out, evaluates list hygiene set-based for everything touched, and returns a summary.
+
+Runs can be trusted: every source's progress is kept in the store (a log's identity and byte
+offset, a message's content hash), and every event has an idempotency key, so a run that is killed
+at any point and run again loses nothing and records nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from deliverability.engine import Engine
+from deliverability.errors import IngestError
+from deliverability.ingest.files import (
+    FileIdentity,
+    detect_format,
+    file_identity,
+    resume_offset,
+    same_file,
+)
+from deliverability.ingest.records import Rejected
+from deliverability.store.models import IngestedMessage, IngestSource, RejectedInput
+from deliverability.store.session import write_engine
+
+__all__ = [
+    "FORMATS",
+    "NightlySummary",
+    "SourceProgress",
+    "expand_paths",
+    "ingest_paths",
+    "run_nightly",
+]
+
+FORMATS = ("auto", "jsonl", "csv", "postfix", "mbox", "maildir", "eml")
+LOG_FORMATS = ("jsonl", "csv", "postfix")
+MESSAGE_FORMATS = ("mbox", "maildir", "eml")
+
+#: Items recorded per engine call (and per checkpoint of a source's offset).
+CHUNK = 2000
+
+
+@dataclass
+class SourceProgress:
+    """What one run did with one input."""
+
+    path: str
+    format: str
+    items: int = 0
+    recorded: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    skipped: bool = False
+    note: str = ""
+
+
+@dataclass
+class NightlySummary:
+    """What a run did: counts by outcome and reason, hygiene actions, rejected input."""
+
+    now: datetime
+    dry_run: bool = False
+    sources: list[SourceProgress] = field(default_factory=list)
+    by_outcome: Counter[str] = field(default_factory=Counter)
+    by_reason: Counter[str] = field(default_factory=Counter)
+    recorded: int = 0
+    duplicates: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+    expired: int = 0
+    actions: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rejected_count(self) -> int:
+        return len(self.rejected)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "now": self.now.isoformat(),
+            "dry_run": self.dry_run,
+            "recorded": self.recorded,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected_count,
+            "expired": self.expired,
+            "by_outcome": dict(sorted(self.by_outcome.items())),
+            "by_reason": dict(sorted(self.by_reason.items())),
+            "actions": dict(sorted(self.actions.items())),
+            "sources": [vars(s) for s in self.sources],
+            "rejected_items": [
+                {"source": r.source, "position": r.position, "error": r.error}
+                for r in self.rejected
+            ],
+        }
+
+
+def expand_paths(paths: Iterable[Path | str], fmt: str = "auto") -> Iterator[tuple[Path, str]]:
+    """Every input under `paths` with its format: files as given, folders walked in name order
+    (a Maildir folder is one input). Raises IngestError for a path that does not exist."""
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise IngestError(str(path), "path", "no such file or folder")
+        if path.is_dir() and not _is_maildir(path):
+            for child in sorted(path.iterdir()):
+                if child.name.startswith("."):
+                    continue
+                yield from expand_paths([child], fmt)
+            continue
+        yield path, (detect_format(path) if fmt == "auto" else fmt)
+
+
+def _is_maildir(path: Path) -> bool:
+    return (path / "cur").is_dir() and (path / "new").is_dir()
+
+
+# -- source bookkeeping ---------------------------------------------------------------------------
+
+
+def _saved_source(session: Session, path: Path) -> IngestSource | None:
+    """The bookkeeping row for this file: the same file by identity (it may have been renamed by
+    rotation, mail.log -> mail.log.1), else the last file read under this path."""
+    rows = session.scalars(select(IngestSource)).all()
+    for row in rows:
+        try:
+            if same_file(FileIdentity.from_key(row.identity), path):
+                return row
+        except (ValueError, IngestError):
+            continue
+    for row in rows:
+        if row.path == str(path):
+            return row
+    return None
+
+
+def _checkpoint(
+    session: Session,
+    row: IngestSource | None,
+    path: Path,
+    fmt: str,
+    offset: int,
+    items: int,
+    now: datetime,
+) -> IngestSource:
+    identity = file_identity(path).key
+    if row is None or row.identity != identity:
+        existing = session.scalars(
+            select(IngestSource).where(IngestSource.identity == identity)
+        ).first()
+        row = existing or IngestSource(identity=identity, path=str(path), format=fmt, items=0)
+        session.add(row)
+    row.path = str(path)
+    row.format = fmt
+    row.offset = offset
+    row.items = (row.items or 0) + items
+    row.updated_at = now
+    return row
+
+
+def record_rejected(session: Session, items: Iterable[Rejected], now: datetime) -> None:
+    """Store rejected input (once per source and position: a re-run does not repeat it)."""
+    for item in items:
+        exists = session.scalars(
+            select(RejectedInput.id).where(
+                RejectedInput.source == item.source[:600],
+                RejectedInput.position == item.position[:120],
+            )
+        ).first()
+        if exists is None:
+            session.add(
+                RejectedInput(
+                    source=item.source[:600],
+                    position=item.position[:120],
+                    error=item.error[:2000],
+                    raw=item.raw,
+                    recorded_at=now,
+                )
+            )
+
+
+def message_key(data: bytes) -> str:
+    """A bounce message's identity: the hash of its bytes (the same message in two mailboxes,
+    or read twice, is one message)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _seen_messages(session: Session, keys: list[str]) -> set[str]:
+    if not keys:
+        return set()
+    return set(session.scalars(select(IngestedMessage.key).where(IngestedMessage.key.in_(keys))))
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+#: Called after each chunk with (path, items done in this source).
+ProgressFn = Callable[[str, int], None]
+
+
+def ingest_paths(
+    recorder: Any,
+    session_factory: Callable[[], Session],
+    paths: Iterable[Path | str],
+    *,
+    now: datetime,
+    fmt: str = "auto",
+    summary: NightlySummary | None = None,
+    progress: ProgressFn | None = None,
+    strict: bool = False,
+) -> NightlySummary:
+    """Read every new input under `paths` and record it with `recorder` (an `Engine`).
+
+    `session_factory` gives sessions for the bookkeeping rows (offsets, seen messages, rejected
+    input); their transactions commit after each chunk, once the chunk's events are recorded.
+    """
+    from deliverability.ingest import convert
+
+    summary = summary or NightlySummary(now=now)
+    for path, kind in expand_paths(paths, fmt):
+        progress_row = SourceProgress(path=str(path), format=kind)
+        summary.sources.append(progress_row)
+        if kind in LOG_FORMATS:
+            _ingest_log(
+                recorder,
+                session_factory,
+                path,
+                kind,
+                now,
+                summary,
+                progress_row,
+                progress,
+                strict,
+                convert,
+            )
+        elif kind in MESSAGE_FORMATS:
+            _ingest_messages(
+                recorder,
+                session_factory,
+                path,
+                kind,
+                now,
+                summary,
+                progress_row,
+                progress,
+                strict,
+                convert,
+            )
+        else:
+            raise IngestError(str(path), "file", f"unknown format {kind!r}; one of {FORMATS}")
+    return summary
+
+
+def _account(
+    summary: NightlySummary, row: SourceProgress, result: Any, rejected: list[Rejected]
+) -> None:
+    summary.recorded += result.recorded
+    summary.duplicates += result.duplicates
+    row.recorded += result.recorded
+    row.duplicates += result.duplicates
+    for outcome, n in result.by_outcome.items():
+        summary.by_outcome[str(outcome)] += n
+    for reason, n in getattr(result, "by_reason", {}).items():
+        summary.by_reason[str(reason)] += n
+    for action in result.actions:
+        summary.actions[_action_label(action)] += 1
+    # The engine stores the items it rejects itself; the summary lists them beside the sources'.
+    engine_rejected = [Rejected(r.source, r.position, r.reason, "") for r in result.rejected]
+    row.rejected += len(rejected) + len(engine_rejected)
+    summary.rejected.extend(rejected + engine_rejected)
+
+
+def _action_label(action: Any) -> str:
+    kind = getattr(action, "kind", "action")
+    status = getattr(action, "status", "")
+    label = str(getattr(kind, "value", kind))
+    status_value = str(getattr(status, "value", status))
+    return f"{label} ({status_value})" if status_value and status_value != "open" else label
+
+
+def _ingest_log(
+    recorder: Any,
+    session_factory: Callable[[], Session],
+    path: Path,
+    kind: str,
+    now: datetime,
+    summary: NightlySummary,
+    row: SourceProgress,
+    progress: ProgressFn | None,
+    strict: bool,
+    convert: Any,
+) -> None:
+    with session_factory() as session:
+        saved = _saved_source(session, path)
+        saved_identity = FileIdentity.from_key(saved.identity) if saved else None
+        start = resume_offset(path, saved_identity, saved.offset if saved else 0)
+    if start:
+        row.note = f"resumed at byte {start}"
+    items = convert.read_log(path, kind, start_offset=start, now=now)
+    chunk: list[Any] = []
+    rejected: list[Rejected] = []
+    offset = start
+    for offset_after, item in items:
+        row.items += 1
+        if isinstance(item, Rejected):
+            if strict:
+                raise IngestError(item.source, item.position, item.error, item.raw)
+            rejected.append(item)
+        else:
+            chunk.append(convert.log_item(item))
+        offset = offset_after
+        if len(chunk) + len(rejected) >= CHUNK:
+            _flush_log(
+                recorder, session_factory, path, kind, now, summary, row, chunk, rejected, offset
+            )
+            chunk, rejected = [], []
+            if progress:
+                progress(str(path), row.items)
+    _flush_log(recorder, session_factory, path, kind, now, summary, row, chunk, rejected, offset)
+    if progress:
+        progress(str(path), row.items)
+
+
+def _flush_log(
+    recorder: Any,
+    session_factory: Callable[[], Session],
+    path: Path,
+    kind: str,
+    now: datetime,
+    summary: NightlySummary,
+    row: SourceProgress,
+    chunk: list[Any],
+    rejected: list[Rejected],
+    offset: int,
+) -> None:
+    # Events first, then the checkpoint: a crash between the two re-reads the chunk next time,
+    # and the events' idempotency keys make that harmless.
+    result = recorder.record_many(chunk)
+    _account(summary, row, result, rejected)
+    with session_factory() as session, session.begin():
+        record_rejected(session, rejected, now)
+        saved = _saved_source(session, path)
+        _checkpoint(session, saved, path, kind, offset, len(chunk) + len(rejected), now)
+
+
+def _ingest_messages(
+    recorder: Any,
+    session_factory: Callable[[], Session],
+    path: Path,
+    kind: str,
+    now: datetime,
+    summary: NightlySummary,
+    row: SourceProgress,
+    progress: ProgressFn | None,
+    strict: bool,
+    convert: Any,
+) -> None:
+    batch: list[tuple[str, bytes]] = []
+    for key, data in convert.read_messages(path, kind):
+        batch.append((key, data))
+        if len(batch) >= CHUNK // 4:
+            _flush_messages(
+                recorder, session_factory, path, now, summary, row, batch, strict, convert
+            )
+            batch = []
+            if progress:
+                progress(str(path), row.items)
+    _flush_messages(recorder, session_factory, path, now, summary, row, batch, strict, convert)
+    if progress:
+        progress(str(path), row.items)
+
+
+def _flush_messages(
+    recorder: Any,
+    session_factory: Callable[[], Session],
+    path: Path,
+    now: datetime,
+    summary: NightlySummary,
+    row: SourceProgress,
+    batch: list[tuple[str, bytes]],
+    strict: bool,
+    convert: Any,
+) -> None:
+    if not batch:
+        return
+    hashes = [message_key(data) for _, data in batch]
+    with session_factory() as session:
+        seen = _seen_messages(session, hashes)
+    items: list[Any] = []
+    rejected: list[Rejected] = []
+    fresh: list[str] = []
+    for (key, data), digest in zip(batch, hashes, strict=True):
+        row.items += 1
+        if digest in seen or digest in fresh:
+            row.duplicates += 1
+            summary.duplicates += 1
+            continue
+        fresh.append(digest)
+        source = path.name
+        got, bad = convert.message_items(data, source=source, position=key, now=now)
+        if bad is not None and strict:
+            raise IngestError(bad.source, bad.position, bad.error, bad.raw)
+        items.extend(got)
+        if bad is not None:
+            rejected.append(bad)
+    result = recorder.record_many(items)
+    _account(summary, row, result, rejected)
+    with session_factory() as session, session.begin():
+        record_rejected(session, rejected, now)
+        for digest in fresh:
+            session.add(IngestedMessage(key=digest, source=str(path)[:1000], recorded_at=now))
+
+
+def run_nightly(
+    engine: Engine,
+    paths: Iterable[Path | str],
+    *,
+    now: datetime,
+    fmt: str = "auto",
+    full: bool = False,
+    strict: bool = False,
+    progress: ProgressFn | None = None,
+) -> NightlySummary:
+    """The whole job: ingest `paths`, expire retries that ran out, evaluate list hygiene.
+
+    `engine` should use a clock that returns `now` (the CLI's ``--now``), so that what it records
+    is judged at the same time as the job.
+    """
+    from deliverability.store import hygiene as hygiene_store
+
+    summary = NightlySummary(now=now)
+
+    def sessions() -> Session:
+        return Session(engine.db)
+
+    ingest_paths(
+        engine, sessions, paths, now=now, fmt=fmt, summary=summary, progress=progress, strict=strict
+    )
+    expired = engine.expire_overdue(now)
+    summary.expired = expired.recorded
+    for action in expired.actions:
+        summary.actions[_action_label(action)] += 1
+    with Session(write_engine(engine.db)) as session, session.begin():
+        result = hygiene_store.evaluate(session, engine.policy, now, full=full)
+    for summary_action in result.actions:
+        if summary_action.new:
+            summary.actions[_action_label(summary_action)] += 1
+    summary.actions["expired actions"] += result.expired
+    return summary

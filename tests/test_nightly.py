@@ -1,0 +1,193 @@
+"""The nightly job: idempotent, resumable, and it never loses good input to a bad item."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from deliverability.cli import cli
+from deliverability.engine import Engine as DeliverabilityEngine
+from deliverability.nightly import run_nightly
+from deliverability.store.models import Action, Event, IngestedMessage, RejectedInput
+from deliverability.vocabulary import EventKind
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+NOW = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
+
+
+def _counts(sa_engine: Engine) -> dict[str, int]:
+    with Session(sa_engine) as s:
+        return {
+            "events": s.scalar(select(func.count(Event.id))) or 0,
+            "actions": s.scalar(select(func.count(Action.id))) or 0,
+            "messages": s.scalar(select(func.count(IngestedMessage.id))) or 0,
+            "rejected": s.scalar(select(func.count(RejectedInput.id))) or 0,
+        }
+
+
+def _write_log(path: Path, lines: list[dict[str, object]]) -> None:
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def _line(n: int, reply: str = "250 2.0.0 OK", domain: str = "example.com") -> dict[str, object]:
+    return {
+        "at": f"2026-11-27T22:{n // 60 % 60:02d}:{n % 60:02d}Z",
+        "recipient": f"user{n}@{domain}",
+        "message_id": f"m{n}@lists.example.org",
+        "reply": reply,
+    }
+
+
+@pytest.fixture
+def engine(db_url: str) -> DeliverabilityEngine:
+    eng = DeliverabilityEngine(db_url, clock=lambda: NOW)
+    yield eng
+    eng.close()
+
+
+def test_running_the_job_twice_over_the_same_inputs_changes_nothing_the_second_time(
+    engine: DeliverabilityEngine,
+) -> None:
+    first = run_nightly(engine, [EXAMPLES], now=NOW)
+    after_first = _counts(engine.db)
+    second = run_nightly(engine, [EXAMPLES], now=NOW)
+    assert first.recorded > 0
+    assert second.recorded == 0
+    assert _counts(engine.db) == after_first
+
+
+def test_the_shipped_samples_record_replies_bounces_complaints_and_auto_replies(
+    engine: DeliverabilityEngine,
+) -> None:
+    summary = run_nightly(engine, [EXAMPLES], now=NOW)
+    assert summary.rejected_count == 0, summary.rejected
+    with Session(engine.db) as s:
+        kinds = {k for (k,) in s.execute(select(Event.kind).distinct())}
+    assert {EventKind.REPLY, EventKind.BOUNCE, EventKind.COMPLAINT, EventKind.AUTO_REPLY} <= kinds
+    assert summary.by_outcome["bounced"] > 0
+    assert summary.by_outcome["complained"] >= 1
+
+
+def test_a_log_that_grew_is_read_from_where_the_last_run_stopped(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    log = tmp_path / "replies.jsonl"
+    _write_log(log, [_line(n) for n in range(10)])
+    run_nightly(engine, [log], now=NOW)
+    with log.open("a") as f:
+        f.write(json.dumps(_line(10)) + "\n")
+    summary = run_nightly(engine, [log], now=NOW)
+    assert summary.sources[0].items == 1
+    assert summary.recorded == 1
+
+
+def test_a_broken_line_is_rejected_with_its_position_and_the_rest_is_recorded(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    log = tmp_path / "replies.jsonl"
+    good = [json.dumps(_line(n)) for n in range(5)]
+    log.write_text("\n".join([*good[:2], "{not json", *good[2:]]) + "\n")
+    summary = run_nightly(engine, [log], now=NOW)
+    assert summary.recorded == 5
+    assert summary.rejected_count == 1
+    with Session(engine.db) as s:
+        row = s.scalars(select(RejectedInput)).one()
+    assert row.source == "replies.jsonl"
+    assert row.position.startswith("byte ")
+    assert "{not json" in row.raw
+
+
+def test_a_message_that_is_not_a_bounce_is_rejected_and_the_mailbox_goes_on(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    mbox = tmp_path / "bounces.mbox"
+    good = (EXAMPLES / "bounces.mbox").read_bytes()
+    junk = b"From someone  Fri Nov 27 10:00:00 2026\nSubject: hello\n\njust a note\n\n"
+    mbox.write_bytes(junk + good)
+    summary = run_nightly(engine, [mbox], now=NOW)
+    assert summary.rejected_count == 1
+    assert summary.recorded > 5
+
+
+def test_nightly_exits_1_and_lists_rejected_input_when_some_input_was_bad(
+    db_url: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "replies.jsonl"
+    log.write_text(json.dumps(_line(1)) + "\n" + "garbage\n")
+    runner = CliRunner()
+    args = ["--database-url", db_url]
+    result = runner.invoke(cli, [*args, "nightly", str(log), "--now", "2026-11-28T06:00:00Z"])
+    assert result.exit_code == 1, result.output
+    assert "1 rejected" in result.output
+    listed = runner.invoke(cli, [*args, "rejected", "--format", "json"])
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.output)
+    assert [r["source"] for r in rows] == ["replies.jsonl"]
+
+
+def test_dry_run_reports_what_would_change_and_writes_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    runner = CliRunner()
+    args = ["--database-url", url]
+    result = runner.invoke(
+        cli, [*args, "nightly", str(EXAMPLES), "--dry-run", "--now", "2026-11-28T06:00:00Z"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "dry run" in result.output
+    with DeliverabilityEngine(url) as eng:
+        assert _counts(eng.db)["events"] == 0
+
+
+_CHILD = """
+import sys
+from datetime import datetime, timezone
+from deliverability.engine import Engine
+from deliverability import nightly
+now = datetime(2026, 11, 28, 6, 0, tzinfo=timezone.utc)
+nightly.CHUNK = 50
+engine = Engine(sys.argv[1], clock=lambda: now)
+print("started", flush=True)
+nightly.run_nightly(
+    engine, [sys.argv[2]], now=now, progress=lambda path, n: print("chunk", n, flush=True)
+)
+print("finished", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_run_killed_midway_loses_nothing_and_duplicates_nothing_when_run_again(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    log = tmp_path / "replies.jsonl"
+    total = 6000
+    _write_log(log, [_line(n, domain=f"d{n % 40}.example") for n in range(total)])
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, url, str(log)],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == b"started"
+    # The child reports each chunk it has recorded; after the fourth, kill it without warning.
+    for _ in range(4):
+        assert child.stdout.readline().startswith(b"chunk")
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    with DeliverabilityEngine(url) as probe:
+        partial = _counts(probe.db)["events"]
+        assert 0 < partial < total
+        run_nightly(probe, [log], now=NOW)
+        assert _counts(probe.db)["events"] == total
+        run_nightly(probe, [log], now=NOW)
+        assert _counts(probe.db)["events"] == total
