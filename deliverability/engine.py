@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from deliverability.addresses import Address, normalize_address
 from deliverability.clock import Clock, ensure_utc, parse_time, system_clock
-from deliverability.errors import AddressError, DeliverabilityError, InputError
+from deliverability.errors import AddressError, DeliverabilityError, InputError, ReplyParseError
 from deliverability.hygiene import open_key
 from deliverability.policy import Policy, load_policy
 from deliverability.replies import Reply, parse_reply, parse_status
@@ -141,6 +141,9 @@ class ReplyRecord:
     position: str | int | None = None
     kind: EventKind = EventKind.REPLY
     key: str | None = None
+    #: When given, used as-is instead of classifying the reply (which may then be absent): an
+    #: ARF complaint, an RFC 3834 auto-reply, a DSN the caller already judged.
+    verdict: Verdict | None = None
 
     @classmethod
     def from_mapping(cls, item: Mapping[str, Any]) -> ReplyRecord:
@@ -169,6 +172,7 @@ class ReplyRecord:
             position=item.get("position"),
             kind=kind,
             key=item.get("key"),
+            verdict=item.get("verdict"),
         )
 
 
@@ -185,6 +189,7 @@ _RECORD_FIELDS = {
     "position",
     "kind",
     "key",
+    "verdict",
 }
 
 
@@ -236,6 +241,12 @@ class Rejected:
     source: str
     position: str
     reason: str
+    #: The item as given (cut to 2000 characters).
+    raw: str = ""
+
+    @property
+    def error(self) -> str:
+        return self.reason
 
 
 @dataclass(slots=True)
@@ -247,6 +258,7 @@ class BatchResult:
     duplicates: int = 0
     history_only: int = 0
     by_outcome: Counter[str] = field(default_factory=Counter)
+    by_reason: Counter[str] = field(default_factory=Counter)
     rejected: list[Rejected] = field(default_factory=list)
     actions: list[Any] = field(default_factory=list)
 
@@ -256,6 +268,7 @@ class BatchResult:
         self.duplicates += other.duplicates
         self.history_only += other.history_only
         self.by_outcome.update(other.by_outcome)
+        self.by_reason.update(other.by_reason)
         self.rejected.extend(other.rejected)
         self.actions.extend(other.actions)
 
@@ -267,6 +280,7 @@ class BatchResult:
             "history_only": self.history_only,
             "rejected": len(self.rejected),
             "by_outcome": dict(sorted(self.by_outcome.items())),
+            "by_reason": dict(sorted(self.by_reason.items())),
             "actions": len(self.actions),
         }
 
@@ -364,13 +378,16 @@ class _Item:
     message_id: str | None
     reply: Reply | None
     verdict: Verdict
-    step: Step
+    #: None: not a delivery result (an auto-reply), recorded in history only.
+    step: Step | None
     at: datetime
     attempt: int | None
     source: str
     position: str | None
     kind: EventKind
     key: str
+    #: Free text kept when there is no parsed reply.
+    text: str | None = None
 
 
 @dataclass(slots=True)
@@ -383,6 +400,8 @@ class _Written:
     delivery_state: DeliveryState | None = None
     next_attempt_at: datetime | None = None
     attempt: int | None = None
+    #: The message the event was linked to (its own, or the recipient's latest delivery).
+    message_id: str | None = None
 
 
 def _default_hook() -> HygieneHook | None:
@@ -399,7 +418,7 @@ def event_key(
     address_key: str,
     attempt: int | None,
     at: datetime,
-    reply: Reply | None,
+    reply: Reply | str | None,
 ) -> str:
     """The default idempotency key: message id, recipient, attempt and the parsed reply.
 
@@ -408,7 +427,10 @@ def event_key(
     in two shapes (raw, or a Postfix ``said:`` fragment) is one event.
     """
     when = str(attempt) if attempt is not None else "@" + at.isoformat()
-    reply_text = f"{reply.code or ''}|{reply.status or ''}|{reply.text}" if reply else "-"
+    if isinstance(reply, Reply):
+        reply_text = f"{reply.code or ''}|{reply.status or ''}|{reply.text}"
+    else:
+        reply_text = "-" if reply is None else "text|" + reply
     raw = "\x1f".join((message_id or "", address_key, when, reply_text))
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
@@ -455,6 +477,10 @@ _DELIVERY_MUTABLE = (
     "last_status",
     "updated_at",
 )
+
+
+#: Kinds of event whose missing Message-ID is taken to be the recipient's latest delivery.
+_LINKED_KINDS = frozenset({EventKind.BOUNCE, EventKind.COMPLAINT})
 
 
 def _cut(text: str | None, length: int) -> str | None:
@@ -1045,16 +1071,33 @@ class Engine:
                     f"(now {now.isoformat()}): check the clock or the time zone"
                 )
         reply: Reply | None
-        if record.kind is EventKind.COMPLAINT:
+        has_reply = bool(record.reply or record.code or record.status or record.text)
+        loose_text: str | None = None
+        if record.verdict is not None:
+            # The caller judged it: a reply is optional, and free text (an auto-reply's subject,
+            # say) is kept as text even when it holds no reply code.
+            try:
+                reply = self._reply_of(record) if has_reply else None
+            except ReplyParseError:
+                if record.code not in (None, "") or record.status:
+                    raise
+                reply = None
+                loose_text = (record.text or str(record.reply or "")).strip() or None
+            verdict = record.verdict
+        elif record.kind is EventKind.COMPLAINT:
             # A feedback-loop report (RFC 5965) is a complaint whatever text comes with it.
-            has_reply = record.reply or record.code or record.status or record.text
             reply = self._reply_of(record) if has_reply else None
             verdict = COMPLAINT_VERDICT
         else:
             reply = self._reply_of(record)
             verdict = self._verdict(reply)
-        step = step_for(verdict.outcome)
-        key = record.key or event_key(message_id, address.key, attempt, at, reply)
+        # An auto-reply (RFC 3834) is kept in history; anything else must be a delivery result.
+        step: Step | None = None
+        if not (record.kind is EventKind.AUTO_REPLY and verdict.outcome is Outcome.INFORMATIONAL):
+            step = step_for(verdict.outcome)
+        key = record.key or event_key(
+            message_id, address.key, attempt, at, reply if reply is not None else loose_text
+        )
         return _Item(
             index=index,
             address=address,
@@ -1068,6 +1111,7 @@ class Engine:
             position=None if record.position is None else str(record.position),
             kind=record.kind,
             key=key,
+            text=loose_text,
         )
 
     def _flush(
@@ -1096,6 +1140,7 @@ class Engine:
             result.by_outcome[
                 "expired" if w.item.kind is EventKind.EXPIRY else w.item.verdict.outcome.value
             ] += 1
+            result.by_reason[w.item.verdict.reason.value] += 1
             if w.history_only:
                 result.history_only += 1
         return result
@@ -1169,18 +1214,37 @@ class Engine:
             }
         )
         deliveries: dict[tuple[str, str], dict[str, Any]] = {}
+        by_id = {r["id"]: k for k, r in recipients.items()}
         if pairs:
-            by_id = {r["id"]: k for k, r in recipients.items()}
             for row in conn.execute(
                 select(_DELIVERIES).where(
                     tuple_(_DELIVERIES.c.recipient_id, _DELIVERIES.c.message_id).in_(pairs)
                 )
             ):
                 deliveries[(by_id[row.recipient_id], row.message_id)] = dict(row._mapping)
+        # A bounce or complaint that lost the original Message-ID is about the recipient's most
+        # recent delivery (by last attempt), if it has one.
+        latest: dict[str, str] = {}
+        unlinked = {
+            recipients[it.address.key]["id"]
+            for it in items
+            if it.message_id is None and it.kind in _LINKED_KINDS and it.address.key in recipients
+        }
+        if unlinked:
+            for row in conn.execute(
+                select(_DELIVERIES)
+                .where(_DELIVERIES.c.recipient_id.in_(list(unlinked)))
+                .order_by(_DELIVERIES.c.last_attempt_at.desc(), _DELIVERIES.c.id.desc())
+            ):
+                akey = by_id[row.recipient_id]
+                if akey not in latest:
+                    latest[akey] = row.message_id
+                    deliveries.setdefault((akey, row.message_id), dict(row._mapping))
         not_before = self._pause_until(conn, {it.address.domain for it in items}, now)
         for w in written:
-            if w.duplicate and w.item.message_id is not None:
-                known_row = deliveries.get((w.item.address.key, w.item.message_id))
+            linked = w.item.message_id or latest.get(w.item.address.key)
+            if w.duplicate and linked is not None:
+                known_row = deliveries.get((w.item.address.key, linked))
                 if known_row is not None:
                     w.delivery_state = known_row["state"]
                     w.next_attempt_at = known_row["next_attempt_at"]
@@ -1205,8 +1269,17 @@ class Engine:
             applied = True
             attempt = it.attempt
             next_at: datetime | None = None
-            if it.message_id is not None:
-                dkey = (akey, it.message_id)
+            message_id = it.message_id
+            if message_id is None and it.kind in _LINKED_KINDS:
+                message_id = latest.get(akey)
+            w.message_id = message_id
+            if message_id is not None and it.step is None:
+                # Not a delivery result (an auto-reply): history only.
+                known_row = deliveries.get((akey, message_id))
+                state = known_row["state"] if known_row is not None else None
+                applied = False
+            elif message_id is not None and it.step is not None:
+                dkey = (akey, message_id)
                 drow = deliveries.get(dkey)
                 current = _delivery_view(drow) if drow is not None else None
                 result = transition(
@@ -1217,7 +1290,7 @@ class Engine:
                         reason=it.verdict.reason,
                         attempt=it.attempt,
                         retry_after=it.verdict.retry_after,
-                        jitter_key=f"{akey}\x00{it.message_id}",
+                        jitter_key=f"{akey}\x00{message_id}",
                     ),
                     backoff,
                     not_before=not_before.get(it.address.domain),
@@ -1230,16 +1303,17 @@ class Engine:
                     if applied:
                         values = _delivery_values(result.delivery, it, now)
                         if drow is None:
-                            drow = {"message_id": it.message_id, "domain": it.address.domain}
+                            drow = {"message_id": message_id, "domain": it.address.domain}
                             deliveries[dkey] = new_deliveries[dkey] = drow
+                            latest[akey] = message_id
                         drow.update(values)
                         touched_deliveries.add(dkey)
-            w.history_only = not applied
+            w.history_only = not applied or it.step is None
             w.delivery_state = state
             w.next_attempt_at = next_at
             w.attempt = attempt
             _apply_to_recipient(rec, it, state if applied else None)
-            event_rows.append(_event_row(it, attempt, now))
+            event_rows.append(_event_row(it, message_id, attempt, now))
 
         if not fresh:
             return written, []
@@ -1298,7 +1372,7 @@ class Engine:
                     recipient_id=row["recipient_id"],
                     address_key=w.item.address.key,
                     domain=w.item.address.domain,
-                    message_id=w.item.message_id,
+                    message_id=w.message_id,
                     attempt=w.attempt,
                     at=w.item.at,
                     verdict=w.item.verdict,
@@ -1474,7 +1548,7 @@ def _rejection(raw: Any, index: int, err: BaseException) -> tuple[Rejected, str]
         source, position, text = "api", None, repr(raw)
         err = InputError(f"expected a ReplyRecord or a mapping, got {type(raw).__name__}")
     where = str(position) if position not in (None, "") else str(index)
-    return Rejected(source=source, position=where, reason=str(err)), text
+    return Rejected(source=source, position=where, reason=str(err), raw=text[:2000]), text
 
 
 def _new_recipient(item: _Item) -> dict[str, Any]:
@@ -1507,8 +1581,13 @@ def _apply_to_recipient(rec: dict[str, Any], item: _Item, state: DeliveryState |
     rec["events_count"] += 1
     if item.kind is EventKind.EXPIRY:
         rec["expired_count"] += 1
-    else:
+    elif outcome in _STANDING_OUTCOME_COUNTER:
         rec[_STANDING_OUTCOME_COUNTER[outcome]] += 1
+    if item.step is None:
+        # An auto-reply says nothing about delivery: counted, nothing else.
+        if rec["standing"] is None:
+            rec["standing"] = Standing.RETRYING
+        return
     if outcome is Outcome.DELIVERED:
         if rec["last_delivered_at"] is None or at > rec["last_delivered_at"]:
             rec["last_delivered_at"] = at
@@ -1580,7 +1659,9 @@ def _delivery_values(view: DeliveryView, item: _Item, now: datetime) -> dict[str
     }
 
 
-def _event_row(item: _Item, attempt: int | None, now: datetime) -> dict[str, Any]:
+def _event_row(
+    item: _Item, message_id: str | None, attempt: int | None, now: datetime
+) -> dict[str, Any]:
     reply = item.reply
     verdict = item.verdict
     return {
@@ -1590,11 +1671,11 @@ def _event_row(item: _Item, attempt: int | None, now: datetime) -> dict[str, Any
         "recorded_at": now,
         "kind": item.kind,
         "domain": item.address.domain,
-        "message_id": item.message_id,
+        "message_id": message_id,
         "attempt": attempt,
         "code": reply.code if reply else None,
         "status": str(reply.status) if reply and reply.status else None,
-        "text": _cut(reply.text, TEXT_LENGTH) if reply else None,
+        "text": _cut(reply.text if reply else item.text, TEXT_LENGTH),
         "command": _cut(reply.command, 16) if reply else None,
         "outcome": verdict.outcome,
         "reason": verdict.reason,

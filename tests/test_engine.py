@@ -16,12 +16,14 @@ from deliverability.policy import load_policy
 from deliverability.store.models import Action, Base, Delivery, Event, Recipient, RejectedInput
 from deliverability.store.records import RecordedEvent
 from deliverability.store.session import create_engine
+from deliverability.verdicts import Verdict
 from deliverability.vocabulary import (
     ActionKind,
     ActionScope,
     ActionStatus,
     DeliveryState,
     EventKind,
+    Fault,
     Outcome,
     Reason,
     Standing,
@@ -515,3 +517,83 @@ def test_the_hygiene_hook_sees_each_new_event_once_inside_the_transaction(
     assert event.verdict.outcome is Outcome.BOUNCED
     assert event.delivery_state is DeliveryState.BOUNCED
     assert event.attempt == 1
+
+
+# -- what the nightly job feeds ----------------------------------------------------------------
+
+
+def test_a_given_verdict_is_used_as_is_and_needs_no_reply(engine: Engine) -> None:
+    engine.record("a@example.com", MAILBOX_FULL, message_id="m1")
+    verdict = Verdict(Outcome.BOUNCED, Reason.USER_UNKNOWN, Fault.RECIPIENT, rule="dsn.failed")
+    result = engine.record_many(
+        [
+            ReplyRecord(
+                recipient="a@example.com", message_id="m1", kind=EventKind.BOUNCE, verdict=verdict
+            )
+        ]
+    )
+    assert result.by_outcome == {"bounced": 1}
+    assert result.by_reason == {"user_unknown": 1}
+    assert _delivery(engine, "m1").state is DeliveryState.BOUNCED
+
+
+def test_an_auto_reply_is_kept_in_history_and_changes_no_state(engine: Engine) -> None:
+    engine.record("a@example.com", OK, message_id="m1")
+    vacation = Verdict(
+        Outcome.INFORMATIONAL, Reason.VACATION, Fault.RECIPIENT, rule="rfc3834.auto_reply"
+    )
+    result = engine.record_many(
+        [
+            ReplyRecord(
+                recipient="a@example.com",
+                message_id="m1",
+                kind=EventKind.AUTO_REPLY,
+                text="I am on holiday",
+                verdict=vacation,
+            )
+        ]
+    )
+    assert result.recorded == 1
+    assert result.history_only == 1
+    assert _delivery(engine, "m1").state is DeliveryState.DELIVERED
+    status = engine.status("a@example.com")
+    assert status.standing is Standing.DELIVERED
+    assert status.history[0].kind is EventKind.AUTO_REPLY
+
+
+def test_a_bounce_without_message_id_is_about_the_latest_delivery(
+    engine: Engine, frozen_now: datetime
+) -> None:
+    engine.record("a@example.com", OK, message_id="old", at=frozen_now - timedelta(days=2))
+    engine.record("a@example.com", OK, message_id="new", at=frozen_now - timedelta(days=1))
+    result = engine.record_many(
+        [
+            {
+                "recipient": "a@example.com",
+                "message_id": None,
+                "kind": "bounce",
+                "reply": USER_UNKNOWN,
+            }
+        ]
+    )
+    assert result.by_outcome == {"bounced": 1}
+    assert _delivery(engine, "new").state is DeliveryState.BOUNCED
+    assert _delivery(engine, "old").state is DeliveryState.DELIVERED
+    assert engine.status("a@example.com").history[0].message_id == "new"
+
+
+def test_a_bounce_without_message_id_for_an_unknown_recipient_is_history_only(
+    engine: Engine,
+) -> None:
+    result = engine.record_many(
+        [{"recipient": "z@example.com", "kind": "bounce", "reply": USER_UNKNOWN}]
+    )
+    assert result.recorded == 1
+    assert _count(engine, Delivery) == 0
+    assert engine.status("z@example.com").counters["bounced_count"] == 1
+
+
+def test_a_rejected_item_keeps_its_raw_text(engine: Engine) -> None:
+    result = engine.record_many([{"recipient": "nope", "reply": OK, "message_id": "m"}])
+    assert "nope" in result.rejected[0].raw
+    assert result.rejected[0].error == result.rejected[0].reason
