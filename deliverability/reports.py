@@ -443,6 +443,22 @@ def codes(
 # chart data
 
 
+def outcomes_by_day_query(
+    session: Session,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    domain: str | None = None,
+) -> Select[*tuple[Any, ...]]:
+    """The SELECT behind `outcomes_by_day`."""
+    day = _day(session, Event.at.expression).label("day")
+    return (
+        select(day, Event.outcome, func.count().label("count"))
+        .where(*_event_filter(since, until, domain))
+        .group_by(day, Event.outcome)
+    )
+
+
 def outcomes_by_day(
     session: Session,
     *,
@@ -452,12 +468,7 @@ def outcomes_by_day(
 ) -> list[dict[str, Any]]:
     """One row per UTC day with a count per outcome (`day` plus one key per `Outcome` value),
     for the days that have events, oldest first."""
-    day = _day(session, Event.at.expression).label("day")
-    stmt = (
-        select(day, Event.outcome, func.count().label("count"))
-        .where(*_event_filter(since, until, domain))
-        .group_by(day, Event.outcome)
-    )
+    stmt = outcomes_by_day_query(session, since=since, until=until, domain=domain)
     days: dict[str, dict[str, Any]] = {}
     for r in session.execute(stmt):
         row = days.setdefault(r.day, {"day": r.day} | {o.value: 0 for o in Outcome})

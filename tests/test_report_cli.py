@@ -197,3 +197,22 @@ def test_bad_input_is_a_usage_error_that_says_what_is_valid(
     result = run(db_url, *args)
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+def test_reputation_thresholds_come_from_the_policy_file(filled: str, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[reputation]\nmin_messages = 1\nbounce_pause = 0.2\n", encoding="utf-8")
+    result = CliRunner().invoke(
+        cli,
+        [
+            *("--database-url", filled, "--policy", str(policy), "report", "reputation"),
+            *("--format", "json", "--now", NOW.isoformat()),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    [bounce_7d] = [
+        r for r in json.loads(result.stdout) if (r["window"], r["metric"]) == ("7d", "bounce")
+    ]
+    assert (bounce_7d["count"], bounce_7d["base"], bounce_7d["pause_at"]) == (1, 8, 0.2)
+    assert bounce_7d["level"] == "review"
+    assert "verdict: REVIEW - 7d bounce rate 12.5% (1 of 8) >= 5%" in result.stderr

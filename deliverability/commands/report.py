@@ -135,9 +135,7 @@ def _output(path: Path | None) -> Iterator[IO[str]]:
 
 def _reputation_policy(ctx: click.Context) -> ReputationPolicy:
     """The reputation numbers of the effective policy (shipped default plus --policy file)."""
-    policy = load_policy(ctx.obj.policy_path if ctx.obj else None)
-    numbers = getattr(policy, "reputation", None)
-    return numbers if isinstance(numbers, ReputationPolicy) else ReputationPolicy()
+    return load_policy(ctx.obj.policy_path if ctx.obj else None).reputation
 
 
 @click.command("report")
