@@ -13,7 +13,6 @@ import click
 
 from deliverability.commands.base import AppContext
 from deliverability.engine import Decision, Engine, RecipientStatus
-from deliverability.policy import load_policy
 
 _FORMAT = click.option(
     "--format",
@@ -26,8 +25,7 @@ _FORMAT = click.option(
 
 
 def _engine(ctx: click.Context) -> Engine:
-    app = ctx.ensure_object(AppContext)
-    return Engine(app.database_url, policy=load_policy(app.policy_path))
+    return ctx.ensure_object(AppContext).engine()
 
 
 def _who() -> str:
