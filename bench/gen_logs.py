@@ -183,16 +183,20 @@ class Attempt:
 def _recipient(rng: random.Random, used: set[str]) -> tuple[str, str]:
     names = list(DOMAINS)
     weights = [DOMAINS[d][0] for d in names]
-    while True:
+    for tries in range(20):
         domain = rng.choices(names, weights)[0]
         first, last = rng.choice(FIRST), rng.choice(LAST)
         local = rng.choice(
             [f"{first}.{last}", f"{first}{rng.randint(1, 99)}", f"{first[0]}{last}", first]
         )
         address = f"{local}@{domain}"
+        if address in used and tries == 19:
+            # Big lists run out of names: number it, as providers suggest to the next person.
+            address = f"{local}.{len(used)}@{domain}"
         if address not in used:
-            used.add(address)
-            return address, domain
+            break
+    used.add(address)
+    return address, domain
 
 
 def night(rng: random.Random, recipients: int) -> Iterator[Attempt]:
@@ -426,12 +430,12 @@ def write_lines(path: Path, lines: list[str]) -> Path:
     return path
 
 
-def write_postfix_log(path: Path, lines: int, seed: int = 1) -> Path:
-    return write_lines(path, postfix_lines(random.Random(seed), lines))
+def write_postfix_log(path: Path, lines: int, seed: int = 1, broken: bool = True) -> Path:
+    return write_lines(path, postfix_lines(random.Random(seed), lines, broken))
 
 
-def write_mailer_log(path: Path, lines: int, seed: int = 1) -> Path:
-    return write_lines(path, mailer_lines(random.Random(seed), lines))
+def write_mailer_log(path: Path, lines: int, seed: int = 1, broken: bool = True) -> Path:
+    return write_lines(path, mailer_lines(random.Random(seed), lines, broken))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -442,8 +446,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--examples", type=Path, help="write the shipped samples into this folder")
     args = parser.parse_args(argv)
     if args.examples:
-        write_mailer_log(args.examples / "mailer-replies.jsonl", 420, seed=2026)
-        write_postfix_log(args.examples / "postfix-mail.log", 500, seed=29)
+        # The samples feed the README's quick start, which must run clean: no broken lines
+        # (the tests make their own).
+        write_mailer_log(args.examples / "mailer-replies.jsonl", 420, seed=2026, broken=False)
+        write_postfix_log(args.examples / "postfix-mail.log", 500, seed=29, broken=False)
         print(f"samples written to {args.examples}")
     if args.out:
         mailer = write_mailer_log(args.out / "mailer-replies.jsonl", args.lines, args.seed)
