@@ -6,6 +6,7 @@ corpus is exercised in test_corpus.py.
 
 from __future__ import annotations
 
+import json
 import mailbox
 import tracemalloc
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from deliverability.errors import IngestError
 from deliverability.ingest.messages import (
     BounceRecord,
     VerpFormat,
+    explain_message_file,
     iter_eml,
     iter_maildir,
     iter_mbox,
@@ -483,3 +485,63 @@ def test_eml_file_is_one_message_keyed_by_its_name(tmp_path: Path) -> None:
     file = tmp_path / "one.eml"
     file.write_bytes(EXIM)
     assert list(iter_eml(file)) == [("one.eml", EXIM)]
+
+
+# --- explain --------------------------------------------------------------------------------
+
+
+def test_explain_message_file_gives_one_verdict_row_per_recipient(tmp_path: Path) -> None:
+    file = tmp_path / "dsn.eml"
+    file.write_bytes(DSN)
+    first, second = explain_message_file(file)
+    assert first["file"] == str(file)
+    assert first["recipient"] == "Alice@example.com"
+    assert (first["code"], first["status"]) == (550, "5.1.1")
+    assert (first["outcome"], first["reason"], first["fault"]) == (
+        "bounced",
+        "user_unknown",
+        "recipient",
+    )
+    assert first["rule"]
+    assert (first["action"], first["kind"], first["detector"]) == ("failed", "bounce", "rfc3464")
+    assert second["outcome"] == "deferred"
+    json.dumps([first, second])
+
+
+def test_explain_says_delayed_action_is_a_deferral_whatever_the_code(tmp_path: Path) -> None:
+    file = tmp_path / "delayed.eml"
+    file.write_bytes(
+        DSN.replace(b"421 4.4.1 connection timed out", b"550 5.1.1 no such user").replace(
+            b"Status: 4.4.1", b"Status: 5.1.1"
+        )
+    )
+    assert explain_message_file(file)[1]["outcome"] == "deferred"
+
+
+def test_explain_complaint_and_auto_reply_rows(tmp_path: Path) -> None:
+    (tmp_path / "arf.eml").write_bytes(ARF)
+    (tmp_path / "away.eml").write_bytes(VACATION)
+    complaint = explain_message_file(tmp_path / "arf.eml")[0]
+    assert (complaint["kind"], complaint["outcome"], complaint["reason"]) == (
+        "complaint",
+        "complained",
+        "feedback",
+    )
+    away = explain_message_file(tmp_path / "away.eml")[0]
+    assert (away["kind"], away["outcome"], away["reason"]) == (
+        "auto_reply",
+        "informational",
+        "vacation",
+    )
+
+
+def test_explain_without_recipient_gives_one_row_with_null_recipient_and_error(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "plain.eml").write_bytes(PLAIN)
+    (tmp_path / "empty.eml").write_bytes(b"")
+    for name in ("plain.eml", "empty.eml"):
+        (row,) = explain_message_file(tmp_path / name)
+        assert row["recipient"] is None
+        assert row["error"]
+        assert row["outcome"] is None

@@ -123,6 +123,11 @@ class BounceRecord:
         return 5 if self.recipient else None
 
 
+# Control characters that never appear in mail text (TAB, LF, VT, FF, CR and ESC do: ESC
+# starts ISO-2022-JP shifts, common in Japanese mail).
+_CONTROL_BYTES = bytes([*range(9), *range(14, 27), *range(28, 32)])
+
+
 def _check_readable(data: bytes, source: str) -> None:
     if not isinstance(data, (bytes, bytearray)):
         raise IngestError(source, 0, f"expected the bytes of a message, got {type(data).__name__}")
@@ -131,7 +136,7 @@ def _check_readable(data: bytes, source: str) -> None:
     head = data[:8192]
     if b"\x00" in head:
         raise IngestError(source, 0, "binary data (NUL bytes), not an email message")
-    control = sum(1 for b in head if b < 9 or 13 < b < 32)
+    control = len(head) - len(head.translate(None, _CONTROL_BYTES))
     if control > len(head) // 20:
         raise IngestError(source, 0, "binary data (control bytes), not an email message")
 
@@ -150,7 +155,7 @@ def parse_message(
         parsed = parse_bytes(bytes(data))
     except Exception as exc:  # the email package can fail in surprising ways on garbage
         raise IngestError(source, 0, f"unreadable message ({type(exc).__name__}: {exc})") from None
-    if not parsed.message.keys():
+    if not len(parsed.message):
         raise IngestError(source, 0, "no header fields: not an email message")
     try:
         return _records(parsed, verp or DEFAULT_VERP)
@@ -189,7 +194,10 @@ def _record(
     hit: Hit, detector: str, subject: str | None, message_id: str | None, verp_rcpt: str | None
 ) -> BounceRecord:
     recipient, error = _normalised(hit.recipient)
-    original, _ = _normalised(hit.original_recipient)
+    if hit.original_recipient and hit.original_recipient == hit.recipient:
+        original = recipient
+    else:
+        original, _ = _normalised(hit.original_recipient)
     if recipient is None and original is not None:
         recipient, error = original, None
     status, code, reply = None, None, None
@@ -221,6 +229,7 @@ def _record(
 
 
 def _normalised(raw: str | None) -> tuple[str | None, str | None]:
+    """The normalised address, or None and why not."""
     if not raw:
         return None, "no recipient found in the message"
     try:
@@ -336,11 +345,15 @@ def _original_message_id(parsed: Parsed) -> str | None:
 
 def _verp_recipient(parsed: Parsed, verp: VerpFormat) -> str | None:
     candidates: list[str] = []
-    for name in _VERP_HEADERS:
-        for value in parsed.message.get_all(name) or []:
-            candidates.extend(addresses_in(str(value)))
+    if verp.separator in parsed.message.block and verp.equals in parsed.message.block:
+        for name in _VERP_HEADERS:
+            for value in parsed.message.get_all(name):
+                if verp.separator in value and verp.equals in value:
+                    candidates.extend(addresses_in(value))
     if parsed.returned is not None:
-        candidates.extend(addresses_in(str(parsed.returned.get("Return-Path") or "")))
+        return_path = parsed.returned.get("Return-Path") or ""
+        if verp.separator in return_path and verp.equals in return_path:
+            candidates.extend(addresses_in(return_path))
     for candidate in candidates:
         decoded = verp.decode(candidate)
         if decoded:

@@ -69,8 +69,9 @@ _REPLY_START_RE = re.compile(
     r"(?m)^[ \t>]*#?[245]\d\d[ -]|\b[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}\b"
 )
 _SAID_RE = re.compile(
-    r"(?:said|returned|replied|responded|reply was|error was|error is|reported|reason|"
-    r"failed with|<<<)\s*:?\s*"
+    # The lookahead lets the engine skip, cheaply, every position no keyword can start at.
+    r"(?=[sSrReEfF<])(?:said|returned|replied|responded|reply was|error was|error is|"
+    r"reported|reason|failed with|<<<)\s*:?\s*"
     r"['\"]?(?=#?[245]\d\d\b|#?[245]\.\d{1,3}\.\d{1,3})",
     re.I,
 )
@@ -80,6 +81,7 @@ STATUS_ALONE_RE = re.compile(r"(?:(?<=[\s(\[#:;='\"])|^)[245]\.\d{1,3}\.\d{1,3}(
 _ADDR_COLON_RE = re.compile(r"@[A-Za-z0-9.-]+>?[ \t]*:[ \t]*(?=#?[245]\d\d\b)")
 
 
+_CODE_HINT_RE = re.compile(r"[245]\d\d|[245]\.\d")
 _COMMAND_CONTEXT_RE = re.compile(
     r"(?i)SMTP error from remote (?:mail server|mailer) after|"
     r"\bafter (?:RCPT TO|MAIL FROM|end of data|DATA|initial connection)\b"
@@ -121,6 +123,8 @@ def reply_in(block: str) -> str:
     "said: 550", a code before an enhanced status) to the end of that paragraph, so that
     multi-line replies (RFC 5321 section 4.2.1) stay whole.
     """
+    if not _CODE_HINT_RE.search(block):
+        return ""  # no reply code and no enhanced status: nothing to find
     m = _SAID_RE.search(block) or _ADDR_COLON_RE.search(block)
     start = m.end() if m else -1
     m2 = _REPLY_START_RE.search(block)

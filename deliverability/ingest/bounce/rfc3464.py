@@ -12,8 +12,6 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from deliverability.addresses import normalize_address
-from deliverability.errors import AddressError
 from deliverability.ingest.bounce.base import Hit, addresses_in, parse_date, reply_in, unfold
 from deliverability.ingest.bounce.mime import Parsed
 
@@ -89,13 +87,12 @@ def _address(value: str | None) -> str | None:
 
 
 def _valid(address: str | None) -> bool:
-    if not address:
-        return False
-    try:
-        normalize_address(address)
-    except AddressError:
-        return False
-    return True
+    """The shape of an address: a local part, an @ and a dotted domain (checked in full later,
+    by normalize_address)."""
+    return bool(address) and _SHAPE_RE.fullmatch(address) is not None  # type: ignore[arg-type]
+
+
+_SHAPE_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 class Rfc3464:

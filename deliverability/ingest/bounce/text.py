@@ -51,60 +51,92 @@ _RECIPIENT_LINES: tuple[re.Pattern[str], ...] = (
 
 @dataclass(frozen=True)
 class TextFormat:
-    """One prose bounce format: its name and the phrase that identifies it."""
+    """One prose bounce format: its name and the phrases (lower case) that identify it."""
 
     name: str
-    signature: re.Pattern[str]
+    phrases: tuple[str, ...]
+    #: A pattern that also identifies it, where a phrase cannot.
+    pattern: re.Pattern[str] | None = None
     #: The format's own recipient pattern (one group: the address), tried first.
     recipient: re.Pattern[str] | None = None
 
+    def matches(self, text: str, lower: str) -> bool:
+        return any(p in lower for p in self.phrases) or bool(
+            self.pattern is not None and self.pattern.search(text)
+        )
 
-def _sig(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern, re.I | re.M)
 
-
-# Identifying phrases, from the formats' own bodies. Order matters only where two could match.
+# Identifying phrases, from the formats' own bodies. The first format that matches names it.
 FORMATS: tuple[TextFormat, ...] = (
-    TextFormat("qmail", _sig(r"This is the qmail-send program|qmail-send|\(#[45]\.\d+\.\d+\)")),
-    TextFormat("exim", _sig(r"created automatically by mail delivery software")),
-    TextFormat("sendmail", _sig(r"-{3,}\s*Transcript of session follows")),
+    TextFormat(
+        "qmail",
+        ("this is the qmail-send program", "qmail-send"),
+        # qmail ends each reason with its enhanced status in parentheses: "(#5.1.1)".
+        pattern=re.compile(r"\(#[45]\.\d+\.\d+\)"),
+    ),
+    TextFormat("exim", ("created automatically by mail delivery software",)),
+    TextFormat("sendmail", ("transcript of session follows",)),
     TextFormat(
         "exchange",
-        _sig(
-            r"Diagnostic information for administrators|did not reach the following recipient"
-            r"|Remote Server returned|MSEXCH|Delivery has failed to these recipients"
+        (
+            "diagnostic information for administrators",
+            "did not reach the following recipient",
+            "remote server returned",
+            "msexch",
+            "delivery has failed to these recipients",
         ),
     ),
-    TextFormat("gmail", _sig(r"Delivery to the following recipient|Google tried to deliver")),
-    TextFormat("yahoo", _sig(r"Sorry, we were unable to deliver your message")),
-    TextFormat("dragonfly", _sig(r"DragonFly Mail Agent")),
-    TextFormat("opensmtpd", _sig(r"OpenSMTPD|Your message could not be delivered")),
-    TextFormat("postfix", _sig(r"This is the mail system at host|The Postfix program")),
-    TextFormat("courier", _sig(r"Courier mail server")),
-    TextFormat("domino", _sig(r"Lotus Domino|Your message\s+Subject:.*\s+was not delivered to")),
-    TextFormat("amazonses", _sig(r"amazonses|Amazon SES")),
-    TextFormat("googlegroups", _sig(r"Google Groups")),
+    TextFormat("gmail", ("delivery to the following recipient", "google tried to deliver")),
+    TextFormat("yahoo", ("sorry, we were unable to deliver your message",)),
+    TextFormat("dragonfly", ("dragonfly mail agent",)),
+    TextFormat("opensmtpd", ("opensmtpd", "your message could not be delivered")),
+    TextFormat("postfix", ("this is the mail system at host", "the postfix program")),
+    TextFormat("courier", ("courier mail server",)),
+    TextFormat(
+        "domino",
+        ("lotus domino",),
+        pattern=re.compile(r"(?i)Your message\s+Subject:.*\s+was not delivered to"),
+    ),
+    TextFormat("amazonses", ("amazonses", "amazon ses")),
+    TextFormat("googlegroups", ("google groups",)),
     # Zoho: "a@b Invalid Address, ERROR_CODE :550, ERROR_CODE :Requested action not taken".
     TextFormat(
         "zoho",
-        _sig(r"ERROR_CODE\s*:"),
+        ("error_code :", "error_code:"),
         recipient=re.compile(rf"(?m)^[ \t]*<?{_A}>?[ \t]+[^\n]*ERROR_CODE"),
     ),
     # fml (a Japanese list manager) refuses posts from non-members, naming the list.
     TextFormat(
         "fml",
-        _sig(r"You are not a member of this mailing list"),
+        ("you are not a member of this mailing list",),
         recipient=re.compile(rf"(?i)not a member of this mailing list\s+<{_A}>"),
     ),
-    TextFormat("text", _sig(r"")),
 )
+_GENERIC = TextFormat("text", ())
 
-_TRANSIENT_RE = re.compile(
-    r"(?i)\b(?:temporar(?:y|ily)|will (?:continue|keep) (?:to )?(?:try|retry|attempt)|"
-    r"still trying|not yet been delivered|has been delayed|delivery (?:is )?delayed|"
-    r"will be retried|retry(?:ing)? (?:later|for)|warning: message)"
+# Words that say a failure is temporary, or final; matched on lower-cased text.
+_TRANSIENT_WORDS = (
+    "temporar",
+    "will continue to try",
+    "will continue trying",
+    "will keep trying",
+    "will keep on trying",
+    "will retry",
+    "still trying",
+    "not yet been delivered",
+    "has been delayed",
+    "delivery delayed",
+    "delivery is delayed",
+    "will be retried",
+    "retrying later",
+    "retry later",
+    "warning: message",
 )
-_PERMANENT_RE = re.compile(r"(?i)\b(?:permanent(?:ly)?|given up|giving up|fatal)\b")
+_PERMANENT_WORDS = ("permanent", "given up", "giving up", "fatal")
+
+
+def _says_transient(low: str) -> bool:
+    return any(w in low for w in _TRANSIENT_WORDS) and not any(w in low for w in _PERMANENT_WORDS)
 
 
 def _excluded(parsed: Parsed) -> set[str]:
@@ -115,7 +147,7 @@ def _excluded(parsed: Parsed) -> set[str]:
     if parsed.returned is not None:
         heads.append(parsed.returned)
     for head in heads:
-        for name in ("From", "Return-Path", "Sender", "Reply-To"):
+        for name in ("From", "Return-Path"):
             out.update(a.lower() for a in addresses_in(decode_header(head.get(name))))
     for name in ("To", "Delivered-To"):
         out.update(a.lower() for a in addresses_in(decode_header(parsed.message.get(name))))
@@ -169,7 +201,8 @@ class TextBounce:
         text = parsed.explanation
         if not text.strip():
             return []
-        fmt = next(f for f in FORMATS if f.signature.search(text))
+        lower = text.lower()
+        fmt = next((f for f in FORMATS if f.matches(text, lower)), _GENERIC)
         excluded = _excluded(parsed)
         spots = find_recipients(text, excluded, fmt.recipient)
         if not spots:
@@ -179,7 +212,7 @@ class TextBounce:
         if not spots and looks_like_bounce(parsed):
             spots = [(0, a) for a in returned_recipients(parsed)[:1]]
         hits: list[Hit] = []
-        transient = bool(_TRANSIENT_RE.search(text)) and not _PERMANENT_RE.search(text)
+        transient = _says_transient(lower)
         for i, (pos, addr) in enumerate(spots):
             end = spots[i + 1][0] if i + 1 < len(spots) else len(text)
             block = text[pos:end]
@@ -253,7 +286,7 @@ def looks_like_bounce(parsed: Parsed) -> bool:
         parsed.delivery_status
         or _BOUNCE_FROM_RE.search(parsed.header("From"))
         or _BOUNCE_SUBJECT_RE.search(parsed.header("Subject"))
-        or parsed.message.get("Return-Path", "").strip() == "<>"
+        or (parsed.message.get("Return-Path") or "").strip() == "<>"
     )
 
 
