@@ -898,8 +898,8 @@ CASES: list[Case] = [
     ),
     C(
         "comcast-rl000001-rate-limit",
-        "421 resimta-h1p-028480.sys.comcast.net comcast 192.0.2.1 Comcast RL000001 rate limit "
-        "exceeded. Please see https://postmaster.comcast.net/smtp-error-codes.php#RL000001",
+        "421 4.1.0 <bounce@example.com> Throttled - try again later. Please see "
+        "https://postmaster.comcast.net/smtp-error-codes.php#RL000001",
         "deferred/rate_limited/destination",
         None,
     ),
@@ -907,6 +907,12 @@ CASES: list[Case] = [
         "comcast-too-many-sessions",
         "421 imta07.westchester.pa.mail.comcast.net comcast Too many sessions opened",
         "deferred/rate_limited/destination",
+        None,
+    ),
+    C(
+        "comcast-reverse-dns-failure",
+        "421 resimta-ch2-02v.sys.comcast.net comcast 192.0.2.1 Reverse DNS failure : Try again later",
+        "deferred/require_ptr/sender",
         None,
     ),
     C(
