@@ -417,6 +417,21 @@ CASES: list[Case] = [
         None,
     ),
     C(
+        "gmail-ip-not-authorized-directly",
+        "550-5.7.1 [192.0.2.1] The IP you're using to send mail is not authorized to send "
+        "email directly to our servers. Please use the SMTP relay at your service provider "
+        "instead. Learn more at https://support.google.com/mail/?p=NotAuthorizedError - gsmtp",
+        "blocked/policy_violation/sender",
+        None,
+    ),
+    C(
+        "gmail-domain-policy-size",
+        "452-4.5.3 Domain policy size per transaction exceeded, please try this recipient in a "
+        "separate transaction. - gsmtp",
+        "deferred/rate_limited/destination",
+        None,
+    ),
+    C(
         "gmail-starttls-first",
         "530 5.7.0 Must issue a STARTTLS command first. - gsmtp",
         "blocked/security_error/sender",
@@ -527,6 +542,31 @@ CASES: list[Case] = [
         True,
     ),
     C(
+        "outlook-no-ipv6-5-7-510",
+        "550 5.7.510 Access denied, example.com does not accept email over IPv6",
+        "blocked/policy_violation/sender",
+        None,
+    ),
+    C(
+        "outlook-rejected-by-recipient-5-7-507",
+        "550 5.7.507 Access denied, rejected by recipient",
+        "blocked/policy_violation/sender",
+        None,
+    ),
+    C(
+        "outlook-suspicious-activity-4-7-5xx",
+        "451 4.7.550 Access denied, please try again later",
+        "deferred/rate_limited/destination",
+        None,
+    ),
+    C(
+        "office365-spamhaus",
+        "550 5.7.1 Service unavailable, Client host [192.0.2.1] blocked using Spamhaus. To "
+        "request removal from this list see https://www.spamhaus.org/query/ip/192.0.2.1 (AS3130)",
+        "blocked/blocked/sender",
+        None,
+    ),
+    C(
         "outlook-dmarc-5-7-509",
         "550 5.7.509 Access denied, sending domain EXAMPLE.COM does not pass DMARC verification "
         "and has a DMARC policy of reject.",
@@ -623,6 +663,26 @@ CASES: list[Case] = [
         "421 4.7.0 [TS02] Messages from 192.0.2.1 temporarily deferred due to user complaints - "
         "4.16.56.1; see https://help.yahoo.com/kb/postmaster/SLN3434.html",
         "deferred/rate_limited/destination",
+        None,
+    ),
+    C(
+        "yahoo-tss02-unverified",
+        "421 4.7.0 [TSS02] Messages from 192.0.2.1 temporarily deferred due to user complaints "
+        "or because the IP/domain is in the unverified category. Please make sure that your email "
+        "is RFC-5321 compliant. ec=ax9 [16]",
+        "deferred/rate_limited/destination",
+        None,
+    ),
+    C(
+        "yahoo-max-messages-per-connection",
+        "421 Max message per connection reached, closing transmission channel",
+        "deferred/rate_limited/destination",
+        None,
+    ),
+    C(
+        "yahoo-relaying-denied",
+        "550 relaying denied for <someone@yahoo.com>",
+        "blocked/no_relaying/sender",
         None,
     ),
     C(
@@ -1160,6 +1220,13 @@ CASES: list[Case] = [
     C(
         "postfix-sender-access-denied",
         "554 5.7.1 <bounce@example.com>: Sender address rejected: Access denied",
+        "blocked/rejected/sender",
+        None,
+    ),
+    C(
+        "postfix-sender-not-owned",
+        "553 5.7.1 <someone@example.com>: Sender address rejected: not owned by user "
+        "bounce@example.com",
         "blocked/rejected/sender",
         None,
     ),
