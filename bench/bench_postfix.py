@@ -26,7 +26,7 @@ from deliverability.ingest.records import LogRecord
 try:
     from bench.gen_logs import write_postfix_log
 except ImportError:  # run as a script: bench/ itself is on the path
-    from gen_logs import write_postfix_log  # type: ignore[no-redef]
+    from gen_logs import write_postfix_log  # type: ignore[no-redef,import-not-found]
 
 NOW = datetime(2026, 11, 29, tzinfo=UTC)
 

@@ -61,7 +61,7 @@ _PROBES = frozenset({"deliverable", "undeliverable"})
 # program: "postfix/smtp[123]:", multi-instance "postfix-out/smtp", service paths
 # "postfix/submission/smtpd".
 _HEADER_RE = re.compile(
-    r"(?:(?P<mon>[A-Z][a-z]{2})\s+(?P<day>\d{1,2})\s+(?P<hms>\d\d:\d\d:\d\d)(?:\.\d+)?"
+    r"(?:(?P<syslog>(?P<mon>[A-Z][a-z]{2})\s+(?P<day>\d{1,2})\s+(?P<hms>\d\d:\d\d:\d\d))(?:\.\d+)?"
     r"|(?P<iso>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|[+-]\d\d:?\d\d)?))"
     r"\s+(?P<host>\S+)\s+(?P<program>postfix[\w.-]*(?:/[\w.-]+)*?)/(?P<agent>[\w.-]+)"
     r"(?:\[\d+\])?:\s+(?P<message>.*)"
@@ -86,12 +86,36 @@ _V = TypeVar("_V")
 
 @dataclass(frozen=True, slots=True)
 class _Line:
-    """A Postfix line with a queue id, split into its parts."""
+    """A Postfix line with a queue id, split into its parts (the time is read when needed)."""
 
-    at: datetime
+    match: re.Match[str]
     agent: str
     queue_id: str
     rest: str
+
+
+class _Dater:
+    """Dates time stamps the same way for every line of a stream, remembering recent ones
+    (log lines come many to the second)."""
+
+    __slots__ = ("_cache", "now", "tz", "year")
+
+    def __init__(self, year: int | None, now: datetime | None, tz: tzinfo) -> None:
+        self.year, self.now, self.tz = year, now, tz
+        self._cache: dict[str, datetime] = {}
+
+    def at(self, line: _Line, raw: str, source: str, position: str) -> datetime:
+        key = line.match.group("iso") or line.match.group("syslog")
+        stamp = self._cache.get(key)
+        if stamp is None:
+            try:
+                stamp = _line_time(line.match, self.year, self.now, self.tz)
+            except ValueError as exc:
+                raise IngestError(source, position, f"invalid time stamp: {exc}", raw) from None
+            if len(self._cache) >= 4096:
+                self._cache.clear()
+            self._cache[key] = stamp
+        return stamp
 
 
 def _line_time(
@@ -127,9 +151,7 @@ def _line_time(
     raise problem or ValueError("no year puts this time before now")
 
 
-def _split(
-    text: str, year: int | None, now: datetime | None, tz: tzinfo, source: str, position: str
-) -> _Line | None:
+def _split(text: str, source: str, position: str) -> _Line | None:
     """The parts of a Postfix line that carries a queue id; None for any other line."""
     match = _HEADER_RE.match(text)
     if match is None:
@@ -139,11 +161,7 @@ def _split(
     queued = _QUEUED_RE.match(match.group("message"))
     if queued is None:
         return None
-    try:
-        at = _line_time(match, year, now, tz)
-    except ValueError as exc:
-        raise IngestError(source, position, f"invalid time stamp: {exc}", text) from None
-    return _Line(at, match.group("agent"), queued.group("qid"), queued.group("rest"))
+    return _Line(match, match.group("agent"), queued.group("qid"), queued.group("rest"))
 
 
 def _fields(head: str) -> dict[str, str]:
@@ -188,7 +206,7 @@ def _reply(text: str, dsn: str | None, status_word: str) -> Reply:
 
 
 def _delivery(
-    line: _Line, raw: str, message_id: str, source: str, position: str
+    line: _Line, dater: _Dater, raw: str, message_id: str, source: str, position: str
 ) -> LogRecord | None:
     """A delivery result line (``to=<...>, ..., status=...``) as a record."""
     rest = line.rest
@@ -227,7 +245,7 @@ def _delivery(
         raise IngestError(source, position, str(exc), raw) from None
     relay = fields.get("relay")
     return LogRecord(
-        at=line.at,
+        at=dater.at(line, raw, source, position),
         recipient=recipient,
         message_id=message_id,
         attempt=None,
@@ -262,11 +280,12 @@ def parse_postfix_line(
     Stamps without a zone are in `tz`. `message_ids` maps queue ids to Message-IDs; a queue id
     not in it stands in for the Message-ID. Raises IngestError for a broken delivery line.
     """
-    split = _split(line.rstrip("\r\n"), year, now, tz, source, position)
+    text = line.rstrip("\r\n")
+    split = _split(text, source, position)
     if split is None or not _is_delivery(split):
         return None
     message_id = (message_ids or {}).get(split.queue_id, split.queue_id)
-    return _delivery(split, line.rstrip("\r\n"), message_id, source, position)
+    return _delivery(split, _Dater(year, now, tz), text, message_id, source, position)
 
 
 class PostfixStream:
@@ -290,9 +309,7 @@ class PostfixStream:
         if year is None and now is None:
             raise ValueError("a Postfix stream needs year= or now= to date syslog time stamps")
         self.source = source
-        self.year = year
-        self.now = now
-        self.tz = tz
+        self._dater = _Dater(year, now, tz)
         self.max_queue_ids = max_queue_ids
         self.message_ids: dict[str, str] = {}
         self._deferred: dict[str, dict[str, LogRecord]] = {}
@@ -309,12 +326,13 @@ class PostfixStream:
             and "removed" not in text
         ):
             return []
-        split = _split(text, self.year, self.now, self.tz, self.source, position)
+        split = _split(text, self.source, position)
         if split is None:
             return []
         qid = split.queue_id
         if _is_delivery(split):
-            record = _delivery(split, text, self.message_ids.get(qid, qid), self.source, position)
+            message_id = self.message_ids.get(qid, qid)
+            record = _delivery(split, self._dater, text, message_id, self.source, position)
             if record is None:
                 return []
             self._track(record)
@@ -348,8 +366,11 @@ class PostfixStream:
         """One expiry record per recipient still deferred when qmgr gave the message up."""
         # The reply is the last deferral's: it says why the message never got through.
         pending = self._deferred.pop(line.queue_id, {})
+        if not pending:
+            return []
+        at = self._dater.at(line, raw, self.source, position)
         return [
-            replace(last, at=line.at, position=position, raw=raw, delivery_status="expired")
+            replace(last, at=at, position=position, raw=raw, delivery_status="expired")
             for last in pending.values()
         ]
 
