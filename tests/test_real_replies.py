@@ -971,7 +971,8 @@ CASES: list[Case] = [
     ),
     C(
         "comcast-reverse-dns-failure",
-        "421 resimta-ch2-02v.sys.comcast.net comcast 192.0.2.1 Reverse DNS failure : Try again later",
+        "421 resimta-ch2-02v.sys.comcast.net comcast 192.0.2.1 Reverse DNS failure : Try again "
+        "later",
         "deferred/require_ptr/sender",
         None,
     ),
