@@ -1,0 +1,1464 @@
+"""List hygiene over the stored history: set-based SQL per rule, then the pure decisions.
+
+One evaluation takes a set of *anchor* events (the events just recorded, the events since the last
+nightly run, or the whole history) and, for each rule, runs one aggregate query over the rule's
+window around those anchors; the pure rules in `deliverability.hygiene` decide from the counts.
+The incremental path (`on_events`, called by the engine inside `record`/`record_many`) and the
+nightly path (`evaluate`) are the same code with different anchors, which is why they agree.
+
+Actions are upserted by `Action.open_key`: re-raising an open action refreshes it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy import ColumnElement, Select
+from sqlalchemy.orm import Session
+
+from deliverability.errors import InputError
+from deliverability.hygiene import (
+    BOUNCE_RULES,
+    RULE_AMBIGUOUS,
+    RULE_BLOCKED,
+    RULE_BLOCKED_THROTTLE,
+    RULE_COMPLAINT,
+    RULE_HARD,
+    RULE_INCIDENT,
+    RULE_PUSHBACK,
+    RULE_RELEASE,
+    RULE_SOFT,
+    ActionSummary,
+    Evidence,
+    Throttle,
+    ThrottleStep,
+    destination_of,
+    evidence_of,
+    is_incident,
+    open_key,
+    pushback_step,
+    suppression_expires,
+    throttle_released,
+)
+from deliverability.policy import Policy
+from deliverability.store.models import Action, Bookmark, Event, Recipient, UTCDateTime
+from deliverability.vocabulary import (
+    ActionKind,
+    ActionScope,
+    ActionStatus,
+    Outcome,
+    Reason,
+    Standing,
+)
+
+__all__ = [
+    "BOOKMARK",
+    "ActionSummary",
+    "EvaluationResult",
+    "Throttle",
+    "confirm_incident",
+    "discard_incident",
+    "evaluate",
+    "expire_actions",
+    "list_actions",
+    "on_events",
+    "paused_domains",
+    "summary_of",
+    "throttle_for",
+]
+
+#: The Bookmark row holding the last event id the nightly evaluation covered.
+BOOKMARK = "hygiene.last_event_id"
+#: Who raised an action a rule decided.
+BY_POLICY = "policy"
+#: Anchors per statement on the incremental path (SQLite allows 32766 bound parameters).
+_ID_CHUNK = 5000
+_CLOSED = (ActionStatus.RESOLVED, ActionStatus.EXPIRED, ActionStatus.DISCARDED)
+_ATTEMPT_OUTCOMES = (Outcome.DELIVERED, Outcome.DEFERRED, Outcome.BOUNCED, Outcome.BLOCKED)
+
+
+#: The events table: the rule queries use Core aliases of it (much cheaper to build than ORM
+#: aliases, which matters on the incremental path that runs once per recorded chunk).
+_EVENTS = Event.__table__
+
+
+class _Shape:
+    """The anchor alias, the scope condition as bind parameters, and the statements built on
+    them: kept per (policy, dialect, mode), because building SQLAlchemy statements costs more
+    than running them on the small chunks of the incremental path."""
+
+    def __init__(self, policy: Policy, mode: str) -> None:
+        self.policy = policy
+        self.table = _EVENTS.alias("anchor")
+        ids = self.table.c.id
+        self.scope: ColumnElement[bool]
+        if mode == "ids":
+            self.scope = ids.in_(sa.bindparam("anchor_ids", expanding=True))
+        else:
+            self.scope = sa.and_(ids > sa.bindparam("anchor_lo"), ids <= sa.bindparam("anchor_hi"))
+        self.statements: dict[str, Any] = {}
+
+
+_SHAPES: dict[tuple[int, str, str], _Shape] = {}
+
+_ACTIONS = Action.__table__
+#: Ids of the open actions with given keys (built once: the incremental path runs it often).
+_OPEN_IDS = sa.select(_ACTIONS.c.id).where(
+    _ACTIONS.c.open_key.in_(sa.bindparam("keys", expanding=True))
+)
+
+
+def _shape(policy: Policy, dialect: str, mode: str) -> _Shape:
+    key = (id(policy), dialect, mode)
+    shape = _SHAPES.get(key)
+    if shape is None or shape.policy is not policy:
+        if len(_SHAPES) > 64:
+            _SHAPES.clear()
+        shape = _SHAPES[key] = _Shape(policy, mode)
+    return shape
+
+
+class _HasEventId(Protocol):
+    @property
+    def event_id(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationResult:
+    """What one nightly (or full) evaluation did."""
+
+    first_event_id: int
+    last_event_id: int
+    raised: int
+    refreshed: int
+    expired: int
+    actions: list[ActionSummary] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------
+# SQL building blocks (dialect-aware time arithmetic; predicates mirroring hygiene.evidence_of).
+# --------------------------------------------------------------------------------------------
+
+
+def _shift(session: Session, col: Any, delta: timedelta) -> ColumnElement[Any]:
+    """`col + delta` in SQL, comparable with stored times on every backend."""
+    dialect = session.get_bind().dialect.name
+    seconds = delta.total_seconds()
+    if dialect == "sqlite":
+        # SQLite stores "YYYY-MM-DD HH:MM:SS.ffffff" text; strftime's %f gives milliseconds only,
+        # so pad to six digits to keep string comparison exact at millisecond precision.
+        shifted = sa.func.strftime("%Y-%m-%d %H:%M:%f", col, f"{seconds:+.6f} seconds")
+        return shifted.op("||")(sa.literal("000"))
+    if dialect == "postgresql":
+        return sa.type_coerce(col, sa.DateTime(timezone=True)) + sa.literal(delta, sa.Interval())
+    micro = round(seconds * 1_000_000)
+    return sa.func.timestampadd(sa.text("MICROSECOND"), micro, col)
+
+
+def _day(session: Session, col: Any) -> ColumnElement[Any]:
+    """The UTC calendar day of a stored time."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        return sa.func.substr(col, 1, 10)
+    if dialect == "postgresql":
+        return sa.func.date(sa.func.timezone("UTC", col))
+    return sa.func.date(col)
+
+
+def _at(value: datetime) -> ColumnElement[Any]:
+    return sa.literal(value, UTCDateTime())
+
+
+def _loaded(session: Session, value: Any) -> datetime:
+    """A time read back from a raw SQL expression (SQLite gives text): aware UTC."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    loaded = UTCDateTime().process_result_value(value, session.get_bind().dialect)
+    if loaded is None:
+        raise ValueError("a stored event time is NULL")
+    return loaded
+
+
+def _is_hard(e: Any) -> ColumnElement[bool]:
+    return sa.and_(e.outcome == Outcome.BOUNCED, e.decisive.is_(True), e.throttle.is_(False))
+
+
+def _is_soft(e: Any, policy: Policy) -> ColumnElement[bool]:
+    soft = sorted(policy.hygiene.soft_reasons)
+    return sa.and_(
+        e.throttle.is_(False),
+        e.reason.in_(soft) if soft else sa.false(),
+        sa.or_(
+            e.outcome == Outcome.DEFERRED,
+            sa.and_(e.outcome == Outcome.BOUNCED, e.decisive.is_(False)),
+        ),
+    )
+
+
+def _is_ambiguous(e: Any, policy: Policy) -> ColumnElement[bool]:
+    soft = sorted(policy.hygiene.soft_reasons)
+    return sa.and_(
+        e.outcome == Outcome.BOUNCED,
+        e.decisive.is_(False),
+        e.throttle.is_(False),
+        e.reason.not_in(soft) if soft else sa.true(),
+    )
+
+
+def _is_bounce(e: Any, policy: Policy) -> ColumnElement[bool]:
+    """A bounce that suppresses (hard or ambiguous): what a domain incident counts."""
+    return sa.or_(_is_hard(e), _is_ambiguous(e, policy))
+
+
+def _is_blocked(e: Any) -> ColumnElement[bool]:
+    return sa.and_(e.outcome == Outcome.BLOCKED, e.throttle.is_(False))
+
+
+def _is_delivered(e: Any) -> ColumnElement[bool]:
+    return sa.and_(e.outcome == Outcome.DELIVERED, e.throttle.is_(False))
+
+
+def _destination(e: Any, policy: Policy) -> ColumnElement[str]:
+    """The throttle target of an event's domain: its provider group, else the domain."""
+    groups = policy.throttle.provider_domains
+    if not groups:
+        return e.domain  # type: ignore[no-any-return]
+    return sa.case(
+        *[(e.domain.in_(list(domains)), sa.literal(name)) for name, domains in groups.items()],
+        else_=e.domain,
+    )
+
+
+def _domains_of(destination: str, policy: Policy) -> list[str] | None:
+    """The domains a provider group covers (None: the destination is a domain)."""
+    domains = policy.throttle.provider_domains.get(destination)
+    return list(domains) if domains is not None else None
+
+
+# --------------------------------------------------------------------------------------------
+# Decisions gathered from the rule queries.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Suppress:
+    recipient_id: int
+    address_key: str
+    domain: str
+    anchor_id: int
+    at: datetime
+    reason: Reason
+    rule: str
+    detail: str
+    evidence: dict[str, Any]
+    held: bool = False
+
+
+@dataclass(slots=True)
+class _DestState:
+    """What the anchors say about one destination."""
+
+    scope: ActionScope
+    target: str
+    pushback: ThrottleStep | None = None
+    pushback_at: datetime | None = None
+    pushback_reason: Reason = Reason.RATE_LIMITED
+    pushbacks: int = 0
+    blocks_at: datetime | None = None
+    blocks_reason: Reason = Reason.BLOCKED
+    blocks_in_window: int = 0
+    alert_at: datetime | None = None
+    alert_reason: Reason = Reason.BLOCKED
+    alert_blocks: int = 0
+    alert_sample: list[int] = field(default_factory=list)
+    alert_text: str = ""
+
+
+class _Evaluator:
+    """One evaluation over a set of anchor events."""
+
+    def __init__(
+        self,
+        session: Session,
+        policy: Policy,
+        now: datetime,
+        mode: str,
+        params: dict[str, Any],
+        census: dict[str, int] | None = None,
+    ) -> None:
+        self.s = session
+        self.policy = policy
+        self.now = now
+        self.params = params
+        self.shape = _shape(policy, session.get_bind().dialect.name, mode)
+        self.at = self.shape.table
+        self.a = self.shape.table.c
+        self.scope = self.shape.scope
+        self.summaries: list[ActionSummary] = []
+        self.raised = 0
+        self.refreshed = 0
+        self.incident_counts: dict[str, tuple[int, int, int]] = {}
+        self.census: dict[str, int] = census or {}
+        self._census_given = census is not None
+
+    def _cached(self, name: str, build: Callable[[], Any]) -> Any:
+        statements = self.shape.statements
+        if name not in statements:
+            statements[name] = build()
+        return statements[name]
+
+    def _exec(self, statement: Any) -> Any:
+        """Run a statement with the anchors' bind parameters (unused ones are ignored)."""
+        return self.s.execute(statement, self.params)
+
+    # ---- address rules ------------------------------------------------------------------
+
+    def _first_per_recipient(
+        self, name: str, build_inner: Callable[[], Select[Any]], rule: str
+    ) -> list[_Suppress]:
+        """Rows (recipient_id, anchor_id, at, reason, n) -> the earliest anchor per recipient."""
+
+        def build() -> Select[Any]:
+            sub = build_inner().subquery()
+            ranked = sa.select(
+                sub,
+                sa.func.row_number()
+                .over(partition_by=sub.c.recipient_id, order_by=(sub.c.at, sub.c.anchor_id))
+                .label("rn"),
+            ).subquery()
+            return (
+                sa.select(
+                    ranked.c.recipient_id,
+                    ranked.c.anchor_id,
+                    ranked.c.at,
+                    ranked.c.reason,
+                    ranked.c.n,
+                    Recipient.address_key,
+                    Recipient.domain,
+                )
+                .join(Recipient, Recipient.id == ranked.c.recipient_id)
+                .where(ranked.c.rn == 1)
+            )
+
+        rows = self._exec(self._cached(name, build)).all()
+        out = []
+        for rid, anchor_id, at, reason, n, key, domain in rows:
+            at = _loaded(self.s, at)
+            out.append(
+                _Suppress(
+                    recipient_id=rid,
+                    address_key=key,
+                    domain=domain,
+                    anchor_id=anchor_id,
+                    at=at,
+                    reason=Reason(reason),
+                    rule=rule,
+                    detail="",
+                    evidence={"event_id": anchor_id, "count": n},
+                )
+            )
+        return out
+
+    def _single(
+        self, name: str, predicate: Callable[[], ColumnElement[bool]], rule: str
+    ) -> list[_Suppress]:
+        a = self.a
+
+        def inner() -> Select[Any]:
+            return sa.select(
+                a.recipient_id.label("recipient_id"),
+                a.id.label("anchor_id"),
+                a.at.label("at"),
+                a.reason.label("reason"),
+                sa.literal(1).label("n"),
+            ).where(self.scope, predicate())
+
+        return self._first_per_recipient(name, inner, rule)
+
+    def _ambiguous(self) -> list[_Suppress]:
+        a, h = self.a, self.policy.hygiene
+
+        def build() -> Select[Any]:
+            wt = _EVENTS.alias()
+            w = wt.c
+            message = sa.func.coalesce(w.message_id, sa.cast(w.id, sa.String))
+            n = sa.func.count(sa.distinct(message))
+            inner = (
+                sa.select(
+                    a.recipient_id.label("recipient_id"),
+                    a.id.label("anchor_id"),
+                    a.at.label("at"),
+                    a.reason.label("reason"),
+                    n.label("n"),
+                )
+                .join(wt, w.recipient_id == a.recipient_id)
+                .where(
+                    self.scope,
+                    _is_ambiguous(a, self.policy),
+                    _is_ambiguous(w, self.policy),
+                    w.at >= _shift(self.s, a.at, -h.ambiguous_window),
+                    w.at <= a.at,
+                )
+                .group_by(a.recipient_id, a.id, a.at, a.reason)
+                .having(n >= h.ambiguous_count)
+            )
+            return inner
+
+        return self._first_per_recipient("ambiguous", build, RULE_AMBIGUOUS)
+
+    def _soft(self) -> list[_Suppress]:
+        a, h = self.a, self.policy.hygiene
+
+        def build() -> Select[Any]:
+            wt, dt = _EVENTS.alias(), _EVENTS.alias()
+            w, d = wt.c, dt.c
+            # The address's last delivery at or before the anchor: strikes before it do not count.
+            last_delivery = (
+                sa.select(sa.func.max(d.at))
+                .where(d.recipient_id == a.recipient_id, _is_delivered(d), d.at <= a.at)
+                .correlate(self.at)
+                .scalar_subquery()
+            )
+            days = sa.func.count(sa.distinct(_day(self.s, w.at)))
+            inner = (
+                sa.select(
+                    a.recipient_id.label("recipient_id"),
+                    a.id.label("anchor_id"),
+                    a.at.label("at"),
+                    a.reason.label("reason"),
+                    days.label("n"),
+                )
+                .join(wt, w.recipient_id == a.recipient_id)
+                .where(
+                    self.scope,
+                    _is_soft(a, self.policy),
+                    _is_soft(w, self.policy),
+                    w.at >= _shift(self.s, a.at, -h.soft_window),
+                    w.at <= a.at,
+                    sa.or_(last_delivery.is_(None), w.at > last_delivery),
+                )
+                .group_by(a.recipient_id, a.id, a.at, a.reason)
+                .having(
+                    days >= h.soft_strikes,
+                    a.at >= _shift(self.s, sa.func.min(w.at), h.soft_span),
+                )
+            )
+            return inner
+
+        return self._first_per_recipient("soft", build, RULE_SOFT)
+
+    def _address_decisions(self) -> dict[int, _Suppress]:
+        found: list[_Suppress] = []
+        c = self.census
+        if c["hard"]:
+            found += self._single("hard", lambda: _is_hard(self.a), RULE_HARD)
+        if c["complaint"]:
+            found += self._single(
+                "complaint", lambda: self.a.outcome == Outcome.COMPLAINED, RULE_COMPLAINT
+            )
+        if c["ambiguous"]:
+            found += self._ambiguous()
+        if c["soft"]:
+            found += self._soft()
+        earliest: dict[int, _Suppress] = {}
+        for sup in found:
+            best = earliest.get(sup.recipient_id)
+            if best is None or (sup.at, sup.anchor_id) < (best.at, best.anchor_id):
+                earliest[sup.recipient_id] = sup
+        if not earliest:
+            return earliest
+        # Evidence dated at or before a person's unsuppress (or a discard, or an expiry) is spent:
+        # re-evaluating it must not suppress the address again.
+        keys = [sup.address_key for sup in earliest.values()]
+        spent: dict[str, datetime] = {}
+        for part in _chunks(keys):
+            for target, resolved in self.s.execute(
+                sa.select(Action.target, sa.func.max(Action.resolved_at))
+                .where(
+                    Action.kind == ActionKind.SUPPRESS,
+                    Action.scope == ActionScope.ADDRESS,
+                    Action.target.in_(part),
+                    Action.status.in_(_CLOSED),
+                    Action.resolved_at.is_not(None),
+                )
+                .group_by(Action.target)
+            ):
+                spent[target] = _loaded(self.s, resolved)
+        return {
+            rid: sup
+            for rid, sup in earliest.items()
+            if sup.address_key not in spent or sup.at > spent[sup.address_key]
+        }
+
+    # ---- domain incident ----------------------------------------------------------------
+
+    def _incident_triggers(self) -> dict[str, list[datetime]]:
+        """Bounce anchors at which their domain had an incident: domain -> anchor times."""
+        a, h = self.a, self.policy.hygiene
+        if self.census["hard"] + self.census["ambiguous"] == 0:
+            return {}
+
+        def build() -> Select[Any]:
+            wt, tt = _EVENTS.alias(), _EVENTS.alias()
+            w, t = wt.c, tt.c
+            addresses = sa.func.count(sa.distinct(w.recipient_id))
+            bounced = (
+                sa.select(
+                    a.id.label("anchor_id"),
+                    a.domain.label("domain"),
+                    a.at.label("at"),
+                    addresses.label("addresses"),
+                    sa.func.count(w.id).label("bounces"),
+                )
+                .join(wt, w.domain == a.domain)
+                .where(
+                    self.scope,
+                    _is_bounce(a, self.policy),
+                    _is_bounce(w, self.policy),
+                    w.at >= _shift(self.s, a.at, -h.incident_window),
+                    w.at <= a.at,
+                )
+                .group_by(a.id, a.domain, a.at)
+                .having(addresses >= h.incident_addresses)
+                .subquery()
+            )
+            attempts = (
+                sa.select(sa.func.count(t.id))
+                .where(
+                    t.domain == bounced.c.domain,
+                    t.outcome.in_(_ATTEMPT_OUTCOMES),
+                    t.at >= _shift(self.s, bounced.c.at, -h.incident_window),
+                    t.at <= bounced.c.at,
+                )
+                .correlate(bounced)
+                .scalar_subquery()
+            )
+            statement = sa.select(
+                bounced.c.domain,
+                bounced.c.at,
+                bounced.c.addresses,
+                bounced.c.bounces,
+                attempts.label("attempts"),
+            )
+            return statement
+
+        rows = self._exec(self._cached("incident", build)).all()
+        triggers: dict[str, list[datetime]] = defaultdict(list)
+        for domain, at, n_addr, n_bounces, n_attempts in rows:
+            if is_incident(n_addr, n_bounces, n_attempts, h):
+                at = _loaded(self.s, at)
+                triggers[domain].append(at)
+                self.incident_counts[domain] = (n_addr, n_bounces, n_attempts)
+        return triggers
+
+    # ---- destinations -------------------------------------------------------------------
+
+    def _destinations(self) -> dict[str, _DestState]:
+        tp = self.policy.throttle
+        states: dict[str, _DestState] = {}
+
+        def state(target: str) -> _DestState:
+            if target not in states:
+                scope = (
+                    ActionScope.PROVIDER if target in tp.provider_domains else ActionScope.DOMAIN
+                )
+                states[target] = _DestState(scope=scope, target=target)
+            return states[target]
+
+        # Push-backs: the latest one per destination sets the throttle; its step is the number of
+        # push-backs within repeat_window before it.
+        if self.census["pushback"]:
+            latest = self._exec(self._cached("pushback_latest", self._pushback_latest)).all()
+            floor = min(_loaded(self.s, r.at) for r in latest)
+            counts = self.s.execute(
+                self._cached("pushback_counts", self._pushback_counts),
+                {**self.params, "floor": floor - tp.repeat_window},
+            ).all()
+            n_by_dest: dict[str, int] = {str(d): int(n) for d, n in counts}
+            for row in latest:
+                at = _loaded(self.s, row.at)
+                pause = None if row.pause_seconds is None else timedelta(seconds=row.pause_seconds)
+                st = state(row.dest)
+                st.pushbacks = int(n_by_dest.get(row.dest, 1))
+                st.pushback = pushback_step(at, st.pushbacks, pause, tp)
+                st.pushback_at = at
+                st.pushback_reason = Reason(row.reason)
+
+        # Blocks: an alert at sender scope per destination (latest block), and a throttle when
+        # blocked_count blocks fall within blocked_window of one of them (latest such anchor).
+        if not self.census["blocked"]:
+            return states
+        blocks = self._exec(self._cached("blocks", self._blocks)).all()
+        for target, n in blocks:
+            state(target).alert_blocks = int(n)
+        for row in self._exec(self._cached("blocks_latest", self._blocks_latest)).all():
+            st = state(row.dest)
+            st.alert_at = _loaded(self.s, row.at)
+            st.alert_reason = Reason(row.reason)
+            st.alert_text = (row.text or "")[:300]
+            st.alert_sample = [row.anchor_id]
+        for target, at, reason, n in self._exec(
+            self._cached("blocks_throttle", self._blocks_throttle)
+        ):
+            st = state(target)
+            st.blocks_at = _loaded(self.s, at)
+            st.blocks_reason = Reason(reason)
+            st.blocks_in_window = int(n)
+        return states
+
+    def _pushback_latest(self) -> Select[Any]:
+        return self._latest_per_destination(self.a.throttle.is_(True))
+
+    def _pushback_counts(self) -> Select[Any]:
+        """Push-backs within repeat_window before each destination's latest one."""
+        tp = self.policy.throttle
+        lsub = self._pushback_latest().subquery()
+        wt = _EVENTS.alias()
+        w = wt.c
+        return (
+            sa.select(lsub.c.dest, sa.func.count(w.id))
+            .select_from(wt)
+            .join(lsub, _destination(w, self.policy) == lsub.c.dest)
+            .where(
+                w.throttle.is_(True),
+                # A plain bound first, so the index on `at` limits the scan to recent events.
+                w.at >= sa.bindparam("floor", type_=UTCDateTime()),
+                w.at >= _shift(self.s, lsub.c.at, -tp.repeat_window),
+                w.at <= lsub.c.at,
+            )
+            .group_by(lsub.c.dest)
+        )
+
+    def _blocks(self) -> Any:
+        a = self.a
+        dest = _destination(a, self.policy)
+        return (
+            sa.select(dest.label("dest"), sa.func.count(a.id))
+            .where(self.scope, _is_blocked(a))
+            .group_by(dest)
+        )
+
+    def _blocks_latest(self) -> Select[Any]:
+        return self._latest_per_destination(_is_blocked(self.a))
+
+    def _blocks_throttle(self) -> Select[Any]:
+        """The latest block anchor per destination with blocked_count blocks in its window."""
+        a, tp = self.a, self.policy.throttle
+        dest = _destination(a, self.policy)
+        wt = _EVENTS.alias()
+        w = wt.c
+        n_blocks = sa.func.count(w.id)
+        qualifying = (
+            sa.select(
+                dest.label("dest"),
+                a.id.label("anchor_id"),
+                a.at.label("at"),
+                a.reason.label("reason"),
+                n_blocks.label("n"),
+            )
+            .join(wt, _destination(w, self.policy) == dest)
+            .where(
+                self.scope,
+                _is_blocked(a),
+                _is_blocked(w),
+                w.at >= _shift(self.s, a.at, -tp.blocked_window),
+                w.at <= a.at,
+            )
+            .group_by(dest, a.id, a.at, a.reason)
+            .having(n_blocks >= tp.blocked_count)
+            .subquery()
+        )
+        ranked = sa.select(
+            qualifying,
+            sa.func.row_number()
+            .over(
+                partition_by=qualifying.c.dest,
+                order_by=(qualifying.c.at.desc(), qualifying.c.anchor_id.desc()),
+            )
+            .label("rn"),
+        ).subquery()
+        return sa.select(ranked.c.dest, ranked.c.at, ranked.c.reason, ranked.c.n).where(
+            ranked.c.rn == 1
+        )
+
+    def _latest_per_destination(self, predicate: ColumnElement[bool]) -> Select[Any]:
+        a = self.a
+        dest = _destination(a, self.policy)
+        inner = (
+            sa.select(
+                dest.label("dest"),
+                a.id.label("anchor_id"),
+                a.at.label("at"),
+                a.reason.label("reason"),
+                a.pause_seconds.label("pause_seconds"),
+                a.text.label("text"),
+                sa.func.row_number()
+                .over(partition_by=dest, order_by=(a.at.desc(), a.id.desc()))
+                .label("rn"),
+            )
+            .where(self.scope, predicate)
+            .subquery()
+        )
+        return sa.select(inner).where(inner.c.rn == 1)
+
+    # ---- the whole evaluation -----------------------------------------------------------
+
+    def _census(self) -> dict[str, int]:
+        """How many anchors of each evidence class: rules with none are skipped (one query)."""
+        names = ("hard", "complaint", "ambiguous", "soft", "blocked", "pushback", "delivered")
+        row = self._exec(self._cached("census", self._census_statement)).one()
+        return {name: int(value or 0) for name, value in zip(names, row, strict=True)}
+
+    def _census_statement(self) -> Select[Any]:
+        a = self.a
+        classes = {
+            "hard": _is_hard(a),
+            "complaint": sa.and_(a.outcome == Outcome.COMPLAINED, a.throttle.is_(False)),
+            "ambiguous": _is_ambiguous(a, self.policy),
+            "soft": _is_soft(a, self.policy),
+            "blocked": _is_blocked(a),
+            "pushback": a.throttle.is_(True),
+            "delivered": _is_delivered(a),
+        }
+        return sa.select(
+            *[
+                sa.func.coalesce(sa.func.sum(sa.case((pred, 1), else_=0)), 0).label(name)
+                for name, pred in classes.items()
+            ]
+        ).where(self.scope)
+
+    def run(self) -> list[ActionSummary]:
+        if not self._census_given:
+            self.census = self._census()
+        if not any(self.census.values()):
+            return []
+        suppressions = self._address_decisions()
+        triggers = self._incident_triggers()
+        destinations = self._destinations()
+        existing_incidents = self._load_open(
+            [
+                open_key(ActionKind.ALERT, ActionScope.DOMAIN, d)
+                for d in self._bounce_domains(suppressions, triggers)
+            ]
+        )
+        self._apply_incidents(suppressions, triggers, existing_incidents)
+        self._apply_suppressions(suppressions)
+        self._apply_destinations(destinations)
+        self._apply_releases()
+        return self.summaries
+
+    def _bounce_domains(
+        self, suppressions: dict[int, _Suppress], triggers: dict[str, list[datetime]]
+    ) -> set[str]:
+        return {s.domain for s in suppressions.values() if s.rule in BOUNCE_RULES} | set(triggers)
+
+    def _load_open(self, keys: Iterable[str]) -> dict[str, Action]:
+        """The open or pending actions with these keys. A cheap Core lookup first: most keys
+        (a delivery's destination, say) have no open action at all."""
+        ids: list[int] = []
+        for part in _chunks(list(keys)):
+            ids += [i for (i,) in self.s.execute(_OPEN_IDS, {"keys": list(part)}) if i is not None]
+        found: dict[str, Action] = {}
+        for part in _chunks(ids):
+            for action in self.s.scalars(sa.select(Action).where(Action.id.in_(part))):
+                if action.open_key is not None:
+                    found[action.open_key] = action
+        return found
+
+    def _apply_incidents(
+        self,
+        suppressions: dict[int, _Suppress],
+        triggers: dict[str, list[datetime]],
+        incidents: dict[str, Action],
+    ) -> None:
+        h = self.policy.hygiene
+        window = h.incident_window
+        # An incident a person confirmed or discarded is settled: its triggers do not count again.
+        if triggers:
+            settled = dict(
+                self.s.execute(
+                    sa.select(Action.target, sa.func.max(Action.resolved_at))
+                    .where(
+                        Action.kind == ActionKind.ALERT,
+                        Action.scope == ActionScope.DOMAIN,
+                        Action.rule == RULE_INCIDENT,
+                        Action.status.in_((ActionStatus.RESOLVED, ActionStatus.DISCARDED)),
+                        Action.target.in_(list(triggers)),
+                    )
+                    .group_by(Action.target)
+                ).all()
+            )
+            for domain, resolved in settled.items():
+                if resolved is None:
+                    continue
+                cutoff = _loaded(self.s, resolved)
+                kept = [t for t in triggers[domain] if t > cutoff]
+                if kept:
+                    triggers[domain] = kept
+                else:
+                    del triggers[domain]
+        all_triggers: dict[str, list[datetime]] = defaultdict(list)
+        for key, open_alert in incidents.items():
+            stored = open_alert.evidence.get("last_trigger_at")
+            if stored:
+                all_triggers[key.split(":", 2)[2]].append(datetime.fromisoformat(stored))
+        for domain, times in triggers.items():
+            all_triggers[domain].extend(times)
+        # Bounce suppressions near a trigger (within the window either side) are held.
+        for sup in suppressions.values():
+            if sup.rule in BOUNCE_RULES and any(
+                abs(sup.at - t) <= window for t in all_triggers.get(sup.domain, ())
+            ):
+                sup.held = True
+        for domain, times in triggers.items():
+            first, last = min(times), max(times)
+            n_addr, n_bounces, n_attempts = self.incident_counts[domain]
+            key = open_key(ActionKind.ALERT, ActionScope.DOMAIN, domain)
+            alert = incidents.get(key)
+            evidence = {
+                "first_trigger_at": first.isoformat(),
+                "last_trigger_at": last.isoformat(),
+                "addresses": n_addr,
+                "bounces": n_bounces,
+                "attempts": n_attempts,
+                "incident_addresses": h.incident_addresses,
+                "incident_fraction": h.incident_fraction,
+                "incident_window_s": window.total_seconds(),
+            }
+            detail = (
+                f"{n_addr} addresses bounced at {domain}: {n_bounces} of {n_attempts} attempts "
+                f"within {window}; their suppressions are held: confirm or discard them"
+            )
+            if alert is not None:
+                old_first = alert.evidence.get("first_trigger_at")
+                if old_first:
+                    evidence["first_trigger_at"] = min(
+                        datetime.fromisoformat(old_first), first
+                    ).isoformat()
+                prev_last = alert.evidence.get("last_trigger_at")
+                if prev_last and datetime.fromisoformat(prev_last) > last:
+                    evidence["last_trigger_at"] = prev_last
+            last_all = datetime.fromisoformat(str(evidence["last_trigger_at"]))
+            self._upsert(
+                existing=alert,
+                kind=ActionKind.ALERT,
+                scope=ActionScope.DOMAIN,
+                target=domain,
+                status=ActionStatus.OPEN,
+                reason=Reason.SYSTEM_ERROR,
+                rule=RULE_INCIDENT,
+                detail=detail,
+                evidence=evidence,
+                created_at=first,
+                expires_at=last_all + h.alert_lifetime,
+            )
+            # Suppressions this incident's triggers cover that are already open: hold them.
+            self._hold_open_suppressions(domain, times, window)
+
+    def _hold_open_suppressions(
+        self, domain: str, times: list[datetime], window: timedelta
+    ) -> None:
+        lo, hi = min(times) - window, max(times) + window
+        rows = self.s.scalars(
+            sa.select(Action)
+            .join(Recipient, Recipient.address_key == Action.target)
+            .where(
+                Action.kind == ActionKind.SUPPRESS,
+                Action.scope == ActionScope.ADDRESS,
+                Action.status == ActionStatus.OPEN,
+                Action.rule.in_(BOUNCE_RULES),
+                Recipient.domain == domain,
+                Action.created_at >= _at(lo),
+                Action.created_at <= _at(hi),
+            )
+        ).all()
+        held_ids = []
+        for action in rows:
+            if any(abs(action.created_at - t) <= window for t in times):
+                action.status = ActionStatus.PENDING
+                action.updated_at = self.now
+                held_ids.append(action.id)
+                self.summaries.append(summary_of(action, new=False))
+        if held_ids:
+            for recipient in self.s.scalars(
+                sa.select(Recipient).where(Recipient.suppression_action_id.in_(held_ids))
+            ):
+                recipient.standing = Standing.BOUNCED
+                recipient.suppressed_until = None
+                recipient.suppression_action_id = None
+
+    def _apply_suppressions(self, suppressions: dict[int, _Suppress]) -> None:
+        if not suppressions:
+            return
+        h = self.policy.hygiene
+        keys = {
+            open_key(ActionKind.SUPPRESS, ActionScope.ADDRESS, s.address_key): s
+            for s in suppressions.values()
+        }
+        existing = self._load_open(keys)
+        standing_updates: dict[int, Action] = {}
+        for key, sup in keys.items():
+            status = ActionStatus.PENDING if sup.held else ActionStatus.OPEN
+            action = existing.get(key)
+            if action is not None and action.expires_at is not None and action.expires_at <= sup.at:
+                # Its expiry passed before this evidence: close it and raise a new one, as the
+                # nightly sweep would have.
+                _resolve(action, ActionStatus.EXPIRED, BY_POLICY, action.expires_at, "expired")
+                self.s.flush()
+                action = None
+            if action is not None and action.status is ActionStatus.OPEN:
+                status = ActionStatus.OPEN  # a suppression in force is never held after the fact
+            detail = _suppress_detail(sup, self.policy)
+            evidence = dict(sup.evidence, rule=sup.rule, at=sup.at.isoformat())
+            expires = suppression_expires(sup.reason, sup.at, h)
+            action = self._upsert(
+                existing=action,
+                kind=ActionKind.SUPPRESS,
+                scope=ActionScope.ADDRESS,
+                target=sup.address_key,
+                status=status,
+                reason=sup.reason,
+                rule=sup.rule,
+                detail=detail,
+                evidence=evidence,
+                created_at=sup.at,
+                expires_at=expires,
+            )
+            if action is not None and action.status is ActionStatus.OPEN:
+                standing_updates[sup.recipient_id] = action
+        # Through the ORM, so Recipient objects the engine holds in this session stay current.
+        for part in _chunks(list(standing_updates)):
+            for recipient in self.s.scalars(sa.select(Recipient).where(Recipient.id.in_(part))):
+                action = standing_updates[recipient.id]
+                recipient.standing = Standing.SUPPRESSED
+                recipient.reason = action.reason
+                recipient.standing_since = action.created_at
+                recipient.suppressed_until = action.expires_at
+                recipient.suppression_action_id = action.id
+
+    def _apply_destinations(self, states: dict[str, _DestState]) -> None:
+        if not states:
+            return
+        h, tp = self.policy.hygiene, self.policy.throttle
+        throttle_keys = {
+            open_key(ActionKind.THROTTLE, st.scope, st.target): st for st in states.values()
+        }
+        alert_keys = {
+            open_key(ActionKind.ALERT, ActionScope.SENDER, st.target): st
+            for st in states.values()
+            if st.alert_at is not None
+        }
+        existing = self._load_open([*throttle_keys, *alert_keys])
+        for key, st in alert_keys.items():
+            assert st.alert_at is not None
+            alert = existing.get(key)
+            total = st.alert_blocks + (int(alert.evidence.get("blocks", 0)) if alert else 0)
+            self._upsert(
+                existing=alert,
+                kind=ActionKind.ALERT,
+                scope=ActionScope.SENDER,
+                target=st.target,
+                status=ActionStatus.OPEN,
+                reason=st.alert_reason,
+                rule=RULE_BLOCKED,
+                detail=f"{st.target} refused the sender ({st.alert_reason.value}): "
+                f"{total} block(s); no address was penalised. Last reply: {st.alert_text}",
+                evidence={
+                    "blocks": total,
+                    "last_event_id": st.alert_sample[0] if st.alert_sample else None,
+                    "last_at": st.alert_at.isoformat(),
+                    "last_text": st.alert_text,
+                },
+                created_at=st.alert_at,
+                expires_at=st.alert_at + h.alert_lifetime,
+            )
+        for key, st in throttle_keys.items():
+            throttle = existing.get(key)
+            evidence: dict[str, Any] = dict(throttle.evidence) if throttle is not None else {}
+            if st.pushback is not None and st.pushback_at is not None:
+                evidence["pushback"] = {
+                    "at": st.pushback_at.isoformat(),
+                    "in_window": st.pushbacks,
+                    "until": st.pushback.pause_until.isoformat(),
+                    "max_rate": st.pushback.max_rate,
+                    "step": st.pushback.step,
+                    "reason": st.pushback_reason.value,
+                }
+            if st.blocks_at is not None:
+                first = pushback_step(st.blocks_at, 1, None, tp)
+                evidence["blocks"] = {
+                    "at": st.blocks_at.isoformat(),
+                    "in_window": st.blocks_in_window,
+                    "until": first.pause_until.isoformat(),
+                    "max_rate": first.max_rate,
+                    "step": 0,
+                    "reason": st.blocks_reason.value,
+                }
+            if st.pushback is None and st.blocks_at is None:
+                continue
+            parts = [evidence[k] for k in ("pushback", "blocks") if k in evidence]
+            trigger = max(datetime.fromisoformat(p["at"]) for p in parts)
+            # A component whose pause ended before the newest trigger no longer counts.
+            parts = [p for p in parts if datetime.fromisoformat(p["until"]) > trigger]
+            lead = max(parts, key=lambda p: p["until"])
+            evidence["last_trigger_at"] = trigger.isoformat()
+            until = datetime.fromisoformat(lead["until"])
+            rule = RULE_PUSHBACK if lead is evidence.get("pushback") else RULE_BLOCKED_THROTTLE
+            reason = Reason(lead["reason"])
+            rate = min(float(p["max_rate"]) for p in parts)
+            self._upsert(
+                existing=throttle,
+                kind=ActionKind.THROTTLE,
+                scope=st.scope,
+                target=st.target,
+                status=ActionStatus.OPEN,
+                reason=reason,
+                rule=rule,
+                detail=f"pause {st.target} until {until.isoformat()}, then at most "
+                f"{rate:g} messages per minute ({reason.value}, step {lead['step']})",
+                evidence=evidence,
+                created_at=trigger,
+                expires_at=until,
+                extra={
+                    "pause_until": until,
+                    "max_rate": rate,
+                    "step": int(lead["step"]),
+                    "deliveries_since": 0,
+                },
+            )
+
+    def _apply_releases(self) -> None:
+        """Throttles of destinations that took deliveries in this evaluation: count the
+        deliveries since the last push-back and lift the throttle at the policy's number."""
+        a, tp = self.a, self.policy.throttle
+        if not self.census["delivered"]:
+            return
+        dest = _destination(a, self.policy)
+        delivered = [
+            d
+            for (d,) in self._exec(
+                self._cached(
+                    "delivered",
+                    lambda: sa.select(dest).where(self.scope, _is_delivered(a)).group_by(dest),
+                )
+            )
+        ]
+        if not delivered:
+            return
+        keys: list[str] = []
+        for d in delivered:
+            scope = ActionScope.PROVIDER if d in tp.provider_domains else ActionScope.DOMAIN
+            keys.append(open_key(ActionKind.THROTTLE, scope, d))
+        for action in self._load_open(keys).values():
+            if action.status is not ActionStatus.OPEN:
+                continue
+            since = action.evidence.get("last_trigger_at")
+            if not since:
+                continue
+            domains = _domains_of(action.target, self.policy) or [action.target]
+            w = _EVENTS.c
+            n = self.s.execute(
+                sa.select(sa.func.count(w.id)).where(
+                    w.domain.in_(domains),
+                    _is_delivered(w),
+                    w.at > _at(datetime.fromisoformat(since)),
+                    # Deliveries up to now: on the incremental path, events are in time order.
+                    w.at <= _at(self.now),
+                )
+            ).scalar_one()
+            action.deliveries_since = int(n)
+            if throttle_released(int(n), tp):
+                self._close(action, ActionStatus.RESOLVED, BY_POLICY)
+                release = Action(
+                    kind=ActionKind.RELEASE,
+                    scope=action.scope,
+                    target=action.target,
+                    status=ActionStatus.RESOLVED,
+                    open_key=None,
+                    reason=Reason.DELIVERED,
+                    rule=RULE_RELEASE,
+                    detail=f"{n} deliveries since the last push-back lifted throttle #{action.id}",
+                    evidence={"throttle_id": action.id, "deliveries": int(n)},
+                    created_at=self.now,
+                    updated_at=self.now,
+                    resolved_at=self.now,
+                    created_by=BY_POLICY,
+                    resolved_by=BY_POLICY,
+                )
+                self.s.add(release)
+                self.s.flush()
+                self.summaries.append(summary_of(action, new=False))
+                self.summaries.append(summary_of(release))
+
+    def _close(self, action: Action, status: ActionStatus, by: str) -> None:
+        action.status = status
+        action.open_key = None
+        action.resolved_at = self.now
+        action.resolved_by = by
+        action.updated_at = self.now
+
+    def _upsert(
+        self,
+        *,
+        existing: Action | None,
+        kind: ActionKind,
+        scope: ActionScope,
+        target: str,
+        status: ActionStatus,
+        reason: Reason,
+        rule: str,
+        detail: str,
+        evidence: dict[str, Any],
+        created_at: datetime,
+        expires_at: datetime | None,
+        extra: dict[str, Any] | None = None,
+    ) -> Action | None:
+        """Raise an action, or refresh the open one with the same key (never a duplicate).
+
+        An action whose time would already be up is not raised (a full re-evaluation of old
+        history must not resurrect dead throttles); an existing one is still refreshed.
+        """
+        if existing is None and expires_at is not None and expires_at <= self.now:
+            return None
+        if existing is not None:
+            existing.raised_count += 1
+            existing.updated_at = self.now
+            existing.detail = detail[:2000]
+            existing.evidence = evidence
+            if kind is not ActionKind.SUPPRESS:
+                existing.reason = reason
+                existing.rule = rule
+                existing.expires_at = expires_at
+            if existing.status is ActionStatus.PENDING and status is ActionStatus.OPEN:
+                existing.status = status
+            for name, value in (extra or {}).items():
+                setattr(existing, name, value)
+            self.refreshed += 1
+            self.s.flush()
+            self.summaries.append(summary_of(existing, new=False))
+            return existing
+        action = Action(
+            kind=kind,
+            scope=scope,
+            target=target,
+            status=status,
+            open_key=open_key(kind, scope, target),
+            reason=reason,
+            rule=rule,
+            detail=detail[:2000],
+            evidence=evidence,
+            created_at=created_at,
+            updated_at=self.now,
+            expires_at=expires_at,
+            created_by=BY_POLICY,
+            raised_count=1,
+            **(extra or {}),
+        )
+        self.s.add(action)
+        self.s.flush()
+        self.raised += 1
+        self.summaries.append(summary_of(action))
+        return action
+
+
+def _suppress_detail(sup: _Suppress, policy: Policy) -> str:
+    h = policy.hygiene
+    if sup.rule == RULE_HARD:
+        text = f"hard bounce with decisive evidence ({sup.reason.value})"
+    elif sup.rule == RULE_COMPLAINT:
+        text = "feedback-loop complaint"
+    elif sup.rule == RULE_AMBIGUOUS:
+        text = (
+            f"{sup.evidence['count']} distinct messages bounced ({sup.reason.value}) within "
+            f"{h.ambiguous_window}"
+        )
+    else:
+        text = (
+            f"{sup.evidence['count']} soft strikes ({sup.reason.value}) on distinct days within "
+            f"{h.soft_window}, spanning at least {h.soft_span}, with no delivery between"
+        )
+    if sup.held:
+        text += f"; held: domain incident at {sup.domain}"
+    return text
+
+
+def _chunks(items: Sequence[Any], size: int = _ID_CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def summary_of(action: Action, *, new: bool = True) -> ActionSummary:
+    return ActionSummary(
+        id=action.id,
+        kind=action.kind,
+        scope=action.scope,
+        target=action.target,
+        status=action.status,
+        reason=action.reason,
+        rule=action.rule,
+        detail=action.detail,
+        created_at=action.created_at,
+        expires_at=action.expires_at,
+        pause_until=action.pause_until,
+        max_rate=action.max_rate,
+        new=new,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry points.
+# --------------------------------------------------------------------------------------------
+
+
+def on_events(
+    session: Session, events: Sequence[_HasEventId], policy: Policy, now: datetime
+) -> list[ActionSummary]:
+    """Apply the hygiene rules to events just recorded (and flushed) in `session`.
+
+    Set-based per chunk: one query per rule over the chunk's recipients and destinations.
+    Returns the actions raised, refreshed, held or lifted, for the sender's Decision.
+    """
+    ordered = sorted({e.event_id: e for e in events}.items())
+    out: list[ActionSummary] = []
+    for part in _chunks(ordered):
+        census = _census_of([e for _, e in part], policy)
+        params = {"anchor_ids": [i for i, _ in part]}
+        out += _Evaluator(session, policy, now, "ids", params, census).run()
+    return out
+
+
+_CENSUS_NAMES = {
+    Evidence.HARD: "hard",
+    Evidence.COMPLAINT: "complaint",
+    Evidence.AMBIGUOUS: "ambiguous",
+    Evidence.SOFT: "soft",
+    Evidence.BLOCKED: "blocked",
+    Evidence.PUSHBACK: "pushback",
+    Evidence.DELIVERED: "delivered",
+}
+
+
+def _census_of(events: Sequence[Any], policy: Policy) -> dict[str, int] | None:
+    """The evidence classes of events that carry their verdict (the engine's RecordedEvent),
+    counted without a query; None when some do not (the evaluator then asks the database)."""
+    census = dict.fromkeys(_CENSUS_NAMES.values(), 0)
+    for event in events:
+        verdict = getattr(event, "verdict", None)
+        if verdict is None:
+            return None
+        evidence = evidence_of(
+            verdict.outcome,
+            verdict.reason,
+            decisive=verdict.decisive,
+            throttle=verdict.throttle,
+            policy=policy.hygiene,
+        )
+        name = _CENSUS_NAMES.get(evidence)
+        if name is not None:
+            census[name] += 1
+    return census
+
+
+def evaluate(
+    session: Session, policy: Policy, now: datetime, *, full: bool = False
+) -> EvaluationResult:
+    """The nightly evaluation: expire what ran out, then apply every rule to the events
+    recorded since the last run (all of them with `full`, for when the policy changed).
+
+    Re-evaluating raises nothing new: open actions are refreshed, spent evidence is skipped.
+    """
+    mark = session.get(Bookmark, BOOKMARK)
+    start = 0 if full or mark is None else int(mark.value)
+    top = session.execute(sa.select(sa.func.max(Event.id))).scalar_one_or_none() or 0
+    if top <= start:
+        return EvaluationResult(start + 1, start, 0, 0, expire_actions(session, now))
+    evaluator = _Evaluator(session, policy, now, "range", {"anchor_lo": start, "anchor_hi": top})
+    summaries = evaluator.run()
+    if mark is None:
+        session.add(Bookmark(name=BOOKMARK, value=str(top), updated_at=now))
+    else:
+        mark.value = str(max(top, int(mark.value)))
+        mark.updated_at = now
+    session.flush()
+    # Expire last: an action still open when a new event refreshes it keeps what it knew (the
+    # incremental path does the same), so both paths end with the same actions in force.
+    expired = expire_actions(session, now)
+    return EvaluationResult(
+        first_event_id=start + 1,
+        last_event_id=top,
+        raised=evaluator.raised,
+        refreshed=evaluator.refreshed,
+        expired=expired,
+        actions=summaries,
+    )
+
+
+def expire_actions(session: Session, now: datetime) -> int:
+    """Close the open actions whose time is up (alerts, throttles, suppressions with an expiry).
+
+    Nothing depends on this running: every check compares `expires_at`/`pause_until` with now.
+    """
+    result = session.execute(
+        sa.update(Action)
+        .where(
+            Action.status == ActionStatus.OPEN,
+            Action.expires_at.is_not(None),
+            Action.expires_at <= _at(now),
+        )
+        .values(
+            status=ActionStatus.EXPIRED,
+            open_key=None,
+            resolved_at=Action.expires_at,
+            resolved_by=BY_POLICY,
+            updated_at=_at(now),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def throttle_for(
+    session: Session, domain: str, now: datetime, *, policy: Policy | None = None
+) -> Throttle | None:
+    """The throttle in force for a recipient domain now (its provider group's when the policy
+    maps it), or None. An expired pause stops applying without any job running."""
+    scope, target = (
+        destination_of(domain, policy.throttle) if policy else (ActionScope.DOMAIN, domain)
+    )
+    action = session.scalars(
+        sa.select(Action).where(
+            Action.open_key == open_key(ActionKind.THROTTLE, scope, target),
+            Action.status == ActionStatus.OPEN,
+            Action.pause_until > _at(now),
+        )
+    ).first()
+    if action is None or action.pause_until is None:
+        return None
+    return Throttle(
+        destination=action.target,
+        scope=action.scope,
+        paused_until=action.pause_until,
+        max_rate=action.max_rate,
+        reason=action.reason,
+        step=action.step,
+        action_id=action.id,
+    )
+
+
+def paused_domains(
+    session: Session, domains: Iterable[str], now: datetime, *, policy: Policy | None = None
+) -> set[str]:
+    """Which of `domains` are paused now (one query per few thousand domains)."""
+    by_key: dict[str, list[str]] = defaultdict(list)
+    for domain in set(domains):
+        scope, target = (
+            destination_of(domain, policy.throttle) if policy else (ActionScope.DOMAIN, domain)
+        )
+        by_key[open_key(ActionKind.THROTTLE, scope, target)].append(domain)
+    paused: set[str] = set()
+    for part in _chunks(list(by_key)):
+        for (key,) in session.execute(
+            sa.select(Action.open_key).where(
+                Action.open_key.in_(part),
+                Action.status == ActionStatus.OPEN,
+                Action.pause_until > _at(now),
+            )
+        ):
+            if key is not None:
+                paused.update(by_key[key])
+    return paused
+
+
+def throttles_in_force(session: Session, now: datetime) -> list[Action]:
+    """Every throttle pausing a destination now, soonest lifted first."""
+    return list(
+        session.scalars(
+            sa.select(Action)
+            .where(
+                Action.kind == ActionKind.THROTTLE,
+                Action.status == ActionStatus.OPEN,
+                Action.pause_until > _at(now),
+            )
+            .order_by(Action.pause_until, Action.id)
+        )
+    )
+
+
+def list_actions(session: Session, *, open_only: bool = False) -> list[Action]:
+    """Actions, newest first; `open_only` keeps open and pending ones."""
+    query = sa.select(Action).order_by(Action.id.desc())
+    if open_only:
+        query = query.where(Action.status.in_((ActionStatus.OPEN, ActionStatus.PENDING)))
+    return list(session.scalars(query))
+
+
+def _incident(session: Session, action_id: int) -> tuple[Action, list[Action]]:
+    alert = session.get(Action, action_id)
+    if alert is None or alert.rule != RULE_INCIDENT:
+        raise InputError(f"action {action_id}: no domain incident with this id")
+    if alert.status not in (ActionStatus.OPEN, ActionStatus.EXPIRED):
+        raise InputError(
+            f"action {action_id}: the incident at {alert.target} is already {alert.status.value}"
+        )
+    held = session.scalars(
+        sa.select(Action)
+        .join(Recipient, Recipient.address_key == Action.target)
+        .where(
+            Action.kind == ActionKind.SUPPRESS,
+            Action.status == ActionStatus.PENDING,
+            Recipient.domain == alert.target,
+        )
+        .order_by(Action.id)
+    ).all()
+    return alert, list(held)
+
+
+def confirm_incident(session: Session, action_id: int, by: str, now: datetime) -> int:
+    """Apply every suppression an incident holds; returns how many."""
+    alert, held = _incident(session, action_id)
+    updates = []
+    for action in held:
+        action.status = ActionStatus.OPEN
+        action.updated_at = now
+        action.detail = f"{action.detail}; confirmed by {by}"[:2000]
+        updates.append(action)
+    session.flush()
+    keys = {a.target: a for a in updates}
+    if keys:
+        recipients = session.scalars(
+            sa.select(Recipient).where(Recipient.address_key.in_(list(keys)))
+        ).all()
+        for r in recipients:
+            action = keys[r.address_key]
+            r.standing = Standing.SUPPRESSED
+            r.reason = action.reason
+            r.standing_since = now
+            r.suppressed_until = action.expires_at
+            r.suppression_action_id = action.id
+    _resolve(alert, ActionStatus.RESOLVED, by, now, f"confirmed {len(held)} held suppressions")
+    session.flush()
+    return len(held)
+
+
+def discard_incident(session: Session, action_id: int, by: str, now: datetime) -> int:
+    """Drop every suppression an incident holds (their bounces are spent); returns how many."""
+    alert, held = _incident(session, action_id)
+    for action in held:
+        _resolve(action, ActionStatus.DISCARDED, by, now, "discarded with the incident")
+    _resolve(alert, ActionStatus.RESOLVED, by, now, f"discarded {len(held)} held suppressions")
+    session.flush()
+    return len(held)
+
+
+def _resolve(action: Action, status: ActionStatus, by: str, now: datetime, note: str) -> None:
+    action.status = status
+    action.open_key = None
+    action.resolved_at = now
+    action.resolved_by = by
+    action.updated_at = now
+    action.detail = f"{action.detail}; {note} by {by}"[:2000]

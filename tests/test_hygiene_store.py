@@ -1,0 +1,597 @@
+"""List hygiene over a stored history, with a frozen clock: every rule at its threshold and one
+either side (numbers read from the policy, never retyped), incremental and nightly paths."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from factories_hygiene import History
+from sqlalchemy.orm import Session
+
+from deliverability.hygiene import (
+    RULE_AMBIGUOUS,
+    RULE_COMPLAINT,
+    RULE_HARD,
+    RULE_INCIDENT,
+    RULE_SOFT,
+    Evidence,
+    evidence_of,
+)
+from deliverability.policy import HygienePolicy, Policy, ThrottlePolicy
+from deliverability.store import hygiene as store_hygiene
+from deliverability.store.models import Action, Recipient
+from deliverability.vocabulary import (
+    ActionKind,
+    ActionScope,
+    ActionStatus,
+    Outcome,
+    Reason,
+    Standing,
+)
+
+POLICY = Policy(rules=())
+H = POLICY.hygiene
+T = POLICY.throttle
+DAY = timedelta(days=1)
+
+
+@pytest.fixture
+def history(session: Session) -> History:
+    return History(session, POLICY)
+
+
+def _actions(session: Session, kind: ActionKind, *statuses: ActionStatus) -> list[Action]:
+    query = sa.select(Action).where(Action.kind == kind).order_by(Action.id)
+    if statuses:
+        query = query.where(Action.status.in_(statuses))
+    return list(session.scalars(query))
+
+
+def _suppressed(session: Session) -> set[str]:
+    return {a.target for a in _actions(session, ActionKind.SUPPRESS, ActionStatus.OPEN)}
+
+
+def _pending(session: Session) -> set[str]:
+    return {a.target for a in _actions(session, ActionKind.SUPPRESS, ActionStatus.PENDING)}
+
+
+# ---- hard bounces and complaints ----------------------------------------------------------
+
+
+def test_first_decisive_hard_bounce_suppresses_the_address(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    actions = history.hard("gone@example.com", frozen_now)
+    assert _suppressed(session) == {"gone@example.com"}
+    [summary] = actions
+    assert summary.kind is ActionKind.SUPPRESS
+    assert summary.rule == RULE_HARD
+    assert summary.reason is Reason.USER_UNKNOWN
+    recipient = session.scalars(sa.select(Recipient)).one()
+    assert recipient.standing is Standing.SUPPRESSED
+    assert recipient.suppression_action_id == summary.id
+    assert recipient.reason is Reason.USER_UNKNOWN
+
+
+def test_complaint_suppresses_immediately(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    [summary] = history.record(
+        "annoyed@example.com", frozen_now, Outcome.COMPLAINED, Reason.FEEDBACK
+    )
+    assert summary.rule == RULE_COMPLAINT
+    assert _suppressed(session) == {"annoyed@example.com"}
+
+
+def test_a_second_hard_bounce_refreshes_the_suppression_instead_of_duplicating_it(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    history.hard("gone@example.com", frozen_now)
+    [again] = history.hard("gone@example.com", frozen_now + DAY)
+    assert not again.new
+    [action] = _actions(session, ActionKind.SUPPRESS)
+    assert action.raised_count == 2
+    assert action.created_at == frozen_now
+
+
+# ---- ambiguous 550/553 --------------------------------------------------------------------
+
+
+def test_one_ambiguous_bounce_fewer_than_the_policy_count_does_not_suppress(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    for i in range(H.ambiguous_count - 1):
+        history.ambiguous("maybe@example.com", frozen_now + i * DAY)
+    assert _suppressed(session) == set()
+
+
+def test_ambiguous_bounces_of_the_policy_count_of_messages_within_the_window_suppress(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    step = (H.ambiguous_window - DAY) / max(1, H.ambiguous_count - 1)
+    for i in range(H.ambiguous_count):
+        history.ambiguous("maybe@example.com", frozen_now + i * step)
+    [action] = _actions(session, ActionKind.SUPPRESS, ActionStatus.OPEN)
+    assert action.rule == RULE_AMBIGUOUS
+    assert action.target == "maybe@example.com"
+
+
+def test_ambiguous_bounces_spread_wider_than_the_window_do_not_suppress(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    step = (H.ambiguous_window + DAY) / max(1, H.ambiguous_count - 1)
+    for i in range(H.ambiguous_count):
+        history.ambiguous("maybe@example.com", frozen_now + i * step)
+    assert _suppressed(session) == set()
+
+
+def test_retries_of_one_message_count_once_for_ambiguous_bounces(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    for i in range(H.ambiguous_count + 2):
+        history.ambiguous("maybe@example.com", frozen_now + i * timedelta(hours=1), message_id="m1")
+    assert _suppressed(session) == set()
+
+
+# ---- soft strikes -------------------------------------------------------------------------
+
+
+def _strike_times(start: datetime, strikes: int, span: timedelta) -> list[datetime]:
+    """`strikes` times on distinct days, the first and last exactly `span` apart."""
+    if strikes == 1:
+        return [start]
+    step = span / (strikes - 1)
+    assert step >= DAY, "the policy's span must leave room for distinct days"
+    return [start + i * step for i in range(strikes)]
+
+
+def test_soft_strikes_on_distinct_days_spanning_the_policy_span_suppress(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    for at in _strike_times(frozen_now, H.soft_strikes, H.soft_span):
+        history.soft("full@example.com", at)
+    [action] = _actions(session, ActionKind.SUPPRESS, ActionStatus.OPEN)
+    assert action.rule == RULE_SOFT
+    assert action.reason is Reason.MAILBOX_FULL
+
+
+def test_one_soft_strike_fewer_than_the_policy_count_does_not_suppress(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    for at in _strike_times(frozen_now, H.soft_strikes - 1, H.soft_span):
+        history.soft("full@example.com", at)
+    assert _suppressed(session) == set()
+
+
+def test_soft_strikes_one_day_short_of_the_span_do_not_suppress(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    for at in _strike_times(frozen_now, H.soft_strikes, H.soft_span - DAY):
+        history.soft("full@example.com", at)
+    assert _suppressed(session) == set()
+
+
+def test_soft_strikes_on_the_same_day_count_once(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    start = frozen_now.replace(hour=0, minute=1)
+    for i in range(H.soft_strikes * 3):
+        history.soft("full@example.com", start + i * timedelta(minutes=30))
+    history.soft("full@example.com", start + H.soft_span)
+    assert _suppressed(session) == set()
+
+
+def test_a_delivery_between_soft_strikes_resets_the_count(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    times = _strike_times(frozen_now, H.soft_strikes, H.soft_span)
+    for at in times[:-1]:
+        history.soft("full@example.com", at)
+    history.delivered("full@example.com", times[-1] - timedelta(hours=1))
+    history.soft("full@example.com", times[-1])
+    assert _suppressed(session) == set()
+
+
+def test_soft_strikes_older_than_the_window_stop_counting(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    old = frozen_now - H.soft_window - DAY
+    history.soft("full@example.com", old)
+    # The rest are one strike short within the window, but reach the count with the old one.
+    for at in _strike_times(frozen_now, H.soft_strikes - 1, H.soft_span):
+        history.soft("full@example.com", at)
+    assert _suppressed(session) == set()
+
+
+def test_an_expired_retry_is_a_soft_strike(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    for at in _strike_times(frozen_now, H.soft_strikes, H.soft_span):
+        history.record("slow@example.com", at, Outcome.DEFERRED, Reason.EXPIRED)
+    assert _suppressed(session) == {"slow@example.com"}
+
+
+# ---- blocks: never a strike ---------------------------------------------------------------
+
+
+def test_500_addresses_blocked_by_one_provider_in_an_hour_suppresses_nobody(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    # Recorded as record_many records them: one chunk of events, then the incremental pass.
+    rows = [
+        history.event(
+            f"user{i}@bigmail.example",
+            frozen_now + i * timedelta(seconds=7),
+            Outcome.BLOCKED,
+            Reason.BLOCKED,
+            code=550,
+            status="5.7.1",
+            text="5.7.1 Message rejected due to local policy",
+        )
+        for i in range(500)
+    ]
+    history.run(rows, frozen_now + timedelta(hours=1))
+    assert _suppressed(session) == set()
+    # The same history again, read by the nightly set-based evaluation and a full one.
+    store_hygiene.evaluate(session, POLICY, frozen_now + timedelta(hours=2))
+    store_hygiene.evaluate(session, POLICY, frozen_now + timedelta(hours=2), full=True)
+    assert _suppressed(session) == set()
+    assert _pending(session) == set()
+    standings = set(session.scalars(sa.select(Recipient.standing)))
+    assert Standing.SUPPRESSED not in standings
+    [alert] = _actions(session, ActionKind.ALERT)
+    assert (alert.scope, alert.target) == (ActionScope.SENDER, "bigmail.example")
+    assert alert.status is ActionStatus.OPEN
+    [throttle] = _actions(session, ActionKind.THROTTLE)
+    assert throttle.target == "bigmail.example"
+
+
+def test_blocks_one_fewer_than_the_policy_count_within_the_window_do_not_throttle(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    for i in range(T.blocked_count - 1):
+        history.blocked(f"u{i}@corp.example", frozen_now + i * timedelta(seconds=1))
+    assert _actions(session, ActionKind.THROTTLE) == []
+    assert len(_actions(session, ActionKind.ALERT)) == 1
+
+
+def test_blocks_at_the_policy_count_within_the_window_throttle_the_destination(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    step = T.blocked_window / T.blocked_count
+    for i in range(T.blocked_count):
+        history.blocked(f"u{i}@corp.example", frozen_now + i * step)
+    throttle = store_hygiene.throttle_for(session, "corp.example", frozen_now + T.blocked_window)
+    assert throttle is not None
+    assert throttle.destination == "corp.example"
+
+
+def test_blocks_spread_wider_than_the_window_do_not_throttle(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    step = (T.blocked_window + timedelta(minutes=T.blocked_count)) / (T.blocked_count - 1)
+    for i in range(T.blocked_count):
+        history.blocked(f"u{i}@corp.example", frozen_now + i * step)
+    assert _actions(session, ActionKind.THROTTLE) == []
+
+
+# ---- push-backs (421, 452, rate limits) ---------------------------------------------------
+
+
+def test_first_pushback_pauses_the_domain_for_the_initial_pause(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    history.pushback("a@busy.example", frozen_now)
+    throttle = store_hygiene.throttle_for(session, "busy.example", frozen_now)
+    assert throttle is not None
+    assert throttle.paused_until == frozen_now + T.initial_pause
+    assert throttle.max_rate == T.initial_rate
+    assert throttle.reason is Reason.RATE_LIMITED
+    assert _suppressed(session) == set()
+
+
+def test_the_pause_stops_applying_at_its_expiry_without_any_job(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    history.pushback("a@busy.example", frozen_now)
+    end = frozen_now + T.initial_pause
+    assert store_hygiene.throttle_for(session, "busy.example", end - timedelta(seconds=1))
+    assert store_hygiene.throttle_for(session, "busy.example", end) is None
+    assert store_hygiene.paused_domains(session, ["busy.example"], end) == set()
+
+
+def test_a_repeat_inside_the_window_doubles_the_pause_and_halves_the_rate(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    history.pushback("a@busy.example", frozen_now)
+    second = frozen_now + T.initial_pause
+    history.pushback("b@busy.example", second)
+    throttle = store_hygiene.throttle_for(session, "busy.example", second)
+    assert throttle is not None
+    assert throttle.paused_until == second + T.initial_pause * T.pause_multiplier
+    assert throttle.max_rate == T.initial_rate * T.rate_multiplier
+    assert len(_actions(session, ActionKind.THROTTLE)) == 1
+
+
+def test_a_pushback_after_the_repeat_window_starts_afresh(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    history.pushback("a@busy.example", frozen_now)
+    later = frozen_now + T.repeat_window + timedelta(seconds=1)
+    history.pushback("b@busy.example", later)
+    throttle = store_hygiene.throttle_for(session, "busy.example", later)
+    assert throttle is not None
+    assert throttle.paused_until == later + T.initial_pause
+
+
+def test_repeated_pushbacks_stop_at_the_maximum_pause(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    at = frozen_now
+    for _ in range(12):
+        history.pushback("a@busy.example", at)
+        at += timedelta(minutes=1)
+    throttle = store_hygiene.throttle_for(session, "busy.example", at)
+    assert throttle is not None
+    assert throttle.paused_until - (at - timedelta(minutes=1)) == T.max_pause
+    assert throttle.max_rate >= T.min_rate
+
+
+def test_a_provider_rules_own_pause_replaces_the_initial_pause(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    own = timedelta(hours=1)
+    history.pushback("a@yahoo.example", frozen_now, pause=own)
+    throttle = store_hygiene.throttle_for(session, "yahoo.example", frozen_now)
+    assert throttle is not None
+    assert throttle.paused_until == frozen_now + own
+
+
+def test_the_throttle_lifts_after_the_policy_count_of_deliveries(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    history.pushback("a@busy.example", frozen_now)
+    at = frozen_now
+    for i in range(T.release_after_deliveries - 1):
+        at += timedelta(seconds=1)
+        history.delivered(f"d{i}@busy.example", at)
+    assert store_hygiene.throttle_for(session, "busy.example", at) is not None
+    history.delivered("last@busy.example", at + timedelta(seconds=1))
+    assert store_hygiene.throttle_for(session, "busy.example", at) is None
+    [release] = _actions(session, ActionKind.RELEASE)
+    assert release.target == "busy.example"
+
+
+def test_a_provider_group_shares_one_throttle(session: Session, frozen_now: datetime) -> None:
+    policy = Policy(
+        rules=(),
+        throttle=ThrottlePolicy(provider_domains={"google": ("gmail.com", "googlemail.com")}),
+    )
+    history = History(session, policy)
+    history.pushback("a@gmail.com", frozen_now)
+    history.pushback("b@googlemail.com", frozen_now + timedelta(minutes=1))
+    throttle = store_hygiene.throttle_for(session, "googlemail.com", frozen_now, policy=policy)
+    assert throttle is not None
+    assert (throttle.scope, throttle.destination) == (ActionScope.PROVIDER, "google")
+    assert throttle.step == 1
+    paused = store_hygiene.paused_domains(
+        session, ["gmail.com", "other.example"], frozen_now, policy=policy
+    )
+    assert paused == {"gmail.com"}
+
+
+# ---- domain incidents ---------------------------------------------------------------------
+
+
+def _burst(history: History, start: datetime, addresses: int, deliveries: int = 0) -> None:
+    for i in range(deliveries):
+        history.delivered(f"ok{i}@broken.example", start + i * timedelta(seconds=1))
+    for i in range(addresses):
+        history.hard(
+            f"u{i}@broken.example", start + timedelta(minutes=1) + i * timedelta(seconds=5)
+        )
+
+
+def test_a_burst_of_hard_bounces_at_one_domain_is_held_as_an_incident(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    _burst(history, frozen_now, H.incident_addresses)
+    assert _suppressed(session) == set()
+    assert len(_pending(session)) == H.incident_addresses
+    [alert] = _actions(session, ActionKind.ALERT)
+    assert (alert.scope, alert.target, alert.rule) == (
+        ActionScope.DOMAIN,
+        "broken.example",
+        RULE_INCIDENT,
+    )
+    standings = set(session.scalars(sa.select(Recipient.standing)))
+    assert Standing.SUPPRESSED not in standings
+
+
+def test_one_address_fewer_than_the_incident_count_suppresses_each_address(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    _burst(history, frozen_now, H.incident_addresses - 1)
+    assert len(_suppressed(session)) == H.incident_addresses - 1
+    assert _actions(session, ActionKind.ALERT) == []
+
+
+def test_bounces_below_the_incident_fraction_of_attempts_are_not_an_incident(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    # Enough deliveries that the bounces stay under the fraction of the domain's attempts.
+    deliveries = int(H.incident_addresses / H.incident_fraction)
+    _burst(history, frozen_now, H.incident_addresses, deliveries=deliveries)
+    assert len(_suppressed(session)) == H.incident_addresses
+    assert _actions(session, ActionKind.ALERT) == []
+
+
+def test_confirming_an_incident_applies_every_held_suppression(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    _burst(history, frozen_now, H.incident_addresses)
+    [alert] = _actions(session, ActionKind.ALERT)
+    later = frozen_now + timedelta(hours=3)
+    assert store_hygiene.confirm_incident(session, alert.id, "ops@sender", later) == (
+        H.incident_addresses
+    )
+    assert len(_suppressed(session)) == H.incident_addresses
+    assert alert.status is ActionStatus.RESOLVED
+    assert alert.resolved_by == "ops@sender"
+    standings = list(session.scalars(sa.select(Recipient.standing)))
+    assert standings.count(Standing.SUPPRESSED) == H.incident_addresses
+
+
+def test_discarding_an_incident_drops_the_held_suppressions_for_good(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    _burst(history, frozen_now, H.incident_addresses)
+    [alert] = _actions(session, ActionKind.ALERT)
+    later = frozen_now + timedelta(hours=3)
+    assert store_hygiene.discard_incident(session, alert.id, "ops@sender", later) == (
+        H.incident_addresses
+    )
+    result = store_hygiene.evaluate(session, POLICY, later, full=True)
+    assert result.raised == 0
+    assert _suppressed(session) == set()
+    assert _pending(session) == set()
+
+
+def test_confirming_something_that_is_not_an_incident_names_the_id(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    history.hard("gone@example.com", frozen_now)
+    [action] = _actions(session, ActionKind.SUPPRESS)
+    with pytest.raises(ValueError, match=f"action {action.id}"):
+        store_hygiene.confirm_incident(session, action.id, "ops", frozen_now)
+
+
+# ---- idempotency, expiry, nightly ---------------------------------------------------------
+
+
+def test_re_evaluating_raises_nothing_new(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    history.hard("gone@example.com", frozen_now)
+    history.pushback("a@busy.example", frozen_now)
+    history.blocked("b@corp.example", frozen_now)
+    before = (
+        len(_actions(session, ActionKind.SUPPRESS))
+        + len(_actions(session, ActionKind.THROTTLE))
+        + len(_actions(session, ActionKind.ALERT))
+    )
+    first = store_hygiene.evaluate(session, POLICY, frozen_now + timedelta(minutes=1))
+    again = store_hygiene.evaluate(session, POLICY, frozen_now + timedelta(minutes=1), full=True)
+    assert first.raised == 0
+    assert again.raised == 0
+    after = (
+        len(_actions(session, ActionKind.SUPPRESS))
+        + len(_actions(session, ActionKind.THROTTLE))
+        + len(_actions(session, ActionKind.ALERT))
+    )
+    assert after == before
+
+
+def test_the_nightly_evaluation_covers_only_events_since_its_bookmark(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    history.event(
+        "gone@example.com", frozen_now, Outcome.BOUNCED, Reason.USER_UNKNOWN, decisive=True
+    )
+    first = store_hygiene.evaluate(session, POLICY, frozen_now)
+    assert first.raised == 1
+    history.event(
+        "also@example.com", frozen_now, Outcome.BOUNCED, Reason.USER_UNKNOWN, decisive=True
+    )
+    second = store_hygiene.evaluate(session, POLICY, frozen_now)
+    assert second.first_event_id == first.last_event_id + 1
+    assert second.raised == 1
+    assert _suppressed(session) == {"gone@example.com", "also@example.com"}
+
+
+def test_an_unsuppressed_address_is_not_suppressed_again_by_old_evidence(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    history.hard("back@example.com", frozen_now)
+    [action] = _actions(session, ActionKind.SUPPRESS)
+    # What a person's unsuppress does (engine.unsuppress): close the suppression.
+    action.status = ActionStatus.RESOLVED
+    action.open_key = None
+    action.resolved_at = frozen_now + DAY
+    action.resolved_by = "ops"
+    session.flush()
+    store_hygiene.evaluate(session, POLICY, frozen_now + 2 * DAY, full=True)
+    assert _suppressed(session) == set()
+    history.hard("back@example.com", frozen_now + 3 * DAY)
+    assert _suppressed(session) == {"back@example.com"}
+
+
+def test_a_suppression_expires_when_the_policy_sets_an_expiry_for_its_reason(
+    session: Session, frozen_now: datetime
+) -> None:
+    lifetime = timedelta(days=90)
+    policy = Policy(rules=(), hygiene=HygienePolicy(suppression_expiry={Reason.FEEDBACK: lifetime}))
+    history = History(session, policy)
+    history.record("annoyed@example.com", frozen_now, Outcome.COMPLAINED, Reason.FEEDBACK)
+    recipient = session.scalars(sa.select(Recipient)).one()
+    assert recipient.suppressed_until == frozen_now + lifetime
+    assert store_hygiene.expire_actions(session, frozen_now + lifetime - DAY) == 0
+    assert store_hygiene.expire_actions(session, frozen_now + lifetime) == 1
+    assert _suppressed(session) == set()
+
+
+def test_alerts_and_throttles_expire_in_the_sweep(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    history.blocked("b@corp.example", frozen_now)
+    history.pushback("a@busy.example", frozen_now)
+    assert store_hygiene.expire_actions(session, frozen_now + T.initial_pause) == 1
+    assert store_hygiene.expire_actions(session, frozen_now + H.alert_lifetime) == 1
+    assert _actions(session, ActionKind.ALERT, ActionStatus.OPEN) == []
+
+
+# ---- the SQL predicates mirror the pure classification ------------------------------------
+
+
+@pytest.mark.parametrize("outcome", [o for o in Outcome if o is not Outcome.INFORMATIONAL])
+def test_sql_predicates_agree_with_the_pure_evidence_classes(
+    session: Session, history: History, frozen_now: datetime, outcome: Outcome
+) -> None:
+    from deliverability.store.hygiene import (
+        _is_ambiguous,
+        _is_blocked,
+        _is_delivered,
+        _is_hard,
+        _is_soft,
+    )
+    from deliverability.store.models import Event
+
+    cases = []
+    for reason in (Reason.USER_UNKNOWN, Reason.MAILBOX_FULL, Reason.EXPIRED, Reason.BLOCKED):
+        for decisive in (False, True):
+            for throttle in (False, True):
+                row = history.event(
+                    f"x{len(cases)}@example.com",
+                    frozen_now,
+                    outcome,
+                    reason,
+                    decisive=decisive,
+                    throttle=throttle,
+                )
+                cases.append((row.id, evidence_of(outcome, reason, decisive=decisive,
+                                                  throttle=throttle, policy=H)))  # fmt: skip
+    predicates = {
+        Evidence.HARD: _is_hard(Event.__table__.c),
+        Evidence.AMBIGUOUS: _is_ambiguous(Event.__table__.c, POLICY),
+        Evidence.SOFT: _is_soft(Event.__table__.c, POLICY),
+        Evidence.BLOCKED: _is_blocked(Event.__table__.c),
+        Evidence.DELIVERED: _is_delivered(Event.__table__.c),
+        Evidence.PUSHBACK: Event.throttle.is_(True),
+        Evidence.COMPLAINT: sa.and_(Event.outcome == Outcome.COMPLAINED, Event.throttle.is_(False)),
+    }
+    for evidence, predicate in predicates.items():
+        matched = set(session.scalars(sa.select(Event.id).where(predicate)))
+        expected = {i for i, e in cases if e is evidence}
+        assert matched == expected, evidence
