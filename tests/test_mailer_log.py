@@ -261,3 +261,12 @@ def test_the_shipped_sample_reply_log_reads_without_a_reject() -> None:
     codes = {r.reply.code for r in records}
     assert {250, 550, 421, 450, 451, 552} <= codes
     assert any("TSS04" in r.reply.text for r in records)
+
+
+def test_a_byte_order_mark_at_the_start_of_the_file_is_ignored(tmp_path: Path) -> None:
+    csv_path = tmp_path / "excel.csv"
+    csv_path.write_bytes(b"\xef\xbb\xbf" + CSV_TEXT.encode())
+    assert isinstance(items(csv_path)[0], LogRecord)
+    jsonl_path = tmp_path / "notepad.jsonl"
+    jsonl_path.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode() + b"\n")
+    assert isinstance(items(jsonl_path)[0], LogRecord)

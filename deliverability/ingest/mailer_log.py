@@ -157,6 +157,11 @@ def read_mailer_log(
         )
 
 
+def _without_bom(line: Line) -> str:
+    """The text of a line, without the byte order mark some Windows tools start a file with."""
+    return line.text.removeprefix("\ufeff") if line.start == 0 else line.text
+
+
 def _unusable(line: Line, source: str) -> Rejected | None:
     """A Rejected for a line the reader already found unusable, else None."""
     if line.problem is not None:
@@ -182,7 +187,7 @@ def _read_jsonl(
             continue
         position = position_of(line.start)
         try:
-            obj = json.loads(line.text)
+            obj = json.loads(_without_bom(line))
         except json.JSONDecodeError as exc:
             yield line.end, Rejected(source, position, f"broken JSON: {exc}", line.text)
             continue
@@ -222,7 +227,7 @@ def _read_csv(
     header_line = next(iter(read_lines(path, limits=limits)), None)
     if header_line is None:
         return
-    header = _csv_fields(header_line.text)
+    header = _csv_fields(_without_bom(header_line))
     columns = [c.strip().lower() for c in header]
     missing = [c for c in _REQUIRED_COLUMNS if c not in columns]
     if not any(c in columns for c in _REPLY_COLUMNS):
