@@ -36,14 +36,19 @@ from deliverability.ingest.messages import iter_mbox, parse_message
 from deliverability.vocabulary import EventKind
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+# Issue 5's targets: accuracy over the corpus, and at least three times Sisimai's rate.
+TARGETS = {"recipient": 0.97, "class": 0.97, "status": 0.95, "code": 0.95, "complaint": 1.0}
+SPEED_TARGET = 3.0
 
-# Sisimai, in Perl: read every file first, then time `Sisimai->make` over the in-memory texts
-# (Sisimai::Mail::Memory), pass after pass, and print one line per recipient for scoring.
+# Sisimai, in Perl: read every file first, warm up, then time `Sisimai->make` over the in-memory
+# texts (Sisimai::Mail::Memory) in CPU time, and print one line per recipient for scoring.
 _SISIMAI_SCRIPT = r"""
 use strict; use warnings; use Sisimai;
 my $passes = shift @ARGV; my $records = shift @ARGV;
 my @names = @ARGV; my @data;
 for my $f (@names) { open my $fh, '<', $f or die "$f: $!"; local $/; push @data, scalar <$fh>; }
+# One untimed pass first: Sisimai loads its per-MTA modules on first use.
+for my $d (@data) { my $v = Sisimai->make(\$d, 'delivered' => 1); }
 my $best;
 for my $p (1 .. $passes) {
     my @t0 = times;
@@ -150,12 +155,12 @@ def _write_mbox(path: Path, messages: Sequence[bytes], count: int) -> None:
 
 def _stream(path: str) -> None:
     """Child process: stream an mbox through the parser and report peak RSS."""
-    start = time.perf_counter()
+    start = time.process_time()
     count = records = 0
     for _key, data in iter_mbox(path):
         count += 1
         records += len(parse_message(data))
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
         json.dumps(
@@ -200,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     # Passes interleave the three parsers, so a load that comes and goes hits all of them.
     best = {"floor": float("inf"), "ours": float("inf"), "sisimai": float("inf")}
     sisimai_out = ""
+    rate = 0.0
     for n in range(args.passes):
         best["floor"] = min(best["floor"], _cpu_seconds(messages, _floor))
         best["ours"] = min(best["ours"], _cpu_seconds(messages, parse_message))
@@ -219,9 +225,13 @@ def main(argv: list[str] | None = None) -> int:
         rate = len(messages) / best["sisimai"]
         _sisimai_by_bytes = _sisimai_records(files, sisimai_out)
         print(f"  sisimai Sisimai->make:       {rate:7.0f} messages/s = {rate / floor:.2f} x floor")
-        print(f"ours / sisimai: {ours / rate:.2f} x (target >= 3)")
+        print(f"ours / sisimai: {ours / rate:.2f} x (target >= {SPEED_TARGET:.0f})")
         sis_acc = score_corpus(args.corpus, lambda data: _sisimai_by_bytes.get(data, []))
         print(f"accuracy (sisimai {_sisimai_version()}): {sis_acc.summary()}")
+
+    missed = [k for k, v in accuracy.figures().items() if k in TARGETS and v < TARGETS[k]]
+    if rate and ours / rate < SPEED_TARGET:
+        missed.append(f"speed {ours / rate:.2f} x sisimai")
 
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     if sizes:
@@ -242,8 +252,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"memory: {size:>7} messages ({mb:.0f} MiB mbox): peak RSS {peak:.1f} MiB "
                     f"(= {ratio:.2f} x baseline), "
-                    f"{got['messages'] / got['seconds']:.0f} messages/s streamed"
+                    f"{got['messages'] / got['seconds']:.0f} messages/s streamed (CPU time)"
                 )
+    if missed:
+        print(f"targets missed: {', '.join(missed)}")
+        return 1
+    print("targets met")
     return 0
 
 

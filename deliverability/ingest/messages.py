@@ -345,7 +345,11 @@ def _original_message_id(parsed: Parsed) -> str | None:
 
 def _verp_recipient(parsed: Parsed, verp: VerpFormat) -> str | None:
     candidates: list[str] = []
-    if verp.separator in parsed.message.block and verp.equals in parsed.message.block:
+    line = re.compile(
+        rf"(?mi)^(?:{'|'.join(_VERP_HEADERS)})[ \t]*:[^\n]*"
+        rf"{re.escape(verp.separator)}[^\n]*{re.escape(verp.equals)}"
+    )
+    if line.search(parsed.message.block):
         for name in _VERP_HEADERS:
             for value in parsed.message.get_all(name):
                 if verp.separator in value and verp.equals in value:
