@@ -171,13 +171,39 @@ def test_a_file_cut_shorter_than_the_saved_offset_is_read_from_the_start(tmp_pat
     assert resume_offset(path, saved, 5000) == 0
 
 
+BIG_LOG = b"".join(
+    f"Nov 28 03:{i // 60:02d}:{i % 60:02d} mx line {i}\n".encode() for i in range(300)
+)
+
+
 def test_a_rotated_log_compressed_into_a_new_file_keeps_its_identity(tmp_path: Path) -> None:
-    path = write(tmp_path / "mail.log.1", b"".join(LINES))
+    path = write(tmp_path / "mail.log.1", BIG_LOG)
     saved = file_identity(path)
     compressed = write(tmp_path / "mail.log.2.gz", gzip.compress(path.read_bytes()))
     path.unlink()
     assert same_file(saved, compressed)
-    assert resume_offset(compressed, saved, 23) == 23
+    assert resume_offset(compressed, saved, 5000) == 5000
+
+
+def test_a_log_copied_away_by_copytruncate_keeps_its_identity(tmp_path: Path) -> None:
+    path = write(tmp_path / "mail.log", BIG_LOG)
+    saved = file_identity(path)
+    copy = write(tmp_path / "mail.log.1", path.read_bytes())
+    with path.open("r+b") as f:
+        f.truncate(0)
+    assert same_file(saved, copy)
+    assert not same_file(saved, path)
+
+
+def test_a_young_file_is_not_mistaken_for_another_that_starts_the_same(tmp_path: Path) -> None:
+    header = b"at,recipient,message_id,reply\n"
+    first = write(tmp_path / "monday.csv", header)
+    saved = file_identity(first)
+    other = write(
+        tmp_path / "tuesday.csv", header + b"2026-11-28T03:00:00Z,a@example.com,m,250 ok\n"
+    )
+    assert not same_file(saved, other)
+    assert resume_offset(other, saved, len(header)) == 0
 
 
 def test_identity_key_round_trips_and_a_bad_key_is_refused() -> None:

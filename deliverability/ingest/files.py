@@ -169,25 +169,25 @@ def file_identity(path: str | os.PathLike[str]) -> FileIdentity:
 def same_file(saved: FileIdentity, path: str | os.PathLike[str]) -> bool:
     """True when `path` holds the file `saved` describes, possibly grown since.
 
-    The content that was fingerprinted must still be there, byte for byte. A plain file must also
-    still be the same inode; a compressed one may not be (logrotate compresses a rotated log into
-    a new file), so its content alone decides.
+    The content that was fingerprinted must still be there, byte for byte. When that content is a
+    full `FINGERPRINT_SIZE` bytes of log lines, it alone decides: it carries time stamps, so no
+    other file starts the same, and a rotated log copied (``copytruncate``) or compressed into a
+    new file keeps its identity. A shorter fingerprint (a young file, perhaps a header row alone)
+    could match another file's start, so the device and inode must match too.
     """
-    now = file_identity(path)
-    if (
-        not saved.compressed
-        and not now.compressed
-        and (now.device, now.inode)
-        != (
-            saved.device,
-            saved.inode,
-        )
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise _open_error(path, exc) from None
+    if saved.fingerprint_size < FINGERPRINT_SIZE and (st.st_dev, st.st_ino) != (
+        saved.device,
+        saved.inode,
     ):
         return False
-    if now.fingerprint_size < saved.fingerprint_size:
-        return False
     head = _read_head(path, saved.fingerprint_size)
-    return hashlib.sha256(head).hexdigest() == saved.fingerprint
+    return len(head) == saved.fingerprint_size and (
+        hashlib.sha256(head).hexdigest() == saved.fingerprint
+    )
 
 
 def resume_offset(path: str | os.PathLike[str], saved: FileIdentity | None, offset: int) -> int:
