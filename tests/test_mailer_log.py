@@ -270,3 +270,31 @@ def test_a_byte_order_mark_at_the_start_of_the_file_is_ignored(tmp_path: Path) -
     jsonl_path = tmp_path / "notepad.jsonl"
     jsonl_path.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode() + b"\n")
     assert isinstance(items(jsonl_path)[0], LogRecord)
+
+
+def test_a_stray_quote_inside_an_unquoted_csv_field_does_not_swallow_the_next_rows(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "replies.csv"
+    path.write_text(
+        "at,recipient,message_id,reply\n"
+        '2026-11-28T03:00:00Z,a@example.com,m1,550 5.7.1 attachment 5" floppy refused\n'
+        "2026-11-28T03:00:01Z,b@example.com,m2,250 2.0.0 OK\n"
+    )
+    first, second = items(path)
+    assert isinstance(first, LogRecord)
+    assert first.reply.text == 'attachment 5" floppy refused'
+    assert isinstance(second, LogRecord)
+
+
+def test_an_unclosed_quoted_csv_field_at_the_end_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "replies.csv"
+    path.write_text(
+        "at,recipient,message_id,reply\n"
+        '2026-11-28T03:00:00Z,a@example.com,m1,"550 5.1.1 no such user\n'
+        "and the writer was killed here\n"
+    )
+    (item,) = items(path)
+    assert isinstance(item, Rejected)
+    assert item.position == "byte 30"
+    assert "not closed" in item.error

@@ -420,3 +420,9 @@ def test_the_shipped_sample_log_reads_without_a_reject() -> None:
     assert {r.recipient.split("@")[1] for r in records if r.message_id == r.queue_id} == {
         "legacy.example.net"
     }
+
+
+def test_a_naive_now_is_taken_as_utc() -> None:
+    naive = datetime(2027, 1, 1, 0, 10)
+    december = SENT.replace("Nov 28 03:14:16", "Dec 31 23:59:59")
+    assert parse_postfix_line(december, now=naive).at.year == 2026  # type: ignore[union-attr]

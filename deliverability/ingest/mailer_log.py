@@ -253,9 +253,8 @@ def _read_csv(
             continue
         pending.append(line)
         text = "\n".join(ln.text for ln in pending)
-        # An odd number of quotes means a quoted field goes on to the next line.
-        if text.count('"') % 2 == 1 and len(pending) < _MAX_CSV_RECORD_LINES:
-            continue
+        if _unclosed(text) and len(pending) < _MAX_CSV_RECORD_LINES:
+            continue  # a quoted field goes on to the next line
         first, last = pending[0], pending[-1]
         pending = []
         item = _csv_item(text, columns, header, source, position_of(first.start))
@@ -269,6 +268,18 @@ def _read_csv(
 
 def _csv_fields(text: str) -> list[str]:
     return next(csv.reader(text.splitlines(keepends=True) or [""]), [])
+
+
+def _unclosed(text: str) -> bool:
+    """True when `text` ends inside a quoted CSV field (a quote inside an unquoted field, as in
+    ``5" disk``, does not open one)."""
+    if '"' not in text:
+        return False
+    try:
+        next(csv.reader(text.splitlines(keepends=True), strict=True), None)
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
 
 
 def _csv_item(

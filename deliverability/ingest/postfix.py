@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TypeVar
 
+from deliverability.clock import ensure_utc
 from deliverability.errors import DeliverabilityError, IngestError
 from deliverability.ingest.files import ReadLimits, read_lines
 from deliverability.ingest.records import LogRecord, Rejected, normalize_message_id, position_of
@@ -101,7 +102,8 @@ class _Dater:
     __slots__ = ("_cache", "now", "tz", "year")
 
     def __init__(self, year: int | None, now: datetime | None, tz: tzinfo) -> None:
-        self.year, self.now, self.tz = year, now, tz
+        # A naive `now` is UTC, as everywhere in deliverability.
+        self.year, self.now, self.tz = year, None if now is None else ensure_utc(now), tz
         self._cache: dict[str, datetime] = {}
 
     def at(self, line: _Line, raw: str, source: str, position: str) -> datetime:
