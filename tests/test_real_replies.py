@@ -2346,6 +2346,11 @@ def test_yahoo_tss04_throttles_the_destination_with_its_own_pause() -> None:
     assert verdict.pause == timedelta(hours=1)
 
 
+def test_yahoo_ts03_pauses_yahoo_for_the_longest_step_instead_of_retrying_soon() -> None:
+    verdict = _verdict("yahoo-ts03-permanently-deferred-421")
+    assert (verdict.throttle, verdict.pause) == (True, timedelta(hours=4))
+
+
 def test_gmail_per_recipient_rate_does_not_throttle_all_of_gmail() -> None:
     verdict = _verdict("gmail-receiving-too-quickly")
     assert verdict.throttle is False
