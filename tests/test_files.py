@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import gzip
 import os
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from deliverability.errors import IngestError
 from deliverability.ingest.files import (
@@ -271,3 +274,34 @@ def test_undetectable_input_is_an_ingest_error_that_says_why(
     with pytest.raises(IngestError, match=problem) as info:
         detect_format(path)
     assert "odd.txt" in str(info.value)
+
+
+# Bytes that make lines interesting: a CR before the LF, invalid UTF-8, multi-byte UTF-8.
+LINE_BYTES = [b"a", b"z", b" ", b"\r", b"\xe9", "é".encode(), b"\xff\xfe"]
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    lines=st.lists(st.lists(st.sampled_from(LINE_BYTES), max_size=12).map(b"".join)),
+    compressed=st.booleans(),
+    final_newline=st.booleans(),
+)
+def test_offsets_tile_the_file_and_resuming_at_any_of_them_gives_the_rest(
+    tmp_path: Path, lines: list[bytes], compressed: bool, final_newline: bool
+) -> None:
+    content = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
+    path = tmp_path / "prop.log"
+    path.write_bytes(gzip.compress(content) if compressed else content)
+    got = list(read_lines(path))
+    assert all(a.end == b.start for a, b in pairwise(got))
+    assert (got[-1].end if got else 0) == len(content)
+    expected = content.split(b"\n")[: len(got)]
+    if final_newline:
+        expected = [raw.removesuffix(b"\r") for raw in expected]
+    else:
+        expected = [raw.removesuffix(b"\r") for raw in expected[:-1]] + expected[-1:]
+    assert [ln.text for ln in got] == [raw.decode("utf-8", "replace") for raw in expected]
+    for i, line in enumerate(got):
+        assert list(read_lines(path, start_offset=line.end)) == got[i + 1 :]

@@ -208,7 +208,9 @@ def resume_offset(path: str | os.PathLike[str], saved: FileIdentity | None, offs
 
 
 def _decoded(raw: bytes, start: int, end: int) -> Line:
-    body = raw.rstrip(b"\r\n") if raw.endswith(b"\n") else raw
+    body = raw
+    if body.endswith(b"\n"):
+        body = body[:-2] if body.endswith(b"\r\n") else body[:-1]
     if b"\x00" in body:
         shown = body[:_RAW_SHOWN].replace(b"\x00", b"\\0").decode("utf-8", "replace")
         return Line(start, end, shown, problem="NUL bytes in the line (binary data?)")
