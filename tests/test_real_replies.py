@@ -1501,6 +1501,21 @@ CASES: list[Case] = [
         None,
     ),
     C(
+        "corpus-lhost-amazonses-01",
+        "smtp; 5.1.0 - Unknown address error 550-'5.7.1 <000001321defbd2a-788e31c8-2be1-422f-"
+        "a8d4-cf7765cc9ed7-000000@email-bounces.amazonses.com>... Access denied' (delivery "
+        "attempts: 0)",
+        "blocked/policy_violation/sender",
+        None,
+    ),
+    C(
+        "corpus-lhost-amazonses-03",
+        "smtp; 5.1.0 - Unknown address error 550-'5.2.2 <kijitora@example.jp>... Mailbox Full' "
+        "(delivery attempts: 0)",
+        "deferred/mailbox_full/recipient",
+        None,
+    ),
+    C(
         "corpus-lhost-amazonses-06",
         "smtp; 550 5.1.1 user unknown",
         "bounced/user_unknown/recipient",
