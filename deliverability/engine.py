@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, Table, and_, bindparam, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, Table, and_, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from deliverability.addresses import Address, normalize_address
@@ -47,6 +47,7 @@ from deliverability.states import (
     step_for,
     transition,
 )
+from deliverability.store.bulk import BulkWriter
 from deliverability.store.models import (
     TEXT_LENGTH,
     Action,
@@ -483,6 +484,10 @@ _DELIVERY_MUTABLE = (
 _LINKED_KINDS = frozenset({EventKind.BOUNCE, EventKind.COMPLAINT})
 
 
+#: Every column of a new recipient row but its id.
+_RECIPIENT_COLUMNS = tuple(c.name for c in _RECIPIENTS.columns if c.name != "id")
+
+
 def _cut(text: str | None, length: int) -> str | None:
     if text is None:
         return None
@@ -520,12 +525,16 @@ class Engine:
         self._classify = _load_classifier()
         self._parsed: dict[str, Reply | ReplyParseFailure] = {}
         self._verdicts: dict[Reply, Verdict] = {}
+        # Bounded caches: a log repeats the same addresses and replies many times.
+        self._addresses: dict[str, Address] = {}
+        self._judged: dict[str, tuple[Reply, Verdict]] = {}
         self._provider_of = {
             domain: name
             for name, domains in policy.throttle.provider_domains.items()
             for domain in domains
         }
         self.db = open_engine(url)
+        self._bulk = BulkWriter(self.db.dialect)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -1014,6 +1023,15 @@ class Engine:
             raise cached.error
         return cached
 
+    def _address(self, raw: str) -> Address:
+        address = self._addresses.get(raw)
+        if address is None:
+            address = normalize_address(raw)
+            if len(self._addresses) > 100_000:
+                self._addresses.clear()
+            self._addresses[raw] = address
+        return address
+
     def _verdict(self, reply: Reply) -> Verdict:
         verdict = self._verdicts.get(reply)
         if verdict is None:
@@ -1044,7 +1062,7 @@ class Engine:
         return Reply(code=code, status=status, text=(record.text or "").strip())
 
     def _prepare(self, record: ReplyRecord, index: int, now: datetime) -> _Item:
-        address = normalize_address(record.recipient)
+        address = self._address(record.recipient)
         message_id = record.message_id
         if message_id is not None:
             if not isinstance(message_id, str):
@@ -1088,9 +1106,15 @@ class Engine:
             # A feedback-loop report (RFC 5965) is a complaint whatever text comes with it.
             reply = self._reply_of(record) if has_reply else None
             verdict = COMPLAINT_VERDICT
+        elif isinstance(record.reply, str) and record.reply in self._judged:
+            reply, verdict = self._judged[record.reply]
         else:
             reply = self._reply_of(record)
             verdict = self._verdict(reply)
+            if isinstance(record.reply, str):
+                if len(self._judged) > 50_000:
+                    self._judged.clear()
+                self._judged[record.reply] = (reply, verdict)
         # An auto-reply (RFC 3834) is kept in history; anything else must be a delivery result.
         step: Step | None = None
         if not (record.kind is EventKind.AUTO_REPLY and verdict.outcome is Outcome.INFORMATIONAL):
@@ -1201,9 +1225,9 @@ class Engine:
         # 2. Load the recipients and deliveries the chunk touches, one SELECT each.
         address_keys = list({it.address.key for it in items})
         recipients: dict[str, dict[str, Any]] = {
-            row.address_key: dict(row._mapping)
-            for row in conn.execute(
-                select(_RECIPIENTS).where(_RECIPIENTS.c.address_key.in_(address_keys))
+            row["address_key"]: row
+            for row in self._bulk.load(
+                conn, _RECIPIENTS, _RECIPIENTS.c.address_key.in_(address_keys)
             )
         }
         pairs = list(
@@ -1216,12 +1240,12 @@ class Engine:
         deliveries: dict[tuple[str, str], dict[str, Any]] = {}
         by_id = {r["id"]: k for k, r in recipients.items()}
         if pairs:
-            for row in conn.execute(
-                select(_DELIVERIES).where(
-                    tuple_(_DELIVERIES.c.recipient_id, _DELIVERIES.c.message_id).in_(pairs)
-                )
+            for loaded in self._bulk.load(
+                conn,
+                _DELIVERIES,
+                tuple_(_DELIVERIES.c.recipient_id, _DELIVERIES.c.message_id).in_(pairs),
             ):
-                deliveries[(by_id[row.recipient_id], row.message_id)] = dict(row._mapping)
+                deliveries[(by_id[loaded["recipient_id"]], loaded["message_id"])] = loaded
         # A bounce or complaint that lost the original Message-ID is about the recipient's most
         # recent delivery (by last attempt), if it has one.
         latest: dict[str, str] = {}
@@ -1319,11 +1343,12 @@ class Engine:
             return written, []
 
         # 4. Write: new recipients, events, recipient updates, deliveries.
+        bulk = self._bulk
         if new_recipients:
-            columns = _RECIPIENTS.c.keys()
-            conn.execute(
-                insert(_RECIPIENTS),
-                [{c: r[c] for c in columns if c in r} for r in new_recipients.values()],
+            bulk.insert(
+                conn,
+                _RECIPIENTS,
+                [{c: r[c] for c in _RECIPIENT_COLUMNS} for r in new_recipients.values()],
             )
             for id_, akey in conn.execute(
                 select(_RECIPIENTS.c.id, _RECIPIENTS.c.address_key).where(
@@ -1338,30 +1363,20 @@ class Engine:
             rec = recipients[w.item.address.key]
             if rec.get("_last_key") == event_row["key"]:
                 rec["last_event_id"] = event_ids[event_row["key"]]
-        conn.execute(
-            update(_RECIPIENTS)
-            .where(_RECIPIENTS.c.id == bindparam("_id"))
-            .values({name: bindparam(name) for name in _RECIPIENT_MUTABLE}),
-            [
-                {"_id": recipients[k]["id"], **{n: recipients[k][n] for n in _RECIPIENT_MUTABLE}}
-                for k in touched_recipients
-            ],
+        bulk.update_by_id(
+            conn, _RECIPIENTS, _RECIPIENT_MUTABLE, [recipients[k] for k in touched_recipients]
         )
-        inserts = [{**d, "recipient_id": recipients[k[0]]["id"]} for k, d in new_deliveries.items()]
-        if inserts:
-            conn.execute(insert(_DELIVERIES), inserts)
-        updates = [
-            {"_id": deliveries[k]["id"], **{n: deliveries[k][n] for n in _DELIVERY_MUTABLE}}
-            for k in touched_deliveries
-            if k not in new_deliveries
-        ]
-        if updates:
-            conn.execute(
-                update(_DELIVERIES)
-                .where(_DELIVERIES.c.id == bindparam("_id"))
-                .values({name: bindparam(name) for name in _DELIVERY_MUTABLE}),
-                updates,
-            )
+        bulk.insert(
+            conn,
+            _DELIVERIES,
+            [{**d, "recipient_id": recipients[k[0]]["id"]} for k, d in new_deliveries.items()],
+        )
+        bulk.update_by_id(
+            conn,
+            _DELIVERIES,
+            _DELIVERY_MUTABLE,
+            [deliveries[k] for k in touched_deliveries if k not in new_deliveries],
+        )
 
         # 5. Hygiene, in the same transaction.
         actions: list[Any] = []
@@ -1388,21 +1403,15 @@ class Engine:
         return written, actions
 
     def _insert_events(self, conn: Connection, rows: list[dict[str, Any]]) -> dict[str, int]:
-        if conn.dialect.insert_executemany_returning_sort_by_parameter_order:
-            result = conn.execute(
-                insert(_EVENTS).returning(
-                    _EVENTS.c.id, _EVENTS.c.key, sort_by_parameter_order=True
-                ),
-                rows,
-            )
-            return {key: int(id_) for id_, key in result}
-        conn.execute(insert(_EVENTS), rows)
+        # A plain executemany, then one SELECT for the ids: INSERT ... RETURNING in parameter
+        # order runs row by row on SQLite, many times slower.
+        self._bulk.insert(conn, _EVENTS, rows)
         keys = [r["key"] for r in rows]
         return {
             key: int(id_)
             for id_, key in conn.execute(
                 select(_EVENTS.c.id, _EVENTS.c.key).where(_EVENTS.c.key.in_(keys))
-            )
+            ).all()
         }
 
     # -- internals: sendability --------------------------------------------------------------

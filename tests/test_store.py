@@ -1,15 +1,17 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, Table, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from deliverability.errors import StoreError
-from deliverability.store.models import Recipient
+from deliverability.store.bulk import BulkWriter, converter_for
+from deliverability.store.models import Recipient, UTCDateTime
 from deliverability.store.session import (
     DATABASE_URL_ENV,
     DEFAULT_URL,
@@ -133,3 +135,58 @@ def test_foreign_keys_are_enforced(sa_engine: Engine) -> None:
             ),
             {"t": now},
         )
+
+
+# -- bulk writes -------------------------------------------------------------------------------
+
+TIMES = [
+    datetime(2026, 11, 2, 12, 0, tzinfo=UTC),
+    datetime(2026, 11, 2, 12, 0, 0, 123456, tzinfo=UTC),
+    datetime(2026, 11, 2, 13, 30, 5, 7, tzinfo=timezone(timedelta(hours=1, minutes=30))),
+]
+
+
+@pytest.mark.parametrize("value", TIMES)
+def test_bulk_time_values_are_what_utcdatetime_stores(session: Session, value: datetime) -> None:
+    session.add(_recipient("a@example.com", value))
+    session.commit()
+    stored = session.connection().exec_driver_sql("SELECT first_seen_at FROM recipients").scalar()
+    dialect = session.get_bind().dialect
+    assert converter_for(UTCDateTime(), dialect)(value) == stored  # type: ignore[misc]
+
+
+def test_bulk_writes_and_reads_agree_with_the_orm(sa_engine: Engine, frozen_now: datetime) -> None:
+    bulk = BulkWriter(sa_engine.dialect)
+    table = cast(Table, Recipient.__table__)
+    row: dict[str, Any] = {c.name: None for c in table.columns if c.name != "id"}
+    row.update(
+        address="A@example.com",
+        address_key="a@example.com",
+        domain="example.com",
+        standing=Standing.SUPPRESSED,
+        reason=Reason.USER_UNKNOWN,
+        standing_since=TIMES[2],
+        first_seen_at=TIMES[1],
+        last_event_at=frozen_now,
+        **dict.fromkeys(("events_count", "delivered_count", "deferred_count"), 0),
+        **dict.fromkeys(("bounced_count", "blocked_count", "complained_count", "expired_count"), 1),
+    )
+    with sa_engine.begin() as conn:
+        bulk.insert(conn, table, [row])
+        loaded = bulk.load(conn, table, table.c.address_key == "a@example.com")
+        loaded[0]["events_count"] = 5
+        loaded[0]["standing_since"] = frozen_now
+        bulk.update_by_id(conn, table, ("events_count", "standing_since"), loaded)
+    with Session(sa_engine) as s:
+        orm = s.scalars(select(Recipient)).one()
+        assert orm.standing is Standing.SUPPRESSED
+        assert orm.reason is Reason.USER_UNKNOWN
+        assert orm.first_seen_at == TIMES[1]
+        assert orm.standing_since == frozen_now
+        assert orm.events_count == 5
+    with sa_engine.connect() as conn:
+        (again,) = bulk.load(conn, table, table.c.id == orm.id)
+    assert again["standing"] is Standing.SUPPRESSED
+    assert again["first_seen_at"] == TIMES[1]
+    assert again["first_seen_at"].tzinfo is not None
+    assert again["suppressed_until"] is None
