@@ -1,0 +1,303 @@
+"""Benchmark: recording events through `Engine.record_many` against a raw sqlite3 floor.
+
+    python bench/bench_record.py [--n 200000] [--memory-sizes 50000,200000] [--calls 300]
+
+Prints, all measured in this run on SQLite files in a temporary directory:
+- events/s through `record_many` (hygiene hook off: this measures the engine and the store);
+- events/s of the floor: the same history rows plus per-recipient upserts written with the
+  `sqlite3` driver (executemany, one transaction, replies classified in advance for free);
+- the ratio of the two (target: at least 0.5 at N = 200k);
+- peak memory (max RSS of a fresh process) of `record_many` at two sizes, to show it is flat in N;
+- the median latency of single `record()` calls, with and without the hygiene hook.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from deliverability.addresses import normalize_address
+from deliverability.classify import classify
+from deliverability.engine import Engine
+from deliverability.policy import load_policy
+from deliverability.replies import parse_reply
+from deliverability.store.session import create_engine, upgrade_schema
+
+START = datetime(2026, 11, 1, tzinfo=UTC)
+#: A realistic mix: mostly accepted, some deferred, a few hard bounces and blocks.
+REPLIES: list[tuple[str, int]] = [
+    ("250 2.0.0 OK 1700000000 q12si345 - gsmtp", 70),
+    ("250 Ok: queued as 4XyZ1234", 10),
+    ("452 4.2.2 The email account that you tried to reach is over quota", 4),
+    ("421 4.7.0 Try again later, closing connection", 3),
+    ("451 4.7.1 Greylisted, please try again in 300 seconds", 3),
+    ("550 5.1.1 The email account that you tried to reach does not exist", 4),
+    ("550 Requested action not taken: mailbox unavailable", 2),
+    ("554 5.7.1 Service unavailable; Client host blocked using zen.spamhaus.org", 2),
+    ("550 5.7.26 Unauthenticated email is not accepted from this domain", 1),
+    ("553 5.1.3 Invalid recipient address syntax", 1),
+]
+DOMAINS = ["example.com", "example.org", "example.net", "mail.example", "corp.example"]
+
+
+def _reply_cycle() -> list[str]:
+    out: list[str] = []
+    for text, weight in REPLIES:
+        out.extend([text] * weight)
+    return out
+
+
+def events(n: int) -> Iterator[dict[str, Any]]:
+    """`n` log items: n/4 recipients, four messages (campaigns) each, one reply per delivery."""
+    cycle = _reply_cycle()
+    recipients = max(1, n // 4)
+    for i in range(n):
+        r = i % recipients
+        campaign = i // recipients
+        yield {
+            "recipient": f"user{r}@{DOMAINS[r % len(DOMAINS)]}",
+            "message_id": f"<c{campaign}.{r}@list.example>",
+            "reply": cycle[(i * 7919) % len(cycle)],
+            "at": (START + timedelta(seconds=i)).isoformat(),
+        }
+
+
+def _engine_run(url: str, n: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of record_many over `n` events, hygiene hook off."""
+    clock = _Clock()
+    with Engine(url, clock=clock, hygiene=False) as engine:
+        # The floor gets its verdicts for free; classify each distinct reply once here too, so
+        # both sides time the writing of events (a long-lived engine has them cached).
+        engine.record_many(
+            {"recipient": "warm@example.com", "reply": text, "message_id": f"warm{i}"}
+            for i, (text, _) in enumerate(REPLIES)
+        )
+        t0, c0 = time.perf_counter(), time.process_time()
+        result = engine.record_many(events(n))
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+    if result.recorded != n:
+        raise SystemExit(f"record_many recorded {result.recorded} of {n}: {result.rejected[:3]}")
+    return elapsed, cpu
+
+
+class _Clock:
+    def __call__(self) -> datetime:
+        return START + timedelta(days=30)
+
+
+def _floor_run(path: Path, n: int) -> tuple[float, float]:
+    """The same history rows and per-recipient upserts with the sqlite3 driver."""
+    engine = create_engine(f"sqlite:///{path}")
+    upgrade_schema(engine)
+    engine.dispose()
+    policy = load_policy()
+    verdicts = {}
+    for text, _ in REPLIES:
+        reply = parse_reply(text)
+        verdicts[text] = (reply, classify(reply, policy))
+    stamp = (START + timedelta(days=30)).replace(tzinfo=None).isoformat(" ")
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    t0, c0 = time.perf_counter(), time.process_time()
+    conn.execute("BEGIN")
+    upsert = (
+        "INSERT INTO recipients (address, address_key, domain, standing, reason, standing_since,"
+        " first_seen_at, last_event_at, events_count, delivered_count, deferred_count,"
+        " bounced_count, blocked_count, complained_count, expired_count, last_code, last_status,"
+        " last_text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, 0, 0, ?, ?, ?)"
+        " ON CONFLICT (address_key) DO UPDATE SET events_count = events_count + 1,"
+        " delivered_count = delivered_count + excluded.delivered_count,"
+        " deferred_count = deferred_count + excluded.deferred_count,"
+        " bounced_count = bounced_count + excluded.bounced_count,"
+        " blocked_count = blocked_count + excluded.blocked_count,"
+        " standing = excluded.standing, reason = excluded.reason,"
+        " last_event_at = excluded.last_event_at, last_code = excluded.last_code,"
+        " last_status = excluded.last_status, last_text = excluded.last_text"
+    )
+    insert_event = (
+        "INSERT INTO events (key, at, recorded_at, kind, recipient_id, domain, message_id,"
+        " attempt, code, status, text, outcome, reason, fault, rule, decisive, throttle, source)"
+        " VALUES (?, ?, ?, 'reply', ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'bench')"
+    )
+    ids: dict[str, int] = {}
+    chunk: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        rec_rows = []
+        for e in chunk:
+            reply, v = verdicts[e["reply"]]
+            key = e["recipient"].lower()
+            at = e["at"].replace("T", " ").replace("+00:00", "")
+            o = v.outcome.value
+            rec_rows.append(
+                (
+                    e["recipient"],
+                    key,
+                    key.rsplit("@", 1)[1],
+                    "delivered" if o == "delivered" else "retrying",
+                    v.reason.value,
+                    at,
+                    at,
+                    at,
+                    int(o == "delivered"),
+                    int(o == "deferred"),
+                    int(o == "bounced"),
+                    int(o == "blocked"),
+                    reply.code,
+                    str(reply.status) if reply.status else None,
+                    reply.text,
+                )
+            )
+        conn.executemany(upsert, rec_rows)
+        missing = [r[1] for r in rec_rows if r[1] not in ids]
+        if missing:
+            marks = ",".join("?" * len(missing))
+            for rid, key in conn.execute(
+                f"SELECT id, address_key FROM recipients WHERE address_key IN ({marks})", missing
+            ):
+                ids[key] = rid
+        ev_rows = []
+        for e, r in zip(chunk, rec_rows, strict=True):
+            reply, v = verdicts[e["reply"]]
+            ev_rows.append(
+                (
+                    f"{e['message_id']}|{r[1]}|{e['at']}",
+                    r[5],
+                    stamp,
+                    ids[r[1]],
+                    r[2],
+                    e["message_id"],
+                    reply.code,
+                    r[13],
+                    reply.text,
+                    v.outcome.value,
+                    v.reason.value,
+                    v.fault.value,
+                    v.rule,
+                    int(v.decisive),
+                    int(v.throttle),
+                )
+            )
+        conn.executemany(insert_event, ev_rows)
+        chunk.clear()
+
+    for e in events(n):
+        chunk.append(e)
+        if len(chunk) >= 1000:
+            flush()
+    if chunk:
+        flush()
+    conn.execute("COMMIT")
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+    conn.close()
+    return elapsed, cpu
+
+
+def _max_rss_mb() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    return rss / 1024 if sys.platform != "darwin" else rss / 1024 / 1024
+
+
+def _memory_child(n: int, directory: str) -> None:
+    url = f"sqlite:///{Path(directory) / f'mem{n}.db'}"
+    # Open the store and policy first, so the baseline counts what any user of the API pays.
+    Engine(url, hygiene=False).close()
+    base = _max_rss_mb()
+    _engine_run(url, n)
+    print(json.dumps({"n": n, "baseline_mb": base, "peak_mb": _max_rss_mb()}))
+
+
+def _latency(url: str, calls: int, hygiene: bool) -> float:
+    clock = _Clock()
+    with Engine(url, clock=clock, hygiene=None if hygiene else False) as engine:
+        engine.record_many(events(2000))
+        cycle = _reply_cycle()
+        times = []
+        for i in range(calls):
+            t0 = time.perf_counter()
+            engine.record(
+                f"lat{i % 50}@{DOMAINS[i % len(DOMAINS)]}",
+                cycle[(i * 31) % len(cycle)],
+                message_id=f"<lat{i}@list.example>",
+                at=START + timedelta(days=1, seconds=i),
+            )
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200_000, help="events to record (default 200k)")
+    parser.add_argument(
+        "--memory-sizes",
+        default="",
+        help="two sizes for the peak-memory runs, comma separated (default: n/4 and n)",
+    )
+    parser.add_argument("--calls", type=int, default=300, help="single record() calls to time")
+    parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--dir", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        _memory_child(args.memory_child, args.dir)
+        return
+
+    n = args.n
+    sizes = (
+        [int(s) for s in args.memory_sizes.split(",")] if args.memory_sizes else [max(1, n // 4), n]
+    )
+    with tempfile.TemporaryDirectory(prefix="bench_record_") as tmp:
+        floor, floor_cpu = _floor_run(Path(tmp) / "floor.db", n)
+        mine, mine_cpu = _engine_run(f"sqlite:///{Path(tmp) / 'engine.db'}", n)
+        print(f"N = {n} events, SQLite file, one process (load average {os.getloadavg()[0]:.1f})")
+        print("                                              wall events/s   CPU events/s")
+        print(
+            f"  floor (sqlite3 executemany, 1 transaction): {n / floor:12.0f} {n / floor_cpu:14.0f}"
+        )
+        print(
+            f"  record_many (chunks of 1000, no hygiene):   {n / mine:12.0f} {n / mine_cpu:14.0f}"
+        )
+        print(
+            f"  ratio record_many / floor:                  {floor / mine:12.2f}"
+            f" {floor_cpu / mine_cpu:14.2f}   (target >= 0.5)"
+        )
+
+        print("peak memory of record_many (max RSS of a fresh process):")
+        for size in sizes:
+            out = subprocess.run(
+                [sys.executable, __file__, "--memory-child", str(size), "--dir", tmp],
+                check=True,
+                capture_output=True,
+                text=True,
+                env={**os.environ, "PYTHONHASHSEED": "0"},
+            )
+            data = json.loads(out.stdout.strip().splitlines()[-1])
+            growth = data["peak_mb"] - data["baseline_mb"]
+            print(
+                f"  N = {size:>8}: peak {data['peak_mb']:7.1f} MB"
+                f" (after opening the engine {data['baseline_mb']:6.1f} MB, +{growth:5.1f} MB)"
+            )
+
+        for hygiene in (False, True):
+            url = f"sqlite:///{Path(tmp) / f'latency{int(hygiene)}.db'}"
+            median = _latency(url, args.calls, hygiene)
+            label = "with the hygiene hook" if hygiene else "without hygiene"
+            print(f"single record() median latency, {label}: {median * 1000:6.2f} ms")
+
+
+if __name__ == "__main__":
+    normalize_address("warm@example.com")
+    main()
