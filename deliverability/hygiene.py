@@ -192,7 +192,9 @@ def pushback_step(
     cap = max(policy.max_pause, base)
     # Cap the exponent: past ~60 doublings every pause is at the cap anyway.
     factor = policy.pause_multiplier ** min(step, 60)
-    pause = min(cap, base * factor) if factor < 1e12 else cap
+    # Compare in seconds: timedelta * a huge factor overflows before min() could cap it.
+    seconds = base.total_seconds() * factor
+    pause = cap if seconds >= cap.total_seconds() else timedelta(seconds=seconds)
     rate = max(policy.min_rate, policy.initial_rate * policy.rate_multiplier ** min(step, 60))
     return ThrottleStep(pause_until=last_at + pause, max_rate=rate, step=step)
 

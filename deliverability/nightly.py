@@ -22,8 +22,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from deliverability.engine import Engine
+from deliverability.engine import BatchResult, Engine, ReplyRecord
 from deliverability.errors import IngestError
+from deliverability.ingest import convert
 from deliverability.ingest.files import (
     FileIdentity,
     detect_format,
@@ -31,6 +32,7 @@ from deliverability.ingest.files import (
     resume_offset,
     same_file,
 )
+from deliverability.ingest.messages import DEFAULT_VERP, VerpFormat
 from deliverability.ingest.records import Rejected
 from deliverability.store.models import IngestedMessage, IngestSource, RejectedInput
 from deliverability.store.session import write_engine
@@ -208,7 +210,7 @@ ProgressFn = Callable[[str, int], None]
 
 
 def ingest_paths(
-    recorder: Any,
+    recorder: Engine,
     session_factory: Callable[[], Session],
     paths: Iterable[Path | str],
     *,
@@ -217,66 +219,28 @@ def ingest_paths(
     summary: NightlySummary | None = None,
     progress: ProgressFn | None = None,
     strict: bool = False,
+    verp: VerpFormat = DEFAULT_VERP,
 ) -> NightlySummary:
     """Read every new input under `paths` and record it with `recorder` (an `Engine`).
 
     `session_factory` gives sessions for the bookkeeping rows (offsets, seen messages, rejected
     input); their transactions commit after each chunk, once the chunk's events are recorded.
+    With `strict`, the first item that cannot be read stops the run (IngestError); what was
+    recorded before it stays. `verp` says how a VERP return path encodes the recipient.
     """
-    from deliverability.ingest import convert
-
-    summary = summary or NightlySummary(now=now)
+    run = _Ingest(
+        recorder, session_factory, now, summary or NightlySummary(now=now), progress, strict, verp
+    )
     for path, kind in expand_paths(paths, fmt):
-        progress_row = SourceProgress(path=str(path), format=kind)
-        summary.sources.append(progress_row)
+        row = SourceProgress(path=str(path), format=kind)
+        run.summary.sources.append(row)
         if kind in LOG_FORMATS:
-            _ingest_log(
-                recorder,
-                session_factory,
-                path,
-                kind,
-                now,
-                summary,
-                progress_row,
-                progress,
-                strict,
-                convert,
-            )
+            run.log(path, kind, row)
         elif kind in MESSAGE_FORMATS:
-            _ingest_messages(
-                recorder,
-                session_factory,
-                path,
-                kind,
-                now,
-                summary,
-                progress_row,
-                progress,
-                strict,
-                convert,
-            )
+            run.messages(path, kind, row)
         else:
             raise IngestError(str(path), "file", f"unknown format {kind!r}; one of {FORMATS}")
-    return summary
-
-
-def _account(
-    summary: NightlySummary, row: SourceProgress, result: Any, rejected: list[Rejected]
-) -> None:
-    summary.recorded += result.recorded
-    summary.duplicates += result.duplicates
-    row.recorded += result.recorded
-    row.duplicates += result.duplicates
-    for outcome, n in result.by_outcome.items():
-        summary.by_outcome[str(outcome)] += n
-    for reason, n in getattr(result, "by_reason", {}).items():
-        summary.by_reason[str(reason)] += n
-    for action in result.actions:
-        summary.actions[_action_label(action)] += 1
-    # The engine stores the items it rejects itself; the summary lists them beside the sources'.
-    engine_rejected = [Rejected(r.source, r.position, r.reason, "") for r in result.rejected]
-    row.rejected += len(rejected) + len(engine_rejected)
-    summary.rejected.extend(rejected + engine_rejected)
+    return run.summary
 
 
 def _action_label(action: Any) -> str:
@@ -287,137 +251,128 @@ def _action_label(action: Any) -> str:
     return f"{label} ({status_value})" if status_value and status_value != "open" else label
 
 
-def _ingest_log(
-    recorder: Any,
-    session_factory: Callable[[], Session],
-    path: Path,
-    kind: str,
-    now: datetime,
-    summary: NightlySummary,
-    row: SourceProgress,
-    progress: ProgressFn | None,
-    strict: bool,
-    convert: Any,
-) -> None:
-    with session_factory() as session:
-        saved = _saved_source(session, path)
-        saved_identity = FileIdentity.from_key(saved.identity) if saved else None
-        start = resume_offset(path, saved_identity, saved.offset if saved else 0)
-    if start:
-        row.note = f"resumed at byte {start}"
-    items = convert.read_log(path, kind, start_offset=start, now=now)
-    chunk: list[Any] = []
-    rejected: list[Rejected] = []
-    offset = start
-    for offset_after, item in items:
-        row.items += 1
-        if isinstance(item, Rejected):
-            if strict:
-                raise IngestError(item.source, item.position, item.error, item.raw)
-            rejected.append(item)
-        else:
-            chunk.append(convert.log_item(item))
-        offset = offset_after
-        if len(chunk) + len(rejected) >= CHUNK:
-            _flush_log(
-                recorder, session_factory, path, kind, now, summary, row, chunk, rejected, offset
+@dataclass
+class _Ingest:
+    """One ingest pass: records chunks through the engine, then checkpoints each source."""
+
+    recorder: Engine
+    sessions: Callable[[], Session]
+    now: datetime
+    summary: NightlySummary
+    progress: ProgressFn | None
+    strict: bool
+    verp: VerpFormat
+
+    def _account(self, row: SourceProgress, result: BatchResult, rejected: list[Rejected]) -> None:
+        summary = self.summary
+        summary.recorded += result.recorded
+        summary.duplicates += result.duplicates
+        row.recorded += result.recorded
+        row.duplicates += result.duplicates
+        summary.by_outcome.update({str(k): v for k, v in result.by_outcome.items()})
+        summary.by_reason.update({str(k): v for k, v in result.by_reason.items()})
+        for action in result.actions:
+            summary.actions[_action_label(action)] += 1
+        # The engine stores the items it rejects itself; the summary lists them beside the
+        # sources' own.
+        engine_rejected = [Rejected(r.source, r.position, r.reason, "") for r in result.rejected]
+        row.rejected += len(rejected) + len(engine_rejected)
+        summary.rejected.extend(rejected + engine_rejected)
+
+    def _bad(self, item: Rejected, rejected: list[Rejected]) -> None:
+        if self.strict:
+            raise IngestError(item.source, item.position, item.error, item.raw)
+        rejected.append(item)
+
+    def _tick(self, path: Path, row: SourceProgress) -> None:
+        if self.progress:
+            self.progress(str(path), row.items)
+
+    def log(self, path: Path, kind: str, row: SourceProgress) -> None:
+        with self.sessions() as session:
+            saved = _saved_source(session, path)
+            saved_identity = FileIdentity.from_key(saved.identity) if saved else None
+            start = resume_offset(path, saved_identity, saved.offset if saved else 0)
+        if start:
+            row.note = f"resumed at byte {start}"
+        chunk: list[ReplyRecord] = []
+        rejected: list[Rejected] = []
+        offset = start
+        for offset_after, item in convert.read_log(path, kind, start_offset=start, now=self.now):
+            row.items += 1
+            if isinstance(item, Rejected):
+                self._bad(item, rejected)
+            else:
+                chunk.append(convert.log_item(item))
+            offset = offset_after
+            if len(chunk) + len(rejected) >= CHUNK:
+                self._flush_log(path, kind, row, chunk, rejected, offset)
+                chunk, rejected = [], []
+                self._tick(path, row)
+        self._flush_log(path, kind, row, chunk, rejected, offset)
+        self._tick(path, row)
+
+    def _flush_log(
+        self,
+        path: Path,
+        kind: str,
+        row: SourceProgress,
+        chunk: list[ReplyRecord],
+        rejected: list[Rejected],
+        offset: int,
+    ) -> None:
+        # Events first, then the checkpoint: a crash between the two re-reads the chunk next
+        # time, and the events' idempotency keys make that harmless.
+        result = self.recorder.record_many(chunk)
+        self._account(row, result, rejected)
+        with self.sessions() as session, session.begin():
+            record_rejected(session, rejected, self.now)
+            saved = _saved_source(session, path)
+            _checkpoint(session, saved, path, kind, offset, len(chunk) + len(rejected), self.now)
+
+    def messages(self, path: Path, kind: str, row: SourceProgress) -> None:
+        batch: list[tuple[str, bytes]] = []
+        for key, data in convert.read_messages(path, kind):
+            batch.append((key, data))
+            if len(batch) >= CHUNK // 4:
+                self._flush_messages(path, row, batch)
+                batch = []
+                self._tick(path, row)
+        self._flush_messages(path, row, batch)
+        self._tick(path, row)
+
+    def _flush_messages(
+        self, path: Path, row: SourceProgress, batch: list[tuple[str, bytes]]
+    ) -> None:
+        if not batch:
+            return
+        hashes = [message_key(data) for _, data in batch]
+        with self.sessions() as session:
+            seen = _seen_messages(session, hashes)
+        items: list[ReplyRecord] = []
+        rejected: list[Rejected] = []
+        fresh: list[str] = []
+        for (key, data), digest in zip(batch, hashes, strict=True):
+            row.items += 1
+            if digest in seen or digest in fresh:
+                row.duplicates += 1
+                self.summary.duplicates += 1
+                continue
+            fresh.append(digest)
+            got, bad = convert.message_items(
+                data, source=path.name, position=key, now=self.now, verp=self.verp
             )
-            chunk, rejected = [], []
-            if progress:
-                progress(str(path), row.items)
-    _flush_log(recorder, session_factory, path, kind, now, summary, row, chunk, rejected, offset)
-    if progress:
-        progress(str(path), row.items)
-
-
-def _flush_log(
-    recorder: Any,
-    session_factory: Callable[[], Session],
-    path: Path,
-    kind: str,
-    now: datetime,
-    summary: NightlySummary,
-    row: SourceProgress,
-    chunk: list[Any],
-    rejected: list[Rejected],
-    offset: int,
-) -> None:
-    # Events first, then the checkpoint: a crash between the two re-reads the chunk next time,
-    # and the events' idempotency keys make that harmless.
-    result = recorder.record_many(chunk)
-    _account(summary, row, result, rejected)
-    with session_factory() as session, session.begin():
-        record_rejected(session, rejected, now)
-        saved = _saved_source(session, path)
-        _checkpoint(session, saved, path, kind, offset, len(chunk) + len(rejected), now)
-
-
-def _ingest_messages(
-    recorder: Any,
-    session_factory: Callable[[], Session],
-    path: Path,
-    kind: str,
-    now: datetime,
-    summary: NightlySummary,
-    row: SourceProgress,
-    progress: ProgressFn | None,
-    strict: bool,
-    convert: Any,
-) -> None:
-    batch: list[tuple[str, bytes]] = []
-    for key, data in convert.read_messages(path, kind):
-        batch.append((key, data))
-        if len(batch) >= CHUNK // 4:
-            _flush_messages(
-                recorder, session_factory, path, now, summary, row, batch, strict, convert
-            )
-            batch = []
-            if progress:
-                progress(str(path), row.items)
-    _flush_messages(recorder, session_factory, path, now, summary, row, batch, strict, convert)
-    if progress:
-        progress(str(path), row.items)
-
-
-def _flush_messages(
-    recorder: Any,
-    session_factory: Callable[[], Session],
-    path: Path,
-    now: datetime,
-    summary: NightlySummary,
-    row: SourceProgress,
-    batch: list[tuple[str, bytes]],
-    strict: bool,
-    convert: Any,
-) -> None:
-    if not batch:
-        return
-    hashes = [message_key(data) for _, data in batch]
-    with session_factory() as session:
-        seen = _seen_messages(session, hashes)
-    items: list[Any] = []
-    rejected: list[Rejected] = []
-    fresh: list[str] = []
-    for (key, data), digest in zip(batch, hashes, strict=True):
-        row.items += 1
-        if digest in seen or digest in fresh:
-            row.duplicates += 1
-            summary.duplicates += 1
-            continue
-        fresh.append(digest)
-        source = path.name
-        got, bad = convert.message_items(data, source=source, position=key, now=now)
-        if bad is not None and strict:
-            raise IngestError(bad.source, bad.position, bad.error, bad.raw)
-        items.extend(got)
-        if bad is not None:
-            rejected.append(bad)
-    result = recorder.record_many(items)
-    _account(summary, row, result, rejected)
-    with session_factory() as session, session.begin():
-        record_rejected(session, rejected, now)
-        for digest in fresh:
-            session.add(IngestedMessage(key=digest, source=str(path)[:1000], recorded_at=now))
+            items.extend(got)
+            if bad is not None:
+                self._bad(bad, rejected)
+        result = self.recorder.record_many(items)
+        self._account(row, result, rejected)
+        with self.sessions() as session, session.begin():
+            record_rejected(session, rejected, self.now)
+            for digest in fresh:
+                session.add(
+                    IngestedMessage(key=digest, source=str(path)[:1000], recorded_at=self.now)
+                )
 
 
 def run_nightly(
@@ -429,6 +384,7 @@ def run_nightly(
     full: bool = False,
     strict: bool = False,
     progress: ProgressFn | None = None,
+    verp: VerpFormat = DEFAULT_VERP,
 ) -> NightlySummary:
     """The whole job: ingest `paths`, expire retries that ran out, evaluate list hygiene.
 
@@ -443,7 +399,15 @@ def run_nightly(
         return Session(engine.db)
 
     ingest_paths(
-        engine, sessions, paths, now=now, fmt=fmt, summary=summary, progress=progress, strict=strict
+        engine,
+        sessions,
+        paths,
+        now=now,
+        fmt=fmt,
+        summary=summary,
+        progress=progress,
+        strict=strict,
+        verp=verp,
     )
     expired = engine.expire_overdue(now)
     summary.expired = expired.recorded

@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session
 
 from deliverability.cli import cli
 from deliverability.engine import Engine as DeliverabilityEngine
+from deliverability.errors import ConfigError
+from deliverability.ingest.convert import parse_verp_template
 from deliverability.nightly import run_nightly
 from deliverability.store.models import Action, Event, IngestedMessage, RejectedInput
 from deliverability.vocabulary import EventKind
@@ -191,3 +193,14 @@ def test_a_run_killed_midway_loses_nothing_and_duplicates_nothing_when_run_again
         assert _counts(probe.db)["events"] == total
         run_nightly(probe, [log], now=NOW)
         assert _counts(probe.db)["events"] == total
+
+
+def test_a_verp_template_gives_prefix_separator_and_equals() -> None:
+    verp = parse_verp_template("listbounce-{local}={domain}")
+    assert verp.decode("listbounce-alice=example.com@lists.example.org") == "alice@example.com"
+    assert verp.decode("other-alice=example.com@lists.example.org") is None
+
+
+def test_a_verp_template_without_both_placeholders_is_refused_with_an_example() -> None:
+    with pytest.raises(ConfigError, match=r"bounces\+\{local\}=\{domain\}"):
+        parse_verp_template("bounces+{local}")

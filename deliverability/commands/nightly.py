@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 import sys
 import tempfile
 from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from sqlalchemy.orm import Session
 
 from deliverability.clock import parse_time, system_clock
 from deliverability.commands.base import AppContext
+from deliverability.ingest.convert import parse_verp_template
+from deliverability.ingest.messages import DEFAULT_VERP, VerpFormat
 from deliverability.nightly import FORMATS, NightlySummary, ingest_paths, run_nightly
 from deliverability.output import emit_rows
 from deliverability.store.models import RejectedInput
@@ -125,6 +128,12 @@ def _print_summary(summary: NightlySummary, fmt: str) -> None:
     default="auto",
     help="Input format (default: detected per file).",
 )
+@click.option(
+    "--verp",
+    metavar="TEMPLATE",
+    help="How your VERP return paths encode the recipient, e.g. 'bounces+{local}={domain}' "
+    "(default: any local part, '+', then local=domain).",
+)
 @click.option("--output", "out_fmt", type=click.Choice(["text", "json"]), default="text")
 @click.pass_obj
 def nightly(
@@ -135,6 +144,7 @@ def nightly(
     full: bool,
     strict: bool,
     fmt: str,
+    verp: str | None,
     out_fmt: str,
 ) -> None:
     """Ingest what arrived, expire retries that ran out, evaluate list hygiene, summarise.
@@ -142,68 +152,68 @@ def nightly(
     PATHS are files or folders: mailer reply logs (JSON Lines, CSV), Postfix logs (rotated and
     gzip-compressed too), mbox files, Maildir folders and single bounce messages.
     """
-    now = _now(now_text)
+    job = _Job(app, paths, _now(now_text), fmt, full, strict, _verp(verp))
     url = resolve_url(app.database_url)
-    if dry_run:
-        summary = _dry_run(app, url, paths, now, fmt, full, strict)
-    else:
-        summary = _run(app, url, paths, now, fmt, full, strict)
+    summary = job.dry_run(url) if dry_run else job.run(url)
     _print_summary(summary, out_fmt)
     if summary.rejected_count:
         click.get_current_context().exit(EXIT_REJECTED)
 
 
-def _run(
-    app: AppContext,
-    url: str,
-    paths: tuple[Path, ...],
-    now: datetime,
-    fmt: str,
-    full: bool,
-    strict: bool,
-) -> NightlySummary:
-    console = Console(stderr=True)
-    bar, update = _progress_fn(console)
-    with AppContext(url, app.policy_path).engine(clock=lambda: now) as engine:
-        if bar is None:
+def _verp(template: str | None) -> VerpFormat:
+    return DEFAULT_VERP if template is None else parse_verp_template(template)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One `nightly` invocation's settings."""
+
+    app: AppContext
+    paths: tuple[Path, ...]
+    now: datetime
+    fmt: str
+    full: bool
+    strict: bool
+    verp: VerpFormat
+
+    def run(self, url: str) -> NightlySummary:
+        bar, update = _progress_fn(Console(stderr=True))
+        now = self.now
+        with (
+            AppContext(url, self.app.policy_path).engine(clock=lambda: now) as engine,
+            bar if bar is not None else nullcontext(),
+        ):
             return run_nightly(
-                engine, paths, now=now, fmt=fmt, full=full, strict=strict, progress=update
+                engine,
+                self.paths,
+                now=now,
+                fmt=self.fmt,
+                full=self.full,
+                strict=self.strict,
+                progress=update,
+                verp=self.verp,
             )
-        with bar:
-            return run_nightly(
-                engine, paths, now=now, fmt=fmt, full=full, strict=strict, progress=update
+
+    def dry_run(self, url: str) -> NightlySummary:
+        """Run the whole job on a throw-away copy of the store and report what it did.
+
+        On SQLite the copy is made with SQLite's online backup; a server database cannot be
+        copied like that, so there the dry run refuses rather than pretend.
+        """
+        if not url.startswith("sqlite:///"):
+            raise click.UsageError(
+                "--dry-run works on a SQLite store (it runs the job on a copy); for a server "
+                "database, run the job against a restored copy instead"
             )
-
-
-def _dry_run(
-    app: AppContext,
-    url: str,
-    paths: tuple[Path, ...],
-    now: datetime,
-    fmt: str,
-    full: bool,
-    strict: bool,
-) -> NightlySummary:
-    """Run the whole job on a throw-away copy of the store and report what it did.
-
-    On SQLite the copy is made with SQLite's online backup; a server database cannot be copied
-    like that, so there the dry run refuses rather than pretend.
-    """
-    if not url.startswith("sqlite:///"):
-        raise click.UsageError(
-            "--dry-run works on a SQLite store (it runs the job on a copy); for a server "
-            "database, run the job against a restored copy instead"
-        )
-    source = Path(url.removeprefix("sqlite:///"))
-    with tempfile.TemporaryDirectory(prefix="deliverability-dry-run-") as tmp:
-        copy = Path(tmp) / "copy.db"
-        if source.exists():
-            with sqlite3.connect(source) as src, sqlite3.connect(copy) as dst:
-                src.backup(dst)
-        summary = _run(app, f"sqlite:///{copy}", paths, now, fmt, full, strict)
-        shutil.rmtree(tmp, ignore_errors=True)
-    summary.dry_run = True
-    return summary
+        source = Path(url.removeprefix("sqlite:///"))
+        with tempfile.TemporaryDirectory(prefix="deliverability-dry-run-") as tmp:
+            copy = Path(tmp) / "copy.db"
+            if source.exists():
+                with sqlite3.connect(source) as src, sqlite3.connect(copy) as dst:
+                    src.backup(dst)
+            summary = self.run(f"sqlite:///{copy}")
+        summary.dry_run = True
+        return summary
 
 
 @click.command()
@@ -217,6 +227,12 @@ def _dry_run(
 )
 @click.option("--now", "now_text", metavar="ISO8601", help="Record as if it were this time.")
 @click.option("--strict", is_flag=True, help="Stop at the first input item that cannot be read.")
+@click.option(
+    "--verp",
+    metavar="TEMPLATE",
+    help="How your VERP return paths encode the recipient, e.g. 'bounces+{local}={domain}' "
+    "(default: any local part, '+', then local=domain).",
+)
 @click.option("--output", "out_fmt", type=click.Choice(["text", "json"]), default="text")
 @click.pass_obj
 def ingest(
@@ -225,6 +241,7 @@ def ingest(
     fmt: str,
     now_text: str | None,
     strict: bool,
+    verp: str | None,
     out_fmt: str,
 ) -> None:
     """Record what PATHS say (the nightly job's first step alone: no expiry, no full hygiene
@@ -232,7 +249,13 @@ def ingest(
     now = _now(now_text)
     with app.engine(clock=lambda: now) as engine:
         summary = ingest_paths(
-            engine, lambda: Session(engine.db), paths, now=now, fmt=fmt, strict=strict
+            engine,
+            lambda: Session(engine.db),
+            paths,
+            now=now,
+            fmt=fmt,
+            strict=strict,
+            verp=_verp(verp),
         )
     _print_summary(summary, out_fmt)
     if summary.rejected_count:

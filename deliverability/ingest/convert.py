@@ -9,16 +9,19 @@ with its source and position, so a batch goes on.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 from deliverability.classify import classify
 from deliverability.engine import ReplyRecord
-from deliverability.errors import IngestError
+from deliverability.errors import ConfigError, IngestError
 from deliverability.ingest.mailer_log import read_mailer_log
 from deliverability.ingest.messages import (
+    DEFAULT_VERP,
     BounceRecord,
+    VerpFormat,
     iter_eml,
     iter_maildir,
     iter_mbox,
@@ -30,7 +33,7 @@ from deliverability.replies import Reply
 from deliverability.verdicts import Verdict
 from deliverability.vocabulary import EventKind, Fault, Outcome, Reason
 
-__all__ = ["log_item", "message_items", "read_log", "read_messages"]
+__all__ = ["log_item", "message_items", "parse_verp_template", "read_log", "read_messages"]
 
 #: RFC 5965: a feedback report is a complaint about the message by its recipient.
 COMPLAINT_VERDICT = Verdict(
@@ -82,12 +85,31 @@ def read_messages(path: Path, kind: str) -> Iterator[tuple[str, bytes]]:
     return iter_eml(path)
 
 
+def parse_verp_template(template: str) -> VerpFormat:
+    """A VERP format from a template such as ``bounces+{local}={domain}`` (the return path's
+    local part, with the recipient's local part and domain where they go).
+
+    Raises ConfigError naming the template and the fix when it is not of that shape.
+    """
+    m = re.fullmatch(r"([^{}]*?)([^{}\w])\{local\}([^{}]+)\{domain\}(@.*)?", template.strip())
+    if not m:
+        raise ConfigError(
+            f"VERP template {template!r} is not of the form PREFIX+{{local}}={{domain}} "
+            "(example: bounces+{local}={domain})"
+        )
+    return VerpFormat(prefix=m.group(1) or None, separator=m.group(2), equals=m.group(3))
+
+
 def message_items(
-    data: bytes, *, source: str, position: str, now: datetime
+    data: bytes, *, source: str, position: str, now: datetime, verp: VerpFormat = DEFAULT_VERP
 ) -> tuple[list[ReplyRecord], Rejected | None]:
-    """What one bounce message says, as records; a message that says nothing usable is rejected."""
+    """What one bounce message says, as records; a message that says nothing usable is rejected.
+
+    The recipient is the one the message names, else the one a VERP return path encodes (in the
+    `verp` format).
+    """
     try:
-        records = parse_message(data)
+        records = parse_message(data, verp=verp)
     except IngestError as exc:
         return [], Rejected(source, position, exc.problem, data[:2000].decode("utf-8", "replace"))
     items: list[ReplyRecord] = []
