@@ -20,8 +20,24 @@ from deliverability.errors import DeliverabilityError
 __all__ = ["DATABASE_URL_ENV", "POLICY_ENV", "AppContext", "cli", "main"]
 
 
+def _refuse_undecodable_arguments(args: list[str]) -> None:
+    """Stop with a clear error when an argument is not valid UTF-8.
+
+    Python hands such bytes over as lone surrogates (PEP 383), which every later print or
+    database write would fail on; saying so up front names the argument instead.
+    """
+    for number, arg in enumerate(args, start=1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = arg.encode("utf-8", "surrogateescape")[:200]
+            click.echo(f"error: argument {number} is not valid UTF-8: {shown!r}", err=True)
+            sys.exit(2)
+
+
 def main() -> None:
     """Console entry point: errors are reported in one line each, never as a traceback."""
+    _refuse_undecodable_arguments(sys.argv[1:])
     try:
         # With standalone_mode off, click returns the code a command passed to ctx.exit().
         code = cli.main(standalone_mode=False)
