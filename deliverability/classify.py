@@ -19,7 +19,11 @@ from __future__ import annotations
 import functools
 import re
 import weakref
+from collections.abc import Iterable
 from datetime import timedelta
+from re import _constants as sre_constants  # type: ignore[attr-defined]
+from re import _parser as sre_parser  # type: ignore[attr-defined]
+from typing import Any
 
 from deliverability.errors import ReplyParseError
 from deliverability.policy import Policy, Rule, default_policy
@@ -27,7 +31,7 @@ from deliverability.replies import Reply, StatusCode, parse_reply
 from deliverability.verdicts import Verdict
 from deliverability.vocabulary import Fault, Outcome, Reason
 
-__all__ = ["classify", "classify_text", "retry_hint"]
+__all__ = ["cache_clear", "classify", "classify_text", "retry_hint"]
 
 #: How many distinct replies each policy's LRU remembers.
 CACHE_SIZE = 16_384
@@ -63,6 +67,198 @@ def retry_hint(text: str) -> timedelta | None:
     return None
 
 
+# --------------------------------------------------------------------------------------------
+# Literal prefilter. Python's regular expressions try every alternative at every position, so a
+# case-insensitive rule with ten alternatives costs tens of microseconds per reply; a bucket can
+# hold a hundred such rules. Most rules can only match when the reply contains one of a few
+# literal words ("spamhaus", "unauthenticated", ...). Those words are read from each pattern's
+# parse tree once; one pass over the lower-cased text finds every such word present, and a rule
+# whose words are all absent is skipped without running its pattern. A rule whose words cannot be
+# derived is always tried, so the prefilter never changes a result, only its cost.
+# --------------------------------------------------------------------------------------------
+
+_MIN_LITERAL = 3  # shorter words would let almost every text through
+_MAX_CLASS = 4  # expand small character classes such as [ea] into their letters
+_MAX_VARIANTS = 16
+
+
+#: A rule's prefilter: alternatives, each a conjunction of word sets (one word of every set
+#: must be present for that alternative to be possible).
+Clauses = tuple[tuple[frozenset[str], ...], ...]
+
+
+def required_clauses(pattern: str) -> Clauses | None:
+    """For each top-level alternative of `pattern`, the word sets a match must all touch (one
+    lower-case word of each set occurs in the text), or None when some alternative has none."""
+    try:
+        parsed = list(sre_parser.parse(pattern))
+    except Exception:  # an internal parser: any surprise means "no prefilter"
+        return None
+    if len(parsed) == 1 and parsed[0][0] is sre_constants.BRANCH:
+        alternatives = [list(a) for a in parsed[0][1][1]]
+    else:
+        alternatives = [parsed]
+    clauses = []
+    for alternative in alternatives:
+        sets = []
+        for candidate in _seq_candidates(alternative):
+            # The finder works on alphanumeric tokens: a literal occurs only where its longest
+            # alphanumeric chunk occurs inside a token, a weaker condition that stays sound.
+            chunks = {_longest_chunk(w) for w in candidate}
+            if all(len(c) >= _MIN_LITERAL for c in chunks):
+                sets.append(frozenset(chunks))
+        if not sets:
+            return None
+        clauses.append(tuple(sorted(sets, key=lambda c: (-min(len(w) for w in c), len(c)))))
+    return tuple(clauses)
+
+
+def required_literals(pattern: str) -> frozenset[str] | None:
+    """Lower-case strings of which every match of `pattern` contains at least one, or None when
+    no useful set can be derived (the rule is then always tried)."""
+    clauses = required_clauses(pattern)
+    if clauses is None:
+        return None
+    return frozenset(w for conjunction in clauses for w in conjunction[0])
+
+
+_CHUNK_RE = re.compile(r"[a-z0-9]+")
+
+
+def _longest_chunk(word: str) -> str:
+    return max(_CHUNK_RE.findall(word), key=len, default="")
+
+
+def _seq_candidates(items: list[tuple[Any, Any]]) -> list[set[str]]:
+    """Every required-literal set of one sequence of parsed items (each must be touched)."""
+    candidates: list[set[str]] = []
+    run: set[str] = {""}
+
+    def close_run() -> None:
+        nonlocal run
+        if run != {""}:
+            candidates.append(run)
+        run = {""}
+
+    for op, av in items:
+        chars = _literal_chars(op, av)
+        if chars is not None and len(run) * len(chars) <= _MAX_VARIANTS:
+            run = {prefix + c for prefix in run for c in chars}
+            continue
+        close_run()
+        if chars is not None:  # too many variants: start a new run with this item
+            run = set(chars)
+            continue
+        sub = _item_literals(op, av)
+        if sub is not None:
+            candidates.append(sub)
+    close_run()
+    return candidates
+
+
+def _seq_literals(items: list[tuple[Any, Any]]) -> set[str] | None:
+    """The most selective required-literal set of one sequence of parsed items."""
+    candidates = _seq_candidates(items)
+    if not candidates:
+        return None
+    return max(candidates, key=lambda c: (min(len(w) for w in c), -len(c)))
+
+
+def _literal_chars(op: Any, av: Any) -> list[str] | None:
+    """The lower-case characters one item can be, when it is a literal or a small class."""
+    if op is sre_constants.LITERAL:
+        return [chr(av).lower()]
+    if (
+        op is sre_constants.IN
+        and len(av) <= _MAX_CLASS
+        and all(o is sre_constants.LITERAL for o, _ in av)
+    ):
+        return sorted({chr(c).lower() for _, c in av})
+    return None
+
+
+def _item_literals(op: Any, av: Any) -> set[str] | None:
+    if op is sre_constants.SUBPATTERN:
+        return _seq_literals(list(av[-1]))
+    if op is sre_constants.BRANCH:
+        union: set[str] = set()
+        for alternative in av[1]:
+            sub = _seq_literals(list(alternative))
+            if sub is None:
+                return None
+            union |= sub
+        return union
+    if op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT) and av[0] >= 1:
+        return _seq_literals(list(av[2]))
+    return None
+
+
+def _trie_pattern(words: Iterable[str]) -> str:
+    """One regular expression for many words, factored as a trie: Python's engine rejects an
+    alternative on its first literal character cheaply, so each position costs a few checks
+    instead of one per word."""
+    trie: dict[str, Any] = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: dict[str, Any]) -> str:
+        branches = [re.escape(ch) + emit(child) for ch, child in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        optional = "" in node
+        if len(branches) == 1 and not optional:
+            return branches[0]
+        body = "(?:" + "|".join(branches) + ")"
+        return body + "?" if optional else body
+
+    return emit(trie)
+
+
+class _LiteralFinder:
+    """Finds which of many alphanumeric words occur in a text.
+
+    The text is cut into alphanumeric tokens; which words each token contains is worked out once
+    (a trie-shaped regular expression over the token) and remembered, since tokens such as
+    "recipient" or "rejected" recur in every log, and only new tokens (ids, addresses) are
+    scanned.
+    """
+
+    #: Tokens remembered per finder; past this, new tokens are scanned but not kept.
+    MAX_TOKENS = 50_000
+
+    def __init__(self, words: Iterable[str]) -> None:
+        ordered = sorted(set(words))
+        # A lookahead at every position reports the longest word starting there (the trie is
+        # greedy); the shorter words that are its prefixes start there too.
+        self.prefixes = {w: frozenset(p for p in ordered if w.startswith(p)) for w in ordered}
+        self.regex = re.compile(f"(?=({_trie_pattern(ordered)}))") if ordered else None
+        self.tokens: dict[str, frozenset[str]] = {}
+
+    def _scan(self, token: str) -> frozenset[str]:
+        found: set[str] = set()
+        if self.regex is not None:
+            for word in self.regex.findall(token):
+                if word:
+                    found |= self.prefixes[word]
+        return frozenset(found)
+
+    def present(self, lowered: str) -> set[str]:
+        found: set[str] = set()
+        tokens = self.tokens
+        for token in set(_CHUNK_RE.findall(lowered)):
+            words = tokens.get(token)
+            if words is None:
+                words = self._scan(token)
+                if len(tokens) < self.MAX_TOKENS:
+                    tokens[token] = words
+            if words:
+                found |= words
+        return found
+
+
 class _Bucket:
     """The rules that can match one (code, status, class, command) combination, in order.
 
@@ -70,18 +266,59 @@ class _Bucket:
     nothing after it can win.
     """
 
-    __slots__ = ("terminal", "text_rules")
+    __slots__ = ("always", "by_word", "clauses", "finder", "terminal", "text_rules")
 
     def __init__(self, text_rules: tuple[Rule, ...], terminal: Rule | None) -> None:
         self.text_rules = text_rules
         self.terminal = terminal
+        self.clauses = tuple(_clauses_of(rule) for rule in text_rules)
+        #: Rules without a derivable prefilter are always tried.
+        self.always: frozenset[int] = frozenset(
+            i for i, clauses in enumerate(self.clauses) if clauses is None
+        )
+        by_word: dict[str, set[int]] = {}
+        words: set[str] = set()
+        for i, clauses in enumerate(self.clauses):
+            for conjunction in clauses or ():
+                for word in conjunction[0]:
+                    by_word.setdefault(word, set()).add(i)
+                for word_set in conjunction:
+                    words |= word_set
+        self.by_word = {w: frozenset(ix) for w, ix in by_word.items()}
+        self.finder = _LiteralFinder(words)
 
     def first_match(self, text: str) -> Rule | None:
-        for rule in self.text_rules:
-            assert rule.regex is not None
-            if rule.regex.search(text):
-                return rule
+        if self.text_rules:
+            present = self.finder.present(text.lower())
+            candidates = set(self.always)
+            for word in present:
+                candidates |= self.by_word.get(word, frozenset())
+            for i in sorted(candidates):
+                clauses = self.clauses[i]
+                if clauses is not None:
+                    # Some alternative must have every one of its word sets touched.
+                    for conjunction in clauses:
+                        for words in conjunction:
+                            if words.isdisjoint(present):
+                                break
+                        else:
+                            break
+                    else:
+                        continue
+                regex = self.text_rules[i].regex
+                assert regex is not None
+                if regex.search(text):
+                    return self.text_rules[i]
         return self.terminal
+
+
+@functools.cache
+def _clauses_cached(pattern: str) -> Clauses | None:
+    return required_clauses(pattern)
+
+
+def _clauses_of(rule: Rule) -> Clauses | None:
+    return _clauses_cached(rule.text) if rule.text is not None else None
 
 
 class _Matcher:
@@ -198,10 +435,16 @@ def _fallback(klass: int, inconsistent: bool) -> Verdict:
 
 
 _MATCHERS: weakref.WeakKeyDictionary[Policy, _Matcher] = weakref.WeakKeyDictionary()
+#: The shipped policy's matcher, kept at hand: most calls use it.
+_DEFAULT: _Matcher | None = None
 
 
 def _matcher(policy: Policy | None) -> _Matcher:
-    policy = policy if policy is not None else default_policy()
+    global _DEFAULT
+    if policy is None:
+        if _DEFAULT is None:
+            _DEFAULT = _matcher(default_policy())
+        return _DEFAULT
     found = _MATCHERS.get(policy)
     if found is None:
         found = _MATCHERS[policy] = _Matcher(policy)
@@ -219,7 +462,19 @@ def classify_text(text: str, policy: Policy | None = None) -> Verdict:
     Raises ReplyParseError (a ValueError) naming the text when it holds no reply. Identical
     texts are parsed once: bulk logs repeat them.
     """
-    result = _matcher(policy).cached_text(text)
-    if isinstance(result, ReplyParseError):
-        raise ReplyParseError(result.text, result.problem)
-    return result
+    matcher = _DEFAULT if policy is None and _DEFAULT is not None else _matcher(policy)
+    result = matcher.cached_text(text)
+    if result.__class__ is Verdict:
+        return result
+    assert isinstance(result, ReplyParseError)
+    raise ReplyParseError(result.text, result.problem)
+
+
+def cache_clear() -> None:
+    """Forget every remembered verdict and token (for benchmarks and tests); the compiled rule
+    index is kept, as it belongs to the policy, not to the replies seen."""
+    for matcher in list(_MATCHERS.values()):
+        matcher.cached.cache_clear()
+        matcher.cached_text.cache_clear()
+        for bucket in matcher.buckets.values():
+            bucket.finder.tokens.clear()
