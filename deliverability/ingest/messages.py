@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -241,7 +242,7 @@ def _normalised(raw: str | None) -> tuple[str | None, str | None]:
 def _status(text: str | None) -> StatusCode | None:
     if not text:
         return None
-    m = re.match(r"\s*#?([245])\.(\d{1,3})\.(\d{1,3})", text)
+    m = _STATUS_START_RE.match(text)
     if not m:
         return None
     klass, subject, detail = (int(g) for g in m.groups())
@@ -259,7 +260,7 @@ def _reply_of(hit: Hit) -> tuple[StatusCode | None, int | None, Reply | None]:
     """
     source = hit.diagnostic
     parsed_reply = _parsed(source)
-    if parsed_reply is not None and not re.match(r"\s*#?[245]\d\d\b", source):
+    if parsed_reply is not None and not _CODE_START_RE.match(source):
         # A relay's own status first, then the remote reply it quotes ("5.1.0 - Unknown
         # address error 550-'5.7.1 ... Access denied'"): the remote reply is the evidence.
         inner = _INNER_REPLY_RE.search(source)
@@ -319,6 +320,9 @@ def _reply_of(hit: Hit) -> tuple[StatusCode | None, int | None, Reply | None]:
     return status, code, reply
 
 
+_STATUS_START_RE = re.compile(r"\s*#?([245])\.(\d{1,3})\.(\d{1,3})")
+_CODE_START_RE = re.compile(r"\s*#?[245]\d\d\b")
+_MSGID_RE = re.compile(r"<[^<>\s]+>")
 _NAMED_CODE_RE = re.compile(
     r"(?i)\b(?:error[_ ]code|reply code|smtp code|code)\s*[:=]?\s*([245]\d\d)\b"
 )
@@ -336,20 +340,25 @@ def _parsed(text: str) -> Reply | None:
 
 def _original_message_id(parsed: Parsed) -> str | None:
     if parsed.returned is not None:
-        mid = parsed.returned.get("Message-ID") or parsed.returned.get("Message-Id")
+        mid = parsed.returned.get("Message-ID")
         if mid:
-            found = re.search(r"<[^<>\s]+>", str(mid))
+            found = _MSGID_RE.search(mid)
             return found.group(0) if found else str(mid).strip() or None
     return None
 
 
-def _verp_recipient(parsed: Parsed, verp: VerpFormat) -> str | None:
-    candidates: list[str] = []
-    line = re.compile(
+@lru_cache(maxsize=32)
+def _verp_line(verp: VerpFormat) -> re.Pattern[str]:
+    """A header line of the bounce that could hold a VERP address in this format."""
+    return re.compile(
         rf"(?mi)^(?:{'|'.join(_VERP_HEADERS)})[ \t]*:[^\n]*"
         rf"{re.escape(verp.separator)}[^\n]*{re.escape(verp.equals)}"
     )
-    if line.search(parsed.message.block):
+
+
+def _verp_recipient(parsed: Parsed, verp: VerpFormat) -> str | None:
+    candidates: list[str] = []
+    if _verp_line(verp).search(parsed.message.block):
         for name in _VERP_HEADERS:
             for value in parsed.message.get_all(name):
                 if verp.separator in value and verp.equals in value:

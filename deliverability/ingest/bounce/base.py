@@ -96,9 +96,12 @@ def addresses_in(text: str) -> list[str]:
     return list(seen)
 
 
+_FOLD_RE = re.compile(r"\r?\n[ \t]+")
+
+
 def unfold(text: str) -> str:
     """Join RFC 5322 folded lines (a line starting with white space continues the previous)."""
-    return re.sub(r"\r?\n[ \t]+", " ", text)
+    return _FOLD_RE.sub(" ", text)
 
 
 def parse_date(value: str | None) -> datetime | None:

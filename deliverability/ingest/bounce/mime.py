@@ -359,6 +359,8 @@ class _Walker:
             self.text(headers, body, params, html=ctype == "text/html")
 
     def text(self, headers: Headers, body: str, params: dict[str, str], *, html: bool) -> None:
+        if html and (self.first_text is not None or self.first_html is not None):
+            return  # an HTML alternative of a text already read says nothing new
         text = _body_text(headers, body, params)
         if html:
             text = _html_text(text)
@@ -379,7 +381,7 @@ def parse_bytes(data: bytes) -> Parsed:
     parsed.text = walker.first_text or walker.first_html or ""
     parsed.explanation = parsed.text
     m = _RETURNED_RE.search(parsed.text)
-    h = _INLINE_HEADERS_RE.search(parsed.text)
+    h = _INLINE_HEADERS_RE.search(parsed.text, 0, m.start() if m else len(parsed.text))
     if m and (h is None or m.start() <= h.start()):
         parsed.explanation = parsed.text[: m.start()]
         if parsed.returned is None:

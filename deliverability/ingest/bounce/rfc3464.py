@@ -31,6 +31,7 @@ _PER_RECIPIENT = {
     "final-log-id",
 }
 _PER_MESSAGE = {"reporting-mta", "arrival-date", "received-from-mta", "x-postfix-sender"}
+_FINAL_RECIPIENT_RE = re.compile(r"(?im)^final-recipient\s*:")
 # RFC 3464 section 2.3.3: the five actions.
 _ACTIONS = ("failed", "delayed", "delivered", "relayed", "expanded")
 
@@ -104,7 +105,7 @@ class Rfc3464:
         texts = parsed.delivery_status
         if not texts:
             # Some MTAs (and some relays that flatten MIME) put the fields in the body.
-            texts = [t for t in parsed.texts if re.search(r"(?im)^final-recipient\s*:", t)]
+            texts = [t for t in parsed.texts if _FINAL_RECIPIENT_RE.search(t)]
         hits: list[Hit] = []
         for text in texts:
             per_message, recipients = read_fields(text)

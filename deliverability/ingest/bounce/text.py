@@ -60,10 +60,16 @@ class TextFormat:
     #: The format's own recipient pattern (one group: the address), tried first.
     recipient: re.Pattern[str] | None = None
 
+    def __post_init__(self) -> None:
+        # One search for all the phrases (they are literal: escaped into one alternation).
+        joined = "|".join(re.escape(p) for p in self.phrases)
+        object.__setattr__(self, "_phrases_re", re.compile(joined) if joined else None)
+
     def matches(self, text: str, lower: str) -> bool:
-        return any(p in lower for p in self.phrases) or bool(
-            self.pattern is not None and self.pattern.search(text)
-        )
+        phrases: re.Pattern[str] | None = getattr(self, "_phrases_re", None)
+        if phrases is not None and phrases.search(lower):
+            return True
+        return self.pattern is not None and self.pattern.search(text) is not None
 
 
 # Identifying phrases, from the formats' own bodies. The first format that matches names it.
@@ -135,23 +141,28 @@ _TRANSIENT_WORDS = (
 _PERMANENT_WORDS = ("permanent", "given up", "giving up", "fatal")
 
 
+_TRANSIENT_WORDS_RE = re.compile("|".join(map(re.escape, _TRANSIENT_WORDS)))
+_PERMANENT_WORDS_RE = re.compile("|".join(map(re.escape, _PERMANENT_WORDS)))
+
+
 def _says_transient(low: str) -> bool:
-    return any(w in low for w in _TRANSIENT_WORDS) and not any(w in low for w in _PERMANENT_WORDS)
+    return bool(_TRANSIENT_WORDS_RE.search(low)) and not _PERMANENT_WORDS_RE.search(low)
 
 
 def _excluded(parsed: Parsed) -> set[str]:
     """Addresses that are never the failed recipient: the bounce's own addresses, and the
     sender of the returned original (it is who the bounce goes back to)."""
-    out: set[str] = set()
-    heads = [parsed.message]
+    # One scan of each header block for the fields, rather than one lookup per field.
+    found = _OWN_FIELDS_RE.findall(parsed.message.block)
     if parsed.returned is not None:
-        heads.append(parsed.returned)
-    for head in heads:
-        for name in ("From", "Return-Path"):
-            out.update(a.lower() for a in addresses_in(decode_header(head.get(name))))
-    for name in ("To", "Delivered-To"):
-        out.update(a.lower() for a in addresses_in(decode_header(parsed.message.get(name))))
-    return out
+        found += _SENDER_FIELDS_RE.findall(parsed.returned.block)
+    return {a.lower() for value in found for a in addresses_in(decode_header(value))}
+
+
+_OWN_FIELDS_RE = re.compile(
+    r"(?mi)^(?:from|return-path|to|delivered-to)[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)"
+)
+_SENDER_FIELDS_RE = re.compile(r"(?mi)^(?:from|return-path)[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)")
 
 
 def _mail_from(text: str) -> set[str]:
