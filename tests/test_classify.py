@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from deliverability.classify import classify, classify_text, retry_hint
 from deliverability.errors import ReplyParseError
 from deliverability.policy import load_policy
-from deliverability.replies import Reply, StatusCode, parse_reply
+from deliverability.replies import Reply, StatusCode, parse_reply, parse_status
 from deliverability.vocabulary import Fault, Outcome, Reason
 
 # (reply, outcome, reason, fault, decisive)
@@ -288,3 +291,63 @@ def test_every_reply_code_from_100_to_599_gets_a_verdict_with_a_rule() -> None:
     for code in range(100, 600):
         verdict = classify(Reply(code=code, status=None, text=""))
         assert verdict.rule.startswith("std."), code
+
+
+# ---- the rule index and the literal prefilter never change a result --------------------------
+
+
+def _naive_rule(reply: Reply) -> str:
+    """First matching rule by trying every rule in order, without any index or prefilter."""
+    from deliverability.classify import _conditions_match
+    from deliverability.policy import default_policy
+
+    code, status = reply.code, reply.status
+    if code is not None and status is not None and status.klass != code // 100:
+        status = StatusCode(code // 100, status.subject, status.detail)
+    klass = code // 100 if code is not None else status.klass if status else 0
+    for rule in default_policy().rules:
+        if not _conditions_match(rule, code, status, klass, reply.command):
+            continue
+        if rule.regex is None or rule.regex.search(reply.text):
+            return rule.id
+    return "builtin.class_digit"
+
+
+def _policy_words() -> list[str]:
+    from deliverability.policy import default_policy
+
+    words: set[str] = set()
+    for rule in default_policy().rules:
+        if rule.text:
+            words.update(w for w in re.findall(r"[A-Za-z]{3,}", rule.text))
+    return sorted(words)
+
+
+_WORDS = _policy_words()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([250, 421, 450, 451, 452, 550, 552, 553, 554, 571]),
+    st.sampled_from([None, "5.1.1", "5.7.1", "4.7.0", "5.2.2", "4.2.2", "5.0.0", "5.7.26"]),
+    st.lists(st.sampled_from(_WORDS), min_size=0, max_size=8),
+    st.sampled_from(["", " ", "-", ".", "'"]),
+)
+def test_the_indexed_classifier_picks_the_same_rule_as_trying_every_rule_in_order(
+    code: int, status: str | None, words: list[str], joiner: str
+) -> None:
+    text = joiner.join(words)
+    reply = Reply(code=code, status=None if status is None else parse_status(status), text=text)
+    assert classify(reply).rule == _naive_rule(reply)
+
+
+def test_the_prefilter_words_of_a_pattern_are_necessary_for_a_match() -> None:
+    from deliverability.classify import required_clauses
+
+    clauses = required_clauses(r"(?i)invalid (?:recipient|mailbox)|user unknown")
+    assert clauses == (
+        (frozenset({"invalid"}), frozenset({"recipient", "mailbox"})),
+        (frozenset({"unknown"}),),
+    )
+    # An alternative without a usable word means the rule is always tried.
+    assert required_clauses(r"(?i)user unknown|5\.7\.1") is None
