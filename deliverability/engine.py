@@ -448,6 +448,7 @@ _RECIPIENT_MUTABLE = (
     "standing",
     "reason",
     "standing_since",
+    "standing_basis_at",
     "suppressed_until",
     "suppression_action_id",
     "first_seen_at",
@@ -1211,6 +1212,18 @@ class Engine:
         """Write one chunk of events in the caller's transaction; see the module docstring."""
         written = [_Written(item) for item in items]
 
+        # 0. Lock the recipients the chunk touches, in one order for every writer: two writers
+        #    then never deadlock on each other's rows, and never both add 1 to the same counter
+        #    read before the other's commit. (SQLite holds its write lock since BEGIN IMMEDIATE.)
+        address_keys = sorted({it.address.key for it in items})
+        if conn.dialect.name != "sqlite":
+            conn.execute(
+                select(_RECIPIENTS.c.id)
+                .where(_RECIPIENTS.c.address_key.in_(address_keys))
+                .order_by(_RECIPIENTS.c.address_key)
+                .with_for_update()
+            )
+
         # 1. Idempotency: drop events already recorded, and repeats inside the chunk.
         keys = list({it.key for it in items})
         known = set(conn.scalars(select(_EVENTS.c.key).where(_EVENTS.c.key.in_(keys))))
@@ -1223,7 +1236,6 @@ class Engine:
                 fresh.append(w)
 
         # 2. Load the recipients and deliveries the chunk touches, one SELECT each.
-        address_keys = list({it.address.key for it in items})
         recipients: dict[str, dict[str, Any]] = {
             row["address_key"]: row
             for row in self._bulk.load(
@@ -1348,7 +1360,7 @@ class Engine:
             bulk.insert(
                 conn,
                 _RECIPIENTS,
-                [{c: r[c] for c in _RECIPIENT_COLUMNS} for r in new_recipients.values()],
+                [{c: r[c] for c in _RECIPIENT_COLUMNS} for _, r in sorted(new_recipients.items())],
             )
             for id_, akey in conn.execute(
                 select(_RECIPIENTS.c.id, _RECIPIENTS.c.address_key).where(
@@ -1364,18 +1376,24 @@ class Engine:
             if rec.get("_last_key") == event_row["key"]:
                 rec["last_event_id"] = event_ids[event_row["key"]]
         bulk.update_by_id(
-            conn, _RECIPIENTS, _RECIPIENT_MUTABLE, [recipients[k] for k in touched_recipients]
+            conn,
+            _RECIPIENTS,
+            _RECIPIENT_MUTABLE,
+            [recipients[k] for k in sorted(touched_recipients)],
         )
         bulk.insert(
             conn,
             _DELIVERIES,
-            [{**d, "recipient_id": recipients[k[0]]["id"]} for k, d in new_deliveries.items()],
+            [
+                {**d, "recipient_id": recipients[k[0]]["id"]}
+                for k, d in sorted(new_deliveries.items())
+            ],
         )
         bulk.update_by_id(
             conn,
             _DELIVERIES,
             _DELIVERY_MUTABLE,
-            [deliveries[k] for k in touched_deliveries if k not in new_deliveries],
+            [deliveries[k] for k in sorted(touched_deliveries) if k not in new_deliveries],
         )
 
         # 5. Hygiene, in the same transaction.
@@ -1568,6 +1586,7 @@ def _new_recipient(item: _Item) -> dict[str, Any]:
         "standing": None,
         "reason": Reason.UNDEFINED,
         "standing_since": item.at,
+        "standing_basis_at": None,
         "suppressed_until": None,
         "suppression_action_id": None,
         "first_seen_at": item.at,
@@ -1624,9 +1643,12 @@ def _apply_to_recipient(rec: dict[str, Any], item: _Item, state: DeliveryState |
         before = None
         rec["suppressed_until"] = None
         rec["suppression_action_id"] = None
-    if state is not None and latest:
+    basis = rec["standing_basis_at"]
+    if state in _STANDING_STATES and (basis is None or at >= basis):
+        # The newest delivery result by time decides, whatever order results are recorded in.
         following = standing_after(before, state)
-        if following is not Standing.SUPPRESSED and state in _STANDING_STATES:
+        rec["standing_basis_at"] = at
+        if following is not Standing.SUPPRESSED:
             rec["reason"] = item.verdict.reason
     else:
         following = before if before is not None else Standing.RETRYING

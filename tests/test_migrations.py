@@ -87,3 +87,17 @@ def test_alembic_ini_at_the_top_of_a_checkout_runs_the_same_migrations(
         assert check_schema(engine) == []
     finally:
         engine.dispose()
+
+
+def test_mariadb_tables_compare_keys_byte_for_byte(sa_engine: Engine) -> None:
+    if sa_engine.dialect.name not in ("mysql", "mariadb"):
+        pytest.skip("table collations are a MariaDB/MySQL matter")
+    with sa_engine.connect() as conn:
+        collations = dict(
+            conn.exec_driver_sql(
+                "SELECT TABLE_NAME, TABLE_COLLATION FROM information_schema.TABLES"
+                " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME != 'alembic_version'"
+            ).all()
+        )
+    assert collations
+    assert set(collations.values()) == {"utf8mb4_bin"}

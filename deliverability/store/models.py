@@ -107,6 +107,12 @@ def enum_column(enum: type[StrEnum]) -> SAEnum:
     )
 
 
+#: MariaDB/MySQL: compare keys byte for byte. The usual server default (utf8mb4_general_ci) makes a
+#: unique index treat 'José' and 'jose ' as one value; keys here are compared exactly (addresses are
+#: lower-cased in Python first). Ignored by SQLite and PostgreSQL.
+MYSQL_TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -116,6 +122,7 @@ class Recipient(Base):
     hygiene rules and reports read."""
 
     __tablename__ = "recipients"
+    __table_args__ = MYSQL_TABLE_OPTIONS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     #: As first seen (local part case kept).
@@ -126,6 +133,10 @@ class Recipient(Base):
     standing: Mapped[Standing] = mapped_column(enum_column(Standing), index=True)
     reason: Mapped[Reason] = mapped_column(enum_column(Reason), default=Reason.UNDEFINED)
     standing_since: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: The time of the delivery result the standing follows: a result older than this (recorded
+    #: late, or by another writer first) does not change the standing, so the standing is the
+    #: same whatever order events are recorded in.
+    standing_basis_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     suppressed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     suppression_action_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
@@ -157,6 +168,7 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("recipient_id", "message_id"),
         Index("ix_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+        MYSQL_TABLE_OPTIONS,
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -189,6 +201,7 @@ class Event(Base):
         Index("ix_events_recipient_id_at", "recipient_id", "at"),
         Index("ix_events_domain_at", "domain", "at"),
         Index("ix_events_at", "at"),
+        MYSQL_TABLE_OPTIONS,
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -230,6 +243,7 @@ class Action(Base):
     __table_args__ = (
         Index("ix_actions_kind_scope_target", "kind", "scope", "target"),
         Index("ix_actions_status_expires_at", "status", "expires_at"),
+        MYSQL_TABLE_OPTIONS,
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -264,6 +278,7 @@ class IngestSource(Base):
     """How far each input source has been read (a log file's identity and offset)."""
 
     __tablename__ = "ingest_sources"
+    __table_args__ = MYSQL_TABLE_OPTIONS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     #: The source's identity: a path, plus the device/inode or a fingerprint of its first bytes,
@@ -280,6 +295,7 @@ class IngestedMessage(Base):
     """A bounce message already read (by a hash of its bytes), so a re-run skips it."""
 
     __tablename__ = "ingested_messages"
+    __table_args__ = MYSQL_TABLE_OPTIONS
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     key: Mapped[str] = mapped_column(String(64), unique=True)
@@ -291,7 +307,7 @@ class RejectedInput(Base):
     """Input that could not be read: where, why, and the raw text (cut to a sane length)."""
 
     __tablename__ = "rejected_inputs"
-    __table_args__ = (UniqueConstraint("source", "position"),)
+    __table_args__ = (UniqueConstraint("source", "position"), MYSQL_TABLE_OPTIONS)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     source: Mapped[str] = mapped_column(String(600))
@@ -305,6 +321,7 @@ class Bookmark(Base):
     """Named positions the jobs keep: the last event id the nightly hygiene pass evaluated."""
 
     __tablename__ = "bookmarks"
+    __table_args__ = MYSQL_TABLE_OPTIONS
 
     name: Mapped[str] = mapped_column(String(120), primary_key=True)
     value: Mapped[str] = mapped_column(String(255))

@@ -64,6 +64,8 @@ def upgrade() -> None:
         sa.Column("deliveries_since", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_actions")),
         sa.UniqueConstraint("open_key", name=op.f("uq_actions_open_key")),
+        mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_bin",
     )
     with op.batch_alter_table("actions", schema=None) as batch_op:
         batch_op.create_index(
@@ -79,6 +81,8 @@ def upgrade() -> None:
         sa.Column("value", sa.String(length=255), nullable=False),
         sa.Column("updated_at", utc_datetime(), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_bookmarks")),
+        mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_bin",
     )
     op.create_table(
         "ingest_sources",
@@ -91,6 +95,8 @@ def upgrade() -> None:
         sa.Column("updated_at", utc_datetime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ingest_sources")),
         sa.UniqueConstraint("identity", name=op.f("uq_ingest_sources_identity")),
+        mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_bin",
     )
     op.create_table(
         "ingested_messages",
@@ -100,6 +106,8 @@ def upgrade() -> None:
         sa.Column("recorded_at", utc_datetime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ingested_messages")),
         sa.UniqueConstraint("key", name=op.f("uq_ingested_messages_key")),
+        mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_bin",
     )
     op.create_table(
         "recipients",
@@ -129,6 +137,8 @@ def upgrade() -> None:
         sa.Column("expired_count", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_recipients")),
         sa.UniqueConstraint("address_key", name=op.f("uq_recipients_address_key")),
+        mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_bin",
     )
     with op.batch_alter_table("recipients", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_recipients_domain"), ["domain"], unique=False)
@@ -144,6 +154,8 @@ def upgrade() -> None:
         sa.Column("recorded_at", utc_datetime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_rejected_inputs")),
         sa.UniqueConstraint("source", "position", name=op.f("uq_rejected_inputs_source_position")),
+        mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_bin",
     )
     op.create_table(
         "deliveries",
@@ -171,6 +183,8 @@ def upgrade() -> None:
         sa.UniqueConstraint(
             "recipient_id", "message_id", name=op.f("uq_deliveries_recipient_id_message_id")
         ),
+        mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_bin",
     )
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.create_index(
@@ -209,6 +223,8 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
         sa.UniqueConstraint("key", name=op.f("uq_events_key")),
+        mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_bin",
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.create_index("ix_events_at", ["at"], unique=False)
