@@ -110,6 +110,15 @@ DEFAULTS = [
         False,
     ),
     ("550 5.2.1 This mailbox is inactive", "bounced", "suspend", "recipient", False),
+    (
+        "552 5.2.2 The email account that you tried to reach is over quota and inactive",
+        "bounced",
+        "mailbox_full",
+        "recipient",
+        False,
+    ),
+    ("550 5.2.2 Mailbox over quota for a long time", "bounced", "mailbox_full", "recipient", False),
+    ("452 4.2.2 Mailbox over quota and inactive", "deferred", "mailbox_full", "recipient", False),
     # 452 depends on its enhanced code.
     ("452 4.2.2 Mailbox full", "deferred", "mailbox_full", "recipient", False),
     ("452 4.3.1 Insufficient system storage", "deferred", "system_full", "destination", False),

@@ -96,14 +96,6 @@ def test_explain_needs_a_reply_or_a_message() -> None:
     assert "give a REPLY" in out
 
 
-def test_explain_refuses_a_reply_and_messages_together(tmp_path: Path) -> None:
-    eml = tmp_path / "a.eml"
-    eml.write_text("Subject: x\n\nbody\n")
-    code, out = run("explain", "550 x", "--message", str(eml))
-    assert code == 2
-    assert "not both" in out
-
-
 def test_explain_uses_the_user_policy_file(tmp_path: Path) -> None:
     policy = tmp_path / "policy.toml"
     policy.write_text(
@@ -114,3 +106,66 @@ def test_explain_uses_the_user_policy_file(tmp_path: Path) -> None:
     assert code == 0
     row = json.loads(out)
     assert (row["rule"], row["outcome"]) == ("local.legacy_550", "blocked")
+
+
+DSN = """\
+From: MAILER-DAEMON@mx.example.org
+To: bounces@example.com
+Subject: Undelivered Mail Returned to Sender
+Date: Sat, 28 Nov 2026 10:00:00 +0000
+Message-ID: <dsn-{n}@mx.example.org>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="BOUNDARY"
+
+--BOUNDARY
+Content-Type: text/plain; charset=us-ascii
+
+This is the mail system at host mx.example.org. Your message could not be delivered.
+
+--BOUNDARY
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.org
+
+Final-Recipient: rfc822; {rcpt}
+Original-Recipient: rfc822; {rcpt}
+Action: failed
+Status: 5.1.1
+Remote-MTA: dns; mx.example.net
+Diagnostic-Code: smtp; 550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown
+
+--BOUNDARY--
+"""
+
+
+def test_explain_message_takes_several_files_after_one_option(tmp_path: Path) -> None:
+    first, second = tmp_path / "one.eml", tmp_path / "two.eml"
+    first.write_text(DSN.format(n=1, rcpt="alice@example.net"))
+    second.write_text(DSN.format(n=2, rcpt="bob@example.net"))
+    code, out = run("explain", "--format", "json", "--message", str(first), str(second))
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [(r["file"], r["recipient"]) for r in rows] == [
+        (str(first), "alice@example.net"),
+        (str(second), "bob@example.net"),
+    ]
+    assert all(r["outcome"] == "bounced" and r["reason"] == "user_unknown" for r in rows)
+    assert code == 0
+
+
+def test_explain_message_without_a_recipient_gives_an_error_line_and_exit_1(
+    tmp_path: Path,
+) -> None:
+    empty = tmp_path / "note.eml"
+    empty.write_text("From: a@example.com\nSubject: hello\n\njust a note\n")
+    code, out = run("explain", "--message", str(empty), "--format", "json")
+    (row,) = [json.loads(line) for line in out.splitlines()]
+    assert row["recipient"] is None
+    assert row["error"]
+    assert code == 1
+
+
+def test_an_unquoted_reply_is_read_as_one_reply() -> None:
+    code, out = run("explain", "550", "5.1.1", "User", "unknown", "--format", "json")
+    assert code == 0
+    row = json.loads(out)
+    assert (row["code"], row["status"], row["text"]) == (550, "5.1.1", "User unknown")

@@ -179,13 +179,14 @@ def _explain_messages(paths: tuple[Path, ...], fmt: str, out: IO[str]) -> int:
 
 
 @click.command()
-@click.argument("reply", required=False)
+@click.argument("reply", nargs=-1)
 @click.option(
     "--message",
     "messages",
     multiple=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="A bounce message file (.eml) to explain, one result per recipient; repeatable.",
+    help="Bounce message files (.eml) to explain, one result per recipient; the arguments that "
+    "follow are more message files.",
 )
 @click.option(
     "--format",
@@ -196,29 +197,31 @@ def _explain_messages(paths: tuple[Path, ...], fmt: str, out: IO[str]) -> int:
     help="text for people; json prints one object (JSON Lines for '-' and --message).",
 )
 @click.pass_context
-def explain(ctx: click.Context, reply: str | None, messages: tuple[Path, ...], fmt: str) -> None:
+def explain(
+    ctx: click.Context, reply: tuple[str, ...], messages: tuple[Path, ...], fmt: str
+) -> None:
     """Explain an SMTP REPLY: its verdict, the meaning of its codes and the rule that decided.
 
     Give "-" as REPLY to read one reply per line from standard input (one result per line, in
-    order; a line that is not a reply gives an "error"). Exits 1 when some input could not be
-    explained.
+    order; a line that is not a reply gives an "error"). With --message FILE..., explain bounce
+    messages instead, one result per recipient. Exits 1 when some input could not be explained.
 
     \b
     Examples:
       deliverability explain "550 5.1.1 <a@example.com>: User unknown"
       tail -f replies.log | deliverability explain - --format json
+      deliverability explain --message bounce1.eml bounce2.eml --format json
     """
     if messages:
-        if reply is not None:
-            raise click.UsageError("give either a REPLY or --message FILE..., not both")
-        ctx.exit(1 if _explain_messages(messages, fmt, sys.stdout) else 0)
-    if reply is None:
+        files = (*messages, *(Path(arg) for arg in reply))
+        ctx.exit(1 if _explain_messages(files, fmt, sys.stdout) else 0)
+    if not reply:
         raise click.UsageError(
             'give a REPLY, "-" to read replies from standard input, or --message'
         )
-    policy_path = getattr(ctx.obj, "policy_path", None)
-    policy = load_policy(policy_path)
-    if reply == "-":
+    policy = load_policy(getattr(ctx.obj, "policy_path", None))
+    if reply == ("-",):
         ctx.exit(1 if _stream(sys.stdin, policy, fmt, sys.stdout) else 0)
-    row = explain_reply(parse_reply(reply), policy)
+    # An unquoted reply arrives as several arguments: it is one reply all the same.
+    row = explain_reply(parse_reply(" ".join(reply)), policy)
     click.echo(json.dumps(row, indent=2) if fmt == "json" else _text_block(row))
