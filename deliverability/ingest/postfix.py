@@ -15,6 +15,7 @@ Lines are matched by what they say, not their order; everything that is not a de
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -176,6 +177,15 @@ def _fields(head: str) -> dict[str, str]:
     return fields
 
 
+@functools.lru_cache(maxsize=512)
+def _dsn_status(dsn: str) -> StatusCode:
+    """A dsn= value read once: a log holds a few dozen distinct ones in millions of lines."""
+    try:
+        return parse_status(dsn)
+    except DeliverabilityError:
+        raise ValueError(f"bad dsn={dsn}") from None
+
+
 def _reply(text: str, dsn: str | None, status_word: str) -> Reply:
     """The remote reply when the text holds one, else a reply made of Postfix's dsn= and text.
 
@@ -183,12 +193,7 @@ def _reply(text: str, dsn: str | None, status_word: str) -> Reply:
     enhanced status Postfix derives X.0.0 from the reply code, and for results of its own making
     (timeouts, DNS failures, local delivery) the dsn= is the only code there is.
     """
-    dsn_status: StatusCode | None = None
-    if dsn:
-        try:
-            dsn_status = parse_status(dsn)
-        except DeliverabilityError:
-            raise ValueError(f"bad dsn={dsn}") from None
+    dsn_status = _dsn_status(dsn) if dsn else None
     if text and (
         _CODE_START_RE.match(text) or " said: " in text or "refused to talk to me: " in text
     ):
