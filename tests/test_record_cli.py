@@ -11,13 +11,20 @@ from click.testing import CliRunner, Result
 from deliverability.cli import cli
 
 
-def run(db_url: str, *args: str, input: str | None = None) -> Result:
-    return CliRunner().invoke(cli, ["--database-url", db_url, *args], input=input)
+def run(url: str, *args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(cli, ["--database-url", url, *args], input=input)
 
 
-def test_record_prints_the_decision_as_json(db_url: str) -> None:
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    """A SQLite store: these commands do the same on every backend (the engine and `db`
+    tests run on all of them)."""
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+def test_record_prints_the_decision_as_json(url: str) -> None:
     result = run(
-        db_url,
+        url,
         "record",
         "--recipient",
         "alice@example.com",
@@ -38,18 +45,18 @@ def test_record_prints_the_decision_as_json(db_url: str) -> None:
     assert data["sendable"] is True
 
 
-def test_record_as_text_names_the_outcome_and_the_rule(db_url: str) -> None:
+def test_record_as_text_names_the_outcome_and_the_rule(url: str) -> None:
     result = run(
-        db_url, "record", "--recipient", "a@example.com", "--reply", "550 5.1.1 no such user"
+        url, "record", "--recipient", "a@example.com", "--reply", "550 5.1.1 no such user"
     )
     assert result.exit_code == 0, result.output
     assert result.output.startswith("a@example.com: bounced (user_unknown")
     assert "rule: " in result.output
 
 
-def test_record_refuses_a_negative_attempt(db_url: str) -> None:
+def test_record_refuses_a_negative_attempt(url: str) -> None:
     result = run(
-        db_url,
+        url,
         "record",
         "--recipient",
         "a@example.com",
@@ -64,9 +71,9 @@ def test_record_refuses_a_negative_attempt(db_url: str) -> None:
     assert "must not be negative" in str(result.exception)
 
 
-def test_status_as_json_has_address_state_reason_and_suppressed(db_url: str) -> None:
-    run(db_url, "record", "--recipient", "a@example.com", "--reply", "250 ok", "--message-id", "m")
-    result = run(db_url, "status", "A@example.com", "--format", "json")
+def test_status_as_json_has_address_state_reason_and_suppressed(url: str) -> None:
+    run(url, "record", "--recipient", "a@example.com", "--reply", "250 ok", "--message-id", "m")
+    result = run(url, "status", "A@example.com", "--format", "json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["address"] == "a@example.com"
@@ -76,38 +83,38 @@ def test_status_as_json_has_address_state_reason_and_suppressed(db_url: str) -> 
 
 
 def test_suppress_then_sendable_lists_only_the_others_with_reasons_on_stderr(
-    db_url: str, tmp_path: Path
+    url: str, tmp_path: Path
 ) -> None:
-    result = run(db_url, "suppress", "b@example.com", "--reason", "asked by phone", "--by", "ann")
+    result = run(url, "suppress", "b@example.com", "--reason", "asked by phone", "--by", "ann")
     assert result.exit_code == 0, result.output
     listing = tmp_path / "list.txt"
     listing.write_text("# today's list\nc@example.com\n\nnot-an-address\n", encoding="utf-8")
-    result = run(db_url, "sendable", "a@example.com", "b@example.com", "--file", str(listing))
+    result = run(url, "sendable", "a@example.com", "b@example.com", "--file", str(listing))
     assert result.exit_code == 0
     assert result.stdout.splitlines() == ["a@example.com", "c@example.com"]
     assert "b@example.com: suppressed" in result.stderr
     assert "not-an-address: not an email address" in result.stderr
 
-    status = json.loads(run(db_url, "status", "b@example.com", "--format", "json").output)
+    status = json.loads(run(url, "status", "b@example.com", "--format", "json").output)
     assert status["suppressed"] is True
     assert status["state"] == "suppressed"
 
 
-def test_sendable_reads_standard_input(db_url: str) -> None:
-    result = run(db_url, "sendable", "--file", "-", input="a@example.com\nb@example.org\n")
+def test_sendable_reads_standard_input(url: str) -> None:
+    result = run(url, "sendable", "--file", "-", input="a@example.com\nb@example.org\n")
     assert result.exit_code == 0
     assert result.stdout.splitlines() == ["a@example.com", "b@example.org"]
 
 
-def test_unsuppress_makes_the_address_sendable_again(db_url: str) -> None:
-    run(db_url, "suppress", "b@example.com", "--reason", "test", "--by", "ann")
-    result = run(db_url, "unsuppress", "b@example.com", "--by", "bob")
+def test_unsuppress_makes_the_address_sendable_again(url: str) -> None:
+    run(url, "suppress", "b@example.com", "--reason", "test", "--by", "ann")
+    result = run(url, "unsuppress", "b@example.com", "--by", "bob")
     assert result.exit_code == 0, result.output
-    assert run(db_url, "sendable", "b@example.com").stdout.splitlines() == ["b@example.com"]
+    assert run(url, "sendable", "b@example.com").stdout.splitlines() == ["b@example.com"]
 
 
-def test_unsuppress_of_an_address_that_is_not_suppressed_fails(db_url: str) -> None:
-    result = run(db_url, "unsuppress", "b@example.com")
+def test_unsuppress_of_an_address_that_is_not_suppressed_fails(url: str) -> None:
+    result = run(url, "unsuppress", "b@example.com")
     assert result.exit_code != 0
     assert "is not suppressed" in str(result.exception)
 
