@@ -545,3 +545,43 @@ def test_explain_without_recipient_gives_one_row_with_null_recipient_and_error(
         assert row["recipient"] is None
         assert row["error"]
         assert row["outcome"] is None
+
+
+def test_a_personal_message_naming_an_address_is_not_read_as_a_bounce() -> None:
+    data = _message(
+        """
+From: Lena <lena@example.com>
+To: news@sender.example
+Subject: Re: Our news
+""",
+        "Please write to my new address instead:\n\n   lena.new@example.org\n\nThanks!\n",
+    )
+    rec = _one(parse_message(data))
+    assert rec.recipient is None
+    assert rec.error is not None
+
+
+def test_a_bounce_in_an_unknown_format_is_read_when_the_headers_say_bounce() -> None:
+    data = _message(
+        """
+From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.net>
+To: news@sender.example
+Subject: Undeliverable mail
+""",
+        "Your message could not reach\n\n   olga@example.net\n\nReason: 550 5.1.1 no such user\n",
+    )
+    rec = _one(parse_message(data))
+    assert rec.recipient == "olga@example.net"
+    assert (rec.code, str(rec.status)) == (550, "5.1.1")
+
+
+def test_utf8_text_labelled_iso_2022_jp_is_read_as_utf8() -> None:
+    body = "<pia@example.jp>:\n550 5.1.1 宛先が見つかりません (#5.1.1)\n".encode()
+    data = (
+        b"From: MAILER-DAEMON@mx.example.jp\nTo: news@sender.example\n"
+        b"Subject: failure notice\nContent-Type: text/plain; charset=ISO-2022-JP\n\n"
+        b"Hi. This is the qmail-send program at mx.example.jp.\n\n" + body
+    )
+    rec = _one(parse_message(data))
+    assert rec.recipient == "pia@example.jp"
+    assert "宛先が見つかりません" in rec.diagnostic

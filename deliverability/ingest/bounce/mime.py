@@ -195,7 +195,18 @@ def decode_header(value: object) -> str:
 
 
 def _decode(data: bytes, charset: str | None) -> str:
-    """Bytes to text in the declared charset, else UTF-8; never raises."""
+    """Bytes to text in the declared charset, else UTF-8; never raises.
+
+    8-bit bytes under a 7-bit charset label (ISO-2022-JP is the common case in Japanese
+    bounces) are read as UTF-8 when they are valid UTF-8: the label is wrong, not the text.
+    """
+    if data.isascii():
+        return data.decode("ascii")
+    if charset and charset.strip().strip('"').lower().startswith("iso-2022"):
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
     if charset:
         cs = charset.strip().strip('"').lower()
         if cs in ("us-ascii", "ascii", "7bit", "8bit", "unknown-8bit", "x-unknown"):

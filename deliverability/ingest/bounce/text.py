@@ -9,7 +9,7 @@ the most specific (an address alone on its line, as qmail, Exim and Gmail write 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from deliverability.ingest.bounce.base import ADDRESS_RE, Hit, addresses_in, reply_in
 from deliverability.ingest.bounce.mime import Parsed, decode_header
@@ -59,15 +59,15 @@ class TextFormat:
     pattern: re.Pattern[str] | None = None
     #: The format's own recipient pattern (one group: the address), tried first.
     recipient: re.Pattern[str] | None = None
+    #: The phrases as one pattern (they are literal: escaped into one alternation).
+    phrases_re: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # One search for all the phrases (they are literal: escaped into one alternation).
         joined = "|".join(re.escape(p) for p in self.phrases)
-        object.__setattr__(self, "_phrases_re", re.compile(joined) if joined else None)
+        object.__setattr__(self, "phrases_re", re.compile(joined) if joined else None)
 
     def matches(self, text: str, lower: str) -> bool:
-        phrases: re.Pattern[str] | None = getattr(self, "_phrases_re", None)
-        if phrases is not None and phrases.search(lower):
+        if self.phrases_re is not None and self.phrases_re.search(lower):
             return True
         return self.pattern is not None and self.pattern.search(text) is not None
 
@@ -165,8 +165,12 @@ _OWN_FIELDS_RE = re.compile(
 _SENDER_FIELDS_RE = re.compile(r"(?mi)^(?:from|return-path)[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)")
 
 
+_MAIL_FROM_RE = re.compile(rf"(?i)MAIL FROM:?\s*<?{_A}")
+
+
 def _mail_from(text: str) -> set[str]:
-    return {a.lower() for a in re.findall(rf"(?i)MAIL FROM:?\s*<?{_A}", text)}
+    """The envelope sender quoted in a transcript ("MAIL FROM:<a@b>"): never the recipient."""
+    return {a.lower() for a in _MAIL_FROM_RE.findall(text)}
 
 
 def find_recipients(
@@ -214,6 +218,10 @@ class TextBounce:
             return []
         lower = text.lower()
         fmt = next((f for f in FORMATS if f.matches(text, lower)), _GENERIC)
+        if fmt is _GENERIC and not looks_like_bounce(parsed):
+            # A person's mail that names an address is not a bounce: without a known format,
+            # the headers must say "bounce" (a mailer daemon, a null return path, ...).
+            return []
         excluded = _excluded(parsed)
         spots = find_recipients(text, excluded, fmt.recipient)
         if not spots:
@@ -284,7 +292,12 @@ def _position(text: str, addr: str) -> int:
     return intro.end() if intro else 0
 
 
-_BOUNCE_FROM_RE = re.compile(r"(?i)mailer-daemon|postmaster|mail delivery|mail administrator")
+_BOUNCE_FROM_RE = re.compile(r"(?i)mailer-daemon|post_?master|mail delivery|mail administrator")
+# What a bounce's own words say, in the many formats no detector knows by name.
+_BOUNCE_TEXT_RE = re.compile(
+    r"(?i)could not be delivered|undeliverable|delivery (?:has )?failed|was not delivered|"
+    r"unable to deliver|delivery failure|permanent error|returned to sender"
+)
 _BOUNCE_SUBJECT_RE = re.compile(
     r"(?i)undeliver|returned mail|delivery (?:status|fail|notification|report)|failure notice"
     r"|mail delivery|could not be delivered|non[- ]?delivery|delivery problem|bounce"
@@ -298,6 +311,7 @@ def looks_like_bounce(parsed: Parsed) -> bool:
         or _BOUNCE_FROM_RE.search(parsed.header("From"))
         or _BOUNCE_SUBJECT_RE.search(parsed.header("Subject"))
         or (parsed.message.get("Return-Path") or "").strip() == "<>"
+        or _BOUNCE_TEXT_RE.search(parsed.explanation)
     )
 
 
