@@ -83,3 +83,8 @@ for command in (
     policy.policy,
 ):
     cli.add_command(command)
+
+from deliverability.commands import actions as hygiene_actions  # noqa: E402
+
+cli.add_command(hygiene_actions.throttles)
+cli.add_command(hygiene_actions.actions)

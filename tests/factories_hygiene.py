@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import itertools
+import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from deliverability.addresses import normalize_address
@@ -27,6 +29,8 @@ class Recorded:
 
     event_id: int
     verdict: Verdict | None = None
+    domain: str | None = None
+    at: datetime | None = None
 
 
 def recorded(row: Event) -> Recorded:
@@ -40,7 +44,7 @@ def recorded(row: Event) -> Recorded:
         throttle=row.throttle,
         pause=None if row.pause_seconds is None else timedelta(seconds=row.pause_seconds),
     )
-    return Recorded(row.id, verdict)
+    return Recorded(row.id, verdict, row.domain, row.at)
 
 
 #: A plausible fault for each outcome (hygiene does not read it; the schema needs one).
@@ -163,3 +167,148 @@ class History:
         return self.record(
             address, at, Outcome.DEFERRED, Reason.RATE_LIMITED, throttle=True, code=421, **kw
         )
+
+
+# ---- generated histories (for the incremental = nightly = full test) ----------------------
+
+
+def generate_history(seed: int, start: datetime, days: int, per_day: int) -> list[dict[str, Any]]:
+    """A deterministic, time-ordered history with every kind of evidence the rules read:
+    deliveries, ordinary deferrals, soft strikes, hard and ambiguous bounces (with retries of one
+    message), complaints, blocks, push-backs (some at a provider group), plus episodes at their
+    thresholds: a domain incident, a block storm, push-back bursts."""
+    rng = random.Random(seed)
+    domains = [f"d{i}.example" for i in range(25)] + ["gmail.com", "googlemail.com"]
+    addresses = [f"u{i}@{domains[i % len(domains)]}" for i in range(per_day * 3)]
+    dead = set(rng.sample(addresses, len(addresses) // 40))
+    full = set(rng.sample(addresses, len(addresses) // 30))
+    shaky = set(rng.sample(addresses, len(addresses) // 30))
+    specs: list[dict[str, Any]] = []
+    message = itertools.count(1)
+
+    def add(address: str, at: datetime, outcome: Outcome, reason: Reason, **kw: Any) -> None:
+        specs.append(
+            {
+                "address": address,
+                "at": at,
+                "outcome": outcome,
+                "reason": reason,
+                "decisive": kw.get("decisive", False),
+                "throttle": kw.get("throttle", False),
+                "pause": kw.get("pause"),
+                "message_id": kw.get("message_id") or f"m{next(message)}",
+            }
+        )
+
+    for day in range(days):
+        base = start + timedelta(days=day)
+        for _ in range(per_day):
+            address = rng.choice(addresses)
+            at = base + timedelta(seconds=rng.randrange(86_400))
+            roll = rng.random()
+            if address in dead and roll < 0.5:
+                add(address, at, Outcome.BOUNCED, Reason.USER_UNKNOWN, decisive=True)
+            elif address in full and roll < 0.5:
+                reason = Reason.MAILBOX_FULL if roll < 0.4 else Reason.EXPIRED
+                add(address, at, Outcome.DEFERRED, reason)
+            elif address in shaky and roll < 0.4:
+                # A bare 550; sometimes the same message retried.
+                mid = f"retry-{address}" if roll < 0.15 else None
+                add(address, at, Outcome.BOUNCED, Reason.REJECTED, message_id=mid)
+            elif roll < 0.015:
+                add(address, at, Outcome.BLOCKED, Reason.BAD_REPUTATION)
+            elif roll < 0.1 and address.endswith(("gmail.com", "d1.example", "d2.example")):
+                # Push-backs come from a few big destinations, as they do in practice.
+                pause = timedelta(hours=1) if address.endswith("gmail.com") else None
+                add(address, at, Outcome.DEFERRED, Reason.RATE_LIMITED, throttle=True, pause=pause)
+            elif roll < 0.13:
+                add(address, at, Outcome.DEFERRED, Reason.SYSTEM_ERROR)
+            elif roll < 0.133:
+                add(address, at, Outcome.COMPLAINED, Reason.FEEDBACK)
+            else:
+                add(address, at, Outcome.DELIVERED, Reason.DELIVERED)
+        if day == days // 3:
+            # A domain incident: many distinct addresses hard-bounce within minutes.
+            for i in range(30):
+                at = base + timedelta(hours=10, seconds=20 * i)
+                add(f"x{i}@broken.example", at, Outcome.BOUNCED, Reason.USER_UNKNOWN, decisive=True)
+        if day == days // 2:
+            # A blocked-sender storm at one domain: never a strike, a throttle and an alert.
+            for i in range(200):
+                at = base + timedelta(hours=14, seconds=15 * i)
+                add(f"y{i}@d3.example", at, Outcome.BLOCKED, Reason.BLOCKED)
+    specs.sort(key=lambda spec: spec["at"])
+    return specs
+
+
+def insert_history(session: Session, specs: list[dict[str, Any]]) -> list[Recorded]:
+    """Write the events in bulk (recipients first), in time order; returns them as the engine
+    would hand them to the hygiene pass, in recording order."""
+    parsed = {spec["address"]: normalize_address(spec["address"]) for spec in specs}
+    known = dict(session.execute(sa.select(Recipient.address_key, Recipient.id)).tuples().all())
+    new: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        address = parsed[spec["address"]]
+        if address.key not in known and address.key not in new:
+            new[address.key] = {
+                "address": address.text,
+                "address_key": address.key,
+                "domain": address.domain,
+                "standing": Standing.RETRYING,
+                "reason": Reason.UNDEFINED,
+                "standing_since": spec["at"],
+                "first_seen_at": spec["at"],
+                "last_event_at": spec["at"],
+            }
+    if new:
+        session.execute(sa.insert(Recipient.__table__), list(new.values()))
+        known = dict(session.execute(sa.select(Recipient.address_key, Recipient.id)).tuples().all())
+    first = (session.execute(sa.select(sa.func.max(Event.id))).scalar_one_or_none() or 0) + 1
+    rows = []
+    for spec in specs:
+        address = parsed[spec["address"]]
+        rows.append(
+            {
+                "key": f"g{next(_keys)}",
+                "at": spec["at"],
+                "recorded_at": spec["at"],
+                "kind": EventKind.REPLY,
+                "recipient_id": known[address.key],
+                "domain": address.domain,
+                "message_id": spec["message_id"],
+                "attempt": 1,
+                "code": None,
+                "status": None,
+                "text": None,
+                "command": None,
+                "outcome": spec["outcome"],
+                "reason": spec["reason"],
+                "fault": _FAULT.get(spec["outcome"], Fault.UNKNOWN),
+                "rule": "generated",
+                "decisive": spec["decisive"],
+                "source": "generated",
+                "position": None,
+                "throttle": spec["throttle"],
+                "pause_seconds": None
+                if spec["pause"] is None
+                else int(spec["pause"].total_seconds()),
+            }
+        )
+    session.execute(sa.insert(Event.__table__), rows)
+    ids = dict(
+        session.execute(sa.select(Event.key, Event.id).where(Event.id >= first)).tuples().all()
+    )
+    out = []
+    for row in rows:
+        verdict = Verdict(
+            outcome=row["outcome"],
+            reason=row["reason"],
+            fault=row["fault"],
+            rule=row["rule"],
+            decisive=row["decisive"],
+            throttle=row["throttle"],
+            pause=None if row["pause_seconds"] is None else timedelta(seconds=row["pause_seconds"]),
+        )
+        out.append(Recorded(ids[row["key"]], verdict, row["domain"], row["at"]))
+    out.sort(key=lambda r: r.event_id)
+    return out

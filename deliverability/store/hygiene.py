@@ -111,6 +111,13 @@ _ACTIONS = Action.__table__
 _OPEN_IDS = sa.select(_ACTIONS.c.id).where(
     _ACTIONS.c.open_key.in_(sa.bindparam("keys", expanding=True))
 )
+_OPEN_THROTTLE = sa.select(_ACTIONS.c.id, _ACTIONS.c.target, _ACTIONS.c.evidence).where(
+    _ACTIONS.c.open_key == sa.bindparam("key"), _ACTIONS.c.status == ActionStatus.OPEN
+)
+_OPEN_THROTTLES = sa.select(_ACTIONS.c.id, _ACTIONS.c.target, _ACTIONS.c.evidence).where(
+    _ACTIONS.c.open_key.in_(sa.bindparam("keys", expanding=True)),
+    _ACTIONS.c.status == ActionStatus.OPEN,
+)
 
 
 def _shape(policy: Policy, dialect: str, mode: str) -> _Shape:
@@ -223,6 +230,16 @@ def _is_delivered(e: Any) -> ColumnElement[bool]:
     return sa.and_(e.outcome == Outcome.DELIVERED, e.throttle.is_(False))
 
 
+#: Deliveries to some domains after a time and up to now (on the incremental path events come
+#: in time order, so "up to now" is "so far").
+_DELIVERIES_SINCE = sa.select(sa.func.count(_EVENTS.c.id)).where(
+    _EVENTS.c.domain.in_(sa.bindparam("domains", expanding=True)),
+    _is_delivered(_EVENTS.c),
+    _EVENTS.c.at > sa.bindparam("since", type_=UTCDateTime()),
+    _EVENTS.c.at <= sa.bindparam("now", type_=UTCDateTime()),
+)
+
+
 def _destination(e: Any, policy: Policy) -> ColumnElement[str]:
     """The throttle target of an event's domain: its provider group, else the domain."""
     groups = policy.throttle.provider_domains
@@ -273,6 +290,7 @@ class _DestState:
     blocks_reason: Reason = Reason.BLOCKED
     blocks_in_window: int = 0
     alert_at: datetime | None = None
+    alert_first: datetime | None = None
     alert_reason: Reason = Reason.BLOCKED
     alert_blocks: int = 0
     alert_sample: list[int] = field(default_factory=list)
@@ -290,11 +308,17 @@ class _Evaluator:
         mode: str,
         params: dict[str, Any],
         census: dict[str, int] | None = None,
+        delivered_destinations: set[str] | None = None,
     ) -> None:
         self.s = session
         self.policy = policy
         self.now = now
         self.params = params
+        # Rule queries are Core statements over the session's connection: the ORM's execute
+        # path (autoflush checks, result wrapping) costs more than the queries themselves on
+        # small chunks. Whatever the evaluator changes through the ORM it flushes at once.
+        session.flush()
+        self.conn = session.connection()
         self.shape = _shape(policy, session.get_bind().dialect.name, mode)
         self.at = self.shape.table
         self.a = self.shape.table.c
@@ -305,6 +329,7 @@ class _Evaluator:
         self.incident_counts: dict[str, tuple[int, int, int]] = {}
         self.census: dict[str, int] = census or {}
         self._census_given = census is not None
+        self.delivered_destinations = delivered_destinations
 
     def _cached(self, name: str, build: Callable[[], Any]) -> Any:
         statements = self.shape.statements
@@ -314,7 +339,7 @@ class _Evaluator:
 
     def _exec(self, statement: Any) -> Any:
         """Run a statement with the anchors' bind parameters (unused ones are ignored)."""
-        return self.s.execute(statement, self.params)
+        return self.conn.execute(statement, self.params)
 
     # ---- address rules ------------------------------------------------------------------
 
@@ -575,7 +600,7 @@ class _Evaluator:
         if self.census["pushback"]:
             latest = self._exec(self._cached("pushback_latest", self._pushback_latest)).all()
             floor = min(_loaded(self.s, r.at) for r in latest)
-            counts = self.s.execute(
+            counts = self.conn.execute(
                 self._cached("pushback_counts", self._pushback_counts),
                 {**self.params, "floor": floor - tp.repeat_window},
             ).all()
@@ -594,8 +619,9 @@ class _Evaluator:
         if not self.census["blocked"]:
             return states
         blocks = self._exec(self._cached("blocks", self._blocks)).all()
-        for target, n in blocks:
+        for target, n, first in blocks:
             state(target).alert_blocks = int(n)
+            state(target).alert_first = _loaded(self.s, first)
         for row in self._exec(self._cached("blocks_latest", self._blocks_latest)).all():
             st = state(row.dest)
             st.alert_at = _loaded(self.s, row.at)
@@ -638,7 +664,7 @@ class _Evaluator:
         a = self.a
         dest = _destination(a, self.policy)
         return (
-            sa.select(dest.label("dest"), sa.func.count(a.id))
+            sa.select(dest.label("dest"), sa.func.count(a.id), sa.func.min(a.at))
             .where(self.scope, _is_blocked(a))
             .group_by(dest)
         )
@@ -750,6 +776,7 @@ class _Evaluator:
         self._apply_suppressions(suppressions)
         self._apply_destinations(destinations)
         self._apply_releases()
+        self.s.flush()
         return self.summaries
 
     def _bounce_domains(
@@ -762,12 +789,13 @@ class _Evaluator:
         (a delivery's destination, say) have no open action at all."""
         ids: list[int] = []
         for part in _chunks(list(keys)):
-            ids += [i for (i,) in self.s.execute(_OPEN_IDS, {"keys": list(part)}) if i is not None]
+            ids += [i for (i,) in self.conn.execute(_OPEN_IDS, {"keys": list(part)})]
         found: dict[str, Action] = {}
-        for part in _chunks(ids):
-            for action in self.s.scalars(sa.select(Action).where(Action.id.in_(part))):
-                if action.open_key is not None:
-                    found[action.open_key] = action
+        for i in ids:
+            # From the session's identity map when already loaded (often, on the incremental path).
+            action = self.s.get(Action, i)
+            if action is not None and action.open_key is not None:
+                found[action.open_key] = action
         return found
 
     def _apply_incidents(
@@ -974,7 +1002,7 @@ class _Evaluator:
                     "last_at": st.alert_at.isoformat(),
                     "last_text": st.alert_text,
                 },
-                created_at=st.alert_at,
+                created_at=st.alert_first or st.alert_at,
                 expires_at=st.alert_at + h.alert_lifetime,
             )
         for key, st in throttle_keys.items():
@@ -1038,41 +1066,40 @@ class _Evaluator:
         a, tp = self.a, self.policy.throttle
         if not self.census["delivered"]:
             return
-        dest = _destination(a, self.policy)
-        delivered = [
-            d
-            for (d,) in self._exec(
-                self._cached(
-                    "delivered",
-                    lambda: sa.select(dest).where(self.scope, _is_delivered(a)).group_by(dest),
-                )
-            )
-        ]
+        if self.delivered_destinations is not None:
+            delivered = sorted(self.delivered_destinations)
+        else:
+
+            def build() -> Any:
+                dest = _destination(a, self.policy)
+                return sa.select(dest).where(self.scope, _is_delivered(a)).group_by(dest)
+
+            delivered = [d for (d,) in self._exec(self._cached("delivered", build))]
         if not delivered:
             return
         keys: list[str] = []
         for d in delivered:
             scope = ActionScope.PROVIDER if d in tp.provider_domains else ActionScope.DOMAIN
             keys.append(open_key(ActionKind.THROTTLE, scope, d))
-        for action in self._load_open(keys).values():
-            if action.status is not ActionStatus.OPEN:
-                continue
-            since = action.evidence.get("last_trigger_at")
+        # Core rows first (most deliveries go to destinations with no throttle, or one that
+        # stays): the ORM object is loaded only for a throttle that lifts.
+        found = []
+        if len(keys) == 1:
+            # One destination (a single record()): a plain equality is cheaper to run.
+            found = list(self.conn.execute(_OPEN_THROTTLE, {"key": keys[0]}))
+        for part in _chunks(keys if len(keys) > 1 else []):
+            found += list(self.conn.execute(_OPEN_THROTTLES, {"keys": list(part)}))
+        for action_id, target, evidence in found:
+            since = (evidence or {}).get("last_trigger_at")
             if not since:
                 continue
-            domains = _domains_of(action.target, self.policy) or [action.target]
-            w = _EVENTS.c
-            n = self.s.execute(
-                sa.select(sa.func.count(w.id)).where(
-                    w.domain.in_(domains),
-                    _is_delivered(w),
-                    w.at > _at(datetime.fromisoformat(since)),
-                    # Deliveries up to now: on the incremental path, events are in time order.
-                    w.at <= _at(self.now),
-                )
-            ).scalar_one()
-            action.deliveries_since = int(n)
-            if throttle_released(int(n), tp):
+            domains = _domains_of(target, self.policy) or [target]
+            params = {"domains": domains, "since": datetime.fromisoformat(since), "now": self.now}
+            n = int(self.conn.execute(_DELIVERIES_SINCE, params).scalar_one())
+            action = self.s.get(Action, action_id) if throttle_released(n, tp) else None
+            if action is not None:
+                # Written only here: updating it on every delivery would cost a write each.
+                action.deliveries_since = n
                 self._close(action, ActionStatus.RESOLVED, BY_POLICY)
                 release = Action(
                     kind=ActionKind.RELEASE,
@@ -1123,6 +1150,16 @@ class _Evaluator:
         An action whose time would already be up is not raised (a full re-evaluation of old
         history must not resurrect dead throttles); an existing one is still refreshed.
         """
+        if (
+            existing is not None
+            and existing.expires_at is not None
+            and existing.expires_at <= created_at
+        ):
+            # It ran out before this evidence: close it and raise a new one, as the nightly
+            # sweep would have (so both paths agree).
+            _resolve(existing, ActionStatus.EXPIRED, BY_POLICY, existing.expires_at, "expired")
+            self.s.flush()
+            existing = None
         if existing is None and expires_at is not None and expires_at <= self.now:
             return None
         if existing is not None:
@@ -1226,10 +1263,24 @@ def on_events(
     ordered = sorted({e.event_id: e for e in events}.items())
     out: list[ActionSummary] = []
     for part in _chunks(ordered):
-        census = _census_of([e for _, e in part], policy)
+        chunk = [e for _, e in part]
+        census = _census_of(chunk, policy)
         params = {"anchor_ids": [i for i, _ in part]}
-        out += _Evaluator(session, policy, now, "ids", params, census).run()
+        delivered = _delivered_destinations(chunk, policy) if census is not None else None
+        out += _Evaluator(session, policy, now, "ids", params, census, delivered).run()
     return out
+
+
+def _delivered_destinations(events: Sequence[Any], policy: Policy) -> set[str] | None:
+    """The throttle targets the events delivered to, when they carry their domain."""
+    found: set[str] = set()
+    for event in events:
+        domain = getattr(event, "domain", None)
+        if domain is None:
+            return None
+        if event.verdict.outcome is Outcome.DELIVERED and not event.verdict.throttle:
+            found.add(destination_of(domain, policy.throttle)[1])
+    return found
 
 
 _CENSUS_NAMES = {

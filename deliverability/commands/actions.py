@@ -1,0 +1,161 @@
+"""`deliverability throttles` and `deliverability actions [confirm|discard ID]`: list hygiene on
+the command line."""
+
+from __future__ import annotations
+
+import getpass
+from typing import Any
+
+import click
+from sqlalchemy.orm import Session
+
+from deliverability.commands.base import AppContext
+from deliverability.output import emit_rows
+from deliverability.store import hygiene as hygiene_store
+from deliverability.store.models import Action
+from deliverability.store.session import write_engine
+
+THROTTLE_COLUMNS = ["domain", "scope", "until", "max_rate", "reason", "rule", "step", "id"]
+ACTION_COLUMNS = [
+    "id",
+    "kind",
+    "scope",
+    "target",
+    "status",
+    "reason",
+    "rule",
+    "created_at",
+    "expires_at",
+    "pause_until",
+    "max_rate",
+    "raised_count",
+    "created_by",
+    "resolved_by",
+    "detail",
+]
+#: What fits on a screen; CSV and JSON carry every column.
+ACTION_TABLE_COLUMNS = ["id", "kind", "scope", "target", "status", "reason", "rule", "expires_at"]
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "cli"
+
+
+def _action_row(a: Action) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "kind": a.kind,
+        "scope": a.scope,
+        "target": a.target,
+        "status": a.status,
+        "reason": a.reason,
+        "rule": a.rule,
+        "created_at": a.created_at,
+        "expires_at": a.expires_at,
+        "pause_until": a.pause_until,
+        "max_rate": a.max_rate,
+        "raised_count": a.raised_count,
+        "created_by": a.created_by,
+        "resolved_by": a.resolved_by,
+        "detail": a.detail,
+    }
+
+
+@click.command()
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="A table for people, or a JSON array of objects (domain, until, reason, ...).",
+)
+@click.pass_context
+def throttles(ctx: click.Context, fmt: str) -> None:
+    """List the destinations paused now (a domain or a provider group), soonest lifted first."""
+    engine = ctx.ensure_object(AppContext).engine()
+    try:
+        now = engine.now()
+        with Session(engine.db) as session:
+            rows = [
+                {
+                    "domain": a.target,
+                    "scope": a.scope,
+                    "until": a.pause_until,
+                    "max_rate": a.max_rate,
+                    "reason": a.reason,
+                    "rule": a.rule,
+                    "step": a.step,
+                    "id": a.id,
+                }
+                for a in hygiene_store.throttles_in_force(session, now)
+            ]
+    finally:
+        engine.close()
+    emit_rows(rows, THROTTLE_COLUMNS, fmt, title=f"Throttles in force at {now.isoformat()}")
+
+
+@click.group(invoke_without_command=True)
+@click.option("--open", "open_only", is_flag=True, help="Only open and pending (held) actions.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.pass_context
+def actions(ctx: click.Context, open_only: bool, fmt: str) -> None:
+    """List hygiene actions, newest first; `actions confirm ID` / `actions discard ID` settle
+    the suppressions a domain incident holds."""
+    if ctx.invoked_subcommand is not None:
+        return
+    engine = ctx.ensure_object(AppContext).engine()
+    try:
+        with Session(engine.db) as session:
+            rows = [
+                _action_row(a) for a in hygiene_store.list_actions(session, open_only=open_only)
+            ]
+    finally:
+        engine.close()
+    columns = ACTION_TABLE_COLUMNS if fmt == "table" else ACTION_COLUMNS
+    emit_rows(rows, columns, fmt, title="Hygiene actions")
+
+
+def _settle(ctx: click.Context, action_id: int, by: str | None, confirm: bool) -> None:
+    engine = ctx.ensure_object(AppContext).engine()
+    who = by or _who()
+    try:
+        now = engine.now()
+        with Session(write_engine(engine.db)) as session, session.begin():
+            if confirm:
+                n = hygiene_store.confirm_incident(session, action_id, who, now)
+            else:
+                n = hygiene_store.discard_incident(session, action_id, who, now)
+            alert = session.get(Action, action_id)
+            domain = alert.target if alert is not None else "?"
+    finally:
+        engine.close()
+    verb = "confirmed" if confirm else "discarded"
+    click.echo(f"incident #{action_id} at {domain}: {verb} {n} held suppression(s) (by {who})")
+
+
+@actions.command()
+@click.argument("action_id", type=int, metavar="ID")
+@click.option("--by", help="Who decided (default: the current user).")
+@click.pass_context
+def confirm(ctx: click.Context, action_id: int, by: str | None) -> None:
+    """Apply every suppression the domain incident ID holds."""
+    _settle(ctx, action_id, by, confirm=True)
+
+
+@actions.command()
+@click.argument("action_id", type=int, metavar="ID")
+@click.option("--by", help="Who decided (default: the current user).")
+@click.pass_context
+def discard(ctx: click.Context, action_id: int, by: str | None) -> None:
+    """Drop every suppression the domain incident ID holds (their bounces will not count)."""
+    _settle(ctx, action_id, by, confirm=False)

@@ -1,0 +1,150 @@
+"""`deliverability throttles` and `deliverability actions`: listing, formats, settling incidents."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+from factories_hygiene import History
+from freezegun import freeze_time
+from sqlalchemy.orm import Session
+
+from deliverability.cli import cli
+from deliverability.errors import InputError
+from deliverability.hygiene import RULE_INCIDENT
+from deliverability.policy import Policy
+from deliverability.store.models import Action
+from deliverability.store.session import open_engine
+from deliverability.vocabulary import ActionKind, ActionStatus
+
+POLICY = Policy(rules=())
+H = POLICY.hygiene
+T = POLICY.throttle
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[str]:
+    # The CLI layer is the same on every backend (the store tests cover those): SQLite only.
+    db_url = f"sqlite:///{tmp_path / 'cli.db'}"
+    engine = open_engine(db_url)
+    yield db_url
+    engine.dispose()
+
+
+def _write(db_url: str, build: Callable[[History], object]) -> None:
+    engine = open_engine(db_url)
+    try:
+        with Session(engine) as session:
+            build(History(session, POLICY))
+            session.commit()
+    finally:
+        engine.dispose()
+
+
+def _run(db_url: str, *args: str) -> str:
+    result = CliRunner().invoke(cli, ["--database-url", db_url, *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_throttles_json_lists_each_paused_destination_with_domain_until_and_reason(
+    store: str, frozen_now: datetime
+) -> None:
+    def build(h: History) -> None:
+        h.pushback("a@busy.example", frozen_now)
+        h.pushback("b@slow.example", frozen_now - timedelta(minutes=5))
+
+    _write(store, build)
+    with freeze_time(frozen_now):
+        rows = json.loads(_run(store, "throttles", "--format", "json"))
+    assert [r["domain"] for r in rows] == ["slow.example", "busy.example"]
+    assert rows[1]["until"] == (frozen_now + T.initial_pause).isoformat()
+    assert rows[1]["reason"] == "rate_limited"
+
+
+def test_an_expired_throttle_is_not_listed(store: str, frozen_now: datetime) -> None:
+    _write(store, lambda h: h.pushback("a@busy.example", frozen_now))
+    with freeze_time(frozen_now + T.initial_pause):
+        assert json.loads(_run(store, "throttles", "--format", "json")) == []
+    with freeze_time(frozen_now):
+        assert "busy.example" in _run(store, "throttles")
+
+
+def test_actions_csv_has_a_header_and_one_row_per_action(store: str, frozen_now: datetime) -> None:
+    _write(store, lambda h: (h.hard("gone@example.com", frozen_now),
+                             h.blocked("x@corp.example", frozen_now)))  # fmt: skip
+    with freeze_time(frozen_now):
+        rows = list(csv.DictReader(io.StringIO(_run(store, "actions", "--format", "csv"))))
+    assert {(r["kind"], r["target"]) for r in rows} == {
+        ("suppress", "gone@example.com"),
+        ("alert", "corp.example"),
+    }
+
+
+def test_actions_open_leaves_out_closed_ones(store: str, frozen_now: datetime) -> None:
+    _write(store, lambda h: (h.hard("gone@example.com", frozen_now),
+                             h.pushback("a@busy.example", frozen_now)))  # fmt: skip
+    _run(store, "nightly", "--now", (frozen_now + timedelta(days=1)).isoformat())
+    with freeze_time(frozen_now + timedelta(days=1)):
+        everything = json.loads(_run(store, "actions", "--format", "json"))
+        open_only = json.loads(_run(store, "actions", "--open", "--format", "json"))
+    assert {a["kind"] for a in everything} >= {"suppress", "throttle"}
+    assert [a["kind"] for a in open_only] == ["suppress"]
+
+
+def _incident(h: History, now: datetime) -> None:
+    for i in range(H.incident_addresses):
+        h.hard(f"u{i}@broken.example", now + timedelta(seconds=i))
+
+
+def _incident_id(db_url: str) -> int:
+    engine = open_engine(db_url)
+    try:
+        with Session(engine) as session:
+            return session.scalars(sa.select(Action.id).where(Action.rule == RULE_INCIDENT)).one()
+    finally:
+        engine.dispose()
+
+
+def _statuses(db_url: str) -> list[ActionStatus]:
+    engine = open_engine(db_url)
+    try:
+        with Session(engine) as session:
+            return list(
+                session.scalars(sa.select(Action.status).where(Action.kind == ActionKind.SUPPRESS))
+            )
+    finally:
+        engine.dispose()
+
+
+def test_actions_confirm_applies_the_held_suppressions(store: str, frozen_now: datetime) -> None:
+    _write(store, lambda h: _incident(h, frozen_now))
+    incident = _incident_id(store)
+    with freeze_time(frozen_now + timedelta(hours=1)):
+        shown = _run(store, "actions", "--open")
+        out = _run(store, "actions", "confirm", str(incident), "--by", "ops")
+    assert "pending" in shown
+    assert f"confirmed {H.incident_addresses} held" in out
+    assert _statuses(store) == [ActionStatus.OPEN] * H.incident_addresses
+
+
+def test_actions_discard_drops_the_held_suppressions(store: str, frozen_now: datetime) -> None:
+    _write(store, lambda h: _incident(h, frozen_now))
+    incident = _incident_id(store)
+    with freeze_time(frozen_now + timedelta(hours=1)):
+        out = _run(store, "actions", "discard", str(incident))
+    assert f"discarded {H.incident_addresses} held" in out
+    assert _statuses(store) == [ActionStatus.DISCARDED] * H.incident_addresses
+
+
+def test_confirming_an_unknown_id_is_a_clear_error(store: str, frozen_now: datetime) -> None:
+    result = CliRunner().invoke(cli, ["--database-url", store, "actions", "confirm", "999"])
+    assert isinstance(result.exception, InputError)
+    assert "action 999" in str(result.exception)
