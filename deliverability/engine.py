@@ -30,10 +30,10 @@ from typing import Any, Literal, cast
 from sqlalchemy import Connection, Table, and_, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from deliverability.addresses import Address, normalize_address
+from deliverability.addresses import Address, normalize_address, normalize_domain
 from deliverability.clock import Clock, ensure_utc, parse_time, system_clock
 from deliverability.errors import AddressError, DeliverabilityError, InputError, ReplyParseError
-from deliverability.hygiene import open_key
+from deliverability.hygiene import Throttle, open_key
 from deliverability.policy import Policy, load_policy
 from deliverability.replies import Reply, parse_reply, parse_status
 from deliverability.states import (
@@ -730,6 +730,16 @@ class Engine:
                 flush()
         flush()
         return sendable, reasons
+
+    def throttle_for(self, domain: str) -> Throttle | None:
+        """The throttle in force for a recipient domain now (its provider group's when the
+        policy maps it): paused until when, and the suggested maximum rate; None when there is
+        none."""
+        from deliverability.store import hygiene as hygiene_store
+
+        target = normalize_domain(domain)
+        with Session(self.db) as session:
+            return hygiene_store.throttle_for(session, target, self.now(), policy=self.policy)
 
     def due_retries(self, now: datetime | None = None, limit: int = 100) -> list[DueRetry]:
         """Deferred deliveries whose next attempt is due, oldest first; never one whose

@@ -654,3 +654,16 @@ def test_the_standing_is_the_same_whatever_order_events_are_recorded_in(
     forward = _standing_after(f"sqlite:///{tmp_path / 'f.db'}", clock, rows)
     backward = _standing_after(f"sqlite:///{tmp_path / 'b.db'}", clock, rows[::-1])
     assert forward == backward == (Standing.RETRYING, Reason.MAILBOX_FULL)
+
+
+def test_throttle_for_reports_the_pause_of_a_destination(
+    engine: Engine, clock: FakeClock, frozen_now: datetime
+) -> None:
+    until = frozen_now + timedelta(minutes=15)
+    _pause(engine.db, "example.com", until, frozen_now)
+    throttle = engine.throttle_for("Example.COM")
+    assert throttle is not None
+    assert throttle.paused_until == until
+    assert engine.throttle_for("example.org") is None
+    clock.advance(timedelta(minutes=15))
+    assert engine.throttle_for("example.com") is None
