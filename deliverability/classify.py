@@ -82,9 +82,12 @@ _MAX_CLASS = 4  # expand small character classes such as [ea] into their letters
 _MAX_VARIANTS = 16
 
 
-#: A rule's prefilter: alternatives, each a conjunction of word sets (one word of every set
-#: must be present for that alternative to be possible).
-Clauses = tuple[tuple[frozenset[str], ...], ...]
+#: One required word set: the alphanumeric chunks the token finder looks for, and the exact
+#: lower-case literals they come from (one of which must be a substring of the text).
+WordSet = tuple[frozenset[str], frozenset[str]]
+#: A rule's prefilter: alternatives, each a conjunction of word sets (every set must be touched
+#: for that alternative to be possible).
+Clauses = tuple[tuple[WordSet, ...], ...]
 
 
 def required_clauses(pattern: str) -> Clauses | None:
@@ -100,16 +103,17 @@ def required_clauses(pattern: str) -> Clauses | None:
         alternatives = [parsed]
     clauses = []
     for alternative in alternatives:
-        sets = []
+        sets: list[WordSet] = []
         for candidate in _seq_candidates(alternative):
             # The finder works on alphanumeric tokens: a literal occurs only where its longest
             # alphanumeric chunk occurs inside a token, a weaker condition that stays sound.
-            chunks = {_longest_chunk(w) for w in candidate}
+            chunks = frozenset(_longest_chunk(w) for w in candidate)
             if all(len(c) >= _MIN_LITERAL for c in chunks):
-                sets.append(frozenset(chunks))
+                sets.append((chunks, frozenset(candidate)))
         if not sets:
             return None
-        clauses.append(tuple(sorted(sets, key=lambda c: (-min(len(w) for w in c), len(c)))))
+        sets.sort(key=lambda ws: (-min(len(w) for w in ws[0]), len(ws[0]), sorted(ws[1])))
+        clauses.append(tuple(sets))
     return tuple(clauses)
 
 
@@ -119,10 +123,12 @@ def required_literals(pattern: str) -> frozenset[str] | None:
     clauses = required_clauses(pattern)
     if clauses is None:
         return None
-    return frozenset(w for conjunction in clauses for w in conjunction[0])
+    return frozenset(w for conjunction in clauses for w in conjunction[0][0])
 
 
 _CHUNK_RE = re.compile(r"[a-z0-9]+")
+# Tokens shorter than the shortest prefilter word cannot contain one.
+_TOKEN_RE = re.compile(rf"[a-z0-9]{{{_MIN_LITERAL},}}")
 
 
 def _longest_chunk(word: str) -> str:
@@ -229,34 +235,42 @@ class _LiteralFinder:
     #: Tokens remembered per finder; past this, new tokens are scanned but not kept.
     MAX_TOKENS = 50_000
 
-    def __init__(self, words: Iterable[str]) -> None:
+    def __init__(self, words: Iterable[str], by_word: dict[str, frozenset[int]]) -> None:
         ordered = sorted(set(words))
         # A lookahead at every position reports the longest word starting there (the trie is
         # greedy); the shorter words that are its prefixes start there too.
         self.prefixes = {w: frozenset(p for p in ordered if w.startswith(p)) for w in ordered}
         self.regex = re.compile(f"(?=({_trie_pattern(ordered)}))") if ordered else None
-        self.tokens: dict[str, frozenset[str]] = {}
+        self.by_word = by_word
+        #: token -> (the words it contains, the rules those words index)
+        self.tokens: dict[str, tuple[frozenset[str], frozenset[int]]] = {}
 
-    def _scan(self, token: str) -> frozenset[str]:
+    def _scan(self, token: str) -> tuple[frozenset[str], frozenset[int]]:
         found: set[str] = set()
         if self.regex is not None:
             for word in self.regex.findall(token):
                 if word:
                     found |= self.prefixes[word]
-        return frozenset(found)
+        rules: set[int] = set()
+        for word in found:
+            rules |= self.by_word.get(word, frozenset())
+        return frozenset(found), frozenset(rules)
 
-    def present(self, lowered: str) -> set[str]:
+    def present(self, lowered: str) -> tuple[set[str], set[int]]:
+        """The words present in the text, and the rules they index."""
         found: set[str] = set()
+        rules: set[int] = set()
         tokens = self.tokens
-        for token in set(_CHUNK_RE.findall(lowered)):
-            words = tokens.get(token)
-            if words is None:
-                words = self._scan(token)
+        for token in set(_TOKEN_RE.findall(lowered)):
+            hit = tokens.get(token)
+            if hit is None:
+                hit = self._scan(token)
                 if len(tokens) < self.MAX_TOKENS:
-                    tokens[token] = words
-            if words:
-                found |= words
-        return found
+                    tokens[token] = hit
+            if hit[0]:
+                found |= hit[0]
+                rules |= hit[1]
+        return found, rules
 
 
 class _Bucket:
@@ -280,36 +294,49 @@ class _Bucket:
         words: set[str] = set()
         for i, clauses in enumerate(self.clauses):
             for conjunction in clauses or ():
-                for word in conjunction[0]:
+                for word in conjunction[0][0]:
                     by_word.setdefault(word, set()).add(i)
-                for word_set in conjunction:
-                    words |= word_set
+                for chunks, _ in conjunction:
+                    words |= chunks
         self.by_word = {w: frozenset(ix) for w, ix in by_word.items()}
-        self.finder = _LiteralFinder(words)
+        self.finder = _LiteralFinder(words, self.by_word)
 
     def first_match(self, text: str) -> Rule | None:
-        if self.text_rules:
-            present = self.finder.present(text.lower())
-            candidates = set(self.always)
-            for word in present:
-                candidates |= self.by_word.get(word, frozenset())
-            for i in sorted(candidates):
-                clauses = self.clauses[i]
-                if clauses is not None:
-                    # Some alternative must have every one of its word sets touched.
-                    for conjunction in clauses:
-                        for words in conjunction:
-                            if words.isdisjoint(present):
-                                break
-                        else:
-                            break
-                    else:
-                        continue
-                regex = self.text_rules[i].regex
-                assert regex is not None
-                if regex.search(text):
-                    return self.text_rules[i]
+        if not self.text_rules:
+            return self.terminal
+        if not text.isascii():
+            # Case-insensitive patterns fold some non-ASCII letters to ASCII ones (the long s
+            # to "s") where str.lower() does not: no prefilter, every rule is tried in order.
+            for rule in self.text_rules:
+                assert rule.regex is not None
+                if rule.regex.search(text):
+                    return rule
+            return self.terminal
+        lowered = text.lower()
+        present, candidates = self.finder.present(lowered)
+        if self.always:
+            candidates |= self.always
+        for i in sorted(candidates):
+            clauses = self.clauses[i]
+            if clauses is not None and not _clauses_hold(clauses, present, lowered):
+                continue
+            regex = self.text_rules[i].regex
+            assert regex is not None
+            if regex.search(text):
+                return self.text_rules[i]
         return self.terminal
+
+
+def _clauses_hold(clauses: Clauses, present: set[str], lowered: str) -> bool:
+    """Some alternative has every word set touched: first by token chunks, then by the exact
+    literals (substring checks are cheap next to running a pattern that fails)."""
+    for conjunction in clauses:
+        for chunks, literals in conjunction:
+            if chunks.isdisjoint(present) or not any(lit in lowered for lit in literals):
+                break
+        else:
+            return True
+    return False
 
 
 @functools.cache
@@ -327,6 +354,8 @@ class _Matcher:
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self.buckets: dict[tuple[int | None, StatusCode | None, int, str | None], _Bucket] = {}
+        #: Verdicts are few (one per rule, class and hint): each is made once and shared.
+        self.verdicts: dict[tuple[str, int, bool, timedelta | None], Verdict] = {}
         self.cached = functools.lru_cache(maxsize=CACHE_SIZE)(self._classify)
         self.cached_text = functools.lru_cache(maxsize=CACHE_SIZE)(self._classify_text)
 
@@ -370,7 +399,8 @@ class _Matcher:
             reply = parse_reply(text)
         except ReplyParseError as exc:
             return exc
-        return self.cached(reply.code, reply.status, reply.text, reply.command)
+        # The text-level cache already remembers repeats; the key-level one would only add work.
+        return self._classify(reply.code, reply.status, reply.text, reply.command)
 
     def _verdict(self, rule: Rule | None, klass: int, text: str, inconsistent: bool) -> Verdict:
         if rule is None:
@@ -387,7 +417,11 @@ class _Matcher:
                 retry_after = self.policy.backoff.greylist_retry
         if retry_after is not None:
             retry_after = min(retry_after, self.policy.backoff.max_hint)
-        return Verdict(
+        key = (rule.id, klass, inconsistent, retry_after)
+        found = self.verdicts.get(key)
+        if found is not None:
+            return found
+        verdict = self.verdicts[key] = Verdict(
             outcome=outcome,
             reason=rule.reason,
             fault=rule.fault,
@@ -399,6 +433,7 @@ class _Matcher:
             inconsistent=inconsistent,
             why=why,
         )
+        return verdict
 
 
 def _conditions_match(
