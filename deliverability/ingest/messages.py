@@ -154,7 +154,7 @@ def parse_message(
     _check_readable(data, source)
     try:
         parsed = parse_bytes(bytes(data))
-    except Exception as exc:  # the email package can fail in surprising ways on garbage
+    except Exception as exc:  # the MIME reader is written not to raise: this is a last guard
         raise IngestError(source, 0, f"unreadable message ({type(exc).__name__}: {exc})") from None
     if not len(parsed.message):
         raise IngestError(source, 0, "no header fields: not an email message")
@@ -254,9 +254,9 @@ def _status(text: str | None) -> StatusCode | None:
 def _reply_of(hit: Hit) -> tuple[StatusCode | None, int | None, Reply | None]:
     """The status, code and Reply of a bounce hit.
 
-    The report's own Status field (RFC 3464 section 2.3.4) is the authority on the enhanced
-    code, except where it is the generic ``x.0.0`` and the quoted reply has a more specific code
-    of the same class.
+    The reply is read from the diagnostic (the remote server's reply a relay quotes, when it
+    quotes one). The enhanced status is the report's Status field (RFC 3464 section 2.3.4),
+    unless the reply carries its own that agrees with its code, or the field is a bare ``x.0.0``.
     """
     source = hit.diagnostic
     parsed_reply = _parsed(source)
