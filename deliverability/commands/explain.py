@@ -219,7 +219,7 @@ def explain(
         raise click.UsageError(
             'give a REPLY, "-" to read replies from standard input, or --message'
         )
-    policy = load_policy(getattr(ctx.obj, "policy_path", None))
+    policy = ctx.obj.policy() if ctx.obj is not None else load_policy()
     if reply == ("-",):
         ctx.exit(1 if _stream(sys.stdin, policy, fmt, sys.stdout) else 0)
     # An unquoted reply arrives as several arguments: it is one reply all the same.

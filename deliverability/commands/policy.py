@@ -30,7 +30,7 @@ def policy() -> None:
 def show(ctx: click.Context, fmt: str) -> None:
     """Print the effective policy: the numbers after the user file is applied, and every rule in
     the order it is checked (first match wins)."""
-    effective = load_policy(getattr(ctx.obj, "policy_path", None))
+    effective = ctx.obj.policy() if ctx.obj is not None else load_policy()
     data = effective.as_dict()
     if fmt == "json":
         click.echo(json.dumps(data, indent=2))
