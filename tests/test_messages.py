@@ -10,6 +10,7 @@ import json
 import mailbox
 import tracemalloc
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deliverability.errors import IngestError
+from deliverability.ingest.bounce.base import parse_date
 from deliverability.ingest.messages import (
     BounceRecord,
     VerpFormat,
@@ -585,3 +587,26 @@ def test_utf8_text_labelled_iso_2022_jp_is_read_as_utf8() -> None:
     rec = _one(parse_message(data))
     assert rec.recipient == "pia@example.jp"
     assert "宛先が見つかりません" in rec.diagnostic
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Thu, 29 Apr 2010 23:34:45 +0900",
+        "29 Apr 2010 23:34 -0000",
+        "Mon, 2 Mar 2026 10:00:05 +0100 (CET)",
+        "Sun, 13 Sep 2015 03:10:06 -0530",
+        "Thu, 29 Apr 1999 23:34:45 -0500 (CDT)",
+    ],
+)
+def test_dsn_dates_read_as_the_standard_library_reads_them(value: str) -> None:
+    expected = parsedate_to_datetime(value)
+    if expected.tzinfo is None:
+        expected = expected.replace(tzinfo=UTC)
+    assert parse_date(value) == expected
+    assert parse_date(value).utcoffset() == expected.utcoffset()  # type: ignore[union-attr]
+
+
+def test_impossible_dsn_dates_are_none() -> None:
+    assert parse_date("Thu, 31 Feb 2010 23:34:45 +0900") is None
+    assert parse_date("not a date") is None

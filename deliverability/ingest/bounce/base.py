@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from email.utils import parsedate_to_datetime
 from typing import Protocol
 
@@ -104,10 +104,52 @@ def unfold(text: str) -> str:
     return _FOLD_RE.sub(" ", text)
 
 
+# RFC 5322 section 3.3 in its usual form, "Thu, 29 Apr 2010 23:34:45 +0900": read directly,
+# which is several times cheaper than the general parser used for everything else.
+_DATE_RE = re.compile(
+    r"\s*(?:[A-Za-z]{3},\s*)?(\d{1,2})\s+([A-Za-z]{3})\s+(\d{4})\s+(\d{1,2}):(\d{2})(?::(\d{2}))?"
+    r"\s+([+-])(\d{2})(\d{2})\b"
+)
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
+    )
+}
+_ZONES: dict[str, tzinfo] = {}
+
+
+def _zone(sign: str, hours: str, minutes: str) -> tzinfo:
+    key = sign + hours + minutes
+    zone = _ZONES.get(key)
+    if zone is None:
+        offset = timedelta(hours=int(hours), minutes=int(minutes))
+        # RFC 5322 section 3.3: -0000 means "no local time zone information": UTC.
+        zone = UTC if not offset else timezone(-offset if sign == "-" else offset)
+        _ZONES[key] = zone
+    return zone
+
+
 def parse_date(value: str | None) -> datetime | None:
     """An RFC 5322 date as an aware datetime (UTC when the zone is -0000 or missing)."""
     if not value:
         return None
+    m = _DATE_RE.match(value)
+    month = _MONTHS.get(m.group(2).lower()) if m else None
+    if m and month:
+        day, _, year, hour, minute, second, sign, zh, zm = m.groups()
+        try:
+            return datetime(
+                int(year),
+                month,
+                int(day),
+                int(hour),
+                int(minute),
+                int(second or 0),
+                tzinfo=_zone(sign, zh, zm),
+            )
+        except ValueError:
+            return None
     try:
         dt = parsedate_to_datetime(value.strip())
     except (TypeError, ValueError, IndexError, OverflowError):

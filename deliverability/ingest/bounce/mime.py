@@ -356,7 +356,8 @@ class _Walker:
             self.parsed.feedback_report.append(_body_text(headers, body, params))
         elif ctype in _RETURNED_TYPES:
             inner, inner_body = _read_headers(_body_bytes(headers, body).decode("latin-1"))
-            if _content_type(inner)[0] == "multipart/report" and depth < _MAX_DEPTH:
+            inner_type = (inner.get("Content-Type") or "").lstrip().lower()
+            if inner_type.startswith("multipart/report") and depth < _MAX_DEPTH:
                 # A report forwarded inside another message (a gateway relaying a DSN): the
                 # report is the news, so it is read whole. Other returned bodies are skipped.
                 self.part(inner, inner_body, "text/plain", depth + 1, top=False)
