@@ -140,17 +140,10 @@ def test_action_evidence_json_round_trips(session: Session, frozen_now: datetime
     [("josé@b.example", "jose@b.example"), ("müller@b.example", "muller@b.example")],
 )
 def test_keys_that_differ_only_by_an_accent_are_different_recipients(
-    session: Session, frozen_now: datetime, first: str, second: str, request: pytest.FixtureRequest
+    session: Session, frozen_now: datetime, first: str, second: str
 ) -> None:
     """MariaDB's usual default collation (utf8mb4_general_ci) calls these equal and refuses the
     second row as a duplicate; keys must compare byte for byte on every backend."""
-    assert session.bind is not None
-    if session.bind.dialect.name in ("mysql", "mariadb"):
-        # Strict: it passes once the tables get a binary collation (utf8mb4_bin), and then
-        # this marker must go.
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="tables use the server's accent-blind collation")
-        )
     session.add(make_recipient(first, first, frozen_now))
     session.add(make_recipient(second, second, frozen_now))
     session.commit()
