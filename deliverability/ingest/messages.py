@@ -348,25 +348,22 @@ def _original_message_id(parsed: Parsed) -> str | None:
 
 
 @lru_cache(maxsize=32)
-def _verp_line(verp: VerpFormat) -> re.Pattern[str]:
-    """A header line of the bounce that could hold a VERP address in this format."""
+def _verp_like(verp: VerpFormat) -> re.Pattern[str]:
+    """Something shaped like a VERP address in this format (a cheap test before the real one)."""
     return re.compile(
-        rf"(?mi)^(?:{'|'.join(_VERP_HEADERS)})[ \t]*:[^\n]*"
-        rf"{re.escape(verp.separator)}[^\n]*{re.escape(verp.equals)}"
+        rf"{re.escape(verp.separator)}[^@\s<>;,]*{re.escape(verp.equals)}[^@\s<>;,]*@"
     )
 
 
 def _verp_recipient(parsed: Parsed, verp: VerpFormat) -> str | None:
     candidates: list[str] = []
-    if _verp_line(verp).search(parsed.message.block):
+    if _verp_like(verp).search(parsed.message.block):
         for name in _VERP_HEADERS:
             for value in parsed.message.get_all(name):
                 if verp.separator in value and verp.equals in value:
                     candidates.extend(addresses_in(value))
-    if parsed.returned is not None:
-        return_path = parsed.returned.get("Return-Path") or ""
-        if verp.separator in return_path and verp.equals in return_path:
-            candidates.extend(addresses_in(return_path))
+    if parsed.returned is not None and _verp_like(verp).search(parsed.returned.block):
+        candidates.extend(addresses_in(parsed.returned.get("Return-Path") or ""))
     for candidate in candidates:
         decoded = verp.decode(candidate)
         if decoded:

@@ -46,7 +46,9 @@ _ENTITY = {"&lt;": "<", "&gt;": ">", "&amp;": "&", "&nbsp;": " ", "&quot;": '"',
 # RFC 5322 section 2.2: a field name is printable ASCII except the colon; a field runs on over
 # the lines that start with white space.
 _FIELD_BLOCK_RE = re.compile(r"(?m)^([!-9;-~]+)[ \t]*:[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)")
-_NOT_FIELD_RE = re.compile(r"(?m)^(?![!-9;-~]+[ \t]*:|[ \t]+\S)(?=.)")
+# A line break followed by a line that is neither a field nor a continuation.
+_NOT_FIELD_RE = re.compile(r"\n(?![!-9;-~]+[ \t]*:|[ \t]+\S)(?=[^\n])")
+_FIRST_LINE_OK_RE = re.compile(r"[!-9;-~]+[ \t]*:|[ \t]+\S")
 _PARAM_RE = re.compile(
     r";\s*([A-Za-z0-9*_.!#$%&'+^`|~-]+)\s*=\s*(?:\"((?:[^\"\\]|\\.)*)\"|([^;\s]*))"
 )
@@ -240,11 +242,18 @@ def _read_headers(text: str, *, raw: bool = True) -> tuple[Headers, str]:
     body_start = len(text) if nl2 < 0 else nl2 + 2
     # RFC 5322 section 2.1: the first line that is neither a field nor a continuation (a line
     # of spaces, or garbage) ends the header block and starts the body.
-    stray = _NOT_FIELD_RE.search(text, start, block_end)
-    if stray is not None:
-        block_end = body_start = stray.start()
-        line_end = text.find("\n", stray.start())
-        if not text[stray.start() : line_end if line_end >= 0 else len(text)].strip():
+    stray_at = -1
+    if not _FIRST_LINE_OK_RE.match(text, start):
+        stray_at = start
+    else:
+        # Searching for a line break first lets the engine skip through the block quickly.
+        stray = _NOT_FIELD_RE.search(text, start, block_end)
+        if stray is not None:
+            stray_at = stray.start() + 1
+    if stray_at >= 0:
+        block_end = body_start = stray_at
+        line_end = text.find("\n", stray_at)
+        if not text[stray_at : line_end if line_end >= 0 else len(text)].strip():
             body_start = line_end + 1 if line_end >= 0 else len(text)
     return Headers(text[start:block_end], raw=raw), text[body_start:]
 
