@@ -7,6 +7,7 @@ import itertools
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from deliverability.addresses import normalize_address
@@ -70,8 +71,7 @@ def recipient(
     return row
 
 
-def event(
-    session: Session,
+def _event_values(
     who: Recipient,
     *,
     at: datetime,
@@ -81,24 +81,28 @@ def event(
     status: str | None = None,
     text: str | None = None,
     kind: EventKind | None = None,
-) -> Event:
-    """One recorded event for `who`; code, status, text and reason default by outcome."""
+) -> dict[str, Any]:
     default_code, default_status, default_text = _DEFAULT_CODE[outcome]
-    row = Event(
-        key=f"test-{next(_keys)}",
-        at=at,
-        recorded_at=at,
-        kind=kind or (EventKind.COMPLAINT if outcome is Outcome.COMPLAINED else EventKind.REPLY),
-        recipient_id=who.id,
-        domain=who.domain,
-        code=code if code is not None else default_code,
-        status=status if status is not None else default_status,
-        text=text if text is not None else default_text,
-        outcome=outcome,
-        reason=reason or _DEFAULT_REASON[outcome],
-        fault=Fault.UNKNOWN,
-        rule="test",
-    )
+    return {
+        "key": f"test-{next(_keys)}",
+        "at": at,
+        "recorded_at": at,
+        "kind": kind or (EventKind.COMPLAINT if outcome is Outcome.COMPLAINED else EventKind.REPLY),
+        "recipient_id": who.id,
+        "domain": who.domain,
+        "code": code if code is not None else default_code,
+        "status": status if status is not None else default_status,
+        "text": text if text is not None else default_text,
+        "outcome": outcome,
+        "reason": reason or _DEFAULT_REASON[outcome],
+        "fault": Fault.UNKNOWN,
+        "rule": "test",
+    }
+
+
+def event(session: Session, who: Recipient, *, at: datetime, outcome: Outcome, **kw: Any) -> Event:
+    """One recorded event for `who`; code, status, text and reason default by outcome."""
+    row = Event(**_event_values(who, at=at, outcome=outcome, **kw))
     session.add(row)
     return row
 
@@ -106,9 +110,11 @@ def event(
 def events(
     session: Session, who: Recipient, n: int, *, at: datetime, outcome: Outcome, **kw: Any
 ) -> None:
-    """`n` identical events (distinct keys)."""
-    for _ in range(n):
-        event(session, who, at=at, outcome=outcome, **kw)
+    """`n` identical events (distinct keys), in one bulk insert."""
+    if n > 0:
+        session.flush()
+        rows = [_event_values(who, at=at, outcome=outcome, **kw) for _ in range(n)]
+        session.execute(insert(Event), rows)
 
 
 def action(
