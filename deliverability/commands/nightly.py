@@ -11,7 +11,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -115,26 +115,46 @@ def _print_summary(summary: NightlySummary, fmt: str) -> None:
         )
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _input_options(command: F) -> F:
+    """The options `nightly` and `ingest` share: time, strictness, input format, VERP, output."""
+    for option in reversed(
+        (
+            click.option(
+                "--now", "now_text", metavar="ISO8601", help="Run as if it were this time (UTC)."
+            ),
+            click.option(
+                "--strict", is_flag=True, help="Stop at the first input item that cannot be read."
+            ),
+            click.option(
+                "--format",
+                "fmt",
+                type=click.Choice(FORMATS),
+                default="auto",
+                help="Input format (default: detected per file).",
+            ),
+            click.option(
+                "--verp",
+                metavar="TEMPLATE",
+                help="How your VERP return paths encode the recipient, e.g. "
+                "'bounces+{local}={domain}' (default: any local part, '+', then local=domain).",
+            ),
+            click.option(
+                "--output", "out_fmt", type=click.Choice(["text", "json"]), default="text"
+            ),
+        )
+    ):
+        command = option(command)
+    return command
+
+
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
-@click.option("--now", "now_text", metavar="ISO8601", help="Run as if it were this time (UTC).")
 @click.option("--dry-run", is_flag=True, help="Report what would change; write nothing.")
 @click.option("--full", is_flag=True, help="Re-evaluate list hygiene over the whole history.")
-@click.option("--strict", is_flag=True, help="Stop at the first input item that cannot be read.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(FORMATS),
-    default="auto",
-    help="Input format (default: detected per file).",
-)
-@click.option(
-    "--verp",
-    metavar="TEMPLATE",
-    help="How your VERP return paths encode the recipient, e.g. 'bounces+{local}={domain}' "
-    "(default: any local part, '+', then local=domain).",
-)
-@click.option("--output", "out_fmt", type=click.Choice(["text", "json"]), default="text")
+@_input_options
 @click.pass_obj
 def nightly(
     app: AppContext,
@@ -218,22 +238,7 @@ class _Job:
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(FORMATS),
-    default="auto",
-    help="Input format (default: detected per file).",
-)
-@click.option("--now", "now_text", metavar="ISO8601", help="Record as if it were this time.")
-@click.option("--strict", is_flag=True, help="Stop at the first input item that cannot be read.")
-@click.option(
-    "--verp",
-    metavar="TEMPLATE",
-    help="How your VERP return paths encode the recipient, e.g. 'bounces+{local}={domain}' "
-    "(default: any local part, '+', then local=domain).",
-)
-@click.option("--output", "out_fmt", type=click.Choice(["text", "json"]), default="text")
+@_input_options
 @click.pass_obj
 def ingest(
     app: AppContext,
