@@ -1,6 +1,6 @@
 """Bounce-message parsing: speed, accuracy and memory, over the shared corpus of real bounces.
 
-    python -m bench.bench_messages [--passes 5] [--sizes 10000,100000] [--no-sisimai]
+    python -m bench.bench_messages [--passes 7] [--sizes 10000,100000] [--no-sisimai]
     python bench/bench_messages.py --corpus PATH
 
 Figures:
@@ -183,7 +183,7 @@ def _stream_child(path: Path) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
-    ap.add_argument("--passes", type=int, default=5)
+    ap.add_argument("--passes", type=int, default=7)
     ap.add_argument("--sizes", default="10000,100000", help="mbox sizes for the memory figure")
     ap.add_argument("--no-sisimai", action="store_true")
     ap.add_argument("--stream", help=argparse.SUPPRESS)

@@ -109,10 +109,6 @@ def read_expected(path: Path) -> list[Expected]:
         ]
 
 
-# The parser's records for one message, as the scorer needs them.
-Parse = Callable[[bytes], Sequence[object]]
-
-
 def score_corpus(
     corpus: Path,
     parse: Callable[[bytes], Sequence[object]],
