@@ -401,6 +401,10 @@ def _numbers_as_dict(numbers: _Numbers) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 _DATA = "data"
+#: Policy files and rule patterns past these sizes are refused (with a problem naming them)
+#: rather than parsed and compiled at length.
+MAX_POLICY_CHARS = 1_000_000
+MAX_RULE_TEXT = 2_000
 DEFAULT_POLICY_FILE = "default_policy.toml"
 PROVIDER_RULES_FILE = "provider_rules.toml"
 
@@ -477,8 +481,24 @@ class _Reader:
         self.problems.append(Problem(severity, self.label, line, key, message, fix))
 
     def read(self, *, rules_only: bool = False) -> None:
+        if len(self.text) > MAX_POLICY_CHARS:
+            self.problem(
+                None,
+                "(size)",
+                f"the file is {len(self.text):,} characters; the limit is {MAX_POLICY_CHARS:,}",
+                "a policy file holds numbers and rules: split out whatever made it this big",
+            )
+            return
         try:
             data = tomllib.loads(self.text)
+        except RecursionError:
+            self.problem(
+                None,
+                "(syntax)",
+                "not valid TOML: arrays or tables are nested too deep",
+                "flatten the nested arrays or tables",
+            )
+            return
         except tomllib.TOMLDecodeError as exc:
             m = re.search(r"line (\d+)", str(exc))
             if m:
@@ -712,6 +732,12 @@ class _Reader:
         if text is not None:
             if not isinstance(text, str) or not text:
                 bad("text", "must be a non-empty string (a regular expression)")
+            elif len(text) > MAX_RULE_TEXT:
+                bad(
+                    "text",
+                    f"the pattern is {len(text):,} characters; the limit is {MAX_RULE_TEXT:,}",
+                    "split it into several rules",
+                )
             else:
                 try:
                     regex = re.compile(text)

@@ -288,3 +288,22 @@ def test_code_patterns_expand_x_to_any_digit() -> None:
     assert expand_code_pattern("5XX") == set(range(500, 600))
     with pytest.raises(ValueError, match="not a reply code pattern"):
         expand_code_pattern("5x")
+
+
+def test_a_deeply_nested_file_is_a_syntax_problem_not_a_crash(tmp_path: Path) -> None:
+    (problem,) = check_policy_file(write(tmp_path, "a = " + "[" * 100_000))
+    assert (problem.key, problem.severity) == ("(syntax)", "error")
+    assert "nested too deep" in problem.message
+
+
+def test_an_oversized_file_is_refused_before_parsing(tmp_path: Path) -> None:
+    text = '[[rule]]\nid = "x"\ntext = "' + "a" * 2_000_000 + '"\n'
+    (problem,) = check_policy_file(write(tmp_path, text))
+    assert problem.key == "(size)"
+    assert "limit" in problem.message
+
+
+def test_an_oversized_rule_pattern_is_refused_with_its_line(tmp_path: Path) -> None:
+    text = RULE.format(id="a.big", conditions='text = "' + "a" * 5000 + '"', outcome="bounced")
+    problems = check_policy_file(write(tmp_path, text))
+    assert [(p.line, p.key) for p in problems] == [(4, "rule a.big.text")]
