@@ -237,6 +237,13 @@ def generate_history(seed: int, start: datetime, days: int, per_day: int) -> lis
             for i in range(200):
                 at = base + timedelta(hours=14, seconds=15 * i)
                 add(f"y{i}@d3.example", at, Outcome.BLOCKED, Reason.BLOCKED)
+    # The last hour: push-backs from the provider group every ten minutes, so throttles are in
+    # force at the end (with their doubled pauses and halved rates).
+    last = start + timedelta(days=days - 1, hours=23)
+    for i in range(6):
+        address = f"z{i}@{'gmail.com' if i % 2 else 'googlemail.com'}"
+        add(address, last + timedelta(minutes=10 * i), Outcome.DEFERRED, Reason.RATE_LIMITED,
+            throttle=True)  # fmt: skip
     specs.sort(key=lambda spec: spec["at"])
     return specs
 
@@ -245,7 +252,7 @@ def insert_history(session: Session, specs: list[dict[str, Any]]) -> list[Record
     """Write the events in bulk (recipients first), in time order; returns them as the engine
     would hand them to the hygiene pass, in recording order."""
     parsed = {spec["address"]: normalize_address(spec["address"]) for spec in specs}
-    known = dict(session.execute(sa.select(Recipient.address_key, Recipient.id)).tuples().all())
+    known = dict(session.execute(sa.select(Recipient.address_key, Recipient.id)).all())
     new: dict[str, dict[str, Any]] = {}
     for spec in specs:
         address = parsed[spec["address"]]
@@ -262,7 +269,7 @@ def insert_history(session: Session, specs: list[dict[str, Any]]) -> list[Record
             }
     if new:
         session.execute(sa.insert(Recipient.__table__), list(new.values()))
-        known = dict(session.execute(sa.select(Recipient.address_key, Recipient.id)).tuples().all())
+        known = dict(session.execute(sa.select(Recipient.address_key, Recipient.id)).all())
     first = (session.execute(sa.select(sa.func.max(Event.id))).scalar_one_or_none() or 0) + 1
     rows = []
     for spec in specs:
@@ -295,9 +302,7 @@ def insert_history(session: Session, specs: list[dict[str, Any]]) -> list[Record
             }
         )
     session.execute(sa.insert(Event.__table__), rows)
-    ids = dict(
-        session.execute(sa.select(Event.key, Event.id).where(Event.id >= first)).tuples().all()
-    )
+    ids = dict(session.execute(sa.select(Event.key, Event.id).where(Event.id >= first)).all())
     out = []
     for row in rows:
         verdict = Verdict(

@@ -111,6 +111,13 @@ _ACTIONS = Action.__table__
 _OPEN_IDS = sa.select(_ACTIONS.c.id).where(
     _ACTIONS.c.open_key.in_(sa.bindparam("keys", expanding=True))
 )
+#: Push-backs from some domains within a time range (both ends included).
+_PUSHBACKS_BETWEEN = sa.select(sa.func.count(_EVENTS.c.id)).where(
+    _EVENTS.c.domain.in_(sa.bindparam("domains", expanding=True)),
+    _EVENTS.c.at >= sa.bindparam("lo", type_=UTCDateTime()),
+    _EVENTS.c.at <= sa.bindparam("hi", type_=UTCDateTime()),
+    _EVENTS.c.throttle.is_(True),
+)
 _OPEN_THROTTLE = sa.select(_ACTIONS.c.id, _ACTIONS.c.target, _ACTIONS.c.evidence).where(
     _ACTIONS.c.open_key == sa.bindparam("key"), _ACTIONS.c.status == ActionStatus.OPEN
 )
@@ -324,6 +331,8 @@ class _Evaluator:
         self.a = self.shape.table.c
         self.scope = self.shape.scope
         self.summaries: list[ActionSummary] = []
+        #: Actions raised or refreshed, summarised once flushed (one flush per phase, not each).
+        self._pending: list[tuple[Action, bool]] = []
         self.raised = 0
         self.refreshed = 0
         self.incident_counts: dict[str, tuple[int, int, int]] = {}
@@ -599,17 +608,19 @@ class _Evaluator:
         # push-backs within repeat_window before it.
         if self.census["pushback"]:
             latest = self._exec(self._cached("pushback_latest", self._pushback_latest)).all()
-            floor = min(_loaded(self.s, r.at) for r in latest)
-            counts = self.conn.execute(
-                self._cached("pushback_counts", self._pushback_counts),
-                {**self.params, "floor": floor - tp.repeat_window},
-            ).all()
-            n_by_dest: dict[str, int] = {str(d): int(n) for d, n in counts}
             for row in latest:
                 at = _loaded(self.s, row.at)
                 pause = None if row.pause_seconds is None else timedelta(seconds=row.pause_seconds)
                 st = state(row.dest)
-                st.pushbacks = int(n_by_dest.get(row.dest, 1))
+                # One indexed count per destination pushed back (a handful per run), on the
+                # (domain, at) index: a join on the provider-group expression could not use it.
+                domains = _domains_of(row.dest, self.policy) or [row.dest]
+                st.pushbacks = int(
+                    self.conn.execute(
+                        _PUSHBACKS_BETWEEN,
+                        {"domains": domains, "lo": at - tp.repeat_window, "hi": at},
+                    ).scalar_one()
+                )
                 st.pushback = pushback_step(at, st.pushbacks, pause, tp)
                 st.pushback_at = at
                 st.pushback_reason = Reason(row.reason)
@@ -639,26 +650,6 @@ class _Evaluator:
 
     def _pushback_latest(self) -> Select[Any]:
         return self._latest_per_destination(self.a.throttle.is_(True))
-
-    def _pushback_counts(self) -> Select[Any]:
-        """Push-backs within repeat_window before each destination's latest one."""
-        tp = self.policy.throttle
-        lsub = self._pushback_latest().subquery()
-        wt = _EVENTS.alias()
-        w = wt.c
-        return (
-            sa.select(lsub.c.dest, sa.func.count(w.id))
-            .select_from(wt)
-            .join(lsub, _destination(w, self.policy) == lsub.c.dest)
-            .where(
-                w.throttle.is_(True),
-                # A plain bound first, so the index on `at` limits the scan to recent events.
-                w.at >= sa.bindparam("floor", type_=UTCDateTime()),
-                w.at >= _shift(self.s, lsub.c.at, -tp.repeat_window),
-                w.at <= lsub.c.at,
-            )
-            .group_by(lsub.c.dest)
-        )
 
     def _blocks(self) -> Any:
         a = self.a
@@ -776,8 +767,13 @@ class _Evaluator:
         self._apply_suppressions(suppressions)
         self._apply_destinations(destinations)
         self._apply_releases()
-        self.s.flush()
+        self._flush()
         return self.summaries
+
+    def _flush(self) -> None:
+        self.s.flush()
+        self.summaries.extend(summary_of(action, new=new) for action, new in self._pending)
+        self._pending.clear()
 
     def _bounce_domains(
         self, suppressions: dict[int, _Suppress], triggers: dict[str, list[datetime]]
@@ -959,6 +955,7 @@ class _Evaluator:
             )
             if action is not None and action.status is ActionStatus.OPEN:
                 standing_updates[sup.recipient_id] = action
+        self._flush()  # the new suppressions' ids, for the recipients below
         # Through the ORM, so Recipient objects the engine holds in this session stay current.
         for part in _chunks(list(standing_updates)):
             for recipient in self.s.scalars(sa.select(Recipient).where(Recipient.id.in_(part))):
@@ -1176,8 +1173,7 @@ class _Evaluator:
             for name, value in (extra or {}).items():
                 setattr(existing, name, value)
             self.refreshed += 1
-            self.s.flush()
-            self.summaries.append(summary_of(existing, new=False))
+            self._pending.append((existing, False))
             return existing
         action = Action(
             kind=kind,
@@ -1197,9 +1193,8 @@ class _Evaluator:
             **(extra or {}),
         )
         self.s.add(action)
-        self.s.flush()
         self.raised += 1
-        self.summaries.append(summary_of(action))
+        self._pending.append((action, True))
         return action
 
 

@@ -1,0 +1,230 @@
+"""Benchmark: list hygiene, incremental (inside record_many) and nightly (set-based evaluate).
+
+    python bench/bench_hygiene.py [--history 1000000,2000000] [--new 20000] [--record 100000]
+
+Prints, all measured in this run on SQLite files in a temporary directory:
+
+1. `record_many` with the hygiene hook on every chunk, against the raw sqlite3 floor of
+   bench_record (the same history rows and recipient upserts written with executemany):
+   the ratio floor time / record_many time (target: at least 0.4).
+2. The nightly evaluation (`store.hygiene.evaluate`) of the same `--new` events on top of each
+   history size. Each history is built with bulk inserts straight into the tables (not through
+   the engine), at the same daily rate, so a larger history is a longer one. Each time is shown
+   against its floor, reading the new events once (any evaluation has to), and the two times
+   against each other (target: at most 1.3: the cost follows the new events, not the history).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy.orm import Session
+
+from bench import bench_record
+from deliverability.engine import Engine
+from deliverability.policy import load_policy
+from deliverability.store import hygiene as hygiene_store
+from deliverability.store.session import create_engine, upgrade_schema, write_engine
+
+#: Events per day in the generated histories (a mid-sized sender).
+PER_DAY = 16_000
+RECIPIENTS = 200_000
+DOMAINS = [f"d{i}.example" for i in range(200)] + ["gmail.com", "googlemail.com", "yahoo.com"]
+_FMT = "%Y-%m-%d %H:%M:%S.%f"
+
+#: (outcome, reason, fault, decisive, throttle, weight): the mix of recorded results.
+MIX: list[tuple[str, str, str, bool, bool, int]] = [
+    ("delivered", "delivered", "unknown", False, False, 800),
+    ("deferred", "system_error", "destination", False, False, 60),
+    ("deferred", "mailbox_full", "recipient", False, False, 30),
+    ("bounced", "user_unknown", "recipient", True, False, 20),
+    ("bounced", "rejected", "recipient", False, False, 15),
+    ("blocked", "blocked", "sender", False, False, 30),
+    ("deferred", "rate_limited", "destination", False, True, 30),
+    ("complained", "feedback", "recipient", False, False, 2),
+]
+
+
+def _choices() -> list[tuple[str, str, str, bool, bool]]:
+    out: list[tuple[str, str, str, bool, bool]] = []
+    for outcome, reason, fault, decisive, throttle, weight in MIX:
+        out.extend([(outcome, reason, fault, decisive, throttle)] * weight)
+    return out
+
+
+def _recipient_rows(start: datetime) -> list[tuple[Any, ...]]:
+    at = start.strftime(_FMT)
+    rows = []
+    for i in range(RECIPIENTS):
+        domain = DOMAINS[i % len(DOMAINS)]
+        key = f"user{i}@{domain}"
+        rows.append((i + 1, key, key, domain, "retrying", "undefined", at, at, at))
+    return rows
+
+
+def _event_rows(
+    rng: random.Random, first_id: int, start: datetime, days: float, n: int
+) -> list[tuple[Any, ...]]:
+    choices = _choices()
+    span = int(days * 86_400)
+    offsets = sorted(rng.randrange(span) for _ in range(n))
+    rows = []
+    for i, offset in enumerate(offsets):
+        rid = rng.randrange(RECIPIENTS) + 1
+        domain = DOMAINS[(rid - 1) % len(DOMAINS)]
+        outcome, reason, fault, decisive, throttle = rng.choice(choices)
+        at = (start + timedelta(seconds=offset, microseconds=i % 1_000_000)).strftime(_FMT)
+        eid = first_id + i
+        rows.append(
+            (eid, f"e{eid}", at, at, "reply", rid, domain, f"m{eid}", 1, outcome, reason, fault,
+             "bench", int(decisive), "bench", int(throttle))
+        )  # fmt: skip
+    return rows
+
+
+_INSERT_EVENT = (
+    "INSERT INTO events (id, key, at, recorded_at, kind, recipient_id, domain, message_id, "
+    "attempt, outcome, reason, fault, rule, decisive, source, throttle) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_RECIPIENT = (
+    "INSERT INTO recipients (id, address, address_key, domain, standing, reason, standing_since, "
+    "first_seen_at, last_event_at, events_count, delivered_count, deferred_count, bounced_count, "
+    "blocked_count, complained_count, expired_count) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, 0, 0, 0)"
+)
+
+
+def build_store(path: Path, history: int, new: int, seed: int = 7) -> tuple[str, datetime, int]:
+    """A store with `history` events already evaluated (the bookmark at the last) and `new`
+    events after them; returns (url, now, the bookmark's event id)."""
+    url = f"sqlite:///{path}"
+    engine = create_engine(url)
+    upgrade_schema(engine)
+    engine.dispose()
+    days = history / PER_DAY
+    end = datetime(2026, 11, 1, tzinfo=UTC)
+    start = end - timedelta(days=days)
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=OFF")
+    with db:
+        db.executemany(_INSERT_RECIPIENT, _recipient_rows(start))
+        rng = random.Random(seed)
+        step = 250_000
+        for first in range(0, history, step):
+            part = min(step, history - first)
+            lo = start + timedelta(days=days * first / history)
+            db.executemany(
+                _INSERT_EVENT, _event_rows(rng, first + 1, lo, days * part / history, part)
+            )
+        db.execute(
+            "INSERT INTO bookmarks (name, value, updated_at) VALUES (?, ?, ?)",
+            (hygiene_store.BOOKMARK, str(history), end.strftime(_FMT)),
+        )
+        # The new events: the same ones (same seed) whatever the history, on the next day.
+        db.executemany(
+            _INSERT_EVENT,
+            _event_rows(random.Random(seed + 1), history + 1, end, new / PER_DAY, new),
+        )
+    db.execute("ANALYZE")
+    db.close()
+    return url, end + timedelta(days=new / PER_DAY), history
+
+
+def read_new_events(path: Path, after: int) -> float:
+    """The floor: read every column of the new events once, with the raw driver."""
+    db = sqlite3.connect(path)
+    started = time.perf_counter()
+    rows = db.execute("SELECT * FROM events WHERE id > ?", (after,)).fetchall()
+    elapsed = time.perf_counter() - started
+    db.close()
+    assert rows
+    return elapsed
+
+
+def nightly(url: str, now: datetime) -> tuple[float, hygiene_store.EvaluationResult]:
+    engine = create_engine(url)
+    policy = load_policy(None)
+    try:
+        with Session(write_engine(engine)) as session, session.begin():
+            started = time.perf_counter()
+            result = hygiene_store.evaluate(session, policy, now)
+            elapsed = time.perf_counter() - started
+    finally:
+        engine.dispose()
+    return elapsed, result
+
+
+def record_many_with_hygiene(url: str, n: int) -> float:
+    """Wall seconds of record_many over bench_record's events, the hygiene hook on (the
+    default), timed as bench_record times it (distinct replies classified beforehand)."""
+    with Engine(url, clock=bench_record._Clock()) as engine:
+        engine.record_many(
+            {"recipient": "warm@example.com", "reply": text, "message_id": f"warm{i}"}
+            for i, (text, _) in enumerate(bench_record.REPLIES)
+        )
+        started = time.perf_counter()
+        result = engine.record_many(bench_record.events(n))
+        elapsed = time.perf_counter() - started
+    if result.recorded != n:
+        raise SystemExit(f"record_many recorded {result.recorded} of {n}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--history", default="1000000,2000000", help="history sizes, comma separated"
+    )
+    parser.add_argument("--new", type=int, default=20_000, help="new events per nightly run")
+    parser.add_argument(
+        "--record", type=int, default=100_000, help="events for record_many (0: skip)"
+    )
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.history.split(",")]
+    print(f"load average {os.getloadavg()[0]:.1f}; SQLite files; one process")
+    with tempfile.TemporaryDirectory(prefix="bench_hygiene_") as tmp:
+        if args.record:
+            n = args.record
+            floor, _cpu = bench_record._floor_run(Path(tmp) / "floor.db", n)
+            mine = record_many_with_hygiene(f"sqlite:///{Path(tmp) / 'record.db'}", n)
+            print(f"record_many, N = {n}, hygiene on every chunk")
+            print(f"  floor (sqlite3 executemany):  {n / floor:10.0f} events/s")
+            print(f"  record_many + hygiene:        {n / mine:10.0f} events/s")
+            print(f"  ratio floor / record_many:    {floor / mine:10.2f}   (target >= 0.4)")
+        times: list[float] = []
+        print(f"nightly evaluation of {args.new} new events")
+        for size in sizes:
+            path = Path(tmp) / f"history{size}.db"
+            started = time.perf_counter()
+            url, now, bookmark = build_store(path, size, args.new)
+            built = time.perf_counter() - started
+            floor = read_new_events(path, bookmark)
+            elapsed, result = nightly(url, now)
+            times.append(elapsed)
+            print(
+                f"  history {size:>9} events (built in {built:5.1f} s): evaluate {elapsed:6.2f} s"
+                f" = {elapsed / floor:6.1f} x the floor ({floor * 1000:.0f} ms to read the new"
+                f" events); raised {result.raised}, refreshed {result.refreshed},"
+                f" expired {result.expired}"
+            )
+            path.unlink()
+        if len(times) >= 2:
+            print(f"  ratio {sizes[-1]} / {sizes[0]}: {times[-1] / times[0]:.2f}   (target <= 1.3)")
+
+
+if __name__ == "__main__":
+    main()
