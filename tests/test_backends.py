@@ -19,7 +19,9 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from deliverability.errors import StoreError
 from deliverability.store.models import ADDRESS_LENGTH, Action, Bookmark, Recipient
+from deliverability.store.session import create_engine
 from deliverability.vocabulary import ActionKind, ActionScope, ActionStatus, Reason, Standing
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,3 +152,47 @@ def test_keys_that_differ_only_by_an_accent_are_different_recipients(
     assert session.scalar(select(Recipient.id).where(Recipient.address_key == second)) is not None
     keys = set(session.scalars(select(Recipient.address_key)))
     assert keys == {first, second}
+
+
+def test_mariadb_sessions_run_at_read_committed(sa_engine: Engine) -> None:
+    """REPEATABLE READ's gap locks make concurrent writers of new recipients deadlock again and
+    again (tests/test_many_writers.py); every backend runs at READ COMMITTED."""
+    if sa_engine.dialect.name not in ("mysql", "mariadb"):
+        pytest.skip("MariaDB setting")
+    with sa_engine.connect() as conn:
+        level = conn.exec_driver_sql("SELECT @@tx_isolation").scalar_one()
+    assert level == "READ-COMMITTED"
+
+
+def test_pool_size_and_max_overflow_come_from_the_url(db_url: str) -> None:
+    if db_url.startswith("sqlite"):
+        pytest.skip("server backends only")
+    sep = "&" if "?" in db_url else "?"
+    engine = create_engine(f"{db_url}{sep}pool_size=2&max_overflow=1")
+    try:
+        assert engine.pool.size() == 2  # type: ignore[attr-defined]
+        assert engine.pool._max_overflow == 1  # type: ignore[attr-defined]
+        assert "pool_size" not in engine.url.query
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("none", None), ("0", 0), ("3", 3)])
+def test_prepare_threshold_in_a_postgresql_url_reaches_psycopg(
+    db_url: str, setting: str, expected: int | None
+) -> None:
+    """``?prepare_threshold=none``: no server-side prepared statements, as a transaction-mode
+    pooler such as PgBouncer needs."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("psycopg setting")
+    engine = create_engine(f"{db_url}?prepare_threshold={setting}")
+    try:
+        with engine.connect() as conn:
+            assert conn.connection.dbapi_connection.prepare_threshold == expected  # type: ignore[union-attr]
+    finally:
+        engine.dispose()
+
+
+def test_a_bad_pool_setting_is_a_store_error_naming_it() -> None:
+    with pytest.raises(StoreError, match="pool_size must be a whole number"):
+        create_engine("postgresql+psycopg://u:secret@127.0.0.1:1/x?pool_size=many")
