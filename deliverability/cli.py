@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from deliverability.commands import db, explain, nightly, policy, prune, record, report
+from deliverability.commands import actions, db, explain, nightly, policy, prune, record, report
 from deliverability.commands.base import (
     DATABASE_URL_ENV,
     DEBUG_ENV,
@@ -81,10 +81,7 @@ for command in (
     record.unsuppress,
     explain.explain,
     policy.policy,
+    actions.throttles,
+    actions.actions,
 ):
     cli.add_command(command)
-
-from deliverability.commands import actions as hygiene_actions  # noqa: E402
-
-cli.add_command(hygiene_actions.throttles)
-cli.add_command(hygiene_actions.actions)
