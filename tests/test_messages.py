@@ -610,3 +610,21 @@ def test_dsn_dates_read_as_the_standard_library_reads_them(value: str) -> None:
 def test_impossible_dsn_dates_are_none() -> None:
     assert parse_date("Thu, 31 Feb 2010 23:34:45 +0900") is None
     assert parse_date("not a date") is None
+
+
+def test_a_bounce_listing_thousands_of_recipients_gives_a_record_for_each() -> None:
+    # Before each recipient's own block is read, the text above the list is read once (a
+    # per-recipient look back made this quadratic: minutes for a few thousand recipients).
+    listing = "".join(f"  user{i}@example.com\n" for i in range(3000))
+    data = _message(
+        """
+From: Mail Delivery System <MAILER-DAEMON@mx.example.org>
+To: news@sender.example
+Subject: Undelivered Mail Returned to Sender
+""",
+        "550 5.1.1 The following addresses failed:\n\n" + listing,
+    )
+    records = parse_message(data)
+    assert len(records) == 3000
+    assert records[2999].recipient == "user2999@example.com"
+    assert all(r.code == 550 for r in records)

@@ -81,6 +81,10 @@ STATUS_ALONE_RE = re.compile(r"(?:(?<=[\s(\[#:;='\"])|^)[245]\.\d{1,3}\.\d{1,3}(
 _ADDR_COLON_RE = re.compile(r"@[A-Za-z0-9.-]+>?[ \t]*:[ \t]*(?=#?[245]\d\d\b)")
 
 
+# RFC 5321 section 4.5.3.1.5 limits a reply line to 512 octets; a multi-line reply of a dozen
+# lines fits in this many characters. Longer is not a reply but the text around one.
+_MAX_REPLY = 8192
+_PARAGRAPH_END_RE = re.compile(r"\n[ \t]*\n")
 _CODE_HINT_RE = re.compile(r"[245]\d\d|[245]\.\d")
 _COMMAND_CONTEXT_RE = re.compile(
     r"(?i)SMTP error from remote (?:mail server|mailer) after|"
@@ -187,6 +191,6 @@ def reply_in(block: str) -> str:
     context = list(_COMMAND_CONTEXT_RE.finditer(block, para_start, start))
     if context:
         start = block.rfind("\n", 0, context[-1].start()) + 1
-    rest = block[start:]
-    para = re.split(r"\n[ \t]*\n", rest, maxsplit=1)[0]
+    rest = block[start : start + _MAX_REPLY]
+    para = _PARAGRAPH_END_RE.split(rest, maxsplit=1)[0]
     return " ".join(para.split()).strip(" '\"")

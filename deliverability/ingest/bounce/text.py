@@ -232,15 +232,16 @@ class TextBounce:
             spots = [(0, a) for a in returned_recipients(parsed)[:1]]
         hits: list[Hit] = []
         transient = _says_transient(lower)
+        # A reply quoted above the list of recipients applies to those that quote none; it is
+        # looked for once, so a bounce listing thousands of recipients stays linear.
+        above = reply_in(text[: spots[0][0]]) if spots else ""
         for i, (pos, addr) in enumerate(spots):
             end = spots[i + 1][0] if i + 1 < len(spots) else len(text)
             block = text[pos:end]
             diagnostic = ""
             if fmt.name == "sendmail":
                 diagnostic = _sendmail_reply(text, addr)
-            diagnostic = (
-                diagnostic or reply_in(block) or reply_in(text[:pos]) or _prose(block, addr)
-            )
+            diagnostic = diagnostic or reply_in(block) or above or _prose(block, addr)
             hits.append(
                 Hit(recipient=addr, diagnostic=diagnostic, transient=transient, detector=fmt.name)
             )
