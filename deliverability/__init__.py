@@ -7,6 +7,10 @@ The public API is what `__all__` names; everything else is internal and may chan
     >>> from deliverability import classify, parse_reply
     >>> classify(parse_reply("550 5.1.1 User unknown")).outcome
     <Outcome.BOUNCED: 'bounced'>
+
+`deliverability.classify` here is the function; the module of the same name is reached with
+``from deliverability.classify import ...`` (``import deliverability.classify as m`` would give
+the function).
 """
 
 from __future__ import annotations
