@@ -177,3 +177,13 @@ def test_destination_is_the_provider_group_when_the_policy_maps_the_domain() -> 
         ActionScope.DOMAIN,
         "example.org",
     )
+
+
+@pytest.mark.parametrize("pushbacks", [41, 1000, 10_000])
+def test_very_many_pushbacks_in_the_window_stop_at_the_cap_without_overflowing(
+    pushbacks: int,
+) -> None:
+    step = pushback_step(NOW, pushbacks, None, T)
+    assert step.pause_until - NOW == T.max_pause
+    assert step.max_rate == T.min_rate
+    assert step.step == pushbacks - 1

@@ -572,13 +572,15 @@ class _Evaluator:
                 .correlate(bounced)
                 .scalar_subquery()
             )
+            # Only the anchors where the domain had an incident come back (the pure rule below
+            # checks the same condition again, from the same counts).
             statement = sa.select(
                 bounced.c.domain,
                 bounced.c.at,
                 bounced.c.addresses,
                 bounced.c.bounces,
                 attempts.label("attempts"),
-            )
+            ).where(bounced.c.bounces >= attempts * h.incident_fraction)
             return statement
 
         rows = self._exec(self._cached("incident", build)).all()
@@ -787,9 +789,14 @@ class _Evaluator:
         for part in _chunks(list(keys)):
             ids += [i for (i,) in self.conn.execute(_OPEN_IDS, {"keys": list(part)})]
         found: dict[str, Action] = {}
-        for i in ids:
-            # From the session's identity map when already loaded (often, on the incremental path).
-            action = self.s.get(Action, i)
+        if len(ids) <= 3:
+            # From the session's identity map when already loaded (a single record()).
+            loaded = [self.s.get(Action, i) for i in ids]
+        else:
+            loaded = []
+            for part in _chunks(ids):
+                loaded += self.s.scalars(sa.select(Action).where(Action.id.in_(part))).all()
+        for action in loaded:
             if action is not None and action.open_key is not None:
                 found[action.open_key] = action
         return found
