@@ -628,3 +628,28 @@ Subject: Undelivered Mail Returned to Sender
     assert len(records) == 3000
     assert records[2999].recipient == "user2999@example.com"
     assert all(r.code == 550 for r in records)
+
+
+def test_dsn_without_diagnostic_codes_takes_each_recipients_reply_from_the_prose() -> None:
+    n = 2000
+    blocks = "".join(
+        f"Final-Recipient: rfc822; u{i}@example.com\nAction: failed\nStatus: 5.0.0\n\n"
+        for i in range(n)
+    )
+    prose = "".join(
+        f"<u{i}@example.com>: host mx said: {550 if i % 2 else 552} 5.{1 if i % 2 else 2}."
+        f"{1 if i % 2 else 2} no\n"
+        for i in range(n)
+    )
+    data = (
+        "From: MAILER-DAEMON@mx.example\nTo: news@sender.example\nSubject: Undelivered\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\n\n'
+        "--B\nContent-Type: text/plain\n\nThis is the mail system.\n\n" + prose + "\n"
+        "--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx\n\n"
+        + blocks
+        + "--B--\n"
+    ).encode()
+    records = parse_message(data)
+    assert len(records) == n
+    assert [(r.code, str(r.status)) for r in records[:2]] == [(552, "5.2.2"), (550, "5.1.1")]
+    assert records[-1].recipient == f"u{n - 1}@example.com"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from deliverability.ingest.bounce.amazonses import AmazonSes
-from deliverability.ingest.bounce.base import Detector, Hit
+from deliverability.ingest.bounce.base import Detector, Hit, reply_in
 from deliverability.ingest.bounce.feedback import Arf, AutoReply
 from deliverability.ingest.bounce.mime import Parsed, parse_bytes
 from deliverability.ingest.bounce.rfc3464 import Rfc3464
@@ -37,23 +37,28 @@ def _complete_from_text(parsed: Parsed, hits: list[Hit]) -> None:
     """Fill what a DSN's fields leave out (a Final-Recipient with no local part, a missing
     Diagnostic-Code) from its human-readable part, which RFC 3464 section 2.1 makes the first
     part of every report."""
-    missing = [h for h in hits if not _looks_like_address(h.recipient)]
-    uncoded = [h for h in hits if not _CODE_RE.search(h.diagnostic)]
+    missing = {id(h) for h in hits if not _looks_like_address(h.recipient)}
+    uncoded = {id(h) for h in hits if not _CODE_RE.search(h.diagnostic)}
     if not missing and not uncoded:
         return
     text_hits = _TEXT.detect(parsed)
     if not text_hits:
+        # No recipient named in the prose: a reply it quotes applies to them all (read once).
+        quoted = reply_in(parsed.explanation) if uncoded else ""
+        for hit in hits:
+            hit.diagnostic = hit.diagnostic or quoted
         return
     by_rcpt = {(h.recipient or "").lower(): h for h in text_hits}
     for i, hit in enumerate(hits):
-        if hit in missing:
+        if id(hit) in missing:
             source = text_hits[i] if i < len(text_hits) else text_hits[-1]
             hit.recipient = source.recipient
             hit.diagnostic = hit.diagnostic or source.diagnostic
-        elif hit in uncoded:
-            # "Diagnostic-Code: X-Unix; 77" says less than the transcript above it.
+        elif id(hit) in uncoded:
+            # No Diagnostic-Code, or one that says less than the prose ("X-Unix; 77"): the
+            # human-readable part's reply for the same recipient.
             same = by_rcpt.get((hit.recipient or "").lower())
-            if same is not None and _CODE_RE.search(same.diagnostic):
+            if same is not None and (_CODE_RE.search(same.diagnostic) or not hit.diagnostic):
                 hit.diagnostic = same.diagnostic
 
 

@@ -81,9 +81,9 @@ STATUS_ALONE_RE = re.compile(r"(?:(?<=[\s(\[#:;='\"])|^)[245]\.\d{1,3}\.\d{1,3}(
 _ADDR_COLON_RE = re.compile(r"@[A-Za-z0-9.-]+>?[ \t]*:[ \t]*(?=#?[245]\d\d\b)")
 
 
-# RFC 5321 section 4.5.3.1.5 limits a reply line to 512 octets; a multi-line reply of a dozen
-# lines fits in this many characters. Longer is not a reply but the text around one.
-_MAX_REPLY = 8192
+# RFC 5321 section 4.5.3.1.5 limits a reply line to 512 octets; the multi-line replies seen in
+# bounces (Gmail's, with a help URL) fit in a few of them. Longer is the text around a reply.
+_MAX_REPLY = 2048
 _PARAGRAPH_END_RE = re.compile(r"\n[ \t]*\n")
 _CODE_HINT_RE = re.compile(r"[245]\d\d|[245]\.\d")
 _COMMAND_CONTEXT_RE = re.compile(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from deliverability.ingest.bounce.base import Hit, addresses_in, parse_date, reply_in, unfold
+from deliverability.ingest.bounce.base import Hit, addresses_in, parse_date, unfold
 from deliverability.ingest.bounce.mime import Parsed
 
 __all__ = ["Rfc3464", "read_fields"]
@@ -112,7 +112,7 @@ class Rfc3464:
             reporting = per_message.get("reporting-mta")
             arrival = parse_date(per_message.get("arrival-date"))
             for fields in recipients:
-                hits.append(self._hit(fields, reporting, arrival, parsed))
+                hits.append(self._hit(fields, reporting, arrival))
         return hits
 
     def _hit(
@@ -120,7 +120,6 @@ class Rfc3464:
         fields: dict[str, str],
         reporting: str | None,
         arrival: datetime | None,
-        parsed: Parsed,
     ) -> Hit:
         final = _address(fields.get("final-recipient")) or _address(
             fields.get("x-actual-recipient")
@@ -130,9 +129,6 @@ class Rfc3464:
         action = next((a for a in _ACTIONS if action_raw.startswith(a)), None)
         status = fields.get("status", "").split()[0] if fields.get("status", "").split() else None
         diagnostic = " ".join(_typed_value(fields.get("diagnostic-code", "")).split())
-        if not diagnostic:
-            # No Diagnostic-Code: the human-readable part often quotes the remote reply.
-            diagnostic = reply_in(parsed.explanation)
         return Hit(
             # RFC 3464 section 2.3.2: Final-Recipient is required, and is the address the
             # report is about; Original-Recipient (the sender's ORCPT) is optional and kept
