@@ -56,8 +56,8 @@ FROM generate_series(1, :recipients) AS r;
 INSERT INTO events (key, at, recorded_at, kind, recipient_id, domain, message_id, attempt, code,
     status, text, outcome, reason, fault, rule, decisive, throttle, source)
 SELECT md5(g::text) || md5((g * 7)::text),
-       :start + (g * interval '1 second' * :span / :events),
-       :start + (g * interval '1 second' * :span / :events),
+       :start + make_interval(secs => g::float8 * :span / :events),
+       :start + make_interval(secs => g::float8 * :span / :events),
        'reply', 1 + g % :recipients, 'd' || ((1 + g % :recipients) % :domains) || '.example',
        '<c' || (g / :recipients) || '@list.example>', 1,
        CASE WHEN g % 100 < 88 THEN 250 WHEN g % 100 < 95 THEN 451 WHEN g % 100 < 98 THEN 550
