@@ -7,7 +7,7 @@ texts follow what those providers actually answer (their postmaster pages list t
 use the documentation domains (RFC 2606) and the big providers' names; IP addresses come from the
 documentation ranges (RFC 5737).
 
-    python bench/gen_logs.py --lines 200000 --out /tmp/logs      # both formats, for benchmarks
+    python bench/gen_logs.py --lines 200000 --out big-logs        # both formats, for benchmarks
     python bench/gen_logs.py --examples examples                 # the shipped samples
 
 The output depends only on the seed.
