@@ -24,16 +24,17 @@ by ``at``; recipients by ``standing`` or ``domain``. See ``bench/bench_reports.p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from deliverability.addresses import normalize_domain
 from deliverability.clock import ensure_utc
 from deliverability.errors import AddressError, InputError
+from deliverability.hygiene import RULE_INCIDENT
 from deliverability.policy import ReputationPolicy
 from deliverability.store.models import Action, Event, Recipient
 from deliverability.vocabulary import (
@@ -281,12 +282,14 @@ def domains(
     until: datetime | None,
     domain: str | None = None,
     top: int | None = None,
+    providers: Mapping[str, Sequence[str]] | None = None,
 ) -> list[dict[str, Any]]:
     """Per destination domain over the period: attempts and results, their rates, the open
     throttle and the open incidents; worst bounce rate first (then most attempts), `top` rows.
 
-    `throttled_until`/`max_rate` come from the domain's open throttle action, if any;
-    `open_incidents` counts the open or pending alerts raised on the domain.
+    `throttled_until`/`max_rate` come from the open throttle on the domain, or on its provider
+    group when `providers` (group name -> domains, as `policy.throttle.provider_domains`) is
+    given; `open_incidents` counts the domain's open domain-incident alerts.
     """
     if top is not None and top < 1:
         raise InputError(f"--top must be at least 1, not {top}")
@@ -324,36 +327,64 @@ def domains(
     rows.sort(key=lambda row: (-(row["bounce_rate"] or 0.0), -row["attempts"], row["domain"]))
     if top is not None:
         rows = rows[:top]
-    _add_domain_actions(session, rows)
+    _add_domain_actions(session, rows, providers or {})
     return rows
 
 
-def _add_domain_actions(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Fill in each row's open throttle and incident count from the actions table."""
+def _add_domain_actions(
+    session: Session,
+    rows: list[dict[str, Any]],
+    providers: Mapping[str, Sequence[str]],
+) -> None:
+    """Fill in each row's open throttle (its own, or its provider group's) and its open
+    incidents from the actions table."""
     if not rows:
         return
     by_domain = {row["domain"]: row for row in rows}
+    group_of = {d: name for name, members in providers.items() for d in members}
+    # A throttle on a provider group (scope "provider", target the group's name) slows every
+    # domain of the group; see ThrottlePolicy.provider_domains.
+    targets: dict[str, list[dict[str, Any]]] = {d: [row] for d, row in by_domain.items()}
+    for domain, row in by_domain.items():
+        if domain in group_of:
+            targets.setdefault(group_of[domain], []).append(row)
     live = (ActionStatus.OPEN, ActionStatus.PENDING)
     stmt = select(Action).where(
-        Action.scope == ActionScope.DOMAIN,
         Action.status.in_(live),
-        Action.kind.in_((ActionKind.THROTTLE, ActionKind.ALERT)),
+        or_(
+            and_(Action.kind == ActionKind.THROTTLE, Action.scope == ActionScope.DOMAIN),
+            and_(Action.kind == ActionKind.THROTTLE, Action.scope == ActionScope.PROVIDER),
+            and_(
+                Action.kind == ActionKind.ALERT,
+                Action.scope == ActionScope.DOMAIN,
+                Action.rule == RULE_INCIDENT,
+            ),
+        ),
     )
     # Chunked IN lists keep every backend's bound-parameter limit out of reach.
-    names = sorted(by_domain)
+    names = sorted(targets)
     for start in range(0, len(names), 500):
         chunk = names[start : start + 500]
         for action in session.scalars(stmt.where(Action.target.in_(chunk))):
-            row = by_domain[action.target]
             if action.kind is ActionKind.ALERT:
-                row["open_incidents"] += 1
+                by_domain[action.target]["open_incidents"] += 1
                 continue
+            if action.scope is ActionScope.DOMAIN and action.target not in by_domain:
+                continue  # a domain named like a provider group: not one of the rows
+            members = (
+                [by_domain[action.target]]
+                if action.scope is ActionScope.DOMAIN
+                else [
+                    r for r in targets[action.target] if group_of.get(r["domain"]) == action.target
+                ]
+            )
             until = action.pause_until or action.expires_at
-            if row["throttled_until"] is None or (
-                until is not None and until > row["throttled_until"]
-            ):
-                row["throttled_until"] = until
-                row["max_rate"] = action.max_rate
+            for row in members:
+                if row["throttled_until"] is None or (
+                    until is not None and until > row["throttled_until"]
+                ):
+                    row["throttled_until"] = until
+                    row["max_rate"] = action.max_rate
 
 
 # --------------------------------------------------------------------------------------------

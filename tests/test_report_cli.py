@@ -216,3 +216,27 @@ def test_reputation_thresholds_come_from_the_policy_file(filled: str, tmp_path: 
     assert (bounce_7d["count"], bounce_7d["base"], bounce_7d["pause_at"]) == (1, 8, 0.2)
     assert bounce_7d["level"] == "review"
     assert "verdict: REVIEW - 7d bounce rate 12.5% (1 of 8) >= 5%" in result.stderr
+
+
+def test_domains_report_places_a_provider_throttle_from_the_policy_groups(
+    sa_engine: Engine, db_url: str
+) -> None:
+    pause = NOW + timedelta(hours=2)
+    with Session(sa_engine) as session:
+        r = f.recipient(session, "x@gmail.com", at=NOW - 9 * DAY)
+        f.event(session, r, at=NOW - DAY, outcome=Outcome.DEFERRED, reason=Reason.RATE_LIMITED)
+        # The shipped policy groups gmail.com under the "google" provider.
+        f.action(
+            session,
+            kind=ActionKind.THROTTLE,
+            scope=ActionScope.PROVIDER,
+            target="google",
+            at=NOW - DAY,
+            pause_until=pause,
+            max_rate=10.0,
+        )
+        session.commit()
+    result = run(db_url, "domains", "--format", "json")
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(result.stdout)
+    assert (row["throttled_until"], row["max_rate"]) == (pause.isoformat(), 10.0)

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from deliverability import reports
 from deliverability.errors import InputError
+from deliverability.hygiene import RULE_INCIDENT
 from deliverability.policy import ReputationPolicy
 from deliverability.vocabulary import (
     ActionKind,
@@ -254,7 +255,16 @@ def test_domains_show_the_open_throttle_and_open_incidents_but_not_resolved_ones
         scope=ActionScope.DOMAIN,
         target="slow.example",
         at=NOW - DAY,
-        rule="domain-incident",
+        rule=RULE_INCIDENT,
+    )
+    # A block alert is raised at sender scope: not an incident at the destination.
+    f.action(
+        session,
+        kind=ActionKind.ALERT,
+        scope=ActionScope.SENDER,
+        target="slow.example",
+        at=NOW - DAY,
+        rule="hygiene.blocked",
     )
 
     [row] = reports.domains(session, since=NOW - 7 * DAY, until=NOW)
@@ -262,6 +272,33 @@ def test_domains_show_the_open_throttle_and_open_incidents_but_not_resolved_ones
     assert row["throttled_until"] == pause
     assert row["max_rate"] == 30.0
     assert row["open_incidents"] == 1
+
+
+def test_a_provider_group_throttle_shows_on_each_of_its_domains(session: Session) -> None:
+    for domain in ("gmail.com", "googlemail.com", "other.example"):
+        r = f.recipient(session, f"x@{domain}", at=NOW - 10 * DAY)
+        f.event(session, r, at=NOW - DAY, outcome=Outcome.DEFERRED, reason=Reason.RATE_LIMITED)
+    pause = NOW + timedelta(hours=1)
+    f.action(
+        session,
+        kind=ActionKind.THROTTLE,
+        scope=ActionScope.PROVIDER,
+        target="google",
+        at=NOW - DAY,
+        pause_until=pause,
+        max_rate=15.0,
+    )
+    providers = {"google": ("gmail.com", "googlemail.com")}
+
+    rows = reports.domains(session, since=NOW - 7 * DAY, until=NOW, providers=providers)
+
+    by = {r["domain"]: r for r in rows}
+    assert (by["gmail.com"]["throttled_until"], by["gmail.com"]["max_rate"]) == (pause, 15.0)
+    assert by["googlemail.com"]["throttled_until"] == pause
+    assert by["other.example"]["throttled_until"] is None
+    # Without the provider map the group's throttle cannot be placed on a domain.
+    plain = reports.domains(session, since=NOW - 7 * DAY, until=NOW)
+    assert {r["throttled_until"] for r in plain} == {None}
 
 
 # ------------------------------------------------------------------------------------------

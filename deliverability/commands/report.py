@@ -18,7 +18,7 @@ from deliverability import report_html, reports
 from deliverability.clock import parse_time, system_clock
 from deliverability.errors import InputError
 from deliverability.output import emit_rows
-from deliverability.policy import ReputationPolicy, load_policy
+from deliverability.policy import Policy, load_policy
 from deliverability.store.session import open_engine, session_scope
 from deliverability.vocabulary import Reason
 
@@ -133,11 +133,6 @@ def _output(path: Path | None) -> Iterator[IO[str]]:
         raise click.FileError(str(path), hint=err.strerror or str(err)) from None
 
 
-def _reputation_policy(ctx: click.Context) -> ReputationPolicy:
-    """The reputation numbers of the effective policy (shipped default plus --policy file)."""
-    return load_policy(ctx.obj.policy_path if ctx.obj else None).reputation
-
-
 @click.command("report")
 @click.argument("name", metavar="REPORT", callback=_report_name)
 @click.option("--since", metavar="DATE", help=f"Start of the period (inclusive): {_DATE_HELP}.")
@@ -215,7 +210,12 @@ def report(
             param_hint="--since",
         )
     window = start if start is not None else end - DEFAULT_PERIOD
-    reputation_policy = _reputation_policy(ctx) if name == "reputation" else None
+    # Reputation reads its thresholds, domains its provider groups, from the effective policy.
+    policy = (
+        load_policy(ctx.obj.policy_path if ctx.obj else None)
+        if name in ("domains", "reputation")
+        else None
+    )
 
     engine = open_engine(ctx.obj.database_url if ctx.obj else None)
     try:
@@ -230,11 +230,15 @@ def report(
                 reason=reason,
                 top=top,
                 daily=daily,
-                policy=reputation_policy,
+                policy=policy,
             )
             charts = None
             if fmt == "html":
-                chart_since = end - max(reputation_policy.windows) if reputation_policy else window
+                chart_since = (
+                    end - max(policy.reputation.windows)
+                    if name == "reputation" and policy
+                    else window
+                )
                 charts = _charts(session, since=chart_since, until=end, domain=domain)
     finally:
         engine.dispose()
@@ -298,9 +302,10 @@ def _rows(
     reason: Reason | None,
     top: int | None,
     daily: bool,
-    policy: ReputationPolicy | None,
+    policy: Policy | None,
 ) -> tuple[list[dict[str, Any]], str | None, str]:
     """The rows of report `name`, and for reputation the verdict line and its level."""
+    providers = policy.throttle.provider_domains if policy else None
     try:
         if name == "undeliverable":
             return (
@@ -312,7 +317,14 @@ def _rows(
             )
         if name == "domains":
             return (
-                reports.domains(session, since=since, until=until, domain=domain, top=top),
+                reports.domains(
+                    session,
+                    since=since,
+                    until=until,
+                    domain=domain,
+                    top=top,
+                    providers=providers,
+                ),
                 None,
                 "",
             )
@@ -328,7 +340,7 @@ def _rows(
         # A bad --domain: the message names the option and what was wrong.
         raise click.UsageError(str(err)) from None
     assert until is not None
-    rows = reports.reputation(session, now=until, policy=policy)
+    rows = reports.reputation(session, now=until, policy=policy.reputation if policy else None)
     return rows, reports.reputation_verdict(rows), reports.worst_level(rows)
 
 
