@@ -258,6 +258,16 @@ def _destination(e: Any, policy: Policy) -> ColumnElement[str]:
     )
 
 
+def _same_domain_or_group(w: Any, a: Any, policy: Policy) -> ColumnElement[bool]:
+    """An indexable pre-condition for "same destination": the same domain, or both in provider
+    groups (the exact group is then compared by `_destination`). Joining on the group expression
+    alone could not use the (domain, at) index."""
+    grouped = sorted({d for domains in policy.throttle.provider_domains.values() for d in domains})
+    if not grouped:
+        return w.domain == a.domain  # type: ignore[no-any-return]
+    return sa.or_(w.domain == a.domain, sa.and_(a.domain.in_(grouped), w.domain.in_(grouped)))
+
+
 def _domains_of(destination: str, policy: Policy) -> list[str] | None:
     """The domains a provider group covers (None: the destination is a domain)."""
     domains = policy.throttle.provider_domains.get(destination)
@@ -538,59 +548,104 @@ class _Evaluator:
             return {}
 
         def build() -> Select[Any]:
-            wt, tt = _EVENTS.alias(), _EVENTS.alias()
-            w, t = wt.c, tt.c
-            addresses = sa.func.count(sa.distinct(w.recipient_id))
-            bounced = (
+            # One pass over the domain's events in each anchor's window counts the bounced
+            # addresses, the bounces and the attempts together.
+            wt = _EVENTS.alias()
+            w = wt.c
+            bounce = _is_bounce(w, self.policy)
+            addresses = sa.func.count(sa.distinct(sa.case((bounce, w.recipient_id))))
+            bounces = sa.func.sum(sa.case((bounce, 1), else_=0))
+            attempts = sa.func.sum(sa.case((w.outcome.in_(_ATTEMPT_OUTCOMES), 1), else_=0))
+            return (
                 sa.select(
-                    a.id.label("anchor_id"),
                     a.domain.label("domain"),
                     a.at.label("at"),
                     addresses.label("addresses"),
-                    sa.func.count(w.id).label("bounces"),
+                    bounces.label("bounces"),
+                    attempts.label("attempts"),
                 )
                 .join(wt, w.domain == a.domain)
                 .where(
                     self.scope,
                     _is_bounce(a, self.policy),
-                    _is_bounce(w, self.policy),
                     w.at >= _shift(self.s, a.at, -h.incident_window),
                     w.at <= a.at,
                 )
                 .group_by(a.id, a.domain, a.at)
-                .having(addresses >= h.incident_addresses)
-                .subquery()
-            )
-            attempts = (
-                sa.select(sa.func.count(t.id))
-                .where(
-                    t.domain == bounced.c.domain,
-                    t.outcome.in_(_ATTEMPT_OUTCOMES),
-                    t.at >= _shift(self.s, bounced.c.at, -h.incident_window),
-                    t.at <= bounced.c.at,
+                # Only the anchors where the domain had an incident come back (the pure rule
+                # below checks the same condition again, from the same counts).
+                .having(
+                    addresses >= h.incident_addresses, bounces >= attempts * h.incident_fraction
                 )
-                .correlate(bounced)
-                .scalar_subquery()
             )
-            # Only the anchors where the domain had an incident come back (the pure rule below
-            # checks the same condition again, from the same counts).
-            statement = sa.select(
-                bounced.c.domain,
-                bounced.c.at,
-                bounced.c.addresses,
-                bounced.c.bounces,
-                attempts.label("attempts"),
-            ).where(bounced.c.bounces >= attempts * h.incident_fraction)
-            return statement
 
-        rows = self._exec(self._cached("incident", build)).all()
+        if self.s.get_bind().dialect.name in ("sqlite", "postgresql"):
+            # Most chunks have no incident: a single ordered pass (window sums over the time
+            # range) finds the anchors that could be one; only those get the exact count.
+            candidates = [
+                i for (i,) in self._exec(self._cached("incident_candidates", self._candidates))
+            ]
+            if not candidates:
+                return {}
+            exact = self._cached(
+                "incident_exact",
+                lambda: build().where(a.id.in_(sa.bindparam("candidates", expanding=True))),
+            )
+            rows = self.conn.execute(exact, {**self.params, "candidates": candidates}).all()
+        else:
+            rows = self._exec(self._cached("incident", build)).all()
         triggers: dict[str, list[datetime]] = defaultdict(list)
-        for domain, at, n_addr, n_bounces, n_attempts in rows:
+        for domain, at, addresses, bounces, attempts in rows:
+            # Sums come back as Decimal on some backends.
+            n_addr, n_bounces, n_attempts = int(addresses), int(bounces), int(attempts)
             if is_incident(n_addr, n_bounces, n_attempts, h):
                 at = _loaded(self.s, at)
                 triggers[domain].append(at)
                 self.incident_counts[domain] = (n_addr, n_bounces, n_attempts)
         return triggers
+
+    def _candidates(self) -> Select[Any]:
+        """Bounce anchors whose window holds at least `incident_addresses` bounces and bounces at
+        least `incident_fraction` of the attempts: window sums (RANGE frames) over the touched
+        domains' events, ordered by time in milliseconds. A superset of the incident anchors."""
+        a, h = self.a, self.policy.hygiene
+        wt = _EVENTS.alias()
+        w = wt.c
+        dialect = self.s.get_bind().dialect.name
+        if dialect == "sqlite":
+            millis: Any = (sa.func.julianday(w.at) - 2440587.5) * 86_400_000.0
+        else:
+            millis = sa.extract("epoch", w.at) * 1000
+        window_ms = int(h.incident_window.total_seconds() * 1000)
+        frame = {"partition_by": w.domain, "order_by": millis, "range_": (-window_ms, 0)}
+        bounce = _is_bounce(w, self.policy)
+        anchors = sa.select(a.domain, a.at).where(self.scope, _is_bounce(a, self.policy)).subquery()
+        lo = sa.select(
+            _shift(self.s, sa.func.min(anchors.c.at), -h.incident_window)
+        ).scalar_subquery()
+        hi = sa.select(sa.func.max(anchors.c.at)).scalar_subquery()
+        counted = (
+            sa.select(
+                w.id.label("id"),
+                bounce.label("is_bounce"),
+                sa.func.sum(sa.case((bounce, 1), else_=0)).over(**frame).label("bounces"),
+                sa.func.sum(sa.case((w.outcome.in_(_ATTEMPT_OUTCOMES), 1), else_=0))
+                .over(**frame)
+                .label("attempts"),
+            )
+            .where(
+                w.domain.in_(sa.select(anchors.c.domain)),
+                w.at >= lo,
+                w.at <= hi,
+            )
+            .subquery()
+        )
+        return sa.select(counted.c.id).where(
+            counted.c.id.in_(sa.select(a.id).where(self.scope)),
+            counted.c.is_bounce.is_(True),
+            counted.c.bounces >= h.incident_addresses,
+            counted.c.bounces >= counted.c.attempts * h.incident_fraction,
+        )
 
     # ---- destinations -------------------------------------------------------------------
 
@@ -680,7 +735,12 @@ class _Evaluator:
                 a.reason.label("reason"),
                 n_blocks.label("n"),
             )
-            .join(wt, _destination(w, self.policy) == dest)
+            .join(
+                wt,
+                sa.and_(
+                    _same_domain_or_group(w, a, self.policy), _destination(w, self.policy) == dest
+                ),
+            )
             .where(
                 self.scope,
                 _is_blocked(a),
