@@ -1380,8 +1380,8 @@ def _census_of(events: Sequence[Any], policy: Policy) -> dict[str, int] | None:
 def evaluate(
     session: Session, policy: Policy, now: datetime, *, full: bool = False
 ) -> EvaluationResult:
-    """The nightly evaluation: expire what ran out, then apply every rule to the events
-    recorded since the last run (all of them with `full`, for when the policy changed).
+    """The nightly evaluation: apply every rule to the events recorded since the last run (all
+    of them with `full`, for when the policy changed), then expire what ran out by `now`.
 
     Re-evaluating raises nothing new: open actions are refreshed, spent evidence is skipped.
     """
