@@ -283,13 +283,15 @@ def domains(
     domain: str | None = None,
     top: int | None = None,
     providers: Mapping[str, Sequence[str]] | None = None,
+    now: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Per destination domain over the period: attempts and results, their rates, the open
     throttle and the open incidents; worst bounce rate first (then most attempts), `top` rows.
 
     `throttled_until`/`max_rate` come from the open throttle on the domain, or on its provider
     group when `providers` (group name -> domains, as `policy.throttle.provider_domains`) is
-    given; `open_incidents` counts the domain's open domain-incident alerts.
+    given; with `now`, a throttle whose pause ended by then is left out (hygiene's nightly sweep
+    expires it later). `open_incidents` counts the domain's open domain-incident alerts.
     """
     if top is not None and top < 1:
         raise InputError(f"--top must be at least 1, not {top}")
@@ -327,7 +329,7 @@ def domains(
     rows.sort(key=lambda row: (-(row["bounce_rate"] or 0.0), -row["attempts"], row["domain"]))
     if top is not None:
         rows = rows[:top]
-    _add_domain_actions(session, rows, providers or {})
+    _add_domain_actions(session, rows, providers or {}, ensure_utc(now) if now else None)
     return rows
 
 
@@ -335,6 +337,7 @@ def _add_domain_actions(
     session: Session,
     rows: list[dict[str, Any]],
     providers: Mapping[str, Sequence[str]],
+    now: datetime | None,
 ) -> None:
     """Fill in each row's open throttle (its own, or its provider group's) and its open
     incidents from the actions table."""
@@ -379,6 +382,8 @@ def _add_domain_actions(
                 ]
             )
             until = action.pause_until or action.expires_at
+            if now is not None and until is not None and until <= now:
+                continue
             for row in members:
                 if row["throttled_until"] is None or (
                     until is not None and until > row["throttled_until"]

@@ -272,6 +272,10 @@ def test_domains_show_the_open_throttle_and_open_incidents_but_not_resolved_ones
     assert row["throttled_until"] == pause
     assert row["max_rate"] == 30.0
     assert row["open_incidents"] == 1
+    # Once its pause is over, an open throttle no longer applies (the sweep expires it later).
+    [later] = reports.domains(session, since=NOW - 7 * DAY, until=NOW, now=pause)
+    assert (later["throttled_until"], later["max_rate"]) == (None, None)
+    assert later["open_incidents"] == 1
 
 
 def test_a_provider_group_throttle_shows_on_each_of_its_domains(session: Session) -> None:

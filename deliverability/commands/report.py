@@ -231,6 +231,7 @@ def report(
                 top=top,
                 daily=daily,
                 policy=policy,
+                now=moment,
             )
             charts = None
             if fmt == "html":
@@ -303,6 +304,7 @@ def _rows(
     top: int | None,
     daily: bool,
     policy: Policy | None,
+    now: datetime,
 ) -> tuple[list[dict[str, Any]], str | None, str]:
     """The rows of report `name`, and for reputation the verdict line and its level."""
     providers = policy.throttle.provider_domains if policy else None
@@ -324,6 +326,7 @@ def _rows(
                     domain=domain,
                     top=top,
                     providers=providers,
+                    now=now,
                 ),
                 None,
                 "",
