@@ -116,7 +116,8 @@ if mode == "floor":
     from deliverability.ingest import convert
     from deliverability.ingest.records import LogRecord
     items = 0
-    for path, kind in expand_paths(paths):
+    for found in expand_paths(paths):
+        path, kind = found.path, found.format
         if kind in ("jsonl", "csv", "postfix"):
             for _, item in convert.read_log(path, kind, start_offset=0, now=now):
                 if isinstance(item, LogRecord):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import click
@@ -37,6 +38,10 @@ def _refuse_undecodable_arguments(args: list[str]) -> None:
 
 def main() -> None:
     """Console entry point: errors are reported in one line each, never as a traceback."""
+    if hasattr(signal, "SIGPIPE"):
+        # Behave as a Unix filter: `deliverability explain - | head` ends quietly when head has
+        # read enough (killed by SIGPIPE, as cat or grep would be), rather than reporting exit 1.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     _refuse_undecodable_arguments(sys.argv[1:])
     try:
         # With standalone_mode off, click returns the code a command passed to ctx.exit().

@@ -39,6 +39,7 @@ from deliverability.store.session import write_engine
 
 __all__ = [
     "FORMATS",
+    "Input",
     "NightlySummary",
     "SourceProgress",
     "expand_paths",
@@ -106,20 +107,39 @@ class NightlySummary:
         }
 
 
-def expand_paths(paths: Iterable[Path | str], fmt: str = "auto") -> Iterator[tuple[Path, str]]:
-    """Every input under `paths` with its format: files as given, folders walked in name order
-    (a Maildir folder is one input). Raises IngestError for a path that does not exist."""
+@dataclass(frozen=True, slots=True)
+class Input:
+    """One input found under the paths given: its format, or why it cannot be read."""
+
+    path: Path
+    format: str | None
+    problem: str | None = None
+
+
+def expand_paths(paths: Iterable[Path | str], fmt: str = "auto") -> Iterator[Input]:
+    """Every input under `paths`: files as given, folders walked in name order (a Maildir folder
+    is one input). A file whose format cannot be told (binary, unknown) comes with its problem,
+    so the caller records it and goes on; an empty file has format ``empty``. Raises
+    IngestError only for a path that does not exist."""
     for raw in paths:
         path = Path(raw)
         if not path.exists():
             raise IngestError(str(path), "path", "no such file or folder")
         if path.is_dir() and not _is_maildir(path):
             for child in sorted(path.iterdir()):
-                if child.name.startswith("."):
-                    continue
-                yield from expand_paths([child], fmt)
+                if not child.name.startswith("."):
+                    yield from expand_paths([child], fmt)
             continue
-        yield path, (detect_format(path) if fmt == "auto" else fmt)
+        if fmt != "auto":
+            yield Input(path, fmt)
+        elif path.is_file() and path.stat().st_size == 0:
+            # A log rotated a moment ago is empty: nothing to read, nothing wrong.
+            yield Input(path, "empty")
+        else:
+            try:
+                yield Input(path, detect_format(path))
+            except IngestError as exc:
+                yield Input(path, None, exc.problem)
 
 
 def _is_maildir(path: Path) -> bool:
@@ -231,15 +251,19 @@ def ingest_paths(
     run = _Ingest(
         recorder, session_factory, now, summary or NightlySummary(now=now), progress, strict, verp
     )
-    for path, kind in expand_paths(paths, fmt):
-        row = SourceProgress(path=str(path), format=kind)
+    for found in expand_paths(paths, fmt):
+        path, kind = found.path, found.format
+        row = SourceProgress(path=str(path), format=kind or "unknown")
         run.summary.sources.append(row)
         if kind in LOG_FORMATS:
             run.log(path, kind, row)
         elif kind in MESSAGE_FORMATS:
             run.messages(path, kind, row)
+        elif kind == "empty":
+            row.note = "empty"
         else:
-            raise IngestError(str(path), "file", f"unknown format {kind!r}; one of {FORMATS}")
+            problem = found.problem or f"unknown format {kind!r}; one of {', '.join(FORMATS)}"
+            run.unreadable(path, row, problem)
     return run.summary
 
 
@@ -283,6 +307,21 @@ class _Ingest:
         if self.strict:
             raise IngestError(item.source, item.position, item.error, item.raw)
         rejected.append(item)
+
+    def unreadable(self, path: Path, row: SourceProgress, problem: str) -> None:
+        """A whole file that cannot be read: rejected as one item, and the run goes on."""
+        try:
+            with path.open("rb") as f:
+                head = f.read(200).decode("utf-8", "replace")
+        except OSError:
+            head = ""
+        rejected: list[Rejected] = []
+        row.items += 1
+        self._bad(Rejected(path.name, "file", problem, head), rejected)
+        row.rejected += 1
+        self.summary.rejected.extend(rejected)
+        with self.sessions() as session, session.begin():
+            record_rejected(session, rejected, self.now)
 
     def _tick(self, path: Path, row: SourceProgress) -> None:
         if self.progress:

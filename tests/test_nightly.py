@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from deliverability.cli import cli
 from deliverability.engine import Engine as DeliverabilityEngine
-from deliverability.errors import ConfigError
+from deliverability.errors import ConfigError, IngestError
 from deliverability.ingest.convert import parse_verp_template
 from deliverability.nightly import run_nightly
 from deliverability.store.models import Action, Event, IngestedMessage, RejectedInput
@@ -204,3 +204,37 @@ def test_a_verp_template_gives_prefix_separator_and_equals() -> None:
 def test_a_verp_template_without_both_placeholders_is_refused_with_an_example() -> None:
     with pytest.raises(ConfigError, match=r"bounces\+\{local\}=\{domain\}"):
         parse_verp_template("bounces+{local}")
+
+
+def test_a_binary_file_in_a_folder_is_rejected_and_the_other_files_are_read(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    folder = tmp_path / "night"
+    folder.mkdir()
+    _write_log(folder / "replies.jsonl", [_line(n) for n in range(3)])
+    (folder / "core.bin").write_bytes(b"\x7fELF\x00\x00\x01" * 100)
+    (folder / "notes.txt").write_text("remember to renew the certificate\n")
+    summary = run_nightly(engine, [folder], now=NOW)
+    assert summary.recorded == 3
+    assert sorted(r.source for r in summary.rejected) == ["core.bin", "notes.txt"]
+    with Session(engine.db) as s:
+        stored = sorted(s.scalars(select(RejectedInput.source)))
+    assert stored == ["core.bin", "notes.txt"]
+
+
+def test_an_empty_file_is_nothing_to_read_not_an_error(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    (folder / "mail.log").write_bytes(b"")
+    summary = run_nightly(engine, [folder], now=NOW)
+    assert summary.rejected_count == 0
+    assert summary.sources[0].note == "empty"
+
+
+def test_strict_stops_at_an_unreadable_file(engine: DeliverabilityEngine, tmp_path: Path) -> None:
+    binary = tmp_path / "core.bin"
+    binary.write_bytes(b"\x00\x01" * 50)
+    with pytest.raises(IngestError, match="binary"):
+        run_nightly(engine, [binary], now=NOW, strict=True)
