@@ -4,6 +4,7 @@ command line."""
 from __future__ import annotations
 
 import getpass
+import io
 import json
 import sys
 from collections.abc import Iterator
@@ -130,15 +131,26 @@ def _addresses(args: tuple[str, ...], file: Path | None) -> Iterator[str]:
     yield from args
     if file is None:
         return
-    handle = sys.stdin if str(file) == "-" else file.open(encoding="utf-8", errors="replace")
+    # Bytes that are not UTF-8 become U+FFFD: the line is still listed, with a reason.
+    if str(file) == "-":
+        handle = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+    else:
+        handle = file.open(encoding="utf-8", errors="replace")
     try:
         for line in handle:
             line = line.strip()
             if line and not line.startswith("#"):
                 yield line
     finally:
-        if handle is not sys.stdin:
+        if str(file) == "-":
+            handle.detach()
+        else:
             handle.close()
+
+
+def _shown(text: str) -> str:
+    """Text safe to print whatever it holds (a lone surrogate from argv becomes an escape)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @click.command()
@@ -156,9 +168,9 @@ def sendable(ctx: click.Context, addresses: tuple[str, ...], file: Path | None) 
     with _engine(ctx) as engine:
         ok, reasons = engine.sendable_with_reasons(_addresses(addresses, file))
     for address in ok:
-        click.echo(address)
+        click.echo(_shown(address))
     for address, why in reasons.items():
-        click.echo(f"{address}: {why}", err=True)
+        click.echo(_shown(f"{address}: {why}"), err=True)
 
 
 @click.command()
