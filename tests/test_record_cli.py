@@ -46,9 +46,7 @@ def test_record_prints_the_decision_as_json(url: str) -> None:
 
 
 def test_record_as_text_names_the_outcome_and_the_rule(url: str) -> None:
-    result = run(
-        url, "record", "--recipient", "a@example.com", "--reply", "550 5.1.1 no such user"
-    )
+    result = run(url, "record", "--recipient", "a@example.com", "--reply", "550 5.1.1 no such user")
     assert result.exit_code == 0, result.output
     assert result.output.startswith("a@example.com: bounced (user_unknown")
     assert "rule: " in result.output
