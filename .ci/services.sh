@@ -36,6 +36,12 @@ give_up() {
     fi
 }
 
+owner_alive() {
+    # A test run's database is named after its process id: leave it while that process lives.
+    local pid="${1##*_p}"
+    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+}
+
 wait_until() {
     # Run "$@" once a second until it succeeds or WAIT seconds have passed.
     local waited=0
@@ -70,6 +76,13 @@ postgresql() {
         fi
         say "postgresql: accepting connections on $PG_HOST:$PG_PORT"
     fi
+    # Per-process databases a killed test run left behind (tests/backends.py makes ${DB}_p<pid>).
+    for stale in $(PGOPTIONS="-c client_min_messages=warning" psql -X -A -t -h "$PG_HOST" \
+            -p "$PG_PORT" -U "$PG_USER" -d postgres \
+            -c "SELECT datname FROM pg_database WHERE datname LIKE '${DB}\_p%'"); do
+        owner_alive "$stale" && continue
+        pg_sql "DROP DATABASE IF EXISTS \"$stale\" WITH (FORCE)" && say "postgresql: dropped $stale"
+    done
     # WITH (FORCE) ends sessions a killed earlier run may have left on the old database.
     if pg_sql "DROP DATABASE IF EXISTS $DB WITH (FORCE)" && pg_sql "CREATE DATABASE $DB"; then
         say "postgresql: created a fresh database $DB"
@@ -100,6 +113,11 @@ mariadb() {
         fi
         say "mariadb: accepting connections on $MY_HOST:$MY_PORT"
     fi
+    for stale in $(mysql --protocol=tcp -h "$MY_HOST" -P "$MY_PORT" -u "$MY_USER" -N -B \
+            -e "SHOW DATABASES LIKE '${DB}\_p%'"); do
+        owner_alive "$stale" && continue
+        my_sql "DROP DATABASE IF EXISTS \`$stale\`" && say "mariadb: dropped $stale"
+    done
     if my_sql "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB CHARACTER SET utf8mb4"; then
         say "mariadb: created a fresh database $DB"
     else
