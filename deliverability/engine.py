@@ -145,6 +145,8 @@ class ReplyRecord:
     #: When given, used as-is instead of classifying the reply (which may then be absent): an
     #: ARF complaint, an RFC 3834 auto-reply, a DSN the caller already judged.
     verdict: Verdict | None = None
+    #: The input as read (a log line), kept with the item if it is rejected.
+    raw: str | None = None
 
     @classmethod
     def from_mapping(cls, item: Mapping[str, Any]) -> ReplyRecord:
@@ -174,6 +176,7 @@ class ReplyRecord:
             kind=kind,
             key=item.get("key"),
             verdict=item.get("verdict"),
+            raw=item.get("raw"),
         )
 
 
@@ -191,6 +194,7 @@ _RECORD_FIELDS = {
     "kind",
     "key",
     "verdict",
+    "raw",
 }
 
 
@@ -1358,7 +1362,7 @@ class Engine:
             w.delivery_state = state
             w.next_attempt_at = next_at
             w.attempt = attempt
-            _apply_to_recipient(rec, it, state if applied else None)
+            _apply_to_recipient(rec, it)
             event_rows.append(_event_row(it, message_id, attempt, now))
 
         if not fresh:
@@ -1492,14 +1496,20 @@ class Engine:
                     _RECIPIENTS.c.reason,
                     _RECIPIENTS.c.standing_since,
                     _RECIPIENTS.c.suppressed_until,
-                ).where(
-                    _RECIPIENTS.c.address_key.in_(list(set(keys))), self._suppressed_clause(now)
+                    _ACTIONS.c.rule,
+                    _ACTIONS.c.detail,
+                    _ACTIONS.c.created_by,
                 )
+                .outerjoin(_ACTIONS, _ACTIONS.c.id == _RECIPIENTS.c.suppression_action_id)
+                .where(_RECIPIENTS.c.address_key.in_(list(set(keys))), self._suppressed_clause(now))
             ):
                 until = f" until {row.suppressed_until.isoformat()}" if row.suppressed_until else ""
+                why = f"reason: {row.reason.value}"
+                if row.rule == "manual" and row.detail:
+                    # A person's own words say more than the reason name.
+                    why = f"by {row.created_by}: {row.detail}"
                 out[row.address_key] = (
-                    f"suppressed since {row.standing_since.isoformat()}{until}"
-                    f" (reason: {row.reason.value})"
+                    f"suppressed since {row.standing_since.isoformat()}{until} ({why})"
                 )
             paused = self._pause_until(conn, domains, now)
         for key in keys:
@@ -1576,11 +1586,13 @@ def _load_classifier() -> Callable[[Reply, Policy], Verdict]:
 
 def _rejection(raw: Any, index: int, err: BaseException) -> tuple[Rejected, str]:
     if isinstance(raw, ReplyRecord):
-        source, position, text = raw.source, raw.position, repr(raw)
+        source, position = raw.source, raw.position
+        text = raw.raw if raw.raw is not None else repr(raw)
     elif isinstance(raw, Mapping):
         source = str(raw.get("source") or "api")
         position = raw.get("position")
-        text = repr(dict(raw))
+        given = raw.get("raw")
+        text = given if isinstance(given, str) else repr(dict(raw))
     else:
         source, position, text = "api", None, repr(raw)
         err = InputError(f"expected a ReplyRecord or a mapping, got {type(raw).__name__}")
@@ -1612,7 +1624,7 @@ def _new_recipient(item: _Item) -> dict[str, Any]:
     return rec
 
 
-def _apply_to_recipient(rec: dict[str, Any], item: _Item, state: DeliveryState | None) -> None:
+def _apply_to_recipient(rec: dict[str, Any], item: _Item) -> None:
     """Counters, last reply and standing of a recipient after one new event."""
     at = item.at
     outcome = item.verdict.outcome
@@ -1653,10 +1665,14 @@ def _apply_to_recipient(rec: dict[str, Any], item: _Item, state: DeliveryState |
         before = None
         rec["suppressed_until"] = None
         rec["suppression_action_id"] = None
+    # The standing follows the newest delivery result by time, by the event's own outcome,
+    # whether or not the event moved its delivery: the same whatever order events are recorded
+    # in (many writers, late logs). Blocks and complaints never move it.
+    result = DeliveryState.EXPIRED if item.kind is EventKind.EXPIRY else _RESULT_STATE.get(outcome)
     basis = rec["standing_basis_at"]
-    if state in _STANDING_STATES and (basis is None or at >= basis):
+    if result is not None and (basis is None or at >= basis):
         # The newest delivery result by time decides, whatever order results are recorded in.
-        following = standing_after(before, state)
+        following = standing_after(before, result)
         rec["standing_basis_at"] = at
         if following is not Standing.SUPPRESSED:
             rec["reason"] = item.verdict.reason
@@ -1667,10 +1683,12 @@ def _apply_to_recipient(rec: dict[str, Any], item: _Item, state: DeliveryState |
         rec["standing_since"] = at
 
 
-#: Delivery states that say something about the address itself (a block or a complaint does not).
-_STANDING_STATES = frozenset(
-    {DeliveryState.DELIVERED, DeliveryState.DEFERRED, DeliveryState.BOUNCED, DeliveryState.EXPIRED}
-)
+#: Outcomes that say something about the address itself (a block or a complaint does not).
+_RESULT_STATE = {
+    Outcome.DELIVERED: DeliveryState.DELIVERED,
+    Outcome.DEFERRED: DeliveryState.DEFERRED,
+    Outcome.BOUNCED: DeliveryState.BOUNCED,
+}
 
 
 def _delivery_view(row: Mapping[str, Any]) -> DeliveryView:

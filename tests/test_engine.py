@@ -190,7 +190,6 @@ def test_a_late_reply_for_a_superseded_attempt_is_history_only(
     assert late.history_only
     assert late.delivery_state is DeliveryState.DELIVERED
     assert _delivery(engine, "m1").state is DeliveryState.DELIVERED
-    assert engine.status("a@example.com").standing is Standing.DELIVERED
     assert _count(engine, Event) == 3
 
 
@@ -613,9 +612,15 @@ def test_a_bounce_without_message_id_for_an_unknown_recipient_is_history_only(
 
 
 def test_a_rejected_item_keeps_its_raw_text(engine: Engine) -> None:
-    result = engine.record_many([{"recipient": "nope", "reply": OK, "message_id": "m"}])
+    result = engine.record_many(
+        [
+            {"recipient": "nope", "reply": OK, "message_id": "m"},
+            ReplyRecord(recipient="bad", message_id="m", reply=OK, raw='{"recipient": "bad"}'),
+        ]
+    )
     assert "nope" in result.rejected[0].raw
     assert result.rejected[0].error == result.rejected[0].reason
+    assert result.rejected[1].raw == '{"recipient": "bad"}'
 
 
 def _standing_after(url: str, clock: FakeClock, rows: list[dict[str, Any]]) -> tuple[Any, ...]:
@@ -667,3 +672,52 @@ def test_throttle_for_reports_the_pause_of_a_destination(
     assert engine.throttle_for("example.org") is None
     clock.advance(timedelta(minutes=15))
     assert engine.throttle_for("example.com") is None
+
+
+def test_an_older_deferral_recorded_after_a_block_still_moves_the_standing(
+    tmp_path: Any, clock: FakeClock, frozen_now: datetime
+) -> None:
+    t = frozen_now - timedelta(hours=2)
+    rows = [
+        {
+            "recipient": "a@example.com",
+            "message_id": "m1",
+            "reply": MAILBOX_FULL,
+            "at": t,
+            "attempt": 1,
+        },
+        {
+            "recipient": "a@example.com",
+            "message_id": "m1",
+            "reply": OK,
+            "at": t + timedelta(seconds=1),
+            "attempt": 2,
+        },
+        {
+            "recipient": "a@example.com",
+            "message_id": "m2",
+            "reply": "451 4.3.0 Temporary local problem",
+            "at": t + timedelta(minutes=8),
+            "attempt": 1,
+        },
+        {
+            "recipient": "a@example.com",
+            "message_id": "m2",
+            "reply": "554 5.7.1 blocked using zen.spamhaus.org",
+            "at": t + timedelta(minutes=8, seconds=1),
+            "attempt": 2,
+        },
+    ]
+    in_time_order = _standing_after(f"sqlite:///{tmp_path / 's.db'}", clock, rows)
+    raced = _standing_after(
+        f"sqlite:///{tmp_path / 'r.db'}", clock, [rows[0], rows[1], rows[3], rows[2]]
+    )
+    assert in_time_order == raced
+    assert in_time_order[0] is Standing.RETRYING
+
+
+def test_a_manual_suppression_says_who_and_why(engine: Engine) -> None:
+    engine.suppress("a@example.com", "asked by phone", by="support")
+    why = engine.why_not_sendable("a@example.com")
+    assert why is not None
+    assert "by support: asked by phone" in why

@@ -88,14 +88,17 @@ def test_suppress_then_sendable_lists_only_the_others_with_reasons_on_stderr(
     listing = tmp_path / "list.txt"
     listing.write_text("# today's list\nc@example.com\n\nnot-an-address\n", encoding="utf-8")
     result = run(url, "sendable", "a@example.com", "b@example.com", "--file", str(listing))
-    assert result.exit_code == 0
+    assert result.exit_code == 1  # one line was not an address
     assert result.stdout.splitlines() == ["a@example.com", "c@example.com"]
     assert "b@example.com: suppressed" in result.stderr
     assert "not-an-address: not an email address" in result.stderr
 
+    assert "by ann: asked by phone" in result.stderr
+
     status = json.loads(run(url, "status", "b@example.com", "--format", "json").output)
     assert status["suppressed"] is True
     assert status["state"] == "suppressed"
+    assert "asked by phone" in status["why_not"]
 
 
 def test_sendable_reads_standard_input(url: str) -> None:
@@ -165,3 +168,10 @@ def test_db_commands_mask_the_password_in_their_output(command: list[str], tmp_p
     assert result.exit_code != 0
     assert "s3cr3t" not in result.output + str(result.exception)
     assert "***" in str(result.exception)
+
+
+def test_sendable_exits_0_when_every_input_is_an_address(url: str) -> None:
+    run(url, "suppress", "b@example.com", "--reason", "test", "--by", "ann")
+    result = run(url, "sendable", "a@example.com", "b@example.com")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == ["a@example.com"]

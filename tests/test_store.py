@@ -190,3 +190,15 @@ def test_bulk_writes_and_reads_agree_with_the_orm(sa_engine: Engine, frozen_now:
     assert again["first_seen_at"] == TIMES[1]
     assert again["first_seen_at"].tzinfo is not None
     assert again["suppressed_until"] is None
+
+
+def test_a_port_that_is_not_a_number_is_a_store_error() -> None:
+    with pytest.raises(StoreError, match="the port is not a number") as info:
+        create_engine("postgresql+psycopg://u:s3cr3t@127.0.0.1:notaport/x")
+    assert "s3cr3t" not in str(info.value)
+
+
+def test_a_password_in_the_query_string_is_masked_too() -> None:
+    masked = mask_url("postgresql+psycopg://db.example/x?sslmode=require&password=s3cr3t")
+    assert "s3cr3t" not in masked
+    assert "sslmode=require" in masked

@@ -162,7 +162,10 @@ def _shown(text: str) -> str:
 )
 @click.pass_context
 def sendable(ctx: click.Context, addresses: tuple[str, ...], file: Path | None) -> None:
-    """Print the addresses that may be sent to now; the reasons for the rest go to stderr."""
+    """Print the addresses that may be sent to now; the reasons for the rest go to stderr.
+
+    Exit status: 0, or 1 when some input was not an email address (the rest is still listed).
+    """
     if file is not None and str(file) != "-" and not file.exists():
         raise click.BadParameter(f"no such file: {file}", param_hint="--file")
     with _engine(ctx) as engine:
@@ -171,6 +174,9 @@ def sendable(ctx: click.Context, addresses: tuple[str, ...], file: Path | None) 
         click.echo(_shown(address))
     for address, why in reasons.items():
         click.echo(_shown(f"{address}: {why}"), err=True)
+    # AddressError messages start this way (errors.py): bad input, which the exit status says.
+    if any(why.startswith("not an email address") for why in reasons.values()):
+        ctx.exit(1)
 
 
 @click.command()

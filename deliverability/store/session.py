@@ -60,6 +60,9 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 _BEGIN_OPTION = "deliverability_sqlite_begin"
 
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*(@)")
+_PASSWORD_IN_QUERY = re.compile(r"([?&](?:password|passwd|pwd|pass)=)[^&\s]*", re.IGNORECASE)
+#: The install extra that brings each server driver.
+_DRIVER_EXTRAS = {"psycopg": "postgres", "psycopg2": "postgres", "pymysql": "mysql"}
 
 
 def _why(err: BaseException) -> str:
@@ -77,7 +80,9 @@ def resolve_url(url: str | None = None) -> str:
 
 
 def mask_url(url: object) -> str:
-    """The URL with any password replaced by ``***``: use it in every message showing a URL."""
+    """The URL with any password replaced by ``***``: use it in every message showing a URL.
+
+    Hides the password part and query parameters that carry one (``?password=...``)."""
     text = url.render_as_string(hide_password=True) if hasattr(url, "render_as_string") else None
     if text is None:
         try:
@@ -85,7 +90,7 @@ def mask_url(url: object) -> str:
         except Exception:
             # Not parseable as a URL: still hide what looks like user:password@.
             text = _PASSWORD_IN_URL.sub(r"\1***\2", str(url))
-    return text
+    return _PASSWORD_IN_QUERY.sub(r"\1***", text)
 
 
 def _is_sqlite(url: str) -> bool:
@@ -102,10 +107,20 @@ def create_engine(url: str | None = None, **kwargs: Any) -> Engine:
         parsed = make_url(resolved)
     except exc.ArgumentError as err:
         raise StoreError(f"not a database URL: {mask_url(resolved)} ({_why(err)})") from None
+    except ValueError:
+        # make_url reads the port with int(): "host:notaport" ends here.
+        raise StoreError(
+            f"not a database URL: {mask_url(resolved)} (the port is not a number)"
+        ) from None
     parsed, kwargs = _server_options(parsed, kwargs)
     try:
         engine = sa_create_engine(parsed, **kwargs)
-    except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as err:
+    except ImportError as err:
+        name = getattr(err, "name", None) or ""
+        extra = _DRIVER_EXTRAS.get(name.split(".")[0])
+        fix = f" (fix: pip install 'deliverability[{extra}]')" if extra else ""
+        raise StoreError(f"cannot use database {mask_url(resolved)}: {_why(err)}{fix}") from None
+    except (exc.ArgumentError, exc.NoSuchModuleError, ValueError) as err:
         raise StoreError(f"cannot use database {mask_url(resolved)}: {_why(err)}") from None
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine, in_memory=parsed.database in (None, "", ":memory:"))
