@@ -199,7 +199,8 @@ class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
         Index("ix_events_recipient_id_at", "recipient_id", "at"),
-        Index("ix_events_domain_at", "domain", "at"),
+        # Outcome last: per-domain reports and hygiene counts by outcome read the index only.
+        Index("ix_events_domain_at_outcome", "domain", "at", "outcome"),
         Index("ix_events_at", "at"),
         MYSQL_TABLE_OPTIONS,
     )
