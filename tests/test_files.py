@@ -20,6 +20,7 @@ from deliverability.ingest.files import (
     resume_offset,
     same_file,
 )
+from deliverability.ingest.records import Rejected
 
 LINES = [b"first line\n", b"second line\n", b"third line\n"]
 
@@ -305,3 +306,11 @@ def test_offsets_tile_the_file_and_resuming_at_any_of_them_gives_the_rest(
     assert [ln.text for ln in got] == [raw.decode("utf-8", "replace") for raw in expected]
     for i, line in enumerate(got):
         assert list(read_lines(path, start_offset=line.end)) == got[i + 1 :]
+
+
+def test_a_rejected_item_keeps_no_nul_bytes_and_at_most_2000_characters_of_raw_text() -> None:
+    rejected = Rejected("core.bin", "file", "binary\x00data", "\x7fELF\x00\x00\x01" + "x" * 5000)
+    assert "\x00" not in rejected.raw
+    assert "\x00" not in rejected.error
+    assert rejected.raw.startswith("\x7fELF\\0\\0\x01")
+    assert len(rejected.raw) <= 2000 + len("...") + 2

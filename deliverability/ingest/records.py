@@ -51,8 +51,11 @@ class Rejected:
     raw: str
 
     def __post_init__(self) -> None:
-        if len(self.raw) > RAW_KEPT:
-            object.__setattr__(self, "raw", self.raw[:RAW_KEPT] + "...")
+        raw = self.raw if len(self.raw) <= RAW_KEPT else self.raw[:RAW_KEPT] + "..."
+        # NUL bytes are shown as \0: PostgreSQL text cannot hold them, and they would hide the
+        # rest of the text from most terminals and tools anyway.
+        object.__setattr__(self, "raw", raw.replace("\x00", "\\0"))
+        object.__setattr__(self, "error", self.error.replace("\x00", "\\0"))
 
 
 def position_of(offset: int) -> str:
