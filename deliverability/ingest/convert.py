@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from deliverability.classify import classify
-from deliverability.engine import ReplyRecord
+from deliverability.engine import COMPLAINT_VERDICT, EXPIRY_VERDICT, ReplyRecord
 from deliverability.errors import ConfigError, IngestError
 from deliverability.ingest.mailer_log import read_mailer_log
 from deliverability.ingest.messages import (
@@ -35,13 +35,13 @@ from deliverability.vocabulary import EventKind, Fault, Outcome, Reason
 
 __all__ = ["log_item", "message_items", "parse_verp_template", "read_log", "read_messages"]
 
-#: RFC 5965: a feedback report is a complaint about the message by its recipient.
-COMPLAINT_VERDICT = Verdict(
-    Outcome.COMPLAINED,
-    Reason.FEEDBACK,
-    Fault.RECIPIENT,
-    rule="arf.complaint",
-    why="An ARF feedback report (RFC 5965): the recipient complained about the message.",
+#: Postfix logs status=expired when a message stayed queued past its maximal_queue_lifetime: the
+#: relay gave up, as the engine does when a delivery outlives the policy's lifetime.
+POSTFIX_EXPIRED_VERDICT = dataclasses.replace(
+    EXPIRY_VERDICT,
+    rule="postfix.expired",
+    why="Postfix gave up: the message stayed queued past its maximal_queue_lifetime "
+    "(RFC 5321 section 4.5.4.1 give-up time)",
 )
 #: RFC 3834: an automatic response (vacation, out of office) says the message arrived.
 AUTO_REPLY_VERDICT = Verdict(
@@ -63,7 +63,8 @@ def read_log(
 
 
 def log_item(record: LogRecord) -> ReplyRecord:
-    """A log line's reply, as the engine records it."""
+    """A log line's reply, as the engine records it (a Postfix expiry as an expiry)."""
+    expired = record.delivery_status == "expired"
     return ReplyRecord(
         recipient=record.recipient,
         message_id=record.message_id,
@@ -72,7 +73,8 @@ def log_item(record: LogRecord) -> ReplyRecord:
         at=record.at,
         source=record.source,
         position=record.position,
-        kind=EventKind.REPLY,
+        kind=EventKind.EXPIRY if expired else EventKind.REPLY,
+        verdict=POSTFIX_EXPIRED_VERDICT if expired else None,
     )
 
 
