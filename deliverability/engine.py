@@ -1132,7 +1132,10 @@ class Engine:
                 self._judged[record.reply] = (reply, verdict)
         # An auto-reply (RFC 3834) is kept in history; anything else must be a delivery result.
         step: Step | None = None
-        if not (record.kind is EventKind.AUTO_REPLY and verdict.outcome is Outcome.INFORMATIONAL):
+        if record.kind is EventKind.EXPIRY:
+            # A relay's own give-up (Postfix status=expired) expires the delivery.
+            step = Step.EXPIRE
+        elif not (record.kind is EventKind.AUTO_REPLY and verdict.outcome is Outcome.INFORMATIONAL):
             step = step_for(verdict.outcome)
         key = record.key or event_key(
             message_id, address.key, attempt, at, reply if reply is not None else loose_text
@@ -1341,6 +1344,10 @@ class Engine:
                         attempt=it.attempt,
                         retry_after=it.verdict.retry_after,
                         jitter_key=f"{akey}\x00{message_id}",
+                        # An expiry that came in as input (a relay's log) is the relay's own
+                        # give-up; the engine's expire_overdue checks the lifetime itself.
+                        reported=it.kind is EventKind.EXPIRY
+                        and it.verdict.rule != EXPIRY_VERDICT.rule,
                     ),
                     backoff,
                     not_before=not_before.get(it.address.domain),

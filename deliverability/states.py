@@ -166,6 +166,9 @@ class StepInput:
     retry_after: timedelta | None = None
     #: Seeds the delivery's jitter: the recipient key and the message id.
     jitter_key: str = ""
+    #: For EXPIRE: the relay itself reported that it gave up (Postfix status=expired), so the
+    #: delivery expires now, whatever lifetime our own first-attempt time would give it.
+    reported: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +277,7 @@ def transition(
     ):
         return Transition(current, Effect.HISTORY, attempt, f"the delivery is already {state}")
     elif event.step is Step.EXPIRE:
-        if current.expires_at is not None and event.at < current.expires_at:
+        if not event.reported and current.expires_at is not None and event.at < current.expires_at:
             return Transition(
                 current,
                 Effect.HISTORY,

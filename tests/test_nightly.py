@@ -20,8 +20,15 @@ from deliverability.engine import Engine as DeliverabilityEngine
 from deliverability.errors import ConfigError, IngestError
 from deliverability.ingest.convert import parse_verp_template
 from deliverability.nightly import run_nightly
-from deliverability.store.models import Action, Event, IngestedMessage, RejectedInput
-from deliverability.vocabulary import EventKind
+from deliverability.store.models import (
+    Action,
+    Delivery,
+    Event,
+    IngestedMessage,
+    Recipient,
+    RejectedInput,
+)
+from deliverability.vocabulary import DeliveryState, EventKind
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NOW = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
@@ -238,3 +245,28 @@ def test_strict_stops_at_an_unreadable_file(engine: DeliverabilityEngine, tmp_pa
     binary.write_bytes(b"\x00\x01" * 50)
     with pytest.raises(IngestError, match="binary"):
         run_nightly(engine, [binary], now=NOW, strict=True)
+
+
+def test_a_postfix_expiry_expires_the_delivery_in_the_store(
+    engine: DeliverabilityEngine,
+) -> None:
+    # The sample log's qmgr line "26749A79C3: ... status=expired" follows four deferrals of
+    # emma.wilson@legacy.example.net: Postfix gave up, and so does the delivery.
+    # The job runs after the log's last line (07:13 here): syslog times carry no year, and a time
+    # after "now" would be read as last year's.
+    after_the_log = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+    url = engine.db.url.render_as_string(hide_password=False)
+    engine_at_nine = DeliverabilityEngine(url, clock=lambda: after_the_log)
+    run_nightly(engine_at_nine, [EXAMPLES / "postfix-mail.log"], now=after_the_log)
+    engine_at_nine.close()
+    with Session(engine.db) as s:
+        recipient = s.scalars(
+            select(Recipient).where(Recipient.address_key == "emma.wilson@legacy.example.net")
+        ).one()
+        states = {
+            d.state
+            for d in s.scalars(select(Delivery).where(Delivery.recipient_id == recipient.id))
+        }
+        kinds = [e.kind for e in s.scalars(select(Event).where(Event.recipient_id == recipient.id))]
+    assert states == {DeliveryState.EXPIRED}
+    assert EventKind.EXPIRY in kinds

@@ -218,6 +218,17 @@ def test_expiry_one_second_before_the_lifetime_is_refused_as_history() -> None:
     assert result.delivery == current
 
 
+def test_an_expiry_the_relay_reported_applies_before_our_own_lifetime() -> None:
+    # Postfix logs status=expired when its own queue lifetime ran out: the relay gave up, even
+    # though our lifetime (counted from the first attempt we saw) has not.
+    current = _delivery(DeliveryState.DEFERRED)
+    at = T0 + timedelta(hours=2)
+    result = transition(current, _event(Step.EXPIRE, at, reported=True), BACKOFF)
+    assert result.effect is Effect.APPLIED
+    assert result.delivery is not None
+    assert result.delivery.state is DeliveryState.EXPIRED
+
+
 def test_expiry_at_the_lifetime_expires_the_delivery() -> None:
     current = _delivery(DeliveryState.DEFERRED)
     result = transition(current, _event(Step.EXPIRE, T0 + BACKOFF.lifetime), BACKOFF)
