@@ -187,4 +187,3 @@ def test_two_writers_locking_rows_in_opposite_order_both_finish(counter_engine: 
     assert errors == []
     assert counters(counter_engine) == {1: 11, 2: 11}
     assert attempts[1] + attempts[2] == 3  # exactly one of them was run again
-
