@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import psycopg.errors
 import pymysql.err
@@ -75,11 +75,16 @@ def test_a_python_error_is_never_retryable() -> None:
 
 
 @pytest.fixture
-def counter_engine(sa_engine: Engine) -> Engine:
+def counter_engine(sa_engine: Engine) -> Iterator[Engine]:
+    """A scratch table of two counters; dropped afterwards, since a server test database may be
+    reused (emptied, not re-created) by the next test."""
     with sa_engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS h7_counters"))
         conn.execute(text("CREATE TABLE h7_counters (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)"))
         conn.execute(text("INSERT INTO h7_counters (id, n) VALUES (1, 0), (2, 0)"))
-    return sa_engine
+    yield sa_engine
+    with sa_engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS h7_counters"))
 
 
 def counters(engine: Engine) -> dict[int, int]:
