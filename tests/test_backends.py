@@ -24,6 +24,9 @@ from deliverability.store.models import ADDRESS_LENGTH, Action, Bookmark, Recipi
 from deliverability.store.session import create_engine
 from deliverability.vocabulary import ActionKind, ActionScope, ActionStatus, Reason, Standing
 
+#: These tests walk migrations from an empty database.
+pytestmark = pytest.mark.empty_database
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -19,6 +19,9 @@ from deliverability.store.session import (
     upgrade_schema,
 )
 
+#: These tests walk migrations from an empty database.
+pytestmark = pytest.mark.empty_database
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -120,6 +120,7 @@ def test_unsuppress_of_an_address_that_is_not_suppressed_fails(url: str) -> None
     assert "is not suppressed" in str(result.exception)
 
 
+@pytest.mark.empty_database
 def test_db_upgrade_current_and_check(db_url: str) -> None:
     current = run(db_url, "db", "current")
     assert "no schema" in current.output
@@ -133,6 +134,7 @@ def test_db_upgrade_current_and_check(db_url: str) -> None:
     assert "matches the models" in check.output
 
 
+@pytest.mark.empty_database
 def test_db_check_on_an_empty_database_fails(db_url: str) -> None:
     result = run(db_url, "db", "check")
     assert result.exit_code == 1
