@@ -12,6 +12,7 @@ from typing import IO, Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 def plain(value: Any) -> Any:
@@ -68,5 +69,7 @@ def emit_rows(
         for c in columns:
             table.add_column(c)
         for row in rows:
-            table.add_row(*(_cell(row.get(c)) for c in columns))
+            # Cells are plain Text, never markup: reply texts come from remote servers and may
+            # hold "[/bold]" or "[red]" that rich would otherwise interpret (or choke on).
+            table.add_row(*(Text(_cell(row.get(c))) for c in columns))
         Console(file=out, width=width or max(100, Console().width)).print(table)

@@ -270,3 +270,30 @@ def test_a_postfix_expiry_expires_the_delivery_in_the_store(
         kinds = [e.kind for e in s.scalars(select(Event).where(Event.recipient_id == recipient.id))]
     assert states == {DeliveryState.EXPIRED}
     assert EventKind.EXPIRY in kinds
+
+
+def test_a_prose_bounce_is_dated_by_its_own_date_header_not_the_run(
+    engine: DeliverabilityEngine,
+) -> None:
+    # The Exim and qmail samples carry no per-recipient dates; their Date headers say 23:20/23:21.
+    run_nightly(engine, [EXAMPLES / "bounces.mbox"], now=NOW)
+    with Session(engine.db) as s:
+        at = s.scalars(
+            select(Event.at)
+            .join(Recipient, Recipient.id == Event.recipient_id)
+            .where(Recipient.address_key == "k.ivanova@example.net")
+        ).one()
+    assert at == datetime(2026, 11, 27, 23, 20, tzinfo=UTC)
+
+
+def test_a_rejected_log_line_is_stored_as_the_line_itself(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    log = tmp_path / "replies.jsonl"
+    bad = {**_line(1), "recipient": "not-an-address"}
+    _write_log(log, [bad])
+    summary = run_nightly(engine, [log], now=NOW)
+    assert summary.rejected_count == 1
+    with Session(engine.db) as s:
+        raw = s.scalars(select(RejectedInput.raw)).one()
+    assert raw == json.dumps(bad)

@@ -66,13 +66,13 @@ def _progress_fn(console: Console) -> tuple[Progress | None, Callable[[str, int]
     return None, plain
 
 
-def _print_summary(summary: NightlySummary, fmt: str) -> None:
+def _print_summary(summary: NightlySummary, fmt: str, command: str = "nightly") -> None:
     if fmt == "json":
         click.echo(json.dumps(summary.as_dict(), indent=2))
         return
     head = "dry run: nothing was written. " if summary.dry_run else ""
     click.echo(
-        f"{head}deliverability nightly at {summary.now.isoformat()}: "
+        f"{head}deliverability {command} at {summary.now.isoformat()}: "
         f"{summary.recorded} events recorded, {summary.duplicates} already known, "
         f"{summary.rejected_count} rejected, {summary.expired} deliveries expired"
     )
@@ -262,7 +262,7 @@ def ingest(
             strict=strict,
             verp=_verp(verp),
         )
-    _print_summary(summary, out_fmt)
+    _print_summary(summary, out_fmt, "ingest")
     if summary.rejected_count:
         click.get_current_context().exit(EXIT_REJECTED)
 

@@ -9,12 +9,14 @@ with its source and position, so a batch goes on.
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 import re
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 from deliverability.classify import classify
+from deliverability.clock import ensure_utc
 from deliverability.engine import COMPLAINT_VERDICT, EXPIRY_VERDICT, ReplyRecord
 from deliverability.errors import ConfigError, IngestError
 from deliverability.ingest.mailer_log import read_mailer_log
@@ -75,6 +77,7 @@ def log_item(record: LogRecord) -> ReplyRecord:
         position=record.position,
         kind=EventKind.EXPIRY if expired else EventKind.REPLY,
         verdict=POSTFIX_EXPIRED_VERDICT if expired else None,
+        raw=record.raw,
     )
 
 
@@ -116,9 +119,10 @@ def message_items(
         return [], Rejected(source, position, exc.problem, data[:2000].decode("utf-8", "replace"))
     items: list[ReplyRecord] = []
     problems: list[str] = []
+    sent_at = message_date(data)
     for index, bounce in enumerate(records):
         where = position if len(records) == 1 else f"{position}#{index}"
-        item = _bounce_item(bounce, source=source, position=where, now=now)
+        item = _bounce_item(bounce, source=source, position=where, now=now, sent_at=sent_at)
         if isinstance(item, str):
             problems.append(item)
         else:
@@ -129,13 +133,40 @@ def message_items(
     return [], Rejected(source, position, "; ".join(dict.fromkeys(problems)), raw)
 
 
+_DATE_RE = re.compile(rb"^Date:[ \t]*(.+(?:\r?\n[ \t]+.+)*)", re.I | re.M)
+
+
+def message_date(data: bytes) -> datetime | None:
+    """The message's own Date header (RFC 5322 3.6.1), from its header block only, or None."""
+    end = data.find(b"\n\n")
+    end_crlf = data.find(b"\r\n\r\n")
+    if end_crlf != -1 and (end == -1 or end_crlf < end):
+        end = end_crlf
+    head = data if end == -1 else data[:end]
+    m = _DATE_RE.search(head[:65536])
+    if not m:
+        return None
+    try:
+        value = email.utils.parsedate_to_datetime(m.group(1).decode("ascii", "replace").strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    return ensure_utc(value)
+
+
 def _bounce_item(
-    bounce: BounceRecord, *, source: str, position: str, now: datetime
+    bounce: BounceRecord,
+    *,
+    source: str,
+    position: str,
+    now: datetime,
+    sent_at: datetime | None = None,
 ) -> ReplyRecord | str:
     recipient = bounce.recipient or bounce.verp_recipient
     if recipient is None:
         return bounce.error or "the message names no recipient"
-    at = bounce.last_attempt or bounce.arrival_date or now
+    # When it happened: the report's own times, else when the bounce was written (the qmail and
+    # Exim prose bounces carry no per-recipient dates), else now; never in the future.
+    at = bounce.last_attempt or bounce.arrival_date or sent_at or now
     at = min(at, now)
     original = bounce.original_message_id
     message_id = normalize_message_id(original) if original else None
