@@ -130,7 +130,9 @@ def expand_paths(paths: Iterable[Path | str], fmt: str = "auto") -> Iterator[Inp
                 if not child.name.startswith("."):
                     yield from expand_paths([child], fmt)
             continue
-        if fmt != "auto":
+        if fmt == "maildir" and not path.is_dir():
+            yield Input(path, None, "not a Maildir folder (no cur/ and new/ folders)")
+        elif fmt != "auto":
             yield Input(path, fmt)
         elif path.is_file() and path.stat().st_size == 0:
             # A log rotated a moment ago is empty: nothing to read, nothing wrong.
@@ -140,6 +142,11 @@ def expand_paths(paths: Iterable[Path | str], fmt: str = "auto") -> Iterator[Inp
                 yield Input(path, detect_format(path))
             except IngestError as exc:
                 yield Input(path, None, exc.problem)
+
+
+def _starts_like_mbox(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(5) == b"From "
 
 
 def _is_maildir(path: Path) -> bool:
@@ -370,6 +377,10 @@ class _Ingest:
             _checkpoint(session, saved, path, kind, offset, len(chunk) + len(rejected), self.now)
 
     def messages(self, path: Path, kind: str, row: SourceProgress) -> None:
+        if kind == "mbox" and not _starts_like_mbox(path):
+            # Read as an mbox, a file without a "From " line would silently give no message.
+            self.unreadable(path, row, 'not an mbox: it does not start with a "From " line')
+            return
         batch: list[tuple[str, bytes]] = []
         for key, data in convert.read_messages(path, kind):
             batch.append((key, data))

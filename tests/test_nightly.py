@@ -297,3 +297,31 @@ def test_a_rejected_log_line_is_stored_as_the_line_itself(
     with Session(engine.db) as s:
         raw = s.scalars(select(RejectedInput.raw)).one()
     assert raw == json.dumps(bad)
+
+
+def test_a_file_read_as_mbox_without_a_from_line_is_rejected_not_silently_empty(
+    engine: DeliverabilityEngine,
+) -> None:
+    summary = run_nightly(engine, [EXAMPLES / "postfix-mail.log"], now=NOW, fmt="mbox")
+    assert [r.error for r in summary.rejected] == [
+        'not an mbox: it does not start with a "From " line'
+    ]
+
+
+def test_maildir_named_for_a_plain_file_is_rejected_with_the_reason(
+    engine: DeliverabilityEngine,
+) -> None:
+    summary = run_nightly(engine, [EXAMPLES / "postfix-mail.log"], now=NOW, fmt="maildir")
+    assert [r.error for r in summary.rejected] == [
+        "not a Maildir folder (no cur/ and new/ folders)"
+    ]
+
+
+def test_explaining_an_mbox_explains_every_message_in_it() -> None:
+    result = CliRunner().invoke(
+        cli, ["explain", "--format", "json", "--message", str(EXAMPLES / "bounces.mbox")]
+    )
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert len({row["message"] for row in rows}) == 11
+    assert {row["recipient"] for row in rows} >= {"k.ivanova@example.net", "d.mensah@example.com"}

@@ -28,6 +28,7 @@ from deliverability.ingest.messages import (
     iter_maildir,
     iter_mbox,
     parse_message,
+    reply_for,
 )
 from deliverability.ingest.postfix import read_postfix_log
 from deliverability.ingest.records import LogRecord, Rejected, normalize_message_id
@@ -187,11 +188,12 @@ def _bounce_item(
         return item(COMPLAINT_VERDICT)
     if bounce.kind is EventKind.AUTO_REPLY:
         return item(AUTO_REPLY_VERDICT)
-    if bounce.reply is None:
+    reply = reply_for(bounce)
+    if reply is None:
         return bounce.error or "the bounce gives no status code, reply code or diagnostic"
-    verdict = classify(bounce.reply)
+    verdict = classify(reply)
     if bounce.action == "delayed" and verdict.outcome is not Outcome.DEFERRED:
         # RFC 3464 2.3.3: "delayed" means the reporting MTA is still trying: a deferral, whatever
         # class the last reply had.
         verdict = dataclasses.replace(verdict, outcome=Outcome.DEFERRED, decisive=False)
-    return item(verdict, bounce.reply)
+    return item(verdict, reply)

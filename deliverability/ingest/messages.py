@@ -446,13 +446,41 @@ def explain_message_file(path: Path) -> list[dict[str, Any]]:
 
     path = Path(path)
     try:
-        records = parse_message(path.read_bytes(), source=str(path))
-    except (IngestError, OSError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
         return [{"file": str(path), "recipient": None, "error": str(exc), **_NO_VERDICT}]
+    if not data.startswith(b"From "):
+        return _explain_rows(str(path), data, classify)
+    # An mbox holds many bounces: explain every one, each row saying which message it is.
+    rows: list[dict[str, Any]] = []
+    for key, raw in iter_mbox(path):
+        for row in _explain_rows(str(path), raw, classify):
+            rows.append({**row, "message": key})
+    return rows
+
+
+def reply_for(rec: BounceRecord) -> Reply | None:
+    """The reply to classify for a bounce: the one it quotes, else a bare ``x.0.0`` of its class.
+
+    A bounce with no code at all still tells transient from permanent by its action (RFC 3464
+    section 2.3.3) or its wording, which the classifier reads as the bare class status.
+    """
+    if rec.reply is not None:
+        return rec.reply
+    if rec.recipient and rec.klass in (4, 5):
+        return Reply(code=None, status=StatusCode(rec.klass or 5, 0, 0), text=rec.diagnostic)
+    return None
+
+
+def _explain_rows(file: str, data: bytes, classify: Any) -> list[dict[str, Any]]:
+    try:
+        records = parse_message(data, source=file)
+    except IngestError as exc:
+        return [{"file": file, "recipient": None, "error": str(exc), **_NO_VERDICT}]
     out: list[dict[str, Any]] = []
     for rec in records:
         row: dict[str, Any] = {
-            "file": str(path),
+            "file": file,
             "recipient": rec.recipient,
             "code": rec.code,
             "status": None if rec.status is None else str(rec.status),
@@ -461,11 +489,7 @@ def explain_message_file(path: Path) -> list[dict[str, Any]]:
             "detector": rec.detector,
             "diagnostic": rec.diagnostic,
         }
-        reply = rec.reply
-        if reply is None and rec.recipient and rec.klass in (4, 5):
-            # No code at all in the message: its action (RFC 3464 section 2.3.3) or wording still
-            # gives the class, which the classifier reads as the bare x.0.0 status.
-            reply = Reply(code=None, status=StatusCode(rec.klass or 5, 0, 0), text=rec.diagnostic)
+        reply = reply_for(rec)
         if rec.kind is EventKind.COMPLAINT:
             row.update(outcome="complained", reason="feedback", fault="recipient", rule="arf")
         elif rec.kind is EventKind.AUTO_REPLY:
