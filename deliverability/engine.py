@@ -1093,8 +1093,9 @@ class Engine:
                 attempt = int(attempt)
             if not isinstance(attempt, int) or isinstance(attempt, bool):
                 raise InputError(f"attempt must be a whole number, got {attempt!r}")
-            if attempt < 0:
-                raise InputError(f"attempt must not be negative, got {attempt}")
+            if attempt < 1:
+                # Attempts count from 1, as the reply-log reader requires too.
+                raise InputError(f"attempt must be 1 or more, got {attempt}")
         at = now
         if record.at is not None and record.at != "":
             at = parse_time(record.at) if isinstance(record.at, str) else ensure_utc(record.at)

@@ -148,3 +148,9 @@ def test_confirming_an_unknown_id_is_a_clear_error(store: str, frozen_now: datet
     result = CliRunner().invoke(cli, ["--database-url", store, "actions", "confirm", "999"])
     assert isinstance(result.exception, InputError)
     assert "action 999" in str(result.exception)
+
+
+def test_throttles_as_csv_have_a_header_row_even_when_none_are_in_force(db_url: str) -> None:
+    result = CliRunner().invoke(cli, ["--database-url", db_url, "throttles", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].startswith("domain,")

@@ -156,7 +156,8 @@ def test_an_informational_reply_is_refused_as_not_a_delivery_result(engine: Engi
     [
         ({"recipient": "not-an-address"}, AddressError, "no @"),
         ({"reply": "hello there"}, ReplyParseError, "no SMTP reply code"),
-        ({"attempt": -1}, InputError, "must not be negative"),
+        ({"attempt": -1}, InputError, "must be 1 or more"),
+        ({"attempt": 0}, InputError, "must be 1 or more"),
         ({"at": "2026-11-03T12:00:01Z"}, InputError, "in the future"),
         ({"at": "yesterday"}, InputError, "not an ISO 8601 time"),
     ],

@@ -66,7 +66,7 @@ def test_record_refuses_a_negative_attempt(url: str) -> None:
         "-2",
     )
     assert result.exit_code != 0
-    assert "must not be negative" in str(result.exception)
+    assert "must be 1 or more" in str(result.exception)
 
 
 def test_status_as_json_has_address_state_reason_and_suppressed(url: str) -> None:

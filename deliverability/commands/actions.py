@@ -68,10 +68,11 @@ def _action_row(a: Action) -> dict[str, Any]:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "json"]),
+    type=click.Choice(["table", "csv", "json"]),
     default="table",
     show_default=True,
-    help="A table for people, or a JSON array of objects (domain, until, reason, ...).",
+    help="A table for people, CSV with a header row, or a JSON array of objects "
+    "(domain, until, reason, ...).",
 )
 @click.pass_context
 def throttles(ctx: click.Context, fmt: str) -> None:
