@@ -314,3 +314,18 @@ def test_a_rejected_item_keeps_no_nul_bytes_and_at_most_2000_characters_of_raw_t
     assert "\x00" not in rejected.error
     assert rejected.raw.startswith("\x7fELF\\0\\0\x01")
     assert len(rejected.raw) <= 2000 + len("...") + 2
+
+
+def test_a_truncated_gzip_file_is_named_as_truncated_not_empty(tmp_path: Path) -> None:
+    data = gzip.compress(b"Nov 28 03:14:15 mx postfix/smtp[1]: A1: to=<a@b.c>, status=sent\n" * 300)
+    path = tmp_path / "mail.log.gz"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(IngestError, match="truncated or corrupt"):
+        detect_format(path)
+
+
+def test_a_gzip_file_of_nothing_is_empty(tmp_path: Path) -> None:
+    path = tmp_path / "mail.log.gz"
+    path.write_bytes(gzip.compress(b""))
+    with pytest.raises(IngestError, match="the file is empty"):
+        detect_format(path)

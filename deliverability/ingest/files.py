@@ -150,6 +150,16 @@ def _read_head(path: str | os.PathLike[str], size: int) -> bytes:
             return b""
 
 
+def _gzip_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why a gzip file gives no data, when it is broken rather than empty."""
+    try:
+        with open_binary(path) as f:
+            f.read(_DETECT_BYTES)
+    except (EOFError, OSError, zlib.error) as exc:
+        return f"the gzip data is truncated or corrupt ({exc})"
+    return None
+
+
 def file_identity(path: str | os.PathLike[str]) -> FileIdentity:
     """The identity of the file at `path` now (see FileIdentity)."""
     try:
@@ -337,6 +347,10 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         raise IngestError(str(p), "folder", "a folder without cur/ and new/ is not a Maildir")
     head = _read_head(p, _DETECT_BYTES)
     if not head.strip():
+        if is_gzip(p):
+            problem = _gzip_problem(p)
+            if problem:
+                raise IngestError(str(p), "file", problem)
         raise IngestError(str(p), "file", "the file is empty: no format to detect")
     text = head.decode("utf-8", "replace").lstrip("\ufeff")
     lines = [ln for ln in text.splitlines() if ln.strip()][:50]
