@@ -59,7 +59,7 @@ from deliverability.store.models import (
 from deliverability.store.records import HygieneHook, RecordedEvent
 from deliverability.store.retry import run_in_transaction
 from deliverability.store.session import open_engine
-from deliverability.verdicts import Verdict
+from deliverability.verdicts import COMPLAINT_VERDICT, Verdict
 from deliverability.vocabulary import (
     ActionKind,
     ActionScope,
@@ -105,16 +105,6 @@ EXPIRY_VERDICT = Verdict(
     fault=Fault.UNKNOWN,
     rule="engine.lifetime",
     why="still deferred when the retry lifetime ran out (RFC 5321 section 4.5.4.1)",
-)
-
-
-#: The verdict of a feedback-loop complaint recorded with kind COMPLAINT.
-COMPLAINT_VERDICT = Verdict(
-    outcome=Outcome.COMPLAINED,
-    reason=Reason.FEEDBACK,
-    fault=Fault.RECIPIENT,
-    rule="engine.complaint",
-    why="a feedback-loop complaint (RFC 5965 ARF report)",
 )
 
 

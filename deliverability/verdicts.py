@@ -45,3 +45,23 @@ class Verdict:
             "inconsistent": self.inconsistent,
             "why": self.why,
         }
+
+
+#: An ARF feedback report (RFC 5965) is a complaint by the recipient, whatever text comes with it.
+COMPLAINT_VERDICT = Verdict(
+    outcome=Outcome.COMPLAINED,
+    reason=Reason.FEEDBACK,
+    fault=Fault.RECIPIENT,
+    rule="arf.complaint",
+    why="a feedback-loop complaint (RFC 5965 ARF report)",
+)
+
+#: An automatic reply (RFC 3834: vacation, out of office) says the message arrived: it is kept in
+#: history and is never a bounce.
+AUTO_REPLY_VERDICT = Verdict(
+    outcome=Outcome.INFORMATIONAL,
+    reason=Reason.VACATION,
+    fault=Fault.RECIPIENT,
+    rule="rfc3834.auto_reply",
+    why="an automatic reply (RFC 3834): recorded in history, never a bounce",
+)

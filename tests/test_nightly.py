@@ -325,3 +325,32 @@ def test_explaining_an_mbox_explains_every_message_in_it() -> None:
     rows = [json.loads(line) for line in result.output.splitlines()]
     assert len({row["message"] for row in rows}) == 11
     assert {row["recipient"] for row in rows} >= {"k.ivanova@example.net", "d.mensah@example.com"}
+
+
+def test_explain_and_the_nightly_job_judge_a_complaint_and_an_auto_reply_alike(
+    engine: DeliverabilityEngine,
+) -> None:
+    result = CliRunner().invoke(
+        cli, ["explain", "--format", "json", "--message", str(EXAMPLES / "bounces.mbox")]
+    )
+    explained = {
+        row["recipient"]: row["rule"]
+        for row in map(json.loads, result.output.splitlines())
+        if row["kind"] in ("complaint", "auto_reply")
+    }
+    run_nightly(engine, [EXAMPLES / "bounces.mbox"], now=NOW)
+    with Session(engine.db) as s:
+        rows = s.execute(
+            select(Recipient.address_key, Event.rule)
+            .join(Event, Event.recipient_id == Recipient.id)
+            .where(Event.kind.in_([EventKind.COMPLAINT, EventKind.AUTO_REPLY]))
+        )
+        recorded = dict(rows.all())  # a list of rows, not the Result (which has keys())
+    assert (
+        explained
+        == recorded
+        == {
+            "r.gupta@example.net": "arf.complaint",
+            "e.moreau@example.org": "rfc3834.auto_reply",
+        }
+    )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from deliverability.classify import classify
 from deliverability.clock import ensure_utc
-from deliverability.engine import COMPLAINT_VERDICT, EXPIRY_VERDICT, ReplyRecord
+from deliverability.engine import EXPIRY_VERDICT, ReplyRecord
 from deliverability.errors import ConfigError, IngestError
 from deliverability.ingest.mailer_log import read_mailer_log
 from deliverability.ingest.messages import (
@@ -33,8 +33,8 @@ from deliverability.ingest.messages import (
 from deliverability.ingest.postfix import read_postfix_log
 from deliverability.ingest.records import LogRecord, Rejected, normalize_message_id
 from deliverability.replies import Reply
-from deliverability.verdicts import Verdict
-from deliverability.vocabulary import EventKind, Fault, Outcome, Reason
+from deliverability.verdicts import AUTO_REPLY_VERDICT, COMPLAINT_VERDICT, Verdict
+from deliverability.vocabulary import EventKind, Outcome
 
 __all__ = ["log_item", "message_items", "parse_verp_template", "read_log", "read_messages"]
 
@@ -45,14 +45,6 @@ POSTFIX_EXPIRED_VERDICT = dataclasses.replace(
     rule="postfix.expired",
     why="Postfix gave up: the message stayed queued past its maximal_queue_lifetime "
     "(RFC 5321 section 4.5.4.1 give-up time)",
-)
-#: RFC 3834: an automatic response (vacation, out of office) says the message arrived.
-AUTO_REPLY_VERDICT = Verdict(
-    Outcome.INFORMATIONAL,
-    Reason.VACATION,
-    Fault.RECIPIENT,
-    rule="rfc3834.auto_reply",
-    why="An automatic reply (RFC 3834): recorded in history, never a bounce.",
 )
 
 

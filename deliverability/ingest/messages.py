@@ -26,6 +26,7 @@ from deliverability.ingest.bounce import Hit, detect, parse_bytes
 from deliverability.ingest.bounce.base import STATUS_ALONE_RE, addresses_in
 from deliverability.ingest.bounce.mime import Parsed
 from deliverability.replies import Reply, StatusCode, parse_reply
+from deliverability.verdicts import AUTO_REPLY_VERDICT, COMPLAINT_VERDICT
 from deliverability.vocabulary import EventKind
 
 __all__ = [
@@ -490,10 +491,15 @@ def _explain_rows(file: str, data: bytes, classify: Any) -> list[dict[str, Any]]
             "diagnostic": rec.diagnostic,
         }
         reply = reply_for(rec)
-        if rec.kind is EventKind.COMPLAINT:
-            row.update(outcome="complained", reason="feedback", fault="recipient", rule="arf")
-        elif rec.kind is EventKind.AUTO_REPLY:
-            row.update(outcome="informational", reason="vacation", fault="unknown", rule="rfc3834")
+        by_kind = _KIND_VERDICTS.get(rec.kind)
+        if by_kind is not None:
+            # The same verdicts the nightly job records for these kinds of message.
+            row.update(
+                outcome=by_kind.outcome.value,
+                reason=by_kind.reason.value,
+                fault=by_kind.fault.value,
+                rule=by_kind.rule,
+            )
         elif reply is not None and rec.recipient:
             verdict = classify(reply)
             row.update(
@@ -514,4 +520,5 @@ def _explain_rows(file: str, data: bytes, classify: Any) -> list[dict[str, Any]]
     return out
 
 
+_KIND_VERDICTS = {EventKind.COMPLAINT: COMPLAINT_VERDICT, EventKind.AUTO_REPLY: AUTO_REPLY_VERDICT}
 _NO_VERDICT: dict[str, Any] = {"outcome": None, "reason": None, "fault": None, "rule": None}
