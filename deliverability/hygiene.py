@@ -272,9 +272,12 @@ class Throttle:
     action_id: int
 
     def as_dict(self) -> dict[str, Any]:
+        # `domain` only for a domain scope: a provider group's name is not a domain (the same
+        # fields as `deliverability throttles --format json`).
         return {
-            "domain": self.destination,
+            "target": self.destination,
             "scope": self.scope.value,
+            "domain": self.destination if self.scope is ActionScope.DOMAIN else None,
             "until": self.paused_until.isoformat(),
             "max_rate": self.max_rate,
             "reason": self.reason.value,

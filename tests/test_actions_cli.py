@@ -16,10 +16,10 @@ from factories_hygiene import History
 from freezegun import freeze_time
 from sqlalchemy.orm import Session
 
-from deliverability.cli import cli
+from deliverability.cli import cli, main
 from deliverability.errors import InputError
 from deliverability.hygiene import RULE_INCIDENT
-from deliverability.policy import Policy
+from deliverability.policy import Policy, ThrottlePolicy
 from deliverability.store.models import Action
 from deliverability.store.session import open_engine
 from deliverability.vocabulary import ActionKind, ActionStatus
@@ -64,7 +64,9 @@ def test_throttles_json_lists_each_paused_destination_with_domain_until_and_reas
     _write(store, build)
     with freeze_time(frozen_now):
         rows = json.loads(_run(store, "throttles", "--format", "json"))
+    assert [r["target"] for r in rows] == ["slow.example", "busy.example"]
     assert [r["domain"] for r in rows] == ["slow.example", "busy.example"]
+    assert {r["scope"] for r in rows} == {"domain"}
     assert rows[1]["until"] == (frozen_now + T.initial_pause).isoformat()
     assert rows[1]["reason"] == "rate_limited"
 
@@ -153,4 +155,91 @@ def test_confirming_an_unknown_id_is_a_clear_error(store: str, frozen_now: datet
 def test_throttles_as_csv_have_a_header_row_even_when_none_are_in_force(db_url: str) -> None:
     result = CliRunner().invoke(cli, ["--database-url", db_url, "throttles", "--format", "csv"])
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[0].startswith("domain,")
+    assert result.output.splitlines()[0].startswith("target,scope,domain,until,")
+
+
+GROUPED = Policy(rules=(), throttle=ThrottlePolicy(provider_domains={"google": ("gmail.com",)}))
+
+
+def _grouped_and_plain_throttles(db_url: str, now: datetime) -> None:
+    engine = open_engine(db_url)
+    try:
+        with Session(engine) as session:
+            history = History(session, GROUPED)
+            history.pushback("a@gmail.com", now)
+            history.pushback("b@busy.example", now + timedelta(minutes=1))
+            session.commit()
+    finally:
+        engine.dispose()
+
+
+def test_throttles_json_never_puts_a_provider_group_name_in_the_domain_field(
+    store: str, frozen_now: datetime
+) -> None:
+    _grouped_and_plain_throttles(store, frozen_now)
+    with freeze_time(frozen_now):
+        rows = json.loads(_run(store, "throttles", "--format", "json"))
+    by_target = {r["target"]: r for r in rows}
+    assert (by_target["google"]["scope"], by_target["google"]["domain"]) == ("provider", None)
+    assert (by_target["busy.example"]["scope"], by_target["busy.example"]["domain"]) == (
+        "domain",
+        "busy.example",
+    )
+
+
+def test_throttles_csv_and_json_have_the_same_columns_and_the_table_names_them_alike(
+    store: str, frozen_now: datetime
+) -> None:
+    _grouped_and_plain_throttles(store, frozen_now)
+    with freeze_time(frozen_now):
+        rows = json.loads(_run(store, "throttles", "--format", "json"))
+        csv_rows = list(csv.DictReader(io.StringIO(_run(store, "throttles", "--format", "csv"))))
+        table = _run(store, "throttles")
+    assert list(rows[0]) == list(csv_rows[0])
+    assert [(r["target"], r["scope"], r["domain"] or "") for r in rows] == [
+        (r["target"], r["scope"], r["domain"]) for r in csv_rows
+    ]
+    header = table.splitlines()[2]
+    for column in ("target", "scope", "until", "reason"):
+        assert column in header
+    assert "google" in table
+    assert "provider" in table
+
+
+def test_confirming_a_throttle_says_what_the_id_is_and_what_confirm_applies_to(
+    store: str, frozen_now: datetime
+) -> None:
+    _write(store, lambda h: h.pushback("a@busy.example", frozen_now))
+    engine = open_engine(store)
+    try:
+        with Session(engine) as session:
+            throttle_id = session.scalars(sa.select(Action.id)).one()
+    finally:
+        engine.dispose()
+    result = CliRunner().invoke(
+        cli, ["--database-url", store, "actions", "confirm", str(throttle_id)]
+    )
+    assert result.exit_code != 0
+    message = str(result.exception)
+    assert f"action {throttle_id} is a throttle of domain busy.example" in message
+    assert "not a domain incident" in message
+    assert RULE_INCIDENT in message
+    assert _statuses(store) == []
+
+
+def test_the_console_script_prints_the_confirm_mistake_and_exits_non_zero(
+    store: str,
+    frozen_now: datetime,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _write(store, lambda h: h.pushback("a@busy.example", frozen_now))
+    monkeypatch.setattr(
+        "sys.argv", ["deliverability", "--database-url", store, "actions", "confirm", "1"]
+    )
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code != 0
+    err = capsys.readouterr().err
+    assert "is a throttle of domain busy.example" in err
+    assert "not a domain incident" in err

@@ -8,6 +8,7 @@ import pytest
 
 from deliverability.hygiene import (
     Evidence,
+    Throttle,
     ambiguous_suppresses,
     blocks_throttle,
     destination_of,
@@ -187,3 +188,29 @@ def test_very_many_pushbacks_in_the_window_stop_at_the_cap_without_overflowing(
     assert step.pause_until - NOW == T.max_pause
     assert step.max_rate == T.min_rate
     assert step.step == pushbacks - 1
+
+
+def _throttle(scope: ActionScope, target: str) -> Throttle:
+    return Throttle(
+        destination=target,
+        scope=scope,
+        paused_until=NOW,
+        max_rate=60.0,
+        reason=Reason.RATE_LIMITED,
+        step=0,
+        action_id=1,
+    )
+
+
+def test_a_throttle_as_dict_names_a_provider_group_as_target_and_no_domain() -> None:
+    data = _throttle(ActionScope.PROVIDER, "google").as_dict()
+    assert (data["target"], data["scope"], data["domain"]) == ("google", "provider", None)
+
+
+def test_a_throttle_as_dict_gives_the_domain_for_a_domain_scope() -> None:
+    data = _throttle(ActionScope.DOMAIN, "busy.example").as_dict()
+    assert (data["target"], data["scope"], data["domain"]) == (
+        "busy.example",
+        "domain",
+        "busy.example",
+    )

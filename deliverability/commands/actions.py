@@ -14,8 +14,24 @@ from deliverability.output import emit_rows
 from deliverability.store import hygiene as hygiene_store
 from deliverability.store.models import Action
 from deliverability.store.session import write_engine
+from deliverability.vocabulary import ActionScope
 
-THROTTLE_COLUMNS = ["domain", "scope", "until", "max_rate", "reason", "rule", "step", "id"]
+#: `target` is what is paused (a domain or a provider group), `scope` says which; `domain` is
+#: filled only for a domain scope, so a provider group's name is never read as a domain.
+THROTTLE_COLUMNS = [
+    "target",
+    "scope",
+    "domain",
+    "until",
+    "max_rate",
+    "reason",
+    "rule",
+    "step",
+    "id",
+]
+#: What fits on a screen (target and scope already say whether it is a domain); CSV and JSON
+#: carry every column.
+THROTTLE_TABLE_COLUMNS = [c for c in THROTTLE_COLUMNS if c != "domain"]
 ACTION_COLUMNS = [
     "id",
     "kind",
@@ -72,19 +88,21 @@ def _action_row(a: Action) -> dict[str, Any]:
     default="table",
     show_default=True,
     help="A table for people, CSV with a header row, or a JSON array of objects "
-    "(domain, until, reason, ...).",
+    "(target, scope, domain, until, reason, ...); the table leaves out domain.",
 )
 @click.pass_context
 def throttles(ctx: click.Context, fmt: str) -> None:
-    """List the destinations paused now (a domain or a provider group), soonest lifted first."""
+    """List the destinations paused now, soonest lifted first: `target` is a domain or a
+    provider group (`scope` says which), `domain` is set only for a domain."""
     engine = ctx.ensure_object(AppContext).engine()
     try:
         now = engine.now()
         with Session(engine.db) as session:
             rows = [
                 {
-                    "domain": a.target,
+                    "target": a.target,
                     "scope": a.scope,
+                    "domain": a.target if a.scope is ActionScope.DOMAIN else None,
                     "until": a.pause_until,
                     "max_rate": a.max_rate,
                     "reason": a.reason,
@@ -96,7 +114,8 @@ def throttles(ctx: click.Context, fmt: str) -> None:
             ]
     finally:
         engine.close()
-    emit_rows(rows, THROTTLE_COLUMNS, fmt, title=f"Throttles in force at {now.isoformat()}")
+    columns = THROTTLE_TABLE_COLUMNS if fmt == "table" else THROTTLE_COLUMNS
+    emit_rows(rows, columns, fmt, title=f"Throttles in force at {now.isoformat()}")
 
 
 @click.group(invoke_without_command=True)

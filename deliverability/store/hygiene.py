@@ -1526,8 +1526,20 @@ def list_actions(session: Session, *, open_only: bool = False) -> list[Action]:
 
 def _incident(session: Session, action_id: int) -> tuple[Action, list[Action]]:
     alert = session.get(Action, action_id)
-    if alert is None or alert.rule != RULE_INCIDENT:
-        raise InputError(f"action {action_id}: no domain incident with this id")
+    # Say what the id is and what confirm/discard are for: a person who passes a throttle's or a
+    # suppression's id otherwise cannot tell a typo from a misunderstanding.
+    applies = (
+        "confirm and discard apply only to a domain incident (an alert with rule "
+        f"{RULE_INCIDENT}, which holds bounce suppressions for a person to settle; "
+        "`deliverability actions --open` lists them)"
+    )
+    if alert is None:
+        raise InputError(f"action {action_id}: no action has this id; {applies}")
+    if alert.rule != RULE_INCIDENT:
+        raise InputError(
+            f"action {action_id} is a {alert.kind.value} of {alert.scope.value} {alert.target} "
+            f"(rule {alert.rule}, {alert.status.value}), not a domain incident; {applies}"
+        )
     if alert.status not in (ActionStatus.OPEN, ActionStatus.EXPIRED):
         raise InputError(
             f"action {action_id}: the incident at {alert.target} is already {alert.status.value}"
