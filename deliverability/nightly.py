@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,9 +22,10 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
 
 from deliverability.engine import BatchResult, Engine, ReplyRecord
-from deliverability.errors import IngestError
+from deliverability.errors import IngestError, StoreError
 from deliverability.ingest import convert
 from deliverability.ingest.files import (
     FileIdentity,
@@ -35,7 +37,7 @@ from deliverability.ingest.files import (
 from deliverability.ingest.messages import DEFAULT_VERP, VerpFormat
 from deliverability.ingest.records import Rejected
 from deliverability.store.models import IngestedMessage, IngestSource, RejectedInput
-from deliverability.store.session import write_engine
+from deliverability.store.session import create_engine, mask_url, write_engine
 
 __all__ = [
     "FORMATS",
@@ -44,6 +46,7 @@ __all__ = [
     "SourceProgress",
     "expand_paths",
     "ingest_paths",
+    "rolled_back",
     "run_nightly",
 ]
 
@@ -470,3 +473,89 @@ def run_nightly(
             summary.actions[_action_label(summary_action)] += 1
     summary.actions["expired actions"] += result.expired
     return summary
+
+
+# -- dry runs -------------------------------------------------------------------------------------
+
+
+class _Savepoints:
+    """Turns the transactions SQLAlchemy begins, commits and rolls back on one DBAPI connection
+    into SAVEPOINTs inside that connection's own outer transaction (SQL:2003 savepoints, which
+    PostgreSQL and MariaDB both have), so a whole run can be undone by one ROLLBACK.
+
+    The names are numbered by depth: the job uses its connections one after the other (a read
+    may be open around a write), so they nest and end in reverse order of beginning.
+    """
+
+    def __init__(self) -> None:
+        self.depth = 0
+
+    @staticmethod
+    def _execute(dbapi_connection: Any, sql: str) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(sql)
+        finally:
+            cursor.close()
+
+    def begin(self, dbapi_connection: Any) -> None:
+        self.depth += 1
+        self._execute(dbapi_connection, f"SAVEPOINT dry_run_{self.depth}")
+
+    def commit(self, dbapi_connection: Any) -> None:
+        if self.depth:
+            self._execute(dbapi_connection, f"RELEASE SAVEPOINT dry_run_{self.depth}")
+            self.depth -= 1
+
+    def rollback(self, dbapi_connection: Any) -> None:
+        # The pool also "rolls back" a connection it takes back: with no savepoint open there is
+        # nothing of ours to undo, and the outer transaction must stay.
+        if self.depth:
+            name = f"dry_run_{self.depth}"
+            self.depth -= 1
+            self._execute(dbapi_connection, f"ROLLBACK TO SAVEPOINT {name}")
+            self._execute(dbapi_connection, f"RELEASE SAVEPOINT {name}")
+
+
+@contextmanager
+def rolled_back(engine: Engine) -> Iterator[None]:
+    """Run what `engine` does inside the block in one transaction that is rolled back at the
+    end: a dry run on a server database (PostgreSQL, MariaDB) that writes nothing.
+
+    The engine's SQLAlchemy Engine is swapped for one whose pool holds a single connection
+    (StaticPool), on which every transaction the engine, the ingest bookkeeping and the hygiene
+    evaluation begin becomes a SAVEPOINT (the "join an external transaction" recipe of the
+    SQLAlchemy documentation, applied below the Connection so that code written for real
+    transactions behaves exactly as in a real run). The run therefore sees its own writes, its
+    counts are those a real run would give, and the final ROLLBACK undoes all of it.
+
+    A dry run takes the row locks a real run takes and holds them until it ends: senders that
+    write the same recipients meanwhile wait for it. SQLite is refused: there one writer holds
+    the whole database, so the CLI runs SQLite dry runs on a copy instead.
+    """
+    real = engine.db
+    if real.dialect.name == "sqlite":
+        raise StoreError(
+            f"{mask_url(real.url)}: a rolled-back dry run needs a server database; "
+            "run SQLite dry runs on a copy of the file"
+        )
+    single = create_engine(real.url.render_as_string(hide_password=False), poolclass=StaticPool)
+    try:
+        # Connect once before the savepoints take over: SQLAlchemy's first connection reads
+        # the server's settings and ends with a plain rollback.
+        with single.connect():
+            pass
+        savepoints = _Savepoints()
+        dialect: Any = single.dialect
+        dialect.do_begin = savepoints.begin
+        dialect.do_commit = savepoints.commit
+        dialect.do_rollback = savepoints.rollback
+        engine.db = single
+        try:
+            yield
+        finally:
+            engine.db = real
+            with single.connect() as conn:
+                conn.connection.dbapi_connection.rollback()  # type: ignore[union-attr]
+    finally:
+        single.dispose()

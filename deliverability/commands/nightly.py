@@ -16,17 +16,23 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
 from sqlalchemy.orm import Session
 
 from deliverability.clock import parse_time, system_clock
 from deliverability.commands.base import AppContext
 from deliverability.ingest.convert import parse_verp_template
 from deliverability.ingest.messages import DEFAULT_VERP, VerpFormat
-from deliverability.nightly import FORMATS, NightlySummary, ingest_paths, run_nightly
+from deliverability.nightly import FORMATS, NightlySummary, ingest_paths, rolled_back, run_nightly
 from deliverability.output import emit_rows
 from deliverability.store.models import RejectedInput
-from deliverability.store.session import resolve_url
+from deliverability.store.session import (
+    create_engine,
+    current_revision,
+    head_revision,
+    mask_url,
+    resolve_url,
+)
 
 #: Exit codes: 0 all input read; 1 the run finished but some input was rejected (listed by
 #: `deliverability rejected`); 2 an error stopped the run (with --strict, the first bad item).
@@ -196,14 +202,15 @@ class _Job:
     strict: bool
     verp: VerpFormat
 
-    def run(self, url: str) -> NightlySummary:
+    def run(self, url: str, *, dry_run: bool = False) -> NightlySummary:
         bar, update = _progress_fn(Console(stderr=True))
         now = self.now
         with (
             AppContext(url, self.app.policy_path).engine(clock=lambda: now) as engine,
+            rolled_back(engine) if dry_run else nullcontext(),
             bar if bar is not None else nullcontext(),
         ):
-            return run_nightly(
+            summary = run_nightly(
                 engine,
                 self.paths,
                 now=now,
@@ -213,27 +220,45 @@ class _Job:
                 progress=update,
                 verp=self.verp,
             )
+        summary.dry_run = dry_run
+        return summary
 
     def dry_run(self, url: str) -> NightlySummary:
-        """Run the whole job on a throw-away copy of the store and report what it did.
+        """Run the whole job and report what it did, leaving the store as it was.
 
-        On SQLite the copy is made with SQLite's online backup; a server database cannot be
-        copied like that, so there the dry run refuses rather than pretend.
+        A server database (PostgreSQL, MariaDB) runs the job in one transaction that is rolled
+        back at the end (`rolled_back`). SQLite runs it on a throw-away copy made with SQLite's
+        online backup: there a transaction held open for the whole run would hold the one write
+        lock and stop every sender for as long.
         """
-        if not url.startswith("sqlite:///"):
-            raise click.UsageError(
-                "--dry-run works on a SQLite store (it runs the job on a copy); for a server "
-                "database, run the job against a restored copy instead"
-            )
-        source = Path(url.removeprefix("sqlite:///"))
+        if make_url(url).get_backend_name() != "sqlite":
+            _refuse_unless_at_head(url)
+            return self.run(url, dry_run=True)
+        source = Path(make_url(url).database or "")
         with tempfile.TemporaryDirectory(prefix="deliverability-dry-run-") as tmp:
             copy = Path(tmp) / "copy.db"
-            if source.exists():
+            if source.name and source.exists():
                 with sqlite3.connect(source) as src, sqlite3.connect(copy) as dst:
                     src.backup(dst)
             summary = self.run(f"sqlite:///{copy}")
         summary.dry_run = True
         return summary
+
+
+def _refuse_unless_at_head(url: str) -> None:
+    """A dry run writes nothing, not even the schema: a server database whose schema is not at
+    the newest revision must be upgraded first (MariaDB cannot roll back DDL)."""
+    engine = create_engine(url)
+    try:
+        current = current_revision(engine)
+    finally:
+        engine.dispose()
+    if current != head_revision():
+        raise click.UsageError(
+            f"--dry-run: the schema of {mask_url(url)} is at revision "
+            f"{current or '(none)'}, not {head_revision()}; a dry run writes nothing, not even "
+            "the schema: run `deliverability db upgrade` first"
+        )
 
 
 @click.command()
