@@ -271,6 +271,40 @@ def test_blocks_at_the_policy_count_within_the_window_throttle_the_destination(
     assert throttle.destination == "corp.example"
 
 
+GROUPS = {"google": ("gmail.com", "googlemail.com"), "yahoo": ("yahoo.com", "ymail.com")}
+
+
+@pytest.mark.parametrize("nightly", [False, True], ids=["incremental", "nightly"])
+def test_blocks_across_a_provider_groups_domains_throttle_the_group_not_its_neighbours(
+    session: Session, frozen_now: datetime, nightly: bool
+) -> None:
+    policy = Policy(rules=(), throttle=ThrottlePolicy(provider_domains=GROUPS))
+    history = History(session, policy)
+    step = T.blocked_window / T.blocked_count
+    rows = []
+    for i in range(T.blocked_count):
+        # Alternate the group's domains: only together do they reach the count.
+        domain = "gmail.com" if i % 2 else "googlemail.com"
+        rows.append(history.event(f"u{i}@{domain}", frozen_now + i * step, Outcome.BLOCKED,
+                                  Reason.BLOCKED))  # fmt: skip
+        # As many blocks at another group and at a plain domain, each one short of the count.
+        rows.append(history.event(f"v{i}@yahoo.com", frozen_now + i * step, Outcome.BLOCKED,
+                                  Reason.BLOCKED))  # fmt: skip
+    for i in range(T.blocked_count - 1):
+        rows.append(history.event(f"w{i}@corp.example", frozen_now + i * step, Outcome.BLOCKED,
+                                  Reason.BLOCKED))  # fmt: skip
+    rows.sort(key=lambda r: (r.at, r.id))
+    end = frozen_now + T.blocked_window
+    if nightly:
+        store_hygiene.evaluate(session, policy, end)
+    else:
+        for row in rows:
+            history.run([row], row.at)
+    throttled = {(a.scope, a.target) for a in _actions(session, ActionKind.THROTTLE)}
+    assert throttled == {(ActionScope.PROVIDER, "google"), (ActionScope.PROVIDER, "yahoo")}
+    assert store_hygiene.throttle_for(session, "corp.example", end, policy=policy) is None
+
+
 def test_blocks_spread_wider_than_the_window_do_not_throttle(
     session: Session, history: History, frozen_now: datetime
 ) -> None:
