@@ -13,9 +13,11 @@ from deliverability.vocabulary import EventKind
 
 __all__ = [
     "ADDRESS_RE",
+    "EAI_ADDRESS_RE",
     "STATUS_ALONE_RE",
     "Detector",
     "Hit",
+    "address_re",
     "addresses_in",
     "parse_date",
     "reply_in",
@@ -55,15 +57,41 @@ class Detector(Protocol):
 
 
 # Addresses as they appear in bounce texts: a dot-atom local part (RFC 5322 section 3.4.1) and a
-# domain name; quoted local parts are too rare in bounces to be worth the ambiguity.
-# Addresses as they appear in bounce texts: a dot-atom local part (RFC 5322 section 3.4.1) and a
-# domain name, both ASCII: bounce texts in CJK scripts run words into addresses without a space
-# ("a@example.jp您好"), and internationalised addresses are too rare in bounces to pay for that.
+# domain name, both ASCII. Quoted local parts are too rare in bounces to be worth the ambiguity.
 ADDRESS_RE = re.compile(
     r"(?<![A-Za-z0-9.!#$%&'*+/=?^_`{|}~-])"
     r"([A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]*)"
 )
+
+# Internationalised addresses (RFC 6531 section 3.3 extends the local part and the domain with
+# UTF-8 characters; RFC 6532 section 3.2 allows them in header fields): letters and digits of
+# any script in the local part and the domain's labels. Text in scripts written without spaces
+# (Chinese, Japanese, Thai, ...) runs words into an address ("a@example.jp您好", "您好a@..."),
+# so: a top-level label is either all ASCII or all non-ASCII (as every delegated TLD is), which
+# stops a domain at the word run into its end; and a local part that starts in such a script
+# has only that script and digits, so a word run into the front of an ASCII local part is left
+# out. A word of that script run into the front of a local part in the same script cannot be
+# told apart from it; such text rarely sits right against an address in a bounce.
+_UNSPACED = (
+    "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3100-\u312f\u3400-\u4dbf"
+    "\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003134f"
+)
+_ATEXT = "A-Za-z0-9!#$%&'*+/=?^_`{|}~\\-"
+_NON_ASCII = r"[^\W\x00-\x7f]"  # a letter or digit of any script but ASCII
+_SPACED_NON_ASCII = rf"[^\W\x00-\x7f{_UNSPACED}]"
+# A local part's atoms (RFC 5322 section 3.2.3) are each in one kind of script: ASCII and spaced
+# scripts (Latin, Greek, Cyrillic, ...) together, or an unspaced one with digits. Keeping them
+# apart is also what keeps the pattern linear on long runs of mixed text.
+_SPACED_ATOM = rf"(?:[{_ATEXT}]|{_SPACED_NON_ASCII})+"
+_UNSPACED_ATOM = rf"[{_UNSPACED}][{_UNSPACED}0-9]*"
+EAI_ADDRESS_RE = re.compile(
+    rf"(?<![{_ATEXT}.])(?<!{_SPACED_NON_ASCII})"
+    rf"((?:(?<![{_UNSPACED}]){_UNSPACED_ATOM}|{_SPACED_ATOM})"
+    rf"(?:\.(?:{_UNSPACED_ATOM}|{_SPACED_ATOM}))*"
+    rf"@(?:[^\W_][\w-]*\.)+(?:[A-Za-z][A-Za-z0-9-]*|[^\W\d_\x00-\x7f]+))"
+)
+
 
 _REPLY_START_RE = re.compile(
     r"(?m)^[ \t>]*#?[245]\d\d[ -]|\b[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}\b"
@@ -78,7 +106,7 @@ _SAID_RE = re.compile(
 # An enhanced status standing alone ("(#5.1.1)", "status 5.2.2:"), not inside a version number.
 STATUS_ALONE_RE = re.compile(r"(?:(?<=[\s(\[#:;='\"])|^)[245]\.\d{1,3}\.\d{1,3}(?=[\s)\],;:.]|$)")
 # "<a@b>: 550 unknown user": a reply right after the address it is about.
-_ADDR_COLON_RE = re.compile(r"@[A-Za-z0-9.-]+>?[ \t]*:[ \t]*(?=#?[245]\d\d\b)")
+_ADDR_COLON_RE = re.compile(r"@[\w.-]+>?[ \t]*:[ \t]*(?=#?[245]\d\d\b)")
 
 
 # RFC 5321 section 4.5.3.1.5 limits a reply line to 512 octets; the multi-line replies seen in
@@ -92,10 +120,16 @@ _COMMAND_CONTEXT_RE = re.compile(
 )
 
 
+def address_re(text: str) -> re.Pattern[str]:
+    """The address pattern for `text`: ASCII text (most bounces) takes the ASCII one, which is
+    cheaper and cannot be confused by words run into an address; any other the RFC 6531 one."""
+    return ADDRESS_RE if text.isascii() else EAI_ADDRESS_RE
+
+
 def addresses_in(text: str) -> list[str]:
-    """Every address in a text, in order, without repeats."""
+    """Every address in a text, in order, without repeats (internationalised ones too)."""
     seen: dict[str, None] = {}
-    for m in ADDRESS_RE.finditer(text):
+    for m in address_re(text).finditer(text):
         seen.setdefault(m.group(1).strip("."), None)
     return list(seen)
 

@@ -11,42 +11,60 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from deliverability.ingest.bounce.base import ADDRESS_RE, Hit, addresses_in, reply_in
+from deliverability.ingest.bounce.base import (
+    ADDRESS_RE,
+    EAI_ADDRESS_RE,
+    Hit,
+    address_re,
+    addresses_in,
+    reply_in,
+)
 from deliverability.ingest.bounce.mime import Parsed, decode_header
 
 __all__ = ["FORMATS", "TextFormat"]
 
 _A = ADDRESS_RE.pattern
 
-# Lines that name a failed recipient, most specific first. Each has one group: the address.
-_RECIPIENT_LINES: tuple[re.Pattern[str], ...] = (
-    # An address at the start of its line: alone (qmail, Yahoo, Courier "<a@b>:"; Exim, Gmail
-    # "  a@b"), or followed by Exchange 2003's "on <date>", Exim's "(generated from c@d)",
-    # "a@b: 550 ...", Sendmail's transcript "554 <a@b>... User unknown".
-    re.compile(
-        rf"(?m)^[ \t]*(?:[-*>]+[ \t]*)?"
-        rf"(?:[245]\d\d(?:[ -][245]\.\d{{1,3}}\.\d{{1,3}})?[ \t]+)?[<\"]?{_A}[>\"]?"
-        rf"(?:[ \t]*:?[ \t]*$|[ \t]+on[ \t]|[ \t]*\((?:generated|expanded|ultimately)|"
-        rf":[ \t]+\S|\.\.\.[ \t]*\S|[ \t]*\[)"
-    ),
-    # Labelled: "Recipient: a@b", "Original-Recipient: rfc822;a@b", "To: a@b", "Failed address:".
-    re.compile(
-        rf"(?mi)^[ \t]*(?:[\w -]{{0,30}}recipient(?:\(s\))?s?|to|address(?:es)?|rcpt|"
-        rf"destinataire|destinatario|empf[äa]nger|invalid|unknown|failed)[ \t]*(?:address)?"
-        rf"[ \t]*[:=][ \t]*(?:rfc822;)?[ \t]*\"?[^<\n@]*?<?{_A}"
-    ),
-    # "The following recipients returned permanent errors: a@b", "Delivery failed: a@b",
-    # "Unknown user: a@b": a short label, a colon, the address.
-    re.compile(rf"(?mi)(?:^[ \t]*[\w ,'()-]{{0,40}}|recipients?[^\n:]{{0,60}}):[ \t]*<?{_A}>?"),
-    # In a sentence: "delivering your mail to <a@b>", "message to <a@b> could not", "RCPT TO:<a@b>".
-    re.compile(
-        rf"(?i)(?:deliver(?:ed|ing|y)?|sent|send|mail(?:ed)?|message|rcpt|undeliverable)\s+"
-        rf"(?:(?:your|the|this)\s+)?(?:(?:e-?)?mail\s+|message\s+)?(?:to|for)\s*:?\s*"
-        rf"['\"]?<?{_A}"
-    ),
-    re.compile(rf"(?i)(?:recipient|address|user|mailbox)\s+['\"]?<?{_A}"),
-    re.compile(rf"<{_A}>"),
-)
+
+def _recipient_lines(address: str) -> tuple[re.Pattern[str], ...]:
+    """Lines that name a failed recipient, most specific first; `address` is the address pattern
+    (ASCII, or RFC 6531). Each has one group: the address."""
+    return (
+        # An address at the start of its line: alone (qmail, Yahoo, Courier "<a@b>:"; Exim, Gmail
+        # "  a@b"), or followed by Exchange 2003's "on <date>", Exim's "(generated from c@d)",
+        # "a@b: 550 ...", Sendmail's transcript "554 <a@b>... User unknown".
+        re.compile(
+            rf"(?m)^[ \t]*(?:[-*>]+[ \t]*)?"
+            rf"(?:[245]\d\d(?:[ -][245]\.\d{{1,3}}\.\d{{1,3}})?[ \t]+)?[<\"]?{address}[>\"]?"
+            rf"(?:[ \t]*:?[ \t]*$|[ \t]+on[ \t]|[ \t]*\((?:generated|expanded|ultimately)|"
+            rf":[ \t]+\S|\.\.\.[ \t]*\S|[ \t]*\[)"
+        ),
+        # Labelled: "Recipient: a@b", "Original-Recipient: rfc822;a@b", "To: a@b",
+        # "Failed address:".
+        re.compile(
+            rf"(?mi)^[ \t]*(?:[\w -]{{0,30}}recipient(?:\(s\))?s?|to|address(?:es)?|rcpt|"
+            rf"destinataire|destinatario|empf[äa]nger|invalid|unknown|failed)[ \t]*(?:address)?"
+            rf"[ \t]*[:=][ \t]*(?:rfc822;)?[ \t]*\"?[^<\n@]*?<?{address}"
+        ),
+        # "The following recipients returned permanent errors: a@b", "Delivery failed: a@b",
+        # "Unknown user: a@b": a short label, a colon, the address.
+        re.compile(
+            rf"(?mi)(?:^[ \t]*[\w ,'()-]{{0,40}}|recipients?[^\n:]{{0,60}}):[ \t]*<?{address}>?"
+        ),
+        # In a sentence: "delivering your mail to <a@b>", "message to <a@b> could not",
+        # "RCPT TO:<a@b>".
+        re.compile(
+            rf"(?i)(?:deliver(?:ed|ing|y)?|sent|send|mail(?:ed)?|message|rcpt|undeliverable)\s+"
+            rf"(?:(?:your|the|this)\s+)?(?:(?:e-?)?mail\s+|message\s+)?(?:to|for)\s*:?\s*"
+            rf"['\"]?<?{address}"
+        ),
+        re.compile(rf"(?i)(?:recipient|address|user|mailbox)\s+['\"]?<?{address}"),
+        re.compile(rf"<{address}>"),
+    )
+
+
+_RECIPIENT_LINES = _recipient_lines(ADDRESS_RE.pattern)
+_EAI_RECIPIENT_LINES = _recipient_lines(EAI_ADDRESS_RE.pattern)
 
 
 @dataclass(frozen=True)
@@ -166,11 +184,13 @@ _SENDER_FIELDS_RE = re.compile(r"(?mi)^(?:from|return-path)[ \t]*:([^\n]*(?:\n[ 
 
 
 _MAIL_FROM_RE = re.compile(rf"(?i)MAIL FROM:?\s*<?{_A}")
+_EAI_MAIL_FROM_RE = re.compile(rf"(?i)MAIL FROM:?\s*<?{EAI_ADDRESS_RE.pattern}")
 
 
 def _mail_from(text: str) -> set[str]:
     """The envelope sender quoted in a transcript ("MAIL FROM:<a@b>"): never the recipient."""
-    return {a.lower() for a in _MAIL_FROM_RE.findall(text)}
+    pattern = _MAIL_FROM_RE if text.isascii() else _EAI_MAIL_FROM_RE
+    return {a.lower() for a in pattern.findall(text)}
 
 
 def find_recipients(
@@ -179,7 +199,8 @@ def find_recipients(
     """(position, address) of each failed recipient named in a bounce explanation; `first` is
     a format's own recipient pattern, tried before the common ones."""
     skip = excluded | _mail_from(text)
-    patterns = ((first,) if first is not None else ()) + _RECIPIENT_LINES
+    lines = _RECIPIENT_LINES if text.isascii() else _EAI_RECIPIENT_LINES
+    patterns = ((first,) if first is not None else ()) + lines
     for n, pattern in enumerate(patterns):
         found: dict[str, int] = {}
         for m in pattern.finditer(text):
@@ -196,7 +217,7 @@ def find_recipients(
 
 def text_addr(text: str, pos: int, key: str) -> str:
     """The address as written (case kept) at or after `pos`."""
-    for m in ADDRESS_RE.finditer(text, pos):
+    for m in address_re(text).finditer(text, pos):
         if m.group(1).strip(".").lower() == key:
             return m.group(1).strip(".")
     return key
