@@ -17,10 +17,12 @@ After the first matching rule, two standard corrections apply (see docs/policy.m
 from __future__ import annotations
 
 import functools
+import operator
 import re
 import weakref
 from collections.abc import Iterable
 from datetime import timedelta
+from re import _compiler as sre_compiler  # type: ignore[attr-defined]
 from re import _constants as sre_constants  # type: ignore[attr-defined]
 from re import _parser as sre_parser  # type: ignore[attr-defined]
 from typing import Any
@@ -54,8 +56,20 @@ _PERMANENT = (Outcome.BOUNCED, Outcome.BLOCKED)
 _FALLBACK_SOURCE = "RFC 5321 section 4.2.1 (the class digit)"
 
 
+# Every hint holds one of these words; an ASCII text without any of them has no hint, and the
+# substring checks cost far less than the case-insensitive searches.
+_HINT_WORDS = ("try", "again", "come back", "resend", "wait", "deferred for")
+
+
 def retry_hint(text: str) -> timedelta | None:
     """The wait a reply's text asks for ("try again in 300 seconds"), or None."""
+    if text.isascii():
+        lowered = text.lower()
+        for word in _HINT_WORDS:
+            if word in lowered:
+                break
+        else:
+            return None
     m = _HINT_RE.search(text)
     if m:
         unit = m.group(2).lower()[0]
@@ -82,8 +96,10 @@ _MAX_CLASS = 4  # expand small character classes such as [ea] into their letters
 _MAX_VARIANTS = 16
 
 
-#: One required word set: the alphanumeric chunks the token finder looks for, and the exact
-#: lower-case literals they come from (one of which must be a substring of the text).
+#: One required word set: the letter chunks the token scan looks for, and the exact
+#: lower-case literals they come from (one of which must be a substring of the text). The
+#: chunks are empty for literals without a run of letters long enough to look for ("[bl21]"):
+#: those are only checked as substrings.
 WordSet = tuple[frozenset[str], frozenset[str]]
 #: A rule's prefilter: alternatives, each a conjunction of word sets (every set must be touched
 #: for that alternative to be possible).
@@ -105,30 +121,33 @@ def required_clauses(pattern: str) -> Clauses | None:
     for alternative in alternatives:
         sets: list[WordSet] = []
         for candidate in _seq_candidates(alternative):
-            # The finder works on alphanumeric tokens: a literal occurs only where its longest
-            # alphanumeric chunk occurs inside a token, a weaker condition that stays sound.
+            # The scan works on runs of letters: a literal occurs only where its longest run of
+            # letters occurs inside a run of letters of the text, a weaker condition that stays
+            # sound. Letters only, because the digits of a log line are mostly ids, addresses and
+            # times that would make nearly every token new.
             chunks = frozenset(_longest_chunk(w) for w in candidate)
             if all(len(c) >= _MIN_LITERAL for c in chunks):
                 sets.append((chunks, frozenset(candidate)))
+            elif all(len(w) >= _MIN_LITERAL for w in candidate):
+                sets.append((frozenset(), frozenset(candidate)))
         if not sets:
             return None
-        sets.sort(key=lambda ws: (-min(len(w) for w in ws[0]), len(ws[0]), sorted(ws[1])))
+        # The most selective first: the bucket indexes a rule by its first set's words.
+        sets.sort(
+            key=lambda ws: (
+                -min((len(w) for w in ws[0]), default=0),
+                len(ws[0]),
+                -min(len(w) for w in ws[1]),
+                sorted(ws[1]),
+            )
+        )
         clauses.append(tuple(sets))
     return tuple(clauses)
 
 
-def required_literals(pattern: str) -> frozenset[str] | None:
-    """Lower-case strings of which every match of `pattern` contains at least one, or None when
-    no useful set can be derived (the rule is then always tried)."""
-    clauses = required_clauses(pattern)
-    if clauses is None:
-        return None
-    return frozenset(w for conjunction in clauses for w in conjunction[0][0])
-
-
-_CHUNK_RE = re.compile(r"[a-z0-9]+")
+_CHUNK_RE = re.compile(r"[a-z]+")
 # Tokens shorter than the shortest prefilter word cannot contain one.
-_TOKEN_RE = re.compile(rf"[a-z0-9]{{{_MIN_LITERAL},}}")
+_TOKEN_RE = re.compile(rf"[a-z]{{{_MIN_LITERAL},}}")
 
 
 def _longest_chunk(word: str) -> str:
@@ -223,54 +242,104 @@ def _trie_pattern(words: Iterable[str]) -> str:
     return emit(trie)
 
 
-class _LiteralFinder:
-    """Finds which of many alphanumeric words occur in a text.
+# --------------------------------------------------------------------------------------------
+# Case-insensitive patterns, run as case-sensitive ones on the lower-cased text. Python's engine
+# cannot skip ahead to the possible first characters of a case-insensitive pattern, so it tries
+# the whole pattern at every position; the same pattern with its letters lower-cased, without
+# IGNORECASE, run over the lower-cased text, lets the engine skip to the positions where a match
+# can start. For an ASCII text and a pattern whose literals are ASCII the two agree: a letter
+# matches under IGNORECASE exactly when its lower-case form equals the pattern letter's (tested
+# against the original on random texts).
+# --------------------------------------------------------------------------------------------
 
-    The text is cut into alphanumeric tokens; which words each token contains is worked out once
-    (a trie-shaped regular expression over the token) and remembered, since tokens such as
-    "recipient" or "rejected" recur in every log, and only new tokens (ids, addresses) are
-    scanned.
-    """
+_IGNORECASE = sre_constants.SRE_FLAG_IGNORECASE
+_ASCII_MAX = 0x7F
 
-    #: Tokens remembered per finder; past this, new tokens are scanned but not kept.
-    MAX_TOKENS = 50_000
 
-    def __init__(self, words: Iterable[str], by_word: dict[str, frozenset[int]]) -> None:
-        ordered = sorted(set(words))
-        # A lookahead at every position reports the longest word starting there (the trie is
-        # greedy); the shorter words that are its prefixes start there too.
-        self.prefixes = {w: frozenset(p for p in ordered if w.startswith(p)) for w in ordered}
-        self.regex = re.compile(f"(?=({_trie_pattern(ordered)}))") if ordered else None
-        self.by_word = by_word
-        #: token -> (the words it contains, the rules those words index)
-        self.tokens: dict[str, tuple[frozenset[str], frozenset[int]]] = {}
+def _lower_char(c: int) -> int:
+    return c + 32 if 0x41 <= c <= 0x5A else c
 
-    def _scan(self, token: str) -> tuple[frozenset[str], frozenset[int]]:
-        found: set[str] = set()
-        if self.regex is not None:
-            for word in self.regex.findall(token):
-                if word:
-                    found |= self.prefixes[word]
-        rules: set[int] = set()
-        for word in found:
-            rules |= self.by_word.get(word, frozenset())
-        return frozenset(found), frozenset(rules)
 
-    def present(self, lowered: str) -> tuple[set[str], set[int]]:
-        """The words present in the text, and the rules they index."""
-        found: set[str] = set()
-        rules: set[int] = set()
-        tokens = self.tokens
-        for token in set(_TOKEN_RE.findall(lowered)):
-            hit = tokens.get(token)
-            if hit is None:
-                hit = self._scan(token)
-                if len(tokens) < self.MAX_TOKENS:
-                    tokens[token] = hit
-            if hit[0]:
-                found |= hit[0]
-                rules |= hit[1]
-        return found, rules
+def _lower_items(items: Any) -> bool:
+    """Lower-case, in place, a parsed sequence; False when it holds something this cannot
+    translate (non-ASCII literals, scoped flags, an unknown operator)."""
+    c = sre_constants
+    for index, (op, av) in enumerate(items):
+        if op in (c.LITERAL, c.NOT_LITERAL):
+            if av > _ASCII_MAX:
+                return False
+            items[index] = (op, _lower_char(av))
+        elif op is c.IN:
+            members: list[tuple[Any, Any]] = []
+            for member_op, member in av:
+                if member_op is c.LITERAL:
+                    if member > _ASCII_MAX:
+                        return False
+                    members.append((member_op, _lower_char(member)))
+                elif member_op is c.RANGE:
+                    low, high = member
+                    if high > _ASCII_MAX:
+                        return False
+                    members.append((member_op, member))
+                    # The lower-case images of the capital letters in the range.
+                    upper_low, upper_high = max(low, 0x41), min(high, 0x5A)
+                    if upper_low <= upper_high:
+                        members.append((c.RANGE, (upper_low + 32, upper_high + 32)))
+                elif member_op in (c.NEGATE, c.CATEGORY):
+                    members.append((member_op, member))
+                else:
+                    return False
+            items[index] = (op, members)
+        elif op in (c.ANY, c.AT, c.GROUPREF):
+            continue
+        elif op is c.BRANCH:
+            if not all(_lower_items(alternative) for alternative in av[1]):
+                return False
+        elif op is c.SUBPATTERN:
+            _group, add_flags, del_flags, sub = av
+            if (add_flags | del_flags) & ~sre_constants.SRE_FLAG_UNICODE:
+                return False
+            if not _lower_items(sub):
+                return False
+        elif op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
+            if not _lower_items(av[2]):
+                return False
+        elif op in (c.ASSERT, c.ASSERT_NOT):
+            if not _lower_items(av[1]):
+                return False
+        elif op is c.ATOMIC_GROUP:
+            if not _lower_items(av):
+                return False
+        elif op is c.GROUPREF_EXISTS:
+            if not _lower_items(av[1]) or (av[2] is not None and not _lower_items(av[2])):
+                return False
+        else:
+            return False
+    return True
+
+
+def lowered_regex(pattern: str) -> re.Pattern[str] | None:
+    """`pattern`, when case-insensitive, as a case-sensitive pattern that finds the same matches
+    in the lower-cased form of any ASCII text; None when it is case-sensitive or cannot be
+    translated (then the original runs on the original text)."""
+    try:
+        parsed = sre_parser.parse(pattern)
+        flags = parsed.state.flags
+        if not flags & _IGNORECASE or flags & ~(_IGNORECASE | sre_constants.SRE_FLAG_UNICODE):
+            return None
+        if not _lower_items(parsed.data):
+            return None
+        parsed.state.flags = flags & ~_IGNORECASE
+        compiled: re.Pattern[str] = sre_compiler.compile(parsed, 0)
+        return compiled
+    except Exception:  # an internal parser and compiler: any surprise means "no translation"
+        return None
+
+
+#: One alternative of a rule's prefilter, as the bucket checks it: for each required word set,
+#: the bit mask of its words and the exact literals to look for (None when the words are the
+#: literals themselves, so finding the word already proves the literal is there).
+_Check = tuple[tuple[int, "str | tuple[str, ...] | None"], ...]
 
 
 class _Bucket:
@@ -278,61 +347,169 @@ class _Bucket:
 
     Rules with a text condition come first; the list ends at the first rule without one, since
     nothing after it can win.
+
+    The prefilter works on bit masks. Each prefilter word of the bucket has a bit, then one bit
+    is always set, then each text rule has a bit (rule i at bit ``nwords + 1 + i``). The
+    lower-cased text is cut into tokens (runs of letters), and each token's value (the words it
+    contains, and the rules those words index) is worked out once and remembered, since tokens
+    such as "recipient" or "rejected" recur in every log and only new tokens (names, ids) need a
+    scan. The OR of a text's token values gives, in one integer, the words present and the
+    candidate rules, which are then tried in rule order.
     """
 
-    __slots__ = ("always", "by_word", "clauses", "finder", "terminal", "text_rules")
+    __slots__ = (
+        "always",
+        "base",
+        "checks",
+        "lowered",
+        "prefix_value",
+        "regex",
+        "terminal",
+        "text_rules",
+        "tokens",
+        "word_mask",
+    )
+
+    #: Tokens remembered per bucket; when full, the memory is emptied and refilled by what recurs.
+    MAX_TOKENS = 50_000
 
     def __init__(self, text_rules: tuple[Rule, ...], terminal: Rule | None) -> None:
         self.text_rules = text_rules
         self.terminal = terminal
-        self.clauses = tuple(_clauses_of(rule) for rule in text_rules)
-        #: Rules without a derivable prefilter are always tried.
-        self.always: frozenset[int] = frozenset(
-            i for i, clauses in enumerate(self.clauses) if clauses is None
+        clauses = [_clauses_of(rule) for rule in text_rules]
+        words = sorted(
+            {c for cl in clauses for conj in cl or () for chunks, _ in conj for c in chunks}
         )
-        by_word: dict[str, set[int]] = {}
-        words: set[str] = set()
-        for i, clauses in enumerate(self.clauses):
-            for conjunction in clauses or ():
+        nwords = len(words)
+        bit = {w: 1 << i for i, w in enumerate(words)}
+        # The bit above the words is always set: a word set checked only by its literals.
+        sentinel = 1 << nwords
+        base = nwords + 1
+        #: word -> its own bit, plus the bits of the rules it indexes (the words of the first,
+        #: most selective, word set of each of the rule's alternatives).
+        value = dict(bit)
+        always = sentinel
+        checks: list[tuple[_Check, ...] | None] = []
+        for i, cl in enumerate(clauses):
+            rule_bit = 1 << (base + i)
+            if cl is None:
+                # No derivable prefilter: the rule is always tried.
+                always |= rule_bit
+                checks.append(None)
+                continue
+            alternatives = []
+            for conjunction in cl:
                 for word in conjunction[0][0]:
-                    by_word.setdefault(word, set()).add(i)
-                for chunks, _ in conjunction:
-                    words |= chunks
-        self.by_word = {w: frozenset(ix) for w, ix in by_word.items()}
-        self.finder = _LiteralFinder(words, self.by_word)
+                    value[word] |= rule_bit
+                if not conjunction[0][0]:
+                    # Not even the most selective set has words to index: always a candidate.
+                    always |= rule_bit
+                sets = []
+                for chunks, literals in conjunction:
+                    mask = 0 if chunks else sentinel
+                    for c in chunks:
+                        mask |= bit[c]
+                    exact: str | tuple[str, ...] | None
+                    if literals == chunks:
+                        exact = None
+                    elif len(literals) == 1:
+                        exact = next(iter(literals))
+                    else:
+                        exact = tuple(sorted(literals))
+                    sets.append((mask, exact))
+                alternatives.append(tuple(sets))
+            checks.append(tuple(alternatives))
+        self.checks = checks
+        #: Per rule, its pattern translated to run on the lower-cased text, or None.
+        self.lowered = [_lowered_cached(rule.text) if rule.text else None for rule in text_rules]
+        self.base = base
+        self.word_mask = (1 << base) - 1
+        self.always = always
+        # A lookahead at every position reports the longest word starting there (the trie is
+        # greedy); the shorter words that are its prefixes start there too.
+        self.prefix_value: dict[str, int] = {}
+        for w in words:
+            v = 0
+            for p in words:
+                if w.startswith(p):
+                    v |= value[p]
+            self.prefix_value[w] = v
+        self.regex = re.compile(f"(?=({_trie_pattern(words)}))") if words else None
+        #: token -> the OR of the values of the words it contains (0 for none)
+        self.tokens: dict[str, int] = {}
+
+    def _scan(self, token: str) -> int:
+        v = 0
+        if self.regex is not None:
+            prefix_value = self.prefix_value
+            for word in self.regex.findall(token):
+                if word:
+                    v |= prefix_value[word]
+        tokens = self.tokens
+        if len(tokens) >= self.MAX_TOKENS:
+            tokens.clear()
+        tokens[token] = v
+        return v
+
+    def present(self, lowered: str) -> int:
+        """The OR of the values of the text's tokens: present words and candidate rules."""
+        found = _TOKEN_RE.findall(lowered)
+        values = list(map(self.tokens.get, found))
+        if None in values:
+            scan = self._scan
+            values = [scan(t) if v is None else v for t, v in zip(found, values, strict=True)]
+        return functools.reduce(operator.or_, values, self.always)
 
     def first_match(self, text: str) -> Rule | None:
-        if not self.text_rules:
+        text_rules = self.text_rules
+        if not text_rules:
             return self.terminal
         if not text.isascii():
             # Case-insensitive patterns fold some non-ASCII letters to ASCII ones (the long s
             # to "s") where str.lower() does not: no prefilter, every rule is tried in order.
-            for rule in self.text_rules:
+            for rule in text_rules:
                 assert rule.regex is not None
                 if rule.regex.search(text):
                     return rule
             return self.terminal
         lowered = text.lower()
-        present, candidates = self.finder.present(lowered)
-        if self.always:
-            candidates |= self.always
-        for i in sorted(candidates):
-            clauses = self.clauses[i]
-            if clauses is not None and not _clauses_hold(clauses, present, lowered):
+        combined = self.present(lowered)
+        present = combined & self.word_mask
+        candidates = combined >> self.base
+        checks = self.checks
+        lowered_rules = self.lowered
+        while candidates:
+            low = candidates & -candidates
+            candidates ^= low
+            i = low.bit_length() - 1
+            check = checks[i]
+            if check is not None and not _holds(check, present, lowered):
                 continue
-            regex = self.text_rules[i].regex
-            assert regex is not None
-            if regex.search(text):
-                return self.text_rules[i]
+            fast = lowered_rules[i]
+            if fast is not None:
+                if fast.search(lowered):
+                    return text_rules[i]
+                continue
+            rule = text_rules[i]
+            assert rule.regex is not None
+            if rule.regex.search(text):
+                return rule
         return self.terminal
 
 
-def _clauses_hold(clauses: Clauses, present: set[str], lowered: str) -> bool:
-    """Some alternative has every word set touched: first by token chunks, then by the exact
+def _holds(check: tuple[_Check, ...], present: int, lowered: str) -> bool:
+    """Some alternative has every word set touched: first by its word bits, then by the exact
     literals (substring checks are cheap next to running a pattern that fails)."""
-    for conjunction in clauses:
-        for chunks, literals in conjunction:
-            if chunks.isdisjoint(present) or not any(lit in lowered for lit in literals):
+    for alternative in check:
+        for mask, exact in alternative:
+            if not present & mask:
+                break
+            if exact is None:
+                continue
+            if isinstance(exact, str):
+                if exact not in lowered:
+                    break
+            elif not any(lit in lowered for lit in exact):
                 break
         else:
             return True
@@ -342,6 +519,11 @@ def _clauses_hold(clauses: Clauses, present: set[str], lowered: str) -> bool:
 @functools.cache
 def _clauses_cached(pattern: str) -> Clauses | None:
     return required_clauses(pattern)
+
+
+@functools.cache
+def _lowered_cached(pattern: str) -> re.Pattern[str] | None:
+    return lowered_regex(pattern)
 
 
 def _clauses_of(rule: Rule) -> Clauses | None:
@@ -405,13 +587,11 @@ class _Matcher:
     def _verdict(self, rule: Rule | None, klass: int, text: str, inconsistent: bool) -> Verdict:
         if rule is None:
             return _fallback(klass, inconsistent)
-        outcome, decisive, why = rule.outcome, rule.decisive, rule.why
-        if klass == 4 and outcome in _PERMANENT:
-            # RFC 5321 section 4.2.1: a 4yz reply is transient whatever its text says.
-            outcome, decisive = Outcome.DEFERRED, False
-            why = f"{why} (a 4xx reply is transient: retried, not final)".strip()
+        outcome = rule.outcome
+        # RFC 5321 section 4.2.1: a 4yz reply is transient whatever its text says.
+        transient = klass == 4 and outcome in _PERMANENT
         retry_after = rule.retry_after
-        if outcome is Outcome.DEFERRED and retry_after is None:
+        if retry_after is None and (transient or outcome is Outcome.DEFERRED):
             retry_after = retry_hint(text)
             if retry_after is None and rule.reason is Reason.GREYLISTED:
                 retry_after = self.policy.backoff.greylist_retry
@@ -421,6 +601,10 @@ class _Matcher:
         found = self.verdicts.get(key)
         if found is not None:
             return found
+        decisive, why = rule.decisive, rule.why
+        if transient:
+            outcome, decisive = Outcome.DEFERRED, False
+            why = f"{why} (a 4xx reply is transient: retried, not final)".strip()
         verdict = self.verdicts[key] = Verdict(
             outcome=outcome,
             reason=rule.reason,
@@ -512,4 +696,4 @@ def cache_clear() -> None:
         matcher.cached.cache_clear()
         matcher.cached_text.cache_clear()
         for bucket in matcher.buckets.values():
-            bucket.finder.tokens.clear()
+            bucket.tokens.clear()

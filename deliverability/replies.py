@@ -222,12 +222,27 @@ def _command_of(text: str) -> tuple[str, str | None]:
     return text, command
 
 
-# The plain shape most log lines have: "550 5.1.1 text" on one line, nothing before the code.
-_SIMPLE_LEAD_RE = re.compile(r"([1-5]\d\d)(?: *[-:]? *|$)")
-_SIMPLE_STATUS_RE = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?: +|$)")
+# The plain shape most log lines have: "550 5.1.1 text" on one line, nothing before the code. The
+# status part is optional here; when it is absent but a digit follows the code, the line is odd
+# and goes to the full parser.
+_SIMPLE_RE = re.compile(r"([1-5]\d\d)(?: *[-:]? *|$)(?:([245]\.\d{1,3}\.\d{1,3})(?: +|$))?")
 # Words that send a line to the full parser: prefixes a recorder puts before the reply, and the
 # command markers ("(in reply to ...)", Exim's "after ...").
-_SLOW_MARKERS_RE = re.compile(r"said|refused to talk|smtp error|remote server|in reply to|after")
+_SLOW_MARKERS = ("said", "refused to talk", "smtp error", "remote server", "in reply to", "after")
+# Enhanced status codes seen by the fast path, made once each: a log holds few distinct ones.
+_STATUSES: dict[str, StatusCode | None] = {}
+_MAX_STATUSES = 4_096
+
+
+def _simple_status(token: str) -> StatusCode | None:
+    """The status of a "class.subject.detail" token, or None when its subject is out of range."""
+    found = _STATUSES.get(token, False)
+    if found is False:
+        klass, subject, detail = (int(part) for part in token.split("."))
+        found = StatusCode(klass, subject, detail) if subject <= 7 else None
+        if len(_STATUSES) < _MAX_STATUSES:
+            _STATUSES[token] = found
+    return found  # type: ignore[return-value]
 
 
 def _parse_simple(text: str) -> Reply | None:
@@ -241,21 +256,25 @@ def _parse_simple(text: str) -> Reply | None:
     if len(text) > _MAX_TEXT or not text[:1].isdigit() or not text.isprintable():
         return None
     lowered = text.lower()
-    if _SLOW_MARKERS_RE.search(lowered):
-        return None
-    lead = _SIMPLE_LEAD_RE.match(text)
-    if lead is None:
-        return None
-    code = int(lead.group(1))
-    rest = text[lead.end() :]
-    status: StatusCode | None = None
-    if rest[:1].isdigit() or rest[:1] == "#":
-        m = _SIMPLE_STATUS_RE.match(rest)
-        if m is None or int(m.group(2)) > 7:
+    for marker in _SLOW_MARKERS:
+        if marker in lowered:
             return None
-        status = StatusCode(int(m.group(1)), int(m.group(2)), int(m.group(3)))
-        rest = rest[m.end() :]
-    body = " ".join(rest.split())
+    m = _SIMPLE_RE.match(text)
+    if m is None:
+        return None
+    code = int(m.group(1))
+    token = m.group(2)
+    rest = text[m.end() :]
+    status: StatusCode | None = None
+    if token is not None:
+        status = _simple_status(token)
+        if status is None:
+            return None
+    elif rest[:1].isdigit() or rest[:1] == "#":
+        return None
+    # A printable text holds no whitespace but the space, and `rest` starts after the spaces
+    # that follow the code and status and ends at the stripped end: only doubled spaces remain.
+    body = " ".join(rest.split()) if "  " in rest or rest[:1] == " " else rest
     if str(code) in body:
         return None  # possibly repeated continuation prefixes: the full parser drops them
     problems: tuple[str, ...] = ()

@@ -367,8 +367,13 @@ def test_the_prefilter_words_of_a_pattern_are_necessary_for_a_match() -> None:
         ),
         ((frozenset({"unknown"}), frozenset({"user unknown"})),),
     )
-    # An alternative without a usable word means the rule is always tried.
-    assert required_clauses(r"(?i)user unknown|5\.7\.1") is None
+    # A literal without a run of letters to look for ("5.7.1", "[bl21]") is still required: it
+    # is checked as a substring, with no words to index it.
+    with_status = required_clauses(r"(?i)user unknown|5\.7\.1")
+    assert with_status is not None
+    assert with_status[1] == ((frozenset(), frozenset({"5.7.1"})),)
+    # An alternative without a usable literal means the rule is always tried.
+    assert required_clauses(r"(?i)user unknown|\d+x") is None
 
 
 @pytest.mark.parametrize(
@@ -378,3 +383,60 @@ def test_the_prefilter_words_of_a_pattern_are_necessary_for_a_match() -> None:
 def test_non_ascii_texts_are_classified_without_the_prefilter_and_agree(text: str) -> None:
     reply = Reply(code=550, status=None, text=text)
     assert classify(reply).rule == _naive_rule(reply)
+
+
+# ---- case-insensitive patterns run on the lower-cased text ---------------------------------
+
+_TRICKY_PATTERNS = [
+    r"(?i)[A-Z]{2}\d",
+    r"(?i)[^a-c]x",
+    r"(?i)\bspam\b|[^)]+:blocked\)",
+    r"(?i)(ab)c\1",
+    r"(?i)user.?unknown|no such (?:user|mailbox)",
+    r"(?i)^service unavailable$",
+    r"(?i)(?<=x)Y+",
+]
+
+
+def _translated_patterns() -> list[tuple[re.Pattern[str], re.Pattern[str]]]:
+    """(original, lowered form) of the tricky patterns and of every shipped rule's pattern."""
+    from deliverability.classify import lowered_regex
+    from deliverability.policy import default_policy
+
+    shipped = sorted({rule.text for rule in default_policy().rules if rule.text})
+    pairs = []
+    for pattern in [*_TRICKY_PATTERNS, *shipped]:
+        fast = lowered_regex(pattern)
+        if fast is not None:
+            pairs.append((re.compile(pattern), fast))
+    return pairs
+
+
+_TRANSLATED = _translated_patterns()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from([*_WORDS, "X", "y", "AB", "ab", "Ab", "[", ")", ":"]),
+            st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=4),
+        ),
+        max_size=8,
+    ).map(" ".join)
+)
+def test_a_lowered_pattern_finds_what_the_original_finds_in_any_ascii_text(text: str) -> None:
+    lowered = text.lower()
+    for original, fast in _TRANSLATED:
+        expected, found = original.search(text), fast.search(lowered)
+        assert (found and found.span()) == (expected and expected.span()), original.pattern
+
+
+def test_patterns_the_lowered_form_cannot_mimic_keep_their_original() -> None:
+    from deliverability.classify import lowered_regex
+
+    assert lowered_regex(r"RESOLVER\.ADR") is None  # case-sensitive
+    assert lowered_regex(r"(?i)user (?-i:Unknown)") is None  # a case-sensitive part
+    assert lowered_regex("(?i)\u017fpam") is None  # the long s folds to an ASCII "s"
+    assert lowered_regex(r"(?i)[\u0100-\u017f]") is None
+    assert lowered_regex(r"(?i)user unknown") is not None
