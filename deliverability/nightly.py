@@ -147,11 +147,6 @@ def expand_paths(paths: Iterable[Path | str], fmt: str = "auto") -> Iterator[Inp
                 yield Input(path, None, exc.problem)
 
 
-def _starts_like_mbox(path: Path) -> bool:
-    with path.open("rb") as f:
-        return f.read(5) == b"From "
-
-
 def _is_maildir(path: Path) -> bool:
     return (path / "cur").is_dir() and (path / "new").is_dir()
 
@@ -380,12 +375,30 @@ class _Ingest:
             _checkpoint(session, saved, path, kind, offset, len(chunk) + len(rejected), self.now)
 
     def messages(self, path: Path, kind: str, row: SourceProgress) -> None:
-        if kind == "mbox" and not _starts_like_mbox(path):
-            # Read as an mbox, a file without a "From " line would silently give no message.
-            self.unreadable(path, row, 'not an mbox: it does not start with a "From " line')
-            return
+        def preamble(size: int, head: bytes, follows: bool) -> None:
+            if not follows:
+                # Read as an mbox, a file without a "From " line would silently give no message.
+                self.unreadable(path, row, 'not an mbox: it does not start with a "From " line')
+                return
+            rejected: list[Rejected] = []
+            row.items += 1
+            self._bad(
+                Rejected(
+                    path.name,
+                    "byte 0",
+                    f'{size} bytes before the first "From " line belong to no message '
+                    "(an mbox starts with one, RFC 4155): not read",
+                    head.decode("utf-8", "replace"),
+                ),
+                rejected,
+            )
+            row.rejected += 1
+            self.summary.rejected.extend(rejected)
+            with self.sessions() as session, session.begin():
+                record_rejected(session, rejected, self.now)
+
         batch: list[tuple[str, bytes]] = []
-        for key, data in convert.read_messages(path, kind):
+        for key, data in convert.read_messages(path, kind, preamble=preamble):
             batch.append((key, data))
             if len(batch) >= CHUNK // 4:
                 self._flush_messages(path, row, batch)

@@ -23,6 +23,7 @@ from deliverability.ingest.mailer_log import read_mailer_log
 from deliverability.ingest.messages import (
     DEFAULT_VERP,
     BounceRecord,
+    PreambleFn,
     VerpFormat,
     iter_eml,
     iter_maildir,
@@ -74,10 +75,13 @@ def log_item(record: LogRecord) -> ReplyRecord:
     )
 
 
-def read_messages(path: Path, kind: str) -> Iterator[tuple[str, bytes]]:
-    """(message key, raw bytes) for each message of an mbox, a Maildir or a single file."""
+def read_messages(
+    path: Path, kind: str, *, preamble: PreambleFn | None = None
+) -> Iterator[tuple[str, bytes]]:
+    """(message key, raw bytes) for each message of an mbox, a Maildir or a single file;
+    `preamble` is told of bytes before an mbox's first "From " line (see `iter_mbox`)."""
     if kind == "mbox":
-        return iter_mbox(path)
+        return iter_mbox(path, preamble=preamble)
     if kind == "maildir":
         return iter_maildir(path)
     return iter_eml(path)

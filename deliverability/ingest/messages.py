@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
@@ -32,6 +32,7 @@ from deliverability.vocabulary import EventKind
 __all__ = [
     "DEFAULT_VERP",
     "BounceRecord",
+    "PreambleFn",
     "VerpFormat",
     "explain_message_file",
     "iter_eml",
@@ -384,27 +385,59 @@ def iter_eml(path: Path | str) -> Iterator[tuple[str, bytes]]:
 _FROM_LINE = re.compile(rb"^From \S*")
 
 
-def iter_mbox(path: Path | str) -> Iterator[tuple[str, bytes]]:
+#: What a preamble callback is given: the preamble's size in bytes, its first `PREAMBLE_SHOWN`
+#: bytes, and whether a message follows it (False: the file has no "From " line at all).
+PreambleFn = Callable[[int, bytes, bool], None]
+PREAMBLE_SHOWN = 2000
+_BOM = b"\xef\xbb\xbf"
+
+
+def iter_mbox(
+    path: Path | str, *, preamble: PreambleFn | None = None
+) -> Iterator[tuple[str, bytes]]:
     """Stream the messages of an mbox file, one at a time, keyed by the byte offset of each
     message's ``From `` separator line (stable from one run to the next as long as the file is
-    only appended to). ``>From `` quoting (mboxrd/mboxo) is undone one level."""
+    only appended to). ``>From `` quoting (mboxrd/mboxo) is undone one level.
+
+    Bytes before the first ``From `` line belong to no message (RFC 4155 section 2: each message
+    begins with one). When they hold more than white space (or a UTF-8 byte order mark),
+    `preamble` is called with them once, before the first message is yielded (or at the end,
+    when no ``From `` line follows), so the caller can record them as rejected input.
+    """
     p = Path(path)
     with p.open("rb") as fh:
         offset = 0
         start: int | None = None
         lines: list[bytes] = []
         previous_blank = True
-        for line in fh:
-            if line.startswith(b"From ") and previous_blank and _FROM_LINE.match(line):
+        head = bytearray()
+        loose = False  # the preamble holds more than white space
+        for raw in fh:
+            line = raw[len(_BOM) :] if offset == 0 and raw.startswith(_BOM) else raw
+            # Inside a message, only a "From " line after a blank line starts the next one; the
+            # first may come right after a preamble line.
+            if (
+                line.startswith(b"From ")
+                and (previous_blank or start is None)
+                and _FROM_LINE.match(line)
+            ):
                 if start is not None:
                     yield str(start), _mbox_body(lines)
+                elif loose and preamble is not None:
+                    preamble(offset, bytes(head), True)
                 start, lines = offset, []
             elif start is not None:
                 lines.append(line)
-            offset += len(line)
+            else:
+                if len(head) < PREAMBLE_SHOWN:
+                    head += raw[: PREAMBLE_SHOWN - len(head)]
+                loose = loose or bool(line.strip())
+            offset += len(raw)
             previous_blank = line in (b"\n", b"\r\n")
         if start is not None:
             yield str(start), _mbox_body(lines)
+        elif loose and preamble is not None:
+            preamble(offset, bytes(head), False)
 
 
 def _mbox_body(lines: list[bytes]) -> bytes:
