@@ -252,6 +252,16 @@ def _parse_simple(text: str) -> Reply | None:
     anything unusual (several lines, control characters, prefixes, a repeated code, an odd
     status) goes to the full parser.
     """
+    parts = simple_parts(text)
+    if parts is None:
+        return None
+    code, status, body, problems = parts
+    return Reply(code=code, status=status, text=body, command=None, problems=problems)
+
+
+def simple_parts(text: str) -> tuple[int, StatusCode | None, str, tuple[str, ...]] | None:
+    """What `_parse_simple` reads, as (code, status, text, problems), without making the Reply:
+    the classifier's text path needs only the parts."""
     text = text.strip()
     if len(text) > _MAX_TEXT or not text[:1].isdigit() or not text.isprintable():
         return None
@@ -280,7 +290,7 @@ def _parse_simple(text: str) -> Reply | None:
     problems: tuple[str, ...] = ()
     if status is not None and status.klass != code // 100 and code >= 200:
         problems = (f"enhanced status {status} disagrees with reply code {code} (RFC 3463 3.1)",)
-    return Reply(code=code, status=status, text=body, command=None, problems=problems)
+    return code, status, body, problems
 
 
 def parse_reply(text: str) -> Reply:

@@ -440,3 +440,25 @@ def test_patterns_the_lowered_form_cannot_mimic_keep_their_original() -> None:
     assert lowered_regex("(?i)\u017fpam") is None  # the long s folds to an ASCII "s"
     assert lowered_regex(r"(?i)[\u0100-\u017f]") is None
     assert lowered_regex(r"(?i)user unknown") is not None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["250", "421", "450", "451", "550", "552", "553", "554", "5.1.1", "#550"]),
+    st.sampled_from([" ", "-", ":", "  ", ""]),
+    st.sampled_from(["", "2.0.0 ", "4.2.2 ", "5.1.1 ", "5.7.26 ", "5.9.1 ", "4.7.0  "]),
+    st.lists(
+        st.sampled_from([*_WORDS, "550", "said:", "(in reply to RCPT TO command)"]), max_size=6
+    ),
+)
+def test_classifying_a_text_gives_the_verdict_of_its_parsed_reply(
+    code: str, sep: str, status: str, words: list[str]
+) -> None:
+    text = f"{code}{sep}{status}{' '.join(words)}"
+    try:
+        reply = parse_reply(text)
+    except ReplyParseError:
+        with pytest.raises(ReplyParseError):
+            classify_text(text)
+        return
+    assert classify_text(text) == classify(reply)
