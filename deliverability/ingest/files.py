@@ -322,9 +322,11 @@ def _skip_rest_of_line(f: io.BufferedIOBase, pos: int, cap: int | None) -> tuple
 _DETECT_BYTES = 64 * 1024
 # A syslog or RFC 3339 time stamp, a host, then a Postfix program ("postfix/smtp[123]:", also
 # multi-instance names such as "postfix-out/smtp" and service paths "postfix/submission/smtpd").
+# A BSD (RFC 3164) or RFC 3339 stamp, the host and "postfix/agent[pid]:"; or an RFC 5424 line
+# ("<PRI>1 TIMESTAMP HOST postfix/agent PROCID ...", section 6) with the program as APP-NAME.
 _POSTFIX_LINE_RE = re.compile(
-    r"^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\S+)\s+\S+\s+"
-    r"postfix[\w.-]*/[\w./-]+(?:\[\d+\])?:"
+    r"^(<\d{1,3}>[1-9]\d{0,2} )?(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\S+)"
+    r"\s+\S+\s+postfix[\w.-]*/[\w./-]+(?(1) |(?:\[\d+\])?:)"
 )
 # RFC 5322 section 3.6.8: a field name is printable US-ASCII except the colon.
 _HEADER_RE = re.compile(r"^[!-9;-~]+:[ \t]?")

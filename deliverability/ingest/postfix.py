@@ -62,12 +62,23 @@ _PROBES = frozenset({"deliverable", "undeliverable"})
 # RFC 3339 one (rsyslog's high-precision format, journald's short-iso), the host, then a Postfix
 # program: "postfix/smtp[123]:", multi-instance "postfix-out/smtp", service paths
 # "postfix/submission/smtpd".
+#
+# Or the RFC 5424 format (section 6: "<PRI>VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID
+# STRUCTURED-DATA MSG"), as rsyslog's RSYSLOG_SyslogProtocol23Format and syslog-ng's syslog()
+# destination write it: the Postfix program is the APP-NAME and its process id the PROCID, each
+# field one space apart (section 6); STRUCTURED-DATA is "-" or SD-ELEMENTs "[id name="value"]"
+# whose values escape '"', '\' and ']' with a backslash (section 6.3.3); MSG may start with a
+# byte order mark (section 6.4). The TIMESTAMP is an RFC 3339 one (section 6.2.3), read as above.
+_SD_ELEMENT = r'\[(?:[^\]"\\]|"(?:[^"\\]|\\.)*")*\]'
 _HEADER_RE = re.compile(
+    r"(?P<pri><\d{1,3}>[1-9]\d{0,2} )?"
     r"(?:(?P<syslog>(?P<mon>[A-Z][a-z]{2})\s+(?P<day>\d{1,2})\s+(?P<hms>\d\d:\d\d:\d\d))(?:\.\d+)?"
     r"|(?P<iso>\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:[Zz]|[+-]\d\d:?\d\d)?))"
     r"\s+(?P<host>\S+)\s+(?P<program>postfix[\w.-]*(?:/[\w.-]+)*?)/(?P<agent>[\w.-]+)"
-    r"(?:\[\d+\])?:\s+(?P<message>.*)"
+    rf"(?(pri) \S+ \S+ (?:-|(?:{_SD_ELEMENT})+) \ufeff?|(?:\[\d+\])?:\s+)(?P<message>.*)"
 )
+# An RFC 5424 line whose TIMESTAMP is the NILVALUE "-" (section 6.2.3): it cannot be dated.
+_NIL_TIME_RE = re.compile(r"<\d{1,3}>[1-9]\d{0,2} - ")
 _QUEUED_RE = re.compile(r"(?P<qid>[0-9A-Za-z]{5,20}): (?P<rest>.*)")
 _TO_RE = re.compile(r"to=<(?P<to>[^>]*)>(?:, |$)")
 _ORIG_TO_RE = re.compile(r"orig_to=<(?P<orig>[^>]*)>")
@@ -159,6 +170,10 @@ def _split(text: str, source: str, position: str) -> _Line | None:
     match = _HEADER_RE.match(text)
     if match is None:
         if "postfix" in text and "status=" in text:
+            if _NIL_TIME_RE.match(text):
+                raise IngestError(
+                    source, position, 'no time stamp (RFC 5424 NILVALUE "-"): cannot date', text
+                )
             raise IngestError(source, position, "not a syslog line from Postfix", text)
         return None
     queued = _QUEUED_RE.match(match.group("message"))
