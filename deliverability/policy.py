@@ -358,14 +358,10 @@ class Policy:
 
     def as_dict(self) -> dict[str, Any]:
         """The effective policy as plain data (for `policy show`)."""
-        return {
-            "backoff": _numbers_as_dict(self.backoff),
-            "throttle": _numbers_as_dict(self.throttle),
-            "hygiene": _numbers_as_dict(self.hygiene),
-            "reputation": _numbers_as_dict(self.reputation),
-            "source_files": list(self.source_files),
-            "rule": [r.as_dict() for r in self.rules],
-        }
+        data: dict[str, Any] = {name: _numbers_as_dict(getattr(self, name)) for name in SECTIONS}
+        data["source_files"] = list(self.source_files)
+        data["rule"] = [r.as_dict() for r in self.rules]
+        return data
 
 
 def _numbers_as_dict(numbers: _Numbers) -> dict[str, Any]:
@@ -409,7 +405,8 @@ DEFAULT_POLICY_FILE = "default_policy.toml"
 PROVIDER_RULES_FILE = "provider_rules.toml"
 
 _Numbers = BackoffPolicy | ThrottlePolicy | HygienePolicy | ReputationPolicy
-_SECTIONS: dict[str, type[_Numbers]] = {
+#: The tables of numbers a policy file may hold, by name; with `[[rule]]`, the whole schema.
+SECTIONS: dict[str, type[_Numbers]] = {
     "backoff": BackoffPolicy,
     "throttle": ThrottlePolicy,
     "hygiene": HygienePolicy,
@@ -476,7 +473,7 @@ class _Reader:
         self.overrides: dict[str, dict[str, Any]] = {}
 
     def problem(
-        self, line: int | None, key: str, message: str, fix: str = "", severity: str = "error"
+        self, line: int | None, key: str, message: str, fix: str, severity: str = "error"
     ) -> None:
         self.problems.append(Problem(severity, self.label, line, key, message, fix))
 
@@ -517,10 +514,10 @@ class _Reader:
         for key, value in data.items():
             if key == "rule":
                 self._read_rules(value)
-            elif key in _SECTIONS and not rules_only:
+            elif key in SECTIONS and not rules_only:
                 self._read_section(key, value)
             else:
-                allowed = "rule" if rules_only else "backoff, throttle, hygiene, rule"
+                allowed = "rule" if rules_only else ", ".join([*SECTIONS, "rule"])
                 self.problem(
                     self.lines.table(key) or self.lines.key("", key),
                     key,
@@ -536,7 +533,7 @@ class _Reader:
         if not isinstance(table, dict):
             self.problem(line, name, "must be a table", f"write it as [{name}]")
             return
-        numbers = _SECTIONS[name]()
+        numbers = SECTIONS[name]()
         known = {f.name: f for f in fields(numbers)}
         out: dict[str, Any] = {}
         for key, value in table.items():
@@ -549,7 +546,12 @@ class _Reader:
                 self._read_expiry(value, out)
                 continue
             if key not in known or key in ("provider_domains", "provider_mx_suffixes"):
-                names = ", ".join(sorted(k for k in known if not k.startswith("provider_")))
+                names = ", ".join(
+                    sorted(
+                        [k for k in known if not k.startswith("provider_")]
+                        + (["providers"] if name == "throttle" else [])
+                    )
+                )
                 self.problem(
                     where, dotted, f"unknown key {key!r}", f"the keys of [{name}] are: {names}"
                 )
@@ -575,10 +577,19 @@ class _Reader:
         self.overrides[name] = out
 
     def _convert_number(self, key: str, line: int | None, default: Any, value: Any) -> Any:
+        example = f"{key.split('.', 1)[1]} = {_toml_example(default)}"
         if isinstance(default, frozenset):
             # A set of reasons (hygiene.soft_reasons).
             items = _as_list(value)
-            wrong = [v for v in items if not isinstance(v, str) or v not in _REASONS]
+            if not all(isinstance(v, str) for v in items):
+                self.problem(
+                    line,
+                    key,
+                    f"expected a list of reason names, got {value!r}",
+                    f"write a list of reasons, like {example}",
+                )
+                return None
+            wrong = [v for v in items if v not in _REASONS]
             if wrong:
                 self.problem(line, key, f"unknown reason(s) {wrong!r}", _choices(_REASONS))
                 return None
@@ -591,7 +602,12 @@ class _Reader:
                 self.problem(line, key, str(exc), "write a list of durations like ['7d', '30d']")
                 return None
             if not windows or any(w <= timedelta(0) for w in windows):
-                self.problem(line, key, "must be a non-empty list of positive durations")
+                self.problem(
+                    line,
+                    key,
+                    "must be a non-empty list of positive durations",
+                    "write a list of durations like ['7d', '30d']",
+                )
                 return None
             return windows
         if isinstance(default, timedelta):
@@ -602,17 +618,32 @@ class _Reader:
                 return None
         elif isinstance(default, bool):
             if not isinstance(value, bool):
-                self.problem(line, key, f"expected true or false, got {value!r}")
+                self.problem(
+                    line,
+                    key,
+                    f"expected true or false, got {value!r}",
+                    f"write true or false, like {example}",
+                )
                 return None
             result = value
         elif isinstance(default, int):
             if isinstance(value, bool) or not isinstance(value, int):
-                self.problem(line, key, f"expected a whole number, got {value!r}")
+                self.problem(
+                    line,
+                    key,
+                    f"expected a whole number, got {value!r}",
+                    f"write a whole number, like {example}",
+                )
                 return None
             result = value
         elif isinstance(default, float):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                self.problem(line, key, f"expected a number, got {value!r}")
+                self.problem(
+                    line,
+                    key,
+                    f"expected a number, got {value!r}",
+                    f"write a number, like {example}",
+                )
                 return None
             result = float(value)
         else:  # pragma: no cover - every number field has one of the types above
@@ -628,7 +659,12 @@ class _Reader:
     def _read_providers(self, value: Any, out: dict[str, Any]) -> None:
         line = self.lines.key("throttle", "providers") or self.lines.table("throttle.providers")
         if not isinstance(value, dict):
-            self.problem(line, "throttle.providers", "must be a table of provider groups")
+            self.problem(
+                line,
+                "throttle.providers",
+                "must be a table of provider groups",
+                "write one [throttle.providers.NAME] table per group, with domains and mx_suffixes",
+            )
             return
         domains: dict[str, tuple[str, ...]] = {}
         suffixes: dict[str, tuple[str, ...]] = {}
@@ -636,7 +672,13 @@ class _Reader:
             table = f"throttle.providers.{group}"
             gline = self.lines.table(table) or line
             if not isinstance(spec, dict):
-                self.problem(gline, table, "must be a table with domains and mx_suffixes")
+                self.problem(
+                    gline,
+                    table,
+                    "must be a table with domains and mx_suffixes",
+                    f"write [{table}] with domains = ['example.com'] and "
+                    "mx_suffixes = ['.mx.example.com']",
+                )
                 continue
             for key, items in spec.items():
                 kline = self.lines.key(table, key) or gline
@@ -646,7 +688,13 @@ class _Reader:
                     )
                     continue
                 if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-                    self.problem(kline, f"{table}.{key}", "must be a list of strings")
+                    sample = "'example.com'" if key == "domains" else "'.mx.example.com'"
+                    self.problem(
+                        kline,
+                        f"{table}.{key}",
+                        f"must be a list of strings, got {items!r}",
+                        f"write it like {key} = [{sample}]",
+                    )
                     continue
                 target = domains if key == "domains" else suffixes
                 target[group] = tuple(i.strip().lower() for i in items)
@@ -657,7 +705,12 @@ class _Reader:
         table = "hygiene.suppression_expiry"
         line = self.lines.table(table) or self.lines.key("hygiene", "suppression_expiry")
         if not isinstance(value, dict):
-            self.problem(line, table, "must be a table of reason = duration")
+            self.problem(
+                line,
+                table,
+                "must be a table of reason = duration",
+                f"write [{table}] with lines like mailbox_full = '180d'",
+            )
             return
         expiry: dict[Reason, timedelta] = {}
         for reason, duration in value.items():
@@ -710,7 +763,7 @@ class _Reader:
         def at(key: str) -> int | None:
             return self.lines.key("rule", key, index)
 
-        def bad(key: str, message: str, fix: str = "", severity: str = "error") -> None:
+        def bad(key: str, message: str, fix: str, severity: str = "error") -> None:
             self.problem(at(key), f"{name}.{key}", message, fix, severity)
 
         for key in table:
@@ -731,7 +784,11 @@ class _Reader:
         text = table.get("text")
         if text is not None:
             if not isinstance(text, str) or not text:
-                bad("text", "must be a non-empty string (a regular expression)")
+                bad(
+                    "text",
+                    "must be a non-empty string (a regular expression)",
+                    "write a regular expression in quotes, like text = '(?i)user unknown'",
+                )
             elif len(text) > MAX_RULE_TEXT:
                 bad(
                     "text",
@@ -765,7 +822,11 @@ class _Reader:
             if not items or not all(
                 isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= 5 for c in items
             ):
-                bad("class", f"must be class digits 1 to 5, got {table.get('class')!r}")
+                bad(
+                    "class",
+                    f"must be class digits 1 to 5, got {table.get('class')!r}",
+                    "write a list of class digits, like class = [4, 5]",
+                )
             else:
                 classes = frozenset(items)
         commands: frozenset[str] | None = None
@@ -790,7 +851,11 @@ class _Reader:
         for key in ("decisive", "throttle"):
             value = table.get(key, False)
             if not isinstance(value, bool):
-                bad(key, f"expected true or false, got {value!r}")
+                bad(
+                    key,
+                    f"expected true or false, got {value!r}",
+                    f"write true or false, like {key} = true",
+                )
             flags[key] = value is True
         durations: dict[str, timedelta | None] = {}
         for key in ("retry_after", "pause"):
@@ -804,7 +869,13 @@ class _Reader:
         for key in ("source", "why"):
             value = table.get(key, "")
             if not isinstance(value, str):
-                bad(key, f"expected a string, got {value!r}")
+                bad(
+                    key,
+                    f"expected a string, got {value!r}",
+                    f"write text in quotes, like {key} = 'RFC 5321 section 4.2.3'"
+                    if key == "source"
+                    else f"write text in quotes, like {key} = 'The mailbox does not exist.'",
+                )
                 value = ""
             strings[key] = value.strip()
         if not strings["source"]:
@@ -873,6 +944,19 @@ class _Reader:
 
 E = TypeVar("E", Outcome, Reason, Fault)
 _REASONS = frozenset(r.value for r in Reason)
+
+
+def _toml_example(value: Any) -> str:
+    """A policy default written as it would be in the TOML file, for a fix's example."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, timedelta):
+        return repr(format_duration(value))
+    if isinstance(value, frozenset | tuple | list):
+        return "[" + ", ".join(_toml_example(v) for v in sorted(value, key=str)) + "]"
+    if isinstance(value, Reason):
+        return repr(value.value)
+    return repr(value)
 
 
 def _choices(values: Iterable[str]) -> str:

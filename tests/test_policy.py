@@ -307,3 +307,103 @@ def test_an_oversized_rule_pattern_is_refused_with_its_line(tmp_path: Path) -> N
     text = RULE.format(id="a.big", conditions='text = "' + "a" * 5000 + '"', outcome="bounced")
     problems = check_policy_file(write(tmp_path, text))
     assert [(p.line, p.key) for p in problems] == [(4, "rule a.big.text")]
+
+
+# ---- every problem comes with a fix ---------------------------------------------------------
+
+
+def test_an_unknown_top_level_key_lists_every_section_of_the_schema(tmp_path: Path) -> None:
+    from deliverability.policy import SECTIONS
+
+    (problem,) = check_policy_file(write(tmp_path, "[reputaton]\nbounce_review = 0.05\n"))
+    assert problem.line == 1
+    assert problem.key == "reputaton"
+    for name in [*SECTIONS, "rule"]:
+        assert name in problem.fix
+    assert "reputation" in problem.fix
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "fix"),
+    [
+        (
+            '[hygiene]\nsoft_strikes = "three"\n',
+            "hygiene.soft_strikes",
+            "write a whole number, like soft_strikes = 3",
+        ),
+        (
+            "[hygiene]\nincident_fraction = 'half'\n",
+            "hygiene.incident_fraction",
+            "write a number, like incident_fraction = 0.5",
+        ),
+        (
+            "[throttle]\nrelease_after_deliveries = 2.5\n",
+            "throttle.release_after_deliveries",
+            "write a whole number, like release_after_deliveries = 20",
+        ),
+        (
+            "[backoff]\nfirst_retry = 30\n",
+            "backoff.first_retry",
+            "write a duration like '30m', '4h' or '5d'",
+        ),
+        (
+            "[hygiene]\nsoft_reasons = 3\n",
+            "hygiene.soft_reasons",
+            "write a list of reasons, like soft_reasons = ['expired', 'mailbox_full', 'suspend']",
+        ),
+        (
+            "[reputation]\nwindows = 7\n",
+            "reputation.windows",
+            "write a list of durations like ['7d', '30d']",
+        ),
+    ],
+)
+def test_a_value_of_the_wrong_type_names_the_expected_type_and_an_example(
+    tmp_path: Path, text: str, key: str, fix: str
+) -> None:
+    path = write(tmp_path, text)
+    (problem,) = check_policy_file(path)
+    assert (problem.file, problem.line, problem.key) == (str(path), 2, key)
+    assert problem.fix == fix, str(problem)
+
+
+def test_every_problem_of_a_file_full_of_mistakes_has_a_line_and_a_fix(tmp_path: Path) -> None:
+    text = (
+        "colour = 'red'\n"
+        "[backoff]\n"
+        "jitter = 'some'\n"
+        "multiplier = true\n"
+        "lifetime = ['5d']\n"
+        "[hygiene]\n"
+        "soft_strikes = 'three'\n"
+        "suppression_expiry = 'never'\n"
+        "soft_reasons = ['full']\n"
+        "[reputation]\n"
+        "min_messages = -1\n"
+        "windows = []\n"
+        "[[rule]]\n"
+        "id = 'a.one'\n"
+        "class = ['five']\n"
+        "command = 'MAIL'\n"
+        "decisive = 'yes'\n"
+        "why = 3\n"
+        "outcome = 'bounced'\n"
+        "reason = 'user_unknown'\n"
+        "fault = 'recipient'\n"
+        "source = 'test'\n"
+        "[[rule]]\n"
+        "id = 'a.two'\n"
+        "text = ''\n"
+        "outcome = 'bounced'\n"
+        "reason = 'user_unknown'\n"
+        "fault = 'recipient'\n"
+        "source = 'test'\n"
+        "[throttle.providers.big]\n"
+        "domains = 'big.example'\n"
+        "hosts = ['mx.big.example']\n"
+    )
+    problems = check_policy_file(write(tmp_path, text))
+    assert len(problems) >= 14, [str(p) for p in problems]
+    for problem in problems:
+        assert problem.line is not None, str(problem)
+        assert problem.fix, str(problem)

@@ -96,3 +96,25 @@ def test_policy_check_of_a_missing_file_names_it() -> None:
     result = CliRunner().invoke(cli, ["policy", "check", "nope.toml"], standalone_mode=False)
     assert "nope.toml" in str(result.exception)
     assert "does not exist" in str(result.exception)
+
+
+def test_policy_check_gives_a_wrong_type_its_expected_type_and_an_example(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[hygiene]\nsoft_strikes = "three"\n')
+    code, out = run("policy", "check", str(bad))
+    assert code == 1
+    assert (
+        f"{bad}:2: error: hygiene.soft_strikes: expected a whole number, got 'three' "
+        "(fix: write a whole number, like soft_strikes = 3)"
+    ) in out
+
+
+def test_policy_check_names_every_section_for_an_unknown_top_level_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[reputaton]\nbounce_review = 0.05\n")
+    code, out = run("policy", "check", str(bad))
+    assert code == 1
+    assert (
+        f"{bad}:1: error: reputaton: unknown key 'reputaton' "
+        "(fix: the top-level keys are: backoff, throttle, hygiene, reputation, rule)"
+    ) in out

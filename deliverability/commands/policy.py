@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from deliverability.policy import check_policy_file, load_policy
+from deliverability.policy import SECTIONS, check_policy_file, load_policy
 
 
 @click.group()
@@ -90,7 +90,7 @@ def to_toml(data: dict[str, Any]) -> str:
     out = ["# The effective deliverability policy (deliverability policy show)."]
     out.append("# Read from: " + ", ".join(data.get("source_files", [])))
     out.append("")
-    for section in ("backoff", "throttle", "hygiene", "reputation"):
+    for section in SECTIONS:
         _table(section, data[section], out)
     for rule in data["rule"]:
         out.append("[[rule]]")
