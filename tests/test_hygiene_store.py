@@ -480,6 +480,69 @@ def test_bounces_below_the_incident_fraction_of_attempts_are_not_an_incident(
     assert _actions(session, ActionKind.ALERT) == []
 
 
+def _spread_bounces(history: History, start: datetime, span: timedelta, nightly: bool) -> None:
+    """`incident_addresses` hard bounces at broken.example, the first and last `span` apart,
+    starting mid-minute (the windows' ends fall inside a minute, not on one)."""
+    n = H.incident_addresses
+    rows = [
+        history.event(f"u{i}@broken.example", start + i * (span / (n - 1)), Outcome.BOUNCED,
+                      Reason.USER_UNKNOWN, decisive=True)
+        for i in range(n)
+    ]  # fmt: skip
+    if nightly:
+        store_hygiene.evaluate(history.session, POLICY, rows[-1].at)
+    else:
+        for row in rows:
+            history.run([row], row.at)
+
+
+@pytest.mark.parametrize("nightly", [False, True], ids=["incremental", "nightly"])
+def test_bounces_exactly_the_incident_window_apart_are_an_incident(
+    session: Session, history: History, frozen_now: datetime, nightly: bool
+) -> None:
+    _spread_bounces(history, frozen_now + timedelta(seconds=37.5), H.incident_window, nightly)
+    assert [a.rule for a in _actions(session, ActionKind.ALERT)] == [RULE_INCIDENT]
+    assert len(_pending(session)) == H.incident_addresses
+
+
+@pytest.mark.parametrize("nightly", [False, True], ids=["incremental", "nightly"])
+def test_bounces_a_second_wider_than_the_incident_window_are_not_an_incident(
+    session: Session, history: History, frozen_now: datetime, nightly: bool
+) -> None:
+    span = H.incident_window + timedelta(seconds=1)
+    _spread_bounces(history, frozen_now + timedelta(seconds=37.5), span, nightly)
+    assert _actions(session, ActionKind.ALERT) == []
+    assert len(_suppressed(session)) == H.incident_addresses
+
+
+@pytest.mark.parametrize("nightly", [False, True], ids=["incremental", "nightly"])
+def test_bounces_at_exactly_the_incident_fraction_of_attempts_are_an_incident(
+    session: Session, history: History, frozen_now: datetime, nightly: bool
+) -> None:
+    # Deliveries inside the window, mid-minute, so that bounces are exactly the fraction; and a
+    # few seconds before the last bounce's window opens, in the same minute, that do not count.
+    n = H.incident_addresses
+    deliveries = int(n / H.incident_fraction) - n
+    start = frozen_now + timedelta(seconds=21.25)
+    last_bounce = start + timedelta(minutes=5) + timedelta(minutes=30)
+    before = last_bounce - H.incident_window - timedelta(seconds=10)
+    rows = [
+        history.event(f"early{i}@broken.example", before + i * timedelta(seconds=1),
+                      Outcome.DELIVERED, Reason.DELIVERED)
+        for i in range(5)
+    ]  # fmt: skip
+    rows += [
+        history.event(f"ok{i}@broken.example", start + i * timedelta(seconds=7),
+                      Outcome.DELIVERED, Reason.DELIVERED)
+        for i in range(deliveries)
+    ]  # fmt: skip
+    if not nightly:
+        for row in rows:
+            history.run([row], row.at)
+    _spread_bounces(history, start + timedelta(minutes=5), timedelta(minutes=30), nightly)
+    assert [a.rule for a in _actions(session, ActionKind.ALERT)] == [RULE_INCIDENT]
+
+
 def test_confirming_an_incident_applies_every_held_suppression(
     session: Session, history: History, frozen_now: datetime
 ) -> None:

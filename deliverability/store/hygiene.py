@@ -11,10 +11,11 @@ Actions are upserted by `Action.open_key`: re-raising an open action refreshes i
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -182,6 +183,14 @@ def _day(session: Session, col: Any) -> ColumnElement[Any]:
     if dialect == "postgresql":
         return sa.func.date(sa.func.timezone("UTC", col))
     return sa.func.date(col)
+
+
+def _minute(at: datetime) -> int:
+    """Whole minutes since the epoch (the minute `at` falls in)."""
+    return int((at - _EPOCH) // timedelta(minutes=1))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _at(value: datetime) -> ColumnElement[Any]:
@@ -577,21 +586,18 @@ class _Evaluator:
                 )
             )
 
-        if self.s.get_bind().dialect.name in ("sqlite", "postgresql"):
-            # Most chunks have no incident: a single ordered pass (window sums over the time
-            # range) finds the anchors that could be one; only those get the exact count.
-            candidates = [
-                i for (i,) in self._exec(self._cached("incident_candidates", self._candidates))
-            ]
-            if not candidates:
-                return {}
+        # Most chunks and most nights have no incident: per-minute counts from the index rule
+        # out the anchors that cannot be one; only the rest get the exact count.
+        candidates = self._incident_candidates()
+        if not candidates:
+            return {}
+        rows: list[Any] = []
+        for part in _chunks(candidates):
             exact = self._cached(
                 "incident_exact",
                 lambda: build().where(a.id.in_(sa.bindparam("candidates", expanding=True))),
             )
-            rows = self.conn.execute(exact, {**self.params, "candidates": candidates}).all()
-        else:
-            rows = self._exec(self._cached("incident", build)).all()
+            rows += self.conn.execute(exact, {**self.params, "candidates": list(part)}).all()
         triggers: dict[str, list[datetime]] = defaultdict(list)
         for domain, at, addresses, bounces, attempts in rows:
             # Sums come back as Decimal on some backends.
@@ -602,46 +608,80 @@ class _Evaluator:
                 self.incident_counts[domain] = (n_addr, n_bounces, n_attempts)
         return triggers
 
-    def _candidates(self) -> Select[Any]:
-        """Bounce anchors whose window could hold an incident: window sums (RANGE frames) over
-        the touched domains' events, ordered by time in milliseconds. A superset of the incident
-        anchors: it counts every `bounced` outcome (at least the bounces that suppress) against
-        the attempts, from the (domain, at, outcome) index alone, without reading the rows."""
-        a, h = self.a, self.policy.hygiene
-        wt = _EVENTS.alias()
-        w = wt.c
+    def _incident_candidates(self) -> list[int]:
+        """The bounce anchors whose window could hold a domain incident (a superset).
+
+        One index-only aggregate counts each touched domain's `bounced` outcomes and attempts per
+        minute over the anchors' time range, from the (domain, at, outcome) index; then, per
+        anchor, the minutes overlapping its window give an upper bound on its bounces (every
+        `bounced` outcome, partial minutes included) and the minutes wholly inside it a lower
+        bound on its attempts. An anchor where even these bounds cannot make an incident is not
+        one. This costs a small fraction of counting each anchor's window exactly, or of window
+        functions over every event in the range."""
+        h = self.policy.hygiene
+        anchors = self._exec(self._cached("bounce_anchors", self._bounce_anchors)).all()
+        if not anchors:
+            return []
+        by_domain: dict[str, list[tuple[int, datetime]]] = defaultdict(list)
+        lo = hi = _loaded(self.s, anchors[0].at)
+        for anchor_id, domain, at in anchors:
+            at = _loaded(self.s, at)
+            lo, hi = min(lo, at), max(hi, at)
+            by_domain[domain].append((anchor_id, at))
+        counts: dict[str, tuple[list[int], list[int], list[int]]] = {}
+        params = {"domains": list(by_domain), "lo": lo - h.incident_window, "hi": hi}
+        for domain, minute, bounced, attempts in self.conn.execute(
+            self._cached("incident_minutes", self._incident_minutes), params
+        ):
+            minutes, b, n = counts.setdefault(domain, ([], [0], [0]))
+            minutes.append(_minute(datetime.fromisoformat(minute).replace(tzinfo=UTC)))
+            b.append(b[-1] + int(bounced or 0))
+            n.append(n[-1] + int(attempts or 0))
+        out = []
+        for domain, found in by_domain.items():
+            if domain not in counts:
+                continue
+            minutes, b, n = counts[domain]
+            for anchor_id, at in found:
+                first = _minute(at - h.incident_window)
+                last = _minute(at)
+                i, j = bisect_left(minutes, first), bisect_right(minutes, last)
+                bounces = b[j] - b[i]
+                k, m = bisect_left(minutes, first + 1), bisect_right(minutes, last - 1)
+                attempts = n[m] - n[k] if m > k else 0
+                if bounces >= h.incident_addresses and bounces >= attempts * h.incident_fraction:
+                    out.append(anchor_id)
+        return sorted(out)
+
+    def _bounce_anchors(self) -> Select[Any]:
+        a = self.a
+        return sa.select(a.id, a.domain, a.at).where(self.scope, _is_bounce(a, self.policy))
+
+    def _incident_minutes(self) -> Select[Any]:
+        """Per domain and UTC minute ("YYYY-MM-DD HH:MM"): `bounced` outcomes and attempts."""
+        w = _EVENTS.c
         dialect = self.s.get_bind().dialect.name
+        minute: ColumnElement[str]
         if dialect == "sqlite":
-            millis: Any = (sa.func.julianday(w.at) - 2440587.5) * 86_400_000.0
+            minute = sa.func.substr(w.at, 1, 16)
+        elif dialect == "postgresql":
+            minute = sa.func.to_char(sa.func.timezone("UTC", w.at), "YYYY-MM-DD HH24:MI")
         else:
-            millis = sa.extract("epoch", w.at) * 1000
-        window_ms = int(h.incident_window.total_seconds() * 1000)
-        frame = {"partition_by": w.domain, "order_by": millis, "range_": (-window_ms, 0)}
-        bounced = w.outcome == Outcome.BOUNCED
-        anchors = sa.select(a.domain, a.at).where(self.scope, _is_bounce(a, self.policy)).subquery()
-        lo = sa.select(
-            _shift(self.s, sa.func.min(anchors.c.at), -h.incident_window)
-        ).scalar_subquery()
-        hi = sa.select(sa.func.max(anchors.c.at)).scalar_subquery()
-        counted = (
+            minute = sa.func.date_format(w.at, "%Y-%m-%d %H:%i")
+        return (
             sa.select(
-                w.id.label("id"),
-                sa.func.sum(sa.case((bounced, 1), else_=0)).over(**frame).label("bounces"),
-                sa.func.sum(sa.case((w.outcome.in_(_ATTEMPT_OUTCOMES), 1), else_=0))
-                .over(**frame)
-                .label("attempts"),
+                w.domain,
+                minute.label("minute"),
+                sa.func.sum(sa.case((w.outcome == Outcome.BOUNCED, 1), else_=0)),
+                sa.func.sum(sa.case((w.outcome.in_(_ATTEMPT_OUTCOMES), 1), else_=0)),
             )
             .where(
-                w.domain.in_(sa.select(anchors.c.domain)),
-                w.at >= lo,
-                w.at <= hi,
+                w.domain.in_(sa.bindparam("domains", expanding=True)),
+                w.at >= sa.bindparam("lo", type_=UTCDateTime()),
+                w.at <= sa.bindparam("hi", type_=UTCDateTime()),
             )
-            .subquery()
-        )
-        return sa.select(counted.c.id).where(
-            counted.c.id.in_(sa.select(a.id).where(self.scope, _is_bounce(a, self.policy))),
-            counted.c.bounces >= h.incident_addresses,
-            counted.c.bounces >= counted.c.attempts * h.incident_fraction,
+            .group_by(w.domain, minute)
+            .order_by(w.domain, minute)
         )
 
     # ---- destinations -------------------------------------------------------------------
