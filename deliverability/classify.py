@@ -11,7 +11,9 @@ After the first matching rule, two standard corrections apply (see docs/policy.m
   rule that says `bounced` or `blocked` yields `deferred` (same reason and fault, not decisive).
 - RFC 3463 section 3.1: the enhanced status's class must agree with the basic code's. When it
   does not (``550 4.2.2``), the verdict is flagged `inconsistent` and rules see the status with
-  the basic code's class (``5.2.2``).
+  the basic code's class (``5.2.2``); a status out of range (``5.9.1``) is not used at all, and
+  the verdict is flagged too. An inconsistent verdict is decisive only by its text: the status
+  alone contradicts itself.
 """
 
 from __future__ import annotations
@@ -563,9 +565,15 @@ class _Matcher:
         return found
 
     def _classify(
-        self, code: int | None, status: StatusCode | None, text: str, command: str | None
+        self,
+        code: int | None,
+        status: StatusCode | None,
+        text: str,
+        command: str | None,
+        flawed: bool = False,
     ) -> Verdict:
-        inconsistent = False
+        # `flawed`: the parser set aside something it did not trust (a status out of range).
+        inconsistent = flawed
         if (
             code is not None
             and status is not None
@@ -582,13 +590,15 @@ class _Matcher:
         # Most log lines are plain "550 5.1.1 text": read them without making a Reply.
         parts = simple_parts(text) if text.__class__ is str else None
         if parts is not None:
-            return self._classify(parts[0], parts[1], parts[2], None)
+            return self._classify(parts[0], parts[1], parts[2], None, bool(parts[3]))
         try:
             reply = parse_reply(text)
         except ReplyParseError as exc:
             return exc
         # The text-level cache already remembers repeats; the key-level one would only add work.
-        return self._classify(reply.code, reply.status, reply.text, reply.command)
+        return self._classify(
+            reply.code, reply.status, reply.text, reply.command, bool(reply.problems)
+        )
 
     def _verdict(self, rule: Rule | None, klass: int, text: str, inconsistent: bool) -> Verdict:
         if rule is None:
@@ -616,7 +626,10 @@ class _Matcher:
             reason=rule.reason,
             fault=rule.fault,
             rule=rule.id,
-            decisive=decisive and outcome is Outcome.BOUNCED,
+            # An inconsistent status is no decisive evidence on its own; a decisive text is.
+            decisive=decisive
+            and outcome is Outcome.BOUNCED
+            and not (inconsistent and rule.text is None),
             throttle=rule.throttle,
             retry_after=retry_after,
             pause=rule.pause,
@@ -678,7 +691,9 @@ def _matcher(policy: Policy | None) -> _Matcher:
 
 def classify(reply: Reply, policy: Policy | None = None) -> Verdict:
     """The verdict of the policy (the shipped default when None) on one reply."""
-    return _matcher(policy).cached(reply.code, reply.status, reply.text, reply.command)
+    return _matcher(policy).cached(
+        reply.code, reply.status, reply.text, reply.command, bool(reply.problems)
+    )
 
 
 def classify_text(text: str, policy: Policy | None = None) -> Verdict:

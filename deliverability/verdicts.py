@@ -27,7 +27,8 @@ class Verdict:
     retry_after: timedelta | None = None
     #: A provider rule's own throttle pause, overriding the policy's first step.
     pause: timedelta | None = None
-    #: The enhanced status's class disagrees with the basic code's (RFC 3463 3.1).
+    #: The reply's enhanced status is not to be trusted (RFC 3463 3.1): its class disagrees with
+    #: the basic code's, or it was out of range and set aside.
     inconsistent: bool = False
     #: Why, in a sentence, with the source of the rule.
     why: str = ""

@@ -265,6 +265,23 @@ def test_an_inconsistent_reply_is_flagged_and_the_basic_code_decides_retry_or_st
     assert transient.outcome is Outcome.DEFERRED
 
 
+def test_an_enhanced_status_out_of_range_is_ignored_and_the_verdict_flagged() -> None:
+    # RFC 3463 section 3.1: subject 0 to 7. The status is not used, and the verdict says so.
+    verdict = classify_text("550 5.9.1 User unknown")
+    assert verdict.inconsistent
+    assert verdict.rule == "std.user_unknown_text"
+    assert classify(parse_reply("550 5.9.1 User unknown")) == verdict
+
+
+def test_an_inconsistent_status_alone_is_not_decisive_evidence() -> None:
+    # "550 4.1.1" contradicts itself: a bounce, but not one that suppresses on first sight.
+    by_status = classify_text("550 4.1.1 <a@example.com>")
+    assert (by_status.outcome, by_status.rule) == (Outcome.BOUNCED, "std.status.bad_mailbox")
+    assert not by_status.decisive
+    # A decisive text still is.
+    assert classify_text("550 4.1.1 <a@example.com>: User unknown").decisive
+
+
 def test_a_consistent_reply_is_not_flagged() -> None:
     assert not classify_text("550 5.1.1 User unknown").inconsistent
 
