@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, Table, and_, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, Table, and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from deliverability.addresses import Address, normalize_address, normalize_domain
@@ -47,7 +47,7 @@ from deliverability.states import (
     step_for,
     transition,
 )
-from deliverability.store.bulk import BulkWriter
+from deliverability.store.bulk import BulkWriter, pairs_in
 from deliverability.store.models import (
     TEXT_LENGTH,
     Action,
@@ -1263,7 +1263,7 @@ class Engine:
             for loaded in self._bulk.load(
                 conn,
                 _DELIVERIES,
-                tuple_(_DELIVERIES.c.recipient_id, _DELIVERIES.c.message_id).in_(pairs),
+                pairs_in(conn, _DELIVERIES, "recipient_id", "message_id", pairs),
             ):
                 deliveries[(by_id[loaded["recipient_id"]], loaded["message_id"])] = loaded
         # A bounce or complaint that lost the original Message-ID is about the recipient's most

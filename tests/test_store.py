@@ -5,13 +5,13 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Engine, Table, select, text
+from sqlalchemy import Engine, Table, event, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from deliverability.errors import StoreError
-from deliverability.store.bulk import BulkWriter, converter_for
-from deliverability.store.models import Recipient, UTCDateTime
+from deliverability.store.bulk import BulkWriter, converter_for, pairs_in
+from deliverability.store.models import Delivery, Recipient, UTCDateTime
 from deliverability.store.session import (
     DATABASE_URL_ENV,
     DEFAULT_URL,
@@ -22,7 +22,7 @@ from deliverability.store.session import (
     open_engine,
     resolve_url,
 )
-from deliverability.vocabulary import Reason, Standing
+from deliverability.vocabulary import DeliveryState, Reason, Standing
 
 
 def _recipient(key: str, now: datetime) -> Recipient:
@@ -190,6 +190,74 @@ def test_bulk_writes_and_reads_agree_with_the_orm(sa_engine: Engine, frozen_now:
     assert again["first_seen_at"] == TIMES[1]
     assert again["first_seen_at"].tzinfo is not None
     assert again["suppressed_until"] is None
+
+
+def _deliveries(session: Session, now: datetime, messages: int) -> list[tuple[int, str]]:
+    recipients = [_recipient(f"r{i}@example.com", now) for i in range(3)]
+    session.add_all(recipients)
+    session.flush()
+    pairs = []
+    for r in recipients:
+        for m in range(messages):
+            session.add(
+                Delivery(
+                    recipient_id=r.id,
+                    message_id=f"<m{m}@list.example>",
+                    domain="example.com",
+                    state=DeliveryState.DELIVERED,
+                    attempt=1,
+                    first_attempt_at=now,
+                    last_attempt_at=now,
+                    reason=Reason.DELIVERED,
+                    updated_at=now,
+                )
+            )
+            pairs.append((r.id, f"<m{m}@list.example>"))
+    session.commit()
+    return pairs
+
+
+def test_deliveries_found_by_recipient_and_message_are_exactly_the_pairs_asked_for(
+    session: Session, frozen_now: datetime
+) -> None:
+    pairs = _deliveries(session, frozen_now, messages=4)
+    asked = [pairs[0], pairs[5], pairs[11], (pairs[0][0], "<not-sent@list.example>")]
+    table = cast(Table, Delivery.__table__)
+    conn = session.connection()
+    found = conn.execute(
+        select(table.c.recipient_id, table.c.message_id).where(
+            pairs_in(conn, table, "recipient_id", "message_id", asked)
+        )
+    ).all()
+    assert sorted(tuple(row) for row in found) == sorted(asked[:3])
+
+
+def test_on_sqlite_deliveries_are_found_through_the_index_not_by_reading_the_table(
+    tmp_path: Path, frozen_now: datetime
+) -> None:
+    # A row-value IN list makes SQLite scan the table, so each chunk cost as much as the history.
+    engine = open_engine(f"sqlite:///{tmp_path / 'plan.db'}")
+    statements: list[tuple[str, Any]] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def keep(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
+        statements.append((sql, params))
+
+    table = cast(Table, Delivery.__table__)
+    with Session(engine) as s:
+        pairs = _deliveries(s, frozen_now, messages=2)
+        conn = s.connection()
+        statements.clear()
+        conn.execute(
+            select(table.c.id).where(pairs_in(conn, table, "recipient_id", "message_id", pairs[:2]))
+        ).all()
+        assert statements
+        for sql, params in list(statements):
+            plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params).all()
+            details = " | ".join(str(row[-1]) for row in plan)
+            assert "SCAN deliveries" not in details, (sql, details)
+            assert "SCAN t" not in details, (sql, details)
+    engine.dispose()
 
 
 def test_a_port_that_is_not_a_number_is_a_store_error() -> None:
