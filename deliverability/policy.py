@@ -731,7 +731,10 @@ class _Reader:
     def _read_rules(self, value: Any) -> None:
         if not isinstance(value, list):
             self.problem(
-                self.lines.key("", "rule"), "rule", "must be an array of tables", "write [[rule]]"
+                self.lines.table("rule") or self.lines.key("", "rule"),
+                "rule",
+                "must be an array of tables",
+                "write [[rule]]",
             )
             return
         seen: dict[str, int | None] = {}
@@ -1084,14 +1087,13 @@ def load_policy(path: Path | str | None = None) -> Policy:
     """
     if path is None:
         return default_policy()
-    user = _read(str(path), _read_user_file(path), shipped=False)
-    return _build(_shipped_readers(), user)
+    return _build(_shipped_readers(), _read_user(path))
 
 
 def check_policy_file(path: Path | str) -> list[Problem]:
     """Every problem of a user policy file, with file and line, in file order (errors and
     warnings; an empty list means the file is clean)."""
-    reader = _read(str(path), _read_user_file(path), shipped=False)
+    reader = _read_user(path)
     return sorted(reader.problems, key=lambda p: (p.line or 0, p.key))
 
 
@@ -1105,13 +1107,30 @@ def check_shipped_files() -> list[Problem]:
     return [p for r in readers for p in r.problems]
 
 
-def _read_user_file(path: Path | str) -> str:
+def _read_user(path: Path | str) -> _Reader:
+    """Read a user policy file; a file that is not UTF-8 is a problem with its line, not a crash."""
+    raw = _read_user_file(path)
     try:
-        return Path(path).read_text(encoding="utf-8")
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        reader = _Reader(str(path), "", shipped=False)
+        reader.problem(
+            raw.count(b"\n", 0, exc.start) + 1,
+            "(encoding)",
+            f"not UTF-8 text: byte {raw[exc.start]:#04x} at offset {exc.start}",
+            "save the file as UTF-8 (the TOML specification requires it)",
+        )
+        return reader
+    return _read(str(path), text, shipped=False)
+
+
+def _read_user_file(path: Path | str) -> bytes:
+    try:
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise ConfigError(
             f"policy file {str(path)!r} does not exist (fix: give the path of a policy TOML "
             "file, or unset --policy / DELIVERABILITY_POLICY)"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ConfigError(f"policy file {str(path)!r} cannot be read: {exc}") from None

@@ -407,3 +407,20 @@ def test_every_problem_of_a_file_full_of_mistakes_has_a_line_and_a_fix(tmp_path:
     for problem in problems:
         assert problem.line is not None, str(problem)
         assert problem.fix, str(problem)
+
+
+def test_a_rule_written_as_a_plain_table_is_named_with_its_line(tmp_path: Path) -> None:
+    (problem,) = check_policy_file(
+        write(tmp_path, "[hygiene]\nsoft_strikes = 3\n\n[rule]\nid = 'x'\n")
+    )
+    assert (problem.line, problem.key, problem.fix) == (4, "rule", "write [[rule]]")
+
+
+def test_a_file_that_is_not_utf8_is_a_problem_with_its_line_and_a_fix(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b"[backoff]\n# caf\xe9\nlifetime = '5d'\n")
+    (problem,) = check_policy_file(path)
+    assert (problem.file, problem.line, problem.key) == (str(path), 2, "(encoding)")
+    assert "UTF-8" in problem.fix
+    with pytest.raises(PolicyError, match=r"latin1\.toml:2"):
+        load_policy(path)
