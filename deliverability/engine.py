@@ -1437,6 +1437,19 @@ class Engine:
         # order runs row by row on SQLite, many times slower.
         self._bulk.insert(conn, _EVENTS, rows)
         keys = [r["key"] for r in rows]
+        if conn.dialect.name == "sqlite":
+            # This transaction holds SQLite's write lock (BEGIN IMMEDIATE) and events.id is the
+            # rowid, so the rows just inserted took the ids up to last_insert_rowid() in order
+            # (https://sqlite.org/autoinc.html). Checked at both ends, else asked for by key.
+            last = conn.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
+            first = last - len(rows) + 1
+            ends: dict[int, str] = dict(
+                conn.exec_driver_sql(
+                    "SELECT id, key FROM events WHERE id IN (?, ?)", (first, last)
+                ).all()
+            )
+            if ends.get(first) == keys[0] and ends.get(last) == keys[-1]:
+                return {key: first + i for i, key in enumerate(keys)}
         return {
             key: int(id_)
             for id_, key in conn.execute(
