@@ -104,7 +104,10 @@ _SAID_RE = re.compile(
     re.I,
 )
 # An enhanced status standing alone ("(#5.1.1)", "status 5.2.2:"), not inside a version number.
-STATUS_ALONE_RE = re.compile(r"(?:(?<=[\s(\[#:;='\"])|^)[245]\.\d{1,3}\.\d{1,3}(?=[\s)\],;:.]|$)")
+# The leading lookahead lets the engine pass every other position before the lookbehind.
+STATUS_ALONE_RE = re.compile(
+    r"(?=[245]\.)(?:(?<=[\s(\[#:;='\"])|^)[245]\.\d{1,3}\.\d{1,3}(?=[\s)\],;:.]|$)"
+)
 # "<a@b>: 550 unknown user": a reply right after the address it is about.
 _ADDR_COLON_RE = re.compile(r"@[\w.-]+>?[ \t]*:[ \t]*(?=#?[245]\d\d\b)")
 

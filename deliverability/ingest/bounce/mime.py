@@ -25,8 +25,11 @@ __all__ = ["Headers", "Parsed", "decode_header", "parse_bytes"]
 # A line that starts the copy of the returned message in a non-MIME bounce. Each mail system
 # words it differently; these are the wordings seen in the wild (qmail, Exim, Sendmail, Gmail,
 # Yahoo, DragonFly, Courier, ...).
+# Matched against "\n" + text (so "\n" stands for a line start): a pattern that starts with a
+# line break is found by a fast scan for that character, where "^" in MULTILINE mode is tried
+# at every position.
 _RETURNED_RE = re.compile(
-    r"^[ \t]*(?:"
+    r"\n[ \t]*(?:"
     r"-{2,}\s*(?:Below this line is a copy of the message|This is a copy of the message"
     r"|Original message|Unsent message follows|Returned message|Original Message"
     r"|The header of the original message|Message header follows|Unsent Message below"
@@ -37,7 +40,7 @@ _RETURNED_RE = re.compile(
     r"|Below this line is a copy of the message"
     r"|-{5,}\s*Original message\s*-{5,}"
     r")",
-    re.I | re.M,
+    re.I,
 )
 _INLINE_HEADERS_RE = re.compile(r"\n[ \t]*\n(?=(?:Received|Return-Path)[ \t]*:[ \t]*\S)", re.I)
 _TAG_RE = re.compile(r"<[^>]*>")
@@ -401,12 +404,13 @@ def parse_bytes(data: bytes) -> Parsed:
     walker.part(headers, body, "text/plain", 0, top=True)
     parsed.text = walker.first_text or walker.first_html or ""
     parsed.explanation = parsed.text
-    m = _RETURNED_RE.search(parsed.text)
+    # A match in "\n" + text starts where its line starts in the text, and ends one further.
+    m = _RETURNED_RE.search("\n" + parsed.text)
     h = _INLINE_HEADERS_RE.search(parsed.text, 0, m.start() if m else len(parsed.text))
     if m and (h is None or m.start() <= h.start()):
         parsed.explanation = parsed.text[: m.start()]
         if parsed.returned is None:
-            rest = parsed.text[m.end() :].split("\n", 1)
+            rest = parsed.text[m.end() - 1 :].split("\n", 1)
             if len(rest) == 2:
                 parsed.returned = _inline_headers(rest[1].lstrip(" \t\n"))
     elif h:

@@ -31,7 +31,9 @@ _PER_RECIPIENT = {
     "final-log-id",
 }
 _PER_MESSAGE = {"reporting-mta", "arrival-date", "received-from-mta", "x-postfix-sender"}
-_FINAL_RECIPIENT_RE = re.compile(r"(?im)^final-recipient\s*:")
+# Matched against "\n" + text: a pattern that starts with a line break is found by a fast
+# scan for that character, where "^" in MULTILINE mode is tried at every position.
+_FINAL_RECIPIENT_RE = re.compile(r"(?i)\nfinal-recipient\s*:")
 # RFC 3464 section 2.3.3: the five actions.
 _ACTIONS = ("failed", "delayed", "delivered", "relayed", "expanded")
 
@@ -105,7 +107,7 @@ class Rfc3464:
         texts = parsed.delivery_status
         if not texts:
             # Some MTAs (and some relays that flatten MIME) put the fields in the body.
-            texts = [t for t in parsed.texts if _FINAL_RECIPIENT_RE.search(t)]
+            texts = [t for t in parsed.texts if _FINAL_RECIPIENT_RE.search("\n" + t)]
         hits: list[Hit] = []
         for text in texts:
             per_message, recipients = read_fields(text)
