@@ -373,8 +373,9 @@ class _Bucket:
         "word_mask",
     )
 
-    #: Tokens remembered per bucket; when full, the memory is emptied and refilled by what recurs.
-    MAX_TOKENS = 50_000
+    #: Tokens remembered per bucket (about 2 MB when full); when full, the memory is emptied and
+    #: refilled by what recurs, so names and ids that never come back cannot pile up.
+    MAX_TOKENS = 20_000
 
     def __init__(self, text_rules: tuple[Rule, ...], terminal: Rule | None) -> None:
         self.text_rules = text_rules

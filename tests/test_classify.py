@@ -479,3 +479,21 @@ def test_classifying_a_text_gives_the_verdict_of_its_parsed_reply(
             classify_text(text)
         return
     assert classify_text(text) == classify(reply)
+
+
+def test_the_token_memory_of_a_bucket_is_bounded_and_results_do_not_change() -> None:
+    from deliverability.classify import _matcher
+    from deliverability.policy import default_policy
+
+    texts = [f"<user{i}x{'abcdefghij'[i % 10] * 3}q@example.com>: User unknown" for i in range(60)]
+    expected = [classify(Reply(code=550, status=None, text=t)).rule for t in texts]
+    bucket = _matcher(default_policy()).bucket(550, None, 5, None)
+    limit = bucket.MAX_TOKENS
+    try:
+        type(bucket).MAX_TOKENS = 5
+        bucket.tokens.clear()
+        for text, rule in zip(texts, expected, strict=True):
+            assert bucket.first_match(text) is default_policy().rule(rule)
+            assert len(bucket.tokens) <= 5
+    finally:
+        type(bucket).MAX_TOKENS = limit
