@@ -350,7 +350,6 @@ def _original_message_id(parsed: Parsed) -> str | None:
 
 
 @lru_cache(maxsize=32)
-@lru_cache(maxsize=16)
 def _verp_like(verp: VerpFormat) -> re.Pattern[str]:
     """Something shaped like a VERP address in this format (a cheap test before the real one)."""
     return re.compile(
