@@ -260,6 +260,69 @@ def test_on_sqlite_deliveries_are_found_through_the_index_not_by_reading_the_tab
     engine.dispose()
 
 
+def test_bulk_writes_to_postgresql_are_one_statement_per_chunk_not_one_per_row(
+    sa_engine: Engine, frozen_now: datetime
+) -> None:
+    if sa_engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's array path: other backends use the driver's executemany")
+    bulk = BulkWriter(sa_engine.dialect)
+    table = cast(Table, Recipient.__table__)
+    statements: list[str] = []
+
+    @event.listens_for(sa_engine, "before_cursor_execute")
+    def keep(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
+        statements.append(sql)
+
+    rows = []
+    for i in range(50):
+        rows.append(
+            {
+                c.name: None
+                for c in table.columns
+                if c.name != "id" and c.name not in ("address", "address_key", "domain")
+            }
+            | {
+                "address": f"R{i}@example.com",
+                "address_key": f"r{i}@example.com",
+                "domain": "example.com",
+                "standing": Standing.DELIVERED,
+                "reason": Reason.DELIVERED,
+                "standing_since": frozen_now,
+                "first_seen_at": frozen_now,
+                "last_event_at": frozen_now,
+                **dict.fromkeys(
+                    (
+                        "events_count",
+                        "delivered_count",
+                        "deferred_count",
+                        "bounced_count",
+                        "blocked_count",
+                        "complained_count",
+                        "expired_count",
+                    ),
+                    0,
+                ),
+            }
+        )
+    with sa_engine.begin() as conn:
+        statements.clear()
+        bulk.insert(conn, table, rows)
+        assert len(statements) == 1
+        loaded = bulk.load(conn, table, table.c.domain == "example.com")
+        for row in loaded:
+            row["events_count"] = 7
+            row["last_text"] = '550 5.1.1 it\'s "quoted", {braced} and ünïcode'
+        statements.clear()
+        bulk.update_by_id(conn, table, ("events_count", "last_text"), loaded)
+    assert len(statements) == 1
+    with sa_engine.connect() as conn:
+        again = bulk.load(conn, table, table.c.domain == "example.com")
+    assert len(again) == 50
+    assert {r["events_count"] for r in again} == {7}
+    assert {r["last_text"] for r in again} == {'550 5.1.1 it\'s "quoted", {braced} and ünïcode'}
+    assert {r["standing"] for r in again} == {Standing.DELIVERED}
+
+
 def test_a_port_that_is_not_a_number_is_a_store_error() -> None:
     with pytest.raises(StoreError, match="the port is not a number") as info:
         create_engine("postgresql+psycopg://u:s3cr3t@127.0.0.1:notaport/x")
