@@ -93,9 +93,30 @@ EAI_ADDRESS_RE = re.compile(
 )
 
 
-_REPLY_START_RE = re.compile(
-    r"(?m)^[ \t>]*#?[245]\d\d[ -]|\b[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}\b"
-)
+# Where a reply starts: a line that starts with a reply code, or a code before an enhanced
+# status anywhere. Two patterns, each found by a fast scan for its first character: the first is
+# matched against "\n" + text (its "\n" stands for a line start, where "^" in MULTILINE mode
+# would be tried at every position), the second is checked for a word boundary before it in
+# `_reply_start` (a leading \b, too, would be tried at every position).
+_LINE_CODE_RE = re.compile(r"\n[ \t>]*#?[245]\d\d[ -]")
+_CODE_STATUS_RE = re.compile(r"[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}\b")
+
+
+def _reply_start(block: str) -> int:
+    """Where the first reply in `block` starts (see the patterns above); -1 when none does."""
+    line = _LINE_CODE_RE.search("\n" + block)
+    start = line.start() if line else -1
+    pos = 0
+    while (m := _CODE_STATUS_RE.search(block, pos)) is not None:
+        at = m.start()
+        if start >= 0 and at >= start:
+            break
+        if at == 0 or not (block[at - 1].isalnum() or block[at - 1] == "_"):
+            return at
+        pos = at + 1
+    return start
+
+
 _SAID_RE = re.compile(
     # The lookahead lets the engine skip, cheaply, every position no keyword can start at.
     r"(?=[sSrReEfF<])(?:said|returned|replied|responded|reply was|error was|error is|"
@@ -213,9 +234,9 @@ def reply_in(block: str) -> str:
         return ""  # no reply code and no enhanced status: nothing to find
     m = _SAID_RE.search(block) or _ADDR_COLON_RE.search(block)
     start = m.end() if m else -1
-    m2 = _REPLY_START_RE.search(block)
-    if m2 and (start < 0 or m2.start() < start):
-        start = m2.start()
+    at = _reply_start(block)
+    if at >= 0 and (start < 0 or at < start):
+        start = at
     if start < 0:
         m3 = STATUS_ALONE_RE.search(block)
         if not m3:
