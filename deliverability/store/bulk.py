@@ -170,6 +170,8 @@ class _Compiled:
         self.positional = positional
         #: One parameter per column holding the values of every row (PostgreSQL arrays).
         self.columnar = columnar
+        #: MariaDB: the first and the other rows of a derived table (UNION ALL of SELECTs).
+        self.derived: tuple[str, str] | None = None
 
 
 class BulkWriter:
@@ -235,6 +237,19 @@ class BulkWriter:
                 columnar=True,
             )
             self._compiled[key] = compiled
+        if compiled is None and self.dialect.name in ("mysql", "mariadb"):
+            # The driver runs an UPDATE's executemany row by row (one round trip each); a join
+            # with a derived table of the chunk's rows is one statement.
+            names = ("id", *columns)
+            sets = ", ".join(f"t.{self._quote(c)} = s.{self._quote(c)}" for c in columns)
+            first = ", ".join(f"%s AS {self._quote(c)}" for c in names)
+            compiled = _Compiled(
+                f"UPDATE {table.name} AS t JOIN ({{rows}}) AS s ON t.id = s.id SET {sets}",
+                names,
+                positional=True,
+            )
+            compiled.derived = (f"SELECT {first}", "SELECT " + ", ".join(["%s"] * len(names)))
+            self._compiled[key] = compiled
         if compiled is None:
             stmt = (
                 update(table)
@@ -244,6 +259,9 @@ class BulkWriter:
             compiled = self._compile(stmt, {"b_id": "id", **{f"b_{c}": c for c in columns}})
             self._compiled[key] = compiled
         self._run(conn, table, compiled, rows)
+
+    def _quote(self, name: str) -> str:
+        return str(self.dialect.identifier_preparer.quote(name))
 
     def _arrays(self, table: Table, columns: Sequence[str]) -> str:
         """`%s::type[]` for each column: the array parameters of a PostgreSQL statement."""
@@ -315,6 +333,14 @@ class BulkWriter:
         self, conn: Connection, table: Table, compiled: _Compiled, rows: Sequence[dict[str, Any]]
     ) -> None:
         build = self._builder(table, compiled)
+        if compiled.derived is not None:
+            head, tail = compiled.derived
+            for start in range(0, len(rows), 1000):
+                part = rows[start : start + 1000]
+                union = " UNION ALL ".join([head] + [tail] * (len(part) - 1))
+                flat = tuple(value for row in part for value in build(row))
+                conn.exec_driver_sql(compiled.sql.replace("{rows}", union), flat)
+            return
         if compiled.columnar:
             built = [build(row) for row in rows]
             arrays = tuple(list(values) for values in zip(*built, strict=True))
