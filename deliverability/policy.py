@@ -574,7 +574,46 @@ class _Reader:
                         f"must be below {kind}_pause ({review} is not below {pause})",
                         "the review rate comes before the pause rate",
                     )
+        self._check_order(name, out)
         self.overrides[name] = out
+
+    def _check_order(self, name: str, out: dict[str, Any]) -> None:
+        """Numbers of one section that must not contradict each other, reported at the key the
+        file set (the smaller one when it set both)."""
+        defaults = SECTIONS[name]()
+        effective = replace(defaults, **out)
+        for small, large, severity, why in _ORDERED.get(name, ()):
+            low, high = getattr(effective, small), getattr(effective, large)
+            if low <= high or (small not in out and large not in out):
+                continue
+            if isinstance(low, timedelta):
+                more, less = "longer", "shorter"
+                shown_low, shown_high = _days(low), _days(high)
+            else:
+                more, less = "above", "below"
+                shown_low, shown_high = repr(low), repr(high)
+            then = " than" if more == "longer" else ""
+            if small in out:
+                key = small
+                message = (
+                    f"must not be {more}{then} {large} ({shown_low} is {more}{then} {shown_high})"
+                )
+            else:
+                key = large
+                message = (
+                    f"must not be {less}{then} {small} ({shown_high} is {less}{then} {shown_low})"
+                )
+            shipped = (
+                f"{_toml_example(getattr(defaults, small))} and "
+                f"{_toml_example(getattr(defaults, large))}"
+            )
+            self.problem(
+                self.lines.key(name, key),
+                f"{name}.{key}",
+                message,
+                f"{why}make {small} at most {large} (shipped: {shipped})",
+                severity,
+            )
 
     def _convert_number(self, key: str, line: int | None, default: Any, value: Any) -> Any:
         example = f"{key.split('.', 1)[1]} = {_toml_example(default)}"
@@ -945,8 +984,35 @@ class _Reader:
                     break
 
 
+#: Numbers of one section where the first must not exceed the second: (first, second, severity,
+#: why, as the start of the fix).
+_ORDERED: dict[str, tuple[tuple[str, str, str, str], ...]] = {
+    "backoff": (
+        ("first_retry", "max_interval", "warning", "the cap would shorten the first retry: "),
+    ),
+    "throttle": (
+        ("initial_pause", "max_pause", "warning", "the cap would shorten the first pause: "),
+        ("min_rate", "initial_rate", "warning", "the floor would raise the first rate: "),
+    ),
+    "hygiene": (
+        (
+            "soft_span",
+            "soft_window",
+            "error",
+            "strikes are counted within soft_window, so they could never span more and no "
+            "address would ever be suppressed for soft failures: ",
+        ),
+    ),
+}
+
 E = TypeVar("E", Outcome, Reason, Fault)
 _REASONS = frozenset(r.value for r in Reason)
+
+
+def _days(value: timedelta) -> str:
+    """A duration as a person writes it in a policy file: whole days in days ("40d")."""
+    seconds = int(value.total_seconds())
+    return f"{seconds // 86400}d" if seconds and not seconds % 86400 else format_duration(value)
 
 
 def _toml_example(value: Any) -> str:
@@ -954,7 +1020,7 @@ def _toml_example(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, timedelta):
-        return repr(format_duration(value))
+        return repr(_days(value))
     if isinstance(value, frozenset | tuple | list):
         return "[" + ", ".join(_toml_example(v) for v in sorted(value, key=str)) + "]"
     if isinstance(value, Reason):

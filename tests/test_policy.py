@@ -424,3 +424,58 @@ def test_a_file_that_is_not_utf8_is_a_problem_with_its_line_and_a_fix(tmp_path: 
     assert "UTF-8" in problem.fix
     with pytest.raises(PolicyError, match=r"latin1\.toml:2"):
         load_policy(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key", "severity", "message"),
+    [
+        (
+            "[hygiene]\nsoft_span = '40d'\n",
+            2,
+            "hygiene.soft_span",
+            "error",
+            "must not be longer than soft_window (40d is longer than 30d)",
+        ),
+        (
+            "[hygiene]\nsoft_window = '5d'\n",
+            2,
+            "hygiene.soft_window",
+            "error",
+            "must not be shorter than soft_span (5d is shorter than 7d)",
+        ),
+        (
+            "[backoff]\nfirst_retry = '6h'\n",
+            2,
+            "backoff.first_retry",
+            "warning",
+            "must not be longer than max_interval (6h is longer than 4h)",
+        ),
+        (
+            "[throttle]\ninitial_pause = '5h'\n",
+            2,
+            "throttle.initial_pause",
+            "warning",
+            "must not be longer than max_pause (5h is longer than 4h)",
+        ),
+        (
+            "[throttle]\nmin_rate = 100.0\n",
+            2,
+            "throttle.min_rate",
+            "warning",
+            "must not be above initial_rate (100.0 is above 60.0)",
+        ),
+    ],
+)
+def test_numbers_that_contradict_each_other_are_reported_at_the_key_set(
+    tmp_path: Path, text: str, line: int, key: str, severity: str, message: str
+) -> None:
+    (problem,) = check_policy_file(write(tmp_path, text))
+    assert (problem.line, problem.key, problem.severity) == (line, key, severity)
+    assert problem.message == message
+    assert problem.fix
+
+
+def test_a_soft_span_longer_than_its_window_is_refused_by_load_policy(tmp_path: Path) -> None:
+    # Strikes are counted within soft_window: they could never span a longer soft_span.
+    with pytest.raises(PolicyError, match="soft_span"):
+        load_policy(write(tmp_path, "[hygiene]\nsoft_span = '60d'\nsoft_window = '30d'\n"))
