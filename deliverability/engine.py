@@ -898,29 +898,18 @@ class Engine:
                     )
                 )
             else:
-                action_id = int(
-                    conn.execute(
-                        insert(_ACTIONS)
-                        .values(
-                            kind=ActionKind.SUPPRESS,
-                            scope=ActionScope.ADDRESS,
-                            target=normal.key,
-                            status=ActionStatus.OPEN,
-                            open_key=okey,
-                            reason=coded,
-                            rule="manual",
-                            detail=_cut(reason, TEXT_LENGTH),
-                            evidence={"manual": True},
-                            created_at=now,
-                            updated_at=now,
-                            expires_at=until,
-                            created_by=by,
-                            raised_count=1,
-                            step=0,
-                            deliveries_since=0,
-                        )
-                        .returning(_ACTIONS.c.id)
-                    ).scalar_one()
+                action_id = _manual_action(
+                    conn,
+                    ActionKind.SUPPRESS,
+                    normal.key,
+                    now=now,
+                    by=by,
+                    status=ActionStatus.OPEN,
+                    open_key=okey,
+                    reason=coded,
+                    detail=_cut(reason, TEXT_LENGTH),
+                    evidence={"manual": True},
+                    expires_at=until,
                 )
             conn.execute(
                 update(_RECIPIENTS)
@@ -970,30 +959,19 @@ class Engine:
                         updated_at=now,
                     )
                 )
-            release_id = int(
-                conn.execute(
-                    insert(_ACTIONS)
-                    .values(
-                        kind=ActionKind.RELEASE,
-                        scope=ActionScope.ADDRESS,
-                        target=normal.key,
-                        status=ActionStatus.RESOLVED,
-                        open_key=None,
-                        reason=Reason.UNDEFINED,
-                        rule="manual",
-                        detail=_cut(reason, TEXT_LENGTH) or "",
-                        evidence={"released": open_action.id if open_action else None},
-                        created_at=now,
-                        updated_at=now,
-                        resolved_at=now,
-                        created_by=by,
-                        resolved_by=by,
-                        raised_count=1,
-                        step=0,
-                        deliveries_since=0,
-                    )
-                    .returning(_ACTIONS.c.id)
-                ).scalar_one()
+            release_id = _manual_action(
+                conn,
+                ActionKind.RELEASE,
+                normal.key,
+                now=now,
+                by=by,
+                status=ActionStatus.RESOLVED,
+                open_key=None,
+                reason=Reason.UNDEFINED,
+                detail=_cut(reason, TEXT_LENGTH) or "",
+                evidence={"released": open_action.id if open_action else None},
+                resolved_at=now,
+                resolved_by=by,
             )
             if row is not None:
                 standing, why = self._standing_from_deliveries(conn, row.id)
@@ -1593,6 +1571,32 @@ def _load_classifier() -> Callable[[Reply, Policy], Verdict]:
     from deliverability.classify import classify
 
     return classify
+
+
+def _manual_action(
+    conn: Connection,
+    kind: ActionKind,
+    address_key: str,
+    *,
+    now: datetime,
+    by: str,
+    **values: Any,
+) -> int:
+    """Insert an action taken by hand on one address (suppress, release); returns its id."""
+    row = {
+        "kind": kind,
+        "scope": ActionScope.ADDRESS,
+        "target": address_key,
+        "rule": "manual",
+        "created_at": now,
+        "updated_at": now,
+        "created_by": by,
+        "raised_count": 1,
+        "step": 0,
+        "deliveries_since": 0,
+        **values,
+    }
+    return int(conn.execute(insert(_ACTIONS).values(row).returning(_ACTIONS.c.id)).scalar_one())
 
 
 def _rejection(raw: Any, index: int, err: BaseException) -> tuple[Rejected, str]:
