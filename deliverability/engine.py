@@ -142,16 +142,16 @@ class ReplyRecord:
     def from_mapping(cls, item: Mapping[str, Any]) -> ReplyRecord:
         """From a dict with the mailer reply log's columns (DESIGN.md): ``at``, ``recipient``,
         ``message_id``, ``attempt``, and ``reply`` or ``code`` / ``status`` / ``text``."""
-        unknown = set(item) - _RECORD_FIELDS
-        if unknown:
+        if not _RECORD_FIELDS.issuperset(item):
+            unknown = set(item) - _RECORD_FIELDS
             raise InputError(f"unknown field(s) {', '.join(sorted(unknown))}")
         if not item.get("recipient"):
             raise InputError("missing field 'recipient'")
-        kind = item.get("kind", EventKind.REPLY)
-        try:
-            kind = EventKind(kind)
-        except ValueError:
-            raise InputError(f"unknown event kind {kind!r}") from None
+        given = item.get("kind", EventKind.REPLY)
+        # A dict lookup, not EventKind(given): this runs once per logged reply.
+        kind = _KINDS.get(given) if isinstance(given, str) else None
+        if kind is None:
+            raise InputError(f"unknown event kind {given!r}")
         return cls(
             recipient=item["recipient"],
             message_id=item.get("message_id"),
@@ -169,6 +169,8 @@ class ReplyRecord:
             raw=item.get("raw"),
         )
 
+
+_KINDS: dict[str, EventKind] = {kind.value: kind for kind in EventKind}
 
 _RECORD_FIELDS = {
     "recipient",
