@@ -8,7 +8,7 @@ lower-cased and IDNA-encoded (RFC 5890) so that a Unicode domain and its A-label
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import idna
 
@@ -34,14 +34,15 @@ class Address:
 
     local: str
     domain: str
+    #: The compared form, made once: the bulk paths ask for it several times per event.
+    key: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.local.lower()}@{self.domain}")
 
     @property
     def text(self) -> str:
         return f"{self.local}@{self.domain}"
-
-    @property
-    def key(self) -> str:
-        return f"{self.local.lower()}@{self.domain}"
 
     def __str__(self) -> str:
         return self.text
