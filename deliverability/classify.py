@@ -364,6 +364,8 @@ class _Bucket:
         "always",
         "base",
         "checks",
+        "gate",
+        "gated",
         "lowered",
         "prefix_value",
         "regex",
@@ -393,6 +395,10 @@ class _Bucket:
         #: most selective, word set of each of the rule's alternatives).
         value = dict(bit)
         always = sentinel
+        #: Rules with an alternative indexed by no word ("[bl21]"): candidates when one of the
+        #: literals of those alternatives occurs, which one search finds out.
+        gated = 0
+        gate_literals: set[str] = set()
         checks: list[tuple[_Check, ...] | None] = []
         for i, cl in enumerate(clauses):
             rule_bit = 1 << (base + i)
@@ -406,8 +412,9 @@ class _Bucket:
                 for word in conjunction[0][0]:
                     value[word] |= rule_bit
                 if not conjunction[0][0]:
-                    # Not even the most selective set has words to index: always a candidate.
-                    always |= rule_bit
+                    # Not even the most selective set has words to index.
+                    gated |= rule_bit
+                    gate_literals |= conjunction[0][1]
                 sets = []
                 for chunks, literals in conjunction:
                     mask = 0 if chunks else sentinel
@@ -430,6 +437,10 @@ class _Bucket:
         self.base = base
         self.word_mask = (1 << base) - 1
         self.always = always
+        self.gated = gated
+        # Case-sensitive, on the lower-cased text: the engine skips to the literals' first
+        # characters.
+        self.gate = re.compile(_trie_pattern(sorted(gate_literals))) if gate_literals else None
         # A lookahead at every position reports the longest word starting there (the trie is
         # greedy); the shorter words that are its prefixes start there too.
         self.prefix_value: dict[str, int] = {}
@@ -479,6 +490,8 @@ class _Bucket:
             return self.terminal
         lowered = text.lower()
         combined = self.present(lowered)
+        if self.gate is not None and self.gate.search(lowered) is not None:
+            combined |= self.gated
         present = combined & self.word_mask
         candidates = combined >> self.base
         checks = self.checks
