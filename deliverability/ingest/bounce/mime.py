@@ -20,7 +20,7 @@ import email.header
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["Headers", "Parsed", "decode_header", "parse_bytes"]
+__all__ = ["Headers", "Parsed", "decode_header", "lf_lines", "parse_bytes"]
 
 # A line that starts the copy of the returned message in a non-MIME bounce. Each mail system
 # words it differently; these are the wordings seen in the wild (qmail, Exim, Sendmail, Gmail,
@@ -298,7 +298,13 @@ def _body_bytes(headers: Headers, body: str) -> bytes:
 
 def _body_text(headers: Headers, body: str, params: dict[str, str]) -> str:
     data = _body_bytes(headers, body)
-    return _decode(data, params.get("charset")).replace("\r\n", "\n")
+    return lf_lines(_decode(data, params.get("charset")))
+
+
+def lf_lines(text: str) -> str:
+    """CRLF line ends as LF. Most messages in a mailbox have none: looking for a CR first is
+    several times cheaper than a replace that finds nothing."""
+    return text.replace("\r\n", "\n") if "\r" in text else text
 
 
 def _html_text(html: str) -> str:
@@ -397,7 +403,7 @@ class _Walker:
 
 def parse_bytes(data: bytes) -> Parsed:
     """Read what detectors need from a message, in one pass over its parts."""
-    text = data.decode("latin-1").replace("\r\n", "\n")
+    text = lf_lines(data.decode("latin-1"))
     headers, body = _read_headers(text, raw=not data.isascii())
     parsed = Parsed(message=headers)
     walker = _Walker(parsed)

@@ -13,7 +13,7 @@ import re
 from datetime import datetime
 
 from deliverability.ingest.bounce.base import Hit, addresses_in, parse_date, unfold
-from deliverability.ingest.bounce.mime import Parsed
+from deliverability.ingest.bounce.mime import Parsed, lf_lines
 
 __all__ = ["Rfc3464", "read_fields"]
 
@@ -44,7 +44,7 @@ def read_fields(text: str) -> tuple[dict[str, str], list[dict[str, str]]]:
     recipients: list[dict[str, str]] = []
     current: dict[str, str] = {}
     # Continuation lines (section 2.1 uses RFC 822 folding) are joined first.
-    for raw in unfold(text.replace("\r\n", "\n")).split("\n"):
+    for raw in unfold(lf_lines(text)).split("\n"):
         line = raw.strip()
         if not line:
             if "final-recipient" in current or "original-recipient" in current:
