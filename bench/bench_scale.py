@@ -14,7 +14,10 @@ Then it times, each as a `deliverability` command in a fresh process like a cron
 - record_many of 10,000 new events into the full table (hygiene on).
 
 Each command's time includes starting Python and importing the package: the first line, `--help`
-alone, is that part. The floor is a full sequential scan of `events` (SELECT count(*) with
+alone, is that part. Figures are printed as each command ends; a command that runs past
+`--timeout` is stopped and shown as such. `--reuse` keeps a database an earlier run filled with
+the same number of events (the fill alone takes long at 10M), and then skips the prune, which
+would change it. The floor is a full sequential scan of `events` (SELECT count(*) with
 parallel workers off), measured in the same run: each figure is printed in seconds and as a
 multiple of the floor.
 """
@@ -122,6 +125,18 @@ def _fill(address: str, n: int) -> float:
     return time.perf_counter() - started
 
 
+def _filled_with(address: str) -> int | None:
+    """How many events the database holds, or None when it cannot be read."""
+    try:
+        engine = sa_create_engine(address, poolclass=NullPool)
+        with engine.connect() as conn:
+            count = int(conn.execute(text("SELECT count(*) FROM events")).scalar_one())
+        engine.dispose()
+    except Exception:
+        return None
+    return count
+
+
 def _floor(address: str) -> float:
     engine = create_engine(address)
     best = float("inf")
@@ -135,16 +150,21 @@ def _floor(address: str) -> float:
     return best
 
 
-def _command(address: str, *args: str) -> float:
+def _command(address: str, *args: str, timeout: float | None = None) -> float | None:
+    """Seconds the command took in a fresh process; None when it ran past `timeout`."""
     env = {**os.environ, "DELIVERABILITY_DATABASE_URL": address}
     started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-c", "from deliverability.cli import main; main()", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", "from deliverability.cli import main; main()", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return None
     elapsed = time.perf_counter() - started
     if done.returncode not in (0, 1):
         raise SystemExit(f"deliverability {' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
@@ -169,43 +189,60 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--url", default=os.environ.get("DELIVERABILITY_BENCH_POSTGRES_URL", DEFAULT_URL)
     )
+    parser.add_argument(
+        "--timeout", type=float, default=3600, help="stop a command after this many seconds"
+    )
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep a database already filled with --events"
+    )
     args = parser.parse_args(argv)
     url = make_url(args.url)
     address = url.render_as_string(hide_password=False)
-    try:
-        _fresh_database(url)
-    except Exception as err:
-        print(f"bench_scale: cannot use {url.render_as_string(hide_password=True)}: {err}")
-        return 2
-    fill = _fill(address, args.events)
+    fill: float | None = None
+    if not (args.reuse and _filled_with(address) == args.events):
+        try:
+            _fresh_database(url)
+        except Exception as err:
+            print(f"bench_scale: cannot use {url.render_as_string(hide_password=True)}: {err}")
+            return 2
+        fill = _fill(address, args.events)
     floor = _floor(address)
+    print(
+        f"PostgreSQL, {args.events:,} events, {args.events // 20:,} recipients, {DOMAINS} domains",
+        flush=True,
+    )
+    if fill is not None:
+        print(f"  fill (server-side generate_series + VACUUM ANALYZE)  {fill:8.1f} s", flush=True)
+    else:
+        print("  fill: reused the database of an earlier run", flush=True)
+    print(f"  floor: sequential scan of events                      {floor:8.2f} s", flush=True)
     now = NOW.isoformat()
     since = (NOW - timedelta(days=30)).date().isoformat()
-    figures = [
-        ("process start alone (--help)", _command(address, "--help")),
-        ("report domains (30 days)", _command(address, "report", "domains", "--since", since,
-                                              "--now", now, "--format", "csv")),
-        ("report codes (30 days)", _command(address, "report", "codes", "--since", since,
+    commands = [
+        ("process start alone (--help)", ("--help",)),
+        ("report domains (30 days)", ("report", "domains", "--since", since, "--now", now,
+                                      "--format", "csv")),
+        ("report codes (30 days)", ("report", "codes", "--since", since, "--now", now,
+                                    "--format", "csv")),
+        ("report undeliverable (30 days)", ("report", "undeliverable", "--since", since,
                                             "--now", now, "--format", "csv")),
-        ("report undeliverable (30 days)", _command(address, "report", "undeliverable",
-                                                    "--since", since, "--now", now,
-                                                    "--format", "csv")),
-        ("report reputation", _command(address, "report", "reputation", "--now", now,
-                                       "--format", "csv")),
-        ("nightly --full", _command(address, "nightly", "--full", "--now", now)),
-        ("prune --older-than 90d --dry-run", _command(address, "prune", "--older-than", "90d",
-                                                      "--dry-run", "--now", now)),
-        ("prune --older-than 90d", _command(address, "prune", "--older-than", "90d",
-                                            "--now", now)),
+        ("report reputation", ("report", "reputation", "--now", now, "--format", "csv")),
+        ("nightly --full", ("nightly", "--full", "--now", now)),
+        ("prune --older-than 90d --dry-run", ("prune", "--older-than", "90d", "--dry-run",
+                                              "--now", now)),
     ]  # fmt: skip
+    if not args.reuse:
+        commands.append(("prune --older-than 90d", ("prune", "--older-than", "90d", "--now", now)))
+    for name, command in commands:
+        seconds = _command(address, *command, timeout=args.timeout)
+        if seconds is None:
+            print(f"  {name:<40} stopped after {args.timeout:.0f} s", flush=True)
+        else:
+            print(f"  {name:<40} {seconds:8.1f} s   {seconds / floor:8.1f} x floor", flush=True)
+    if args.reuse:
+        print("  (prune and record_many skipped with --reuse: they would change the database)")
+        return 0
     record = _record(address, 10_000)
-    print(
-        f"PostgreSQL, {args.events:,} events, {args.events // 20:,} recipients, {DOMAINS} domains"
-    )
-    print(f"  fill (server-side generate_series + VACUUM ANALYZE)  {fill:8.1f} s")
-    print(f"  floor: sequential scan of events                      {floor:8.2f} s")
-    for name, seconds in figures:
-        print(f"  {name:<40} {seconds:8.1f} s   {seconds / floor:8.1f} x floor")
     print(f"  record_many 10,000 events into the full table   {record:8.1f} s  "
           f"({10_000 / record:,.0f} events/s)")  # fmt: skip
     return 0
