@@ -192,13 +192,17 @@ def _seq_literals(items: list[tuple[Any, Any]]) -> set[str] | None:
 
 
 def _literal_chars(op: Any, av: Any) -> list[str] | None:
-    """The lower-case characters one item can be, when it is a literal or a small class."""
+    """The lower-case characters one item can be, when it is a literal or a small class.
+
+    ASCII only: under IGNORECASE some other letters match ASCII ones (the long s matches "s"),
+    so they are no literal an ASCII reply must contain.
+    """
     if op is sre_constants.LITERAL:
-        return [chr(av).lower()]
+        return [chr(av).lower()] if av <= _ASCII_MAX else None
     if (
         op is sre_constants.IN
         and len(av) <= _MAX_CLASS
-        and all(o is sre_constants.LITERAL for o, _ in av)
+        and all(o is sre_constants.LITERAL and c <= _ASCII_MAX for o, c in av)
     ):
         return sorted({chr(c).lower() for _, c in av})
     return None

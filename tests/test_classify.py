@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -497,3 +498,18 @@ def test_the_token_memory_of_a_bucket_is_bounded_and_results_do_not_change() -> 
             assert len(bucket.tokens) <= 5
     finally:
         type(bucket).MAX_TOKENS = limit
+
+
+def test_a_pattern_letter_that_folds_to_ascii_is_not_a_prefilter_literal(tmp_path: Path) -> None:
+    # Under IGNORECASE the Kelvin sign matches "k" and the long s matches "s": an ASCII reply can
+    # match such a pattern, so those letters must not become literals the reply has to contain.
+    policy_file = tmp_path / "p.toml"
+    policy_file.write_text(
+        '[[rule]]\nid = "local.long_s"\ntext = "(?i)\\u017fpam listed"\nclass = [5]\n'
+        'outcome = "blocked"\nreason = "blocked"\nfault = "sender"\nsource = "test"\n',
+        encoding="utf-8",
+    )
+    policy = load_policy(policy_file)
+    assert classify(Reply(code=550, status=None, text="SPAM listed here"), policy).rule == (
+        "local.long_s"
+    )
