@@ -47,7 +47,7 @@ from deliverability.states import (
     step_for,
     transition,
 )
-from deliverability.store.bulk import BulkWriter, pairs_in
+from deliverability.store.bulk import BulkWriter, in_values, pairs_in
 from deliverability.store.models import (
     TEXT_LENGTH,
     Action,
@@ -1207,14 +1207,14 @@ class Engine:
         if conn.dialect.name != "sqlite":
             conn.execute(
                 select(_RECIPIENTS.c.id)
-                .where(_RECIPIENTS.c.address_key.in_(address_keys))
+                .where(in_values(conn, _RECIPIENTS.c.address_key, address_keys))
                 .order_by(_RECIPIENTS.c.address_key)
                 .with_for_update()
             )
 
         # 1. Idempotency: drop events already recorded, and repeats inside the chunk.
         keys = list({it.key for it in items})
-        known = set(conn.scalars(select(_EVENTS.c.key).where(_EVENTS.c.key.in_(keys))))
+        known = set(conn.scalars(select(_EVENTS.c.key).where(in_values(conn, _EVENTS.c.key, keys))))
         fresh: list[_Written] = []
         for w in written:
             if w.item.key in known:
@@ -1227,7 +1227,7 @@ class Engine:
         recipients: dict[str, dict[str, Any]] = {
             row["address_key"]: row
             for row in self._bulk.load(
-                conn, _RECIPIENTS, _RECIPIENTS.c.address_key.in_(address_keys)
+                conn, _RECIPIENTS, in_values(conn, _RECIPIENTS.c.address_key, address_keys)
             )
         }
         pairs = list(
@@ -1356,7 +1356,7 @@ class Engine:
             )
             for id_, akey in conn.execute(
                 select(_RECIPIENTS.c.id, _RECIPIENTS.c.address_key).where(
-                    _RECIPIENTS.c.address_key.in_(list(new_recipients))
+                    in_values(conn, _RECIPIENTS.c.address_key, list(new_recipients))
                 )
             ):
                 new_recipients[akey]["id"] = id_
@@ -1433,7 +1433,7 @@ class Engine:
         return {
             key: int(id_)
             for id_, key in conn.execute(
-                select(_EVENTS.c.id, _EVENTS.c.key).where(_EVENTS.c.key.in_(keys))
+                select(_EVENTS.c.id, _EVENTS.c.key).where(in_values(conn, _EVENTS.c.key, keys))
             ).all()
         }
 

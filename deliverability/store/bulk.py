@@ -16,10 +16,12 @@ from enum import Enum
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     Boolean,
     Connection,
     Dialect,
     Table,
+    any_,
     bindparam,
     insert,
     select,
@@ -32,7 +34,7 @@ from sqlalchemy.types import NullType
 
 from deliverability.store.models import UTCDateTime
 
-__all__ = ["BulkWriter", "converter_for", "pairs_in", "reader_for"]
+__all__ = ["BulkWriter", "converter_for", "in_values", "pairs_in", "reader_for"]
 
 Converter = Callable[[Any], Any] | None
 
@@ -120,6 +122,20 @@ def reader_for(column_type: Any, dialect: Dialect) -> Converter:
     return None
 
 
+def in_values(
+    conn: Connection, column: ColumnElement[Any], values: Sequence[Any]
+) -> ColumnElement[bool]:
+    """WHERE column IN values, for the long lists of a chunk (a thousand keys).
+
+    On PostgreSQL the list goes as one array parameter (`= ANY(...)`): psycopg otherwise splits
+    and adapts a statement with a thousand placeholders on every call, and the server plans
+    each one afresh; the index is used the same way.
+    """
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(list(values))
+
+
 def pairs_in(
     conn: Connection, table: Table, first: str, second: str, pairs: Sequence[tuple[Any, Any]]
 ) -> ColumnElement[bool]:
@@ -143,7 +159,7 @@ def pairs_in(
             f" JOIN {table.name} AS t ON t.{first} = v.a AND t.{second} = v.b",
             ([a for a, _ in pairs], [b for _, b in pairs]),
         )
-        return table.c.id.in_([row[0] for row in found])
+        return in_values(conn, table.c.id, [row[0] for row in found])
     if conn.dialect.name != "sqlite":
         return tuple_(table.c[first], table.c[second]).in_(pairs)
     ids: list[int] = []
