@@ -175,36 +175,48 @@ def _shift(session: Session, col: Any, delta: timedelta) -> ColumnElement[Any]:
     return sa.func.timestampadd(sa.text("MICROSECOND"), micro, col)
 
 
-def _within_span(w: Any, window: str) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
-    """`w.at` within the anchors' whole time span widened by a rule's window, as constants.
+# MariaDB joins an indexed column by looking each row up on that column alone and filtering the
+# index entries it reads (`ref` access with index condition pushdown): for a domain, or an
+# address, that is every entry of its whole history, whatever the window, so the cost grows with
+# the history. It range-scans an index only on constant bounds. The helpers below add such
+# constants there (they change no result: each is implied by the anchors' own conditions) and
+# nothing on SQLite and PostgreSQL, whose planners bound the join by the window through the
+# index already (and may choose a worse plan given extra constants).
 
-    Implied by each anchor's own window condition, so it changes no result; it is there for the
-    planners that cannot range-scan an index on a bound taken from the other side of a join
-    (MariaDB reads every index entry of the domain or address and filters them, a cost that grows
-    with the history): constants let them bound the scan by time too."""
+
+def _mariadb(session: Session) -> bool:
+    return session.get_bind().dialect.name in ("mysql", "mariadb")
+
+
+def _within_span(session: Session, w: Any, window: str) -> tuple[ColumnElement[bool], ...]:
+    """On MariaDB, `w.at` within the anchors' time span widened by a rule's window."""
+    if not _mariadb(session):
+        return ()
     return (
         w.at >= sa.bindparam(f"span_lo_{window}", type_=UTCDateTime()),
         w.at <= sa.bindparam("span_hi", type_=UTCDateTime()),
     )
 
 
-def _joinable(session: Session, col: Any) -> ColumnElement[Any]:
-    """`col` for a join condition. On MariaDB an expression, not the bare column: there a join
-    on an indexed column is done by looking each row up on that column alone, reading every
-    index entry of the value (a domain's whole history); with an expression it range-scans the
-    constant bounds (domain list, time span) and joins the rows in its join buffer instead."""
-    if session.get_bind().dialect.name in ("mysql", "mariadb"):
-        return sa.func.concat(col, "")
-    return col  # type: ignore[no-any-return]
-
-
-def _anchor_in_span(a: Any) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
-    """The anchors' own times within their span, as constants: true by definition, and it
-    lets MariaDB read the anchors by time instead of looking them up by domain in the whole
-    history."""
+def _anchor_in_span(session: Session, a: Any) -> tuple[ColumnElement[bool], ...]:
+    """On MariaDB, the anchors' own times within their span."""
+    if not _mariadb(session):
+        return ()
     return (
         a.at >= sa.bindparam("span_lo", type_=UTCDateTime()),
         a.at <= sa.bindparam("span_hi", type_=UTCDateTime()),
+    )
+
+
+def _same_domain(session: Session, w: Any, a: Any, domains: str) -> ColumnElement[bool]:
+    """`w.domain = a.domain`. On MariaDB also `w.domain IN (<the bind parameter `domains`>)`,
+    and the join made on an expression, so that it range-scans (domain, at) within the time
+    span and joins the rows in its join buffer instead of a lookup per row."""
+    if not _mariadb(session):
+        return w.domain == a.domain  # type: ignore[no-any-return]
+    return sa.and_(
+        sa.func.concat(w.domain, "") == sa.func.concat(a.domain, ""),
+        w.domain.in_(sa.bindparam(domains, expanding=True)),
     )
 
 
@@ -478,7 +490,7 @@ class _Evaluator:
                     _is_ambiguous(a, self.policy),
                     _is_ambiguous(w, self.policy),
                     w.at >= _shift(self.s, a.at, -h.ambiguous_window),
-                    *_within_span(w, "ambiguous"),
+                    *_within_span(self.s, w, "ambiguous"),
                     w.at <= a.at,
                 )
                 .group_by(a.recipient_id, a.id, a.at, a.reason)
@@ -504,7 +516,7 @@ class _Evaluator:
                     # resets nothing that still counts, and an unbounded lookup would read the
                     # address's whole history.
                     d.at >= _shift(self.s, a.at, -h.soft_window),
-                    *_within_span(d, "soft"),
+                    *_within_span(self.s, d, "soft"),
                     d.at <= a.at,
                 )
                 .correlate(self.at)
@@ -525,7 +537,7 @@ class _Evaluator:
                     _is_soft(a, self.policy),
                     _is_soft(w, self.policy),
                     w.at >= _shift(self.s, a.at, -h.soft_window),
-                    *_within_span(w, "soft"),
+                    *_within_span(self.s, w, "soft"),
                     w.at <= a.at,
                     sa.or_(last_delivery.is_(None), w.at > last_delivery),
                 )
@@ -607,15 +619,13 @@ class _Evaluator:
                     bounces.label("bounces"),
                     attempts.label("attempts"),
                 )
-                .join(wt, _joinable(self.s, w.domain) == _joinable(self.s, a.domain))
+                .join(wt, _same_domain(self.s, w, a, "touched_domains"))
                 .where(
                     self.scope,
                     _is_bounce(a, self.policy),
-                    # The same domains as a constant list: see _blocks_throttle.
-                    w.domain.in_(sa.bindparam("touched_domains", expanding=True)),
                     w.at >= _shift(self.s, a.at, -h.incident_window),
-                    *_within_span(w, "incident"),
-                    *_anchor_in_span(a),
+                    *_within_span(self.s, w, "incident"),
+                    *_anchor_in_span(self.s, a),
                     w.at <= a.at,
                 )
                 .group_by(a.id, a.domain, a.at)
@@ -819,15 +829,8 @@ class _Evaluator:
             wt = _EVENTS.alias()
             w = wt.c
             # The anchor's own domain, or every domain of the anchor's provider group.
-            # A domain's events are also named by a constant list (the blocked anchors' domains),
-            # and joined on an expression on MariaDB (`_joinable`): there it range-scans
-            # (domain, at) on the constants instead of reading a domain's whole history per row.
-            # The other planners take the list as a redundant condition.
             same_destination = (
-                sa.and_(
-                    _joinable(self.s, w.domain) == _joinable(self.s, a.domain),
-                    w.domain.in_(sa.bindparam("blocked_domains", expanding=True)),
-                )
+                _same_domain(self.s, w, a, "blocked_domains")
                 if members is None
                 else w.domain.in_(members)
             )
@@ -846,8 +849,8 @@ class _Evaluator:
                     _is_blocked(a),
                     _is_blocked(w),
                     w.at >= _shift(self.s, a.at, -tp.blocked_window),
-                    *_within_span(w, "blocked"),
-                    *_anchor_in_span(a),
+                    *_within_span(self.s, w, "blocked"),
+                    *_anchor_in_span(self.s, a),
                     w.at <= a.at,
                 )
             )
@@ -924,7 +927,10 @@ class _Evaluator:
 
     def _span(self) -> None:
         """The anchors' earliest and latest times, widened by each rule's window (bind
-        parameters of `_within_span`). One indexed query unless the caller gave the times."""
+        parameters of `_within_span`, MariaDB only). One query by the anchors' id range unless
+        the caller gave the times."""
+        if not _mariadb(self.s):
+            return
         if "span_lo" not in self.params:
             a = self.a
             lo, hi = self._exec(
