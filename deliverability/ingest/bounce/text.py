@@ -213,7 +213,14 @@ _EAI_MAIL_FROM_RE = re.compile(rf"(?i)(?=m)MAIL FROM:?\s*<?{EAI_ADDRESS_RE.patte
 
 def _mail_from(text: str) -> set[str]:
     """The envelope sender quoted in a transcript ("MAIL FROM:<a@b>"): never the recipient."""
-    pattern = _MAIL_FROM_RE if text.isascii() else _EAI_MAIL_FROM_RE
+    if text.isascii():
+        # A substring test first: most bounces quote no transcript. (Exact for ASCII text;
+        # case-insensitive matching also pairs some non-ASCII letters with ASCII ones.)
+        if "mail from" not in text.lower():
+            return set()
+        pattern = _MAIL_FROM_RE
+    else:
+        pattern = _EAI_MAIL_FROM_RE
     return {a.lower() for a in pattern.findall(text)}
 
 
