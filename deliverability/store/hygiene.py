@@ -1518,14 +1518,15 @@ def _anchor_scope(ids: list[int]) -> tuple[str, dict[str, Any]]:
 
 def _delivered_destinations(events: Sequence[Any], policy: Policy) -> set[str] | None:
     """The throttle targets the events delivered to, when they carry their domain."""
-    found: set[str] = set()
+    domains: set[str] = set()
     for event in events:
         domain = getattr(event, "domain", None)
         if domain is None:
             return None
         if event.verdict.outcome is Outcome.DELIVERED and not event.verdict.throttle:
-            found.add(destination_of(domain, policy.throttle)[1])
-    return found
+            domains.add(domain)
+    # Per distinct domain, not per event: a chunk holds a thousand deliveries to a few domains.
+    return {destination_of(domain, policy.throttle)[1] for domain in domains}
 
 
 _CENSUS_NAMES = {
@@ -1542,21 +1543,22 @@ _CENSUS_NAMES = {
 def _census_of(events: Sequence[Any], policy: Policy) -> dict[str, int] | None:
     """The evidence classes of events that carry their verdict (the engine's RecordedEvent),
     counted without a query; None when some do not (the evaluator then asks the database)."""
-    census = dict.fromkeys(_CENSUS_NAMES.values(), 0)
+    # Counted per distinct verdict, then classified once each: a chunk holds a thousand events
+    # but only a handful of distinct verdicts.
+    verdicts: dict[Any, int] = defaultdict(int)
     for event in events:
         verdict = getattr(event, "verdict", None)
         if verdict is None:
             return None
+        verdicts[verdict.outcome, verdict.reason, verdict.decisive, verdict.throttle] += 1
+    census = dict.fromkeys(_CENSUS_NAMES.values(), 0)
+    for (outcome, reason, decisive, throttle), n in verdicts.items():
         evidence = evidence_of(
-            verdict.outcome,
-            verdict.reason,
-            decisive=verdict.decisive,
-            throttle=verdict.throttle,
-            policy=policy.hygiene,
+            outcome, reason, decisive=decisive, throttle=throttle, policy=policy.hygiene
         )
         name = _CENSUS_NAMES.get(evidence)
         if name is not None:
-            census[name] += 1
+            census[name] += n
     return census
 
 
