@@ -778,15 +778,15 @@ class _Evaluator:
         # blocked_count blocks fall within blocked_window of one of them (latest such anchor).
         if not self.census["blocked"]:
             return states
-        blocks = self._exec(self._cached("blocks", self._blocks)).all()
+        # One query: each destination's latest block, with the count and the first of them.
+        blocks = self._exec(self._cached("blocks_latest", self._blocks_latest)).all()
         self.params["blocked_domains"] = sorted(
-            target for target, _, _ in blocks if target not in tp.provider_domains
+            row.dest for row in blocks if row.dest not in tp.provider_domains
         )
-        for target, n, first in blocks:
-            state(target).alert_blocks = int(n)
-            state(target).alert_first = _loaded(self.s, first)
-        for row in self._exec(self._cached("blocks_latest", self._blocks_latest)).all():
+        for row in blocks:
             st = state(row.dest)
+            st.alert_blocks = int(row.n)
+            st.alert_first = _loaded(self.s, row.first)
             st.alert_at = _loaded(self.s, row.at)
             st.alert_reason = Reason(row.reason)
             st.alert_text = (row.text or "")[:300]
@@ -802,15 +802,6 @@ class _Evaluator:
 
     def _pushback_latest(self) -> Select[Any]:
         return self._latest_per_destination(self.a.throttle.is_(True))
-
-    def _blocks(self) -> Any:
-        a = self.a
-        dest = _destination(a, self.policy)
-        return (
-            sa.select(dest.label("dest"), sa.func.count(a.id), sa.func.min(a.at))
-            .where(self.scope, _is_blocked(a))
-            .group_by(dest)
-        )
 
     def _blocks_latest(self) -> Select[Any]:
         return self._latest_per_destination(_is_blocked(self.a))
@@ -917,6 +908,8 @@ class _Evaluator:
                 sa.func.row_number()
                 .over(partition_by=dest, order_by=(a.at.desc(), a.id.desc()))
                 .label("rn"),
+                sa.func.count(a.id).over(partition_by=dest).label("n"),
+                sa.func.min(a.at).over(partition_by=dest).label("first"),
             )
             .where(self.scope, predicate)
             .subquery()
