@@ -34,7 +34,7 @@ from deliverability.ingest.files import (
     resume_offset,
     same_file,
 )
-from deliverability.ingest.messages import DEFAULT_VERP, VerpFormat
+from deliverability.ingest.messages import DEFAULT_VERP, VerpFormat, preamble_reason
 from deliverability.ingest.records import Rejected
 from deliverability.store.models import IngestedMessage, IngestSource, RejectedInput
 from deliverability.store.session import create_engine, mask_url, write_engine
@@ -378,7 +378,7 @@ class _Ingest:
         def preamble(size: int, head: bytes, follows: bool) -> None:
             if not follows:
                 # Read as an mbox, a file without a "From " line would silently give no message.
-                self.unreadable(path, row, 'not an mbox: it does not start with a "From " line')
+                self.unreadable(path, row, preamble_reason(size, follows))
                 return
             rejected: list[Rejected] = []
             row.items += 1
@@ -386,8 +386,7 @@ class _Ingest:
                 Rejected(
                     path.name,
                     "byte 0",
-                    f'{size} bytes before the first "From " line belong to no message '
-                    "(an mbox starts with one, RFC 4155): not read",
+                    preamble_reason(size, follows),
                     head.decode("utf-8", "replace"),
                 ),
                 rejected,

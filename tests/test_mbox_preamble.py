@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from deliverability.engine import Engine as DeliverabilityEngine
 from deliverability.errors import IngestError
-from deliverability.ingest.messages import iter_mbox
+from deliverability.ingest.files import detect_format
+from deliverability.ingest.messages import explain_message_file, iter_mbox
 from deliverability.nightly import run_nightly
 from deliverability.store.models import RejectedInput
 
@@ -90,3 +91,31 @@ def test_blank_lines_before_the_first_from_line_lose_nothing_and_are_not_rejecte
 def test_with_strict_a_preamble_stops_the_run(engine: DeliverabilityEngine, tmp_path: Path) -> None:
     with pytest.raises(IngestError, match="before the first"):
         run_nightly(engine, [_mbox(tmp_path, PREAMBLE)], now=NOW, fmt="mbox", strict=True)
+
+
+def test_an_mbox_with_a_preamble_is_detected_as_an_mbox_without_naming_the_format(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    summary = run_nightly(engine, [_mbox(tmp_path, PREAMBLE)], now=NOW)
+    assert summary.sources[0].format == "mbox"
+    assert [(r.source, r.position) for r in summary.rejected] == [("bounces.mbox", "byte 0")]
+    assert summary.recorded > 5
+
+
+def test_a_text_that_merely_mentions_from_is_not_taken_for_an_mbox(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"Meeting notes\nFrom the team: ship it\nFrom now on, Fridays\n")
+    with pytest.raises(IngestError, match="cannot tell the format"):
+        detect_format(path)
+
+
+def test_explain_message_shows_a_preamble_as_an_error_row_and_explains_every_message(
+    tmp_path: Path,
+) -> None:
+    path = _mbox(tmp_path, PREAMBLE)
+    rows = explain_message_file(path)
+    clean = explain_message_file(EXAMPLES / "bounces.mbox")
+    assert rows[0]["message"] == "byte 0"
+    assert rows[0]["recipient"] is None
+    assert "before the first" in rows[0]["error"]
+    assert [r["recipient"] for r in rows[1:]] == [r["recipient"] for r in clean]

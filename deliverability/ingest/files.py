@@ -330,6 +330,12 @@ _POSTFIX_LINE_RE = re.compile(
 )
 # RFC 5322 section 3.6.8: a field name is printable US-ASCII except the colon.
 _HEADER_RE = re.compile(r"^[!-9;-~]+:[ \t]?")
+#: An mbox separator line in its usual form (RFC 4155 section 2: "From ", the envelope sender,
+#: then an asctime() date): strict enough that a line of prose is not taken for one.
+_MBOX_SEPARATOR_RE = re.compile(
+    r"^From \S+ +(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov"
+    r"|Dec) +\d{1,2} \d\d:\d\d:\d\d"
+)
 _CONTROL_BYTES = bytes(c for c in range(32) if c not in b"\t\n\r\f\x1b")
 _CSV_REPLY_COLUMNS = ({"reply"}, {"code"}, {"status"})
 
@@ -340,7 +346,8 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     A folder with ``cur`` and ``new`` is a Maildir; a file whose first line starts with
     ``From `` is an mbox; a JSON object on the first non-empty line is JSON Lines; a header row
     with the mailer reply log columns is CSV; syslog lines from a ``postfix/`` program are a
-    Postfix log; RFC 5322 header fields are a single message. Raises IngestError otherwise.
+    Postfix log; RFC 5322 header fields are a single message; other lines followed by an mbox
+    separator line are an mbox with a preamble. Raises IngestError otherwise.
     """
     p = Path(path)
     if p.is_dir():
@@ -374,6 +381,10 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         return "postfix"
     if _HEADER_RE.match(first) and not first.startswith((" ", "\t")):
         return "eml"
+    if any(_MBOX_SEPARATOR_RE.match(ln) for ln in lines[1:]):
+        # An mbox with something before its first message (an export tool's banner): the
+        # reader records those bytes as rejected input and reads the messages after them.
+        return "mbox"
     raise IngestError(
         str(p),
         "file",

@@ -483,14 +483,50 @@ def explain_message_file(path: Path) -> list[dict[str, Any]]:
         data = path.read_bytes()
     except OSError as exc:
         return [{"file": str(path), "recipient": None, "error": str(exc), **_NO_VERDICT}]
-    if not data.startswith(b"From "):
+    if not _is_mbox(path, data):
         return _explain_rows(str(path), data, classify)
     # An mbox holds many bounces: explain every one, each row saying which message it is.
     rows: list[dict[str, Any]] = []
-    for key, raw in iter_mbox(path):
+
+    def preamble(size: int, head: bytes, followed: bool) -> None:
+        # What the nightly job records as rejected input is an error row here.
+        rows.append(
+            {
+                "file": str(path),
+                "recipient": None,
+                "message": "byte 0",
+                "error": preamble_reason(size, followed),
+                **_NO_VERDICT,
+            }
+        )
+
+    for key, raw in iter_mbox(path, preamble=preamble):
         for row in _explain_rows(str(path), raw, classify):
             rows.append({**row, "message": key})
     return rows
+
+
+def preamble_reason(size: int, follows: bool) -> str:
+    """Why the bytes before an mbox's first "From " line are not read (see `iter_mbox`)."""
+    if not follows:
+        return 'not an mbox: it does not start with a "From " line'
+    return (
+        f'{size} bytes before the first "From " line belong to no message '
+        "(an mbox starts with one, RFC 4155): not read"
+    )
+
+
+def _is_mbox(path: Path, data: bytes) -> bool:
+    """An mbox as the nightly job's format detection sees it (one way to tell, for both)."""
+    if data.startswith(b"From "):
+        return True
+    from deliverability.errors import IngestError
+    from deliverability.ingest.files import detect_format
+
+    try:
+        return detect_format(path) == "mbox"
+    except IngestError:
+        return False
 
 
 def reply_for(rec: BounceRecord) -> Reply | None:
