@@ -26,6 +26,13 @@ _DOT_ATOM_LOCAL_RE = re.compile(
 )
 _QUOTED_LOCAL_RE = re.compile(r'^"(?:[^"\\\r\n]|\\.)*"$')
 _DOMAIN_LITERAL_RE = re.compile(r"^\[(?:IPv6:[0-9A-Fa-f:.]+|\d{1,3}(?:\.\d{1,3}){3})\]$")
+# One search each instead of a test per character. For str patterns \s is exactly the set of
+# str.isspace() (both use Python's Unicode white space table).
+_SPACE_RE = re.compile(r"\s")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+#: Normalised domains by the domain part as written: a log names few domains many times.
+_DOMAINS: dict[str, str] = {}
+_DOMAINS_MAX = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +73,9 @@ def normalize_address(raw: str) -> Address:
         text = text[1:-1].strip()
     if not text:
         raise AddressError(raw, "it is empty")
-    if any(ch.isspace() for ch in text) and not text.startswith('"'):
+    if _SPACE_RE.search(text) and not text.startswith('"'):
         raise AddressError(raw, "it contains white space")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+    if _CONTROL_RE.search(text):
         raise AddressError(raw, "it contains control characters")
     local, sep, domain = text.rpartition("@")
     if not sep:
@@ -81,7 +88,14 @@ def normalize_address(raw: str) -> Address:
         raise AddressError(raw, f"the local part is longer than {_MAX_LOCAL} octets (RFC 5321)")
     if not (_DOT_ATOM_LOCAL_RE.match(local) or _QUOTED_LOCAL_RE.match(local)):
         raise AddressError(raw, "the local part has characters RFC 5322 does not allow unquoted")
-    return Address(local=local, domain=normalize_domain(domain, raw))
+    normal = _DOMAINS.get(domain)
+    if normal is None:
+        # Only domains that passed are kept: a bad one is reported with each address it is in.
+        normal = normalize_domain(domain, raw)
+        if len(_DOMAINS) >= _DOMAINS_MAX:
+            _DOMAINS.clear()
+        _DOMAINS[domain] = normal
+    return Address(local=local, domain=normal)
 
 
 def normalize_domain(domain: str, raw: str | None = None) -> str:

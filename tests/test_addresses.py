@@ -41,3 +41,33 @@ def test_a_string_that_is_not_an_address_is_rejected_with_its_problem(
 def test_address_error_is_also_a_value_error() -> None:
     with pytest.raises(ValueError, match="not an email address"):
         normalize_address("nope")
+
+
+def _spaces() -> list[str]:
+    return [chr(c) for c in range(0x110000) if chr(c).isspace()]
+
+
+@pytest.mark.parametrize("space", _spaces())
+def test_every_unicode_white_space_character_is_rejected_as_white_space(space: str) -> None:
+    with pytest.raises(AddressError, match="white space"):
+        normalize_address(f"a{space}b@example.com")
+
+
+@pytest.mark.parametrize("code", [*range(32), 127])
+def test_a_control_character_in_a_quoted_local_part_is_rejected_as_a_control_character(
+    code: int,
+) -> None:
+    with pytest.raises(AddressError, match="control characters"):
+        normalize_address(f'"a{chr(code)}b"@example.com')
+
+
+def test_the_same_domain_in_two_addresses_gives_the_same_normalised_domain() -> None:
+    first = normalize_address("a@B\u00fccher.DE")
+    second = normalize_address("b@b\u00fccher.de")
+    assert first.domain == second.domain == "xn--bcher-kva.de"
+
+
+def test_a_bad_domain_is_rejected_every_time_it_is_seen() -> None:
+    for raw in ("a@exa..mple.com", "b@exa..mple.com"):
+        with pytest.raises(AddressError, match=f"{raw}.*invalid label"):
+            normalize_address(raw)
