@@ -18,6 +18,9 @@ def system_clock() -> datetime:
 
 def ensure_utc(value: datetime) -> datetime:
     """An aware datetime in UTC; naive values are taken to be UTC (as logs without a zone are)."""
+    if value.tzinfo is UTC:
+        # Already so (the usual case: this runs once per recorded event).
+        return value
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)

@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import itemgetter
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, cast
@@ -47,7 +48,7 @@ from deliverability.states import (
     step_for,
     transition,
 )
-from deliverability.store.bulk import BulkWriter, in_values, pairs_in
+from deliverability.store.bulk import BulkWriter, time_reader, time_writer
 from deliverability.store.models import (
     TEXT_LENGTH,
     Action,
@@ -142,16 +143,7 @@ class ReplyRecord:
     def from_mapping(cls, item: Mapping[str, Any]) -> ReplyRecord:
         """From a dict with the mailer reply log's columns (DESIGN.md): ``at``, ``recipient``,
         ``message_id``, ``attempt``, and ``reply`` or ``code`` / ``status`` / ``text``."""
-        if not _RECORD_FIELDS.issuperset(item):
-            unknown = set(item) - _RECORD_FIELDS
-            raise InputError(f"unknown field(s) {', '.join(sorted(unknown))}")
-        if not item.get("recipient"):
-            raise InputError("missing field 'recipient'")
-        given = item.get("kind", EventKind.REPLY)
-        # A dict lookup, not EventKind(given): this runs once per logged reply.
-        kind = _KINDS.get(given) if isinstance(given, str) else None
-        if kind is None:
-            raise InputError(f"unknown event kind {given!r}")
+        kind = _mapping_kind(item)
         return cls(
             recipient=item["recipient"],
             message_id=item.get("message_id"),
@@ -168,6 +160,21 @@ class ReplyRecord:
             verdict=item.get("verdict"),
             raw=item.get("raw"),
         )
+
+
+def _mapping_kind(item: Mapping[str, Any]) -> EventKind:
+    """Check a mapping's fields (`ReplyRecord.from_mapping`); its event kind."""
+    if not _RECORD_FIELDS.issuperset(item):
+        unknown = set(item) - _RECORD_FIELDS
+        raise InputError(f"unknown field(s) {', '.join(sorted(unknown))}")
+    if not item.get("recipient"):
+        raise InputError("missing field 'recipient'")
+    given = item.get("kind", EventKind.REPLY)
+    # A dict lookup, not EventKind(given): this runs once per logged reply.
+    kind = _KINDS.get(given) if isinstance(given, str) else None
+    if kind is None:
+        raise InputError(f"unknown event kind {given!r}")
+    return kind
 
 
 _KINDS: dict[str, EventKind] = {kind.value: kind for kind in EventKind}
@@ -188,6 +195,22 @@ _RECORD_FIELDS = {
     "verdict",
     "raw",
 }
+#: A mapping's absent fields, as from_mapping reads them.
+_MAPPING_DEFAULTS: dict[str, Any] = {**dict.fromkeys(_RECORD_FIELDS), "kind": EventKind.REPLY}
+_mapping_fields = itemgetter(
+    "recipient",
+    "message_id",
+    "reply",
+    "code",
+    "status",
+    "text",
+    "attempt",
+    "at",
+    "source",
+    "position",
+    "key",
+    "verdict",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,7 +391,7 @@ class RecipientStatus:
 
 @dataclass(slots=True)
 class _Item:
-    """One validated event, ready for the chunk writer."""
+    """One validated event, ready for the chunk writer, and what the writer did with it."""
 
     index: int
     address: Address
@@ -379,26 +402,24 @@ class _Item:
     step: Step | None
     at: datetime
     attempt: int | None
+    #: Cut to its column's length.
     source: str
     position: str | None
     kind: EventKind
     key: str
-    #: Free text kept when there is no parsed reply.
-    text: str | None = None
-
-
-@dataclass(slots=True)
-class _Written:
-    """What the chunk writer did with one item."""
-
-    item: _Item
-    duplicate: bool = False
-    history_only: bool = False
-    delivery_state: DeliveryState | None = None
-    next_attempt_at: datetime | None = None
-    attempt: int | None = None
+    #: The event row's columns that follow from the reply and the verdict alone, as the driver
+    #: takes them (`_reply_columns`): made once per distinct reply, not once per event.
+    facts: tuple[Any, ...]
+    # What the chunk writer did: set by it (again on every run of the transaction).
+    duplicate: bool = field(init=False)
+    #: The event went into history only (out of order, or after a final state).
+    history_only: bool = field(init=False)
+    delivery_state: DeliveryState | None = field(init=False)
+    next_attempt_at: datetime | None = field(init=False)
+    #: The attempt number recorded with the event.
+    recorded_attempt: int | None = field(init=False)
     #: The message the event was linked to (its own, or the recipient's latest delivery).
-    message_id: str | None = None
+    linked_message_id: str | None = field(init=False)
 
 
 def _default_hook() -> HygieneHook | None:
@@ -421,13 +442,23 @@ def event_key(
 
     Without an attempt number the event's time stands in, so two identical replies to two
     attempts stay two events. The reply is taken in its parsed form, so the same reply logged
-    in two shapes (raw, or a Postfix ``said:`` fragment) is one event.
+    in two shapes (raw, or a Postfix ``said:`` fragment) is one event. The values are stored:
+    a store made by an earlier version must find its events under the same keys.
     """
-    when = str(attempt) if attempt is not None else "@" + at.isoformat()
+    return _event_key(message_id, address_key, attempt, at, _reply_key_text(reply))
+
+
+def _reply_key_text(reply: Reply | str | None) -> str:
+    """The reply's part of `event_key` (the same for every event with this reply)."""
     if isinstance(reply, Reply):
-        reply_text = f"{reply.code or ''}|{reply.status or ''}|{reply.text}"
-    else:
-        reply_text = "-" if reply is None else "text|" + reply
+        return f"{reply.code or ''}|{reply.status or ''}|{reply.text}"
+    return "-" if reply is None else "text|" + reply
+
+
+def _event_key(
+    message_id: str | None, address_key: str, attempt: int | None, at: datetime, reply_text: str
+) -> str:
+    when = str(attempt) if attempt is not None else "@" + at.isoformat()
     raw = "\x1f".join((message_id or "", address_key, when, reply_text))
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
@@ -483,6 +514,61 @@ _LINKED_KINDS = frozenset({EventKind.BOUNCE, EventKind.COMPLAINT})
 
 #: Every column of a new recipient row but its id.
 _RECIPIENT_COLUMNS = tuple(c.name for c in _RECIPIENTS.columns if c.name != "id")
+#: What the chunk writer reads of a recipient it touches.
+_RECIPIENT_LOAD = ("id", "address_key", *_RECIPIENT_MUTABLE)
+_recipient_row = itemgetter(*_RECIPIENT_COLUMNS)
+_recipient_update_row = itemgetter(*_RECIPIENT_MUTABLE, "id")
+#: The columns to update on a recipient whose standing stayed what it was.
+_RECIPIENT_STEADY = tuple(c for c in _RECIPIENT_MUTABLE if c != "standing")
+_recipient_steady_row = itemgetter(*_RECIPIENT_STEADY, "id")
+#: What the chunk writer reads of a delivery (the row's positions are named below).
+_DELIVERY_LOAD = (
+    "id",
+    "recipient_id",
+    "message_id",
+    "state",
+    "attempt",
+    "first_attempt_at",
+    "last_attempt_at",
+    "next_attempt_at",
+    "expires_at",
+    "reason",
+)
+_D_ID, _D_RECIPIENT, _D_MESSAGE, _D_STATE, _D_ATTEMPT = 0, 1, 2, 3, 4
+_D_LAST_ATTEMPT, _D_NEXT = 6, 7
+_DELIVERY_INSERT = ("recipient_id", "message_id", "domain", *_DELIVERY_MUTABLE)
+#: The event row as the chunk writer builds it: the item's own columns, then `_REPLY_COLUMNS`.
+_REPLY_COLUMNS = (
+    "code",
+    "status",
+    "text",
+    "command",
+    "outcome",
+    "reason",
+    "fault",
+    "rule",
+    "decisive",
+    "throttle",
+    "pause_seconds",
+)
+_EVENT_COLUMNS = (
+    "key",
+    "at",
+    "recorded_at",
+    "kind",
+    "recipient_id",
+    "domain",
+    "message_id",
+    "attempt",
+    "source",
+    "position",
+    *_REPLY_COLUMNS,
+)
+
+# Stored values back to members: a dict lookup, cheaper than calling the enum.
+_STANDINGS: dict[str | None, Standing] = {m.value: m for m in Standing}
+_DELIVERY_STATES: dict[str, DeliveryState] = {m.value: m for m in DeliveryState}
+_REASONS: dict[str, Reason] = {m.value: m for m in Reason}
 
 
 def _cut(text: str | None, length: int) -> str | None:
@@ -524,7 +610,7 @@ class Engine:
         self._verdicts: dict[Reply, Verdict] = {}
         # Bounded caches: a log repeats the same addresses and replies many times.
         self._addresses: dict[str, Address] = {}
-        self._judged: dict[str, tuple[Reply, Verdict]] = {}
+        self._judged: dict[str, tuple[Reply | None, Verdict, tuple[Any, ...], str]] = {}
         self._provider_of = {
             domain: name
             for name, domains in policy.throttle.provider_domains.items()
@@ -532,6 +618,8 @@ class Engine:
         }
         self.db = open_engine(url)
         self._bulk = BulkWriter(self.db.dialect)
+        self._to_db = time_writer(self.db.dialect)
+        self._from_db = time_reader(self.db.dialect)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -584,23 +672,22 @@ class Engine:
             key=key,
         )
         item = self._prepare(record, 1, now)
-        written, actions = run_in_transaction(
+        actions = run_in_transaction(
             self.db, lambda conn: self._write_chunk(conn, [item], now), conflicts=True
         )
-        result = written[0]
         why_not = self._why_not_keys([item.address.key], now).get(item.address.key)
         return Decision(
             address=item.address.text,
             verdict=item.verdict,
-            delivery_state=result.delivery_state,
-            next_attempt_at=result.next_attempt_at,
+            delivery_state=item.delivery_state,
+            next_attempt_at=item.next_attempt_at,
             actions=tuple(actions),
             sendable=why_not is None,
             reason=item.verdict.reason,
             why_not=why_not,
-            duplicate=result.duplicate,
-            history_only=result.history_only,
-            attempt=result.attempt,
+            duplicate=item.duplicate,
+            history_only=item.history_only,
+            attempt=item.recorded_attempt,
         )
 
     def record_many(self, items: Iterable[ReplyRecord | Mapping[str, Any]]) -> BatchResult:
@@ -613,17 +700,23 @@ class Engine:
         batch: list[_Item] = []
         rejected: list[tuple[Rejected, str]] = []
         count = 0
+        # The time to check items against: read once per chunk (an item that seems to be in the
+        # future is checked again against a fresh reading; an item without a time gets one).
+        now = self.now()
         for index, raw in enumerate(items, start=1):
             count += 1
-            now = self.now()
             try:
-                record = raw if isinstance(raw, ReplyRecord) else ReplyRecord.from_mapping(raw)
-                batch.append(self._prepare(record, index, now))
+                if isinstance(raw, ReplyRecord):
+                    batch.append(self._prepare(raw, index, now))
+                else:
+                    # A mapping read as `ReplyRecord.from_mapping` does, without making one.
+                    batch.append(self._prepare_mapping(raw, index, now))
             except (DeliverabilityError, ValueError, TypeError) as err:
                 rejected.append(_rejection(raw, index, err))
             if len(batch) + len(rejected) >= self._chunk_size:
                 total.merge(self._flush(batch, rejected, count))
                 batch, rejected, count = [], [], 0
+                now = self.now()
         if batch or rejected or count:
             total.merge(self._flush(batch, rejected, count))
         return total
@@ -675,6 +768,7 @@ class Engine:
                         position=None,
                         kind=EventKind.EXPIRY,
                         key=key,
+                        facts=_reply_columns(None, None, EXPIRY_VERDICT),
                     )
                 )
             result = self._flush(batch, [], len(batch), now=now)
@@ -1026,29 +1120,113 @@ class Engine:
             self._verdicts[reply] = verdict
         return verdict
 
-    def _reply_of(self, record: ReplyRecord) -> Reply:
-        if isinstance(record.reply, Reply):
-            return record.reply
-        if isinstance(record.reply, str) and record.reply.strip():
-            return self._parse(record.reply)
-        if record.reply is not None and not isinstance(record.reply, str):
-            raise InputError(f"reply must be a string, got {type(record.reply).__name__}")
-        if record.code in (None, "") and not record.status:
-            if record.text:
-                return self._parse(record.text)
+    def _reply_of(
+        self,
+        reply: str | Reply | None,
+        code: int | str | None,
+        status: str | None,
+        text: str | None,
+    ) -> Reply:
+        if isinstance(reply, Reply):
+            return reply
+        if isinstance(reply, str) and reply.strip():
+            return self._parse(reply)
+        if reply is not None and not isinstance(reply, str):
+            raise InputError(f"reply must be a string, got {type(reply).__name__}")
+        if code in (None, "") and not status:
+            if text:
+                return self._parse(text)
             raise InputError("no reply: give 'reply', or 'code' / 'status' / 'text'")
-        code: int | None = None
-        if record.code not in (None, ""):
+        number: int | None = None
+        if code not in (None, ""):
             try:
-                code = int(record.code)
+                number = int(code)
             except (TypeError, ValueError):
-                raise InputError(f"reply code {record.code!r} is not a number") from None
-        status = parse_status(record.status) if record.status else None
-        return Reply(code=code, status=status, text=(record.text or "").strip())
+                raise InputError(f"reply code {code!r} is not a number") from None
+        parsed_status = parse_status(status) if status else None
+        return Reply(code=number, status=parsed_status, text=(text or "").strip())
 
     def _prepare(self, record: ReplyRecord, index: int, now: datetime) -> _Item:
-        address = self._address(record.recipient)
-        message_id = record.message_id
+        return self._prepare_fields(
+            index,
+            now,
+            record.recipient,
+            record.message_id,
+            record.reply,
+            record.code,
+            record.status,
+            record.text,
+            record.attempt,
+            record.at,
+            record.source,
+            record.position,
+            record.kind,
+            record.key,
+            record.verdict,
+        )
+
+    def _prepare_mapping(self, item: Mapping[str, Any], index: int, now: datetime) -> _Item:
+        if not _RECORD_FIELDS.issuperset(item):
+            _mapping_kind(item)  # raises, naming the unknown fields
+        # Every field at once (absent ones as in from_mapping), not one get() call each.
+        fields = {**_MAPPING_DEFAULTS, **item}
+        kind = _KINDS.get(fields["kind"]) if isinstance(fields["kind"], str) else None
+        if kind is None or not fields["recipient"]:
+            _mapping_kind(item)  # raises, with from_mapping's message
+        (
+            recipient,
+            message_id,
+            reply,
+            code,
+            status,
+            text,
+            attempt,
+            at,
+            source,
+            position,
+            key,
+            verdict,
+        ) = _mapping_fields(fields)
+        return self._prepare_fields(
+            index,
+            now,
+            recipient,
+            message_id,
+            reply,
+            code,
+            status,
+            text,
+            attempt,
+            at,
+            str(source or "api"),
+            position,
+            cast(EventKind, kind),
+            key,
+            verdict,
+        )
+
+    def _prepare_fields(
+        self,
+        index: int,
+        now: datetime,
+        recipient: str,
+        message_id: str | None,
+        reply: str | Reply | None,
+        code: int | str | None,
+        status: str | None,
+        text: str | None,
+        attempt: int | None,
+        at: datetime | str | None,
+        source: str,
+        position: str | int | None,
+        kind: EventKind,
+        key: str | None,
+        verdict: Verdict | None,
+    ) -> _Item:
+        """Check one item's fields (a `ReplyRecord`'s) and judge its reply."""
+        address = self._addresses.get(recipient) if isinstance(recipient, str) else None
+        if address is None:
+            address = self._address(recipient)
         if message_id is not None:
             if not isinstance(message_id, str):
                 raise InputError(f"message_id must be a string, got {type(message_id).__name__}")
@@ -1057,7 +1235,6 @@ class Engine:
                 raise InputError("message_id is empty")
             if len(message_id) > 255:
                 raise InputError("message_id is longer than 255 characters")
-        attempt = record.attempt
         if attempt is not None:
             if isinstance(attempt, str) and attempt.strip().lstrip("-").isdigit():
                 attempt = int(attempt)
@@ -1066,65 +1243,94 @@ class Engine:
             if attempt < 1:
                 # Attempts count from 1, as the reply-log reader requires too.
                 raise InputError(f"attempt must be 1 or more, got {attempt}")
-        at = now
-        if record.at is not None and record.at != "":
-            at = parse_time(record.at) if isinstance(record.at, str) else ensure_utc(record.at)
-            if at > now + FUTURE_TOLERANCE:
-                raise InputError(
-                    f"time {at.isoformat()} is more than {FUTURE_TOLERANCE} in the future "
-                    f"(now {now.isoformat()}): check the clock or the time zone"
-                )
-        reply: Reply | None
-        has_reply = bool(record.reply or record.code or record.status or record.text)
+        if at is not None and at != "":
+            when = parse_time(at) if isinstance(at, str) else ensure_utc(at)
+            if when > now + FUTURE_TOLERANCE:
+                # `now` may be the start of the chunk: ask the clock again before refusing.
+                now = self.now()
+                if when > now + FUTURE_TOLERANCE:
+                    raise InputError(
+                        f"time {when.isoformat()} is more than {FUTURE_TOLERANCE} in the future "
+                        f"(now {now.isoformat()}): check the clock or the time zone"
+                    )
+        else:
+            when = self.now()
+        judged = self._judged.get(reply) if isinstance(reply, str) else None
+        if judged is not None and verdict is None and kind is not EventKind.COMPLAINT:
+            # The common case: a reply text seen before, judged then.
+            parsed, verdict, facts, key_text = judged
+        else:
+            parsed, verdict, facts, key_text = self._judge(reply, code, status, text, kind, verdict)
+        # An auto-reply (RFC 3834) is kept in history; anything else must be a delivery result.
+        step: Step | None = None
+        if kind is EventKind.EXPIRY:
+            # A relay's own give-up (Postfix status=expired) expires the delivery.
+            step = Step.EXPIRE
+        elif not (kind is EventKind.AUTO_REPLY and verdict.outcome is Outcome.INFORMATIONAL):
+            step = step_for(verdict.outcome)
+        # Positional, in the fields' order: made for every event.
+        return _Item(
+            index,
+            address,
+            message_id,
+            parsed,
+            verdict,
+            step,
+            when,
+            attempt,
+            source[:255],
+            None if position is None else _cut(str(position), 255),
+            kind,
+            key or _event_key(message_id, address.key, attempt, when, key_text),
+            facts,
+        )
+
+    def _judge(
+        self,
+        reply: str | Reply | None,
+        code: int | str | None,
+        status: str | None,
+        text: str | None,
+        kind: EventKind,
+        verdict: Verdict | None,
+    ) -> tuple[Reply | None, Verdict, tuple[Any, ...], str]:
+        """The parsed reply, its verdict, its event columns and its part of the event key."""
+        parsed: Reply | None
+        has_reply = bool(reply or code or status or text)
         loose_text: str | None = None
-        if record.verdict is not None:
+        if verdict is not None:
             # The caller judged it: a reply is optional, and free text (an auto-reply's subject,
             # say) is kept as text even when it holds no reply code.
             try:
-                reply = self._reply_of(record) if has_reply else None
+                parsed = self._reply_of(reply, code, status, text) if has_reply else None
             except ReplyParseError:
-                if record.code not in (None, "") or record.status:
+                if code not in (None, "") or status:
                     raise
-                reply = None
-                loose_text = (record.text or str(record.reply or "")).strip() or None
-            verdict = record.verdict
-        elif record.kind is EventKind.COMPLAINT:
+                parsed = None
+                loose_text = (text or str(reply or "")).strip() or None
+        elif kind is EventKind.COMPLAINT:
             # A feedback-loop report (RFC 5965) is a complaint whatever text comes with it.
-            reply = self._reply_of(record) if has_reply else None
+            parsed = self._reply_of(reply, code, status, text) if has_reply else None
             verdict = COMPLAINT_VERDICT
-        elif isinstance(record.reply, str) and record.reply in self._judged:
-            reply, verdict = self._judged[record.reply]
         else:
-            reply = self._reply_of(record)
-            verdict = self._verdict(reply)
-            if isinstance(record.reply, str):
+            parsed = self._reply_of(reply, code, status, text)
+            verdict = self._verdict(parsed)
+            if isinstance(reply, str):
+                judged = (
+                    parsed,
+                    verdict,
+                    _reply_columns(parsed, None, verdict),
+                    _reply_key_text(parsed),
+                )
                 if len(self._judged) > 50_000:
                     self._judged.clear()
-                self._judged[record.reply] = (reply, verdict)
-        # An auto-reply (RFC 3834) is kept in history; anything else must be a delivery result.
-        step: Step | None = None
-        if record.kind is EventKind.EXPIRY:
-            # A relay's own give-up (Postfix status=expired) expires the delivery.
-            step = Step.EXPIRE
-        elif not (record.kind is EventKind.AUTO_REPLY and verdict.outcome is Outcome.INFORMATIONAL):
-            step = step_for(verdict.outcome)
-        key = record.key or event_key(
-            message_id, address.key, attempt, at, reply if reply is not None else loose_text
-        )
-        return _Item(
-            index=index,
-            address=address,
-            message_id=message_id,
-            reply=reply,
-            verdict=verdict,
-            step=step,
-            at=at,
-            attempt=attempt,
-            source=record.source,
-            position=None if record.position is None else str(record.position),
-            kind=record.kind,
-            key=key,
-            text=loose_text,
+                self._judged[reply] = judged
+                return judged
+        return (
+            parsed,
+            verdict,
+            _reply_columns(parsed, loose_text, verdict),
+            _reply_key_text(parsed if parsed is not None else loose_text),
         )
 
     def _flush(
@@ -1136,26 +1342,28 @@ class Engine:
     ) -> BatchResult:
         now = now if now is not None else self.now()
 
-        def work(conn: Connection) -> tuple[list[_Written], list[Any]]:
+        def work(conn: Connection) -> list[Any]:
             if rejected:
                 self._store_rejected(conn, rejected, now)
             if not batch:
-                return [], []
+                return []
             return self._write_chunk(conn, batch, now)
 
-        written, actions = run_in_transaction(self.db, work, conflicts=True)
-        result = BatchResult(total=count, rejected=[r for r, _ in rejected], actions=actions)
-        for w in written:
-            if w.duplicate:
-                result.duplicates += 1
-                continue
-            result.recorded += 1
-            result.by_outcome[
-                "expired" if w.item.kind is EventKind.EXPIRY else w.item.verdict.outcome.value
-            ] += 1
-            result.by_reason[w.item.verdict.reason.value] += 1
-            if w.history_only:
-                result.history_only += 1
+        actions = run_in_transaction(self.db, work, conflicts=True)
+        recorded = [it for it in batch if not it.duplicate]
+        result = BatchResult(
+            total=count,
+            recorded=len(recorded),
+            duplicates=len(batch) - len(recorded),
+            history_only=sum(1 for it in recorded if it.history_only),
+            rejected=[r for r, _ in rejected],
+            actions=actions,
+        )
+        result.by_outcome.update(
+            "expired" if it.kind is EventKind.EXPIRY else it.verdict.outcome._value_
+            for it in recorded
+        )
+        result.by_reason.update(it.verdict.reason._value_ for it in recorded)
         return result
 
     def _store_rejected(
@@ -1194,42 +1402,48 @@ class Engine:
 
     # -- internals: the chunk writer ---------------------------------------------------------
 
-    def _write_chunk(
-        self, conn: Connection, items: list[_Item], now: datetime
-    ) -> tuple[list[_Written], list[Any]]:
-        """Write one chunk of events in the caller's transaction; see the module docstring."""
-        written = [_Written(item) for item in items]
+    def _write_chunk(self, conn: Connection, items: list[_Item], now: datetime) -> list[Any]:
+        """Write one chunk of events in the caller's transaction; see the module docstring.
+
+        Sets what was done on each item and returns the hygiene actions. The values read from
+        the database stay as the driver gave them (SQLite's times are fixed-width text that
+        compares as the times do); only what the chunk computes is converted.
+        """
+        bulk = self._bulk
+        to_db = self._to_db
+        now_db = to_db(now)
 
         # 0. Lock the recipients the chunk touches, in one order for every writer: two writers
         #    then never deadlock on each other's rows, and never both add 1 to the same counter
         #    read before the other's commit. (SQLite holds its write lock since BEGIN IMMEDIATE.)
         address_keys = sorted({it.address.key for it in items})
         if conn.dialect.name != "sqlite":
-            conn.execute(
-                select(_RECIPIENTS.c.id)
-                .where(in_values(conn, _RECIPIENTS.c.address_key, address_keys))
-                .order_by(_RECIPIENTS.c.address_key)
-                .with_for_update()
-            )
+            bulk.select_in(conn, _RECIPIENTS, ("id",), "address_key", address_keys, lock=True)
 
         # 1. Idempotency: drop events already recorded, and repeats inside the chunk.
         keys = list({it.key for it in items})
-        known = set(conn.scalars(select(_EVENTS.c.key).where(in_values(conn, _EVENTS.c.key, keys))))
-        fresh: list[_Written] = []
-        for w in written:
-            if w.item.key in known:
-                w.duplicate = True
+        known = {row[0] for row in bulk.select_in(conn, _EVENTS, ("key",), "key", keys)}
+        fresh: list[_Item] = []
+        for it in items:
+            # A transaction run again (a lock conflict) starts from the same items.
+            it.history_only = False
+            it.delivery_state = it.next_attempt_at = None
+            it.recorded_attempt = None
+            it.linked_message_id = None
+            if it.key in known:
+                it.duplicate = True
             else:
-                known.add(w.item.key)
-                fresh.append(w)
+                it.duplicate = False
+                known.add(it.key)
+                fresh.append(it)
 
         # 2. Load the recipients and deliveries the chunk touches, one SELECT each.
-        recipients: dict[str, dict[str, Any]] = {
-            row["address_key"]: row
-            for row in self._bulk.load(
-                conn, _RECIPIENTS, in_values(conn, _RECIPIENTS.c.address_key, address_keys)
-            )
-        }
+        recipients: dict[str, dict[str, Any]] = {}
+        for row in bulk.select_in(conn, _RECIPIENTS, _RECIPIENT_LOAD, "address_key", address_keys):
+            rec = dict(zip(_RECIPIENT_LOAD, row, strict=True))
+            rec["_standing_was"] = rec["standing"]
+            recipients[rec["address_key"]] = rec
+        by_id = {r["id"]: k for k, r in recipients.items()}
         pairs = list(
             {
                 (recipients[it.address.key]["id"], it.message_id)
@@ -1237,57 +1451,69 @@ class Engine:
                 if it.message_id is not None and it.address.key in recipients
             }
         )
-        deliveries: dict[tuple[str, str], dict[str, Any]] = {}
-        by_id = {r["id"]: k for k, r in recipients.items()}
-        if pairs:
-            for loaded in self._bulk.load(
-                conn,
-                _DELIVERIES,
-                pairs_in(conn, _DELIVERIES, "recipient_id", "message_id", pairs),
-            ):
-                deliveries[(by_id[loaded["recipient_id"]], loaded["message_id"])] = loaded
+        #: (address key, message id) -> the delivery's row as loaded (`_DELIVERY_LOAD`).
+        stored: dict[tuple[str, str], Sequence[Any]] = {}
+        for row in bulk.select_pairs(
+            conn, _DELIVERIES, _DELIVERY_LOAD, "recipient_id", "message_id", pairs
+        ):
+            stored[(by_id[row[_D_RECIPIENT]], row[_D_MESSAGE])] = row
         # A bounce or complaint that lost the original Message-ID is about the recipient's most
         # recent delivery (by last attempt), if it has one.
         latest: dict[str, str] = {}
-        unlinked = {
-            recipients[it.address.key]["id"]
-            for it in items
-            if it.message_id is None and it.kind in _LINKED_KINDS and it.address.key in recipients
-        }
-        if unlinked:
-            for row in conn.execute(
-                select(_DELIVERIES)
-                .where(_DELIVERIES.c.recipient_id.in_(list(unlinked)))
-                .order_by(_DELIVERIES.c.last_attempt_at.desc(), _DELIVERIES.c.id.desc())
+        unlinked = list(
+            {
+                recipients[it.address.key]["id"]
+                for it in items
+                if it.message_id is None
+                and it.kind in _LINKED_KINDS
+                and it.address.key in recipients
+            }
+        )
+        newest: dict[str, Sequence[Any]] = {}
+        for row in bulk.select_in(conn, _DELIVERIES, _DELIVERY_LOAD, "recipient_id", unlinked):
+            akey = by_id[row[_D_RECIPIENT]]
+            best = newest.get(akey)
+            if best is None or (row[_D_LAST_ATTEMPT], row[_D_ID]) > (
+                best[_D_LAST_ATTEMPT],
+                best[_D_ID],
             ):
-                akey = by_id[row.recipient_id]
-                if akey not in latest:
-                    latest[akey] = row.message_id
-                    deliveries.setdefault((akey, row.message_id), dict(row._mapping))
+                newest[akey] = row
+        for akey, row in newest.items():
+            latest[akey] = row[_D_MESSAGE]
+            stored.setdefault((akey, row[_D_MESSAGE]), row)
         not_before = self._pause_until(conn, {it.address.domain for it in items}, now)
-        for w in written:
-            linked = w.item.message_id or latest.get(w.item.address.key)
-            if w.duplicate and linked is not None:
-                known_row = deliveries.get((w.item.address.key, linked))
+        for it in items:
+            if not it.duplicate:
+                continue
+            linked = it.message_id or latest.get(it.address.key)
+            if linked is not None:
+                known_row = stored.get((it.address.key, linked))
                 if known_row is not None:
-                    w.delivery_state = known_row["state"]
-                    w.next_attempt_at = known_row["next_attempt_at"]
-                    w.attempt = known_row["attempt"]
+                    it.delivery_state = _DELIVERY_STATES[known_row[_D_STATE]]
+                    it.next_attempt_at = self._from_db(known_row[_D_NEXT])
+                    it.recorded_attempt = known_row[_D_ATTEMPT]
 
         # 3. Run the state machine in Python.
         new_recipients: dict[str, dict[str, Any]] = {}
         touched_recipients: set[str] = set()
-        new_deliveries: dict[tuple[str, str], dict[str, Any]] = {}
-        touched_deliveries: set[tuple[str, str]] = set()
-        event_rows: list[dict[str, Any]] = []
+        #: The deliveries as they stand in this chunk (None: none yet), parsed when first met.
+        views: dict[tuple[str, str], DeliveryView | None] = {}
+        #: Deliveries the chunk changed -> the item that changed them last.
+        changed: dict[tuple[str, str], _Item] = {}
+        #: Each time as the driver takes it, converted once.
+        times: dict[datetime, Any] = {}
         backoff = self.policy.backoff
-        for w in fresh:
-            it = w.item
+        for it in fresh:
             akey = it.address.key
-            rec = recipients.get(akey)
-            if rec is None:
-                rec = _new_recipient(it)
+            at = times.get(it.at)
+            if at is None:
+                at = times[it.at] = to_db(it.at)
+            known_rec = recipients.get(akey)
+            if known_rec is None:
+                rec = _new_recipient(it, at)
                 recipients[akey] = new_recipients[akey] = rec
+            else:
+                rec = known_rec
             touched_recipients.add(akey)
             state: DeliveryState | None = None
             applied = True
@@ -1296,146 +1522,211 @@ class Engine:
             message_id = it.message_id
             if message_id is None and it.kind in _LINKED_KINDS:
                 message_id = latest.get(akey)
-            w.message_id = message_id
-            if message_id is not None and it.step is None:
-                # Not a delivery result (an auto-reply): history only.
-                known_row = deliveries.get((akey, message_id))
-                state = known_row["state"] if known_row is not None else None
-                applied = False
-            elif message_id is not None and it.step is not None:
+            it.linked_message_id = message_id
+            if message_id is not None:
                 dkey = (akey, message_id)
-                drow = deliveries.get(dkey)
-                current = _delivery_view(drow) if drow is not None else None
-                result = transition(
-                    current,
-                    StepInput(
-                        step=it.step,
-                        at=it.at,
-                        reason=it.verdict.reason,
-                        attempt=it.attempt,
-                        retry_after=it.verdict.retry_after,
-                        jitter_key=f"{akey}\x00{message_id}",
-                        # An expiry that came in as input (a relay's log) is the relay's own
-                        # give-up; the engine's expire_overdue checks the lifetime itself.
-                        reported=it.kind is EventKind.EXPIRY
-                        and it.verdict.rule != EXPIRY_VERDICT.rule,
-                    ),
-                    backoff,
-                    not_before=not_before.get(it.address.domain),
-                )
-                attempt = result.attempt
-                applied = result.effect is Effect.APPLIED
-                if result.delivery is not None:
-                    state = result.delivery.state
-                    next_at = result.delivery.next_attempt_at
-                    if applied:
-                        values = _delivery_values(result.delivery, it, now)
-                        if drow is None:
-                            drow = {"message_id": message_id, "domain": it.address.domain}
-                            deliveries[dkey] = new_deliveries[dkey] = drow
-                            latest[akey] = message_id
-                        drow.update(values)
-                        touched_deliveries.add(dkey)
-            w.history_only = not applied or it.step is None
-            w.delivery_state = state
-            w.next_attempt_at = next_at
-            w.attempt = attempt
-            _apply_to_recipient(rec, it)
-            event_rows.append(_event_row(it, message_id, attempt, now))
+                if dkey in views:
+                    current = views[dkey]
+                else:
+                    loaded = stored.get(dkey)
+                    current = views[dkey] = None if loaded is None else self._delivery_view(loaded)
+                if it.step is None:
+                    # Not a delivery result (an auto-reply): history only.
+                    state = current.state if current is not None else None
+                    applied = False
+                else:
+                    verdict = it.verdict
+                    result = transition(
+                        current,
+                        # Positional (step, at, reason, attempt, retry_after, jitter_key,
+                        # reported): made for every event.
+                        StepInput(
+                            it.step,
+                            it.at,
+                            verdict.reason,
+                            it.attempt,
+                            verdict.retry_after,
+                            f"{akey}\x00{message_id}",
+                            # An expiry that came in as input (a relay's log) is the relay's
+                            # own give-up; the engine's expire_overdue checks the lifetime.
+                            it.kind is EventKind.EXPIRY and verdict.rule != EXPIRY_VERDICT.rule,
+                        ),
+                        backoff,
+                        not_before=not_before.get(it.address.domain) if not_before else None,
+                    )
+                    attempt = result.attempt
+                    applied = result.effect is Effect.APPLIED
+                    if result.delivery is not None:
+                        state = result.delivery.state
+                        next_at = result.delivery.next_attempt_at
+                        if applied:
+                            if current is None:
+                                latest[akey] = message_id
+                            views[dkey] = result.delivery
+                            changed[dkey] = it
+            it.history_only = not applied or it.step is None
+            it.delivery_state = state
+            it.next_attempt_at = next_at
+            it.recorded_attempt = attempt
+            _apply_to_recipient(rec, it, at)
 
         if not fresh:
-            return written, []
+            return []
 
         # 4. Write: new recipients, events, recipient updates, deliveries.
-        bulk = self._bulk
         if new_recipients:
-            bulk.insert(
+            ordered = sorted(new_recipients)
+            bulk.insert_rows(
                 conn,
                 _RECIPIENTS,
-                [{c: r[c] for c in _RECIPIENT_COLUMNS} for _, r in sorted(new_recipients.items())],
+                _RECIPIENT_COLUMNS,
+                [_recipient_row(new_recipients[k]) for k in ordered],
             )
-            for id_, akey in conn.execute(
-                select(_RECIPIENTS.c.id, _RECIPIENTS.c.address_key).where(
-                    in_values(conn, _RECIPIENTS.c.address_key, list(new_recipients))
-                )
-            ):
+            for akey, id_ in self._inserted_ids(conn, _RECIPIENTS, "address_key", ordered).items():
                 new_recipients[akey]["id"] = id_
-        for event_row in event_rows:
-            event_row["recipient_id"] = recipients[event_row.pop("_akey")]["id"]
+        event_rows = [
+            (
+                it.key,
+                times[it.at],
+                now_db,
+                it.kind._value_,
+                recipients[it.address.key]["id"],
+                it.address.domain,
+                it.linked_message_id,
+                it.recorded_attempt,
+                it.source,
+                it.position,
+                *it.facts,
+            )
+            for it in fresh
+        ]
         event_ids = self._insert_events(conn, event_rows)
-        for w, event_row in zip(fresh, event_rows, strict=True):
-            rec = recipients[w.item.address.key]
-            if rec.get("_last_key") == event_row["key"]:
-                rec["last_event_id"] = event_ids[event_row["key"]]
-        bulk.update_by_id(
-            conn,
-            _RECIPIENTS,
-            _RECIPIENT_MUTABLE,
-            [recipients[k] for k in sorted(touched_recipients)],
-        )
-        bulk.insert(
-            conn,
-            _DELIVERIES,
-            [
-                {**d, "recipient_id": recipients[k[0]]["id"]}
-                for k, d in sorted(new_deliveries.items())
-            ],
-        )
-        bulk.update_by_id(
-            conn,
-            _DELIVERIES,
-            _DELIVERY_MUTABLE,
-            [deliveries[k] for k in sorted(touched_deliveries) if k not in new_deliveries],
-        )
+        moved = []
+        stayed = []
+        firsts = []
+        for akey in sorted(touched_recipients):
+            rec = recipients[akey]
+            last_key = rec.get("_last_key")
+            if last_key is not None:
+                rec["last_event_id"] = event_ids[last_key]
+            if akey in new_recipients:
+                if last_key is not None:
+                    # Inserted above with every other column as it now stands.
+                    firsts.append((rec["last_event_id"], rec["id"]))
+            elif rec["standing"] != rec["_standing_was"]:
+                moved.append(_recipient_update_row(rec))
+            else:
+                stayed.append(_recipient_steady_row(rec))
+        # SQLite rewrites an index entry whenever its column is SET, even to the same value:
+        # leaving the standing out where it stayed saves a delete and an insert in its index.
+        bulk.update_rows(conn, _RECIPIENTS, _RECIPIENT_MUTABLE, moved)
+        bulk.update_rows(conn, _RECIPIENTS, _RECIPIENT_STEADY, stayed)
+        bulk.update_rows(conn, _RECIPIENTS, ("last_event_id",), firsts)
+
+        def db_time(value: datetime | None) -> Any:
+            if value is None:
+                return None
+            out = times.get(value)
+            if out is None:
+                out = times[value] = to_db(value)
+            return out
+
+        new_deliveries: list[tuple[Any, ...]] = []
+        delivery_updates: list[tuple[Any, ...]] = []
+        for dkey, it in changed.items():
+            view = views[dkey]
+            assert view is not None
+            values = (
+                view.state._value_,
+                view.attempt,
+                db_time(view.first_attempt_at),
+                db_time(view.last_attempt_at),
+                db_time(view.next_attempt_at),
+                db_time(view.expires_at),
+                view.reason._value_,
+                # The reply's code and status (None without a reply).
+                it.facts[0],
+                it.facts[1],
+                now_db,
+            )
+            was = stored.get(dkey)
+            if was is None:
+                new_deliveries.append(
+                    (recipients[dkey[0]]["id"], dkey[1], it.address.domain, *values)
+                )
+            else:
+                delivery_updates.append((*values, was[_D_ID]))
+        bulk.insert_rows(conn, _DELIVERIES, _DELIVERY_INSERT, new_deliveries)
+        bulk.update_rows(conn, _DELIVERIES, _DELIVERY_MUTABLE, delivery_updates)
 
         # 5. Hygiene, in the same transaction.
         actions: list[Any] = []
         if self._hook is not None:
             recorded = [
                 RecordedEvent(
-                    event_id=event_ids[row["key"]],
-                    recipient_id=row["recipient_id"],
-                    address_key=w.item.address.key,
-                    domain=w.item.address.domain,
-                    message_id=w.message_id,
-                    attempt=w.attempt,
-                    at=w.item.at,
-                    verdict=w.item.verdict,
-                    delivery_state=w.delivery_state,
-                    kind=w.item.kind,
-                    applied=not w.history_only,
+                    event_id=event_ids[it.key],
+                    recipient_id=recipients[it.address.key]["id"],
+                    address_key=it.address.key,
+                    domain=it.address.domain,
+                    message_id=it.linked_message_id,
+                    attempt=it.recorded_attempt,
+                    at=it.at,
+                    verdict=it.verdict,
+                    delivery_state=it.delivery_state,
+                    kind=it.kind,
+                    applied=not it.history_only,
                 )
-                for w, row in zip(fresh, event_rows, strict=True)
+                for it in fresh
             ]
             with Session(bind=conn) as session:
                 actions = list(self._hook(session, recorded, self.policy, now))
                 session.flush()
-        return written, actions
+        return actions
 
-    def _insert_events(self, conn: Connection, rows: list[dict[str, Any]]) -> dict[str, int]:
-        # A plain executemany, then one SELECT for the ids: INSERT ... RETURNING in parameter
-        # order runs row by row on SQLite, many times slower.
-        self._bulk.insert(conn, _EVENTS, rows)
-        keys = [r["key"] for r in rows]
+    def _insert_events(self, conn: Connection, rows: list[tuple[Any, ...]]) -> dict[str, int]:
+        """INSERT the chunk's event rows (`_EVENT_COLUMNS`); their ids by key."""
+        self._bulk.insert_rows(conn, _EVENTS, _EVENT_COLUMNS, rows)
+        return self._inserted_ids(conn, _EVENTS, "key", [row[0] for row in rows])
+
+    def _inserted_ids(
+        self, conn: Connection, table: Table, column: str, keys: list[str]
+    ) -> dict[str, int]:
+        """The ids of the rows just inserted, in the order of `keys` (their unique `column`).
+
+        A plain executemany, then this: INSERT ... RETURNING in parameter order runs row by row
+        on SQLite, many times slower.
+        """
         if conn.dialect.name == "sqlite":
-            # This transaction holds SQLite's write lock (BEGIN IMMEDIATE) and events.id is the
+            # This transaction holds SQLite's write lock (BEGIN IMMEDIATE) and the id is the
             # rowid, so the rows just inserted took the ids up to last_insert_rowid() in order
             # (https://sqlite.org/autoinc.html). Checked at both ends, else asked for by key.
             last = conn.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
-            first = last - len(rows) + 1
+            first = last - len(keys) + 1
             ends: dict[int, str] = dict(
                 conn.exec_driver_sql(
-                    "SELECT id, key FROM events WHERE id IN (?, ?)", (first, last)
+                    f"SELECT id, {column} FROM {table.name} WHERE id IN (?, ?)", (first, last)
                 ).all()
             )
             if ends.get(first) == keys[0] and ends.get(last) == keys[-1]:
                 return {key: first + i for i, key in enumerate(keys)}
         return {
             key: int(id_)
-            for id_, key in conn.execute(
-                select(_EVENTS.c.id, _EVENTS.c.key).where(in_values(conn, _EVENTS.c.key, keys))
-            ).all()
+            for id_, key in self._bulk.select_in(conn, table, ("id", column), column, keys)
         }
+
+    def _delivery_view(self, row: Sequence[Any]) -> DeliveryView:
+        """The state machine's view of a delivery row as loaded (`_DELIVERY_LOAD`)."""
+        from_db = self._from_db
+        _, _, _, state, attempt, first, last, next_at, expires, reason = row
+        return DeliveryView(
+            state=_DELIVERY_STATES[state],
+            attempt=attempt,
+            first_attempt_at=cast(datetime, from_db(first)),
+            last_attempt_at=cast(datetime, from_db(last)),
+            next_attempt_at=from_db(next_at),
+            expires_at=from_db(expires),
+            reason=_REASONS[reason],
+        )
 
     # -- internals: sendability --------------------------------------------------------------
 
@@ -1617,19 +1908,20 @@ def _rejection(raw: Any, index: int, err: BaseException) -> tuple[Rejected, str]
     return Rejected(source=source, position=where, reason=str(err), raw=text[:2000]), text
 
 
-def _new_recipient(item: _Item) -> dict[str, Any]:
+def _new_recipient(item: _Item, at: Any) -> dict[str, Any]:
+    """A recipient first seen in this chunk (`at`: the event's time as the driver takes it)."""
     rec: dict[str, Any] = {
         "address": item.address.text,
         "address_key": item.address.key,
         "domain": item.address.domain,
         "standing": None,
-        "reason": Reason.UNDEFINED,
-        "standing_since": item.at,
+        "reason": Reason.UNDEFINED.value,
+        "standing_since": at,
         "standing_basis_at": None,
         "suppressed_until": None,
         "suppression_action_id": None,
-        "first_seen_at": item.at,
-        "last_event_at": item.at,
+        "first_seen_at": at,
+        "last_event_at": at,
         "last_delivered_at": None,
         "last_failure_at": None,
         "last_event_id": None,
@@ -1641,9 +1933,12 @@ def _new_recipient(item: _Item) -> dict[str, Any]:
     return rec
 
 
-def _apply_to_recipient(rec: dict[str, Any], item: _Item) -> None:
-    """Counters, last reply and standing of a recipient after one new event."""
-    at = item.at
+def _apply_to_recipient(rec: dict[str, Any], item: _Item, at: Any) -> None:
+    """Counters, last reply and standing of a recipient after one new event.
+
+    `rec` holds the driver's values (enums by value, times as the driver gives them: compared,
+    never parsed) and `at` is the event's time in the same form.
+    """
     outcome = item.verdict.outcome
     rec["events_count"] += 1
     if item.kind is EventKind.EXPIRY:
@@ -1653,7 +1948,7 @@ def _apply_to_recipient(rec: dict[str, Any], item: _Item) -> None:
     if item.step is None:
         # An auto-reply says nothing about delivery: counted, nothing else.
         if rec["standing"] is None:
-            rec["standing"] = Standing.RETRYING
+            rec["standing"] = Standing.RETRYING.value
         return
     if outcome is Outcome.DELIVERED:
         if rec["last_delivered_at"] is None or at > rec["last_delivered_at"]:
@@ -1664,15 +1959,14 @@ def _apply_to_recipient(rec: dict[str, Any], item: _Item) -> None:
         rec["last_failure_at"] = at
     if at < rec["first_seen_at"]:
         rec["first_seen_at"] = at
-    latest = at >= rec["last_event_at"]
-    if latest:
+    if at >= rec["last_event_at"]:
         rec["last_event_at"] = at
         rec["_last_key"] = item.key
         if item.reply is not None:
-            rec["last_code"] = item.reply.code
-            rec["last_status"] = str(item.reply.status) if item.reply.status else None
-            rec["last_text"] = _cut(item.reply.text, TEXT_LENGTH)
-    before: Standing | None = rec["standing"]
+            # The reply's code, status and text, as the event row has them.
+            rec["last_code"], rec["last_status"], rec["last_text"] = item.facts[:3]
+    stored = rec["standing"]
+    before = _STANDINGS.get(stored)
     if (
         before is Standing.SUPPRESSED
         and rec["suppressed_until"] is not None
@@ -1692,11 +1986,11 @@ def _apply_to_recipient(rec: dict[str, Any], item: _Item) -> None:
         following = standing_after(before, result)
         rec["standing_basis_at"] = at
         if following is not Standing.SUPPRESSED:
-            rec["reason"] = item.verdict.reason
+            rec["reason"] = item.verdict.reason._value_
     else:
         following = before if before is not None else Standing.RETRYING
-    if following is not rec["standing"]:
-        rec["standing"] = following
+    if following._value_ != stored:
+        rec["standing"] = following._value_
         rec["standing_since"] = at
 
 
@@ -1708,61 +2002,22 @@ _RESULT_STATE = {
 }
 
 
-def _delivery_view(row: Mapping[str, Any]) -> DeliveryView:
-    return DeliveryView(
-        state=row["state"],
-        attempt=row["attempt"],
-        first_attempt_at=row["first_attempt_at"],
-        last_attempt_at=row["last_attempt_at"],
-        next_attempt_at=row["next_attempt_at"],
-        expires_at=row["expires_at"],
-        reason=row["reason"],
+def _reply_columns(reply: Reply | None, text: str | None, verdict: Verdict) -> tuple[Any, ...]:
+    """The event row's `_REPLY_COLUMNS` as the driver takes them: what follows from the reply
+    (or, without one, the free `text` kept) and its verdict alone."""
+    return (
+        reply.code if reply else None,
+        str(reply.status) if reply and reply.status else None,
+        _cut(reply.text if reply else text, TEXT_LENGTH),
+        _cut(reply.command, 16) if reply else None,
+        verdict.outcome.value,
+        verdict.reason.value,
+        verdict.fault.value,
+        verdict.rule[:120],
+        verdict.decisive,
+        verdict.throttle,
+        int(verdict.pause.total_seconds()) if verdict.pause else None,
     )
-
-
-def _delivery_values(view: DeliveryView, item: _Item, now: datetime) -> dict[str, Any]:
-    return {
-        "state": view.state,
-        "attempt": view.attempt,
-        "first_attempt_at": view.first_attempt_at,
-        "last_attempt_at": view.last_attempt_at,
-        "next_attempt_at": view.next_attempt_at,
-        "expires_at": view.expires_at,
-        "reason": view.reason,
-        "last_code": item.reply.code if item.reply is not None else None,
-        "last_status": str(item.reply.status) if item.reply and item.reply.status else None,
-        "updated_at": now,
-    }
-
-
-def _event_row(
-    item: _Item, message_id: str | None, attempt: int | None, now: datetime
-) -> dict[str, Any]:
-    reply = item.reply
-    verdict = item.verdict
-    return {
-        "_akey": item.address.key,
-        "key": item.key,
-        "at": item.at,
-        "recorded_at": now,
-        "kind": item.kind,
-        "domain": item.address.domain,
-        "message_id": message_id,
-        "attempt": attempt,
-        "code": reply.code if reply else None,
-        "status": str(reply.status) if reply and reply.status else None,
-        "text": _cut(reply.text if reply else item.text, TEXT_LENGTH),
-        "command": _cut(reply.command, 16) if reply else None,
-        "outcome": verdict.outcome,
-        "reason": verdict.reason,
-        "fault": verdict.fault,
-        "rule": verdict.rule[:120],
-        "decisive": verdict.decisive,
-        "throttle": verdict.throttle,
-        "pause_seconds": int(verdict.pause.total_seconds()) if verdict.pause else None,
-        "source": item.source[:255],
-        "position": _cut(item.position, 255),
-    }
 
 
 def _event_summary(row: Any) -> EventSummary:

@@ -10,9 +10,10 @@ from sqlalchemy import Engine as SAEngine
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from deliverability.engine import Engine, ReplyRecord
+from deliverability.engine import Engine, ReplyRecord, event_key
 from deliverability.errors import AddressError, InputError, ReplyParseError
 from deliverability.policy import load_policy
+from deliverability.replies import parse_reply
 from deliverability.store.models import Action, Base, Delivery, Event, Recipient, RejectedInput
 from deliverability.store.records import RecordedEvent
 from deliverability.store.session import create_engine
@@ -722,3 +723,113 @@ def test_a_manual_suppression_says_who_and_why(engine: Engine) -> None:
     why = engine.why_not_sendable("a@example.com")
     assert why is not None
     assert "by support: asked by phone" in why
+
+
+# Idempotency keys are stored: a database recorded by an earlier version must find its events
+# under the same keys, so the key of each shape of event is pinned here.
+KEY_TIME = datetime.fromisoformat("2026-11-02T12:00:00.123456+00:00")
+
+
+@pytest.mark.parametrize(
+    ("message_id", "attempt", "reply", "key"),
+    [
+        (
+            "<m1@list.example>",
+            2,
+            "550 5.1.1 no such user",
+            "8554d9ea1d261ea4de52fa134ce68bdedb86ad2e97cc3430ca9a6ba20d6dd1ff",
+        ),
+        (
+            "<m1@list.example>",
+            None,
+            "550 5.1.1 no such user",
+            "c24683c2319e3f5dc28acddc5eaa402f6d398fc56e741470ea4e940d1122a47b",
+        ),
+        (
+            "<m1@list.example>",
+            None,
+            "250 ok",
+            "4a0a2fc6dfced95dd39b7218207d1bb67327e52963c058532a19b1a1730afa10",
+        ),
+    ],
+)
+def test_event_keys_keep_the_values_earlier_stores_hold(
+    message_id: str, attempt: int | None, reply: str, key: str
+) -> None:
+    assert event_key(message_id, "alice@example.com", attempt, KEY_TIME, parse_reply(reply)) == key
+
+
+def test_event_keys_of_free_text_and_of_no_reply_keep_their_values() -> None:
+    assert (
+        event_key(None, "alice@example.com", None, KEY_TIME, "out of office")
+        == "8bef86b9f9549e4035d814e344be8ca1ffc4fa014fa1f21d6b1f6aa4140311eb"
+    )
+    assert (
+        event_key(None, "alice@example.com", 3, KEY_TIME, None)
+        == "451b0e0ed20f0ab52854ca33f1ef2df93fe383994908b32875507859b7a517be"
+    )
+
+
+def test_record_and_record_many_store_the_event_key_of_each_event(
+    engine: Engine, db_url: str
+) -> None:
+    engine.record(
+        "Alice@Example.com",
+        "550 5.1.1 no such user",
+        message_id="<m1@list.example>",
+        attempt=2,
+        at=KEY_TIME,
+    )
+    engine.record_many(
+        [
+            {
+                "recipient": "alice@example.com",
+                "reply": "250 ok",
+                "message_id": "<m1@list.example>",
+                "at": KEY_TIME.isoformat(),
+            },
+            {
+                "recipient": "alice@example.com",
+                "reply": "250 ok",
+                "message_id": "<m1@list.example>",
+                "at": KEY_TIME.isoformat(),
+            },
+        ]
+    )
+    db = create_engine(db_url)
+    try:
+        with db.connect() as conn:
+            keys = set(conn.scalars(select(Event.key)))
+    finally:
+        db.dispose()
+    assert keys == {
+        "8554d9ea1d261ea4de52fa134ce68bdedb86ad2e97cc3430ca9a6ba20d6dd1ff",
+        "4a0a2fc6dfced95dd39b7218207d1bb67327e52963c058532a19b1a1730afa10",
+    }
+
+
+def test_a_standing_that_moves_and_comes_back_in_one_chunk_is_dated_by_the_last_move(
+    engine: Engine, frozen_now: datetime
+) -> None:
+    first = frozen_now - timedelta(hours=3)
+    engine.record("bob@example.com", OK, message_id="<m1@x>", at=first)
+    engine.record_many(
+        [
+            {
+                "recipient": "bob@example.com",
+                "reply": MAILBOX_FULL,
+                "message_id": "<m2@x>",
+                "at": (first + timedelta(hours=1)).isoformat(),
+            },
+            {
+                "recipient": "bob@example.com",
+                "reply": OK,
+                "message_id": "<m3@x>",
+                "at": (first + timedelta(hours=2)).isoformat(),
+            },
+        ]
+    )
+    status = engine.status("bob@example.com")
+    assert status.standing is Standing.DELIVERED
+    assert status.since == first + timedelta(hours=2)
+    assert status.counters["events_count"] == 3
