@@ -10,7 +10,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from deliverability.errors import StoreError
-from deliverability.store.bulk import BulkWriter, converter_for, pairs_in
+from deliverability.store.bulk import (
+    BulkWriter,
+    converter_for,
+    pairs_in,
+    time_reader,
+    time_writer,
+)
 from deliverability.store.models import Delivery, Recipient, UTCDateTime
 from deliverability.store.session import (
     DATABASE_URL_ENV,
@@ -338,3 +344,80 @@ def test_a_password_in_the_query_string_is_masked_too() -> None:
     masked = mask_url("postgresql+psycopg://db.example/x?sslmode=require&password=s3cr3t")
     assert "s3cr3t" not in masked
     assert "sslmode=require" in masked
+
+
+def test_bulk_rows_as_driver_values_are_selected_by_key_and_by_pair_and_updated_by_id(
+    session: Session, frozen_now: datetime
+) -> None:
+    pairs = _deliveries(session, frozen_now, messages=3)
+    bulk = BulkWriter(session.get_bind().dialect)
+    recipients = cast(Table, Recipient.__table__)
+    deliveries = cast(Table, Delivery.__table__)
+    conn = session.connection()
+    rows = bulk.select_in(
+        conn,
+        recipients,
+        ("id", "address_key", "events_count"),
+        "address_key",
+        ["r0@example.com", "r2@example.com", "nobody@example.com"],
+    )
+    assert sorted((r[1], r[2]) for r in rows) == [("r0@example.com", 0), ("r2@example.com", 0)]
+    bulk.update_rows(conn, recipients, ("events_count",), [(7, r[0]) for r in rows])
+    asked = [pairs[1], pairs[7], (pairs[0][0], "<not-sent@list.example>")]
+    found = bulk.select_pairs(
+        conn,
+        deliveries,
+        ("recipient_id", "message_id", "state"),
+        "recipient_id",
+        "message_id",
+        asked,
+    )
+    assert sorted((r[0], r[1]) for r in found) == sorted(asked[:2])
+    assert {r[2] for r in found} == {DeliveryState.DELIVERED.value}
+    session.commit()
+    counts = dict(session.execute(select(Recipient.address_key, Recipient.events_count)).all())
+    assert counts == {"r0@example.com": 7, "r1@example.com": 0, "r2@example.com": 7}
+
+
+def test_bulk_tuple_inserts_store_what_the_orm_reads_back(
+    session: Session, frozen_now: datetime
+) -> None:
+    bulk = BulkWriter(session.get_bind().dialect)
+    table = cast(Table, Recipient.__table__)
+    columns = (
+        "address",
+        "address_key",
+        "domain",
+        "standing",
+        "reason",
+        "standing_since",
+        "first_seen_at",
+        "last_event_at",
+        "last_text",
+        *("events_count", "delivered_count", "deferred_count", "bounced_count"),
+        *("blocked_count", "complained_count", "expired_count"),
+    )
+    to_db = time_writer(session.get_bind().dialect)
+    when = to_db(frozen_now)
+    bulk.insert_rows(
+        session.connection(),
+        table,
+        columns,
+        [
+            (
+                *("Q@example.com", "q@example.com", "example.com", "suppressed", "user_unknown"),
+                *(when, when, when, 'it\'s "quoted" and ünïcode'),
+                *(1, 0, 0, 1, 0, 0, 0),
+            )
+        ],
+    )
+    session.commit()
+    orm = session.scalars(select(Recipient)).one()
+    assert orm.standing is Standing.SUPPRESSED
+    assert orm.reason is Reason.USER_UNKNOWN
+    assert orm.standing_since == frozen_now
+    assert orm.last_text == 'it\'s "quoted" and ünïcode'
+    assert (orm.events_count, orm.bounced_count) == (1, 1)
+    reread = time_reader(session.get_bind().dialect)
+    raw = bulk.select_in(session.connection(), table, ("last_event_at",), "id", [orm.id])
+    assert reread(raw[0][0]) == frozen_now
