@@ -87,8 +87,11 @@ __all__ = [
 POLICY_ENV = "DELIVERABILITY_POLICY"
 #: A reply dated further ahead than this is refused: a wrong clock or a wrong time zone.
 FUTURE_TOLERANCE = timedelta(days=1)
-#: Events per transaction in `record_many`.
-CHUNK_SIZE = 1000
+#: Events per transaction in `record_many`. Each commit writes every page the chunk touched,
+#: and the random event keys touch pages all over their index: at 200k events on SQLite,
+#: 2000 per chunk cost about a tenth less CPU than 1000 (4000 and 8000 little more). A chunk
+#: of 2000 holds SQLite's write lock for a few hundred milliseconds at most.
+CHUNK_SIZE = 2000
 #: How many recent events `status` shows.
 HISTORY_LENGTH = 10
 
