@@ -21,7 +21,6 @@ import email
 import email.policy
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -31,6 +30,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+if __package__ in (None, ""):
+    # Run as a script (the memory runs start this file in a child process).
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.peak_memory import peak_rss_mib
 from deliverability.ingest.bounce.corpus import score_corpus
 from deliverability.ingest.messages import iter_mbox, parse_message
 from deliverability.vocabulary import EventKind
@@ -166,7 +170,8 @@ def _stream(path: str) -> None:
         count += 1
         records += len(parse_message(data))
     elapsed = time.process_time() - start
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Not ru_maxrss: a child keeps its parent's peak across fork and exec (bench/peak_memory.py).
+    peak_kib = peak_rss_mib() * 1024
     print(
         json.dumps(
             {"messages": count, "records": records, "seconds": elapsed, "peak_kib": peak_kib}

@@ -104,8 +104,9 @@ def write_bounces(path: Path, count: int) -> Path:
 
 
 _CHILD = """
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, sys.argv[1])
+from bench.peak_memory import peak_rss_mib
 from datetime import datetime
 from pathlib import Path
 mode, url, now = sys.argv[2], sys.argv[3], datetime.fromisoformat(sys.argv[4])
@@ -137,7 +138,8 @@ else:
               "rejected": summary.rejected_count, "items": sum(s.items for s in summary.sources),
               "actions": sum(summary.actions.values())}
 result["seconds"] = time.perf_counter() - start
-result["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# Not ru_maxrss: a child keeps its parent's peak across fork and exec (bench/peak_memory.py).
+result["max_rss_mb"] = peak_rss_mib()
 print(json.dumps(result))
 """
 

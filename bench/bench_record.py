@@ -17,7 +17,6 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import sqlite3
 import statistics
 import subprocess
@@ -29,6 +28,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+if __package__ in (None, ""):
+    # Run as a script (the memory runs start this file in a child process).
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.peak_memory import peak_rss_mib
 from deliverability.addresses import normalize_address
 from deliverability.classify import classify
 from deliverability.engine import CHUNK_SIZE, Engine
@@ -252,9 +256,8 @@ def _floor_run(
 
 
 def _max_rss_mb() -> float:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux reports KiB, macOS bytes.
-    return rss / 1024 if sys.platform != "darwin" else rss / 1024 / 1024
+    # Not ru_maxrss: a child keeps its parent's peak across fork and exec (bench/peak_memory.py).
+    return peak_rss_mib()
 
 
 def _memory_child(n: int, directory: str) -> None:
