@@ -8,7 +8,7 @@ Prints, for one run into a fresh SQLite file:
   classification alone), measured in the same process just before;
 - the whole job (ingest, expiry, hygiene evaluation) and its ratio to the floor;
 - a second run over the same inputs (nothing new: it must record nothing);
-- peak memory (max RSS) of each, from child processes, so one does not inherit the other's.
+- peak memory of each child process (its own high-water mark, bench/peak_memory.py).
 """
 
 from __future__ import annotations
