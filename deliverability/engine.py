@@ -185,25 +185,8 @@ _ADDRESS_CACHE = 10_000
 
 _KINDS: dict[str, EventKind] = {kind.value: kind for kind in EventKind}
 
-_RECORD_FIELDS = {
-    "recipient",
-    "message_id",
-    "reply",
-    "code",
-    "status",
-    "text",
-    "attempt",
-    "at",
-    "source",
-    "position",
-    "kind",
-    "key",
-    "verdict",
-    "raw",
-}
-#: A mapping's absent fields, as from_mapping reads them.
-_MAPPING_DEFAULTS: dict[str, Any] = {**dict.fromkeys(_RECORD_FIELDS), "kind": EventKind.REPLY}
-_mapping_fields = itemgetter(
+#: The mapping fields read in one go, in this order (`_mapping_fields`).
+_MAPPING_ORDER = (
     "recipient",
     "message_id",
     "reply",
@@ -217,6 +200,10 @@ _mapping_fields = itemgetter(
     "key",
     "verdict",
 )
+_RECORD_FIELDS = {*_MAPPING_ORDER, "kind", "raw"}
+#: A mapping's absent fields, as from_mapping reads them.
+_MAPPING_DEFAULTS: dict[str, Any] = {**dict.fromkeys(_RECORD_FIELDS), "kind": EventKind.REPLY}
+_mapping_fields = itemgetter(*_MAPPING_ORDER)
 
 
 @dataclass(frozen=True, slots=True)
