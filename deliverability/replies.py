@@ -15,9 +15,11 @@ from deliverability.errors import ReplyParseError
 __all__ = ["Reply", "StatusCode", "parse_reply", "parse_status"]
 
 # RFC 3463 section 3.1: class is 2, 4 or 5; subject 0-7 in the registry (we accept up to 999 per
-# the grammar, then range-check); detail 1-3 digits.
-_STATUS_RE = re.compile(r"(?<![\d.])#?([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
-_ANY_STATUS_RE = re.compile(r"(?<![\d.])#?(\d)\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
+# the grammar, then range-check); detail 0-999. A detail of 4 or more digits is still read as a
+# status token, so that it is range-checked and reported rather than left in the text; the
+# possessive ``\d++`` keeps a long run of digits from being retried digit by digit.
+_STATUS_RE = re.compile(r"(?<![\d.])#?([245])\.(\d{1,3})\.(\d++)(?![\d.]*\d)")
+_ANY_STATUS_RE = re.compile(r"(?<![\d.])#?(\d)\.(\d{1,3})\.(\d++)(?![\d.]*\d)")
 
 # A basic reply code at the start of a line (RFC 5321 section 4.2), with the separator that tells a
 # continuation line ("-") from the last line (" " or end). Real MTAs also write "#550" (Exchange)
@@ -328,7 +330,7 @@ def _parse_full(text: str) -> Reply:
         # No reply code at a line start: take one that follows a colon or bracket inside the
         # text ("... rejected: 550 5.7.1 ..."), else a lone enhanced status anywhere.
         joined = " ".join(pieces)
-        m = re.search(r"(?:^|[:;\]\)>]\s*)#?([2-5]\d\d)[ -]+(#?[245]\.\d{1,3}\.\d{1,3})\b", joined)
+        m = re.search(r"(?:^|[:;\]\)>]\s*)#?([2-5]\d\d)[ -]+(#?[245]\.\d{1,3}\.\d++)\b", joined)
         if m:
             code = int(m.group(1))
             status, problem = _checked_status(m.group(2))
@@ -343,6 +345,9 @@ def _parse_full(text: str) -> Reply:
         pieces = [joined]
 
     if code is None and status is None:
+        if problems:
+            # Only an out-of-range status was found: name the range it breaks.
+            raise ReplyParseError(original, problems[0])
         raise ReplyParseError(original, "no SMTP reply code or enhanced status code found")
 
     body = _WS_RE.sub(" ", " ".join(pieces)).strip()

@@ -90,6 +90,20 @@ def test_an_out_of_range_status_is_ignored_with_a_problem() -> None:
     assert any("subject 9" in p for p in reply.problems)
 
 
+@pytest.mark.parametrize("text", ["550 5.1.1000 x", "550 5.1.9999 user unknown"])
+def test_a_status_detail_over_999_is_ignored_with_a_problem_naming_the_range(text: str) -> None:
+    reply = parse_reply(text)
+    assert reply.code == 550
+    assert reply.status is None
+    assert any("is over 999" in p for p in reply.problems)
+    assert not reply.text.startswith("5.1.")
+
+
+def test_a_lone_status_with_a_detail_over_999_is_a_parse_error_naming_the_range() -> None:
+    with pytest.raises(ReplyParseError, match="detail 1000 is over 999"):
+        parse_reply("5.1.1000 x")
+
+
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
