@@ -16,6 +16,7 @@ from deliverability.ingest.files import (
     detect_format,
     file_identity,
     is_gzip,
+    partial_last_line,
     read_lines,
     resume_offset,
     same_file,
@@ -108,6 +109,25 @@ def test_a_last_line_without_newline_is_read_unless_held_back(tmp_path: Path) ->
     held = list(read_lines(path, hold_partial_line=True))
     assert [ln.text for ln in held] == ["complete"]
     assert held[-1].end == 9
+
+
+def test_a_gzip_file_is_complete_so_its_last_line_is_read_even_when_held_back(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path / "m.log.gz", gzip.compress(b"complete\nlast"))
+    assert [ln.text for ln in read_lines(path, hold_partial_line=True)] == ["complete", "last"]
+    assert partial_last_line(path) is None
+
+
+def test_the_start_of_a_half_written_last_line_is_found_only_in_a_plain_file(
+    tmp_path: Path,
+) -> None:
+    assert partial_last_line(write(tmp_path / "a.log", b"one\ntwo")) == 4
+    assert partial_last_line(write(tmp_path / "b.log", b"one\ntwo\n")) is None
+    assert partial_last_line(write(tmp_path / "c.log", b"half")) == 0
+    assert partial_last_line(write(tmp_path / "d.log", b"")) is None
+    long_tail = b"x\n" + b"y" * 200_000
+    assert partial_last_line(write(tmp_path / "e.log", long_tail)) == 2
 
 
 def test_a_truncated_gzip_file_gives_its_lines_then_a_problem(tmp_path: Path) -> None:

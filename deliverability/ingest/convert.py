@@ -52,10 +52,14 @@ POSTFIX_EXPIRED_VERDICT = dataclasses.replace(
 def read_log(
     path: Path, kind: str, *, start_offset: int, now: datetime
 ) -> Iterator[tuple[int, LogRecord | Rejected]]:
-    """(offset after the item, item) for a reply log or a Postfix log, from `start_offset`."""
+    """(offset after the item, item) for a reply log or a Postfix log, from `start_offset`.
+
+    A last line without its newline in a plain file is still being written: it is not read (not
+    parsed, not rejected), so the offset stays before it and the next run reads it whole.
+    """
     if kind == "postfix":
-        return read_postfix_log(path, start_offset=start_offset, now=now)
-    return read_mailer_log(path, start_offset=start_offset, format=kind)
+        return read_postfix_log(path, start_offset=start_offset, now=now, hold_partial_line=True)
+    return read_mailer_log(path, start_offset=start_offset, format=kind, hold_partial_line=True)
 
 
 def log_item(record: LogRecord) -> ReplyRecord:

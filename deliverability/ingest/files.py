@@ -35,6 +35,7 @@ __all__ = [
     "file_identity",
     "is_gzip",
     "open_binary",
+    "partial_last_line",
     "read_lines",
     "resume_offset",
     "same_file",
@@ -217,6 +218,34 @@ def resume_offset(path: str | os.PathLike[str], saved: FileIdentity | None, offs
     return offset
 
 
+def partial_last_line(path: str | os.PathLike[str]) -> int | None:
+    """Where the last line of a plain file starts when it has no newline yet, else None.
+
+    That line is still being written (a mailer or syslog appends a line in more than one write):
+    `read_lines(..., hold_partial_line=True)` leaves it for the next run. A gzip file is complete,
+    so it never has one.
+    """
+    if is_gzip(path):
+        return None
+    try:
+        with open(path, "rb") as f:
+            end = f.seek(0, os.SEEK_END)
+            pos = end
+            while pos > 0:
+                step = min(_SKIP_CHUNK, pos)
+                f.seek(pos - step)
+                chunk = f.read(step)
+                if pos == end and chunk.endswith(b"\n"):
+                    return None
+                newline = chunk.rfind(b"\n")
+                if newline != -1:
+                    return pos - step + newline + 1
+                pos -= step
+            return 0 if end else None
+    except OSError as exc:
+        raise _open_error(path, exc) from None
+
+
 def _decoded(raw: bytes, start: int, end: int) -> Line:
     body = raw
     if body.endswith(b"\n"):
@@ -239,14 +268,16 @@ def read_lines(
 ) -> Iterator[Line]:
     """Yield the lines of `path` from byte `start_offset` on (see Line).
 
-    `hold_partial_line` leaves a last line without its newline unread, for a log that is still
-    being written: the next run reads it whole. Raises IngestError only when the file cannot be
-    opened at all.
+    `hold_partial_line` leaves a last line without its newline unread in a plain file, for a log
+    that is still being written: the next run reads it whole. A gzip file is complete once it
+    exists (logrotate compresses a closed log), so its last line is read either way. Raises
+    IngestError only when the file cannot be opened at all.
     """
     limits = limits or ReadLimits()
     if start_offset < 0:
         raise ValueError("start_offset must not be negative")
     compressed = is_gzip(path)
+    hold_partial_line = hold_partial_line and not compressed
     cap = limits.max_decompressed if compressed else None
     with open_binary(path) as f:
         pos = start_offset
