@@ -382,6 +382,15 @@ def _read_lines(
         if m and (code is None or int(m.group(1)) == code) and (i == 0 or code is not None):
             code = int(m.group(1))
             line = line[m.end() :]
+        elif m and code is not None:
+            # RFC 5321 section 4.2.1: every line of a multi-line reply carries the same code. The
+            # first line's code is kept; the other is named, not trusted, and not left in the text.
+            other = int(m.group(1))
+            problems.append(
+                f"line {i + 1} of the reply has code {other}, the first line {code}"
+                " (RFC 5321 section 4.2.1: one code on every line)"
+            )
+            line = line[m.end() :]
         elif i == 0 and not m:
             # A reply that starts with its enhanced status ("5.1.1 User unknown").
             ms = _ANY_STATUS_RE.match(line.lstrip("#"))

@@ -105,6 +105,22 @@ def test_a_lone_status_with_a_detail_over_999_is_a_parse_error_naming_the_range(
 
 
 @pytest.mark.parametrize(
+    ("text", "first", "other"),
+    [("550-a\r\n551 b", 550, 551), ("421-4.7.0 x\n550 5.1.1 y", 421, 550)],
+)
+def test_a_multi_line_reply_whose_lines_carry_different_codes_is_flagged(
+    text: str, first: int, other: int
+) -> None:
+    reply = parse_reply(text)
+    assert reply.code == first
+    assert any(str(first) in p and str(other) in p and "4.2.1" in p for p in reply.problems)
+
+
+def test_a_multi_line_reply_with_one_code_has_no_problem() -> None:
+    assert parse_reply("550-5.1.1 a\r\n550-5.1.1 b\r\n550 5.1.1 c").problems == ()
+
+
+@pytest.mark.parametrize(
     ("text", "problem"),
     [
         ("", "empty"),
