@@ -338,7 +338,16 @@ class _Ingest:
             saved = _saved_source(session, path)
             saved_identity = FileIdentity.from_key(saved.identity) if saved else None
             start = resume_offset(path, saved_identity, saved.offset if saved else 0)
-        if start:
+            saved_format = saved.format if saved else None
+        if start and saved_format is not None and saved_format != kind:
+            # The last run read this file as another format (a wrong --format): what it saved
+            # says nothing about this format's items, so all of it is read again; events are
+            # idempotent, so what was recorded then is not recorded twice.
+            start = 0
+            row.note = (
+                f"read from the start: the last run read it as {saved_format}, this run as {kind}"
+            )
+        elif start:
             row.note = f"resumed at byte {start}"
         chunk: list[ReplyRecord] = []
         rejected: list[Rejected] = []

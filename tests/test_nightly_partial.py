@@ -86,3 +86,20 @@ def test_a_gzip_log_is_complete_so_its_last_line_without_newline_is_read(
     assert summary.recorded == 2
     assert summary.rejected_count == 0
     assert "incomplete" not in summary.sources[0].note
+
+
+def test_a_log_read_with_the_wrong_format_is_read_from_the_start_with_the_right_one(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    log = tmp_path / "mail.log"
+    log.write_text(_postfix(0) + _postfix(1))
+    wrong = run_nightly(engine, [log], now=NOW, fmt="jsonl")
+    assert wrong.recorded == 0
+    assert wrong.rejected_count == 2
+    right = run_nightly(engine, [log], now=NOW, fmt="postfix")
+    assert right.recorded == 2
+    assert "read from the start" in right.sources[0].note
+    assert "jsonl" in right.sources[0].note
+    again = run_nightly(engine, [log], now=NOW, fmt="postfix")
+    assert again.sources[0].items == 0
+    assert "read from the start" not in again.sources[0].note
