@@ -230,6 +230,30 @@ class StatusPattern:
         return f"{part(self.klass, 'X')}.{part(self.subject, '*')}.{part(self.detail, '*')}"
 
 
+# A text pattern that is a plain literal: optional leading inline flags, then no character that
+# means anything to `re` (``#`` and whitespace matter under the x flag, so ``#`` is excluded too).
+_LITERAL_RE = re.compile(r"(?:\(\?([aiLmsux]+)\))?([^.^$*+?{}\[\]\\|()#]*)")
+
+
+def _literal_covers(earlier: str, later: str) -> bool:
+    """True when the text pattern `earlier` matches every text `later` matches, in the one case
+    that is decidable at a glance: both are plain literals with the same flags and `earlier` is
+    found inside `later` (rules are applied with ``search``, so the longer literal implies the
+    shorter). Anything else is not claimed, so no rule is called shadowed wrongly."""
+    a, b = _LITERAL_RE.fullmatch(earlier), _LITERAL_RE.fullmatch(later)
+    if a is None or b is None or not a.group(2):
+        return False
+    flags_a, flags_b = set(a.group(1) or ""), set(b.group(1) or "")
+    if flags_a != flags_b:
+        return False
+    if "i" in flags_a:
+        # Case folding beyond ASCII differs between str.lower and re.IGNORECASE: ASCII only.
+        if not (a.group(2).isascii() and b.group(2).isascii()):
+            return False
+        return a.group(2).lower() in b.group(2).lower()
+    return a.group(2) in b.group(2)
+
+
 def expand_code_pattern(pattern: int | str) -> frozenset[int]:
     """The basic codes a rule's code pattern stands for: ``550``, ``"55x"``, ``"5xx"``."""
     text = str(pattern).strip().lower()
@@ -286,7 +310,11 @@ class Rule:
     def covers(self, other: Rule) -> bool:
         """True when this rule matches every reply `other` matches (so `other`, placed after it,
         can never win)."""
-        if self.text is not None and self.text != other.text:
+        if (
+            self.text is not None
+            and self.text != other.text
+            and (other.text is None or not _literal_covers(self.text, other.text))
+        ):
             return False
         if self.status and not (
             other.status and all(any(a.covers(b) for a in self.status) for b in other.status)
@@ -783,18 +811,21 @@ class _Reader:
                 self.problem(line, f"rule[{index}]", "must be a table", "write [[rule]]")
                 continue
             rule = self._read_rule(index, table)
-            if rule is None:
-                continue
-            if rule.id in seen:
-                self.problem(
-                    self.lines.key("rule", "id", index),
-                    f"rule {rule.id}.id",
-                    f"duplicate rule id {rule.id!r} (first at line {seen[rule.id]})",
-                    "give each rule its own id",
-                )
-                continue
-            seen[rule.id] = line
-            self.rules.append(rule)
+            # The id is checked whether or not the rest of the rule reads: a rule with other
+            # errors must not hide that its id is taken too.
+            raw_id = table.get("id")
+            if isinstance(raw_id, str) and raw_id:
+                if raw_id in seen:
+                    self.problem(
+                        self.lines.key("rule", "id", index),
+                        f"rule {raw_id}.id",
+                        f"duplicate rule id {raw_id!r} (first at line {seen[raw_id]})",
+                        "give each rule its own id",
+                    )
+                    continue
+                seen[raw_id] = line
+            if rule is not None:
+                self.rules.append(rule)
 
     def _read_rule(self, index: int, table: dict[str, Any]) -> Rule | None:
         line = self.lines.table("rule", index)
@@ -845,9 +876,20 @@ class _Reader:
         status: list[StatusPattern] = []
         for item in _as_list(table.get("status")):
             try:
-                status.append(StatusPattern.parse(item))
+                pattern = StatusPattern.parse(item)
             except ValueError as exc:
                 bad("status", str(exc), "write patterns like '5.1.1', 'X.1.1' or '5.7.*'")
+                continue
+            status.append(pattern)
+            if pattern.subject is not None and pattern.subject > 7:
+                # The parser drops such a status (RFC 3463 section 3.1), so no reply carries it.
+                bad(
+                    "status",
+                    f"status pattern {item!r} can never match: subject {pattern.subject} is not"
+                    " 0 to 7 (RFC 3463 section 3.1), so no reply carries it",
+                    "use a subject from 0 to 7, or drop this pattern",
+                    severity="warning",
+                )
         codes: list[str] = []
         code_set: frozenset[int] | None = None
         if "code" in table:

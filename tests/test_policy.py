@@ -243,6 +243,74 @@ def test_check_finds_duplicate_rule_ids(tmp_path: Path) -> None:
     assert any("duplicate rule id" in p.message and p.line == 11 for p in problems)
 
 
+def test_a_duplicate_rule_id_is_reported_even_when_that_rule_has_other_errors(
+    tmp_path: Path,
+) -> None:
+    text = RULE.format(id="a.same", conditions="code = [550]", outcome="bounced") + RULE.format(
+        id="a.same", conditions="code = [551]", outcome="maybe"
+    )
+    problems = check_policy_file(write(tmp_path, text))
+    assert any("duplicate rule id" in p.message and p.line == 11 for p in problems)
+    assert any("unknown outcome" in p.message for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("earlier", "later"),
+    [
+        ("text = '(?i)spam'", "text = '(?i)spam detected'\ncode = [550]"),
+        ("text = '(?i)SPAM'\ncode = ['5xx']", "text = '(?i)spam detected'\ncode = [550]"),
+        ("text = 'blocked'", "text = 'you are blocked here'"),
+    ],
+)
+def test_a_literal_text_rule_hidden_behind_an_earlier_broader_literal_is_shadowed(
+    tmp_path: Path, earlier: str, later: str
+) -> None:
+    text = RULE.format(id="a.broad", conditions=earlier, outcome="bounced") + RULE.format(
+        id="a.narrow", conditions=later, outcome="bounced"
+    )
+    problems = check_policy_file(write(tmp_path, text))
+    shadowed = [p for p in problems if "can never match" in p.message]
+    later_line = text.count("\n", 0, text.rindex("[[rule]]")) + 1
+    assert [(p.key, p.line) for p in shadowed] == [("rule a.narrow", later_line)], problems
+    assert "a.broad" in shadowed[0].message
+    assert shadowed[0].fix
+
+
+@pytest.mark.parametrize(
+    ("earlier", "later"),
+    [
+        # Different flags: the earlier one is case-sensitive.
+        ("text = 'spam'", "text = '(?i)spam detected'"),
+        ("text = 'Spam'", "text = 'spam detected'"),
+        # The earlier pattern is a regular expression, not a plain literal.
+        ("text = '(?i)sp.m'", "text = '(?i)spam detected'"),
+        # The later pattern is a regular expression.
+        ("text = '(?i)spam'", "text = '(?i)spam (detected|found)'"),
+        # The earlier rule's other conditions are narrower.
+        ("text = '(?i)spam'\ncode = [550]", "text = '(?i)spam detected'"),
+    ],
+)
+def test_a_text_rule_is_not_called_shadowed_when_it_is_not_decidably_so(
+    tmp_path: Path, earlier: str, later: str
+) -> None:
+    text = RULE.format(id="a.first", conditions=earlier, outcome="bounced") + RULE.format(
+        id="a.second", conditions=later, outcome="bounced"
+    )
+    problems = check_policy_file(write(tmp_path, text))
+    assert [p for p in problems if "can never match" in p.message] == []
+
+
+@pytest.mark.parametrize(("pattern", "what"), [("5.9.1", "subject 9"), ("X.8.*", "subject 8")])
+def test_a_status_pattern_no_reply_can_carry_is_a_warning(
+    tmp_path: Path, pattern: str, what: str
+) -> None:
+    text = RULE.format(id="a.odd", conditions=f"status = ['{pattern}']", outcome="bounced")
+    problems = check_policy_file(write(tmp_path, text))
+    assert [(p.severity, p.line) for p in problems] == [("warning", 4)], problems
+    assert what in problems[0].message
+    assert "RFC 3463" in problems[0].message
+
+
 def test_problem_text_has_file_line_severity_key_message_and_fix(tmp_path: Path) -> None:
     path = write(tmp_path, "[backoff]\nlifetime = 'x'\n")
     (problem,) = check_policy_file(path)
