@@ -336,10 +336,13 @@ def test_a_rejected_item_keeps_no_nul_bytes_and_at_most_2000_characters_of_raw_t
     assert len(rejected.raw) <= 2000 + len("...") + 2
 
 
-def test_a_truncated_gzip_file_is_named_as_truncated_not_empty(tmp_path: Path) -> None:
+def test_a_gzip_file_cut_before_its_first_line_is_named_as_truncated_not_empty(
+    tmp_path: Path,
+) -> None:
     data = gzip.compress(b"Nov 28 03:14:15 mx postfix/smtp[1]: A1: to=<a@b.c>, status=sent\n" * 300)
     path = tmp_path / "mail.log.gz"
-    path.write_bytes(data[: len(data) // 2])
+    # The 10-byte member header (RFC 1952 section 2.3) and nothing of the deflate data.
+    path.write_bytes(data[:10])
     with pytest.raises(IngestError, match="truncated or corrupt"):
         detect_format(path)
 
@@ -349,3 +352,23 @@ def test_a_gzip_file_of_nothing_is_empty(tmp_path: Path) -> None:
     path.write_bytes(gzip.compress(b""))
     with pytest.raises(IngestError, match="the file is empty"):
         detect_format(path)
+
+
+def test_a_truncated_gzip_postfix_log_is_detected_from_what_decompresses(tmp_path: Path) -> None:
+    lines = b"".join(
+        b"Nov 28 02:00:%02d mx1 postfix/smtp[8244]: 3558557CB2: to=<u%d@example.com>, "
+        b"relay=none, delay=1, dsn=2.0.0, status=sent (250 2.0.0 OK)\n" % (i % 60, i)
+        for i in range(200)
+    )
+    # Cut inside the first 64 KiB of content, the part detection looks at.
+    data = gzip.compress(lines)
+    path = write(tmp_path / "mail.log.1.gz", data[: len(data) // 2])
+    assert detect_format(path) == "postfix"
+
+
+def test_a_gzip_file_of_several_members_is_detected_past_a_first_small_one(
+    tmp_path: Path,
+) -> None:
+    line = b'{"at": "2026-11-27T22:00:00Z", "recipient": "a@example.com", "reply": "250 ok"}\n'
+    path = write(tmp_path / "r.jsonl.gz", gzip.compress(b"\n") + gzip.compress(line))
+    assert detect_format(path) == "jsonl"

@@ -103,3 +103,16 @@ def test_a_log_read_with_the_wrong_format_is_read_from_the_start_with_the_right_
     again = run_nightly(engine, [log], now=NOW, fmt="postfix")
     assert again.sources[0].items == 0
     assert "read from the start" not in again.sources[0].note
+
+
+def test_a_truncated_gzip_log_is_detected_and_its_lines_before_the_cut_are_recorded(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    data = gzip.compress("".join(_postfix(n) for n in range(60)).encode())
+    log = tmp_path / "mail.log.1.gz"
+    log.write_bytes(data[: len(data) // 2])
+    summary = run_nightly(engine, [log], now=NOW)
+    assert summary.sources[0].format == "postfix"
+    assert summary.recorded > 0
+    assert summary.rejected_count == 1
+    assert "truncated" in summary.rejected[0].error

@@ -385,7 +385,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         if (p / "cur").is_dir() and (p / "new").is_dir():
             return "maildir"
         raise IngestError(str(p), "folder", "a folder without cur/ and new/ is not a Maildir")
-    head = _read_head(p, _DETECT_BYTES)
+    head = _detect_head(p)
     if not head.strip():
         if is_gzip(p):
             problem = _gzip_problem(p)
@@ -423,6 +423,37 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         f"a Maildir or a message); name it with --format ({'|'.join(FORMATS)})",
         raw=first[:_RAW_SHOWN],
     )
+
+
+def _detect_head(path: Path) -> bytes:
+    """The first `_DETECT_BYTES` of content, decompressed as far as the data allows.
+
+    A gzip file cut short (a copy that stopped, a disk that filled) still starts with whole
+    deflate blocks: an incremental decompressor gives what they hold, where `gzip.open` gives up
+    on the whole read. Its lines before the cut are readable, so its format is told from them.
+    """
+    if not is_gzip(path):
+        return _read_head(path, _DETECT_BYTES)
+    out = b""
+    try:
+        with open(path, "rb") as f:
+            unzip = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            pending = b""
+            while len(out) < _DETECT_BYTES:
+                if not pending:
+                    pending = f.read(_DETECT_BYTES)
+                    if not pending:
+                        break
+                if unzip.eof:
+                    # RFC 1952 section 2.2: a file may hold several members, one after another.
+                    unzip = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                out += unzip.decompress(pending, _DETECT_BYTES - len(out))
+                pending = unzip.unused_data if unzip.eof else unzip.unconsumed_tail
+    except zlib.error:
+        pass  # corrupt from here on: what came before is the head
+    except OSError as exc:
+        raise _open_error(path, exc) from None
+    return out[:_DETECT_BYTES]
 
 
 def _is_mailer_csv_header(line: str) -> bool:
