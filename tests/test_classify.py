@@ -513,3 +513,40 @@ def test_a_pattern_letter_that_folds_to_ascii_is_not_a_prefilter_literal(tmp_pat
     assert classify(Reply(code=550, status=None, text="SPAM listed here"), policy).rule == (
         "local.long_s"
     )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "550 5.7.1 user unknown",
+        "550 5.7.1 Recipient address rejected: User unknown in virtual mailbox table",
+        "554 5.7.0 no such user here",
+    ],
+)
+def test_a_5_7_x_reply_that_says_user_unknown_is_a_bounce_but_not_decisive(text: str) -> None:
+    # RFC 3463 section 3.8: X.7.x says the refusal is policy, so the words alone do not prove
+    # the mailbox is gone; repeated, the address is suppressed as ambiguous.
+    verdict = classify_text(text)
+    assert verdict.outcome is Outcome.BOUNCED
+    assert verdict.reason is Reason.USER_UNKNOWN
+    assert not verdict.decisive
+
+
+@pytest.mark.parametrize(
+    "text", ["550 5.7.13 user unknown", "550 5.7.17 user unknown", "550 5.7.18 user unknown"]
+)
+def test_the_5_7_x_codes_about_the_account_itself_stay_decisive_with_user_unknown_words(
+    text: str,
+) -> None:
+    verdict = classify_text(text)
+    assert (verdict.outcome, verdict.decisive) == (Outcome.BOUNCED, True)
+
+
+@pytest.mark.parametrize("text", ["550 5.1.1 user unknown", "550 user unknown"])
+def test_user_unknown_words_outside_5_7_x_stay_decisive(text: str) -> None:
+    verdict = classify_text(text)
+    assert (verdict.outcome, verdict.reason, verdict.decisive) == (
+        Outcome.BOUNCED,
+        Reason.USER_UNKNOWN,
+        True,
+    )

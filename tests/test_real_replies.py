@@ -1653,7 +1653,8 @@ CASES: list[Case] = [
         "corpus-lhost-messagingserver-03",
         "smtp; 550 5.7.1 550 User Unknown: sabineko@example.org",
         "bounced/user_unknown/recipient",
-        True,
+        # 5.7.x says the refusal is policy (RFC 3463 section 3.8): the words alone are not decisive.
+        False,
     ),
     C(
         "corpus-lhost-messagingserver-09",
@@ -2022,7 +2023,8 @@ CASES: list[Case] = [
         "SMTP; 550 5.7.1 <pseudo-local-part-kijitora-nyaan@sfr.fr>: Recipient address rejected: "
         "User unknown",
         "bounced/user_unknown/recipient",
-        True,
+        # 5.7.x says the refusal is policy (RFC 3463 section 3.8): the words alone are not decisive.
+        False,
     ),
     C(
         "corpus-lhost-sendmail-50",
