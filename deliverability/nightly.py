@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import URL, make_url, select
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
@@ -49,6 +49,7 @@ __all__ = [
     "ingest_paths",
     "rolled_back",
     "run_nightly",
+    "store_files",
 ]
 
 FORMATS = ("auto", "jsonl", "csv", "postfix", "mbox", "maildir", "eml")
@@ -120,19 +121,40 @@ class Input:
     problem: str | None = None
 
 
-def expand_paths(paths: Iterable[Path | str], fmt: str = "auto") -> Iterator[Input]:
+#: What SQLite keeps beside a database file: its write-ahead log, the WAL index and the rollback
+#: journal (https://www.sqlite.org/tempfiles.html).
+_SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+def store_files(url: str | URL) -> frozenset[Path]:
+    """The files of the SQLite store at `url` (the database and its companions), which a folder
+    of inputs may hold (``deliverability nightly .`` beside the default store); none for a
+    server database or an in-memory one."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return frozenset()
+    base = Path(database).resolve()
+    return frozenset(base.with_name(base.name + suffix) for suffix in _SQLITE_COMPANIONS)
+
+
+def expand_paths(
+    paths: Iterable[Path | str], fmt: str = "auto", *, skip: frozenset[Path] = frozenset()
+) -> Iterator[Input]:
     """Every input under `paths`: files as given, folders walked in name order (a Maildir folder
-    is one input). A file whose format cannot be told (binary, unknown) comes with its problem,
-    so the caller records it and goes on; an empty file has format ``empty``. Raises
-    IngestError only for a path that does not exist."""
+    is one input), leaving out the files in `skip` (the store's own, see `store_files`). A file
+    whose format cannot be told (binary, unknown) comes with its problem, so the caller records
+    it and goes on; an empty file has format ``empty``. Raises IngestError only for a path that
+    does not exist."""
     for raw in paths:
         path = Path(raw)
         if not path.exists():
             raise IngestError(str(path), "path", "no such file or folder")
         if path.is_dir() and not _is_maildir(path):
             for child in sorted(path.iterdir()):
-                if not child.name.startswith("."):
-                    yield from expand_paths([child], fmt)
+                if child.name.startswith(".") or (skip and child.resolve() in skip):
+                    continue
+                yield from expand_paths([child], fmt, skip=skip)
             continue
         if fmt == "maildir" and not path.is_dir():
             yield Input(path, None, "not a Maildir folder (no cur/ and new/ folders)")
@@ -246,18 +268,22 @@ def ingest_paths(
     progress: ProgressFn | None = None,
     strict: bool = False,
     verp: VerpFormat = DEFAULT_VERP,
+    skip: frozenset[Path] | None = None,
 ) -> NightlySummary:
     """Read every new input under `paths` and record it with `recorder` (an `Engine`).
 
     `session_factory` gives sessions for the bookkeeping rows (offsets, seen messages, rejected
     input); their transactions commit after each chunk, once the chunk's events are recorded.
     With `strict`, the first item that cannot be read stops the run (IngestError); what was
-    recorded before it stays. `verp` says how a VERP return path encodes the recipient.
+    recorded before it stays. `verp` says how a VERP return path encodes the recipient. Folders
+    are walked without the files in `skip` (by default the recorder's own SQLite files).
     """
     run = _Ingest(
         recorder, session_factory, now, summary or NightlySummary(now=now), progress, strict, verp
     )
-    for found in expand_paths(paths, fmt):
+    if skip is None:
+        skip = store_files(recorder.db.url)
+    for found in expand_paths(paths, fmt, skip=skip):
         path, kind = found.path, found.format
         row = SourceProgress(path=str(path), format=kind or "unknown")
         run.summary.sources.append(row)
@@ -464,11 +490,13 @@ def run_nightly(
     strict: bool = False,
     progress: ProgressFn | None = None,
     verp: VerpFormat = DEFAULT_VERP,
+    skip: frozenset[Path] | None = None,
 ) -> NightlySummary:
     """The whole job: ingest `paths`, expire retries that ran out, evaluate list hygiene.
 
     `engine` should use a clock that returns `now` (the CLI's ``--now``), so that what it records
-    is judged at the same time as the job.
+    is judged at the same time as the job. `skip`: see `ingest_paths` (a dry run on a copy of a
+    SQLite store names the original's files).
     """
     from deliverability.store import hygiene as hygiene_store
 
@@ -487,6 +515,7 @@ def run_nightly(
         progress=progress,
         strict=strict,
         verp=verp,
+        skip=skip,
     )
     expired = engine.expire_overdue(now)
     summary.expired = expired.recorded

@@ -9,9 +9,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from deliverability.cli import cli
 from deliverability.engine import Engine as DeliverabilityEngine
 from deliverability.nightly import run_nightly
 from deliverability.store.models import Event, RejectedInput
@@ -116,3 +118,21 @@ def test_a_truncated_gzip_log_is_detected_and_its_lines_before_the_cut_are_recor
     assert summary.recorded > 0
     assert summary.rejected_count == 1
     assert "truncated" in summary.rejected[0].error
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["run", "dry-run"])
+def test_nightly_over_the_folder_of_its_sqlite_store_skips_the_store_files(
+    tmp_path: Path, dry_run: bool
+) -> None:
+    store = tmp_path / "deliverability.db"
+    url = f"sqlite:///{store}"
+    with DeliverabilityEngine(url, clock=lambda: NOW):
+        pass  # creates the store file
+    for suffix in ("-wal", "-shm", "-journal"):
+        (tmp_path / f"deliverability.db{suffix}").write_bytes(b"\x00\x01binary\x00" * 50)
+    (tmp_path / "replies.jsonl").write_text(_jsonl(0))
+    args = ["--database-url", url, "nightly", str(tmp_path), "--now", "2026-11-28T06:00:00Z"]
+    result = CliRunner().invoke(cli, [*args, "--dry-run"] if dry_run else args)
+    assert result.exit_code == 0, result.output
+    assert "1 events recorded" in result.output
+    assert "deliverability.db" not in result.output

@@ -23,7 +23,14 @@ from deliverability.clock import parse_time, system_clock
 from deliverability.commands.base import AppContext
 from deliverability.ingest.convert import parse_verp_template
 from deliverability.ingest.messages import DEFAULT_VERP, VerpFormat
-from deliverability.nightly import FORMATS, NightlySummary, ingest_paths, rolled_back, run_nightly
+from deliverability.nightly import (
+    FORMATS,
+    NightlySummary,
+    ingest_paths,
+    rolled_back,
+    run_nightly,
+    store_files,
+)
 from deliverability.output import emit_rows
 from deliverability.store.models import RejectedInput
 from deliverability.store.session import (
@@ -202,7 +209,11 @@ class _Job:
     strict: bool
     verp: VerpFormat
 
-    def run(self, url: str, *, dry_run: bool = False) -> NightlySummary:
+    def run(
+        self, url: str, *, dry_run: bool = False, store_url: str | None = None
+    ) -> NightlySummary:
+        """Run the job on the store at `url`; `store_url` is the store whose own files input
+        folders leave out, when `url` is a copy of it."""
         bar, update = _progress_fn(Console(stderr=True))
         now = self.now
         with (
@@ -219,6 +230,7 @@ class _Job:
                 strict=self.strict,
                 progress=update,
                 verp=self.verp,
+                skip=store_files(store_url or url),
             )
         summary.dry_run = dry_run
         return summary
@@ -240,7 +252,7 @@ class _Job:
             if source.name and source.exists():
                 with sqlite3.connect(source) as src, sqlite3.connect(copy) as dst:
                     src.backup(dst)
-            summary = self.run(f"sqlite:///{copy}")
+            summary = self.run(f"sqlite:///{copy}", store_url=url)
         summary.dry_run = True
         return summary
 
