@@ -84,6 +84,13 @@ def test_explain_text_flags_an_inconsistent_reply() -> None:
     assert "disagrees" in out
 
 
+def test_explain_text_names_an_out_of_range_status_without_claiming_a_class_disagreement() -> None:
+    code, out = run("explain", "550 5.1.9999 user unknown")
+    assert code == 0
+    assert "over 999" in out
+    assert "disagrees" not in out
+
+
 def test_explain_of_an_unparseable_reply_is_a_one_line_error() -> None:
     result = CliRunner().invoke(cli, ["explain", "hello"], standalone_mode=False)
     # main() turns this DeliverabilityError into "error: ..." with exit code 2.

@@ -105,13 +105,12 @@ def _text_block(row: dict[str, Any]) -> str:
     if row["throttle"]:
         pause = f" (pause {_seconds(row['pause'])})" if row["pause"] is not None else ""
         lines.append(f"throttle:  yes, the destination is pushing back{pause}")
-    if row["inconsistent"]:
-        lines.append(
-            "warning:   the enhanced status's class disagrees with the code's (RFC 3463 3.1)"
-        )
+    # The parser names each inconsistency itself (a class that disagrees, a status out of
+    # range, lines with different codes); the flag alone only says that there is one.
     for problem in row["problems"]:
-        if "disagrees" not in problem:
-            lines.append(f"warning:   {problem}")
+        lines.append(f"warning:   {problem}")
+    if row["inconsistent"] and not row["problems"]:
+        lines.append("warning:   the reply's codes are inconsistent (RFC 3463 3.1)")
     origin = f"  ({row['origin']})" if row["origin"] else ""
     lines.append(f"rule:      {row['rule']}{origin}")
     if row["why"]:
