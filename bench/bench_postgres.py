@@ -42,7 +42,7 @@ def _fixed_now() -> datetime:
     return START + timedelta(days=30)
 
 
-def _fresh_database(url: URL) -> None:
+def fresh_database(url: URL) -> None:
     admin = sa_create_engine(
         url.set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT"
     )
@@ -56,7 +56,7 @@ def _fresh_database(url: URL) -> None:
 
 def _record_many(url: URL, n: int, *, hygiene: bool) -> float:
     """Seconds `record_many` takes for `n` events on a fresh database."""
-    _fresh_database(url)
+    fresh_database(url)
     address = url.render_as_string(hide_password=False)
     with Engine(address, clock=_fixed_now, hygiene=None if hygiene else False) as engine:
         # Classify each distinct reply once first: the floor gets its verdicts for free, and a
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     url = make_url(args.url)
     shown = url.render_as_string(hide_password=True)
     try:
-        _fresh_database(url)
+        fresh_database(url)
     except Exception as err:
         first = str(err).strip().splitlines()[0]
         print(f"bench_postgres: cannot use {shown}: {first}", file=sys.stderr)

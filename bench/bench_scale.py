@@ -31,10 +31,11 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import URL, make_url, text
 from sqlalchemy import create_engine as sa_create_engine
+from sqlalchemy import make_url, text
 from sqlalchemy.pool import NullPool
 
+from bench.bench_postgres import fresh_database
 from bench.bench_record import events
 from deliverability.engine import Engine
 from deliverability.store.session import create_engine, upgrade_schema
@@ -88,18 +89,6 @@ FROM (SELECT DISTINCT ON (recipient_id) recipient_id, id, at FROM events
       ORDER BY recipient_id, at DESC) e
 WHERE e.recipient_id = r.id;
 """
-
-
-def _fresh_database(url: URL) -> None:
-    admin = sa_create_engine(
-        url.set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT"
-    )
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{url.database}"'))
-    finally:
-        admin.dispose()
 
 
 def _fill(address: str, n: int) -> float:
@@ -201,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     fill: float | None = None
     if not (args.reuse and _filled_with(address) == args.events):
         try:
-            _fresh_database(url)
+            fresh_database(url)
         except Exception as err:
             print(f"bench_scale: cannot use {url.render_as_string(hide_password=True)}: {err}")
             return 2
