@@ -159,12 +159,7 @@ class _Server:
             engine = _admin_engine(self.url)
             try:
                 with engine.connect() as conn:
-                    conn.execute(
-                        text(
-                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                        )
-                    )
+                    self._end_other_sessions(conn)
                     conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
                     conn.execute(text("CREATE SCHEMA public"))
             finally:
@@ -173,17 +168,7 @@ class _Server:
         engine = _admin_engine(self._server_url())
         try:
             with engine.connect() as conn:
-                ids = conn.execute(
-                    text(
-                        "SELECT id FROM information_schema.processlist"
-                        " WHERE db = :db AND id <> CONNECTION_ID()"
-                    ),
-                    {"db": self.database},
-                ).scalars()
-                for thread_id in list(ids):
-                    # It may have ended by itself in the meantime.
-                    with contextlib.suppress(SQLAlchemyError):
-                        conn.execute(text(f"KILL CONNECTION {int(thread_id)}"))
+                self._end_other_sessions(conn)
                 conn.execute(text(f"DROP DATABASE IF EXISTS `{self.database}`"))
                 conn.execute(text(f"CREATE DATABASE `{self.database}` CHARACTER SET utf8mb4"))
         finally:
@@ -244,6 +229,7 @@ class _Server:
             {"db": self.database},
         ).scalars()
         for thread_id in list(ids):
+            # It may have ended by itself in the meantime.
             with contextlib.suppress(SQLAlchemyError):
                 conn.execute(text(f"KILL CONNECTION {int(thread_id)}"))
 
