@@ -13,7 +13,6 @@ from deliverability.errors import StoreError
 from deliverability.store.bulk import (
     BulkWriter,
     converter_for,
-    pairs_in,
     time_reader,
     time_writer,
 )
@@ -230,11 +229,9 @@ def test_deliveries_found_by_recipient_and_message_are_exactly_the_pairs_asked_f
     asked = [pairs[0], pairs[5], pairs[11], (pairs[0][0], "<not-sent@list.example>")]
     table = cast(Table, Delivery.__table__)
     conn = session.connection()
-    found = conn.execute(
-        select(table.c.recipient_id, table.c.message_id).where(
-            pairs_in(conn, table, "recipient_id", "message_id", asked)
-        )
-    ).all()
+    found = BulkWriter(conn.dialect).select_pairs(
+        conn, table, ("recipient_id", "message_id"), "recipient_id", "message_id", asked
+    )
     assert sorted(tuple(row) for row in found) == sorted(asked[:3])
 
 
@@ -254,9 +251,9 @@ def test_on_sqlite_deliveries_are_found_through_the_index_not_by_reading_the_tab
         pairs = _deliveries(s, frozen_now, messages=2)
         conn = s.connection()
         statements.clear()
-        conn.execute(
-            select(table.c.id).where(pairs_in(conn, table, "recipient_id", "message_id", pairs[:2]))
-        ).all()
+        BulkWriter(conn.dialect).select_pairs(
+            conn, table, ("id",), "recipient_id", "message_id", pairs[:2]
+        )
         assert statements
         for sql, params in list(statements):
             plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params).all()

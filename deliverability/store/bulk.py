@@ -16,15 +16,11 @@ from enum import Enum
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
     Boolean,
     Connection,
     Dialect,
     Table,
-    any_,
-    bindparam,
     select,
-    tuple_,
 )
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.sql.expression import ColumnElement, type_coerce
@@ -35,8 +31,6 @@ from deliverability.store.models import UTCDateTime
 __all__ = [
     "BulkWriter",
     "converter_for",
-    "in_values",
-    "pairs_in",
     "reader_for",
     "time_reader",
     "time_writer",
@@ -130,61 +124,6 @@ def reader_for(column_type: Any, dialect: Dialect) -> Converter:
     if isinstance(column_type, Boolean):
         return _bool_in
     return None
-
-
-def in_values(
-    conn: Connection, column: ColumnElement[Any], values: Sequence[Any]
-) -> ColumnElement[bool]:
-    """WHERE column IN values, for the long lists of a chunk (a thousand keys).
-
-    On PostgreSQL the list goes as one array parameter (`= ANY(...)`): psycopg otherwise splits
-    and adapts a statement with a thousand placeholders on every call, and the server plans
-    each one afresh; the index is used the same way.
-    """
-    if conn.dialect.name == "postgresql":
-        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
-    return column.in_(list(values))
-
-
-def pairs_in(
-    conn: Connection, table: Table, first: str, second: str, pairs: Sequence[tuple[Any, Any]]
-) -> ColumnElement[bool]:
-    """WHERE (first, second) IN pairs, written so that every backend finds the rows through the
-    index on (first, second) rather than by reading the table.
-
-    PostgreSQL and MariaDB turn a row-value IN list into index lookups; SQLite (3.4x) scans the
-    whole table for it (EXPLAIN QUERY PLAN: "SCAN deliveries"), which made every chunk cost as much
-    as the history. A join from a VALUES list is looked up row by row in the index there: this
-    finds the ids that way (one raw statement), and the caller's SELECT takes the rows by id.
-    """
-    if conn.dialect.name == "postgresql":
-        # A row-value IN list of a thousand pairs costs PostgreSQL more to plan (a thousand
-        # OR branches) than to run; a join from two unnested arrays is one index lookup each.
-        kinds = [
-            "TEXT" if t.startswith(("VARCHAR", "TEXT", "CHAR")) else t
-            for t in (table.c[c].type.compile(dialect=conn.dialect) for c in (first, second))
-        ]
-        found = conn.exec_driver_sql(
-            f"SELECT t.id FROM unnest(%b::{kinds[0]}[], %b::{kinds[1]}[]) AS v(a, b)"
-            f" JOIN {table.name} AS t ON t.{first} = v.a AND t.{second} = v.b",
-            ([a for a, _ in pairs], [b for _, b in pairs]),
-        )
-        return in_values(conn, table.c.id, [row[0] for row in found])
-    if conn.dialect.name != "sqlite":
-        return tuple_(table.c[first], table.c[second]).in_(pairs)
-    ids: list[int] = []
-    # SQLite allows 32766 parameters per statement since 3.32; stay well below.
-    for start in range(0, len(pairs), 5000):
-        part = pairs[start : start + 5000]
-        marks = ", ".join(["(?, ?)"] * len(part))
-        # SQLite names the columns of a VALUES list column1, column2, ...
-        sql = (
-            f"SELECT t.id FROM (VALUES {marks}) AS v JOIN {table.name} AS t"
-            f" ON t.{first} = v.column1 AND t.{second} = v.column2"
-        )
-        flat = [value for pair in part for value in pair]
-        ids.extend(row[0] for row in conn.exec_driver_sql(sql, tuple(flat)))
-    return table.c.id.in_(ids)
 
 
 def time_writer(dialect: Dialect) -> Callable[[datetime | None], Any]:
@@ -401,7 +340,9 @@ class BulkWriter:
         pairs: Sequence[tuple[Any, Any]],
     ) -> list[Sequence[Any]]:
         """SELECT `columns` (driver values) of the rows whose (`first`, `second`) is one of
-        `pairs`, through the index on (first, second) on every backend (see `pairs_in`)."""
+        `pairs`, through the index on (first, second) on every backend: PostgreSQL plans a
+        thousand-pair row-value IN list slower than it runs it, and SQLite 3.4x scans the whole
+        table for one (EXPLAIN QUERY PLAN: "SCAN deliveries")."""
         if not pairs:
             return []
         q = self._quote
