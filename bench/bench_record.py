@@ -205,9 +205,7 @@ def _floor_run(
             if plain_keys:
                 key = f"{e['message_id']}|{r[1]}|{e['at']}"
             else:
-                key = event_key(
-                    e["message_id"], r[1], None, datetime.fromisoformat(e["at"]), reply
-                )
+                key = event_key(e["message_id"], r[1], None, datetime.fromisoformat(e["at"]), reply)
             ev_rows.append(
                 (
                     key,
