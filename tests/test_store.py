@@ -20,6 +20,8 @@ from deliverability.store.models import Delivery, Recipient, UTCDateTime
 from deliverability.store.session import (
     DATABASE_URL_ENV,
     DEFAULT_URL,
+    SQLITE_CHECKPOINT_PAGES,
+    SQLITE_WAL_LIMIT_BYTES,
     create_engine,
     current_revision,
     head_revision,
@@ -87,6 +89,20 @@ def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(sa_engine: Eng
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_sqlite_files_checkpoint_every_ten_thousand_pages_and_cut_the_log_back(
+    tmp_path: Path,
+) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'wal.db'}")
+    try:
+        with engine.connect() as conn:
+            pages = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+            limit = conn.exec_driver_sql("PRAGMA journal_size_limit").scalar()
+    finally:
+        engine.dispose()
+    assert pages == SQLITE_CHECKPOINT_PAGES != 1000
+    assert limit == SQLITE_WAL_LIMIT_BYTES
 
 
 def test_schema_is_created_on_first_use(tmp_path: Path) -> None:
