@@ -30,6 +30,12 @@ _DOMAIN_LITERAL_RE = re.compile(r"^\[(?:IPv6:[0-9A-Fa-f:.]+|\d{1,3}(?:\.\d{1,3})
 # str.isspace() (both use Python's Unicode white space table).
 _SPACE_RE = re.compile(r"\s")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+#: The form nearly every address in a log has: an unquoted ASCII dot-atom local part, one @, a
+#: domain of letters, digits, dots and hyphens, nothing around them. One match replaces the
+#: checks below for it; anything else takes the long way.
+_PLAIN_RE = re.compile(
+    r"([A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*)@([A-Za-z0-9.-]+)"
+)
 #: Normalised domains by the domain part as written: a log names few domains many times.
 _DOMAINS: dict[str, str] = {}
 _DOMAINS_MAX = 10_000
@@ -63,6 +69,12 @@ def normalize_address(raw: str) -> Address:
     """
     if not isinstance(raw, str):
         raise AddressError(repr(raw), f"expected a string, got {type(raw).__name__}")
+    plain = _PLAIN_RE.fullmatch(raw)
+    if plain is not None:
+        local, domain = plain.groups()
+        normal = _DOMAINS.get(domain)
+        if normal is not None and len(local) <= _MAX_LOCAL:
+            return Address(local=local, domain=normal)
     text = raw.strip()
     low = text.lower()
     for prefix in ("rfc822;", "mailto:"):
