@@ -104,3 +104,20 @@ def test_mariadb_tables_compare_keys_byte_for_byte(sa_engine: Engine) -> None:
         )
     assert collations
     assert set(collations.values()) == {"utf8mb4_bin"}
+
+
+def test_postgresql_recipients_leave_room_on_each_page_for_updated_rows(sa_engine: Engine) -> None:
+    if sa_engine.dialect.name != "postgresql":
+        pytest.skip("fillfactor is a PostgreSQL storage parameter")
+    with sa_engine.connect() as conn:
+        options = conn.exec_driver_sql(
+            "SELECT reloptions FROM pg_class WHERE relname = 'recipients'"
+        ).scalar_one()
+    assert options == ["fillfactor=70"]
+    downgrade_schema(sa_engine, "0003")
+    with sa_engine.connect() as conn:
+        options = conn.exec_driver_sql(
+            "SELECT reloptions FROM pg_class WHERE relname = 'recipients'"
+        ).scalar_one()
+    assert options is None
+    upgrade_schema(sa_engine)
