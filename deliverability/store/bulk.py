@@ -1,46 +1,22 @@
-"""Bulk writes: one INSERT or UPDATE statement, compiled once, run with executemany.
+"""Bulk writes and reads for the engine's chunk writer: plain SQL compiled once per dialect.
 
 SQLAlchemy's per-row parameter processing costs more than the database's own work when a chunk
-writes thousands of small rows; `BulkWriter` compiles each statement once per dialect and converts
-values with one small function per column (enums to their value, times to what `UTCDateTime`
-stores on that backend), then hands the rows to the driver's executemany. `tests/test_store.py`
-checks that the converters store exactly what `UTCDateTime` and the enum columns store.
+writes thousands of small rows. `BulkWriter` takes rows as tuples already in the driver's form
+(the chunk writer keeps what it loaded as the driver gave it and converts only what it computes,
+times with `time_writer`) and hands them to the fastest path of each backend.
+`tests/test_store.py` checks that `time_writer` stores exactly what `UTCDateTime` stores.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from enum import Enum
 from typing import Any
 
-from sqlalchemy import (
-    Boolean,
-    Connection,
-    Dialect,
-    Table,
-    select,
-)
-from sqlalchemy import Enum as SAEnum
-from sqlalchemy.sql.expression import ColumnElement, type_coerce
-from sqlalchemy.types import NullType
+from sqlalchemy import Connection, Dialect, Table
+from sqlalchemy.exc import DBAPIError
 
-from deliverability.store.models import UTCDateTime
-
-__all__ = [
-    "BulkWriter",
-    "converter_for",
-    "reader_for",
-    "time_reader",
-    "time_writer",
-]
-
-Converter = Callable[[Any], Any] | None
-
-
-def _enum_value(value: Any) -> Any:
-    return value.value if isinstance(value, Enum) else value
+__all__ = ["BulkWriter", "time_reader", "time_writer"]
 
 
 def _sqlite_time_text(value: datetime | None) -> str | None:
@@ -53,10 +29,6 @@ def _sqlite_time_text(value: datetime | None) -> str | None:
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
     return value.replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
-# Cached for the builder of dict rows: a chunk repeats its `now` in every row.
-_sqlite_time = functools.lru_cache(maxsize=8192)(_sqlite_time_text)
 
 
 def _naive_utc(value: datetime | None) -> datetime | None:
@@ -75,20 +47,6 @@ def _aware_utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
-def converter_for(column_type: Any, dialect: Dialect) -> Converter:
-    """The function that turns a Python value into what the driver should get for a column of
-    this type (None: pass it through)."""
-    if isinstance(column_type, UTCDateTime):
-        if dialect.name == "sqlite":
-            return _sqlite_time
-        if dialect.name == "postgresql":
-            return _aware_utc
-        return _naive_utc
-    if isinstance(column_type, SAEnum):
-        return _enum_value
-    return None
-
-
 def _sqlite_time_in(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
 
@@ -99,31 +57,6 @@ def _naive_time_in(value: datetime | None) -> datetime | None:
 
 def _aware_time_in(value: datetime | None) -> datetime | None:
     return None if value is None else value.astimezone(UTC)
-
-
-def _bool_in(value: Any) -> bool | None:
-    return None if value is None else bool(value)
-
-
-def reader_for(column_type: Any, dialect: Dialect) -> Converter:
-    """The function that turns what the driver returns for a column of this type into the
-    Python value the models use (None: take it as it is)."""
-    if isinstance(column_type, UTCDateTime):
-        if dialect.name == "sqlite":
-            return _sqlite_time_in
-        if dialect.name == "postgresql":
-            return _aware_time_in
-        return _naive_time_in
-    if isinstance(column_type, SAEnum) and column_type.enum_class is not None:
-        members = dict(column_type.enum_class._value2member_map_)
-
-        def enum_in(value: Any) -> Any:
-            return None if value is None else members[value]
-
-        return enum_in
-    if isinstance(column_type, Boolean):
-        return _bool_in
-    return None
 
 
 def time_writer(dialect: Dialect) -> Callable[[datetime | None], Any]:
@@ -154,76 +87,26 @@ class _Compiled:
         self.columnar = columnar
         #: MariaDB: the first and the other rows of a derived table (UNION ALL of SELECTs).
         self.derived: tuple[str, str] | None = None
+        #: PostgreSQL: COPY FROM STDIN, the rows written to the copy stream.
+        self.copy = False
 
 
 class BulkWriter:
     """Bulk INSERTs, UPDATE ... WHERE id = ? and SELECT ... WHERE column IN (...) for one
-    dialect, as plain SQL compiled once.
+    dialect, rows as tuples of driver values.
 
     SQLite and MariaDB get the driver's executemany (PyMySQL turns an INSERT's into multi-row
-    VALUES). PostgreSQL gets one statement per chunk and table, every column sent as one array
-    and turned back into rows by `unnest` on the server: psycopg's executemany runs one statement
-    per row (pipelined, but still parsed, planned and executed row by row), many times slower.
-    A single statement with arrays also needs no temporary table, so it works unchanged behind
-    a transaction-mode pooler.
-
-    Two ways in: rows as dicts of model values (`insert`, `update_by_id`, `load`: converted by
-    generated functions), or rows as tuples already in the driver's form (`insert_rows`,
-    `update_rows`, `select_in`: for the engine's chunk writer, which keeps the values it loaded
-    as the driver gave them and converts only what it computes).
+    VALUES). On PostgreSQL, psycopg's executemany runs one statement per row (pipelined, but
+    still parsed, planned and executed row by row), many times slower: INSERTs go through COPY
+    FROM STDIN straight into the table, and UPDATEs and SELECTs are one statement per chunk with
+    every column sent as one array, turned back into rows by `unnest` on the server. Neither
+    needs a temporary table, so both work unchanged behind a transaction-mode pooler.
     """
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
         self._compiled: dict[tuple[str, str, tuple[str, ...]], _Compiled] = {}
-        self._builders: dict[tuple[str, tuple[str, ...]], Callable[..., Any]] = {}
-        self._readers: dict[str, Callable[..., Any]] = {}
         self._mark = "?" if dialect.paramstyle == "qmark" else "%s"
-
-    # -- dict rows (model values) ------------------------------------------------------------
-
-    def insert(self, conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-        """INSERT every row (all rows have the same keys: the columns to write)."""
-        if not rows:
-            return
-        columns = tuple(rows[0])
-        build = self._builder(table, columns)
-        self.insert_rows(conn, table, columns, [build(row) for row in rows])
-
-    def update_by_id(
-        self,
-        conn: Connection,
-        table: Table,
-        columns: Sequence[str],
-        rows: Sequence[dict[str, Any]],
-    ) -> None:
-        """UPDATE `columns` of each row WHERE id = row["id"]."""
-        if not rows:
-            return
-        build = self._builder(table, (*columns, "id"))
-        self.update_rows(conn, table, columns, [build(row) for row in rows])
-
-    def load(
-        self, conn: Connection, table: Table, where: ColumnElement[bool]
-    ) -> list[dict[str, Any]]:
-        """SELECT every column of `table` WHERE `where`, as dicts of model values."""
-        columns = list(table.c)
-        reader = self._readers.get(table.name)
-        if reader is None:
-            env: dict[str, Any] = {}
-            parts = []
-            for i, column in enumerate(columns):
-                convert = reader_for(column.type, self.dialect)
-                value = f"r[{i}]"
-                if convert is not None:
-                    env[f"c{i}"] = convert
-                    value = f"c{i}({value})"
-                parts.append(f"{column.name!r}: {value}")
-            exec(f"def read(r):\n    return {{{', '.join(parts)}}}\n", env)
-            reader = self._readers[table.name] = env["read"]
-        # NullType: the raw driver values, converted above in one generated function.
-        stmt = select(*[type_coerce(c, NullType()).label(c.name) for c in columns]).where(where)
-        return [reader(row) for row in conn.execute(stmt).all()]
 
     # -- tuple rows (driver values) ----------------------------------------------------------
 
@@ -238,12 +121,8 @@ class BulkWriter:
         if compiled is None:
             names = ", ".join(self._quote(c) for c in columns)
             if self.dialect.name == "postgresql":
-                compiled = _Compiled(
-                    f"INSERT INTO {table.name} ({names})"
-                    f" SELECT * FROM unnest({self._arrays(table, columns)})",
-                    columns,
-                    columnar=True,
-                )
+                compiled = _Compiled(f"COPY {table.name} ({names}) FROM STDIN", columns)
+                compiled.copy = True
             else:
                 marks = ", ".join([self._mark] * len(columns))
                 compiled = _Compiled(
@@ -395,33 +274,28 @@ class BulkWriter:
             casts.append(f"%b::{sql_type}[]")
         return ", ".join(casts)
 
-    def _builder(self, table: Table, names: tuple[str, ...]) -> Callable[..., Any]:
-        """A function turning one dict row into the tuple of driver values for `names`,
-        generated once per column list: a loop over columns per value costs more than the
-        driver's own work on small rows."""
-        builder = self._builders.get((table.name, names))
-        if builder is None:
-            env: dict[str, Any] = {}
-            parts = []
-            for i, name in enumerate(names):
-                column = table.c[name]
-                convert = converter_for(column.type, self.dialect)
-                value = f"row[{name!r}]"
-                if convert is _enum_value and not column.nullable:
-                    # A plain attribute read: faster than the `value` property, per value.
-                    value = f"{value}._value_"
-                elif convert is not None:
-                    env[f"c{i}"] = convert
-                    value = f"c{i}({value})"
-                parts.append(value)
-            exec(f"def build(row):\n    return ({', '.join(parts)},)\n", env)
-            builder = env["build"]
-            self._builders[(table.name, names)] = builder
-        return builder
-
     def _execute(
         self, conn: Connection, compiled: _Compiled, rows: Sequence[Sequence[Any]]
     ) -> None:
+        if compiled.copy:
+            # COPY writes new rows at a fraction of an INSERT's cost per row (psycopg streams
+            # them; https://www.psycopg.org/psycopg3/docs/basic/copy.html). It runs on the
+            # transaction's own connection, so it commits or rolls back with the chunk; a
+            # duplicate key fails it like an INSERT (the engine's retry then runs the chunk
+            # again). SQLAlchemy's cursor events do not see it.
+            # psycopg's own connection (typed loosely: psycopg is an optional dependency).
+            psycopg_conn: Any = conn.connection.driver_connection
+            dbapi_error = self.dialect.loaded_dbapi.Error
+            try:
+                with psycopg_conn.cursor() as cursor, cursor.copy(compiled.sql) as copy:
+                    write = copy.write_row
+                    for row in rows:
+                        write(row)
+            except dbapi_error as err:
+                # Wrapped as SQLAlchemy wraps a statement's error (a duplicate key becomes an
+                # IntegrityError), so callers and the retry of conflicts judge it the same way.
+                raise DBAPIError.instance(compiled.sql, None, err, dbapi_error) from err
+            return
         if compiled.derived is not None:
             head, tail = compiled.derived
             for start in range(0, len(rows), 1000):
