@@ -176,48 +176,49 @@ def test_bulk_time_values_are_what_utcdatetime_stores(session: Session, value: d
     assert time_writer(dialect)(value) == stored
 
 
-def _recipient_row(table: Table, to_db: Any, **values: Any) -> tuple[Any, ...]:
-    """A recipient row in the driver's form, in the order of its columns but the id."""
+def _recipient_row(dialect: Any, address: str, at: datetime, **values: Any) -> tuple[Any, ...]:
+    """A new recipient's row in the driver's form, its columns in `_RECIPIENT_COLUMNS` order:
+    first seen, last event and standing since `at`, counters at 0, then `values`."""
+    table = cast(Table, Recipient.__table__)
     row: dict[str, Any] = {c.name: None for c in table.columns if c.name != "id"}
-    row.update(dict.fromkeys(_COUNTER_COLUMNS, 0))
+    row.update({name: 0 for name in row if name.endswith("_count")})
+    row.update(
+        address=address,
+        address_key=address.lower(),
+        domain=address.rsplit("@", 1)[1],
+        standing=Standing.RETRYING,
+        reason=Reason.UNDEFINED,
+        standing_since=at,
+        first_seen_at=at,
+        last_event_at=at,
+    )
     row.update(values)
+    to_db = time_writer(dialect)
     return tuple(
         to_db(v) if isinstance(v, datetime) else v.value if isinstance(v, Enum) else v
         for v in row.values()
     )
 
 
-_COUNTER_COLUMNS = (
-    "events_count",
-    "delivered_count",
-    "deferred_count",
-    "bounced_count",
-    "blocked_count",
-    "complained_count",
-    "expired_count",
-)
+_RECIPIENT_COLUMNS = tuple(c.name for c in Recipient.__table__.columns if c.name != "id")
 
 
 def test_bulk_writes_and_reads_agree_with_the_orm(sa_engine: Engine, frozen_now: datetime) -> None:
     bulk = BulkWriter(sa_engine.dialect)
     table = cast(Table, Recipient.__table__)
     to_db, from_db = time_writer(sa_engine.dialect), time_reader(sa_engine.dialect)
-    columns = tuple(c.name for c in table.columns if c.name != "id")
     row = _recipient_row(
-        table,
-        to_db,
-        address="A@example.com",
-        address_key="a@example.com",
-        domain="example.com",
+        sa_engine.dialect,
+        "A@example.com",
+        frozen_now,
         standing=Standing.SUPPRESSED,
         reason=Reason.USER_UNKNOWN,
         standing_since=TIMES[2],
         first_seen_at=TIMES[1],
-        last_event_at=frozen_now,
         bounced_count=1,
     )
     with sa_engine.begin() as conn:
-        bulk.insert_rows(conn, table, columns, [row])
+        bulk.insert_rows(conn, table, _RECIPIENT_COLUMNS, [row])
         ((id_,),) = bulk.select_in(conn, table, ("id",), "address_key", ["a@example.com"])
         bulk.update_rows(
             conn, table, ("events_count", "standing_since"), [(5, to_db(frozen_now), id_)]
@@ -316,8 +317,6 @@ def test_bulk_writes_to_a_server_are_one_statement_per_chunk_not_one_per_row(
         pytest.skip("SQLite runs in process: executemany is its fastest path")
     bulk = BulkWriter(sa_engine.dialect)
     table = cast(Table, Recipient.__table__)
-    to_db = time_writer(sa_engine.dialect)
-    columns = tuple(c.name for c in table.columns if c.name != "id")
     statements: list[tuple[str, bool]] = []
 
     @event.listens_for(sa_engine, "before_cursor_execute")
@@ -326,23 +325,18 @@ def test_bulk_writes_to_a_server_are_one_statement_per_chunk_not_one_per_row(
 
     rows = [
         _recipient_row(
-            table,
-            to_db,
-            address=f"R{i}@example.com",
-            address_key=f"r{i}@example.com",
-            domain="example.com",
+            sa_engine.dialect,
+            f"R{i}@example.com",
+            frozen_now,
             standing=Standing.DELIVERED,
             reason=Reason.DELIVERED,
-            standing_since=frozen_now,
-            first_seen_at=frozen_now,
-            last_event_at=frozen_now,
         )
         for i in range(50)
     ]
     text_ = '550 5.1.1 it\'s "quoted", {braced}, tab\tand \\ ünïcode'
     with sa_engine.begin() as conn:
         statements.clear()
-        bulk.insert_rows(conn, table, columns, rows)
+        bulk.insert_rows(conn, table, _RECIPIENT_COLUMNS, rows)
         assert len(statements) == (0 if name == "postgresql" else 1)
         assert all(many for _, many in statements)
         ids = [id_ for (id_,) in bulk.select_in(conn, table, ("id",), "domain", ["example.com"])]
@@ -456,22 +450,10 @@ def test_a_duplicate_key_in_a_bulk_insert_is_an_integrity_error_on_every_backend
     # path must raise the same one as an INSERT.
     bulk = BulkWriter(sa_engine.dialect)
     table = cast(Table, Recipient.__table__)
-    columns = tuple(c.name for c in table.columns if c.name != "id")
-    row = _recipient_row(
-        table,
-        time_writer(sa_engine.dialect),
-        address="a@example.com",
-        address_key="a@example.com",
-        domain="example.com",
-        standing=Standing.RETRYING,
-        reason=Reason.UNDEFINED,
-        standing_since=frozen_now,
-        first_seen_at=frozen_now,
-        last_event_at=frozen_now,
-    )
+    row = _recipient_row(sa_engine.dialect, "a@example.com", frozen_now)
     with sa_engine.begin() as conn:
-        bulk.insert_rows(conn, table, columns, [row])
+        bulk.insert_rows(conn, table, _RECIPIENT_COLUMNS, [row])
     with pytest.raises(IntegrityError), sa_engine.begin() as conn:
-        bulk.insert_rows(conn, table, columns, [row])
+        bulk.insert_rows(conn, table, _RECIPIENT_COLUMNS, [row])
     with sa_engine.connect() as conn:
         assert len(bulk.select_in(conn, table, ("id",), "domain", ["example.com"])) == 1
