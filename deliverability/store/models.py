@@ -277,6 +277,29 @@ class Action(Base):
     deliveries_since: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class DomainProvider(Base):
+    """A recipient domain learned to be hosted by a provider group of the policy.
+
+    The engine writes it when an event names the MX host that answered (a Postfix ``relay=``,
+    a DSN's ``Remote-MTA``, a reply log's ``mx_host``) and that host matches a group's
+    ``mx_suffixes``. The store's throttles then treat the domain as if the policy listed it in
+    that group's ``domains`` (the policy's own lists win; a group the policy no longer names
+    stops applying).
+    """
+
+    __tablename__ = "domain_providers"
+    __table_args__ = (Index("ix_domain_providers_provider", "provider"), MYSQL_TABLE_OPTIONS)
+
+    domain: Mapped[str] = mapped_column(String(DOMAIN_LENGTH), primary_key=True)
+    #: The provider group's name, as in ``[throttle.providers.NAME]``.
+    provider: Mapped[str] = mapped_column(String(120))
+    #: The MX host seen last, lower-case, without trailing dot, [ip] or :port.
+    mx_host: Mapped[str] = mapped_column(String(DOMAIN_LENGTH))
+    #: The times of the events (not of recording) that first and last showed this host group.
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class IngestSource(Base):
     """How far each input source has been read (a log file's identity and offset)."""
 
