@@ -7,6 +7,7 @@ lower-cased and IDNA-encoded (RFC 5890) so that a Unicode domain and its A-label
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -14,7 +15,7 @@ import idna
 
 from deliverability.errors import AddressError
 
-__all__ = ["Address", "normalize_address"]
+__all__ = ["Address", "mx_host_of", "normalize_address"]
 
 # RFC 5321 section 4.5.3.1: local part at most 64 octets, domain at most 255 (253 in DNS form).
 _MAX_LOCAL = 64
@@ -128,3 +129,31 @@ def normalize_domain(domain: str, raw: str | None = None) -> str:
     if any(not _LABEL_RE.match(label) for label in labels):
         raise AddressError(shown, "the domain has an empty or invalid label")
     return domain
+
+
+#: What may follow the host name in a relay or Remote-MTA field: Postfix's ``host[ip]:port``,
+#: a DSN's ``host [ip]`` or ``host (comment)``, a bare ``host:port``.
+_MX_HOST_RE = re.compile(r"^([^\s\[\](),;]+?)(?::\d+)?(?=$|[\s\[(])")
+
+
+@functools.lru_cache(maxsize=4096)
+def mx_host_of(text: str | None) -> str | None:
+    """The host name of the MX that answered, as a Postfix ``relay=`` field, an RFC 3464
+    ``Remote-MTA`` value (its ``dns;`` type already dropped) or a caller gives it: lower-cased,
+    IDNA-encoded, without the trailing dot, ``[ip]`` or ``:port``. None when it names no host
+    (``none``, ``local``, an address literal, a socket path). Cached: a log names the same
+    few hosts (with their addresses and ports) over and over.
+    """
+    if not text:
+        return None
+    m = _MX_HOST_RE.match(text.strip())
+    if m is None:
+        return None
+    host = m.group(1).rstrip(".")
+    if "." not in host or host.replace(".", "").isdigit():
+        # A single label (Postfix's "local", "none") or an IPv4 address: no MX name.
+        return None
+    try:
+        return normalize_domain(host)
+    except AddressError:
+        return None

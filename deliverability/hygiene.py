@@ -44,6 +44,8 @@ __all__ = [
     "in_window",
     "is_incident",
     "open_key",
+    "provider_groups",
+    "provider_of_mx",
     "pushback_step",
     "soft_suppresses",
     "suppression_expires",
@@ -203,16 +205,35 @@ def destination_of(
     domain: str, policy: ThrottlePolicy, mx_host: str | None = None
 ) -> tuple[ActionScope, str]:
     """The throttle target for a recipient domain: its provider group when the policy maps the
-    domain (or its MX host's suffix) to one, else the domain itself."""
+    domain (or its MX host's suffix) to one, else the domain itself. The policy's domains win
+    over an MX suffix."""
     for name, domains in policy.provider_domains.items():
         if domain in domains:
             return ActionScope.PROVIDER, name
-    if mx_host:
-        host = mx_host.lower().rstrip(".")
-        for name, suffixes in policy.provider_mx_suffixes.items():
-            if any(host == s.lstrip(".") or host.endswith("." + s.lstrip(".")) for s in suffixes):
-                return ActionScope.PROVIDER, name
+    group = provider_of_mx(mx_host, policy) if mx_host else None
+    if group is not None:
+        return ActionScope.PROVIDER, group
     return ActionScope.DOMAIN, domain
+
+
+def provider_of_mx(mx_host: str, policy: ThrottlePolicy) -> str | None:
+    """The provider group whose MX suffixes match a (normalised) MX host name, or None.
+
+    A suffix ``.google.com`` matches ``aspmx.l.google.com`` and ``google.com`` itself, never
+    ``notgoogle.com``: the match is on whole labels.
+    """
+    host = mx_host.lower().rstrip(".")
+    for name, suffixes in policy.provider_mx_suffixes.items():
+        for suffix in suffixes:
+            bare = suffix.strip(".")
+            if bare and (host == bare or host.endswith("." + bare)):
+                return name
+    return None
+
+
+def provider_groups(policy: ThrottlePolicy) -> set[str]:
+    """Every provider group the policy names (by its domains, its MX suffixes or both)."""
+    return set(policy.provider_domains) | set(policy.provider_mx_suffixes)
 
 
 def open_key(kind: ActionKind, scope: ActionScope, target: str) -> str:
