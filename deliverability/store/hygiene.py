@@ -16,10 +16,10 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
-from sqlalchemy import ColumnElement, Select
+from sqlalchemy import ColumnElement, Connection, Select
 from sqlalchemy.orm import Session
 
 from deliverability.errors import InputError
@@ -38,16 +38,24 @@ from deliverability.hygiene import (
     Evidence,
     Throttle,
     ThrottleStep,
-    destination_of,
     evidence_of,
     is_incident,
     open_key,
+    provider_groups,
+    provider_of_mx,
     pushback_step,
     suppression_expires,
     throttle_released,
 )
 from deliverability.policy import Policy
-from deliverability.store.models import Action, Bookmark, Event, Recipient, UTCDateTime
+from deliverability.store.models import (
+    Action,
+    Bookmark,
+    DomainProvider,
+    Event,
+    Recipient,
+    UTCDateTime,
+)
 from deliverability.vocabulary import (
     ActionKind,
     ActionScope,
@@ -66,7 +74,10 @@ __all__ = [
     "discard_incident",
     "evaluate",
     "expire_actions",
+    "groups_of",
+    "learn_providers",
     "list_actions",
+    "members_of",
     "on_events",
     "paused_domains",
     "summary_of",
@@ -302,20 +313,184 @@ _DELIVERIES_SINCE = sa.select(sa.func.count(_EVENTS.c.id)).where(
 
 
 def _destination(e: Any, policy: Policy) -> ColumnElement[str]:
-    """The throttle target of an event's domain: its provider group, else the domain."""
+    """The throttle target of an event's domain: the provider group the policy lists it in,
+    else the group it was learned to belong to (`DomainProvider`), else the domain."""
     groups = policy.throttle.provider_domains
+    learning = _learning_groups(policy)
+    fallback: ColumnElement[str] = e.domain
+    if learning:
+        learned = _PROVIDERS.alias("learned")
+        group = (
+            sa.select(learned.c.provider)
+            .where(learned.c.domain == e.domain, learned.c.provider.in_(learning))
+            .correlate_except(learned)
+            .scalar_subquery()
+        )
+        fallback = sa.func.coalesce(group, e.domain)
     if not groups:
-        return e.domain  # type: ignore[no-any-return]
+        return fallback
     return sa.case(
         *[(e.domain.in_(list(domains)), sa.literal(name)) for name, domains in groups.items()],
-        else_=e.domain,
+        else_=fallback,
     )
 
 
-def _domains_of(destination: str, policy: Policy) -> list[str] | None:
-    """The domains a provider group covers (None: the destination is a domain)."""
-    domains = policy.throttle.provider_domains.get(destination)
-    return list(domains) if domains is not None else None
+# --------------------------------------------------------------------------------------------
+# Provider groups: the policy's domain lists, plus the domains learned by their MX host.
+# --------------------------------------------------------------------------------------------
+
+_PROVIDERS = cast(sa.Table, DomainProvider.__table__)
+
+
+def _learning_groups(policy: Policy) -> list[str]:
+    """The groups whose learned domains count: those the policy gives MX suffixes (a group
+    the policy no longer names, or names without suffixes, learns nothing and keeps nothing)."""
+    return sorted(name for name, sfx in policy.throttle.provider_mx_suffixes.items() if sfx)
+
+
+def _listed(policy: Policy) -> dict[str, str]:
+    """Domain -> group, as the policy's `domains` lists give them."""
+    return {
+        domain: name
+        for name, domains in policy.throttle.provider_domains.items()
+        for domain in domains
+    }
+
+
+def groups_of(conn: Connection, domains: Iterable[str], policy: Policy) -> dict[str, str]:
+    """The provider group of each of `domains` that has one: the policy's lists win, then
+    the group the domain was learned to belong to (one indexed query per few thousand)."""
+    listed = _listed(policy)
+    out: dict[str, str] = {}
+    rest: list[str] = []
+    for domain in set(domains):
+        if domain in listed:
+            out[domain] = listed[domain]
+        else:
+            rest.append(domain)
+    learning = _learning_groups(policy)
+    if rest and learning:
+        rest.sort()
+        query = sa.select(_PROVIDERS.c.domain, _PROVIDERS.c.provider).where(
+            _PROVIDERS.c.provider.in_(learning)
+        )
+        for part in _chunks(rest):
+            for domain, group in conn.execute(query.where(_PROVIDERS.c.domain.in_(part))):
+                out[domain] = group
+    return out
+
+
+def members_of(
+    conn: Connection,
+    groups: Iterable[str],
+    policy: Policy,
+    among: Iterable[str] | None = None,
+) -> dict[str, list[str]]:
+    """Group -> its domains: the policy's list, then the domains learned to belong to it (not
+    those the policy lists in any group). `among` limits the learned ones to those domains."""
+    listed = _listed(policy)
+    out = {g: list(policy.throttle.provider_domains.get(g, ())) for g in groups}
+    learning = set(_learning_groups(policy))
+    wanted = sorted(g for g in out if g in learning)
+    if not wanted:
+        return out
+    query = sa.select(_PROVIDERS.c.domain, _PROVIDERS.c.provider).where(
+        _PROVIDERS.c.provider.in_(wanted)
+    )
+    parts: Iterable[Sequence[str] | None] = [None]
+    if among is not None:
+        parts = list(_chunks(sorted(set(among) - set(listed))))
+    for part in parts:
+        limited = query if part is None else query.where(_PROVIDERS.c.domain.in_(part))
+        for domain, group in conn.execute(limited.order_by(_PROVIDERS.c.domain)):
+            if domain not in listed:
+                out[group].append(domain)
+    return out
+
+
+def _destination_of(conn: Connection, domain: str, policy: Policy) -> tuple[ActionScope, str]:
+    """The throttle target of one recipient domain (`_destination`, for one domain)."""
+    group = groups_of(conn, [domain], policy).get(domain)
+    return (ActionScope.DOMAIN, domain) if group is None else (ActionScope.PROVIDER, group)
+
+
+def learn_providers(
+    conn: Connection, sightings: dict[str, tuple[str, datetime]], policy: Policy
+) -> int:
+    """Remember the provider group of each domain whose MX host matches a group's
+    `mx_suffixes`: `sightings` maps a recipient domain to (the normalised MX host that answered,
+    the event's time). Domains the policy lists are left out (its lists win). A domain seen with
+    another group's MX later than its last sighting moved: its row follows. Returns how many
+    rows were written."""
+    listed = _listed(policy)
+    found: dict[str, tuple[str, str, datetime]] = {}
+    for domain, (host, at) in sightings.items():
+        if domain in listed:
+            continue
+        group = provider_of_mx(host, policy.throttle)
+        if group is not None:
+            found[domain] = (group, host, at)
+    if not found:
+        return 0
+    p = _PROVIDERS.c
+    known = {
+        domain: (group, host, first, last)
+        for part in _chunks(sorted(found))
+        for domain, group, host, first, last in conn.execute(
+            sa.select(p.domain, p.provider, p.mx_host, p.first_seen_at, p.last_seen_at).where(
+                p.domain.in_(part)
+            )
+        )
+    }
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for domain, (group, host, at) in found.items():
+        old = known.get(domain)
+        if old is None:
+            inserts.append(
+                {
+                    "domain": domain,
+                    "provider": group,
+                    "mx_host": host,
+                    "first_seen_at": at,
+                    "last_seen_at": at,
+                }
+            )
+            continue
+        old_group, old_host, first, last = old
+        if old_group != group:
+            if at < last:
+                continue  # an older sighting of the provider it left
+            first = at
+        elif at < last:
+            host = old_host
+        row = (group, host, min(first, at), max(last, at))
+        if row != old:
+            group, host, first, last = row
+            updates.append(
+                {
+                    "b_domain": domain,
+                    "b_provider": group,
+                    "b_host": host,
+                    "b_first": first,
+                    "b_last": last,
+                }
+            )
+    if inserts:
+        conn.execute(sa.insert(_PROVIDERS), inserts)
+    if updates:
+        conn.execute(
+            sa.update(_PROVIDERS)
+            .where(p.domain == sa.bindparam("b_domain"))
+            .values(
+                provider=sa.bindparam("b_provider"),
+                mx_host=sa.bindparam("b_host"),
+                first_seen_at=sa.bindparam("b_first", type_=UTCDateTime()),
+                last_seen_at=sa.bindparam("b_last", type_=UTCDateTime()),
+            ),
+            updates,
+        )
+    return len(inserts) + len(updates)
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,6 +568,9 @@ class _Evaluator:
         self.census: dict[str, int] = census or {}
         self._census_given = census is not None
         self.delivered_destinations = delivered_destinations
+        #: The provider groups the policy names, and their domains once read (`_members`).
+        self.groups = provider_groups(policy.throttle)
+        self._group_members: dict[str, list[str]] | None = None
 
     def _cached(self, name: str, build: Callable[[], Any]) -> Any:
         statements = self.shape.statements
@@ -741,16 +919,32 @@ class _Evaluator:
 
     # ---- destinations -------------------------------------------------------------------
 
+    def _members(self) -> dict[str, list[str]]:
+        """Every provider group's domains, the policy's and the learned ones (read once per
+        evaluation, when a destination rule needs them)."""
+        if self._group_members is None:
+            self._group_members = members_of(self.conn, self.groups, self.policy)
+        return self._group_members
+
+    def _count_in(self, statement: Any, destination: str, params: dict[str, Any]) -> int:
+        """A count over a destination's domains (a group's, or the domain itself), a few
+        thousand domains per statement."""
+        domains = self._members()[destination] if destination in self.groups else [destination]
+        return sum(
+            int(self.conn.execute(statement, {**params, "domains": list(part)}).scalar_one())
+            for part in _chunks(domains)
+        )
+
+    def _scope_of(self, target: str) -> ActionScope:
+        return ActionScope.PROVIDER if target in self.groups else ActionScope.DOMAIN
+
     def _destinations(self) -> dict[str, _DestState]:
         tp = self.policy.throttle
         states: dict[str, _DestState] = {}
 
         def state(target: str) -> _DestState:
             if target not in states:
-                scope = (
-                    ActionScope.PROVIDER if target in tp.provider_domains else ActionScope.DOMAIN
-                )
-                states[target] = _DestState(scope=scope, target=target)
+                states[target] = _DestState(scope=self._scope_of(target), target=target)
             return states[target]
 
         # Push-backs: the latest one per destination sets the throttle; its step is the number of
@@ -763,12 +957,8 @@ class _Evaluator:
                 st = state(row.dest)
                 # One indexed count per destination pushed back (a handful per run), on the
                 # (domain, at) index: a join on the provider-group expression could not use it.
-                domains = _domains_of(row.dest, self.policy) or [row.dest]
-                st.pushbacks = int(
-                    self.conn.execute(
-                        _PUSHBACKS_BETWEEN,
-                        {"domains": domains, "lo": at - tp.repeat_window, "hi": at},
-                    ).scalar_one()
+                st.pushbacks = self._count_in(
+                    _PUSHBACKS_BETWEEN, row.dest, {"lo": at - tp.repeat_window, "hi": at}
                 )
                 st.pushback = pushback_step(at, st.pushbacks, pause, tp)
                 st.pushback_at = at
@@ -781,8 +971,14 @@ class _Evaluator:
         # One query: each destination's latest block, with the count and the first of them.
         blocks = self._exec(self._cached("blocks_latest", self._blocks_latest)).all()
         self.params["blocked_domains"] = sorted(
-            row.dest for row in blocks if row.dest not in tp.provider_domains
+            row.dest for row in blocks if row.dest not in self.groups
         )
+        # The groups' domains as bind parameters of the blocks query (learned ones change
+        # between runs; the statement is built once per policy).
+        members = self._members()
+        for i, name in enumerate(sorted(self.groups)):
+            self.params[f"group_{i}"] = members[name]
+        self.params["grouped"] = sorted({d for ds in members.values() for d in ds})
         for row in blocks:
             st = state(row.dest)
             st.alert_blocks = int(row.n)
@@ -809,21 +1005,20 @@ class _Evaluator:
     def _blocks_throttle(self) -> Select[Any]:
         """The latest block anchor per destination with blocked_count blocks in its window."""
         a, tp = self.a, self.policy.throttle
-        groups = self.policy.throttle.provider_domains
-        grouped = sorted({d for domains in groups.values() for d in domains})
 
         def joined(
             dest: ColumnElement[str],
             anchor_domains: ColumnElement[bool],
-            members: list[str] | None,
+            members: str | None,
         ) -> Select[Any]:
             wt = _EVENTS.alias()
             w = wt.c
-            # The anchor's own domain, or every domain of the anchor's provider group.
+            # The anchor's own domain, or every domain of the anchor's provider group (the bind
+            # parameter `members`: the policy's domains and the learned ones).
             same_destination = (
                 _same_domain(self.s, w, a, "blocked_domains")
                 if members is None
-                else w.domain.in_(members)
+                else w.domain.in_(sa.bindparam(members, expanding=True))
             )
             return (
                 sa.select(
@@ -854,16 +1049,16 @@ class _Evaluator:
         branches = [
             joined(
                 a.domain,
-                a.domain.not_in(grouped) if grouped else sa.true(),
+                a.domain.not_in(sa.bindparam("grouped", expanding=True)),
                 None,
             )
         ]
-        for name, domains in sorted(groups.items()):
-            members = sorted(domains)
+        for i, name in enumerate(sorted(self.groups)):
+            members = f"group_{i}"
             branches.append(
                 joined(
                     sa.literal(name, sa.String()),
-                    a.domain.in_(members),
+                    a.domain.in_(sa.bindparam(members, expanding=True)),
                     members,
                 )
             )
@@ -896,24 +1091,34 @@ class _Evaluator:
 
     def _latest_per_destination(self, predicate: ColumnElement[bool]) -> Select[Any]:
         a = self.a
-        dest = _destination(a, self.policy)
-        inner = (
+        # The destination first, then the windows over it: a window partitioned by a
+        # correlated subquery (the learned group) is not something every backend takes.
+        anchors = (
             sa.select(
-                dest.label("dest"),
+                _destination(a, self.policy).label("dest"),
                 a.id.label("anchor_id"),
                 a.at.label("at"),
                 a.reason.label("reason"),
                 a.pause_seconds.label("pause_seconds"),
                 a.text.label("text"),
-                sa.func.row_number()
-                .over(partition_by=dest, order_by=(a.at.desc(), a.id.desc()))
-                .label("rn"),
-                sa.func.count(a.id).over(partition_by=dest).label("n"),
-                sa.func.min(a.at).over(partition_by=dest).label("first"),
             )
             .where(self.scope, predicate)
             .subquery()
         )
+        c = anchors.c
+        inner = sa.select(
+            c.dest,
+            c.anchor_id,
+            c.at,
+            c.reason,
+            c.pause_seconds,
+            c.text,
+            sa.func.row_number()
+            .over(partition_by=c.dest, order_by=(c.at.desc(), c.anchor_id.desc()))
+            .label("rn"),
+            sa.func.count(c.anchor_id).over(partition_by=c.dest).label("n"),
+            sa.func.min(c.at).over(partition_by=c.dest).label("first"),
+        ).subquery()
         return sa.select(inner).where(inner.c.rn == 1)
 
     # ---- the whole evaluation -----------------------------------------------------------
@@ -1297,15 +1502,12 @@ class _Evaluator:
 
             def build() -> Any:
                 dest = _destination(a, self.policy)
-                return sa.select(dest).where(self.scope, _is_delivered(a)).group_by(dest)
+                return sa.select(dest).where(self.scope, _is_delivered(a)).distinct()
 
             delivered = [d for (d,) in self._exec(self._cached("delivered", build))]
         if not delivered:
             return
-        keys: list[str] = []
-        for d in delivered:
-            scope = ActionScope.PROVIDER if d in tp.provider_domains else ActionScope.DOMAIN
-            keys.append(open_key(ActionKind.THROTTLE, scope, d))
+        keys = [open_key(ActionKind.THROTTLE, self._scope_of(d), d) for d in delivered]
         # Core rows first (most deliveries go to destinations with no throttle, or one that
         # stays): the ORM object is loaded only for a throttle that lifts.
         found = []
@@ -1318,9 +1520,8 @@ class _Evaluator:
             since = (evidence or {}).get("last_trigger_at")
             if not since:
                 continue
-            domains = _domains_of(target, self.policy) or [target]
-            params = {"domains": domains, "since": datetime.fromisoformat(since), "now": self.now}
-            n = int(self.conn.execute(_DELIVERIES_SINCE, params).scalar_one())
+            params = {"since": datetime.fromisoformat(since), "now": self.now}
+            n = self._count_in(_DELIVERIES_SINCE, target, params)
             action = self.s.get(Action, action_id) if throttle_released(n, tp) else None
             if action is not None:
                 # Written only here: updating it on every delivery would cost a write each.
@@ -1489,7 +1690,7 @@ def on_events(
         chunk = [e for _, e in part]
         census = _census_of(chunk, policy)
         ids = [i for i, _ in part]
-        delivered = _delivered_destinations(chunk, policy) if census is not None else None
+        delivered = _delivered_destinations(session, chunk, policy) if census is not None else None
         mode, params = _anchor_scope(ids)
         times: list[datetime] = [t for t in (getattr(e, "at", None) for e in chunk) if t]
         if len(times) == len(chunk):
@@ -1509,7 +1710,9 @@ def _anchor_scope(ids: list[int]) -> tuple[str, dict[str, Any]]:
     return "ids", {"anchor_ids": ids}
 
 
-def _delivered_destinations(events: Sequence[Any], policy: Policy) -> set[str] | None:
+def _delivered_destinations(
+    session: Session, events: Sequence[Any], policy: Policy
+) -> set[str] | None:
     """The throttle targets the events delivered to, when they carry their domain."""
     domains: set[str] = set()
     for event in events:
@@ -1519,7 +1722,8 @@ def _delivered_destinations(events: Sequence[Any], policy: Policy) -> set[str] |
         if event.verdict.outcome is Outcome.DELIVERED and not event.verdict.throttle:
             domains.add(domain)
     # Per distinct domain, not per event: a chunk holds a thousand deliveries to a few domains.
-    return {destination_of(domain, policy.throttle)[1] for domain in domains}
+    groups = groups_of(session.connection(), domains, policy) if domains else {}
+    return {groups.get(domain, domain) for domain in domains}
 
 
 _CENSUS_NAMES = {
@@ -1619,7 +1823,9 @@ def throttle_for(
     """The throttle in force for a recipient domain now (its provider group's when the policy
     maps it), or None. An expired pause stops applying without any job running."""
     scope, target = (
-        destination_of(domain, policy.throttle) if policy else (ActionScope.DOMAIN, domain)
+        _destination_of(session.connection(), domain, policy)
+        if policy
+        else (ActionScope.DOMAIN, domain)
     )
     action = session.scalars(
         sa.select(Action).where(
@@ -1646,9 +1852,12 @@ def paused_domains(
 ) -> set[str]:
     """Which of `domains` are paused now (one query per few thousand domains)."""
     by_key: dict[str, list[str]] = defaultdict(list)
-    for domain in set(domains):
+    wanted = set(domains)
+    groups = groups_of(session.connection(), wanted, policy) if policy else {}
+    for domain in wanted:
+        group = groups.get(domain)
         scope, target = (
-            destination_of(domain, policy.throttle) if policy else (ActionScope.DOMAIN, domain)
+            (ActionScope.DOMAIN, domain) if group is None else (ActionScope.PROVIDER, group)
         )
         by_key[open_key(ActionKind.THROTTLE, scope, target)].append(domain)
     paused: set[str] = set()
