@@ -31,7 +31,7 @@ from typing import Any, Literal, cast
 from sqlalchemy import Connection, Table, and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from deliverability.addresses import Address, normalize_address, normalize_domain
+from deliverability.addresses import Address, mx_host_of, normalize_address, normalize_domain
 from deliverability.clock import Clock, ensure_utc, parse_time, system_clock
 from deliverability.errors import AddressError, DeliverabilityError, InputError, ReplyParseError
 from deliverability.hygiene import Throttle, open_key
@@ -48,6 +48,7 @@ from deliverability.states import (
     step_for,
     transition,
 )
+from deliverability.store import hygiene as hygiene_store
 from deliverability.store.bulk import BulkWriter, time_reader, time_writer
 from deliverability.store.models import (
     TEXT_LENGTH,
@@ -141,11 +142,16 @@ class ReplyRecord:
     verdict: Verdict | None = None
     #: The input as read (a log line), kept with the item if it is rejected.
     raw: str | None = None
+    #: The MX host that answered (a Postfix ``relay=host[ip]:port``, a DSN's Remote-MTA, or a
+    #: plain host name): when it matches a provider group's `mx_suffixes`, the recipient's
+    #: domain is learned to belong to that group (`DomainProvider`).
+    mx_host: str | None = None
 
     @classmethod
     def from_mapping(cls, item: Mapping[str, Any]) -> ReplyRecord:
         """From a dict with the mailer reply log's columns (DESIGN.md): ``at``, ``recipient``,
-        ``message_id``, ``attempt``, and ``reply`` or ``code`` / ``status`` / ``text``."""
+        ``message_id``, ``attempt``, and ``reply`` or ``code`` / ``status`` / ``text``; optionally
+        ``mx_host``."""
         kind = _mapping_kind(item)
         return cls(
             recipient=item["recipient"],
@@ -162,6 +168,7 @@ class ReplyRecord:
             key=item.get("key"),
             verdict=item.get("verdict"),
             raw=item.get("raw"),
+            mx_host=item.get("mx_host"),
         )
 
 
@@ -199,6 +206,7 @@ _MAPPING_ORDER = (
     "position",
     "key",
     "verdict",
+    "mx_host",
 )
 _RECORD_FIELDS = {*_MAPPING_ORDER, "kind", "raw"}
 #: A mapping's absent fields, as from_mapping reads them.
@@ -403,6 +411,8 @@ class _Item:
     #: The event row's columns that follow from the reply and the verdict alone, as the driver
     #: takes them (`_reply_columns`): made once per distinct reply, not once per event.
     facts: tuple[Any, ...]
+    #: The MX host that answered, normalised (`addresses.mx_host_of`), if the input named one.
+    mx_host: str | None = None
     # What the chunk writer did: set by it (again on every run of the transaction).
     duplicate: bool = field(init=False)
     #: The event went into history only (out of order, or after a final state).
@@ -604,11 +614,6 @@ class Engine:
         # Bounded caches: a log repeats the same addresses and replies many times.
         self._addresses: dict[str, Address] = {}
         self._judged: dict[str, tuple[Reply | None, Verdict, tuple[Any, ...], str]] = {}
-        self._provider_of = {
-            domain: name
-            for name, domains in policy.throttle.provider_domains.items()
-            for domain in domains
-        }
         self.db = open_engine(url)
         self._bulk = BulkWriter(self.db.dialect)
         self._to_db = time_writer(self.db.dialect)
@@ -647,9 +652,11 @@ class Engine:
         source: str = "api",
         kind: EventKind = EventKind.REPLY,
         key: str | None = None,
+        mx_host: str | None = None,
     ) -> Decision:
         """Record one reply and say what it means.
 
+        `mx_host`: the MX host that gave the reply, when known (see `ReplyRecord.mx_host`).
         Raises AddressError, ReplyParseError or InputError (all ValueErrors) for bad input. The
         same event recorded twice changes nothing the second time (`Decision.duplicate`).
         """
@@ -663,10 +670,11 @@ class Engine:
             source=source,
             kind=kind,
             key=key,
+            mx_host=mx_host,
         )
         item = self._prepare(record, 1, now)
         actions = run_in_transaction(
-            self.db, lambda conn: self._write_chunk(conn, [item], now), conflicts=True
+            self.db, lambda conn: self._write(conn, [item], now), conflicts=True
         )
         why_not = self._why_not_keys([item.address.key], now).get(item.address.key)
         return Decision(
@@ -816,10 +824,8 @@ class Engine:
 
     def throttle_for(self, domain: str) -> Throttle | None:
         """The throttle in force for a recipient domain now (its provider group's when the
-        policy maps it): paused until when, and the suggested maximum rate; None when there is
-        none."""
-        from deliverability.store import hygiene as hygiene_store
-
+        policy maps it, or when it was learned to belong to one): paused until when, and the
+        suggested maximum rate; None when there is none."""
         target = normalize_domain(domain)
         with Session(self.db) as session:
             return hygiene_store.throttle_for(session, target, self.now(), policy=self.policy)
@@ -1158,6 +1164,7 @@ class Engine:
             record.kind,
             record.key,
             record.verdict,
+            record.mx_host,
         )
 
     def _prepare_mapping(self, item: Mapping[str, Any], index: int, now: datetime) -> _Item:
@@ -1181,6 +1188,7 @@ class Engine:
             position,
             key,
             verdict,
+            mx_host,
         ) = _mapping_fields(fields)
         return self._prepare_fields(
             index,
@@ -1198,6 +1206,7 @@ class Engine:
             cast(EventKind, kind),
             key,
             verdict,
+            mx_host,
         )
 
     def _prepare_fields(
@@ -1217,6 +1226,7 @@ class Engine:
         kind: EventKind,
         key: str | None,
         verdict: Verdict | None,
+        mx_host: str | None = None,
     ) -> _Item:
         """Check one item's fields (a `ReplyRecord`'s) and judge its reply."""
         address = self._addresses.get(recipient) if isinstance(recipient, str) else None
@@ -1250,6 +1260,8 @@ class Engine:
                     )
         else:
             when = self.now()
+        if mx_host is not None and not isinstance(mx_host, str):
+            raise InputError(f"mx_host must be a string, got {type(mx_host).__name__}")
         judged = self._judged.get(reply) if isinstance(reply, str) else None
         if judged is not None and verdict is None and kind is not EventKind.COMPLAINT:
             # The common case: a reply text seen before, judged then.
@@ -1278,6 +1290,8 @@ class Engine:
             kind,
             key or _event_key(message_id, address.key, attempt, when, key_text),
             facts,
+            # A text that names no host (Postfix's relay=local, an address literal) is dropped.
+            mx_host_of(mx_host) if mx_host else None,
         )
 
     def _judge(
@@ -1342,7 +1356,7 @@ class Engine:
                 self._store_rejected(conn, rejected, now)
             if not batch:
                 return []
-            return self._write_chunk(conn, batch, now)
+            return self._write(conn, batch, now)
 
         actions = run_in_transaction(self.db, work, conflicts=True)
         recorded = [it for it in batch if not it.duplicate]
@@ -1396,6 +1410,20 @@ class Engine:
             conn.execute(insert(_REJECTED), rows)
 
     # -- internals: the chunk writer ---------------------------------------------------------
+
+    def _write(self, conn: Connection, items: list[_Item], now: datetime) -> list[Any]:
+        """Learn the items' provider groups, then write the chunk (`_write_chunk`), in the
+        caller's transaction: the chunk's own hygiene then sees them, so a push-back from a
+        provider's MX for a domain seen for the first time throttles the provider at once."""
+        sightings: dict[str, tuple[str, datetime]] = {}
+        for it in items:
+            if it.mx_host is not None:
+                seen = sightings.get(it.address.domain)
+                if seen is None or it.at > seen[1]:
+                    sightings[it.address.domain] = (it.mx_host, it.at)
+        if sightings:
+            hygiene_store.learn_providers(conn, sightings, self.policy)
+        return self._write_chunk(conn, items, now)
 
     def _write_chunk(self, conn: Connection, items: list[_Item], now: datetime) -> list[Any]:
         """Write one chunk of events in the caller's transaction; see the module docstring.
@@ -1739,13 +1767,20 @@ class Engine:
             _ACTIONS.c.pause_until > now,
         )
 
-    def _paused_domains(self, conn: Connection, query: Any) -> dict[str, datetime]:
-        """Every paused destination domain (provider groups expanded) -> paused until."""
+    def _paused_domains(
+        self, conn: Connection, query: Any, among: set[str] | None = None
+    ) -> dict[str, datetime]:
+        """Every paused destination domain (provider groups expanded to the policy's and the
+        learned domains; the learned ones only among `among` when given) -> paused until."""
         out: dict[str, datetime] = {}
-        groups = self.policy.throttle.provider_domains
-        for scope, target, until in conn.execute(
-            query.group_by(_ACTIONS.c.scope, _ACTIONS.c.target)
-        ):
+        rows = conn.execute(query.group_by(_ACTIONS.c.scope, _ACTIONS.c.target)).all()
+        paused_groups = {target for scope, target, _ in rows if scope is ActionScope.PROVIDER}
+        groups = (
+            hygiene_store.members_of(conn, paused_groups, self.policy, among)
+            if paused_groups
+            else {}
+        )
+        for scope, target, until in rows:
             domains = groups.get(target, ()) if scope is ActionScope.PROVIDER else (target,)
             for domain in domains:
                 if domain not in out or out[domain] < until:
@@ -1755,9 +1790,9 @@ class Engine:
     def _pause_until(self, conn: Connection, domains: set[str], now: datetime) -> dict[str, Any]:
         """Paused-until per domain among `domains` (open throttles on the domain or its
         provider group), for scheduling retries."""
-        targets = set(domains) | {self._provider_of[d] for d in domains if d in self._provider_of}
+        targets = set(domains) | set(hygiene_store.groups_of(conn, domains, self.policy).values())
         query = self._paused_targets_query(now).where(_ACTIONS.c.target.in_(list(targets)))
-        paused = self._paused_domains(conn, query)
+        paused = self._paused_domains(conn, query, domains)
         return {d: paused[d] for d in domains if d in paused}
 
     def _why_not_keys(self, keys: Sequence[str], now: datetime) -> dict[str, str]:

@@ -91,6 +91,11 @@ def _status_text(s: RecipientStatus) -> str:
 @click.option("--message-id", help="The message's id (a delivery is one message to one address).")
 @click.option("--attempt", type=int, help="The attempt number, when the mailer counts them.")
 @click.option("--at", "at", help="When the reply came (ISO 8601; default: now).")
+@click.option(
+    "--mx-host",
+    help="The MX host that gave the reply (a host name, or Postfix's host[ip]:port): it says "
+    "which provider group hosts the recipient's domain.",
+)
 @_FORMAT
 @click.pass_context
 def record(
@@ -100,12 +105,19 @@ def record(
     message_id: str | None,
     attempt: int | None,
     at: str | None,
+    mx_host: str | None,
     fmt: str,
 ) -> None:
     """Record one reply and print the decision."""
     with _engine(ctx) as engine:
         decision = engine.record(
-            recipient, reply_text, message_id=message_id, attempt=attempt, at=at, source="cli"
+            recipient,
+            reply_text,
+            message_id=message_id,
+            attempt=attempt,
+            at=at,
+            source="cli",
+            mx_host=mx_host,
         )
     if fmt == "json":
         click.echo(json.dumps(decision.as_dict()))
