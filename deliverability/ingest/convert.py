@@ -76,6 +76,7 @@ def log_item(record: LogRecord) -> ReplyRecord:
         kind=EventKind.EXPIRY if expired else EventKind.REPLY,
         verdict=POSTFIX_EXPIRED_VERDICT if expired else None,
         raw=record.raw,
+        mx_host=record.relay,
     )
 
 
@@ -182,6 +183,8 @@ def _bounce_item(
             position=position,
             kind=bounce.kind,
             verdict=verdict,
+            # RFC 3464 section 2.3.5: the MTA that gave the reply (its "dns;" type dropped).
+            mx_host=bounce.remote_mta,
         )
 
     if bounce.kind is EventKind.COMPLAINT:

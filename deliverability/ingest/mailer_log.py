@@ -2,12 +2,15 @@
 
 DESIGN.md "Mailer reply log": JSON Lines, or CSV with a header row, with the fields `at`
 (ISO 8601), `recipient`, `message_id`, `attempt` (optional), and either `reply` (the raw reply
-text) or `code` / `status` / `text`. Other fields are ignored, so a mailer may log more.
+text) or `code` / `status` / `text`. An optional `mx_host` names the MX host that answered (it
+teaches the store which provider group hosts the recipient's domain). Other fields are ignored,
+so a mailer may log more.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -72,7 +75,17 @@ def parse_mailer_row(row: Mapping[str, object], source: str, position: str) -> L
         source=source,
         position=position,
         raw="",
+        relay=_mx_host(row.get("mx_host"), fail),
     )
+
+
+def _mx_host(value: object, fail: _Fail) -> str | None:
+    """The optional `mx_host` field, as written (the engine normalises it)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        raise fail(f"field 'mx_host' must be a string, not {type(value).__name__}")
+    return value.strip()
 
 
 def _attempt(value: object, fail: _Fail) -> int | None:
@@ -205,16 +218,7 @@ def _record_or_rejected(
         record = parse_mailer_row(row, source, position)
     except IngestError as exc:
         return Rejected(source, position, exc.problem, raw)
-    return LogRecord(
-        at=record.at,
-        recipient=record.recipient,
-        message_id=record.message_id,
-        attempt=record.attempt,
-        reply=record.reply,
-        source=source,
-        position=position,
-        raw=raw,
-    )
+    return dataclasses.replace(record, raw=raw)
 
 
 def _read_csv(

@@ -24,8 +24,10 @@ class LogRecord:
     `recipient` is the address exactly as found (normalising is the store's job). `message_id`
     has no angle brackets. `position` is where the item starts in `source`, as ``byte N``: a byte
     offset stays the same whether a run read the file from the start or resumed in the middle.
-    The Postfix fields are None for other sources; `delivery_status` is Postfix's own verdict
-    (``sent``, ``deferred``, ``bounced`` or ``expired``).
+    `relay` is the MX host that answered as the source wrote it (Postfix's ``relay=host[ip]:port``,
+    a reply log's ``mx_host``), or None. The other Postfix fields are None for other sources;
+    `delivery_status` is Postfix's own verdict (``sent``, ``deferred``, ``bounced`` or
+    ``expired``).
     """
 
     at: datetime
