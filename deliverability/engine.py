@@ -425,15 +425,6 @@ class _Item:
     linked_message_id: str | None = field(init=False)
 
 
-def _default_hook() -> HygieneHook | None:
-    try:
-        from deliverability.store import hygiene as hygiene_store
-    except ImportError:
-        return None
-    hook: HygieneHook | None = getattr(hygiene_store, "on_events", None)
-    return hook
-
-
 def event_key(
     message_id: str | None,
     address_key: str,
@@ -604,7 +595,9 @@ class Engine:
             policy = load_policy(Path(env_path) if env_path else None)
         self.policy = policy
         self._clock: Clock = clock or system_clock
-        self._hook: HygieneHook | None = _default_hook() if hygiene is None else (hygiene or None)
+        self._hook: HygieneHook | None = (
+            hygiene_store.on_events if hygiene is None else (hygiene or None)
+        )
         if chunk_size < 1:
             raise InputError(f"chunk_size must be at least 1, got {chunk_size}")
         self._chunk_size = chunk_size
