@@ -256,6 +256,23 @@ def test_a_domain_follows_its_newest_mx_and_an_older_sighting_does_not_move_it_b
     db.dispose()
 
 
+def test_a_domains_last_sighting_moves_on_hourly_not_with_every_chunk(
+    engine: Engine, clock: FakeClock, db_url: str
+) -> None:
+    first = clock() - timedelta(hours=5)
+    times = [first, first + timedelta(minutes=59), first + timedelta(hours=2)]
+    seen = []
+    for n, at in enumerate(times):
+        engine.record_many([_item("ann@acme.example", DELIVERED, at, WORKSPACE_MX, n=n)])
+        db = create_engine(db_url)
+        with Session(db) as s:
+            row = s.get(DomainProvider, "acme.example")
+            assert row is not None
+            seen.append((row.first_seen_at, row.last_seen_at))
+        db.dispose()
+    assert seen == [(first, first), (first, first), (first, times[2])]
+
+
 # ---- incremental, nightly and full evaluation agree ------------------------------------------
 
 START = datetime(2026, 11, 2, 11, 0, tzinfo=UTC)

@@ -414,14 +414,19 @@ def _destination_of(conn: Connection, domain: str, policy: Policy) -> tuple[Acti
     return (ActionScope.DOMAIN, domain) if group is None else (ActionScope.PROVIDER, group)
 
 
+#: A domain's `last_seen_at` (and its MX host) is refreshed when a sighting is this much newer.
+_SEEN_REFRESH = timedelta(hours=1)
+
+
 def learn_providers(
     conn: Connection, sightings: dict[str, tuple[str, datetime]], policy: Policy
 ) -> int:
     """Remember the provider group of each domain whose MX host matches a group's
     `mx_suffixes`: `sightings` maps a recipient domain to (the normalised MX host that answered,
     the event's time). Domains the policy lists are left out (its lists win). A domain seen with
-    another group's MX later than its last sighting moved: its row follows. Returns how many
-    rows were written."""
+    another group's MX later than its last sighting moved: its row follows. `last_seen_at` and
+    the host move on once a sighting is `_SEEN_REFRESH` newer. Returns how many rows were
+    written."""
     listed = _listed(policy)
     found: dict[str, tuple[str, str, datetime]] = {}
     for domain, (host, at) in sightings.items():
@@ -444,7 +449,9 @@ def learn_providers(
     }
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
-    for domain, (group, host, at) in found.items():
+    # In domain order, as the chunk writer locks recipients: two writers never wait on each
+    # other's rows in opposite orders.
+    for domain, (group, host, at) in sorted(found.items()):
         old = known.get(domain)
         if old is None:
             inserts.append(
@@ -461,21 +468,24 @@ def learn_providers(
         if old_group != group:
             if at < last:
                 continue  # an older sighting of the provider it left
-            first = at
-        elif at < last:
-            host = old_host
-        row = (group, host, min(first, at), max(last, at))
-        if row != old:
-            group, host, first, last = row
-            updates.append(
-                {
-                    "b_domain": domain,
-                    "b_provider": group,
-                    "b_host": host,
-                    "b_first": first,
-                    "b_last": last,
-                }
-            )
+            first = last = at  # it moved
+        elif at < first:
+            first, host = at, old_host
+        elif at - last >= _SEEN_REFRESH:
+            last = at
+        else:
+            # Nothing worth a write: every chunk to a busy domain would otherwise update its
+            # row, and concurrent writers would queue on that row's lock.
+            continue
+        updates.append(
+            {
+                "b_domain": domain,
+                "b_provider": group,
+                "b_host": host,
+                "b_first": first,
+                "b_last": last,
+            }
+        )
     if inserts:
         conn.execute(sa.insert(_PROVIDERS), inserts)
     if updates:

@@ -293,9 +293,10 @@ class DomainProvider(Base):
     domain: Mapped[str] = mapped_column(String(DOMAIN_LENGTH), primary_key=True)
     #: The provider group's name, as in ``[throttle.providers.NAME]``.
     provider: Mapped[str] = mapped_column(String(120))
-    #: The MX host seen last, lower-case, without trailing dot, [ip] or :port.
+    #: The MX host seen (at `last_seen_at`), lower-case, without trailing dot, [ip] or :port.
     mx_host: Mapped[str] = mapped_column(String(DOMAIN_LENGTH))
-    #: The times of the events (not of recording) that first and last showed this host group.
+    #: The times of the events (not of recording) that first and last showed this group; the
+    #: last is refreshed once a sighting is an hour newer (not a write per chunk).
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
