@@ -136,16 +136,25 @@ def normalize_domain(domain: str, raw: str | None = None) -> str:
 _MX_HOST_RE = re.compile(r"^([^\s\[\](),;]+?)(?::\d+)?(?=$|[\s\[(])")
 
 
-@functools.lru_cache(maxsize=4096)
+#: Longer than any host name (253) with an IPv6 address and a port: not an MX host.
+_MX_TEXT_MAX = 320
+
+
 def mx_host_of(text: str | None) -> str | None:
     """The host name of the MX that answered, as a Postfix ``relay=`` field, an RFC 3464
     ``Remote-MTA`` value (its ``dns;`` type already dropped) or a caller gives it: lower-cased,
     IDNA-encoded, without the trailing dot, ``[ip]`` or ``:port``. None when it names no host
-    (``none``, ``local``, an address literal, a socket path). Cached: a log names the same
-    few hosts (with their addresses and ports) over and over.
+    (``none``, ``local``, an address literal, a socket path).
     """
-    if not text:
+    if not text or len(text) > _MX_TEXT_MAX:
         return None
+    return _mx_host(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _mx_host(text: str) -> str | None:
+    """`mx_host_of`, cached: a log names the same few hosts (with their addresses and ports)
+    over and over."""
     m = _MX_HOST_RE.match(text.strip())
     if m is None:
         return None

@@ -93,6 +93,7 @@ def _learned(url: str) -> dict[str, tuple[str, str]]:
         ("127.0.0.1[127.0.0.1]:10025", None),
         ("[192.0.2.1]", None),
         ("private/dovecot-lmtp", None),
+        ("mx." + "a" * 400 + ".example", None),
         ("", None),
     ],
 )
