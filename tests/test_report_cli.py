@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from deliverability.cli import cli
 from deliverability.reports import COLUMNS
+from deliverability.store.models import DomainProvider
 from deliverability.vocabulary import ActionKind, ActionScope, Outcome, Reason, Standing
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
@@ -240,3 +241,36 @@ def test_domains_report_places_a_provider_throttle_from_the_policy_groups(
     assert result.exit_code == 0, result.output
     [row] = json.loads(result.stdout)
     assert (row["throttled_until"], row["max_rate"]) == (pause.isoformat(), 10.0)
+
+
+def test_domains_report_places_a_provider_throttle_on_a_domain_learned_by_its_mx(
+    sa_engine: Engine, db_url: str
+) -> None:
+    pause = NOW + timedelta(hours=2)
+    with Session(sa_engine) as session:
+        r = f.recipient(session, "ann@acme.example", at=NOW - 9 * DAY)
+        f.event(session, r, at=NOW - DAY, outcome=Outcome.DELIVERED, reason=Reason.DELIVERED)
+        # aspmx.l.google.com ends in one of the shipped google group's mx_suffixes.
+        session.add(
+            DomainProvider(
+                domain="acme.example",
+                provider="google",
+                mx_host="aspmx.l.google.com",
+                first_seen_at=NOW - DAY,
+                last_seen_at=NOW - DAY,
+            )
+        )
+        f.action(
+            session,
+            kind=ActionKind.THROTTLE,
+            scope=ActionScope.PROVIDER,
+            target="google",
+            at=NOW - DAY,
+            pause_until=pause,
+            max_rate=10.0,
+        )
+        session.commit()
+    result = run(db_url, "domains", "--format", "json")
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(result.stdout)
+    assert (row["domain"], row["throttled_until"]) == ("acme.example", pause.isoformat())

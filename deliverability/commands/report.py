@@ -17,8 +17,10 @@ from sqlalchemy.orm import Session
 from deliverability import report_html, reports
 from deliverability.clock import parse_time, system_clock
 from deliverability.errors import InputError
+from deliverability.hygiene import provider_groups
 from deliverability.output import emit_rows
 from deliverability.policy import Policy, load_policy
+from deliverability.store import hygiene as hygiene_store
 from deliverability.store.session import open_engine, session_scope
 from deliverability.vocabulary import Reason
 
@@ -307,7 +309,6 @@ def _rows(
     now: datetime,
 ) -> tuple[list[dict[str, Any]], str | None, str]:
     """The rows of report `name`, and for reputation the verdict line and its level."""
-    providers = policy.throttle.provider_domains if policy else None
     try:
         if name == "undeliverable":
             return (
@@ -318,6 +319,14 @@ def _rows(
                 "",
             )
         if name == "domains":
+            # A group's domains as the throttles see them: the policy's and the learned ones.
+            providers = (
+                hygiene_store.members_of(
+                    session.connection(), provider_groups(policy.throttle), policy
+                )
+                if policy
+                else None
+            )
             return (
                 reports.domains(
                     session,
