@@ -1817,10 +1817,16 @@ class Engine:
                     f"suppressed since {row.standing_since.isoformat()}{until} ({why})"
                 )
             paused = self._pause_until(conn, domains, now)
+            # Name the provider group too: the pause of a domain never throttled itself is
+            # its group's (listed in the policy or learned from its MX host).
+            groups = hygiene_store.groups_of(conn, paused, self.policy) if paused else {}
         for key in keys:
             domain = key.rsplit("@", 1)[1]
             if key not in out and domain in paused:
-                out[key] = f"destination {domain} is paused until {paused[domain].isoformat()}"
+                group = f" (provider group {groups[domain]})" if domain in groups else ""
+                out[key] = (
+                    f"destination {domain}{group} is paused until {paused[domain].isoformat()}"
+                )
         return out
 
     # -- internals: recipients ---------------------------------------------------------------

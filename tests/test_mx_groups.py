@@ -138,7 +138,7 @@ def test_a_421_from_a_google_mx_throttles_every_domain_learned_to_be_google_host
         ["carl@acme.example", "x@gmail.com", "dan@plain.example", "eve@never.example"]
     )
     assert sendable == ["dan@plain.example", "eve@never.example"]
-    assert "acme.example is paused" in why["carl@acme.example"]
+    assert "acme.example (provider group google) is paused" in why["carl@acme.example"]
     assert engine.throttle_for("never.example") is None
 
 
