@@ -306,6 +306,29 @@ def test_blocks_across_a_provider_groups_domains_throttle_the_group_not_its_neig
     assert store_hygiene.throttle_for(session, "corp.example", end, policy=policy) is None
 
 
+@pytest.mark.parametrize("nightly", [False, True], ids=["incremental", "nightly"])
+def test_a_lone_block_after_the_window_leaves_the_throttle_of_the_blocks_before_it(
+    session: Session, history: History, frozen_now: datetime, nightly: bool
+) -> None:
+    # All in one evaluation: the destination's latest block has too few blocks in its window,
+    # an earlier one has enough, and that earlier one sets the throttle.
+    step = T.blocked_window / T.blocked_count
+    rows = [
+        history.event(f"u{i}@corp.example", frozen_now + i * step, Outcome.BLOCKED, Reason.BLOCKED)
+        for i in range(T.blocked_count)
+    ]
+    last_qualifying = rows[-1].at
+    lone = last_qualifying + T.blocked_window + timedelta(minutes=1)
+    rows.append(history.event("lone@corp.example", lone, Outcome.BLOCKED, Reason.BLOCKED))
+    if nightly:
+        store_hygiene.evaluate(session, POLICY, last_qualifying)
+    else:
+        history.run(rows, last_qualifying)
+    [throttle] = _actions(session, ActionKind.THROTTLE)
+    assert throttle.evidence["blocks"]["at"] == last_qualifying.isoformat()
+    assert throttle.evidence["blocks"]["in_window"] == T.blocked_count
+
+
 def test_blocks_spread_wider_than_the_window_do_not_throttle(
     session: Session, history: History, frozen_now: datetime
 ) -> None:

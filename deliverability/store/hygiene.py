@@ -997,9 +997,16 @@ class _Evaluator:
             st.alert_reason = Reason(row.reason)
             st.alert_text = (row.text or "")[:300]
             st.alert_sample = [row.anchor_id]
-        for target, at, reason, n in self._exec(
-            self._cached("blocks_throttle", self._blocks_throttle)
-        ):
+        # The latest qualifying anchor of a destination is most often its latest block: count
+        # the window of those only (one per destination), and the window of every block anchor
+        # only when some destination's latest one falls short (the same rows either way).
+        self.params["latest_blocks"] = [row.anchor_id for row in blocks]
+        found = self._exec(
+            self._cached("blocks_throttle_latest", lambda: self._blocks_throttle(latest=True))
+        ).all()
+        if len(found) < len(blocks):
+            found = self._exec(self._cached("blocks_throttle", self._blocks_throttle)).all()
+        for target, at, reason, n in found:
             st = state(target)
             st.blocks_at = _loaded(self.s, at)
             st.blocks_reason = Reason(reason)
@@ -1012,9 +1019,11 @@ class _Evaluator:
     def _blocks_latest(self) -> Select[Any]:
         return self._latest_per_destination(_is_blocked(self.a))
 
-    def _blocks_throttle(self) -> Select[Any]:
-        """The latest block anchor per destination with blocked_count blocks in its window."""
+    def _blocks_throttle(self, latest: bool = False) -> Select[Any]:
+        """The latest block anchor per destination with blocked_count blocks in its window
+        (`latest`: among the anchors of the bind parameter `latest_blocks` only)."""
         a, tp = self.a, self.policy.throttle
+        only = a.id.in_(sa.bindparam("latest_blocks", expanding=True)) if latest else sa.true()
 
         def joined(
             dest: ColumnElement[str],
@@ -1041,6 +1050,7 @@ class _Evaluator:
                 .join(wt, same_destination)
                 .where(
                     self.scope,
+                    only,
                     anchor_domains,
                     _is_blocked(a),
                     _is_blocked(w),
