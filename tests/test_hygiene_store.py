@@ -680,6 +680,40 @@ def test_a_suppression_expires_when_the_policy_sets_an_expiry_for_its_reason(
     assert _suppressed(session) == set()
 
 
+def test_new_evidence_after_a_suppressions_expiry_closes_it_and_raises_a_new_one(
+    session: Session, frozen_now: datetime
+) -> None:
+    # No sweep runs between: the incremental pass itself closes the suppression that ran out.
+    lifetime = timedelta(days=90)
+    policy = Policy(rules=(), hygiene=HygienePolicy(suppression_expiry={Reason.FEEDBACK: lifetime}))
+    history = History(session, policy)
+    history.record("annoyed@example.com", frozen_now, Outcome.COMPLAINED, Reason.FEEDBACK)
+    later = frozen_now + lifetime + DAY
+    [summary] = history.record("annoyed@example.com", later, Outcome.COMPLAINED, Reason.FEEDBACK)
+    old, new = _actions(session, ActionKind.SUPPRESS)
+    assert (old.status, old.resolved_at, old.open_key) == (
+        ActionStatus.EXPIRED,
+        frozen_now + lifetime,
+        None,
+    )
+    assert (new.status, new.created_at, new.raised_count) == (ActionStatus.OPEN, later, 1)
+    assert (summary.id, summary.new) == (new.id, True)
+    recipient = session.scalars(sa.select(Recipient)).one()
+    assert recipient.suppression_action_id == new.id
+    assert recipient.suppressed_until == later + lifetime
+
+
+def test_a_refreshed_suppression_shows_on_the_action_the_session_already_holds(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    history.hard("gone@example.com", frozen_now)
+    [held] = _actions(session, ActionKind.SUPPRESS)
+    assert held.raised_count == 1
+    history.hard("gone@example.com", frozen_now + DAY)
+    assert held.raised_count == 2
+    assert held.updated_at == frozen_now + DAY
+
+
 def test_alerts_and_throttles_expire_in_the_sweep(
     session: Session, history: History, frozen_now: datetime
 ) -> None:

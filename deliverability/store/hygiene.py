@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
-from sqlalchemy import ColumnElement, Connection, Select
+from sqlalchemy import ColumnElement, Connection, Select, Table
 from sqlalchemy.orm import Session
 
 from deliverability.errors import InputError
@@ -48,6 +48,7 @@ from deliverability.hygiene import (
     throttle_released,
 )
 from deliverability.policy import Policy
+from deliverability.store.bulk import BulkWriter, time_writer
 from deliverability.store.models import (
     Action,
     Bookmark,
@@ -118,9 +119,10 @@ class _Shape:
 
 _SHAPES: dict[tuple[int, str, str], _Shape] = {}
 
-_ACTIONS = Action.__table__
-#: Ids of the open actions with given keys (built once: the incremental path runs it often).
-_OPEN_IDS = sa.select(_ACTIONS.c.id).where(
+_ACTIONS = cast(Table, Action.__table__)
+#: Ids and keys of the open actions with given keys (built once: the incremental path runs it
+#: often; it also finds the ids of actions just inserted).
+_OPEN_IDS = sa.select(_ACTIONS.c.id, _ACTIONS.c.open_key).where(
     _ACTIONS.c.open_key.in_(sa.bindparam("keys", expanding=True))
 )
 #: Push-backs from some domains within a time range (both ends included).
@@ -130,6 +132,62 @@ _PUSHBACKS_BETWEEN = sa.select(sa.func.count(_EVENTS.c.id)).where(
     _EVENTS.c.at <= sa.bindparam("hi", type_=UTCDateTime()),
     _EVENTS.c.throttle.is_(True),
 )
+_INSERT_ACTION = sa.insert(_ACTIONS)
+#: The open suppressions with given keys: what refreshing one reads and what its summary shows.
+_OPEN_SUPPRESSIONS = sa.select(
+    *[
+        _ACTIONS.c[name]
+        for name in (
+            "id",
+            "open_key",
+            "kind",
+            "scope",
+            "target",
+            "status",
+            "reason",
+            "rule",
+            "created_at",
+            "expires_at",
+            "pause_until",
+            "max_rate",
+            "raised_count",
+        )
+    ]
+).where(_ACTIONS.c.open_key.in_(sa.bindparam("keys", expanding=True)))
+#: A suppression refreshed (as `_Evaluator._upsert` refreshes one).
+_REFRESH_SUPPRESSION = (
+    sa.update(_ACTIONS)
+    .where(_ACTIONS.c.id == sa.bindparam("action_id"))
+    .values(
+        status=sa.bindparam("status"),
+        raised_count=sa.bindparam("raised_count"),
+        updated_at=sa.bindparam("updated_at"),
+        detail=sa.bindparam("detail"),
+        evidence=sa.bindparam("evidence"),
+    )
+)
+_RECIPIENTS = cast(Table, Recipient.__table__)
+#: What a suppression sets on its recipient's row (`BulkWriter.update_rows`, in this order).
+_STANDING_COLUMNS = (
+    "standing",
+    "reason",
+    "standing_since",
+    "suppressed_until",
+    "suppression_action_id",
+)
+_BULK: dict[tuple[str, str], BulkWriter] = {}
+
+
+def _bulk(conn: sa.Connection) -> BulkWriter:
+    """The bulk writer of a connection's dialect (it compiles each statement once)."""
+    dialect = conn.dialect
+    key = (dialect.name, dialect.driver)
+    writer = _BULK.get(key)
+    if writer is None:
+        writer = _BULK[key] = BulkWriter(dialect)
+    return writer
+
+
 _OPEN_THROTTLE = sa.select(_ACTIONS.c.id, _ACTIONS.c.target, _ACTIONS.c.evidence).where(
     _ACTIONS.c.open_key == sa.bindparam("key"), _ACTIONS.c.status == ActionStatus.OPEN
 )
@@ -571,7 +629,7 @@ class _Evaluator:
         self.scope = self.shape.scope
         self.summaries: list[ActionSummary] = []
         #: Actions raised or refreshed, summarised once flushed (one flush per phase, not each).
-        self._pending: list[tuple[Action, bool]] = []
+        self._pending: list[tuple[Action | dict[str, Any], bool]] = []
         self.raised = 0
         self.refreshed = 0
         self.incident_counts: dict[str, tuple[int, int, int]] = {}
@@ -1220,8 +1278,61 @@ class _Evaluator:
 
     def _flush(self) -> None:
         self.s.flush()
-        self.summaries.extend(summary_of(action, new=new) for action, new in self._pending)
+        self.summaries.extend(
+            summary_of(action, new=new) if isinstance(action, Action) else _row_summary(action, new)
+            for action, new in self._pending
+        )
         self._pending.clear()
+
+    def _new_row(
+        self,
+        *,
+        kind: ActionKind,
+        scope: ActionScope,
+        target: str,
+        status: ActionStatus,
+        reason: Reason,
+        rule: str,
+        detail: str,
+        evidence: dict[str, Any],
+        created_at: datetime,
+        expires_at: datetime | None,
+    ) -> dict[str, Any]:
+        """A new action as a row for `_insert_new`: the columns `_upsert` gives a new Action
+        (the others take their column defaults)."""
+        row = {
+            "kind": kind,
+            "scope": scope,
+            "target": target,
+            "status": status,
+            "open_key": open_key(kind, scope, target),
+            "reason": reason,
+            "rule": rule,
+            "detail": detail[:2000],
+            "evidence": evidence,
+            "created_at": created_at,
+            "updated_at": self.now,
+            "expires_at": expires_at,
+            "created_by": BY_POLICY,
+            "raised_count": 1,
+        }
+        self.raised += 1
+        self._pending.append((row, True))
+        return row
+
+    def _insert_new(self, rows: list[dict[str, Any]]) -> None:
+        """INSERT new actions with one Core executemany and read their ids back by open key.
+
+        The ORM's unit of work (an object per action, its flush, RETURNING row by row) cost
+        more than every rule query of a chunk together; a new action needs none of it."""
+        if not rows:
+            return
+        self.s.flush()  # pending ORM changes first: a resolved action frees its open key
+        self.conn.execute(_INSERT_ACTION, rows)
+        by_key = {row["open_key"]: row for row in rows}
+        for part in _chunks(list(by_key)):
+            for action_id, key in self.conn.execute(_OPEN_IDS, {"keys": list(part)}):
+                by_key[key]["id"] = action_id
 
     def _bounce_domains(
         self, suppressions: dict[int, _Suppress], triggers: dict[str, list[datetime]]
@@ -1233,7 +1344,7 @@ class _Evaluator:
         (a delivery's destination, say) have no open action at all."""
         ids: list[int] = []
         for part in _chunks(list(keys)):
-            ids += [i for (i,) in self.conn.execute(_OPEN_IDS, {"keys": list(part)})]
+            ids += [i for i, _ in self.conn.execute(_OPEN_IDS, {"keys": list(part)})]
         found: dict[str, Action] = {}
         if len(ids) <= 3:
             # From the session's identity map when already loaded (a single record()).
@@ -1370,6 +1481,12 @@ class _Evaluator:
                 recipient.suppression_action_id = None
 
     def _apply_suppressions(self, suppressions: dict[int, _Suppress]) -> None:
+        """Raise or refresh each address's suppression and set its recipient's standing.
+
+        With Core statements: a chunk raises or refreshes hundreds of suppressions, and the
+        ORM's unit of work (an object per action loaded, changed and flushed) cost more than
+        every rule query of the chunk together. Only an action that has run out goes through
+        the ORM (`_resolve`), as everywhere else."""
         if not suppressions:
             return
         h = self.policy.hygiene
@@ -1377,47 +1494,91 @@ class _Evaluator:
             open_key(ActionKind.SUPPRESS, ActionScope.ADDRESS, s.address_key): s
             for s in suppressions.values()
         }
-        existing = self._load_open(keys)
-        standing_updates: dict[int, Action] = {}
+        self.s.flush()  # the rows read below are then current
+        existing: dict[str, dict[str, Any]] = {}
+        for part in _chunks(list(keys)):
+            for loaded in self.conn.execute(_OPEN_SUPPRESSIONS, {"keys": list(part)}):
+                existing[loaded.open_key] = loaded._asdict()
+        #: recipient id -> the action (row) whose suppression it now stands under.
+        standing_updates: dict[int, dict[str, Any]] = {}
+        new_rows: list[dict[str, Any]] = []
+        refreshed: list[dict[str, Any]] = []
         for key, sup in keys.items():
             status = ActionStatus.PENDING if sup.held else ActionStatus.OPEN
-            action = existing.get(key)
-            if action is not None and action.expires_at is not None and action.expires_at <= sup.at:
+            found = existing.get(key)
+            ran_out = found["expires_at"] if found is not None else None
+            if ran_out is not None and ran_out <= sup.at:
                 # Its expiry passed before this evidence: close it and raise a new one, as the
                 # nightly sweep would have.
-                _resolve(action, ActionStatus.EXPIRED, BY_POLICY, action.expires_at, "expired")
+                action = self.s.get(Action, found["id"]) if found is not None else None
+                assert action is not None
+                _resolve(action, ActionStatus.EXPIRED, BY_POLICY, ran_out, "expired")
                 self.s.flush()
-                action = None
-            if action is not None and action.status is ActionStatus.OPEN:
-                status = ActionStatus.OPEN  # a suppression in force is never held after the fact
-            detail = _suppress_detail(sup, self.policy)
+                found = None
+            detail = _suppress_detail(sup, self.policy)[:2000]
             evidence = dict(sup.evidence, rule=sup.rule, at=sup.at.isoformat())
-            expires = suppression_expires(sup.reason, sup.at, h)
-            action = self._upsert(
-                existing=action,
-                kind=ActionKind.SUPPRESS,
-                scope=ActionScope.ADDRESS,
-                target=sup.address_key,
-                status=status,
-                reason=sup.reason,
-                rule=sup.rule,
-                detail=detail,
-                evidence=evidence,
-                created_at=sup.at,
-                expires_at=expires,
+            if found is None:
+                expires = suppression_expires(sup.reason, sup.at, h)
+                if expires is not None and expires <= self.now:
+                    continue  # as `_upsert`: an action already over is not raised
+                row = self._new_row(
+                    kind=ActionKind.SUPPRESS,
+                    scope=ActionScope.ADDRESS,
+                    target=sup.address_key,
+                    status=status,
+                    reason=sup.reason,
+                    rule=sup.rule,
+                    detail=detail,
+                    evidence=evidence,
+                    created_at=sup.at,
+                    expires_at=expires,
+                )
+                new_rows.append(row)
+            else:
+                # Refreshed as `_upsert` refreshes a suppression: its reason, rule and expiry
+                # stay; a suppression in force is never held after the fact.
+                row = found
+                row.update(
+                    raised_count=row["raised_count"] + 1,
+                    updated_at=self.now,
+                    detail=detail,
+                    evidence=evidence,
+                )
+                if row["status"] is ActionStatus.PENDING and status is ActionStatus.OPEN:
+                    row["status"] = ActionStatus.OPEN
+                refreshed.append(row)
+                self.refreshed += 1
+                self._pending.append((row, False))
+            if row["status"] is ActionStatus.OPEN:
+                standing_updates[sup.recipient_id] = row
+        self._insert_new(new_rows)
+        if refreshed:
+            self.conn.execute(_REFRESH_SUPPRESSION, [_refresh_params(r) for r in refreshed])
+        self._flush()
+        if refreshed or standing_updates:
+            # Objects this session already holds would otherwise keep what they were.
+            ids = {r["id"] for r in refreshed}
+            for obj in list(self.s.identity_map.values()):
+                if (isinstance(obj, Action) and obj.id in ids) or (
+                    isinstance(obj, Recipient) and obj.id in standing_updates
+                ):
+                    self.s.expire(obj)
+        if not standing_updates:
+            return
+        to_db = time_writer(self.conn.dialect)
+        suppressed = Standing.SUPPRESSED._value_
+        rows = [
+            (
+                suppressed,
+                action["reason"]._value_,
+                to_db(action["created_at"]),
+                to_db(action["expires_at"]),
+                action["id"],
+                rid,
             )
-            if action is not None and action.status is ActionStatus.OPEN:
-                standing_updates[sup.recipient_id] = action
-        self._flush()  # the new suppressions' ids, for the recipients below
-        # Through the ORM, so Recipient objects the engine holds in this session stay current.
-        for part in _chunks(list(standing_updates)):
-            for recipient in self.s.scalars(sa.select(Recipient).where(Recipient.id.in_(part))):
-                action = standing_updates[recipient.id]
-                recipient.standing = Standing.SUPPRESSED
-                recipient.reason = action.reason
-                recipient.standing_since = action.created_at
-                recipient.suppressed_until = action.expires_at
-                recipient.suppression_action_id = action.id
+            for rid, action in standing_updates.items()
+        ]
+        _bulk(self.conn).update_rows(self.conn, _RECIPIENTS, _STANDING_COLUMNS, rows)
 
     def _apply_destinations(self, states: dict[str, _DestState]) -> None:
         if not states:
@@ -1671,6 +1832,36 @@ def _suppress_detail(sup: _Suppress, policy: Policy) -> str:
 def _chunks(items: Sequence[Any], size: int = _ID_CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _row_summary(row: dict[str, Any], new: bool) -> ActionSummary:
+    """The summary of an action written as a row (`_Evaluator._apply_suppressions`)."""
+    return ActionSummary(
+        id=row["id"],
+        kind=row["kind"],
+        scope=row["scope"],
+        target=row["target"],
+        status=row["status"],
+        reason=row["reason"],
+        rule=row["rule"],
+        detail=row["detail"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        pause_until=row.get("pause_until"),
+        max_rate=row.get("max_rate"),
+        new=new,
+    )
+
+
+def _refresh_params(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "action_id": row["id"],
+        "status": row["status"],
+        "raised_count": row["raised_count"],
+        "updated_at": row["updated_at"],
+        "detail": row["detail"],
+        "evidence": row["evidence"],
+    }
 
 
 def summary_of(action: Action, *, new: bool = True) -> ActionSummary:
