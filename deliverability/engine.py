@@ -1679,18 +1679,21 @@ class Engine:
         actions: list[Any] = []
         if self._hook is not None:
             recorded = [
+                # Positional, in the order of RecordedEvent's fields (event_id, recipient_id,
+                # address_key, domain, message_id, attempt, at, verdict, delivery_state, kind,
+                # applied): made for every event.
                 RecordedEvent(
-                    event_id=event_ids[it.key],
-                    recipient_id=recipients[it.address.key]["id"],
-                    address_key=it.address.key,
-                    domain=it.address.domain,
-                    message_id=it.linked_message_id,
-                    attempt=it.recorded_attempt,
-                    at=it.at,
-                    verdict=it.verdict,
-                    delivery_state=it.delivery_state,
-                    kind=it.kind,
-                    applied=not it.history_only,
+                    event_ids[it.key],
+                    recipients[it.address.key]["id"],
+                    it.address.key,
+                    it.address.domain,
+                    it.linked_message_id,
+                    it.recorded_attempt,
+                    it.at,
+                    it.verdict,
+                    it.delivery_state,
+                    it.kind,
+                    not it.history_only,
                 )
                 for it in fresh
             ]

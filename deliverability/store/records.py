@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from deliverability.verdicts import Verdict
 from deliverability.vocabulary import DeliveryState, EventKind
@@ -15,11 +14,12 @@ if TYPE_CHECKING:
 __all__ = ["HygieneHook", "RecordedEvent"]
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedEvent:
+class RecordedEvent(NamedTuple):
     """One event just written to history, as the hygiene pass receives it.
 
-    Only new events are passed on: a replay of an event already recorded is not.
+    Only new events are passed on: a replay of an event already recorded is not. A named tuple
+    (immutable, like a frozen dataclass) because the engine makes one per recorded event, and a
+    tuple is made in well under half the time of a frozen dataclass's `__init__`.
     """
 
     event_id: int
