@@ -666,13 +666,23 @@ def test_an_unsuppressed_address_is_not_suppressed_again_by_old_evidence(
     assert _suppressed(session) == {"back@example.com"}
 
 
+#: A complaint's suppression expiry, for the tests of expiring suppressions.
+COMPLAINT_LIFETIME = timedelta(days=90)
+
+
+def _complaint_with_expiry(session: Session, at: datetime) -> History:
+    """A history under a policy whose complaint suppressions expire, with one complaint."""
+    expiry = {Reason.FEEDBACK: COMPLAINT_LIFETIME}
+    history = History(session, Policy(rules=(), hygiene=HygienePolicy(suppression_expiry=expiry)))
+    history.record("annoyed@example.com", at, Outcome.COMPLAINED, Reason.FEEDBACK)
+    return history
+
+
 def test_a_suppression_expires_when_the_policy_sets_an_expiry_for_its_reason(
     session: Session, frozen_now: datetime
 ) -> None:
-    lifetime = timedelta(days=90)
-    policy = Policy(rules=(), hygiene=HygienePolicy(suppression_expiry={Reason.FEEDBACK: lifetime}))
-    history = History(session, policy)
-    history.record("annoyed@example.com", frozen_now, Outcome.COMPLAINED, Reason.FEEDBACK)
+    lifetime = COMPLAINT_LIFETIME
+    _complaint_with_expiry(session, frozen_now)
     recipient = session.scalars(sa.select(Recipient)).one()
     assert recipient.suppressed_until == frozen_now + lifetime
     assert store_hygiene.expire_actions(session, frozen_now + lifetime - DAY) == 0
@@ -684,10 +694,8 @@ def test_new_evidence_after_a_suppressions_expiry_closes_it_and_raises_a_new_one
     session: Session, frozen_now: datetime
 ) -> None:
     # No sweep runs between: the incremental pass itself closes the suppression that ran out.
-    lifetime = timedelta(days=90)
-    policy = Policy(rules=(), hygiene=HygienePolicy(suppression_expiry={Reason.FEEDBACK: lifetime}))
-    history = History(session, policy)
-    history.record("annoyed@example.com", frozen_now, Outcome.COMPLAINED, Reason.FEEDBACK)
+    lifetime = COMPLAINT_LIFETIME
+    history = _complaint_with_expiry(session, frozen_now)
     later = frozen_now + lifetime + DAY
     [summary] = history.record("annoyed@example.com", later, Outcome.COMPLAINED, Reason.FEEDBACK)
     old, new = _actions(session, ActionKind.SUPPRESS)

@@ -14,8 +14,9 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
@@ -133,26 +134,11 @@ _PUSHBACKS_BETWEEN = sa.select(sa.func.count(_EVENTS.c.id)).where(
     _EVENTS.c.throttle.is_(True),
 )
 _INSERT_ACTION = sa.insert(_ACTIONS)
+#: The columns an ActionSummary shows, by name (the same names as the Action columns).
+_SUMMARY_FIELDS = tuple(f.name for f in fields(ActionSummary) if f.name != "new")
 #: The open suppressions with given keys: what refreshing one reads and what its summary shows.
 _OPEN_SUPPRESSIONS = sa.select(
-    *[
-        _ACTIONS.c[name]
-        for name in (
-            "id",
-            "open_key",
-            "kind",
-            "scope",
-            "target",
-            "status",
-            "reason",
-            "rule",
-            "created_at",
-            "expires_at",
-            "pause_until",
-            "max_rate",
-            "raised_count",
-        )
-    ]
+    *[_ACTIONS.c[name] for name in ("open_key", "raised_count", *_SUMMARY_FIELDS)]
 ).where(_ACTIONS.c.open_key.in_(sa.bindparam("keys", expanding=True)))
 #: A suppression refreshed (as `_Evaluator._upsert` refreshes one).
 _REFRESH_SUPPRESSION = (
@@ -1278,47 +1264,20 @@ class _Evaluator:
 
     def _flush(self) -> None:
         self.s.flush()
-        self.summaries.extend(
-            summary_of(action, new=new) if isinstance(action, Action) else _row_summary(action, new)
-            for action, new in self._pending
-        )
+        self.summaries.extend(summary_of(action, new=new) for action, new in self._pending)
         self._pending.clear()
 
-    def _new_row(
-        self,
-        *,
-        kind: ActionKind,
-        scope: ActionScope,
-        target: str,
-        status: ActionStatus,
-        reason: Reason,
-        rule: str,
-        detail: str,
-        evidence: dict[str, Any],
-        created_at: datetime,
-        expires_at: datetime | None,
-    ) -> dict[str, Any]:
-        """A new action as a row for `_insert_new`: the columns `_upsert` gives a new Action
-        (the others take their column defaults)."""
-        row = {
-            "kind": kind,
-            "scope": scope,
-            "target": target,
-            "status": status,
-            "open_key": open_key(kind, scope, target),
-            "reason": reason,
-            "rule": rule,
-            "detail": detail[:2000],
-            "evidence": evidence,
-            "created_at": created_at,
+    def _new_row(self, **columns: Any) -> dict[str, Any]:
+        """The columns of an action a rule raises: `columns` (kind, scope, target, status,
+        reason, rule, detail, evidence, created_at, expires_at) and what every new one has."""
+        return {
+            **columns,
+            "open_key": open_key(columns["kind"], columns["scope"], columns["target"]),
+            "detail": columns["detail"][:2000],
             "updated_at": self.now,
-            "expires_at": expires_at,
             "created_by": BY_POLICY,
             "raised_count": 1,
         }
-        self.raised += 1
-        self._pending.append((row, True))
-        return row
 
     def _insert_new(self, rows: list[dict[str, Any]]) -> None:
         """INSERT new actions with one Core executemany and read their ids back by open key.
@@ -1534,6 +1493,8 @@ class _Evaluator:
                     expires_at=expires,
                 )
                 new_rows.append(row)
+                self.raised += 1
+                self._pending.append((row, True))
             else:
                 # Refreshed as `_upsert` refreshes a suppression: its reason, rule and expiry
                 # stay; a suppression in force is never held after the fact.
@@ -1786,20 +1747,18 @@ class _Evaluator:
             self._pending.append((existing, False))
             return existing
         action = Action(
-            kind=kind,
-            scope=scope,
-            target=target,
-            status=status,
-            open_key=open_key(kind, scope, target),
-            reason=reason,
-            rule=rule,
-            detail=detail[:2000],
-            evidence=evidence,
-            created_at=created_at,
-            updated_at=self.now,
-            expires_at=expires_at,
-            created_by=BY_POLICY,
-            raised_count=1,
+            **self._new_row(
+                kind=kind,
+                scope=scope,
+                target=target,
+                status=status,
+                reason=reason,
+                rule=rule,
+                detail=detail,
+                evidence=evidence,
+                created_at=created_at,
+                expires_at=expires_at,
+            ),
             **(extra or {}),
         )
         self.s.add(action)
@@ -1834,25 +1793,6 @@ def _chunks(items: Sequence[Any], size: int = _ID_CHUNK) -> Iterable[Sequence[An
         yield items[start : start + size]
 
 
-def _row_summary(row: dict[str, Any], new: bool) -> ActionSummary:
-    """The summary of an action written as a row (`_Evaluator._apply_suppressions`)."""
-    return ActionSummary(
-        id=row["id"],
-        kind=row["kind"],
-        scope=row["scope"],
-        target=row["target"],
-        status=row["status"],
-        reason=row["reason"],
-        rule=row["rule"],
-        detail=row["detail"],
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
-        pause_until=row.get("pause_until"),
-        max_rate=row.get("max_rate"),
-        new=new,
-    )
-
-
 def _refresh_params(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "action_id": row["id"],
@@ -1864,22 +1804,12 @@ def _refresh_params(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def summary_of(action: Action, *, new: bool = True) -> ActionSummary:
-    return ActionSummary(
-        id=action.id,
-        kind=action.kind,
-        scope=action.scope,
-        target=action.target,
-        status=action.status,
-        reason=action.reason,
-        rule=action.rule,
-        detail=action.detail,
-        created_at=action.created_at,
-        expires_at=action.expires_at,
-        pause_until=action.pause_until,
-        max_rate=action.max_rate,
-        new=new,
-    )
+def summary_of(action: Action | dict[str, Any], *, new: bool = True) -> ActionSummary:
+    """The summary of an action: an ORM object, or a row written with Core statements (a
+    dict of column values; a column it lacks, such as a new suppression's pause, is None)."""
+    get: Callable[[str], Any] = action.get if isinstance(action, dict) else partial(getattr, action)
+    values: dict[str, Any] = {name: get(name) for name in _SUMMARY_FIELDS}
+    return ActionSummary(**values, new=new)
 
 
 # --------------------------------------------------------------------------------------------
