@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, Table, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from deliverability.addresses import Address, mx_host_of, normalize_address, normalize_domain
@@ -57,6 +57,7 @@ from deliverability.store.models import (
     Event,
     Recipient,
     RejectedInput,
+    UTCDateTime,
 )
 from deliverability.store.records import HygieneHook, RecordedEvent
 from deliverability.store.retry import run_in_transaction
@@ -101,6 +102,50 @@ _RECIPIENTS = cast(Table, Recipient.__table__)
 _DELIVERIES = cast(Table, Delivery.__table__)
 _ACTIONS = cast(Table, Action.__table__)
 _REJECTED = cast(Table, RejectedInput.__table__)
+
+#: Open throttles on a domain or a provider group, paused beyond `now`: (scope, target, until).
+#: Built once: `record` asks for them twice per call, and building a statement costs more than
+#: running this one.
+_PAUSED_TARGETS = (
+    select(_ACTIONS.c.scope, _ACTIONS.c.target, func.max(_ACTIONS.c.pause_until))
+    .where(
+        _ACTIONS.c.kind == ActionKind.THROTTLE,
+        _ACTIONS.c.status == ActionStatus.OPEN,
+        _ACTIONS.c.scope.in_([ActionScope.DOMAIN, ActionScope.PROVIDER]),
+        _ACTIONS.c.pause_until > bindparam("now", type_=UTCDateTime()),
+    )
+    .group_by(_ACTIONS.c.scope, _ACTIONS.c.target)
+)
+#: The same, for some targets only (`targets`).
+_PAUSED_AMONG = _PAUSED_TARGETS.where(_ACTIONS.c.target.in_(bindparam("targets", expanding=True)))
+
+
+def _suppressed_at(now: Any) -> Any:
+    """A recipient is suppressed at `now` (a bound parameter)."""
+    return and_(
+        _RECIPIENTS.c.standing == Standing.SUPPRESSED,
+        or_(_RECIPIENTS.c.suppressed_until.is_(None), _RECIPIENTS.c.suppressed_until > now),
+    )
+
+
+#: The suppressed ones among some address keys (`keys`) at `now`, with why: built once, as
+#: `_PAUSED_TARGETS`.
+_SUPPRESSED_AMONG = (
+    select(
+        _RECIPIENTS.c.address_key,
+        _RECIPIENTS.c.reason,
+        _RECIPIENTS.c.standing_since,
+        _RECIPIENTS.c.suppressed_until,
+        _ACTIONS.c.rule,
+        _ACTIONS.c.detail,
+        _ACTIONS.c.created_by,
+    )
+    .outerjoin(_ACTIONS, _ACTIONS.c.id == _RECIPIENTS.c.suppression_action_id)
+    .where(
+        _RECIPIENTS.c.address_key.in_(bindparam("keys", expanding=True)),
+        _suppressed_at(bindparam("now", type_=UTCDateTime())),
+    )
+)
 
 #: The verdict of the engine's own EXPIRY events: the delivery was still deferred when its
 #: lifetime ran out (RFC 5321 4.5.4.1 give-up time). Sisimai names this reason "expired".
@@ -827,7 +872,6 @@ class Engine:
         """Deferred deliveries whose next attempt is due, oldest first; never one whose
         destination is paused by a throttle, nor one to a suppressed address."""
         now = ensure_utc(now) if now is not None else self.now()
-        paused = self._paused_targets_query(now)
         stmt = (
             select(
                 _RECIPIENTS.c.address,
@@ -843,7 +887,7 @@ class Engine:
                 _DELIVERIES.c.state == DeliveryState.DEFERRED,
                 _DELIVERIES.c.next_attempt_at <= now,
                 or_(_DELIVERIES.c.expires_at.is_(None), _DELIVERIES.c.expires_at > now),
-                ~self._suppressed_clause(now),
+                ~_suppressed_at(bindparam("now", now, type_=UTCDateTime())),
             )
             .order_by(_DELIVERIES.c.next_attempt_at, _DELIVERIES.c.id)
         )
@@ -851,7 +895,7 @@ class Engine:
         offset = 0
         page = max(limit, 100)
         with self.db.connect() as conn:
-            paused_domains = self._paused_domains(conn, paused)
+            paused_domains = self._paused_domains(conn, now)
             while len(out) < limit:
                 rows = conn.execute(stmt.limit(page).offset(offset)).all()
                 if not rows:
@@ -1749,27 +1793,17 @@ class Engine:
 
     # -- internals: sendability --------------------------------------------------------------
 
-    def _suppressed_clause(self, now: datetime) -> Any:
-        return and_(
-            _RECIPIENTS.c.standing == Standing.SUPPRESSED,
-            or_(_RECIPIENTS.c.suppressed_until.is_(None), _RECIPIENTS.c.suppressed_until > now),
-        )
-
-    def _paused_targets_query(self, now: datetime) -> Any:
-        return select(_ACTIONS.c.scope, _ACTIONS.c.target, func.max(_ACTIONS.c.pause_until)).where(
-            _ACTIONS.c.kind == ActionKind.THROTTLE,
-            _ACTIONS.c.status == ActionStatus.OPEN,
-            _ACTIONS.c.scope.in_([ActionScope.DOMAIN, ActionScope.PROVIDER]),
-            _ACTIONS.c.pause_until > now,
-        )
-
     def _paused_domains(
-        self, conn: Connection, query: Any, among: set[str] | None = None
+        self, conn: Connection, now: datetime, among: set[str] | None = None
     ) -> dict[str, datetime]:
         """Every paused destination domain (provider groups expanded to the policy's and the
-        learned domains; the learned ones only among `among` when given) -> paused until."""
+        learned domains) -> paused until; only `among` and their groups when given."""
         out: dict[str, datetime] = {}
-        rows = conn.execute(query.group_by(_ACTIONS.c.scope, _ACTIONS.c.target)).all()
+        if among is None:
+            rows = conn.execute(_PAUSED_TARGETS, {"now": now}).all()
+        else:
+            targets = among | set(hygiene_store.groups_of(conn, among, self.policy).values())
+            rows = conn.execute(_PAUSED_AMONG, {"now": now, "targets": sorted(targets)}).all()
         paused_groups = {target for scope, target, _ in rows if scope is ActionScope.PROVIDER}
         groups = (
             hygiene_store.members_of(conn, paused_groups, self.policy, among)
@@ -1786,9 +1820,7 @@ class Engine:
     def _pause_until(self, conn: Connection, domains: set[str], now: datetime) -> dict[str, Any]:
         """Paused-until per domain among `domains` (open throttles on the domain or its
         provider group), for scheduling retries."""
-        targets = set(domains) | set(hygiene_store.groups_of(conn, domains, self.policy).values())
-        query = self._paused_targets_query(now).where(_ACTIONS.c.target.in_(list(targets)))
-        paused = self._paused_domains(conn, query, domains)
+        paused = self._paused_domains(conn, now, domains)
         return {d: paused[d] for d in domains if d in paused}
 
     def _why_not_keys(self, keys: Sequence[str], now: datetime) -> dict[str, str]:
@@ -1798,19 +1830,7 @@ class Engine:
         out: dict[str, str] = {}
         domains = {k.rsplit("@", 1)[1] for k in keys}
         with self.db.connect() as conn:
-            for row in conn.execute(
-                select(
-                    _RECIPIENTS.c.address_key,
-                    _RECIPIENTS.c.reason,
-                    _RECIPIENTS.c.standing_since,
-                    _RECIPIENTS.c.suppressed_until,
-                    _ACTIONS.c.rule,
-                    _ACTIONS.c.detail,
-                    _ACTIONS.c.created_by,
-                )
-                .outerjoin(_ACTIONS, _ACTIONS.c.id == _RECIPIENTS.c.suppression_action_id)
-                .where(_RECIPIENTS.c.address_key.in_(list(set(keys))), self._suppressed_clause(now))
-            ):
+            for row in conn.execute(_SUPPRESSED_AMONG, {"now": now, "keys": sorted(set(keys))}):
                 until = f" until {row.suppressed_until.isoformat()}" if row.suppressed_until else ""
                 why = f"reason: {row.reason.value}"
                 if row.rule == "manual" and row.detail:

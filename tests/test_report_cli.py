@@ -227,20 +227,25 @@ def test_domains_report_places_a_provider_throttle_from_the_policy_groups(
         r = f.recipient(session, "x@gmail.com", at=NOW - 9 * DAY)
         f.event(session, r, at=NOW - DAY, outcome=Outcome.DEFERRED, reason=Reason.RATE_LIMITED)
         # The shipped policy groups gmail.com under the "google" provider.
-        f.action(
-            session,
-            kind=ActionKind.THROTTLE,
-            scope=ActionScope.PROVIDER,
-            target="google",
-            at=NOW - DAY,
-            pause_until=pause,
-            max_rate=10.0,
-        )
+        _google_throttle(session, pause)
         session.commit()
     result = run(db_url, "domains", "--format", "json")
     assert result.exit_code == 0, result.output
     [row] = json.loads(result.stdout)
     assert (row["throttled_until"], row["max_rate"]) == (pause.isoformat(), 10.0)
+
+
+def _google_throttle(session: Session, pause: datetime) -> None:
+    """An open throttle on the "google" provider group, paused until `pause`."""
+    f.action(
+        session,
+        kind=ActionKind.THROTTLE,
+        scope=ActionScope.PROVIDER,
+        target="google",
+        at=NOW - DAY,
+        pause_until=pause,
+        max_rate=10.0,
+    )
 
 
 def test_domains_report_places_a_provider_throttle_on_a_domain_learned_by_its_mx(
@@ -260,15 +265,7 @@ def test_domains_report_places_a_provider_throttle_on_a_domain_learned_by_its_mx
                 last_seen_at=NOW - DAY,
             )
         )
-        f.action(
-            session,
-            kind=ActionKind.THROTTLE,
-            scope=ActionScope.PROVIDER,
-            target="google",
-            at=NOW - DAY,
-            pause_until=pause,
-            max_rate=10.0,
-        )
+        _google_throttle(session, pause)
         session.commit()
     result = run(db_url, "domains", "--format", "json")
     assert result.exit_code == 0, result.output

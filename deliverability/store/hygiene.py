@@ -415,13 +415,19 @@ def groups_of(conn: Connection, domains: Iterable[str], policy: Policy) -> dict[
     learning = _learning_groups(policy)
     if rest and learning:
         rest.sort()
-        query = sa.select(_PROVIDERS.c.domain, _PROVIDERS.c.provider).where(
-            _PROVIDERS.c.provider.in_(learning)
-        )
         for part in _chunks(rest):
-            for domain, group in conn.execute(query.where(_PROVIDERS.c.domain.in_(part))):
+            params = {"learning": learning, "domains": list(part)}
+            for domain, group in conn.execute(_LEARNED_GROUPS, params):
                 out[domain] = group
     return out
+
+
+#: The learned group of each of some domains, among the groups that learn (built once: the
+#: sender's API asks on every call).
+_LEARNED_GROUPS = sa.select(_PROVIDERS.c.domain, _PROVIDERS.c.provider).where(
+    _PROVIDERS.c.provider.in_(sa.bindparam("learning", expanding=True)),
+    _PROVIDERS.c.domain.in_(sa.bindparam("domains", expanding=True)),
+)
 
 
 def members_of(
