@@ -237,7 +237,8 @@ _ADDRESS_CACHE = 10_000
 
 _KINDS: dict[str, EventKind] = {kind.value: kind for kind in EventKind}
 
-#: The mapping fields read in one go, in this order (`_mapping_fields`).
+#: The mapping fields read in one go, in this order (`_mapping_fields`): the order of
+#: `Engine._prepare_fields`'s parameters after the kind.
 _MAPPING_ORDER = (
     "recipient",
     "message_id",
@@ -1188,6 +1189,7 @@ class Engine:
         return self._prepare_fields(
             index,
             now,
+            record.kind,
             record.recipient,
             record.message_id,
             record.reply,
@@ -1198,7 +1200,6 @@ class Engine:
             record.at,
             record.source,
             record.position,
-            record.kind,
             record.key,
             record.verdict,
             record.mx_host,
@@ -1212,44 +1213,15 @@ class Engine:
         kind = _KINDS.get(fields["kind"]) if isinstance(fields["kind"], str) else None
         if kind is None or not fields["recipient"]:
             _mapping_kind(item)  # raises, with from_mapping's message
-        (
-            recipient,
-            message_id,
-            reply,
-            code,
-            status,
-            text,
-            attempt,
-            at,
-            source,
-            position,
-            key,
-            verdict,
-            mx_host,
-        ) = _mapping_fields(fields)
-        return self._prepare_fields(
-            index,
-            now,
-            recipient,
-            message_id,
-            reply,
-            code,
-            status,
-            text,
-            attempt,
-            at,
-            str(source or "api"),
-            position,
-            cast(EventKind, kind),
-            key,
-            verdict,
-            mx_host,
-        )
+        fields["source"] = str(fields["source"] or "api")
+        # `_prepare_fields` takes the fields after the kind in `_MAPPING_ORDER`.
+        return self._prepare_fields(index, now, cast(EventKind, kind), *_mapping_fields(fields))
 
     def _prepare_fields(
         self,
         index: int,
         now: datetime,
+        kind: EventKind,
         recipient: str,
         message_id: str | None,
         reply: str | Reply | None,
@@ -1260,10 +1232,9 @@ class Engine:
         at: datetime | str | None,
         source: str,
         position: str | int | None,
-        kind: EventKind,
         key: str | None,
         verdict: Verdict | None,
-        mx_host: str | None = None,
+        mx_host: str | None,
     ) -> _Item:
         """Check one item's fields (a `ReplyRecord`'s) and judge its reply."""
         address = self._addresses.get(recipient) if isinstance(recipient, str) else None
