@@ -60,8 +60,7 @@ def _aware_time_in(value: datetime | None) -> datetime | None:
 
 
 def time_writer(dialect: Dialect) -> Callable[[datetime | None], Any]:
-    """What the driver gets for a `UTCDateTime` column on this dialect (no cache: for values
-    that do not repeat, such as the times of a log's events)."""
+    """What the driver gets for a `UTCDateTime` column on this dialect."""
     if dialect.name == "sqlite":
         return _sqlite_time_text
     if dialect.name == "postgresql":
@@ -79,10 +78,8 @@ def time_reader(dialect: Dialect) -> Callable[[Any], datetime | None]:
 
 
 class _Compiled:
-    def __init__(self, sql: str, names: Sequence[str], columnar: bool = False) -> None:
+    def __init__(self, sql: str, columnar: bool = False) -> None:
         self.sql = sql
-        #: The columns of each row's parameters, in order.
-        self.names = tuple(names)
         #: One parameter per column holding the values of every row (PostgreSQL arrays).
         self.columnar = columnar
         #: MariaDB: the first and the other rows of a derived table (UNION ALL of SELECTs).
@@ -121,13 +118,11 @@ class BulkWriter:
         if compiled is None:
             names = ", ".join(self._quote(c) for c in columns)
             if self.dialect.name == "postgresql":
-                compiled = _Compiled(f"COPY {table.name} ({names}) FROM STDIN", columns)
+                compiled = _Compiled(f"COPY {table.name} ({names}) FROM STDIN")
                 compiled.copy = True
             else:
                 marks = ", ".join([self._mark] * len(columns))
-                compiled = _Compiled(
-                    f"INSERT INTO {table.name} ({names}) VALUES ({marks})", columns
-                )
+                compiled = _Compiled(f"INSERT INTO {table.name} ({names}) VALUES ({marks})")
             self._compiled[key] = compiled
         self._execute(conn, compiled, rows)
 
@@ -150,7 +145,6 @@ class BulkWriter:
                     f" FROM unnest({self._arrays(table, names)})"
                     f" AS s({', '.join(q(c) for c in names)})"
                     " WHERE t.id = s.id",
-                    names,
                     columnar=True,
                 )
             elif self.dialect.name in ("mysql", "mariadb"):
@@ -159,15 +153,12 @@ class BulkWriter:
                 sets = ", ".join(f"t.{q(c)} = s.{q(c)}" for c in columns)
                 first = ", ".join(f"%s AS {q(c)}" for c in names)
                 compiled = _Compiled(
-                    f"UPDATE {table.name} AS t JOIN ({{rows}}) AS s ON t.id = s.id SET {sets}",
-                    names,
+                    f"UPDATE {table.name} AS t JOIN ({{rows}}) AS s ON t.id = s.id SET {sets}"
                 )
                 compiled.derived = (f"SELECT {first}", "SELECT " + ", ".join(["%s"] * len(names)))
             else:
                 sets = ", ".join(f"{q(c)} = {self._mark}" for c in columns)
-                compiled = _Compiled(
-                    f"UPDATE {table.name} SET {sets} WHERE id = {self._mark}", names
-                )
+                compiled = _Compiled(f"UPDATE {table.name} SET {sets} WHERE id = {self._mark}")
             self._compiled[key] = compiled
         self._execute(conn, compiled, rows)
 
