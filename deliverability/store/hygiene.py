@@ -422,12 +422,15 @@ def groups_of(conn: Connection, domains: Iterable[str], policy: Policy) -> dict[
     return out
 
 
-#: The learned group of each of some domains, among the groups that learn (built once: the
-#: sender's API asks on every call).
-_LEARNED_GROUPS = sa.select(_PROVIDERS.c.domain, _PROVIDERS.c.provider).where(
-    _PROVIDERS.c.provider.in_(sa.bindparam("learning", expanding=True)),
-    _PROVIDERS.c.domain.in_(sa.bindparam("domains", expanding=True)),
+#: The learned domains of some groups (`learning`), in domain order: (domain, group). Built
+#: once: the sender's API asks on every call.
+_LEARNED = (
+    sa.select(_PROVIDERS.c.domain, _PROVIDERS.c.provider)
+    .where(_PROVIDERS.c.provider.in_(sa.bindparam("learning", expanding=True)))
+    .order_by(_PROVIDERS.c.domain)
 )
+#: The same, among some domains only (`domains`).
+_LEARNED_GROUPS = _LEARNED.where(_PROVIDERS.c.domain.in_(sa.bindparam("domains", expanding=True)))
 
 
 def members_of(
@@ -444,17 +447,17 @@ def members_of(
     wanted = sorted(g for g in out if g in learning)
     if not wanted:
         return out
-    query = sa.select(_PROVIDERS.c.domain, _PROVIDERS.c.provider).where(
-        _PROVIDERS.c.provider.in_(wanted)
-    )
-    parts: Iterable[Sequence[str] | None] = [None]
-    if among is not None:
-        parts = list(_chunks(sorted(set(among) - set(listed))))
-    for part in parts:
-        limited = query if part is None else query.where(_PROVIDERS.c.domain.in_(part))
-        for domain, group in conn.execute(limited.order_by(_PROVIDERS.c.domain)):
-            if domain not in listed:
-                out[group].append(domain)
+    if among is None:
+        rows: Iterable[Any] = conn.execute(_LEARNED, {"learning": wanted})
+    else:
+        rows = (
+            row
+            for part in _chunks(sorted(set(among) - set(listed)))
+            for row in conn.execute(_LEARNED_GROUPS, {"learning": wanted, "domains": list(part)})
+        )
+    for domain, group in rows:
+        if domain not in listed:
+            out[group].append(domain)
     return out
 
 
