@@ -1140,7 +1140,8 @@ class Engine:
         return cached
 
     def _address(self, raw: str) -> Address:
-        address = self._addresses.get(raw)
+        # Not a string (a caller's mistake): not a key to look up, and normalize_address says why.
+        address = self._addresses.get(raw) if isinstance(raw, str) else None
         if address is None:
             address = normalize_address(raw)
             # Small on purpose: a list's addresses recur a campaign apart, far beyond any
@@ -1237,9 +1238,7 @@ class Engine:
         mx_host: str | None,
     ) -> _Item:
         """Check one item's fields (a `ReplyRecord`'s) and judge its reply."""
-        address = self._addresses.get(recipient) if isinstance(recipient, str) else None
-        if address is None:
-            address = self._address(recipient)
+        address = self._address(recipient)
         if message_id is not None:
             if not isinstance(message_id, str):
                 raise InputError(f"message_id must be a string, got {type(message_id).__name__}")
