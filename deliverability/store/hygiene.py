@@ -1475,11 +1475,11 @@ class _Evaluator:
             status = ActionStatus.PENDING if sup.held else ActionStatus.OPEN
             found = existing.get(key)
             ran_out = found["expires_at"] if found is not None else None
-            if ran_out is not None and ran_out <= sup.at:
+            if found is not None and ran_out is not None and ran_out <= sup.at:
                 # Its expiry passed before this evidence: close it and raise a new one, as the
                 # nightly sweep would have.
-                action = self.s.get(Action, found["id"]) if found is not None else None
-                assert action is not None
+                action = self.s.get(Action, found["id"])
+                assert action is not None  # read just above, in this transaction
                 _resolve(action, ActionStatus.EXPIRED, BY_POLICY, ran_out, "expired")
                 self.s.flush()
                 found = None
