@@ -1,0 +1,187 @@
+"""The sender's calls never scan a whole history table, on every backend.
+
+A mailing-list sender calls the engine on every reply and before every send, against a store that
+grows to millions of events. Each statement those calls make is captured and handed to the
+backend's own planner (SQLite's EXPLAIN QUERY PLAN, PostgreSQL's EXPLAIN with sequential scans
+priced out, MariaDB's EXPLAIN): none may read `events`, `deliveries` or `recipients` from end to
+end, which would make a call's cost grow with the history instead of with what it asks about.
+
+The tables here are small, so PostgreSQL is asked with `enable_seqscan` off: it then reads a
+whole table only when no index can serve the query
+(https://www.postgresql.org/docs/current/runtime-config-query.html), and walks a whole index
+(an index scan with no index condition) rather than scan, which counts as a scan too. SQLite and
+MariaDB take an index they can use even on small tables.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from conftest import FakeClock
+
+from deliverability.engine import Engine, ReplyRecord
+
+#: The tables that grow with the history (an address list's size, or every reply ever).
+HISTORY_TABLES = ("events", "deliveries", "recipients")
+
+DELIVERED = "250 2.0.0 OK"
+MISSING = "550 5.1.1 The email account that you tried to reach does not exist"
+PUSHBACK = "421 4.7.0 Try again later, closing connection."
+FULL = "452 4.2.2 The email account that you tried to reach is over quota"
+GOOGLE_MX = "gmail-smtp-in.l.google.com[142.250.27.27]:25"
+
+
+@pytest.fixture
+def engine(db_url: str, clock: FakeClock) -> Iterator[Engine]:
+    eng = Engine(db_url, clock=clock)
+    # A history with something of each kind in it: deliveries, retries, a suppression, a
+    # throttled destination and a domain learned to be Google-hosted.
+    items = []
+    start = clock.now - timedelta(hours=6)
+    replies = (DELIVERED, DELIVERED, FULL, MISSING, PUSHBACK)
+    for i in range(200):
+        items.append(
+            ReplyRecord(
+                recipient=f"user{i}@{('example.com', 'example.org', 'acme.example')[i % 3]}",
+                message_id=f"<m{i % 7}@list.example>",
+                reply=replies[i % len(replies)],
+                at=start + timedelta(seconds=30 * i),
+                mx_host=GOOGLE_MX if i % 3 == 2 else None,
+            )
+        )
+    eng.record_many(items)
+    yield eng
+    eng.close()
+
+
+def _captured(engine: Engine) -> tuple[list[tuple[str, Any]], Any]:
+    """Every single (not executemany) statement the engine runs from now on: (sql, params)."""
+    statements: list[tuple[str, Any]] = []
+
+    def keep(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
+        if not many and sql.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE", "WITH")):
+            statements.append((sql, params))
+
+    sa.event.listen(engine.db, "before_cursor_execute", keep)
+    return statements, keep
+
+
+#: `FROM events AS anchor`, `JOIN deliveries t`: a history table and the name it goes by.
+_NAMED = re.compile(
+    r"\b(?:FROM|JOIN)\s+(" + "|".join(HISTORY_TABLES) + r")\b(?:\s+(?:AS\s+)?(\w+))?",
+    re.IGNORECASE,
+)
+_KEYWORDS = {"where", "join", "inner", "left", "cross", "on", "group", "order", "limit", "for"}
+
+
+def _history_names(sql: str) -> set[str]:
+    """The names the history tables go by in `sql`: their own, and any alias (SQLite and
+    MariaDB name a scanned table by its alias)."""
+    names = set(HISTORY_TABLES)
+    for _table, alias in _NAMED.findall(sql):
+        if alias and alias.lower() not in _KEYWORDS:
+            names.add(alias)
+    return names
+
+
+def _full_scans(conn: sa.Connection, sql: str, params: Any) -> list[str]:
+    """The history tables this statement reads from end to end, as the backend plans it."""
+    name = conn.dialect.name
+    history = _history_names(sql)
+    found: list[str] = []
+    if name == "sqlite":
+        for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params):
+            detail = str(row[-1])
+            # "SCAN events" (a table read row by row); "SCAN t USING INDEX ..." walks an index.
+            match = re.match(r"SCAN (\w+)$", detail)
+            if match and match.group(1) in history:
+                found.append(detail)
+    elif name == "postgresql":
+        with conn.begin_nested():
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            (plan,) = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}", params).one()
+        nodes = [plan[0]["Plan"]]
+        while nodes:
+            node = nodes.pop()
+            nodes.extend(node.get("Plans", ()))
+            if node.get("Relation Name") not in HISTORY_TABLES:
+                continue
+            # With sequential scans priced out the planner walks a whole index instead: an
+            # index scan with no condition on the index reads every row just the same.
+            kind = node["Node Type"]
+            if kind == "Seq Scan" or (
+                kind in ("Index Scan", "Index Only Scan") and "Index Cond" not in node
+            ):
+                found.append(f"{kind} on {node['Relation Name']}")
+    else:
+        for row in conn.exec_driver_sql(f"EXPLAIN {sql}", params).mappings():
+            # ALL reads the table from end to end, index the whole of one of its indexes
+            # (https://mariadb.com/kb/en/explain/, "type").
+            if row["table"] in history and row["type"] in ("ALL", "index"):
+                found.append(f"{row['table']}: type {row['type']}")
+    return found
+
+
+def _assert_no_full_scan(engine: Engine, statements: list[tuple[str, Any]]) -> None:
+    assert statements, "no statement was captured"
+    problems = []
+    with engine.db.connect() as conn:
+        for sql, params in statements:
+            scans = _full_scans(conn, sql, params)
+            if scans:
+                problems.append(f"{' '.join(sql.split())[:300]}\n    -> {scans}")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_plan_check_sees_a_history_table_read_from_end_to_end(engine: Engine) -> None:
+    # The check itself must be able to fail: a filter no index serves (the reply text), on a
+    # table and on an alias of it, is a whole-table read on every backend.
+    with engine.db.connect() as conn:
+        for sql in (
+            "SELECT id FROM events WHERE text = 'OK'",
+            "SELECT e.id FROM events AS e WHERE e.text = 'OK'",
+            "SELECT r.id FROM recipients r WHERE r.last_text = 'OK'",
+        ):
+            params: Any = {} if conn.dialect.paramstyle != "qmark" else ()
+            assert _full_scans(conn, sql, params), sql
+
+
+def test_the_calls_made_before_a_send_use_an_index_for_every_history_table(
+    engine: Engine,
+) -> None:
+    statements, _ = _captured(engine)
+    assert engine.is_sendable("user3@example.com") is False  # suppressed: 550 5.1.1
+    engine.why_not_sendable("user5@acme.example")
+    engine.filter_sendable([f"user{i}@example.org" for i in range(0, 60, 3)])
+    engine.throttle_for("example.com")
+    engine.due_retries(limit=50)
+    _assert_no_full_scan(engine, statements)
+
+
+def test_recording_one_reply_uses_an_index_for_every_history_table(
+    engine: Engine, clock: FakeClock
+) -> None:
+    statements, _ = _captured(engine)
+    for i, reply in enumerate((DELIVERED, FULL, MISSING, PUSHBACK)):
+        clock.advance(timedelta(minutes=1))
+        engine.record(
+            f"user{i}@example.com", reply, message_id=f"<next{i}@list.example>", at=clock.now
+        )
+    engine.record("user9@acme.example", PUSHBACK, message_id="<next9@list.example>", at=clock.now)
+    _assert_no_full_scan(engine, statements)
+
+
+def test_list_management_and_status_use_an_index_for_every_history_table(
+    engine: Engine,
+) -> None:
+    statements, _ = _captured(engine)
+    engine.status("user1@example.org")
+    engine.suppress("user1@example.org", "asked to leave the list", by="test")
+    engine.unsuppress("user1@example.org", by="test")
+    engine.status("user1@example.org")
+    _assert_no_full_scan(engine, statements)
