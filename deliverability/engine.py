@@ -1764,33 +1764,46 @@ class Engine:
     # -- internals: sendability --------------------------------------------------------------
 
     def _paused_domains(
-        self, conn: Connection, now: datetime, among: set[str] | None = None
+        self,
+        conn: Connection,
+        now: datetime,
+        among: set[str] | None = None,
+        groups: dict[str, str] | None = None,
     ) -> dict[str, datetime]:
         """Every paused destination domain (provider groups expanded to the policy's and the
-        learned domains) -> paused until; only `among` and their groups when given."""
+        learned domains) -> paused until; only `among` and their groups when given (`groups`:
+        the provider group of each of `among`, when the caller has already asked)."""
         out: dict[str, datetime] = {}
         if among is None:
             rows = conn.execute(_PAUSED_TARGETS, {"now": now}).all()
         else:
-            targets = among | set(hygiene_store.groups_of(conn, among, self.policy).values())
+            if groups is None:
+                groups = hygiene_store.groups_of(conn, among, self.policy)
+            targets = among | set(groups.values())
             rows = conn.execute(_PAUSED_AMONG, {"now": now, "targets": sorted(targets)}).all()
         paused_groups = {target for scope, target, _ in rows if scope is ActionScope.PROVIDER}
-        groups = (
+        members = (
             hygiene_store.members_of(conn, paused_groups, self.policy, among)
             if paused_groups
             else {}
         )
         for scope, target, until in rows:
-            domains = groups.get(target, ()) if scope is ActionScope.PROVIDER else (target,)
+            domains = members.get(target, ()) if scope is ActionScope.PROVIDER else (target,)
             for domain in domains:
                 if domain not in out or out[domain] < until:
                     out[domain] = until
         return out
 
-    def _pause_until(self, conn: Connection, domains: set[str], now: datetime) -> dict[str, Any]:
+    def _pause_until(
+        self,
+        conn: Connection,
+        domains: set[str],
+        now: datetime,
+        groups: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         """Paused-until per domain among `domains` (open throttles on the domain or its
         provider group), for scheduling retries."""
-        paused = self._paused_domains(conn, now, domains)
+        paused = self._paused_domains(conn, now, domains, groups)
         return {d: paused[d] for d in domains if d in paused}
 
     def _why_not_keys(self, keys: Sequence[str], now: datetime) -> dict[str, str]:
@@ -1809,10 +1822,10 @@ class Engine:
                 out[row.address_key] = (
                     f"suppressed since {row.standing_since.isoformat()}{until} ({why})"
                 )
-            paused = self._pause_until(conn, domains, now)
-            # Name the provider group too: the pause of a domain never throttled itself is
-            # its group's (listed in the policy or learned from its MX host).
-            groups = hygiene_store.groups_of(conn, paused, self.policy) if paused else {}
+            # Asked once: the pause of a domain never throttled itself is its group's (listed
+            # in the policy or learned from its MX host), and the answer names the group.
+            groups = hygiene_store.groups_of(conn, domains, self.policy)
+            paused = self._pause_until(conn, domains, now, groups)
         for key in keys:
             domain = key.rsplit("@", 1)[1]
             if key not in out and domain in paused:
