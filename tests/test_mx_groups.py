@@ -274,6 +274,123 @@ def test_a_domains_last_sighting_moves_on_hourly_not_with_every_chunk(
     assert seen == [(first, first), (first, first), (first, times[2])]
 
 
+# ---- a domain that moves away from its provider ----------------------------------------------
+
+SELF_HOSTED_MX = "mx1.acme.example[192.0.2.10]:25"
+UNLISTED = dataclasses.replace(POLICY, throttle=dataclasses.replace(T, provider_domains={}))
+
+
+def _google_pushback(engine: Engine, at: datetime) -> None:
+    engine.record_many([_item("x@gmail.com", PUSHBACK, at, n=99)])
+
+
+@pytest.mark.parametrize("later", [timedelta(hours=2), timedelta(0)], ids=["later", "same-time"])
+def test_a_domain_seen_answered_by_its_own_mail_server_leaves_its_provider_group(
+    engine: Engine, clock: FakeClock, db_url: str, later: timedelta
+) -> None:
+    now = clock()
+    seen = now - timedelta(hours=3)
+    engine.record_many([_item("ann@acme.example", DELIVERED, seen, WORKSPACE_MX)])
+    engine.record_many([_item("bob@acme.example", DELIVERED, seen + later, SELF_HOSTED_MX, n=1)])
+    assert "acme.example" not in _learned(db_url)
+    _google_pushback(engine, now - timedelta(minutes=1))
+    # Google is paused; acme.example is a plain domain again and Google's throttle no longer
+    # holds it back.
+    assert engine.throttle_for("acme.example") is None
+    assert engine.is_sendable("carl@acme.example")
+    assert engine.filter_sendable(["carl@acme.example", "y@gmail.com"]) == ["carl@acme.example"]
+
+
+def test_an_older_self_hosted_sighting_leaves_the_membership_as_it_is(
+    engine: Engine, clock: FakeClock, db_url: str
+) -> None:
+    now = clock()
+    engine.record_many([_item("ann@acme.example", DELIVERED, now - timedelta(hours=1), GOOGLE_MX)])
+    # A late log line from before the domain was last seen at Google says nothing new.
+    engine.record_many(
+        [_item("bob@acme.example", DELIVERED, now - timedelta(hours=2), SELF_HOSTED_MX, n=1)]
+    )
+    assert _learned(db_url) == {"acme.example": ("google", "gmail-smtp-in.l.google.com")}
+    _google_pushback(engine, now - timedelta(minutes=1))
+    throttle = engine.throttle_for("acme.example")
+    assert throttle is not None
+    assert (throttle.scope, throttle.destination) == (ActionScope.PROVIDER, "google")
+    assert not engine.is_sendable("carl@acme.example")
+
+
+def test_the_next_sighting_of_the_providers_mx_learns_a_domain_that_left_again(
+    engine: Engine, clock: FakeClock, db_url: str
+) -> None:
+    now = clock()
+    back = now - timedelta(hours=1)
+    engine.record_many([_item("ann@acme.example", DELIVERED, now - timedelta(hours=3), GOOGLE_MX)])
+    # Its self-hosted backup MX answered once (the primary was unreachable).
+    engine.record_many(
+        [_item("bob@acme.example", DELIVERED, now - timedelta(hours=2), SELF_HOSTED_MX, n=1)]
+    )
+    engine.record_many([_item("cat@acme.example", DELIVERED, back, WORKSPACE_MX, n=2)])
+    assert _learned(db_url) == {"acme.example": ("google", "aspmx.l.google.com")}
+    db = create_engine(db_url)
+    with Session(db) as s:
+        row = s.get(DomainProvider, "acme.example")
+        assert row is not None
+        assert (row.first_seen_at, row.last_seen_at) == (back, back)
+    db.dispose()
+    _google_pushback(engine, now - timedelta(minutes=1))
+    assert not engine.is_sendable("dan@acme.example")
+
+
+def test_a_listed_domain_seen_answered_by_another_mail_server_stays_in_its_group(
+    clock: FakeClock, db_url: str
+) -> None:
+    now = clock()
+    # Learned while the policy did not list gmail.com; listed since, its row is left alone.
+    with Engine(db_url, policy=UNLISTED, clock=clock) as before:
+        before.record_many([_item("x@gmail.com", DELIVERED, now - timedelta(hours=3), GOOGLE_MX)])
+    with Engine(db_url, policy=POLICY, clock=clock) as eng:
+        eng.record_many(
+            [_item("y@gmail.com", DELIVERED, now - timedelta(hours=1), SELF_HOSTED_MX, n=1)]
+        )
+        assert _learned(db_url) == {"gmail.com": ("google", "gmail-smtp-in.l.google.com")}
+        _google_pushback(eng, now - timedelta(minutes=1))
+        assert not eng.is_sendable("z@gmail.com")
+        assert eng.filter_sendable(["z@gmail.com", "w@plain.example"]) == ["w@plain.example"]
+
+
+def test_one_select_reads_the_known_rows_of_a_chunk_whatever_its_mx_hosts(
+    sa_engine: sa.Engine, frozen_now: datetime
+) -> None:
+    at = frozen_now - timedelta(hours=1)
+    with sa_engine.begin() as conn:
+        store_hygiene.learn_providers(
+            conn,
+            {f"d{i}.example": ("aspmx.l.google.com", at - timedelta(hours=1)) for i in range(40)},
+            POLICY,
+        )
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "domain_providers" in statement:
+            statements.append(statement.split(None, 1)[0].upper())
+
+    sa.event.listen(sa_engine, "before_cursor_execute", seen)
+    try:
+        with sa_engine.begin() as conn:
+            # Half of the known domains moved to their own servers, half stay; forty new domains
+            # are seen, half of them at Google.
+            sightings = {
+                f"d{i}.example": ("mx.self.example" if i % 2 else "aspmx.l.google.com", at)
+                for i in range(80)
+            }
+            store_hygiene.learn_providers(conn, sightings, POLICY)
+    finally:
+        sa.event.remove(sa_engine, "before_cursor_execute", seen)
+    assert statements.count("SELECT") == 1
+    with Session(sa_engine) as s:
+        learned = set(s.scalars(sa.select(DomainProvider.domain)))
+    assert learned == {f"d{i}.example" for i in range(0, 80, 2)}
+
+
 # ---- incremental, nightly and full evaluation agree ------------------------------------------
 
 START = datetime(2026, 11, 2, 11, 0, tzinfo=UTC)

@@ -470,42 +470,69 @@ def _destination_of(conn: Connection, domain: str, policy: Policy) -> tuple[Acti
 #: A domain's `last_seen_at` (and its MX host) is refreshed when a sighting is this much newer.
 _SEEN_REFRESH = timedelta(hours=1)
 
+#: The learned rows of some domains (`domains`), whatever their group: one indexed (primary key)
+#: read per chunk of sightings. Built once: the engine asks on every chunk it writes.
+_KNOWN = sa.select(
+    _PROVIDERS.c.domain,
+    _PROVIDERS.c.provider,
+    _PROVIDERS.c.mx_host,
+    _PROVIDERS.c.first_seen_at,
+    _PROVIDERS.c.last_seen_at,
+).where(_PROVIDERS.c.domain.in_(sa.bindparam("domains", expanding=True)))
+
+#: Ends the membership of a domain that moved away (`b_at` its sighting). The condition on
+#: `last_seen_at` is checked again in the statement: a concurrent writer may have seen it at its
+#: provider later than this chunk's read.
+_FORGET = sa.delete(_PROVIDERS).where(
+    _PROVIDERS.c.domain == sa.bindparam("b_domain"),
+    _PROVIDERS.c.last_seen_at <= sa.bindparam("b_at", type_=UTCDateTime()),
+)
+
 
 def learn_providers(
     conn: Connection, sightings: dict[str, tuple[str, datetime]], policy: Policy
 ) -> int:
     """Remember the provider group of each domain whose MX host matches a group's
-    `mx_suffixes`: `sightings` maps a recipient domain to (the normalised MX host that answered,
-    the event's time). Domains the policy lists are left out (its lists win). A domain seen with
-    another group's MX later than its last sighting moved: its row follows. `last_seen_at` and
-    the host move on once a sighting is `_SEEN_REFRESH` newer. Returns how many rows were
-    written."""
+    `mx_suffixes`, and forget it for a domain that moved away: `sightings` maps a recipient
+    domain to (the normalised MX host that answered, the event's time).
+
+    - Domains the policy lists are left out (its lists win), whatever their MX host.
+    - A domain seen with another group's MX later than its last sighting moved: its row follows.
+    - A domain seen with an MX of no group (its own server, another host) no earlier than its
+      row's `last_seen_at` moved away: its row is deleted, and it has no group, like a domain
+      never learned. A domain whose backup MX is self-hosted therefore leaves its group when
+      the backup answers; the next sighting of the provider's MX learns it again.
+    - An older sighting than `last_seen_at` changes nothing, whichever host it names: a late
+      log must not undo newer knowledge.
+    - `last_seen_at` and the host move on once a sighting is `_SEEN_REFRESH` newer.
+
+    One indexed read of the known rows per few thousand domains covers every sighting; the
+    writes are batched. Returns how many rows were written (inserted, updated or deleted)."""
     listed = _listed(policy)
-    found: dict[str, tuple[str, str, datetime]] = {}
+    found: dict[str, tuple[str | None, str, datetime]] = {}
     for domain, (host, at) in sightings.items():
-        if domain in listed:
-            continue
-        group = provider_of_mx(host, policy.throttle)
-        if group is not None:
-            found[domain] = (group, host, at)
+        if domain not in listed:
+            found[domain] = (provider_of_mx(host, policy.throttle), host, at)
     if not found:
         return 0
-    p = _PROVIDERS.c
     known = {
         domain: (group, host, first, last)
         for part in _chunks(sorted(found))
-        for domain, group, host, first, last in conn.execute(
-            sa.select(p.domain, p.provider, p.mx_host, p.first_seen_at, p.last_seen_at).where(
-                p.domain.in_(part)
-            )
-        )
+        for domain, group, host, first, last in conn.execute(_KNOWN, {"domains": list(part)})
     }
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
+    deletes: list[dict[str, Any]] = []
     # In domain order, as the chunk writer locks recipients: two writers never wait on each
     # other's rows in opposite orders.
     for domain, (group, host, at) in sorted(found.items()):
         old = known.get(domain)
+        if group is None:
+            # An MX of no group: the domain moved away, unless this sighting is older than
+            # what the row knows (`_FORGET` checks that again in the statement).
+            if old is not None and at >= old[3]:
+                deletes.append({"b_domain": domain, "b_at": at})
+            continue
         if old is None:
             inserts.append(
                 {
@@ -542,6 +569,7 @@ def learn_providers(
     if inserts:
         conn.execute(sa.insert(_PROVIDERS), inserts)
     if updates:
+        p = _PROVIDERS.c
         conn.execute(
             sa.update(_PROVIDERS)
             .where(p.domain == sa.bindparam("b_domain"))
@@ -553,7 +581,9 @@ def learn_providers(
             ),
             updates,
         )
-    return len(inserts) + len(updates)
+    if deletes:
+        conn.execute(_FORGET, deletes)
+    return len(inserts) + len(updates) + len(deletes)
 
 
 # --------------------------------------------------------------------------------------------

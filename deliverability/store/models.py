@@ -284,7 +284,8 @@ class DomainProvider(Base):
     a DSN's ``Remote-MTA``, a reply log's ``mx_host``) and that host matches a group's
     ``mx_suffixes``. The store's throttles then treat the domain as if the policy listed it in
     that group's ``domains`` (the policy's own lists win; a group the policy no longer names
-    stops applying).
+    stops applying). A newer sighting by an MX of no group deletes the row (the domain moved
+    away), and ``prune`` deletes rows not seen since its cutoff.
     """
 
     __tablename__ = "domain_providers"
