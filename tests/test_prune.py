@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from deliverability.cli import cli
 from deliverability.errors import InputError
 from deliverability.policy import Policy
-from deliverability.store.models import Action, Delivery, Event, Recipient
+from deliverability.store.models import Action, Delivery, DomainProvider, Event, Recipient
 from deliverability.store.prune import cited_event_ids, longest_window, prune_history
 from deliverability.vocabulary import (
     ActionKind,
@@ -108,6 +108,20 @@ class History:
         self.session.flush()
         return a
 
+    def learned(self, domain: str, age: timedelta) -> DomainProvider:
+        """A domain learned to be Google-hosted, last seen `age` ago."""
+        at = self.now - age
+        row = DomainProvider(
+            domain=domain,
+            provider="google",
+            mx_host="aspmx.l.google.com",
+            first_seen_at=at - 30 * DAY,
+            last_seen_at=at,
+        )
+        self.session.add(row)
+        self.session.flush()
+        return row
+
 
 @pytest.fixture
 def history(session: Session, frozen_now: datetime) -> History:
@@ -117,6 +131,11 @@ def history(session: Session, frozen_now: datetime) -> History:
 def event_ids(engine: Engine) -> set[int]:
     with Session(engine) as s:
         return set(s.scalars(select(Event.id)))
+
+
+def learned_domains(engine: Engine) -> set[str]:
+    with Session(engine) as s:
+        return set(s.scalars(select(DomainProvider.domain)))
 
 
 def recipients_state(engine: Engine) -> list[tuple[Any, ...]]:
@@ -283,6 +302,24 @@ def test_finished_deliveries_are_deleted_and_deferred_ones_kept(
     assert result.deleted_deliveries == len(DeliveryState) - 1
 
 
+def test_learned_provider_rows_not_seen_since_the_cutoff_are_deleted_and_fresh_ones_kept(
+    sa_engine: Engine, history: History, frozen_now: datetime
+) -> None:
+    for i in range(5):
+        history.learned(f"stale{i}.example", (91 + i) * DAY)
+    history.learned("fresh.example", 89 * DAY)
+    history.learned("busy.example", 1 * DAY)
+    history.session.commit()
+
+    dry = prune_history(sa_engine, older_than=90 * DAY, now=frozen_now, dry_run=True)
+    assert dry.deleted_providers == 5
+    assert len(learned_domains(sa_engine)) == 7
+    result = prune_history(sa_engine, older_than=90 * DAY, now=frozen_now, batch_size=2)
+
+    assert result.deleted_providers == 5
+    assert learned_domains(sa_engine) == {"fresh.example", "busy.example"}
+
+
 def test_a_retention_shorter_than_the_policys_longest_window_is_refused(
     sa_engine: Engine, frozen_now: datetime
 ) -> None:
@@ -329,6 +366,25 @@ def test_the_prune_command_reports_what_it_would_delete_and_then_deletes_it(
     assert done.exit_code == 0, done.output
     assert "deleted 2, kept 0" in done.output
     assert len(event_ids(sa_engine)) == 1
+
+
+def test_the_prune_command_reports_the_learned_provider_rows_it_deletes(
+    db_url: str, sa_engine: Engine, history: History, frozen_now: datetime
+) -> None:
+    history.learned("moved.example", 200 * DAY)
+    history.learned("current.example", 2 * DAY)
+    history.session.commit()
+    now = frozen_now.isoformat()
+
+    dry = invoke(db_url, "--older-than", "90d", "--dry-run", "--now", now, "--format", "json")
+    assert dry.exit_code == 0, dry.output
+    assert json.loads(dry.output)["deleted_providers"] == 1
+    assert learned_domains(sa_engine) == {"moved.example", "current.example"}
+
+    done = invoke(db_url, "--older-than", "90d", "--now", now)
+    assert done.exit_code == 0, done.output
+    assert "deleted 1 learned provider group(s)" in done.output
+    assert learned_domains(sa_engine) == {"current.example"}
 
 
 def test_the_prune_command_refuses_a_duration_it_cannot_read(db_url: str) -> None:

@@ -49,7 +49,8 @@ def prune(
     fmt: str,
 ) -> None:
     """Delete events and finished deliveries older than DURATION, keeping every standing,
-    suppression and the events that justify them."""
+    suppression and the events that justify them, and the learned provider groups of domains
+    not seen since."""
     policy = load_policy(ctx.obj.policy_path if ctx.obj else None)
     at = parse_time(now) if now else system_clock()
     engine = open_engine(ctx.obj.database_url if ctx.obj else None)
@@ -74,5 +75,7 @@ def prune(
         f"events older than {result.cutoff.isoformat()}: {result.old_events}; "
         f"{verb} {result.deleted_events}, kept {result.kept_events} "
         f"(latest per recipient, suppressed recipients, cited as evidence); "
-        f"{verb} {result.deleted_deliveries} finished deliveries; {result.batches} batch(es)"
+        f"{verb} {result.deleted_deliveries} finished deliveries; "
+        f"{verb} {result.deleted_providers} learned provider group(s) not seen since; "
+        f"{result.batches} batch(es)"
     )

@@ -13,6 +13,10 @@ batch for a lock. It never deletes:
 - recipients, actions, ingest bookkeeping (so the nightly job never reads a pruned source twice)
   or rejected input.
 
+It also deletes the learned provider groups (`domain_providers`) of domains not seen since the
+cutoff: where a domain's mail was hosted that long ago says nothing current, and a domain that
+moved to a server of no group would otherwise stay in its old group (docs/hygiene.md).
+
 Standings and counters live on `recipients` and are not recomputed from events, so deleting
 events never changes them. The cutoff must not be newer than the policy's longest window
 (`longest_window`): the hygiene rules count events inside those windows.
@@ -30,7 +34,7 @@ from sqlalchemy.orm import aliased
 
 from deliverability.errors import InputError
 from deliverability.policy import Policy, format_duration
-from deliverability.store.models import Action, Delivery, Event, Recipient
+from deliverability.store.models import Action, Delivery, DomainProvider, Event, Recipient
 from deliverability.store.retry import run_in_transaction
 from deliverability.vocabulary import ActionStatus, DeliveryState, Standing
 
@@ -55,6 +59,8 @@ class PruneResult:
     kept_events: int
     deleted_events: int
     deleted_deliveries: int
+    #: Learned provider groups (`domain_providers` rows) last seen before the cutoff.
+    deleted_providers: int
     batches: int
 
     def as_dict(self) -> dict[str, Any]:
@@ -110,7 +116,8 @@ def prune_history(
     dry_run: bool = False,
     batch_size: int = DEFAULT_BATCH,
 ) -> PruneResult:
-    """Delete events and finished deliveries from before ``now - older_than``, in batches.
+    """Delete events, finished deliveries and learned provider groups from before
+    ``now - older_than``, in batches.
 
     With `policy`, a retention shorter than its longest window is refused (InputError naming the
     window), since deleting events inside it would change what the hygiene rules decide next.
@@ -182,6 +189,7 @@ def prune_history(
         batches += 1
 
     deleted_deliveries = _prune_deliveries(engine, cutoff, dry_run=dry_run, batch_size=batch_size)
+    deleted_providers = _prune_providers(engine, cutoff, dry_run=dry_run, batch_size=batch_size)
     return PruneResult(
         cutoff=cutoff,
         dry_run=dry_run,
@@ -189,6 +197,7 @@ def prune_history(
         kept_events=old_events - deleted_events,
         deleted_events=deleted_events,
         deleted_deliveries=deleted_deliveries,
+        deleted_providers=deleted_providers,
         batches=batches,
     )
 
@@ -227,6 +236,40 @@ def _prune_deliveries(engine: Engine, cutoff: datetime, *, dry_run: bool, batch_
                     Delivery.id.in_(ids),
                     Delivery.state.in_(finished),
                     Delivery.last_attempt_at < cutoff,
+                )
+            ).rowcount
+
+        deleted += run_in_transaction(engine, delete_batch)
+
+
+def _prune_providers(engine: Engine, cutoff: datetime, *, dry_run: bool, batch_size: int) -> int:
+    """Learned provider groups whose domain was last seen before the cutoff. Read in primary-key
+    order after the last batch's domain: one row per recipient domain, so a scan of the table
+    over all batches (no index on `last_seen_at` to keep up on every sighting)."""
+    deleted = 0
+    after = ""
+    while True:
+        with engine.connect() as conn:
+            domains = list(
+                conn.scalars(
+                    select(DomainProvider.domain)
+                    .where(DomainProvider.last_seen_at < cutoff, DomainProvider.domain > after)
+                    .order_by(DomainProvider.domain)
+                    .limit(batch_size)
+                )
+            )
+        if not domains:
+            return deleted
+        after = domains[-1]
+        if dry_run:
+            deleted += len(domains)
+            continue
+
+        def delete_batch(conn: Connection, domains: list[str] = domains) -> int:
+            # The time is checked again: a sighting since the read may have refreshed the row.
+            return conn.execute(
+                delete(DomainProvider).where(
+                    DomainProvider.domain.in_(domains), DomainProvider.last_seen_at < cutoff
                 )
             ).rowcount
 
