@@ -43,6 +43,7 @@ __all__ = [
     "evidence_of",
     "in_window",
     "is_incident",
+    "is_relay",
     "open_key",
     "provider_groups",
     "provider_of_mx",
@@ -210,9 +211,11 @@ def destination_of(
     for name, domains in policy.provider_domains.items():
         if domain in domains:
             return ActionScope.PROVIDER, name
-    group = provider_of_mx(mx_host, policy) if mx_host else None
-    if group is not None:
-        return ActionScope.PROVIDER, group
+    # The sender's own relay names itself, not the domain's MX.
+    if mx_host and not is_relay(mx_host, policy):
+        group = provider_of_mx(mx_host, policy)
+        if group is not None:
+            return ActionScope.PROVIDER, group
     return ActionScope.DOMAIN, domain
 
 
@@ -224,11 +227,24 @@ def provider_of_mx(mx_host: str, policy: ThrottlePolicy) -> str | None:
     """
     host = mx_host.lower().rstrip(".")
     for name, suffixes in policy.provider_mx_suffixes.items():
-        for suffix in suffixes:
-            bare = suffix.strip(".")
-            if bare and (host == bare or host.endswith("." + bare)):
-                return name
+        if _ends_with_any(host, suffixes):
+            return name
     return None
+
+
+def is_relay(mx_host: str, policy: ThrottlePolicy) -> bool:
+    """Is this host one of the sender's own relays (`relay_hosts`, matched as MX suffixes are)?
+    Its name says nothing about where the recipient's domain is hosted."""
+    return _ends_with_any(mx_host.lower().rstrip("."), policy.relay_hosts)
+
+
+def _ends_with_any(host: str, suffixes: tuple[str, ...]) -> bool:
+    """Does `host` equal or end with one of `suffixes`, on whole labels?"""
+    for suffix in suffixes:
+        bare = suffix.strip(".")
+        if bare and (host == bare or host.endswith("." + bare)):
+            return True
+    return False
 
 
 def provider_groups(policy: ThrottlePolicy) -> set[str]:

@@ -59,6 +59,10 @@ class ThrottlePolicy:
     #: Provider groups: name -> domains and MX host suffixes that share one throttle.
     provider_domains: dict[str, tuple[str, ...]] = field(default_factory=dict)
     provider_mx_suffixes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: The sender's own relays (a Postfix `relayhost`, a smarthost): host names matched on whole
+    #: labels, like `mx_suffixes`. A `relay=` naming one of them names the relay, not the
+    #: recipient's MX, so it neither teaches nor ends a domain's provider group.
+    relay_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -573,6 +577,9 @@ class _Reader:
             if name == "hygiene" and key == "suppression_expiry":
                 self._read_expiry(value, out)
                 continue
+            if name == "throttle" and key == "relay_hosts":
+                self._read_relay_hosts(value, where, out)
+                continue
             if key not in known or key in ("provider_domains", "provider_mx_suffixes"):
                 names = ", ".join(
                     sorted(
@@ -767,6 +774,18 @@ class _Reader:
                 target[group] = tuple(i.strip().lower() for i in items)
         out["provider_domains"] = domains
         out["provider_mx_suffixes"] = suffixes
+
+    def _read_relay_hosts(self, value: Any, line: int | None, out: dict[str, Any]) -> None:
+        hosts = value if isinstance(value, list) else None
+        if hosts is None or not all(isinstance(h, str) and h.strip(" .") for h in hosts):
+            self.problem(
+                line,
+                "throttle.relay_hosts",
+                f"must be a list of host names, got {value!r}",
+                "write it like relay_hosts = ['smtp.relay.example.net']",
+            )
+            return
+        out["relay_hosts"] = tuple(h.strip().lower().rstrip(".") for h in hosts)
 
     def _read_expiry(self, value: Any, out: dict[str, Any]) -> None:
         table = "hygiene.suppression_expiry"

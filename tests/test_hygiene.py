@@ -15,6 +15,7 @@ from deliverability.hygiene import (
     evidence_of,
     in_window,
     is_incident,
+    is_relay,
     pushback_step,
     soft_suppresses,
     suppression_expires,
@@ -213,4 +214,23 @@ def test_a_throttle_as_dict_gives_the_domain_for_a_domain_scope() -> None:
         "busy.example",
         "domain",
         "busy.example",
+    )
+
+
+def test_the_senders_own_relay_is_matched_on_whole_labels_and_names_no_provider() -> None:
+    policy = ThrottlePolicy(
+        provider_mx_suffixes={"google": (".google.com",)},
+        relay_hosts=("smtp-relay.google.com", "smarthost.example.net"),
+    )
+    assert is_relay("SMARTHOST.example.net.", policy)
+    assert is_relay("out1.smarthost.example.net", policy)
+    assert not is_relay("notsmarthost.example.net", policy)
+    # A relay that happens to sit under a provider's suffix still says nothing of the domain.
+    assert destination_of("acme.example", policy, "smtp-relay.google.com") == (
+        ActionScope.DOMAIN,
+        "acme.example",
+    )
+    assert destination_of("acme.example", policy, "aspmx.l.google.com") == (
+        ActionScope.PROVIDER,
+        "google",
     )

@@ -543,3 +543,38 @@ def test_postfix_relay_and_dsn_remote_mta_teach_the_store_through_the_nightly_jo
     assert listed.exit_code == 0, listed.output
     rows = json.loads(listed.output)
     assert [(r["target"], r["scope"], r["domain"]) for r in rows] == [("google", "provider", None)]
+
+
+# ---- the sender's own relay -------------------------------------------------------------------
+
+RELAY_MX = "smarthost.example.net[198.51.100.7]:25"
+RELAYED = dataclasses.replace(
+    POLICY, throttle=dataclasses.replace(T, relay_hosts=("smarthost.example.net",))
+)
+
+
+def test_a_sighting_through_the_senders_own_relay_neither_teaches_nor_ends_a_group(
+    db_url: str, clock: FakeClock
+) -> None:
+    # With a Postfix relayhost every relay= names the smarthost, whatever the recipient's MX:
+    # listed in relay_hosts, it says nothing about where a domain is hosted.
+    now = clock()
+    with Engine(db_url, policy=RELAYED, clock=clock) as engine:
+        engine.record_many(
+            [_item("ann@acme.example", DELIVERED, now - timedelta(hours=3), GOOGLE_MX)]
+        )
+        engine.record_many(
+            [
+                _item("bob@acme.example", DELIVERED, now - timedelta(hours=2), RELAY_MX, n=1),
+                _item("cat@initech.example", DELIVERED, now - timedelta(hours=2), RELAY_MX, n=2),
+            ]
+        )
+        assert _learned(db_url) == {"acme.example": ("google", "gmail-smtp-in.l.google.com")}
+        _google_pushback(engine, now - timedelta(minutes=1))
+        assert not engine.is_sendable("dan@acme.example")
+    # Without the setting the same relayed line is a move away from Google.
+    with Engine(db_url, policy=POLICY, clock=clock) as engine:
+        engine.record_many(
+            [_item("eve@acme.example", DELIVERED, now - timedelta(minutes=30), RELAY_MX, n=3)]
+        )
+    assert "acme.example" not in _learned(db_url)

@@ -547,3 +547,20 @@ def test_a_soft_span_longer_than_its_window_is_refused_by_load_policy(tmp_path: 
     # Strikes are counted within soft_window: they could never span a longer soft_span.
     with pytest.raises(PolicyError, match="soft_span"):
         load_policy(write(tmp_path, "[hygiene]\nsoft_span = '60d'\nsoft_window = '30d'\n"))
+
+
+def test_relay_hosts_are_read_as_lower_case_host_names_and_shown(tmp_path: Path) -> None:
+    policy = load_policy(write(tmp_path, "[throttle]\nrelay_hosts = ['Smarthost.Example.NET.']\n"))
+    assert policy.throttle.relay_hosts == ("smarthost.example.net",)
+    assert policy.as_dict()["throttle"]["relay_hosts"] == ["smarthost.example.net"]
+    # None by default: every relay= names the recipient's MX.
+    assert default_policy().throttle.relay_hosts == ()
+
+
+@pytest.mark.parametrize("value", ["'smarthost.example.net'", "[1, 2]", "['']"])
+def test_relay_hosts_that_are_not_a_list_of_host_names_are_a_problem_with_a_fix(
+    tmp_path: Path, value: str
+) -> None:
+    (problem,) = check_policy_file(write(tmp_path, f"[throttle]\nrelay_hosts = {value}\n"))
+    assert (problem.line, problem.key) == (2, "throttle.relay_hosts")
+    assert "relay_hosts = ['smtp.relay.example.net']" in problem.fix

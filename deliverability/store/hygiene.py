@@ -41,6 +41,7 @@ from deliverability.hygiene import (
     ThrottleStep,
     evidence_of,
     is_incident,
+    is_relay,
     open_key,
     provider_groups,
     provider_of_mx,
@@ -511,7 +512,7 @@ def learn_providers(
     listed = _listed(policy)
     found: dict[str, tuple[str | None, str, datetime]] = {}
     for domain, (host, at) in sightings.items():
-        if domain not in listed:
+        if domain not in listed and not is_relay(host, policy.throttle):
             found[domain] = (provider_of_mx(host, policy.throttle), host, at)
     if not found:
         return 0
