@@ -1256,6 +1256,11 @@ class Engine:
                 # Attempts count from 1, as the reply-log reader requires too.
                 raise InputError(f"attempt must be 1 or more, got {attempt}")
         if at is not None and at != "":
+            if not isinstance(at, str | datetime):
+                # A date alone or an epoch number says nothing of the zone or the time of day.
+                raise InputError(
+                    f"time must be an ISO 8601 string or a datetime, got {type(at).__name__}"
+                )
             when = parse_time(at) if isinstance(at, str) else ensure_utc(at)
             if when > now + FUTURE_TOLERANCE:
                 # `now` may be the start of the chunk: ask the clock again before refusing.
@@ -1269,6 +1274,10 @@ class Engine:
             when = self.now()
         if mx_host is not None and not isinstance(mx_host, str):
             raise InputError(f"mx_host must be a string, got {type(mx_host).__name__}")
+        if key is not None and not isinstance(key, str):
+            raise InputError(f"key must be a string, got {type(key).__name__}")
+        if verdict is not None and not isinstance(verdict, Verdict):
+            raise InputError(f"verdict must be a Verdict, got {type(verdict).__name__}")
         judged = self._judged.get(reply) if isinstance(reply, str) else None
         if judged is not None and verdict is None and kind is not EventKind.COMPLAINT:
             # The common case: a reply text seen before, judged then.

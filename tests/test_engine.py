@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -833,3 +833,28 @@ def test_a_standing_that_moves_and_comes_back_in_one_chunk_is_dated_by_the_last_
     assert status.standing is Standing.DELIVERED
     assert status.since == first + timedelta(hours=2)
     assert status.counters["events_count"] == 3
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        ({"at": 1764331200}, "time must be"),
+        ({"at": date(2026, 11, 2)}, "time must be"),
+        ({"key": 5}, "key must be a string"),
+        ({"verdict": "bounced"}, "verdict must be a Verdict"),
+    ],
+)
+def test_an_item_with_a_field_of_the_wrong_type_is_rejected_and_the_batch_goes_on(
+    engine: Engine, bad: dict[str, Any], match: str
+) -> None:
+    # DESIGN.md "Errors": bad input never aborts a batch.
+    result = engine.record_many(
+        [
+            {"recipient": "a@example.com", "reply": OK, "message_id": "m1"},
+            {"recipient": "b@example.com", "reply": OK, "message_id": "m2", **bad},
+            {"recipient": "c@example.com", "reply": OK, "message_id": "m3"},
+        ]
+    )
+    assert result.recorded == 2
+    assert [r.position for r in result.rejected] == ["2"]
+    assert match in result.rejected[0].reason
