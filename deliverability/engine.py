@@ -617,6 +617,12 @@ def _cut(text: str | None, length: int) -> str | None:
     return text if len(text) <= length else text[: length - 3] + "..."
 
 
+def _visible(text: str) -> str:
+    """`text` with its NUL characters shown as ``\\0``: PostgreSQL text cannot hold NUL, and a
+    JSON log line can carry one (``\\u0000``) without a NUL byte in the file."""
+    return text.replace("\x00", "\\0") if "\x00" in text else text
+
+
 class Engine:
     """The sender's API over one store.
 
@@ -1247,6 +1253,9 @@ class Engine:
                 raise InputError("message_id is empty")
             if len(message_id) > 255:
                 raise InputError("message_id is longer than 255 characters")
+            if "\x00" in message_id:
+                # Not made visible as the other texts are: an id changed is another message.
+                raise InputError("message_id contains a NUL character")
         if attempt is not None:
             if isinstance(attempt, str) and attempt.strip().lstrip("-").isdigit():
                 attempt = int(attempt)
@@ -1301,8 +1310,8 @@ class Engine:
             step,
             when,
             attempt,
-            source[:255],
-            None if position is None else _cut(str(position), 255),
+            _visible(source[:255]),
+            None if position is None else _cut(_visible(str(position)), 255),
             kind,
             key or _event_key(message_id, address.key, attempt, when, key_text),
             facts,
@@ -1949,7 +1958,8 @@ def _rejection(raw: Any, index: int, err: BaseException) -> tuple[Rejected, str]
         source, position, text = "api", None, repr(raw)
         err = InputError(f"expected a ReplyRecord or a mapping, got {type(raw).__name__}")
     where = str(position) if position not in (None, "") else str(index)
-    return Rejected(source=source, position=where, reason=str(err), raw=text[:2000]), text
+    source, where, reason, text = (_visible(t) for t in (source, where, str(err), text))
+    return Rejected(source=source, position=where, reason=reason, raw=text[:2000]), text
 
 
 def _new_recipient(item: _Item, at: Any) -> dict[str, Any]:
@@ -2049,10 +2059,11 @@ _RESULT_STATE = {
 def _reply_columns(reply: Reply | None, text: str | None, verdict: Verdict) -> tuple[Any, ...]:
     """The event row's `_REPLY_COLUMNS` as the driver takes them: what follows from the reply
     (or, without one, the free `text` kept) and its verdict alone."""
+    shown = reply.text if reply else text
     return (
         reply.code if reply else None,
         str(reply.status) if reply and reply.status else None,
-        _cut(reply.text if reply else text, TEXT_LENGTH),
+        _cut(None if shown is None else _visible(shown), TEXT_LENGTH),
         _cut(reply.command, 16) if reply else None,
         verdict.outcome.value,
         verdict.reason.value,

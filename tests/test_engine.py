@@ -858,3 +858,40 @@ def test_an_item_with_a_field_of_the_wrong_type_is_rejected_and_the_batch_goes_o
     assert result.recorded == 2
     assert [r.position for r in result.rejected] == ["2"]
     assert match in result.rejected[0].reason
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"message_id": "m\x002"},
+        {"source": "log\x00.jsonl"},
+        {"position": "line\x002"},
+        {"reply": None, "code": 550, "status": "5.1.1", "text": "no such\x00user"},
+        {"raw": "line\x00two", "attempt": 0},
+    ],
+)
+def test_a_nul_character_in_an_item_never_stops_the_batch_on_any_backend(
+    engine: Engine, bad: dict[str, Any]
+) -> None:
+    # PostgreSQL text cannot hold NUL (a JSON log line may well carry "\u0000"): the item is
+    # rejected, or the NUL made visible, and the rest of the chunk is still written.
+    result = engine.record_many(
+        [
+            {"recipient": "a@example.com", "reply": OK, "message_id": "m1"},
+            {"recipient": "b@example.com", "reply": OK, "message_id": "m2", **bad},
+            {"recipient": "c@example.com", "reply": OK, "message_id": "m3"},
+        ]
+    )
+    assert result.recorded + len(result.rejected) == 3
+    assert engine.is_sendable("c@example.com")
+    with Session(engine.db) as s:
+        texts = [
+            *s.scalars(select(Event.message_id)),
+            *s.scalars(select(Event.source)),
+            *s.scalars(select(Event.position)),
+            *s.scalars(select(Event.text)),
+            *s.scalars(select(RejectedInput.raw)),
+            *s.scalars(select(RejectedInput.source)),
+            *s.scalars(select(RejectedInput.position)),
+        ]
+    assert not any("\x00" in t for t in texts if t)

@@ -116,6 +116,21 @@ def test_a_broken_line_is_rejected_with_its_position_and_the_rest_is_recorded(
     assert "{not json" in row.raw
 
 
+def test_an_escaped_nul_in_a_log_line_rejects_that_line_and_the_job_goes_on(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    # JSON may escape a NUL ("\u0000") in a line without a NUL byte: on PostgreSQL such a line
+    # stopped every run at the same place.
+    log = tmp_path / "replies.jsonl"
+    bad = {**_line(2), "message_id": "m2\x00@lists.example.org"}
+    texty = {**_line(3), "reply": None, "code": 550, "text": "no such\x00user"}
+    _write_log(log, [_line(0), _line(1), bad, texty, _line(4)])
+    summary = run_nightly(engine, [log], now=NOW)
+    assert summary.recorded == 4
+    assert summary.rejected_count == 1
+    assert "NUL" in summary.rejected[0].error
+
+
 def test_a_message_that_is_not_a_bounce_is_rejected_and_the_mailbox_goes_on(
     engine: DeliverabilityEngine, tmp_path: Path
 ) -> None:
