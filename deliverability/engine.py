@@ -35,6 +35,7 @@ from deliverability.addresses import Address, mx_host_of, normalize_address, nor
 from deliverability.clock import Clock, ensure_utc, parse_time, system_clock
 from deliverability.errors import AddressError, DeliverabilityError, InputError, ReplyParseError
 from deliverability.hygiene import Throttle, open_key
+from deliverability.ingest.records import normalize_message_id
 from deliverability.policy import Policy, load_policy
 from deliverability.replies import Reply, parse_reply, parse_status
 from deliverability.states import (
@@ -1245,10 +1246,16 @@ class Engine:
     ) -> _Item:
         """Check one item's fields (a `ReplyRecord`'s) and judge its reply."""
         address = self._address(recipient)
+        #: The message id as given: the event key is made of it, so that the keys stores made
+        #: by earlier versions hold stay what they are.
+        given = message_id
         if message_id is not None:
             if not isinstance(message_id, str):
                 raise InputError(f"message_id must be a string, got {type(message_id).__name__}")
-            message_id = message_id.strip()
+            given = message_id.strip()
+            # Without its angle brackets, as every ingest source keeps it: a DSN that names the
+            # message is then about the same delivery (RFC 5322 section 3.6.4).
+            message_id = normalize_message_id(given)
             if not message_id:
                 raise InputError("message_id is empty")
             if len(message_id) > 255:
@@ -1313,7 +1320,7 @@ class Engine:
             _visible(source[:255]),
             None if position is None else _cut(_visible(str(position)), 255),
             kind,
-            key or _event_key(message_id, address.key, attempt, when, key_text),
+            key or _event_key(given, address.key, attempt, when, key_text),
             facts,
             # A text that names no host (Postfix's relay=local, an address literal) is dropped.
             mx_host_of(mx_host) if mx_host else None,

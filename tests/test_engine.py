@@ -895,3 +895,25 @@ def test_a_nul_character_in_an_item_never_stops_the_batch_on_any_backend(
             *s.scalars(select(RejectedInput.position)),
         ]
     assert not any("\x00" in t for t in texts if t)
+
+
+def test_a_message_id_in_angle_brackets_is_the_same_delivery_as_a_bounce_that_names_it_bare(
+    engine: Engine,
+) -> None:
+    # RFC 5322 section 3.6.4: the brackets delimit a msg-id, they are not part of it. The
+    # ingest sources (reply logs, Postfix, DSNs) drop them; the sender's API must too, or a
+    # DSN for a message recorded in-process starts a second delivery.
+    engine.record("a@example.com", MAILBOX_FULL, message_id=" <m1@list.example> ")
+    engine.record_many(
+        [
+            {
+                "recipient": "a@example.com",
+                "message_id": "m1@list.example",
+                "kind": "bounce",
+                "reply": USER_UNKNOWN,
+            }
+        ]
+    )
+    assert _count(engine, Delivery) == 1
+    assert _delivery(engine, "m1@list.example").state is DeliveryState.BOUNCED
+    assert engine.due_retries(now=engine.now() + timedelta(days=1)) == []
