@@ -1130,6 +1130,38 @@ class Engine:
 
         return run_in_transaction(self.db, work, conflicts=True)
 
+    def lift_lapsed_suppressions(self, now: datetime | None = None) -> int:
+        """Put the standing of every recipient whose suppression ran out by `now` back to what
+        its deliveries say, as `unsuppress` does; returns how many. The nightly job calls this
+        once hygiene has closed the actions that ran out. Sendability never waits for it (every
+        check compares `suppressed_until` with the time), but `status` and the undeliverable
+        report read the standing."""
+        now = ensure_utc(now) if now is not None else self.now()
+
+        def work(conn: Connection) -> int:
+            lapsed = conn.execute(
+                select(_RECIPIENTS.c.id, _RECIPIENTS.c.suppressed_until).where(
+                    _RECIPIENTS.c.standing == Standing.SUPPRESSED,
+                    _RECIPIENTS.c.suppressed_until <= now,
+                )
+            ).all()
+            for row in lapsed:
+                standing, why = self._standing_from_deliveries(conn, row.id)
+                conn.execute(
+                    update(_RECIPIENTS)
+                    .where(_RECIPIENTS.c.id == row.id)
+                    .values(
+                        standing=standing,
+                        reason=why,
+                        standing_since=row.suppressed_until,
+                        suppressed_until=None,
+                        suppression_action_id=None,
+                    )
+                )
+            return len(lapsed)
+
+        return run_in_transaction(self.db, work, conflicts=True)
+
     # -- internals: input --------------------------------------------------------------------
 
     def _parse(self, text: str) -> Reply:

@@ -527,6 +527,9 @@ def run_nightly(
         if summary_action.new:
             summary.actions[_action_label(summary_action)] += 1
     summary.actions["expired actions"] += result.expired
+    # The suppressions that ran out no longer make their addresses "suppressed" in status and
+    # reports: the standing follows the deliveries again.
+    engine.lift_lapsed_suppressions(now)
     return summary
 
 

@@ -7,14 +7,16 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import FakeClock
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from deliverability import reports
 from deliverability.cli import cli
 from deliverability.engine import Engine as DeliverabilityEngine
 from deliverability.errors import ConfigError, IngestError
@@ -28,7 +30,7 @@ from deliverability.store.models import (
     Recipient,
     RejectedInput,
 )
-from deliverability.vocabulary import DeliveryState, EventKind
+from deliverability.vocabulary import DeliveryState, EventKind, Standing
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NOW = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
@@ -129,6 +131,30 @@ def test_an_escaped_nul_in_a_log_line_rejects_that_line_and_the_job_goes_on(
     assert summary.recorded == 4
     assert summary.rejected_count == 1
     assert "NUL" in summary.rejected[0].error
+
+
+def test_a_suppression_that_ran_out_no_longer_lists_the_address_as_suppressed(
+    db_url: str, tmp_path: Path
+) -> None:
+    # A suppression with an expiry (a person's "until", or hygiene's own) stops applying when it
+    # runs out: the nightly job closes its action, and the standing follows the deliveries
+    # again, as after `unsuppress`, so status and the undeliverable report stop calling the
+    # address suppressed.
+    clock = FakeClock(NOW)
+    with DeliverabilityEngine(db_url, clock=clock) as engine:
+        engine.record("a@example.com", "250 2.0.0 OK", message_id="m1", at=NOW)
+        engine.suppress("a@example.com", "on holiday", by="support", until=NOW + timedelta(hours=1))
+        assert engine.status("a@example.com").standing is Standing.SUPPRESSED
+        later = clock.advance(timedelta(hours=2))
+        run_nightly(engine, [], now=later)
+        status = engine.status("a@example.com")
+        assert (status.standing, status.suppressed, status.sendable) == (
+            Standing.DELIVERED,
+            False,
+            True,
+        )
+        with Session(engine.db) as s:
+            assert reports.undeliverable(s) == []
 
 
 def test_a_message_that_is_not_a_bounce_is_rejected_and_the_mailbox_goes_on(
