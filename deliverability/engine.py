@@ -1022,10 +1022,24 @@ class Engine:
             rid = self._ensure_recipient(conn, normal, now)
             okey = open_key(ActionKind.SUPPRESS, ActionScope.ADDRESS, normal.key)
             existing = conn.execute(
-                select(_ACTIONS.c.id, _ACTIONS.c.raised_count).where(_ACTIONS.c.open_key == okey)
+                select(_ACTIONS.c.id, _ACTIONS.c.raised_count, _ACTIONS.c.expires_at).where(
+                    _ACTIONS.c.open_key == okey
+                )
             ).first()
+            expires = until
+            why = coded
             if existing is not None:
                 action_id = int(existing.id)
+                # Suppressing again never shortens the suppression in force (hygiene's for a
+                # hard bounce has no end), and free text keeps the reason it stands for.
+                if existing.expires_at is None or (
+                    until is not None and until < existing.expires_at
+                ):
+                    expires = existing.expires_at
+                if coded is Reason.UNDEFINED:
+                    why = conn.execute(
+                        select(_RECIPIENTS.c.reason).where(_RECIPIENTS.c.id == rid)
+                    ).scalar_one()
                 conn.execute(
                     update(_ACTIONS)
                     .where(_ACTIONS.c.id == action_id)
@@ -1033,7 +1047,7 @@ class Engine:
                         updated_at=now,
                         detail=_cut(reason, TEXT_LENGTH),
                         raised_count=existing.raised_count + 1,
-                        expires_at=until,
+                        expires_at=expires,
                         status=ActionStatus.OPEN,
                     )
                 )
@@ -1056,9 +1070,9 @@ class Engine:
                 .where(_RECIPIENTS.c.id == rid)
                 .values(
                     standing=Standing.SUPPRESSED,
-                    reason=coded,
+                    reason=why,
                     standing_since=now,
-                    suppressed_until=until,
+                    suppressed_until=expires,
                     suppression_action_id=action_id,
                 )
             )

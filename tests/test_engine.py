@@ -917,3 +917,32 @@ def test_a_message_id_in_angle_brackets_is_the_same_delivery_as_a_bounce_that_na
     assert _count(engine, Delivery) == 1
     assert _delivery(engine, "m1@list.example").state is DeliveryState.BOUNCED
     assert engine.due_retries(now=engine.now() + timedelta(days=1)) == []
+
+
+def test_a_manual_suppression_for_a_week_never_shortens_a_hard_bounce_suppression(
+    db_url: str, clock: FakeClock
+) -> None:
+    # Refreshing the open suppression with a person's "until" made a user_unknown address
+    # sendable again once the week was over.
+    with Engine(db_url, policy=POLICY, clock=clock) as engine:
+        engine.record("a@example.com", USER_UNKNOWN, message_id="m1")
+        engine.suppress(
+            "a@example.com",
+            "asked for a week off",
+            by="support",
+            until=clock.now + timedelta(days=7),
+        )
+        clock.advance(timedelta(days=8))
+        status = engine.status("a@example.com")
+    assert (status.suppressed, status.sendable, status.reason) == (True, False, Reason.USER_UNKNOWN)
+
+
+def test_suppressing_again_for_longer_extends_a_manual_suppression(
+    engine: Engine, clock: FakeClock
+) -> None:
+    engine.suppress("a@example.com", "asked", by="support", until=clock.now + timedelta(days=1))
+    engine.suppress(
+        "a@example.com", "asked again", by="support", until=clock.now + timedelta(days=7)
+    )
+    clock.advance(timedelta(days=2))
+    assert not engine.is_sendable("a@example.com")
