@@ -1240,10 +1240,15 @@ class Engine:
         return Reply(code=number, status=parsed_status, text=(text or "").strip())
 
     def _prepare(self, record: ReplyRecord, index: int, now: datetime) -> _Item:
+        # The kind and the source as a mapping's are read (`_prepare_mapping`): a kind given as
+        # its text is that kind, no source is "api".
+        kind = _KINDS.get(record.kind) if isinstance(record.kind, str) else None
+        if kind is None:
+            raise InputError(f"unknown event kind {record.kind!r}")
         return self._prepare_fields(
             index,
             now,
-            record.kind,
+            kind,
             record.recipient,
             record.message_id,
             record.reply,
@@ -1252,7 +1257,7 @@ class Engine:
             record.text,
             record.attempt,
             record.at,
-            record.source,
+            str(record.source or "api"),
             record.position,
             record.key,
             record.verdict,
@@ -2000,7 +2005,7 @@ def _manual_action(
 
 def _rejection(raw: Any, index: int, err: BaseException) -> tuple[Rejected, str]:
     if isinstance(raw, ReplyRecord):
-        source, position = raw.source, raw.position
+        source, position = str(raw.source or "api"), raw.position
         text = raw.raw if raw.raw is not None else repr(raw)
     elif isinstance(raw, Mapping):
         source = str(raw.get("source") or "api")

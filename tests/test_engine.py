@@ -946,3 +946,24 @@ def test_suppressing_again_for_longer_extends_a_manual_suppression(
     )
     clock.advance(timedelta(days=2))
     assert not engine.is_sendable("a@example.com")
+
+
+def test_a_reply_record_takes_its_kind_and_source_as_a_mapping_does(engine: Engine) -> None:
+    # A kind given as its text, or no source, aborted the whole batch (AttributeError,
+    # TypeError) where the same fields in a dict are read or rejected.
+    result = engine.record_many(
+        [
+            ReplyRecord(
+                recipient="a@example.com", message_id="m1", reply=USER_UNKNOWN, kind="bounce"
+            ),  # type: ignore[arg-type]
+            ReplyRecord(recipient="b@example.com", message_id="m2", reply=OK, kind="nonsense"),  # type: ignore[arg-type]
+            ReplyRecord(recipient="c@example.com", message_id="m3", reply=OK, source=None),  # type: ignore[arg-type]
+        ]
+    )
+    assert result.recorded == 2
+    assert [(r.source, r.position) for r in result.rejected] == [("api", "2")]
+    assert "unknown event kind 'nonsense'" in result.rejected[0].reason
+    assert engine.status("a@example.com").history[0].kind is EventKind.BOUNCE
+    assert engine.status("c@example.com").history[0].source == "api"
+    decision = engine.record("d@example.com", USER_UNKNOWN, message_id="m4", kind="bounce")  # type: ignore[arg-type]
+    assert decision.delivery_state is DeliveryState.BOUNCED
