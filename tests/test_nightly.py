@@ -185,6 +185,19 @@ def test_nightly_exits_1_and_lists_rejected_input_when_some_input_was_bad(
     assert [r["source"] for r in rows] == ["replies.jsonl"]
 
 
+def test_rejected_with_a_source_counts_only_that_sources_input_in_its_title(
+    db_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "a.jsonl").write_text("garbage\nmore garbage\n")
+    (tmp_path / "b.jsonl").write_text(json.dumps(_line(1)) + "\nrubbish\n")
+    runner = CliRunner()
+    args = ["--database-url", db_url]
+    runner.invoke(cli, [*args, "nightly", str(tmp_path), "--now", "2026-11-28T06:00:00Z"])
+    listed = runner.invoke(cli, [*args, "rejected", "--source", "b.jsonl"])
+    assert listed.exit_code == 0, listed.output
+    assert "Rejected input (1 in all)" in listed.output
+
+
 def test_dry_run_reports_what_would_change_and_writes_nothing(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'store.db'}"
     runner = CliRunner()

@@ -313,8 +313,11 @@ def rejected(app: AppContext, source: str | None, limit: int, fmt: str) -> None:
     """List input that could not be read: source, position, error and the raw text."""
     with app.engine() as engine, Session(engine.db) as session:
         query = select(RejectedInput).order_by(RejectedInput.id.desc()).limit(limit)
+        count = select(func.count(RejectedInput.id))
         if source:
+            # The title's count is of the same rows as the list: those of this source.
             query = query.where(RejectedInput.source.contains(source))
+            count = count.where(RejectedInput.source.contains(source))
         rows = [
             {
                 "source": r.source,
@@ -325,7 +328,7 @@ def rejected(app: AppContext, source: str | None, limit: int, fmt: str) -> None:
             }
             for r in session.scalars(query)
         ]
-        total = session.scalar(select(func.count(RejectedInput.id))) or 0
+        total = session.scalar(count) or 0
     emit_rows(
         rows,
         ["recorded_at", "source", "position", "error", "raw"],
