@@ -1790,7 +1790,58 @@ class Engine:
             with Session(bind=conn) as session:
                 actions = list(self._hook(session, recorded, self.policy, now))
                 session.flush()
+            if any(getattr(a, "kind", None) is ActionKind.THROTTLE for a in actions):
+                self._retry_after_new_pauses(conn, fresh, changed, views, recipients, now)
         return actions
+
+    def _retry_after_new_pauses(
+        self,
+        conn: Connection,
+        fresh: list[_Item],
+        changed: dict[tuple[str, str], _Item],
+        views: dict[tuple[str, str], DeliveryView | None],
+        recipients: dict[str, dict[str, Any]],
+        now: datetime,
+    ) -> None:
+        """Move the retries this chunk scheduled to the end of the pauses its own push-backs
+        raised: the state machine ran before hygiene raised them, and a retry is never earlier
+        than the destination's throttle (a reply that pauses its destination would otherwise be
+        retried in the middle of the pause)."""
+        deferred = {
+            dkey: it
+            for dkey, it in changed.items()
+            if (view := views[dkey]) is not None and view.state is DeliveryState.DEFERRED
+        }
+        if not deferred:
+            return
+        paused = self._pause_until(conn, {it.address.domain for it in deferred.values()}, now)
+        moved: dict[tuple[str, str], datetime] = {}
+        for dkey, it in deferred.items():
+            view = views[dkey]
+            until = paused.get(it.address.domain)
+            if view is None or view.next_attempt_at is None or until is None:
+                continue
+            if view.next_attempt_at < until:
+                views[dkey] = view._replace(next_attempt_at=until)
+                moved[dkey] = until
+        if not moved:
+            return
+        conn.execute(
+            update(_DELIVERIES)
+            .where(
+                _DELIVERIES.c.recipient_id == bindparam("b_recipient"),
+                _DELIVERIES.c.message_id == bindparam("b_message"),
+            )
+            .values(next_attempt_at=bindparam("b_next")),
+            [
+                {"b_recipient": recipients[akey]["id"], "b_message": mid, "b_next": until}
+                for (akey, mid), until in moved.items()
+            ],
+        )
+        for it in fresh:
+            until = moved.get((it.address.key, it.linked_message_id or ""))
+            if until is not None and it.next_attempt_at is not None and it.next_attempt_at < until:
+                it.next_attempt_at = until
 
     def _insert_events(self, conn: Connection, rows: list[tuple[Any, ...]]) -> dict[str, int]:
         """INSERT the chunk's event rows (`_EVENT_COLUMNS`); their ids by key."""

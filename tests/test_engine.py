@@ -967,3 +967,19 @@ def test_a_reply_record_takes_its_kind_and_source_as_a_mapping_does(engine: Engi
     assert engine.status("c@example.com").history[0].source == "api"
     decision = engine.record("d@example.com", USER_UNKNOWN, message_id="m4", kind="bounce")  # type: ignore[arg-type]
     assert decision.delivery_state is DeliveryState.BOUNCED
+
+
+def test_the_push_back_that_pauses_a_destination_schedules_its_own_retry_after_the_pause(
+    db_url: str, clock: FakeClock
+) -> None:
+    # docs/api.md: a retry is never earlier than the destination's throttle. The throttle the
+    # reply itself raises (in the same transaction) counts too, or the sender is told to retry
+    # in the middle of the pause.
+    tss04 = "421 4.7.0 [TSS04] Messages from 203.0.113.25 temporarily deferred"
+    with Engine(db_url, policy=POLICY, clock=clock) as engine:
+        decision = engine.record("a@yahoo.com", tss04, message_id="m1")
+        throttle = engine.throttle_for("yahoo.com")
+        assert throttle is not None
+        assert decision.next_attempt_at is not None
+        assert decision.next_attempt_at >= throttle.paused_until
+        assert _delivery(engine, "m1", "a@yahoo.com").next_attempt_at == decision.next_attempt_at
