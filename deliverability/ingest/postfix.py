@@ -132,6 +132,14 @@ class _Dater:
         return stamp
 
 
+#: How far after `now` a syslog stamp without a year may be and still be this year's: stamps
+#: are the host's local time (RFC 3164 section 4.1.2 has no zone, and a zone puts them up to 14
+#: hours ahead of UTC), and the log is still being written while the job reads it. A line read
+#: as a year older would have its deferrals expire at once and their retries lost. The engine
+#: refuses times further ahead than this too (`engine.FUTURE_TOLERANCE`).
+SYSLOG_AHEAD = timedelta(days=1)
+
+
 def _line_time(
     match: re.Match[str], year: int | None, now: datetime | None, tz: tzinfo
 ) -> datetime:
@@ -151,16 +159,18 @@ def _line_time(
         return datetime(year, month, day, hour, minute, second, tzinfo=tz).astimezone(UTC)
     if now is None:
         raise ValueError("a syslog time stamp has no year: pass year= or now=")
-    # The latest time not after `now`: last year's December for a January run, and for Feb 29
-    # the last leap year (a ValueError from every candidate means the date does not exist).
+    # The latest time not more than `SYSLOG_AHEAD` after `now`: last year's December for a
+    # January run, and for Feb 29 the last leap year (a ValueError from every candidate means
+    # the date does not exist).
     problem: ValueError | None = None
+    latest = now + SYSLOG_AHEAD
     for candidate in range(now.year, now.year - 8, -1):
         try:
             stamp = datetime(candidate, month, day, hour, minute, second, tzinfo=tz)
         except ValueError as exc:
             problem = exc
             continue
-        if stamp <= now:
+        if stamp <= latest:
             return stamp.astimezone(UTC)
     raise problem or ValueError("no year puts this time before now")
 
@@ -298,7 +308,8 @@ def parse_postfix_line(
 ) -> LogRecord | None:
     """Read one Postfix log line: a record for a delivery result, None for any other line.
 
-    A syslog time stamp has no year: give `year`, or `now` to take the latest time not after it.
+    A syslog time stamp has no year: give `year`, or `now` to take the latest time not more than
+    `SYSLOG_AHEAD` after it.
     Stamps without a zone are in `tz`. `message_ids` maps queue ids to Message-IDs; a queue id
     not in it stands in for the Message-ID. Raises IngestError for a broken delivery line.
     """
@@ -419,10 +430,10 @@ def read_postfix_log(
     """Yield (byte offset after the item, item) for every delivery result in a Postfix log.
 
     Plain, rotated and gzip-compressed files are read alike. Syslog stamps get their year from
-    `year`, else the latest time not after `now`, else not after the file's modification time
-    plus a day (stamps are the host's local time, and a zone can put them up to 14 hours ahead
-    of UTC). When resuming from `start_offset`, the lines before it are scanned for Message-IDs
-    and pending deferrals first, so records after it are joined as a full read would join them.
+    `year`, else the latest time not more than `SYSLOG_AHEAD` after `now`, else after the file's
+    modification time. When resuming from `start_offset`, the lines before it are scanned for
+    Message-IDs and pending deferrals first, so records after it are joined as a full read would
+    join them.
     """
     source = Path(path).name
     if now is None and year is None:
@@ -430,7 +441,7 @@ def read_postfix_log(
             mtime = os.stat(path).st_mtime
         except OSError as exc:
             raise IngestError(str(path), "file", f"cannot open: {exc.strerror or exc}") from None
-        now = datetime.fromtimestamp(mtime, UTC) + timedelta(days=1)
+        now = datetime.fromtimestamp(mtime, UTC)
     stream = PostfixStream(source=source, year=year, now=now, tz=tz, max_queue_ids=max_queue_ids)
     if start_offset:
         for line in read_lines(path, limits=limits):
