@@ -983,3 +983,14 @@ def test_the_push_back_that_pauses_a_destination_schedules_its_own_retry_after_t
         assert decision.next_attempt_at is not None
         assert decision.next_attempt_at >= throttle.paused_until
         assert _delivery(engine, "m1", "a@yahoo.com").next_attempt_at == decision.next_attempt_at
+
+
+def test_a_name_too_long_for_who_suppressed_is_a_clear_error_not_a_database_crash(
+    engine: Engine,
+) -> None:
+    with pytest.raises(InputError, match="120 characters"):
+        engine.suppress("a@example.com", "asked", by="x" * 121)
+    engine.suppress("a@example.com", "asked", by="support")
+    with pytest.raises(InputError, match="120 characters"):
+        engine.unsuppress("a@example.com", by="y" * 121)
+    assert not engine.is_sendable("a@example.com")
