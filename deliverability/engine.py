@@ -948,7 +948,17 @@ class Engine:
                 select(_RECIPIENTS).where(_RECIPIENTS.c.address_key == normal.key)
             ).first()
             events: list[EventSummary] = []
+            standing: Standing = Standing.UNKNOWN
+            reason: Reason = Reason.UNDEFINED
+            since: datetime | None = None
             if row is not None:
+                standing, reason, since = row.standing, row.reason, row.standing_since
+                lapsed = row.suppressed_until is not None and row.suppressed_until <= now
+                if standing is Standing.SUPPRESSED and lapsed:
+                    # The suppression ran out and the nightly job has not lifted it yet
+                    # (`lift_lapsed_suppressions`): say what it will say.
+                    standing, reason = self._standing_from_deliveries(conn, row.id)
+                    since = row.suppressed_until
                 rows = conn.execute(
                     select(_EVENTS)
                     .where(_EVENTS.c.recipient_id == row.id)
@@ -971,9 +981,7 @@ class Engine:
                 counters={},
                 history=(),
             )
-        suppressed = row.standing is Standing.SUPPRESSED and (
-            row.suppressed_until is None or row.suppressed_until > now
-        )
+        suppressed = standing is Standing.SUPPRESSED
         counters = {
             name: getattr(row, name)
             for name in (
@@ -989,9 +997,9 @@ class Engine:
         last = next((e for e in events if e.kind is not EventKind.EXPIRY), None)
         return RecipientStatus(
             address=row.address,
-            standing=row.standing,
-            reason=row.reason,
-            since=row.standing_since,
+            standing=standing,
+            reason=reason,
+            since=since,
             suppressed=suppressed,
             suppressed_until=row.suppressed_until,
             sendable=why_not is None,

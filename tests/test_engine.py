@@ -994,3 +994,19 @@ def test_a_name_too_long_for_who_suppressed_is_a_clear_error_not_a_database_cras
     with pytest.raises(InputError, match="120 characters"):
         engine.unsuppress("a@example.com", by="y" * 121)
     assert not engine.is_sendable("a@example.com")
+
+
+def test_status_of_a_suppression_that_ran_out_says_what_the_deliveries_say(
+    engine: Engine, clock: FakeClock
+) -> None:
+    # Before the nightly job lifts it (lift_lapsed_suppressions), status said "suppressed"
+    # beside suppressed: false.
+    engine.record("a@example.com", OK, message_id="m1")
+    engine.suppress("a@example.com", "asked", by="support", until=clock.now + timedelta(hours=1))
+    clock.advance(timedelta(hours=2))
+    status = engine.status("a@example.com").as_dict()
+    assert (status["state"], status["suppressed"], status["sendable"]) == (
+        "delivered",
+        False,
+        True,
+    )
