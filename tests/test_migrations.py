@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, MetaData, insert, inspect, select
 
 from deliverability.store.models import Base
 from deliverability.store.session import (
@@ -121,3 +122,104 @@ def test_postgresql_recipients_leave_room_on_each_page_for_updated_rows(sa_engin
         ).scalar_one()
     assert options is None
     upgrade_schema(sa_engine)
+
+
+def test_message_ids_lose_their_angle_brackets_unless_the_bare_id_is_already_there(
+    db_url: str,
+) -> None:
+    # Stores written before 0006 kept the brackets a sender gave the API; ingest sources never
+    # did. A delivery recorded both ways keeps its two rows.
+    engine = create_engine(db_url)
+    try:
+        upgrade_schema(engine, "0005")
+        at = datetime(2026, 11, 1, tzinfo=UTC)
+        with engine.begin() as conn:
+            meta = MetaData()
+            meta.reflect(conn, only=("recipients", "deliveries", "events"))
+            recipients, deliveries, events = (
+                meta.tables[n] for n in ("recipients", "deliveries", "events")
+            )
+            counters = dict.fromkeys(
+                (
+                    "events_count",
+                    "delivered_count",
+                    "deferred_count",
+                    "bounced_count",
+                    "blocked_count",
+                    "complained_count",
+                    "expired_count",
+                ),
+                0,
+            )
+            conn.execute(
+                insert(recipients),
+                [
+                    {
+                        "id": 1,
+                        "address": "ann@example.com",
+                        "address_key": "ann@example.com",
+                        "domain": "example.com",
+                        "standing": "retrying",
+                        "reason": "undefined",
+                        "standing_since": at,
+                        "first_seen_at": at,
+                        "last_event_at": at,
+                        **counters,
+                    }
+                ],
+            )
+            delivery = {
+                "recipient_id": 1,
+                "domain": "example.com",
+                "state": "deferred",
+                "attempt": 1,
+                "first_attempt_at": at,
+                "last_attempt_at": at,
+                "reason": "undefined",
+                "updated_at": at,
+            }
+            conn.execute(
+                insert(deliveries),
+                [
+                    {**delivery, "id": 1, "message_id": "<m1@list.example>"},
+                    {**delivery, "id": 2, "message_id": "<m2@list.example>"},
+                    {**delivery, "id": 3, "message_id": "m2@list.example"},
+                    {**delivery, "id": 4, "message_id": "m3@list.example"},
+                ],
+            )
+            event = {
+                "at": at,
+                "recorded_at": at,
+                "kind": "reply",
+                "recipient_id": 1,
+                "domain": "example.com",
+                "outcome": "deferred",
+                "reason": "undefined",
+                "fault": "unknown",
+                "rule": "test",
+                "decisive": False,
+                "throttle": False,
+                "source": "api",
+            }
+            conn.execute(
+                insert(events),
+                [
+                    {**event, "id": 1, "key": "k1", "message_id": "<m1@list.example>"},
+                    {**event, "id": 2, "key": "k2", "message_id": "m3@list.example"},
+                    {**event, "id": 3, "key": "k3", "message_id": None},
+                ],
+            )
+        upgrade_schema(engine)
+        with engine.connect() as conn:
+            kept = dict(conn.execute(select(deliveries.c.id, deliveries.c.message_id)).all())
+            history = dict(conn.execute(select(events.c.key, events.c.message_id)).all())
+        assert kept == {
+            1: "m1@list.example",
+            2: "<m2@list.example>",
+            3: "m2@list.example",
+            4: "m3@list.example",
+        }
+        assert history == {"k1": "m1@list.example", "k2": "m3@list.example", "k3": None}
+        assert check_schema(engine) == []
+    finally:
+        engine.dispose()
