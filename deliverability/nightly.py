@@ -349,7 +349,7 @@ class _Ingest:
             head = ""
         rejected: list[Rejected] = []
         row.items += 1
-        self._bad(Rejected(path.name, "file", problem, head), rejected)
+        self._bad(Rejected(str(path), "file", problem, head), rejected)
         row.rejected += 1
         self.summary.rejected.extend(rejected)
         with self.sessions() as session, session.begin():
@@ -424,7 +424,7 @@ class _Ingest:
             row.items += 1
             self._bad(
                 Rejected(
-                    path.name,
+                    str(path),
                     "byte 0",
                     preamble_reason(size, follows),
                     head.decode("utf-8", "replace"),
@@ -465,7 +465,7 @@ class _Ingest:
                 continue
             fresh.append(digest)
             got, bad = convert.message_items(
-                data, source=path.name, position=key, now=self.now, verp=self.verp
+                data, source=str(path), position=key, now=self.now, verp=self.verp
             )
             items.extend(got)
             if bad is not None:

@@ -128,7 +128,7 @@ def test_jsonl_entries_come_with_the_offset_after_them_and_bad_lines_are_rejecte
     assert offsets[-1] == path.stat().st_size
     broken = got[1][1]
     assert isinstance(broken, Rejected)
-    assert broken.source == "replies.jsonl"
+    assert broken.source == str(path)
     assert broken.error.startswith("broken JSON")
     assert broken.raw == "{not json"
     assert "expected a JSON object" in got[2][1].error  # type: ignore[union-attr]

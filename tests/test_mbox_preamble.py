@@ -56,14 +56,15 @@ def test_bytes_before_the_first_from_line_are_rejected_and_the_messages_after_th
 ) -> None:
     with DeliverabilityEngine(f"sqlite:///{tmp_path / 'clean.db'}", clock=lambda: NOW) as other:
         clean = run_nightly(other, [EXAMPLES / "bounces.mbox"], now=NOW)
-    summary = run_nightly(engine, [_mbox(tmp_path, PREAMBLE)], now=NOW, fmt="mbox")
+    mbox = _mbox(tmp_path, PREAMBLE)
+    summary = run_nightly(engine, [mbox], now=NOW, fmt="mbox")
     assert (summary.recorded, summary.by_outcome) == (clean.recorded, clean.by_outcome)
-    assert [(r.source, r.position) for r in summary.rejected] == [("bounces.mbox", "byte 0")]
+    assert [(r.source, r.position) for r in summary.rejected] == [(str(mbox), "byte 0")]
     assert "43 bytes before the first" in summary.rejected[0].error
     assert summary.sources[0].rejected == 1
     with Session(engine.db) as s:
         row = s.scalars(select(RejectedInput)).one()
-    assert (row.source, row.position) == ("bounces.mbox", "byte 0")
+    assert (row.source, row.position) == (str(mbox), "byte 0")
     assert row.raw == PREAMBLE.decode()
 
 
@@ -96,9 +97,10 @@ def test_with_strict_a_preamble_stops_the_run(engine: DeliverabilityEngine, tmp_
 def test_an_mbox_with_a_preamble_is_detected_as_an_mbox_without_naming_the_format(
     engine: DeliverabilityEngine, tmp_path: Path
 ) -> None:
-    summary = run_nightly(engine, [_mbox(tmp_path, PREAMBLE)], now=NOW)
+    mbox = _mbox(tmp_path, PREAMBLE)
+    summary = run_nightly(engine, [mbox], now=NOW)
     assert summary.sources[0].format == "mbox"
-    assert [(r.source, r.position) for r in summary.rejected] == [("bounces.mbox", "byte 0")]
+    assert [(r.source, r.position) for r in summary.rejected] == [(str(mbox), "byte 0")]
     assert summary.recorded > 5
 
 

@@ -113,7 +113,8 @@ def test_a_broken_line_is_rejected_with_its_position_and_the_rest_is_recorded(
     assert summary.rejected_count == 1
     with Session(engine.db) as s:
         row = s.scalars(select(RejectedInput)).one()
-    assert row.source == "replies.jsonl"
+    # The path as given (the file name alone would make two folders' logs one source).
+    assert row.source == str(log)
     assert row.position.startswith("byte ")
     assert "{not json" in row.raw
 
@@ -182,7 +183,7 @@ def test_nightly_exits_1_and_lists_rejected_input_when_some_input_was_bad(
     listed = runner.invoke(cli, [*args, "rejected", "--format", "json"])
     assert listed.exit_code == 0, listed.output
     rows = json.loads(listed.output)
-    assert [r["source"] for r in rows] == ["replies.jsonl"]
+    assert [r["source"] for r in rows] == [str(log)]
 
 
 def test_rejected_with_a_source_counts_only_that_sources_input_in_its_title(
@@ -277,10 +278,11 @@ def test_a_binary_file_in_a_folder_is_rejected_and_the_other_files_are_read(
     (folder / "notes.txt").write_text("remember to renew the certificate\n")
     summary = run_nightly(engine, [folder], now=NOW)
     assert summary.recorded == 3
-    assert sorted(r.source for r in summary.rejected) == ["core.bin", "notes.txt"]
+    expected = [str(folder / "core.bin"), str(folder / "notes.txt")]
+    assert sorted(r.source for r in summary.rejected) == expected
     with Session(engine.db) as s:
         stored = sorted(s.scalars(select(RejectedInput.source)))
-    assert stored == ["core.bin", "notes.txt"]
+    assert stored == expected
 
 
 def test_an_empty_file_is_nothing_to_read_not_an_error(
@@ -408,3 +410,26 @@ def test_explain_and_the_nightly_job_judge_a_complaint_and_an_auto_reply_alike(
             "e.moreau@example.org": "rfc3834.auto_reply",
         }
     )
+
+
+def _stored_rejected(sa_engine: Engine) -> list[tuple[str, str, str]]:
+    with Session(sa_engine) as s:
+        rows = s.execute(
+            select(RejectedInput.source, RejectedInput.position, RejectedInput.raw).order_by(
+                RejectedInput.id
+            )
+        ).all()
+    return [tuple(r) for r in rows]
+
+
+def test_logs_of_the_same_name_in_two_folders_keep_their_own_rejected_lines(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    logs = [tmp_path / host / "replies.jsonl" for host in ("mx1", "mx2")]
+    for log in logs:
+        log.parent.mkdir()
+        log.write_text("{not json\n" + json.dumps(_line(1)) + "\n")
+    summary = run_nightly(engine, [tmp_path], now=NOW)
+    assert summary.rejected_count == 2
+    assert sorted(r.source for r in summary.rejected) == [str(log) for log in logs]
+    assert _stored_rejected(engine.db) == [(str(log), "byte 0", "{not json") for log in logs]

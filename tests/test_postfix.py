@@ -362,7 +362,7 @@ def test_reading_a_log_yields_records_and_rejects_with_offsets_and_goes_on(tmp_p
     assert got[0][1].message_id == "m1@x.example"  # type: ignore[union-attr]
     rejected = got[1][1]
     assert isinstance(rejected, Rejected)
-    assert rejected.source == "mail.log"
+    assert rejected.source == str(path)
     assert rejected.raw == SENT[:90]
     assert got[-1][0] == path.stat().st_size
 

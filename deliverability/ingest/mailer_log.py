@@ -14,7 +14,6 @@ import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 
 from deliverability.addresses import normalize_address
 from deliverability.clock import parse_time
@@ -155,9 +154,10 @@ def read_mailer_log(
 
     `format` is ``jsonl`` or ``csv``; by default it is detected from the content. A bad entry
     becomes a `Rejected` and reading goes on. Raises IngestError when the file cannot be opened or
-    is not a reply log at all.
+    is not a reply log at all. Items name their source by the path as given: the file name alone
+    would make two folders' ``replies.jsonl`` one source.
     """
-    source = Path(path).name
+    source = os.fspath(path)
     if format is None:
         format = detect_format(path)
     if format == "jsonl":

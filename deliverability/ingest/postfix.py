@@ -21,7 +21,6 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
-from pathlib import Path
 from typing import TypeVar
 
 from deliverability.clock import ensure_utc
@@ -433,9 +432,9 @@ def read_postfix_log(
     `year`, else the latest time not more than `SYSLOG_AHEAD` after `now`, else after the file's
     modification time. When resuming from `start_offset`, the lines before it are scanned for
     Message-IDs and pending deferrals first, so records after it are joined as a full read would
-    join them.
+    join them. Items name their source by the path as given (see `read_mailer_log`).
     """
-    source = Path(path).name
+    source = os.fspath(path)
     if now is None and year is None:
         try:
             mtime = os.stat(path).st_mtime

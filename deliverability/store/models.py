@@ -229,7 +229,7 @@ class Event(Base):
     throttle: Mapped[bool] = mapped_column(Boolean, default=False)
     #: A provider rule's own throttle pause in seconds (Verdict.pause), else NULL.
     pause_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    #: Where it came from: "api", a file name, "mbox:<path>", ...
+    #: Where it came from: "api", or the path of the file it was read from, as the job was given it.
     source: Mapped[str] = mapped_column(String(255), default="api")
     position: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
