@@ -68,10 +68,10 @@ from deliverability.store.models import (
     Delivery,
     Event,
     Recipient,
-    RejectedInput,
     UTCDateTime,
 )
 from deliverability.store.records import HygieneHook, RecordedEvent
+from deliverability.store.rejected import store_rejected
 from deliverability.store.retry import run_in_transaction
 from deliverability.store.session import open_engine
 from deliverability.verdicts import COMPLAINT_VERDICT, Verdict
@@ -113,7 +113,6 @@ _EVENTS = cast(Table, Event.__table__)
 _RECIPIENTS = cast(Table, Recipient.__table__)
 _DELIVERIES = cast(Table, Delivery.__table__)
 _ACTIONS = cast(Table, Action.__table__)
-_REJECTED = cast(Table, RejectedInput.__table__)
 
 #: Open throttles on a domain or a provider group, paused beyond `now`: (scope, target, until).
 #: Built once: `record` asks for them twice per call, and building a statement costs more than
@@ -1457,7 +1456,9 @@ class Engine:
 
         def work(conn: Connection) -> list[Any]:
             if rejected:
-                self._store_rejected(conn, rejected, now)
+                store_rejected(
+                    conn, ((r.source, r.position, r.reason, raw) for r, raw in rejected), now
+                )
             if not batch:
                 return []
             return self._write(conn, batch, now)
@@ -1478,40 +1479,6 @@ class Engine:
         )
         result.by_reason.update(it.verdict.reason._value_ for it in recorded)
         return result
-
-    def _store_rejected(
-        self, conn: Connection, rejected: list[tuple[Rejected, str]], now: datetime
-    ) -> None:
-        pairs = {(r.source[:600], r.position[:120]) for r, _ in rejected}
-        existing: set[tuple[str, str]] = set()
-        for source in {s for s, _ in pairs}:
-            positions = [p for s, p in pairs if s == source]
-            existing.update(
-                (source, p)
-                for (p,) in conn.execute(
-                    select(_REJECTED.c.position).where(
-                        _REJECTED.c.source == source, _REJECTED.c.position.in_(positions)
-                    )
-                )
-            )
-        rows = []
-        seen: set[tuple[str, str]] = set()
-        for r, raw in rejected:
-            pair = (r.source[:600], r.position[:120])
-            if pair in existing or pair in seen:
-                continue
-            seen.add(pair)
-            rows.append(
-                {
-                    "source": pair[0],
-                    "position": pair[1],
-                    "error": _cut(r.reason, TEXT_LENGTH),
-                    "raw": raw[:100_000],
-                    "recorded_at": now,
-                }
-            )
-        if rows:
-            conn.execute(insert(_REJECTED), rows)
 
     # -- internals: the chunk writer ---------------------------------------------------------
 

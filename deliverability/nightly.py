@@ -37,7 +37,8 @@ from deliverability.ingest.files import (
 )
 from deliverability.ingest.messages import DEFAULT_VERP, VerpFormat, preamble_reason
 from deliverability.ingest.records import Rejected
-from deliverability.store.models import IngestedMessage, IngestSource, RejectedInput
+from deliverability.store.models import IngestedMessage, IngestSource
+from deliverability.store.rejected import store_rejected
 from deliverability.store.session import create_engine, mask_url, write_engine
 
 __all__ = [
@@ -218,24 +219,11 @@ def _checkpoint(
 
 
 def record_rejected(session: Session, items: Iterable[Rejected], now: datetime) -> None:
-    """Store rejected input (once per source and position: a re-run does not repeat it)."""
-    for item in items:
-        exists = session.scalars(
-            select(RejectedInput.id).where(
-                RejectedInput.source == item.source[:600],
-                RejectedInput.position == item.position[:120],
-            )
-        ).first()
-        if exists is None:
-            session.add(
-                RejectedInput(
-                    source=item.source[:600],
-                    position=item.position[:120],
-                    error=item.error[:2000],
-                    raw=item.raw,
-                    recorded_at=now,
-                )
-            )
+    """Store rejected input in the session's transaction (an item already stored is not stored
+    again: see `deliverability.store.rejected`)."""
+    store_rejected(
+        session.connection(), ((i.source, i.position, i.error, i.raw) for i in items), now
+    )
 
 
 def message_key(data: bytes) -> str:

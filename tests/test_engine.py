@@ -1010,3 +1010,22 @@ def test_status_of_a_suppression_that_ran_out_says_what_the_deliveries_say(
         False,
         True,
     )
+
+
+def test_two_bad_items_at_one_source_and_position_are_both_stored_and_a_repeat_is_not(
+    engine: Engine,
+) -> None:
+    # A rotated log has a new line where the old one was: the position alone does not say which
+    # item was rejected, the raw text does.
+    def bad(raw: str) -> dict[str, Any]:
+        return {"recipient": "broken", "reply": OK, "source": "log", "position": "7", "raw": raw}
+
+    first = engine.record_many([bad("old line")])
+    second = engine.record_many([bad("new line"), bad("old line")])
+    assert len(first.rejected) == 1
+    assert len(second.rejected) == 2
+    with Session(engine.db) as s:
+        stored = s.execute(
+            select(RejectedInput.position, RejectedInput.raw).order_by(RejectedInput.id)
+        ).all()
+    assert [tuple(r) for r in stored] == [("7", "old line"), ("7", "new line")]

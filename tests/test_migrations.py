@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -221,5 +222,57 @@ def test_message_ids_lose_their_angle_brackets_unless_the_bare_id_is_already_the
         }
         assert history == {"k1": "m1@list.example", "k2": "m3@list.example", "k3": None}
         assert check_schema(engine) == []
+    finally:
+        engine.dispose()
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_rejected_inputs_are_told_apart_by_their_raw_text_from_0007_on(db_url: str) -> None:
+    # Before 0007 a rejected item was (source, position) alone: a rotated log's new bad line at
+    # the same offset was never stored. Stored rows get the digest of their raw text.
+    engine = create_engine(db_url)
+    try:
+        upgrade_schema(engine, "0006")
+        at = datetime(2026, 11, 1, tzinfo=UTC)
+        old = [
+            {"id": 1, "source": "replies.jsonl", "position": "byte 0", "raw": "{broken"},
+            {"id": 2, "source": "replies.jsonl", "position": "byte 9", "raw": "caf\u00e9"},
+            {"id": 3, "source": "api", "position": "3", "raw": ""},
+        ]
+        with engine.begin() as conn:
+            meta = MetaData()
+            meta.reflect(conn, only=("rejected_inputs",))
+            rejected = meta.tables["rejected_inputs"]
+            conn.execute(insert(rejected), [{**r, "error": "bad", "recorded_at": at} for r in old])
+        upgrade_schema(engine)
+        assert check_schema(engine) == []
+        with engine.begin() as conn:
+            meta = MetaData()
+            meta.reflect(conn, only=("rejected_inputs",))
+            rejected = meta.tables["rejected_inputs"]
+            digests = dict(conn.execute(select(rejected.c.id, rejected.c.raw_digest)).all())
+            assert digests == {r["id"]: _digest(r["raw"]) for r in old}
+            conn.execute(
+                insert(rejected),
+                {
+                    "id": 4,
+                    "source": "replies.jsonl",
+                    "position": "byte 0",
+                    "raw": "{new line",
+                    "raw_digest": _digest("{new line"),
+                    "error": "bad",
+                    "recorded_at": at,
+                },
+            )
+        # Down again, (source, position) must be unique: the first row of each position stays.
+        downgrade_schema(engine, "0006")
+        with engine.connect() as conn:
+            meta = MetaData()
+            meta.reflect(conn, only=("rejected_inputs",))
+            kept = conn.execute(select(meta.tables["rejected_inputs"].c.id)).scalars().all()
+        assert sorted(kept) == [1, 2, 3]
     finally:
         engine.dispose()

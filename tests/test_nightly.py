@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import FakeClock
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
 from deliverability import reports
@@ -27,6 +27,7 @@ from deliverability.store.models import (
     Delivery,
     Event,
     IngestedMessage,
+    IngestSource,
     Recipient,
     RejectedInput,
 )
@@ -422,6 +423,23 @@ def _stored_rejected(sa_engine: Engine) -> list[tuple[str, str, str]]:
     return [tuple(r) for r in rows]
 
 
+def test_a_rotated_log_with_a_new_bad_line_where_the_old_one_was_keeps_both_lines(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    # logrotate renames replies.jsonl to replies.jsonl.1 and the mailer starts a new file: a bad
+    # first line in each is at byte 0 of a file of the same name.
+    log = tmp_path / "replies.jsonl"
+    log.write_text('{"broken": 1\n' + json.dumps(_line(1)) + "\n")
+    run_nightly(engine, [tmp_path], now=NOW)
+    log.rename(tmp_path / "replies.jsonl.1")
+    log.write_text('{"broken": 2\n' + json.dumps(_line(2)) + "\n")
+    summary = run_nightly(engine, [tmp_path], now=NOW)
+    assert summary.rejected_count == 1
+    stored = _stored_rejected(engine.db)
+    assert [(source, position) for source, position, _ in stored] == [(str(log), "byte 0")] * 2
+    assert [raw for _, _, raw in stored] == ['{"broken": 1', '{"broken": 2']
+
+
 def test_logs_of_the_same_name_in_two_folders_keep_their_own_rejected_lines(
     engine: DeliverabilityEngine, tmp_path: Path
 ) -> None:
@@ -433,3 +451,17 @@ def test_logs_of_the_same_name_in_two_folders_keep_their_own_rejected_lines(
     assert summary.rejected_count == 2
     assert sorted(r.source for r in summary.rejected) == [str(log) for log in logs]
     assert _stored_rejected(engine.db) == [(str(log), "byte 0", "{not json") for log in logs]
+
+
+def test_reading_a_log_again_from_the_start_stores_its_rejected_lines_once(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    log = tmp_path / "replies.jsonl"
+    log.write_text("{not json\n" + json.dumps(_line(1)) + '\n{"also": "not a reply"}\n')
+    run_nightly(engine, [log], now=NOW)
+    with Session(engine.db) as s, s.begin():
+        # The bookkeeping lost (a restored store, a wrong --format once): all of it is read again.
+        s.execute(delete(IngestSource))
+    again = run_nightly(engine, [log], now=NOW)
+    assert again.rejected_count == 2
+    assert len(_stored_rejected(engine.db)) == 2

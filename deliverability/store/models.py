@@ -331,17 +331,30 @@ class IngestedMessage(Base):
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+#: A SHA-256 digest in hex. On MariaDB in ASCII: a unique key with the 600 + 120 characters of
+#: utf8mb4 (4 bytes each) beside it would pass InnoDB's 3072-byte limit on an index key.
+HEX_DIGEST = String(64).with_variant(
+    mysql.VARCHAR(64, charset="ascii", collation="ascii_bin"), "mysql", "mariadb"
+)
+
+
 class RejectedInput(Base):
-    """Input that could not be read: where, why, and the raw text (cut to a sane length)."""
+    """Input that could not be read: where, why, and the raw text (cut to a sane length).
+
+    An item is its source, its position and what was there (`raw_digest`): the position alone
+    repeats when a rotated log has a new bad line at an old one's offset.
+    """
 
     __tablename__ = "rejected_inputs"
-    __table_args__ = (UniqueConstraint("source", "position"), MYSQL_TABLE_OPTIONS)
+    __table_args__ = (UniqueConstraint("source", "position", "raw_digest"), MYSQL_TABLE_OPTIONS)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     source: Mapped[str] = mapped_column(String(600))
     position: Mapped[str] = mapped_column(String(120))
     error: Mapped[str] = mapped_column(String(TEXT_LENGTH))
     raw: Mapped[str] = mapped_column(Text, default="")
+    #: SHA-256 (hex) of `raw` as stored (deliverability.store.rejected.raw_digest).
+    raw_digest: Mapped[str] = mapped_column(HEX_DIGEST)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
