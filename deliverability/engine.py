@@ -30,7 +30,6 @@ from typing import Any, Literal, cast
 
 from sqlalchemy import (
     Connection,
-    String,
     Table,
     and_,
     bindparam,
@@ -1029,7 +1028,7 @@ class Engine:
             raise InputError("a suppression needs a reason (--reason TEXT)")
         if not by or not by.strip():
             raise InputError("say who suppresses (by=...)")
-        _check_by_length(by)
+        hygiene_store.check_by_length(by)
         now = self.now()
         until = ensure_utc(until) if until is not None else None
         try:
@@ -1106,7 +1105,7 @@ class Engine:
         normal = normalize_address(address)
         if not by or not by.strip():
             raise InputError("say who lifts the suppression (by=...)")
-        _check_by_length(by)
+        hygiene_store.check_by_length(by)
         now = self.now()
 
         def work(conn: Connection) -> int:
@@ -2014,14 +2013,6 @@ def _load_classifier() -> Callable[[Reply, Policy], Verdict]:
     from deliverability.classify import classify
 
     return classify
-
-
-def _check_by_length(by: str) -> None:
-    """Who acts by hand is stored in `actions.created_by` / `resolved_by`: longer is refused
-    here, not by the database in the middle of the transaction."""
-    limit = cast(String, _ACTIONS.c.created_by.type).length
-    if limit is not None and len(by) > limit:
-        raise InputError(f"who acts (by=...) is longer than {limit} characters")
 
 
 def _manual_action(

@@ -146,6 +146,21 @@ def test_actions_discard_drops_the_held_suppressions(store: str, frozen_now: dat
     assert _statuses(store) == [ActionStatus.DISCARDED] * H.incident_addresses
 
 
+@pytest.mark.parametrize("verb", ["confirm", "discard"])
+def test_settling_an_incident_by_a_name_over_120_characters_is_refused_and_changes_nothing(
+    store: str, frozen_now: datetime, verb: str
+) -> None:
+    _write(store, lambda h: _incident(h, frozen_now))
+    incident = _incident_id(store)
+    with freeze_time(frozen_now + timedelta(hours=1)):
+        result = CliRunner().invoke(
+            cli, ["--database-url", store, "actions", verb, str(incident), "--by", "x" * 121]
+        )
+    assert isinstance(result.exception, InputError)
+    assert "longer than 120 characters" in str(result.exception)
+    assert _statuses(store) == [ActionStatus.PENDING] * H.incident_addresses
+
+
 def test_confirming_an_unknown_id_is_a_clear_error(store: str, frozen_now: datetime) -> None:
     result = CliRunner().invoke(cli, ["--database-url", store, "actions", "confirm", "999"])
     assert isinstance(result.exception, InputError)

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from factories_hygiene import History, generate_history, insert_history
 from sqlalchemy.orm import Session
 
+from deliverability.errors import InputError
 from deliverability.hygiene import (
     RULE_AMBIGUOUS,
     RULE_COMPLAINT,
@@ -595,6 +596,23 @@ def test_discarding_an_incident_drops_the_held_suppressions_for_good(
     assert result.raised == 0
     assert _suppressed(session) == set()
     assert _pending(session) == set()
+
+
+@pytest.mark.parametrize("settle", [store_hygiene.confirm_incident, store_hygiene.discard_incident])
+def test_settling_an_incident_by_a_name_longer_than_its_column_is_refused_before_any_write(
+    session: Session, history: History, frozen_now: datetime, settle: Any
+) -> None:
+    # actions.resolved_by is 120 characters: PostgreSQL and MariaDB failed with a DataError in
+    # the middle of the transaction, SQLite stored the name whole.
+    _burst(history, frozen_now, H.incident_addresses)
+    [alert] = _actions(session, ActionKind.ALERT)
+    with pytest.raises(InputError, match="longer than 120 characters"):
+        settle(session, alert.id, "x" * 121, frozen_now + timedelta(hours=3))
+    assert alert.status is ActionStatus.OPEN
+    assert len(_pending(session)) == H.incident_addresses
+    assert settle(session, alert.id, "x" * 120, frozen_now + timedelta(hours=3)) == (
+        H.incident_addresses
+    )
 
 
 def test_confirming_something_that_is_not_an_incident_names_the_id(

@@ -73,6 +73,7 @@ __all__ = [
     "ActionSummary",
     "EvaluationResult",
     "Throttle",
+    "check_by_length",
     "confirm_incident",
     "discard_incident",
     "evaluate",
@@ -2111,8 +2112,18 @@ def _incident(session: Session, action_id: int) -> tuple[Action, list[Action]]:
     return alert, list(held)
 
 
+def check_by_length(by: str) -> None:
+    """Who acts by hand is stored in `actions.created_by` / `resolved_by`: longer is refused
+    here, not by the database in the middle of the transaction (PostgreSQL and MariaDB fail with
+    a DataError; SQLite would store it whole). Every function that takes a `by` checks it so."""
+    limit = cast(sa.String, Action.__table__.c.created_by.type).length
+    if limit is not None and len(by) > limit:
+        raise InputError(f"who acts (by=...) is longer than {limit} characters")
+
+
 def confirm_incident(session: Session, action_id: int, by: str, now: datetime) -> int:
     """Apply every suppression an incident holds; returns how many."""
+    check_by_length(by)
     alert, held = _incident(session, action_id)
     updates = []
     for action in held:
@@ -2140,6 +2151,7 @@ def confirm_incident(session: Session, action_id: int, by: str, now: datetime) -
 
 def discard_incident(session: Session, action_id: int, by: str, now: datetime) -> int:
     """Drop every suppression an incident holds (their bounces are spent); returns how many."""
+    check_by_length(by)
     alert, held = _incident(session, action_id)
     for action in held:
         _resolve(action, ActionStatus.DISCARDED, by, now, "discarded with the incident")
