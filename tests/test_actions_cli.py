@@ -101,6 +101,26 @@ def test_actions_open_leaves_out_closed_ones(store: str, frozen_now: datetime) -
     assert [a["kind"] for a in open_only] == ["suppress"]
 
 
+def test_actions_open_leaves_out_an_action_whose_time_is_up_with_no_job_run_since(
+    store: str, frozen_now: datetime
+) -> None:
+    # Issue 4: an expired throttle stops applying without any job running; `throttles` and
+    # `actions --open` both compare with now, the nightly sweep only tidies the status later.
+    _write(store, lambda h: (h.hard("gone@example.com", frozen_now),
+                             h.pushback("a@busy.example", frozen_now)))  # fmt: skip
+    with freeze_time(frozen_now + T.initial_pause - timedelta(seconds=1)):
+        before = json.loads(_run(store, "actions", "--open", "--format", "json"))
+    with freeze_time(frozen_now + T.initial_pause):
+        at_the_end = json.loads(_run(store, "actions", "--open", "--format", "json"))
+        everything = json.loads(_run(store, "actions", "--format", "json"))
+    assert sorted(a["kind"] for a in before) == ["suppress", "throttle"]
+    assert [a["kind"] for a in at_the_end] == ["suppress"]
+    assert {(a["kind"], a["status"]) for a in everything} == {
+        ("suppress", "open"),
+        ("throttle", "open"),
+    }
+
+
 def _incident(h: History, now: datetime) -> None:
     for i in range(H.incident_addresses):
         h.hard(f"u{i}@broken.example", now + timedelta(seconds=i))

@@ -627,6 +627,37 @@ def test_confirming_something_that_is_not_an_incident_names_the_id(
 # ---- idempotency, expiry, nightly ---------------------------------------------------------
 
 
+def test_open_actions_are_those_whose_time_is_not_up_at_the_time_asked_about(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    history.hard("gone@example.com", frozen_now)
+    history.pushback("a@busy.example", frozen_now)
+    _burst(history, frozen_now + timedelta(minutes=1), H.incident_addresses)
+    session.flush()
+
+    def open_kinds(at: datetime) -> list[str]:
+        found = store_hygiene.list_actions(session, open_only=True, now=at)
+        return sorted({f"{a.kind.value}/{a.status.value}" for a in found})
+
+    paused = frozen_now + T.initial_pause
+    assert "throttle/open" in open_kinds(paused - timedelta(seconds=1))
+    # No sweep has run: the throttle is still "open" in the table, but its time is up.
+    assert "throttle/open" not in open_kinds(paused)
+    assert "suppress/pending" in open_kinds(paused)
+    assert "suppress/open" in open_kinds(paused)
+    # What it lists at a time is what is still open once the sweep has run at that time.
+    later = frozen_now + timedelta(days=400)
+    listed = {a.id for a in store_hygiene.list_actions(session, open_only=True, now=later)}
+    assert store_hygiene.expire_actions(session, later) > 0
+    session.expire_all()
+    still_open = {
+        a.id
+        for a in store_hygiene.list_actions(session)
+        if a.status in (ActionStatus.OPEN, ActionStatus.PENDING)
+    }
+    assert listed == still_open
+
+
 def test_re_evaluating_raises_nothing_new(
     session: Session, history: History, frozen_now: datetime
 ) -> None:

@@ -119,7 +119,13 @@ def throttles(ctx: click.Context, fmt: str) -> None:
 
 
 @click.group(invoke_without_command=True)
-@click.option("--open", "open_only", is_flag=True, help="Only open and pending (held) actions.")
+@click.option(
+    "--open",
+    "open_only",
+    is_flag=True,
+    help="Only the actions in force now: open ones whose time is not up (the same as after the "
+    "nightly job's sweep) and pending (held) ones.",
+)
 @click.option(
     "--format",
     "fmt",
@@ -135,10 +141,10 @@ def actions(ctx: click.Context, open_only: bool, fmt: str) -> None:
         return
     engine = ctx.ensure_object(AppContext).engine()
     try:
+        now = engine.now()
         with Session(engine.db) as session:
-            rows = [
-                _action_row(a) for a in hygiene_store.list_actions(session, open_only=open_only)
-            ]
+            found = hygiene_store.list_actions(session, open_only=open_only, now=now)
+            rows = [_action_row(a) for a in found]
     finally:
         engine.close()
     columns = ACTION_TABLE_COLUMNS if fmt == "table" else ACTION_COLUMNS

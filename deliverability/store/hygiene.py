@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy import ColumnElement, Connection, Select, Table
 from sqlalchemy.orm import Session
 
+from deliverability.clock import system_clock
 from deliverability.errors import InputError
 from deliverability.hygiene import (
     BOUNCE_RULES,
@@ -2071,11 +2072,25 @@ def throttles_in_force(session: Session, now: datetime) -> list[Action]:
     )
 
 
-def list_actions(session: Session, *, open_only: bool = False) -> list[Action]:
-    """Actions, newest first; `open_only` keeps open and pending ones."""
+def list_actions(
+    session: Session, *, open_only: bool = False, now: datetime | None = None
+) -> list[Action]:
+    """Actions, newest first. `open_only` keeps the pending ones and the open ones whose time is
+    not up at `now` (default: the system clock): an action `expire_actions` would close is left
+    out whether or not the nightly job has swept it yet, as `throttles_in_force` leaves out a
+    pause that ended (issue 4: an expired action stops applying without any job running)."""
     query = sa.select(Action).order_by(Action.id.desc())
     if open_only:
-        query = query.where(Action.status.in_((ActionStatus.OPEN, ActionStatus.PENDING)))
+        at = _at(now if now is not None else system_clock())
+        query = query.where(
+            sa.or_(
+                Action.status == ActionStatus.PENDING,
+                sa.and_(
+                    Action.status == ActionStatus.OPEN,
+                    sa.or_(Action.expires_at.is_(None), Action.expires_at > at),
+                ),
+            )
+        )
     return list(session.scalars(query))
 
 
