@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +257,7 @@ def ingest_paths(
     strict: bool = False,
     verp: VerpFormat = DEFAULT_VERP,
     skip: frozenset[Path] | None = None,
+    log_tz: tzinfo = UTC,
 ) -> NightlySummary:
     """Read every new input under `paths` and record it with `recorder` (an `Engine`).
 
@@ -265,9 +266,18 @@ def ingest_paths(
     With `strict`, the first item that cannot be read stops the run (IngestError); what was
     recorded before it stays. `verp` says how a VERP return path encodes the recipient. Folders
     are walked without the files in `skip` (by default the recorder's own SQLite files).
+    `log_tz` is the zone of the syslog time stamps that carry none (classic ``Nov 28 03:14:15``
+    stamps in a Postfix log are the mail host's local time, RFC 3164 section 4.1.2); default UTC.
     """
     run = _Ingest(
-        recorder, session_factory, now, summary or NightlySummary(now=now), progress, strict, verp
+        recorder,
+        session_factory,
+        now,
+        summary or NightlySummary(now=now),
+        progress,
+        strict,
+        verp,
+        log_tz,
     )
     if skip is None:
         skip = store_files(recorder.db.url)
@@ -306,6 +316,7 @@ class _Ingest:
     progress: ProgressFn | None
     strict: bool
     verp: VerpFormat
+    log_tz: tzinfo
 
     def _account(self, row: SourceProgress, result: BatchResult, rejected: list[Rejected]) -> None:
         summary = self.summary
@@ -366,7 +377,8 @@ class _Ingest:
         chunk: list[ReplyRecord] = []
         rejected: list[Rejected] = []
         offset = start
-        for offset_after, item in convert.read_log(path, kind, start_offset=start, now=self.now):
+        items = convert.read_log(path, kind, start_offset=start, now=self.now, log_tz=self.log_tz)
+        for offset_after, item in items:
             row.items += 1
             if isinstance(item, Rejected):
                 self._bad(item, rejected)
@@ -479,12 +491,13 @@ def run_nightly(
     progress: ProgressFn | None = None,
     verp: VerpFormat = DEFAULT_VERP,
     skip: frozenset[Path] | None = None,
+    log_tz: tzinfo = UTC,
 ) -> NightlySummary:
     """The whole job: ingest `paths`, expire retries that ran out, evaluate list hygiene.
 
     `engine` should use a clock that returns `now` (the CLI's ``--now``), so that what it records
     is judged at the same time as the job. `skip`: see `ingest_paths` (a dry run on a copy of a
-    SQLite store names the original's files).
+    SQLite store names the original's files); `log_tz` too (the CLI's ``--log-tz``).
     """
     from deliverability.store import hygiene as hygiene_store
 
@@ -504,6 +517,7 @@ def run_nightly(
         strict=strict,
         verp=verp,
         skip=skip,
+        log_tz=log_tz,
     )
     expired = engine.expire_overdue(now)
     summary.expired = expired.recorded

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
@@ -465,3 +466,72 @@ def test_reading_a_log_again_from_the_start_stores_its_rejected_lines_once(
     again = run_nightly(engine, [log], now=NOW)
     assert again.rejected_count == 2
     assert len(_stored_rejected(engine.db)) == 2
+
+
+#: A Postfix line from a host whose syslog stamps are Berlin time (UTC+1 in November).
+BERLIN_LINE = (
+    "Nov 28 03:14:15 mx postfix/smtp[1234]: 3F1A2B: to=<alice@example.com>, "
+    "relay=mx.example.com[192.0.2.1]:25, delay=1.2, delays=0.1/0/0.5/0.6, dsn=5.1.1, "
+    "status=bounced (host mx.example.com[192.0.2.1] said: 550 5.1.1 <alice@example.com>: "
+    "Recipient address rejected: User unknown (in reply to RCPT TO command))\n"
+)
+
+
+def _event_times(url: str) -> list[datetime]:
+    with DeliverabilityEngine(url, clock=lambda: NOW) as probe, Session(probe.db) as s:
+        return list(s.scalars(select(Event.at)))
+
+
+@pytest.mark.parametrize("command", ["nightly", "ingest"])
+def test_log_tz_reads_syslog_stamps_in_the_mail_hosts_zone(
+    db_url: str, tmp_path: Path, command: str
+) -> None:
+    log = tmp_path / "mail.log"
+    log.write_text(BERLIN_LINE)
+    args = [command, str(log), "--now", NOW.isoformat(), "--log-tz", "Europe/Berlin"]
+    result = CliRunner().invoke(cli, ["--database-url", db_url, *args])
+    assert result.exit_code == 0, result.output
+    assert _event_times(db_url) == [datetime(2026, 11, 28, 2, 14, 15, tzinfo=UTC)]
+
+
+def test_log_tz_can_come_from_the_environment(db_url: str, tmp_path: Path) -> None:
+    log = tmp_path / "mail.log"
+    log.write_text(BERLIN_LINE)
+    result = CliRunner().invoke(
+        cli,
+        ["--database-url", db_url, "nightly", str(log), "--now", NOW.isoformat()],
+        env={"DELIVERABILITY_LOG_TZ": "Europe/Berlin"},
+    )
+    assert result.exit_code == 0, result.output
+    assert _event_times(db_url) == [datetime(2026, 11, 28, 2, 14, 15, tzinfo=UTC)]
+
+
+def test_without_log_tz_syslog_stamps_are_utc(engine: DeliverabilityEngine, tmp_path: Path) -> None:
+    log = tmp_path / "mail.log"
+    log.write_text(BERLIN_LINE)
+    run_nightly(engine, [log], now=NOW)
+    with Session(engine.db) as s:
+        assert list(s.scalars(select(Event.at))) == [datetime(2026, 11, 28, 3, 14, 15, tzinfo=UTC)]
+
+
+def test_the_job_passes_its_log_zone_to_the_postfix_reader(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    log = tmp_path / "mail.log"
+    log.write_text(BERLIN_LINE)
+    run_nightly(engine, [log], now=NOW, log_tz=ZoneInfo("America/New_York"))
+    with Session(engine.db) as s:
+        assert list(s.scalars(select(Event.at))) == [datetime(2026, 11, 28, 8, 14, 15, tzinfo=UTC)]
+
+
+@pytest.mark.parametrize("command", ["nightly", "ingest"])
+def test_an_unknown_log_tz_is_a_usage_error_naming_the_option(tmp_path: Path, command: str) -> None:
+    log = tmp_path / "mail.log"
+    log.write_text(BERLIN_LINE)
+    args = [command, str(log), "--log-tz", "Mars/Olympus_Mons"]
+    result = CliRunner().invoke(cli, ["--database-url", f"sqlite:///{tmp_path / 'x.db'}", *args])
+    assert result.exit_code == 2
+    assert "--log-tz" in result.output
+    assert "Mars/Olympus_Mons" in result.output
+    assert "Europe/Berlin" in result.output
+    assert not (tmp_path / "x.db").exists()

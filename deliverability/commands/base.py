@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 DATABASE_URL_ENV = "DELIVERABILITY_DATABASE_URL"
 POLICY_ENV = "DELIVERABILITY_POLICY"
 DEBUG_ENV = "DELIVERABILITY_DEBUG"
+#: `nightly` and `ingest --log-tz`: the zone of the mail host's syslog time stamps.
+LOG_TZ_ENV = "DELIVERABILITY_LOG_TZ"
 
 
 class AppContext:

@@ -9,9 +9,10 @@ import tempfile
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 from rich.console import Console
@@ -20,7 +21,7 @@ from sqlalchemy import func, make_url, select
 from sqlalchemy.orm import Session
 
 from deliverability.clock import parse_time, system_clock
-from deliverability.commands.base import AppContext
+from deliverability.commands.base import LOG_TZ_ENV, AppContext
 from deliverability.ingest.convert import parse_verp_template
 from deliverability.ingest.messages import DEFAULT_VERP, VerpFormat
 from deliverability.nightly import (
@@ -128,11 +129,28 @@ def _print_summary(summary: NightlySummary, fmt: str, command: str = "nightly") 
         )
 
 
+def _time_zone(ctx: click.Context, param: click.Parameter, value: str | None) -> tzinfo:
+    """--log-tz: an IANA time zone name (``Europe/Berlin``), read with zoneinfo; UTC if none."""
+    if value is None:
+        return UTC
+    try:
+        return ZoneInfo(value.strip())
+    # ValueError: an absolute or relative path; OSError: a folder of the database (Europe).
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise click.BadParameter(
+            f"{value!r} is not a time zone: give an IANA name such as Europe/Berlin or "
+            "America/New_York (or UTC)",
+            ctx,
+            param,
+        ) from None
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _input_options(command: F) -> F:
-    """The options `nightly` and `ingest` share: time, strictness, input format, VERP, output."""
+    """The options `nightly` and `ingest` share: time, strictness, input format, VERP, the
+    zone of syslog time stamps, output."""
     for option in reversed(
         (
             click.option(
@@ -153,6 +171,16 @@ def _input_options(command: F) -> F:
                 metavar="TEMPLATE",
                 help="How your VERP return paths encode the recipient, e.g. "
                 "'bounces+{local}={domain}' (default: any local part, '+', then local=domain).",
+            ),
+            click.option(
+                "--log-tz",
+                metavar="ZONE",
+                callback=_time_zone,
+                envvar=LOG_TZ_ENV,
+                show_envvar=True,
+                help="The zone of the mail host's clock, for syslog time stamps that carry none "
+                "(Postfix's 'Nov 28 03:14:15'): an IANA name such as Europe/Berlin. Default UTC. "
+                "Stamps with an offset (RFC 3339, RFC 5424) keep their own.",
             ),
             click.option(
                 "--output", "out_fmt", type=click.Choice(["text", "json"]), default="text"
@@ -178,14 +206,16 @@ def nightly(
     strict: bool,
     fmt: str,
     verp: str | None,
+    log_tz: tzinfo,
     out_fmt: str,
 ) -> None:
     """Ingest what arrived, expire retries that ran out, evaluate list hygiene, summarise.
 
     PATHS are files or folders: mailer reply logs (JSON Lines, CSV), Postfix logs (rotated and
-    gzip-compressed too), mbox files, Maildir folders and single bounce messages.
+    gzip-compressed too), mbox files, Maildir folders and single bounce messages. A Postfix log
+    from a host whose clock is not on UTC needs --log-tz.
     """
-    job = _Job(app, paths, _now(now_text), fmt, full, strict, _verp(verp))
+    job = _Job(app, paths, _now(now_text), fmt, full, strict, _verp(verp), log_tz)
     url = resolve_url(app.database_url)
     summary = job.dry_run(url) if dry_run else job.run(url)
     _print_summary(summary, out_fmt)
@@ -208,6 +238,7 @@ class _Job:
     full: bool
     strict: bool
     verp: VerpFormat
+    log_tz: tzinfo
 
     def run(
         self, url: str, *, dry_run: bool = False, store_url: str | None = None
@@ -231,6 +262,7 @@ class _Job:
                 progress=update,
                 verp=self.verp,
                 skip=store_files(store_url or url),
+                log_tz=self.log_tz,
             )
         summary.dry_run = dry_run
         return summary
@@ -284,10 +316,12 @@ def ingest(
     now_text: str | None,
     strict: bool,
     verp: str | None,
+    log_tz: tzinfo,
     out_fmt: str,
 ) -> None:
     """Record what PATHS say (the nightly job's first step alone: no expiry, no full hygiene
-    evaluation beyond what recording applies incrementally)."""
+    evaluation beyond what recording applies incrementally). A Postfix log from a host whose
+    clock is not on UTC needs --log-tz."""
     now = _now(now_text)
     with app.engine(clock=lambda: now) as engine:
         summary = ingest_paths(
@@ -298,6 +332,7 @@ def ingest(
             fmt=fmt,
             strict=strict,
             verp=_verp(verp),
+            log_tz=log_tz,
         )
     _print_summary(summary, out_fmt, "ingest")
     if summary.rejected_count:

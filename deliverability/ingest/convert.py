@@ -12,7 +12,7 @@ import dataclasses
 import email.utils
 import re
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
 from deliverability.classify import classify
@@ -50,15 +50,18 @@ POSTFIX_EXPIRED_VERDICT = dataclasses.replace(
 
 
 def read_log(
-    path: Path, kind: str, *, start_offset: int, now: datetime
+    path: Path, kind: str, *, start_offset: int, now: datetime, log_tz: tzinfo = UTC
 ) -> Iterator[tuple[int, LogRecord | Rejected]]:
     """(offset after the item, item) for a reply log or a Postfix log, from `start_offset`.
 
     A last line without its newline in a plain file is still being written: it is not read (not
     parsed, not rejected), so the offset stays before it and the next run reads it whole.
+    `log_tz` is the zone of syslog time stamps, which carry none (the mail host's local time).
     """
     if kind == "postfix":
-        return read_postfix_log(path, start_offset=start_offset, now=now, hold_partial_line=True)
+        return read_postfix_log(
+            path, start_offset=start_offset, now=now, tz=log_tz, hold_partial_line=True
+        )
     return read_mailer_log(path, start_offset=start_offset, format=kind, hold_partial_line=True)
 
 
