@@ -627,6 +627,11 @@ def _cut(text: str | None, length: int) -> str | None:
     return text if len(text) <= length else text[: length - 3] + "..."
 
 
+def _cut_start(text: str, length: int) -> str:
+    """`text` cut to `length` from its start: a source path keeps its end, the file name."""
+    return text if len(text) <= length else "..." + text[3 - length :]
+
+
 def _visible(text: str) -> str:
     """`text` with its NUL characters shown as ``\\0``: PostgreSQL text cannot hold NUL, and a
     JSON log line can carry one (``\\u0000``) without a NUL byte in the file."""
@@ -1387,7 +1392,7 @@ class Engine:
             step,
             when,
             attempt,
-            _visible(source[:255]),
+            _cut_start(_visible(source), 255),
             None if position is None else _cut(_visible(str(position)), 255),
             kind,
             key or _event_key(given, address.key, attempt, when, key_text),

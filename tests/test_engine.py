@@ -1029,3 +1029,16 @@ def test_two_bad_items_at_one_source_and_position_are_both_stored_and_a_repeat_i
             select(RejectedInput.position, RejectedInput.raw).order_by(RejectedInput.id)
         ).all()
     assert [tuple(r) for r in stored] == [("7", "old line"), ("7", "new line")]
+
+
+def test_a_source_path_too_long_for_its_column_keeps_its_end_where_the_file_name_is(
+    engine: Engine,
+) -> None:
+    path = "/srv/" + "deep/" * 60 + "mailer/replies.jsonl"
+    engine.record_many(
+        [ReplyRecord(recipient="a@example.com", message_id="m1", reply=OK, source=path)]
+    )
+    (source,) = [e.source for e in engine.status("a@example.com").history]
+    assert len(source) == 255
+    assert source.endswith("/mailer/replies.jsonl")
+    assert source.startswith("...")
