@@ -1511,12 +1511,21 @@ class Engine:
         to_db = self._to_db
         now_db = to_db(now)
 
-        # 0. Lock the recipients the chunk touches, in one order for every writer: two writers
-        #    then never deadlock on each other's rows, and never both add 1 to the same counter
-        #    read before the other's commit. (SQLite holds its write lock since BEGIN IMMEDIATE.)
+        # 0. Lock and read the recipients the chunk touches, in one order for every writer: two
+        #    writers then never deadlock on each other's rows, and never both add 1 to the same
+        #    counter read before the other's commit. (SQLite holds its write lock since BEGIN
+        #    IMMEDIATE.) One statement does both: with a plain read after the lock, a recipient
+        #    another writer inserted and committed in between was read without its lock (READ
+        #    COMMITTED reads what is committed at each statement), and this chunk wrote back
+        #    counters over a third writer's: its events stayed, its counts were lost.
         address_keys = sorted({it.address.key for it in items})
-        if conn.dialect.name != "sqlite":
-            bulk.select_in(conn, _RECIPIENTS, ("id",), "address_key", address_keys, lock=True)
+        recipients: dict[str, dict[str, Any]] = {}
+        for row in bulk.select_in(
+            conn, _RECIPIENTS, _RECIPIENT_LOAD, "address_key", address_keys, lock=True
+        ):
+            rec = dict(zip(_RECIPIENT_LOAD, row, strict=True))
+            rec["_standing_was"] = rec["standing"]
+            recipients[rec["address_key"]] = rec
 
         # 1. Idempotency: drop events already recorded, and repeats inside the chunk.
         keys = list({it.key for it in items})
@@ -1535,12 +1544,7 @@ class Engine:
                 known.add(it.key)
                 fresh.append(it)
 
-        # 2. Load the recipients and deliveries the chunk touches, one SELECT each.
-        recipients: dict[str, dict[str, Any]] = {}
-        for row in bulk.select_in(conn, _RECIPIENTS, _RECIPIENT_LOAD, "address_key", address_keys):
-            rec = dict(zip(_RECIPIENT_LOAD, row, strict=True))
-            rec["_standing_was"] = rec["standing"]
-            recipients[rec["address_key"]] = rec
+        # 2. Load the deliveries the chunk touches (its recipients were read in step 0).
         by_id = {r["id"]: k for k, r in recipients.items()}
         pairs = list(
             {

@@ -1042,3 +1042,52 @@ def test_a_source_path_too_long_for_its_column_keeps_its_end_where_the_file_name
     assert len(source) == 255
     assert source.endswith("/mailer/replies.jsonl")
     assert source.startswith("...")
+
+
+def test_a_recipient_another_writer_creates_during_a_chunk_loses_no_count(
+    db_url: str, clock: FakeClock, backend: str
+) -> None:
+    # Writer B's chunk is about a new address. Between B's lock on its recipients and the rest
+    # of its chunk, writer A creates that recipient and commits, then writer C records for it
+    # too. B must not write back counters it read without holding the row (C's count would be
+    # lost): it finds the row new at its lock, so its insert conflicts and the chunk runs again.
+    if backend == "sqlite":
+        pytest.skip("SQLite writers hold the database's write lock from BEGIN: none can interleave")
+    with (
+        Engine(db_url, policy=POLICY, clock=clock, hygiene=False) as b,
+        Engine(db_url, policy=POLICY, clock=clock, hygiene=False) as a,
+        Engine(db_url, policy=POLICY, clock=clock, hygiene=False) as c,
+    ):
+        a.record("a@example.com", OK, message_id="<warm@x>")  # the schema, before the race
+        bulk = b._bulk
+        select_in, select_pairs = bulk.select_in, bulk.select_pairs
+        fired: set[str] = set()
+
+        def once(name: str, other: Engine, message_id: str) -> None:
+            if name not in fired:
+                fired.add(name)
+                other.record("new@example.com", OK, message_id=message_id)
+
+        def select_in_then_a(conn: Any, table: Any, *args: Any, **kw: Any) -> Any:
+            rows = select_in(conn, table, *args, **kw)
+            if table.name == "events":  # the chunk's idempotency check, after the lock
+                once("a", a, "<from-a@x>")
+            return rows
+
+        def select_pairs_then_c(*args: Any, **kw: Any) -> Any:
+            rows = select_pairs(*args, **kw)
+            once("c", c, "<from-c@x>")
+            return rows
+
+        bulk.select_in = select_in_then_a  # type: ignore[method-assign]
+        bulk.select_pairs = select_pairs_then_c  # type: ignore[method-assign]
+        b.record("new@example.com", OK, message_id="<from-b@x>")
+        assert fired == {"a", "c"}
+    with Session(create_engine(db_url)) as s:
+        recipient = s.scalars(
+            select(Recipient).where(Recipient.address_key == "new@example.com")
+        ).one()
+        stored = s.scalar(select(func.count()).where(Event.recipient_id == recipient.id))
+        assert stored == 3
+        assert recipient.events_count == stored
+        assert recipient.delivered_count == stored
