@@ -128,7 +128,10 @@ def in_window(at: datetime, anchor: datetime, window: timedelta) -> bool:
 def ambiguous_suppresses(distinct_messages: int, policy: HygienePolicy) -> bool:
     """A bare or ambiguous 550/553 suppresses when `ambiguous_count` distinct messages got one
     within `ambiguous_window` (retries of one message count once: one bad relay hop repeating
-    itself is not evidence that the mailbox is gone)."""
+    itself is not evidence that the mailbox is gone). The caller counts only bounces no older
+    than the address's latest delivery recorded before the last one: a delivery in between
+    resets the count, and bounces older than a delivery are stale (docs/hygiene.md, "Stale
+    bounces"). A hard bounce likewise suppresses only when no delivery is dated after it."""
     return distinct_messages >= policy.ambiguous_count
 
 

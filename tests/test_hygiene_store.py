@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from conftest import FakeClock
 from factories_hygiene import History, generate_history, insert_history
 from sqlalchemy.orm import Session
 
+from deliverability.engine import Engine, ReplyRecord
 from deliverability.errors import InputError
 from deliverability.hygiene import (
     RULE_AMBIGUOUS,
@@ -25,7 +27,7 @@ from deliverability.hygiene import (
 )
 from deliverability.policy import HygienePolicy, Policy, ThrottlePolicy
 from deliverability.store import hygiene as store_hygiene
-from deliverability.store.models import Action, Event, Recipient
+from deliverability.store.models import Action, Bookmark, Event, Recipient
 from deliverability.store.session import create_engine, upgrade_schema
 from deliverability.vocabulary import (
     ActionKind,
@@ -138,6 +140,225 @@ def test_retries_of_one_message_count_once_for_ambiguous_bounces(
     for i in range(H.ambiguous_count + 2):
         history.ambiguous("maybe@example.com", frozen_now + i * timedelta(hours=1), message_id="m1")
     assert _suppressed(session) == set()
+
+
+# ---- stale bounces: a delivery later than the bounce --------------------------------------
+#
+# A delivery to the address dated after a bounce proves the mailbox accepted mail since: the
+# bounce is stale and suppresses nothing (issue 4). A delivery at the same instant does not make
+# it stale. What counts is what was recorded before the bounce: a delivery recorded after the
+# bounce already suppressed the address leaves that suppression in force.
+
+#: A late DSN's age: older than the delivery recorded before it.
+LATE = 2 * DAY
+
+
+def _ambiguous_times(last: datetime, n: int = H.ambiguous_count) -> list[datetime]:
+    """`n` (`ambiguous_count`) times a day apart, ending at `last` (all within the window)."""
+    assert (n - 1) * DAY < H.ambiguous_window, "the policy's window must hold a bounce a day"
+    return [last - (n - 1 - i) * DAY for i in range(n)]
+
+
+def test_a_late_hard_bounce_older_than_a_delivery_does_not_suppress(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    history.delivered("ann@example.com", frozen_now)
+    assert history.hard("ann@example.com", frozen_now - LATE) == []
+    assert _suppressed(session) == set()
+
+
+def test_a_hard_bounce_newer_than_the_last_delivery_suppresses(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    history.delivered("ann@example.com", frozen_now - LATE)
+    [summary] = history.hard("ann@example.com", frozen_now)
+    assert summary.rule == RULE_HARD
+    assert _suppressed(session) == {"ann@example.com"}
+
+
+def test_a_delivery_at_the_same_instant_does_not_make_a_hard_bounce_stale(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    # Log times have a second's resolution at best: the same instant does not say which came
+    # last, and the bounce is positive evidence that the mailbox is gone.
+    history.delivered("ann@example.com", frozen_now)
+    history.hard("ann@example.com", frozen_now)
+    assert _suppressed(session) == {"ann@example.com"}
+
+
+def test_a_delivery_recorded_after_a_hard_bounce_suppressed_leaves_the_suppression(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    history.hard("ann@example.com", frozen_now - LATE)
+    history.delivered("ann@example.com", frozen_now)
+    assert _suppressed(session) == {"ann@example.com"}
+
+
+def test_a_complaint_older_than_a_delivery_still_suppresses(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    history.delivered("ann@example.com", frozen_now)
+    history.record("ann@example.com", frozen_now - LATE, Outcome.COMPLAINED, Reason.FEEDBACK)
+    assert _suppressed(session) == {"ann@example.com"}
+
+
+def test_ambiguous_bounces_with_a_delivery_between_do_not_suppress(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    times = _ambiguous_times(frozen_now)
+    for at in times[:-1]:
+        history.ambiguous("ann@example.com", at)
+    history.delivered("ann@example.com", times[-1] - timedelta(hours=1))
+    history.ambiguous("ann@example.com", times[-1])
+    assert _suppressed(session) == set()
+
+
+def test_late_ambiguous_bounces_older_than_a_delivery_do_not_suppress(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    history.delivered("ann@example.com", frozen_now)
+    for at in _ambiguous_times(frozen_now - LATE):
+        history.ambiguous("ann@example.com", at)
+    assert _suppressed(session) == set()
+
+
+def test_ambiguous_bounces_after_the_last_delivery_suppress(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    times = _ambiguous_times(frozen_now)
+    history.delivered("ann@example.com", times[0] - timedelta(hours=1))
+    for at in times:
+        history.ambiguous("ann@example.com", at)
+    [action] = _actions(session, ActionKind.SUPPRESS, ActionStatus.OPEN)
+    assert action.rule == RULE_AMBIGUOUS
+    assert action.target == "ann@example.com"
+
+
+def test_an_ambiguous_bounce_at_the_same_instant_as_a_delivery_still_counts(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    times = _ambiguous_times(frozen_now)
+    history.delivered("ann@example.com", times[0])
+    for at in times:
+        history.ambiguous("ann@example.com", at)
+    assert _suppressed(session) == {"ann@example.com"}
+
+
+#: Histories of one address in recording order: (time before now, evidence), and whether the
+#: address ends suppressed. "A" stands for `ambiguous_count` bare 550s a day apart ending then,
+#: "A-1" for one fewer, "a" for one.
+STALE_HISTORIES: dict[str, tuple[list[tuple[timedelta, str]], bool]] = {
+    "late hard bounce": ([(timedelta(0), "delivered"), (LATE, "hard")], False),
+    "hard bounce after the delivery": ([(LATE, "delivered"), (timedelta(0), "hard")], True),
+    "same instant": ([(timedelta(0), "delivered"), (timedelta(0), "hard")], True),
+    "delivery recorded late": ([(LATE, "hard"), (timedelta(0), "delivered")], True),
+    "delivery between 550s": ([(LATE, "A-1"), (LATE / 2, "delivered"), (timedelta(0), "a")], False),
+    "no delivery between 550s": ([(LATE, "A-1"), (timedelta(0), "a")], True),
+    "late 550s": ([(timedelta(0), "delivered"), (LATE, "A")], False),
+    "550s after the delivery": ([(2 * LATE, "delivered"), (LATE, "A")], True),
+}
+
+
+def _record_stale_history(
+    session: Session, steps: list[tuple[timedelta, str]], now: datetime, after_each: Any
+) -> None:
+    history = History(session, POLICY)
+    clock = now
+    for ago, evidence in steps:
+        count = {"A": H.ambiguous_count, "A-1": H.ambiguous_count - 1}.get(evidence, 1)
+        outcome, reason, decisive = {
+            "delivered": (Outcome.DELIVERED, Reason.DELIVERED, False),
+            "hard": (Outcome.BOUNCED, Reason.USER_UNKNOWN, True),
+        }.get(evidence, (Outcome.BOUNCED, Reason.REJECTED, False))
+        for at in _ambiguous_times(now - ago, count):
+            row = history.event("ann@example.com", at, outcome, reason, decisive=decisive)
+            # Recorded now, whatever time the event carries.
+            clock += timedelta(minutes=1)
+            after_each(history, row, clock)
+
+
+def _forget_everything(session: Session) -> None:
+    """An empty store again (within the test's database), for the next path."""
+    session.execute(sa.update(Recipient).values(suppression_action_id=None))
+    session.execute(sa.delete(Event))
+    session.execute(sa.delete(Action))
+    session.execute(sa.delete(Recipient))
+    session.execute(sa.delete(Bookmark))
+    session.flush()
+    session.expunge_all()
+
+
+@pytest.mark.parametrize("name", list(STALE_HISTORIES))
+def test_incremental_nightly_and_full_evaluation_agree_on_stale_bounces(
+    session: Session, frozen_now: datetime, name: str
+) -> None:
+    steps, suppressed = STALE_HISTORIES[name]
+    expected = {"ann@example.com"} if suppressed else set()
+    ends = {}
+
+    _record_stale_history(session, steps, frozen_now, lambda h, row, now: h.run([row], now))
+    ends["incremental"] = _suppressed(session)
+    _forget_everything(session)
+
+    # A nightly run between every two recordings: the bounce is judged before the delivery.
+    _record_stale_history(
+        session,
+        steps,
+        frozen_now,
+        lambda h, row, now: store_hygiene.evaluate(session, POLICY, now),
+    )
+    ends["nightly"] = _suppressed(session)
+    _forget_everything(session)
+
+    _record_stale_history(session, steps, frozen_now, lambda h, row, now: None)
+    store_hygiene.evaluate(session, POLICY, frozen_now + DAY, full=True)
+    ends["full"] = _suppressed(session)
+
+    assert ends == dict.fromkeys(ends, expected)
+
+
+def test_the_engine_keeps_an_address_a_late_dsn_says_bounced_before_its_delivery(
+    db_url: str, clock: FakeClock
+) -> None:
+    # The defect of issue 4 as a sender meets it: a 250 for ann, then a DSN for an older
+    # message, dated two days before, with a decisive 550 5.1.1.
+    with Engine(db_url, clock=clock) as engine:
+        engine.record("ann@example.com", "250 2.0.0 OK", message_id="<new@x>", at=clock.now)
+        clock.advance(timedelta(minutes=5))
+        late = engine.record(
+            "ann@example.com",
+            "550 5.1.1 no such user",
+            message_id="<old@x>",
+            at=clock.now - LATE,
+        )
+        assert late.actions == ()
+        assert engine.is_sendable("ann@example.com")
+        # A newer one still suppresses.
+        engine.record("ann@example.com", "550 5.1.1 no such user", message_id="<next@x>")
+        assert not engine.is_sendable("ann@example.com")
+
+
+def test_a_batch_with_a_delivery_before_a_late_bounce_keeps_the_address(
+    db_url: str, clock: FakeClock
+) -> None:
+    # Within one record_many batch the items before the bounce were recorded before it.
+    with Engine(db_url, clock=clock) as engine:
+        result = engine.record_many(
+            [
+                ReplyRecord(
+                    "ann@example.com", message_id="<new@x>", reply="250 2.0.0 OK", at=clock.now
+                ),
+                ReplyRecord(
+                    "ann@example.com",
+                    message_id="<old@x>",
+                    reply="550 5.1.1 no such user",
+                    at=clock.now - LATE,
+                ),
+            ]
+        )
+        assert result.recorded == 2
+        assert result.actions == []
+        assert engine.is_sendable("ann@example.com")
 
 
 # ---- soft strikes -------------------------------------------------------------------------

@@ -11,6 +11,11 @@ twice, a reply reported by two hosts). Afterwards:
 - every standing, counter and action is what a serial replay of the same events, in time order,
   into a fresh SQLite store gives.
 
+The addresses are live (deliveries) or gone (hard and bare 550s), never both, as real mailboxes
+are: a bounce dated before a delivery that was recorded first is stale and suppresses nothing
+(docs/hygiene.md, "Stale bounces"), so on an address that had both, which of them a writer
+recorded first would decide its suppression, and no serial replay could match the race.
+
 The processes are separate interpreters (this file run as a script), started together through
 their standard input, so the test waits on them, never on a timer.
 """
@@ -47,16 +52,23 @@ TRANSIENT = (
     "421 4.7.0 Try again later, closing connection",
     "451 4.3.0 Temporary local problem",
 )
+BLOCKED = "550 5.7.1 Message rejected due to content policy"
+#: The results of a live address (one in GONE_EVERY is gone: `GONE_REPLIES`).
 REPLIES = (
     "250 2.0.0 OK queued",
     "250 2.0.0 OK queued",
     "250 2.0.0 OK queued",
     "250 2.0.0 OK queued",
-    "550 5.1.1 The email account that you tried to reach does not exist",
-    "550 Requested action not taken: mailbox unavailable",
-    "550 5.7.1 Message rejected due to content policy",
+    BLOCKED,
     *TRANSIENT,
 )
+GONE_REPLIES = (
+    "550 5.1.1 The email account that you tried to reach does not exist",
+    "550 Requested action not taken: mailbox unavailable",
+    BLOCKED,
+    *TRANSIENT,
+)
+GONE_EVERY = 4
 
 
 def _address(n: int) -> str:
@@ -70,7 +82,8 @@ def event(g: int) -> dict[str, Any]:
     processes, in either order."""
     digest = int.from_bytes(hashlib.sha256(str(g).encode()).digest()[:4], "big")
     message = g // 2
-    replies = TRANSIENT if g % 2 == 0 else REPLIES
+    gone = (message * 7) % ADDRESSES % GONE_EVERY == 0
+    replies = TRANSIENT if g % 2 == 0 else GONE_REPLIES if gone else REPLIES
     return {
         "recipient": _address(message * 7),
         "message_id": f"<m{message}@sender.example>",

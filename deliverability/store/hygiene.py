@@ -349,6 +349,17 @@ def _is_delivered(e: Any) -> ColumnElement[bool]:
     return sa.and_(e.outcome == Outcome.DELIVERED, e.throttle.is_(False))
 
 
+def _known_delivery(d: Any, a: Any) -> ColumnElement[bool]:
+    """`d` is a delivery to the anchor `a`'s address recorded before it (a smaller event id).
+
+    A bounce is judged by what was recorded before it, whatever its date: that is all the
+    incremental pass can see when it judges it, and the nightly and full evaluations see the
+    same (ids grow in recording order, within a chunk in the order of its items), so the three
+    agree. A delivery recorded after a bounce already suppressed the address does not undo the
+    suppression: that was an action taken on the evidence then known (unsuppress lifts it)."""
+    return sa.and_(d.recipient_id == a.recipient_id, _is_delivered(d), d.id < a.id)
+
+
 #: Deliveries to some domains after a time and up to now (on the incremental path events come
 #: in time order, so "up to now" is "so far").
 _DELIVERIES_SINCE = sa.select(sa.func.count(_EVENTS.c.id)).where(
@@ -742,12 +753,40 @@ class _Evaluator:
 
         return self._first_per_recipient(name, inner, rule)
 
+    def _fresh_hard(self) -> ColumnElement[bool]:
+        """A hard bounce that no delivery to its address dated after it makes stale.
+
+        A delivery later than the bounce proves the mailbox accepted mail since (issue 4: never
+        suppress a good address; issue 3: a late DSN is history, it does not roll the standing
+        back). One at the same instant does not: logs date to the second at best, so it does not
+        say which came last, and the bounce is positive evidence that the mailbox is gone. Only
+        deliveries recorded before the bounce count (`_known_delivery`)."""
+        a = self.a
+        d = _EVENTS.alias("later").c
+        # Through events (recipient_id, at): the address's entries after the bounce.
+        later = sa.exists().where(_known_delivery(d, a), d.at > a.at).correlate(self.at)
+        return sa.and_(_is_hard(a), ~later)
+
     def _ambiguous(self) -> list[_Suppress]:
+        """Ambiguous 550s of `ambiguous_count` distinct messages within `ambiguous_window`,
+        none of them older than a delivery to the address (like soft strikes, a delivery resets
+        the count; one at the same instant as a bounce does not, as for a hard bounce).
+
+        The latest delivery recorded before the anchor, from the window's start on, sets where
+        the count starts: when it is later than the anchor, no bounce of the window is counted
+        (the anchor is stale), so one bound does both. Only deliveries recorded before the anchor
+        count (`_known_delivery`)."""
         a, h = self.a, self.policy.hygiene
 
         def build() -> Select[Any]:
-            wt = _EVENTS.alias()
-            w = wt.c
+            wt, dt = _EVENTS.alias(), _EVENTS.alias("delivery")
+            w, d = wt.c, dt.c
+            since = (
+                sa.select(sa.func.max(d.at))
+                .where(_known_delivery(d, a), d.at >= _shift(self.s, a.at, -h.ambiguous_window))
+                .correlate(self.at)
+                .scalar_subquery()
+            )
             message = sa.func.coalesce(w.message_id, sa.cast(w.id, sa.String))
             n = sa.func.count(sa.distinct(message))
             inner = (
@@ -766,6 +805,8 @@ class _Evaluator:
                     w.at >= _shift(self.s, a.at, -h.ambiguous_window),
                     *_within_span(self.s, w, "ambiguous"),
                     w.at <= a.at,
+                    # One reference to the subquery (a planner may run it once per reference).
+                    w.at >= sa.func.coalesce(since, w.at),
                 )
                 .group_by(a.recipient_id, a.id, a.at, a.reason)
                 .having(n >= h.ambiguous_count)
@@ -829,7 +870,7 @@ class _Evaluator:
         found: list[_Suppress] = []
         c = self.census
         if c["hard"]:
-            found += self._single("hard", lambda: _is_hard(self.a), RULE_HARD)
+            found += self._single("hard", self._fresh_hard, RULE_HARD)
         if c["complaint"]:
             found += self._single(
                 "complaint", lambda: self.a.outcome == Outcome.COMPLAINED, RULE_COMPLAINT
