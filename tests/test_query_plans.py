@@ -33,6 +33,8 @@ DELIVERED = "250 2.0.0 OK"
 MISSING = "550 5.1.1 The email account that you tried to reach does not exist"
 PUSHBACK = "421 4.7.0 Try again later, closing connection."
 FULL = "452 4.2.2 The email account that you tried to reach is over quota"
+#: A bare 550: ambiguous, counted over the address's window and its latest delivery.
+BARE = "550 Requested action not taken: mailbox unavailable"
 GOOGLE_MX = "gmail-smtp-in.l.google.com[142.250.27.27]:25"
 
 
@@ -167,7 +169,7 @@ def test_recording_one_reply_uses_an_index_for_every_history_table(
     engine: Engine, clock: FakeClock
 ) -> None:
     statements, _ = _captured(engine)
-    for i, reply in enumerate((DELIVERED, FULL, MISSING, PUSHBACK)):
+    for i, reply in enumerate((DELIVERED, FULL, MISSING, PUSHBACK, BARE, BARE)):
         clock.advance(timedelta(minutes=1))
         engine.record(
             f"user{i}@example.com", reply, message_id=f"<next{i}@list.example>", at=clock.now
