@@ -1152,18 +1152,7 @@ class Engine:
                 resolved_by=by,
             )
             if row is not None:
-                standing, why = self._standing_from_deliveries(conn, row.id)
-                conn.execute(
-                    update(_RECIPIENTS)
-                    .where(_RECIPIENTS.c.id == row.id)
-                    .values(
-                        standing=standing,
-                        reason=why,
-                        standing_since=now,
-                        suppressed_until=None,
-                        suppression_action_id=None,
-                    )
-                )
+                self._release_standing(conn, row.id, now)
             return release_id
 
         return run_in_transaction(self.db, work, conflicts=True)
@@ -1184,18 +1173,7 @@ class Engine:
                 )
             ).all()
             for row in lapsed:
-                standing, why = self._standing_from_deliveries(conn, row.id)
-                conn.execute(
-                    update(_RECIPIENTS)
-                    .where(_RECIPIENTS.c.id == row.id)
-                    .values(
-                        standing=standing,
-                        reason=why,
-                        standing_since=row.suppressed_until,
-                        suppressed_until=None,
-                        suppression_action_id=None,
-                    )
-                )
+                self._release_standing(conn, row.id, row.suppressed_until)
             return len(lapsed)
 
         return run_in_transaction(self.db, work, conflicts=True)
@@ -1981,6 +1959,22 @@ class Engine:
             conn.execute(
                 insert(_RECIPIENTS).values(values).returning(_RECIPIENTS.c.id)
             ).scalar_one()
+        )
+
+    def _release_standing(self, conn: Connection, recipient_id: int, since: datetime) -> None:
+        """End a recipient's suppression: its standing follows its deliveries again, from
+        `since`."""
+        standing, why = self._standing_from_deliveries(conn, recipient_id)
+        conn.execute(
+            update(_RECIPIENTS)
+            .where(_RECIPIENTS.c.id == recipient_id)
+            .values(
+                standing=standing,
+                reason=why,
+                standing_since=since,
+                suppressed_until=None,
+                suppression_action_id=None,
+            )
         )
 
     def _standing_from_deliveries(
