@@ -4,6 +4,7 @@ the command line."""
 from __future__ import annotations
 
 import getpass
+from datetime import datetime
 from typing import Any
 
 import click
@@ -14,7 +15,7 @@ from deliverability.output import emit_rows
 from deliverability.store import hygiene as hygiene_store
 from deliverability.store.models import Action
 from deliverability.store.session import write_engine
-from deliverability.vocabulary import ActionScope
+from deliverability.vocabulary import ActionScope, ActionStatus
 
 #: `target` is what is paused (a domain or a provider group), `scope` says which; `domain` is
 #: filled only for a domain scope, so a provider group's name is never read as a domain.
@@ -60,13 +61,18 @@ def _who() -> str:
         return "cli"
 
 
-def _action_row(a: Action) -> dict[str, Any]:
+def _action_row(a: Action, now: datetime) -> dict[str, Any]:
+    status = a.status
+    if status is ActionStatus.OPEN and a.expires_at is not None and a.expires_at <= now:
+        # Its time is up: it no longer applies (issue 4), whether or not the nightly job has
+        # swept it yet; the sweep records the same status.
+        status = ActionStatus.EXPIRED
     return {
         "id": a.id,
         "kind": a.kind,
         "scope": a.scope,
         "target": a.target,
-        "status": a.status,
+        "status": status,
         "reason": a.reason,
         "rule": a.rule,
         "created_at": a.created_at,
@@ -144,7 +150,7 @@ def actions(ctx: click.Context, open_only: bool, fmt: str) -> None:
         now = engine.now()
         with Session(engine.db) as session:
             found = hygiene_store.list_actions(session, open_only=open_only, now=now)
-            rows = [_action_row(a) for a in found]
+            rows = [_action_row(a, now) for a in found]
     finally:
         engine.close()
     columns = ACTION_TABLE_COLUMNS if fmt == "table" else ACTION_COLUMNS
