@@ -187,3 +187,21 @@ def test_list_management_and_status_use_an_index_for_every_history_table(
     engine.unsuppress("user1@example.org", by="test")
     engine.status("user1@example.org")
     _assert_no_full_scan(engine, statements)
+
+
+def test_recording_replies_older_than_recorded_ones_uses_an_index_for_every_history_table(
+    engine: Engine, clock: FakeClock
+) -> None:
+    # Late DSNs: a bare 550 and 452s dated before the same kind of reply recorded for these
+    # addresses, so each rule also judges the address's later events again (the late anchors).
+    engine.record("user42@example.com", BARE, message_id="<new@list.example>", at=clock.now)
+    statements, _ = _captured(engine)
+    earlier = clock.now - timedelta(hours=7)
+    # user12 and user27 got a 452 in the fixture's history.
+    for address, reply in (
+        ("user42@example.com", BARE),
+        ("user12@example.com", FULL),
+        ("user27@example.com", FULL),
+    ):
+        engine.record(address, reply, message_id="<old@list.example>", at=earlier)
+    _assert_no_full_scan(engine, statements)

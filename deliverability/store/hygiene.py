@@ -5,6 +5,9 @@ nightly run, or the whole history) and, for each rule, runs one aggregate query 
 window around those anchors; the pure rules in `deliverability.hygiene` decide from the counts.
 The incremental path (`on_events`, called by the engine inside `record`/`record_many`) and the
 nightly path (`evaluate`) are the same code with different anchors, which is why they agree.
+The address rules with a window (ambiguous bounces, soft strikes) also judge again the events an
+anchor recorded late falls into the window of (`_Evaluator._judged`), so they agree with `--full`
+when events arrive out of time order too (docs/hygiene.md, "When the rules run").
 
 Actions are upserted by `Action.open_key`: re-raising an open action refreshes it.
 """
@@ -141,7 +144,7 @@ _INSERT_ACTION = sa.insert(_ACTIONS)
 _SUMMARY_FIELDS = tuple(f.name for f in fields(ActionSummary) if f.name != "new")
 #: The open suppressions with given keys: what refreshing one reads and what its summary shows.
 _OPEN_SUPPRESSIONS = sa.select(
-    *[_ACTIONS.c[name] for name in ("open_key", "raised_count", *_SUMMARY_FIELDS)]
+    *[_ACTIONS.c[name] for name in ("open_key", "raised_count", "created_by", *_SUMMARY_FIELDS)]
 ).where(_ACTIONS.c.open_key.in_(sa.bindparam("keys", expanding=True)))
 #: A suppression refreshed (as `_Evaluator._upsert` refreshes one).
 _REFRESH_SUPPRESSION = (
@@ -153,6 +156,11 @@ _REFRESH_SUPPRESSION = (
         updated_at=sa.bindparam("updated_at"),
         detail=sa.bindparam("detail"),
         evidence=sa.bindparam("evidence"),
+        # Unchanged unless evidence recorded late re-dates the suppression (`_apply_suppressions`).
+        reason=sa.bindparam("reason"),
+        rule=sa.bindparam("rule"),
+        created_at=sa.bindparam("created_at"),
+        expires_at=sa.bindparam("expires_at"),
     )
 )
 _RECIPIENTS = cast(Table, Recipient.__table__)
@@ -246,13 +254,17 @@ def _mariadb(session: Session) -> bool:
     return session.get_bind().dialect.name in ("mysql", "mariadb")
 
 
-def _within_span(session: Session, w: Any, window: str) -> tuple[ColumnElement[bool], ...]:
-    """On MariaDB, `w.at` within the anchors' time span widened by a rule's window."""
+def _within_span(
+    session: Session, w: Any, window: str, *, late: bool = False
+) -> tuple[ColumnElement[bool], ...]:
+    """On MariaDB, `w.at` within the anchors' time span widened by a rule's window (with
+    `late`, widened by it at the end too: the span of the late anchors of `_judged`)."""
     if not _mariadb(session):
         return ()
+    hi = f"span_hi_{window}" if late else "span_hi"
     return (
         w.at >= sa.bindparam(f"span_lo_{window}", type_=UTCDateTime()),
-        w.at <= sa.bindparam("span_hi", type_=UTCDateTime()),
+        w.at <= sa.bindparam(hi, type_=UTCDateTime()),
     )
 
 
@@ -704,19 +716,29 @@ class _Evaluator:
                 .over(partition_by=sub.c.recipient_id, order_by=(sub.c.at, sub.c.anchor_id))
                 .label("rn"),
             ).subquery()
-            return (
-                sa.select(
-                    ranked.c.recipient_id,
-                    ranked.c.anchor_id,
-                    ranked.c.at,
-                    ranked.c.reason,
-                    ranked.c.n,
-                    Recipient.address_key,
-                    Recipient.domain,
+
+            # The address by primary key per row kept, not by a join: MariaDB guesses the
+            # size of a rule's derived rows from its joins (three of the address's index ranges
+            # for the late anchors of `_judged`) and then reads the whole recipients table to
+            # join them.
+            def column(name: str) -> Any:
+                r = _RECIPIENTS.alias(f"recipient_{name}")
+                return (
+                    sa.select(r.c[name])
+                    .where(r.c.id == ranked.c.recipient_id)
+                    .scalar_subquery()
+                    .label(name)
                 )
-                .join(Recipient, Recipient.id == ranked.c.recipient_id)
-                .where(ranked.c.rn == 1)
-            )
+
+            return sa.select(
+                ranked.c.recipient_id,
+                ranked.c.anchor_id,
+                ranked.c.at,
+                ranked.c.reason,
+                ranked.c.n,
+                column("address_key"),
+                column("domain"),
+            ).where(ranked.c.rn == 1)
 
         rows = self._exec(self._cached(name, build)).all()
         out = []
@@ -767,6 +789,40 @@ class _Evaluator:
         later = sa.exists().where(_known_delivery(d, a), d.at > a.at).correlate(self.at)
         return sa.and_(_is_hard(a), ~later)
 
+    def _judged(
+        self, xt: Any, predicate: Callable[[Any], ColumnElement[bool]], window: str
+    ) -> tuple[Any, ColumnElement[bool], tuple[ColumnElement[bool], ...]]:
+        """The events a rule judges: its anchors, and its events recorded before, to an anchor's
+        address, dated at or after that anchor and within the rule's window of it (the *late
+        anchors*). Returns what to select from, the join condition of `xt` and the conditions.
+
+        Those are the windows an event recorded late (an older DSN, a log read out of order)
+        falls into: an event already evaluated without it must be evaluated again, or the
+        incremental and nightly paths would never see what `--full` sees in its window (issue
+        4). An anchor is one of them itself (dated at its own time); with events recorded in
+        time order there are no others, so in-order input costs one more index range of
+        events (recipient_id, at) per anchor of the rule.
+
+        A plain join, not a semi-join: an event judged for two anchors gives its window's rows
+        twice, which the rules' aggregates (distinct messages, distinct days, the earliest
+        strike) do not count twice; and MariaDB guessed a semi-join's size too large to keep
+        the recipients lookup of `_first_per_recipient` on its primary key."""
+        a, h = self.a, self.policy.hygiene
+        x = xt.c
+        span = getattr(h, f"{window}_window")
+        on = sa.and_(
+            x.recipient_id == a.recipient_id,
+            x.at >= a.at,
+            x.at <= _shift(self.s, a.at, span),
+        )
+        where = (
+            self.scope,
+            predicate(a),
+            predicate(x),
+            *_within_span(self.s, x, window, late=True),
+        )
+        return self.at, on, where
+
     def _ambiguous(self) -> list[_Suppress]:
         """Ambiguous 550s of `ambiguous_count` distinct messages within `ambiguous_window`,
         none of them older than a delivery to the address (like soft strikes, a delivery resets
@@ -775,40 +831,44 @@ class _Evaluator:
         The latest delivery recorded before the anchor, from the window's start on, sets where
         the count starts: when it is later than the anchor, no bounce of the window is counted
         (the anchor is stale), so one bound does both. Only deliveries recorded before the anchor
-        count (`_known_delivery`)."""
-        a, h = self.a, self.policy.hygiene
+        count (`_known_delivery`). The anchors include the late ones (`_judged`)."""
+        h = self.policy.hygiene
 
         def build() -> Select[Any]:
-            wt, dt = _EVENTS.alias(), _EVENTS.alias("delivery")
-            w, d = wt.c, dt.c
+            xt, wt, dt = _EVENTS.alias("judged"), _EVENTS.alias(), _EVENTS.alias("delivery")
+            x, w, d = xt.c, wt.c, dt.c
+            source, on, judged = self._judged(
+                xt, lambda e: _is_ambiguous(e, self.policy), "ambiguous"
+            )
             since = (
                 sa.select(sa.func.max(d.at))
-                .where(_known_delivery(d, a), d.at >= _shift(self.s, a.at, -h.ambiguous_window))
-                .correlate(self.at)
+                .where(_known_delivery(d, x), d.at >= _shift(self.s, x.at, -h.ambiguous_window))
+                .correlate(xt)
                 .scalar_subquery()
             )
             message = sa.func.coalesce(w.message_id, sa.cast(w.id, sa.String))
             n = sa.func.count(sa.distinct(message))
             inner = (
                 sa.select(
-                    a.recipient_id.label("recipient_id"),
-                    a.id.label("anchor_id"),
-                    a.at.label("at"),
-                    a.reason.label("reason"),
+                    x.recipient_id.label("recipient_id"),
+                    x.id.label("anchor_id"),
+                    x.at.label("at"),
+                    x.reason.label("reason"),
                     n.label("n"),
                 )
-                .join(wt, w.recipient_id == a.recipient_id)
+                .select_from(source)
+                .join(xt, on)
+                .join(wt, w.recipient_id == x.recipient_id)
                 .where(
-                    self.scope,
-                    _is_ambiguous(a, self.policy),
+                    *judged,
                     _is_ambiguous(w, self.policy),
-                    w.at >= _shift(self.s, a.at, -h.ambiguous_window),
-                    *_within_span(self.s, w, "ambiguous"),
-                    w.at <= a.at,
+                    w.at >= _shift(self.s, x.at, -h.ambiguous_window),
+                    *_within_span(self.s, w, "ambiguous", late=True),
+                    w.at <= x.at,
                     # One reference to the subquery (a planner may run it once per reference).
                     w.at >= sa.func.coalesce(since, w.at),
                 )
-                .group_by(a.recipient_id, a.id, a.at, a.reason)
+                .group_by(x.recipient_id, x.id, x.at, x.reason)
                 .having(n >= h.ambiguous_count)
             )
             return inner
@@ -816,50 +876,57 @@ class _Evaluator:
         return self._first_per_recipient("ambiguous", build, RULE_AMBIGUOUS)
 
     def _soft(self) -> list[_Suppress]:
-        a, h = self.a, self.policy.hygiene
+        """Soft strikes on `soft_strikes` distinct days spanning `soft_span` within
+        `soft_window`, after the address's last delivery. As for ambiguous bounces, only
+        deliveries recorded before the anchor reset the count (`_known_delivery`), and the
+        anchors include the late ones (`_judged`): what an anchor's verdict rests on is
+        then fixed when it is recorded except for strikes added to its window, which only ever
+        add, so every path reaches the same first suppression."""
+        h = self.policy.hygiene
 
         def build() -> Select[Any]:
-            wt, dt = _EVENTS.alias(), _EVENTS.alias()
-            w, d = wt.c, dt.c
+            xt, wt, dt = _EVENTS.alias("judged"), _EVENTS.alias(), _EVENTS.alias()
+            x, w, d = xt.c, wt.c, dt.c
+            source, on, judged = self._judged(xt, lambda e: _is_soft(e, self.policy), "soft")
             # The address's last delivery at or before the anchor: strikes before it do not count.
             last_delivery = (
                 sa.select(sa.func.max(d.at))
                 .where(
-                    d.recipient_id == a.recipient_id,
-                    _is_delivered(d),
+                    _known_delivery(d, x),
                     # Bounded by the window like the strikes: a delivery before the window
                     # resets nothing that still counts, and an unbounded lookup would read the
                     # address's whole history.
-                    d.at >= _shift(self.s, a.at, -h.soft_window),
-                    *_within_span(self.s, d, "soft"),
-                    d.at <= a.at,
+                    d.at >= _shift(self.s, x.at, -h.soft_window),
+                    *_within_span(self.s, d, "soft", late=True),
+                    d.at <= x.at,
                 )
-                .correlate(self.at)
+                .correlate(xt)
                 .scalar_subquery()
             )
             days = sa.func.count(sa.distinct(_day(self.s, w.at)))
             inner = (
                 sa.select(
-                    a.recipient_id.label("recipient_id"),
-                    a.id.label("anchor_id"),
-                    a.at.label("at"),
-                    a.reason.label("reason"),
+                    x.recipient_id.label("recipient_id"),
+                    x.id.label("anchor_id"),
+                    x.at.label("at"),
+                    x.reason.label("reason"),
                     days.label("n"),
                 )
-                .join(wt, w.recipient_id == a.recipient_id)
+                .select_from(source)
+                .join(xt, on)
+                .join(wt, w.recipient_id == x.recipient_id)
                 .where(
-                    self.scope,
-                    _is_soft(a, self.policy),
+                    *judged,
                     _is_soft(w, self.policy),
-                    w.at >= _shift(self.s, a.at, -h.soft_window),
-                    *_within_span(self.s, w, "soft"),
-                    w.at <= a.at,
+                    w.at >= _shift(self.s, x.at, -h.soft_window),
+                    *_within_span(self.s, w, "soft", late=True),
+                    w.at <= x.at,
                     sa.or_(last_delivery.is_(None), w.at > last_delivery),
                 )
-                .group_by(a.recipient_id, a.id, a.at, a.reason)
+                .group_by(x.recipient_id, x.id, x.at, x.reason)
                 .having(
                     days >= h.soft_strikes,
-                    a.at >= _shift(self.s, sa.func.min(w.at), h.soft_span),
+                    x.at >= _shift(self.s, sa.func.min(w.at), h.soft_span),
                 )
             )
             return inner
@@ -1296,8 +1363,10 @@ class _Evaluator:
             "incident": h.incident_window,
             "blocked": tp.blocked_window,
         }
+        hi = self.params["span_hi"]
         for name, window in windows.items():
             self.params[f"span_lo_{name}"] = lo - window
+            self.params[f"span_hi_{name}"] = hi + window
 
     def _census(self) -> dict[str, int]:
         """How many anchors of each evidence class: rules with none are skipped (one query)."""
@@ -1588,6 +1657,18 @@ class _Evaluator:
                     detail=detail,
                     evidence=evidence,
                 )
+                if sup.at < row["created_at"] and row["created_by"] == BY_POLICY:
+                    # Evidence dated before the suppression: an event recorded late completed
+                    # an earlier window (`_judged`). The suppression is re-dated to it, as
+                    # `--full` raises it at the first evidence of the history, whatever order
+                    # it was recorded in, so all paths agree on when and why it began. (One a
+                    # person raised by hand keeps their reason and time.)
+                    row.update(
+                        reason=sup.reason,
+                        rule=sup.rule,
+                        created_at=sup.at,
+                        expires_at=suppression_expires(sup.reason, sup.at, h),
+                    )
                 if row["status"] is ActionStatus.PENDING and status is ActionStatus.OPEN:
                     row["status"] = ActionStatus.OPEN
                 refreshed.append(row)
@@ -1884,6 +1965,10 @@ def _refresh_params(row: dict[str, Any]) -> dict[str, Any]:
         "updated_at": row["updated_at"],
         "detail": row["detail"],
         "evidence": row["evidence"],
+        "reason": row["reason"],
+        "rule": row["rule"],
+        "created_at": row["created_at"],
+        "expires_at": row["expires_at"],
     }
 
 

@@ -1,0 +1,298 @@
+"""The address rules reach the same suppressions on every path when events are recorded out of
+time order (issue 4): late DSNs and logs read out of order are normal in bulk mail.
+
+An event recorded late can complete the window of an event already evaluated (dated after it).
+The incremental pass (per recorded chunk), the nightly evaluation (per run) and `--full` must
+all see that: each history here is recorded three times, once per path, and the suppressions
+and standings compared. Numbers come from the policy, times from a frozen clock."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from conftest import FakeClock
+from factories_hygiene import History
+from sqlalchemy.orm import Session
+
+from deliverability.engine import Engine
+from deliverability.hygiene import RULE_AMBIGUOUS, RULE_SOFT
+from deliverability.policy import Policy
+from deliverability.store import hygiene as store_hygiene
+from deliverability.store.models import Action, Bookmark, Event, Recipient
+from deliverability.vocabulary import ActionKind, ActionStatus, Outcome, Reason, Standing
+
+POLICY = Policy(rules=())
+H = POLICY.hygiene
+DAY = timedelta(days=1)
+#: A 452 the classifier reads as a full mailbox (a soft strike).
+FULL = "452 4.2.2 The email account that you tried to reach is over quota"
+
+#: What an event of a step is: (outcome, reason, decisive).
+KINDS = {
+    "delivered": (Outcome.DELIVERED, Reason.DELIVERED, False),  # 250
+    "hard": (Outcome.BOUNCED, Reason.USER_UNKNOWN, True),  # 550 5.1.1
+    "ambiguous": (Outcome.BOUNCED, Reason.REJECTED, False),  # bare 550
+    "soft": (Outcome.DEFERRED, Reason.MAILBOX_FULL, False),  # 452 4.2.2
+}
+
+#: One event to record: (address, time, kind).
+Step = tuple[str, datetime, str]
+#: A way to record a history: the session, the chunks in recording order, and "now".
+Path = Callable[[Session, list[list[Step]], datetime], None]
+
+
+def _write(history: History, chunk: list[Step]) -> list[Event]:
+    rows = []
+    for address, at, kind in chunk:
+        outcome, reason, decisive = KINDS[kind]
+        rows.append(history.event(address, at, outcome, reason, decisive=decisive))
+    return rows
+
+
+def _incremental(session: Session, chunks: list[list[Step]], now: datetime) -> None:
+    history = History(session, POLICY)
+    for chunk in chunks:
+        history.run(_write(history, chunk), now)
+
+
+def _nightly(session: Session, chunks: list[list[Step]], now: datetime) -> None:
+    history = History(session, POLICY)
+    for chunk in chunks:
+        _write(history, chunk)
+        store_hygiene.evaluate(session, POLICY, now)
+
+
+def _full(session: Session, chunks: list[list[Step]], now: datetime) -> None:
+    history = History(session, POLICY)
+    for chunk in chunks:
+        _write(history, chunk)
+    store_hygiene.evaluate(session, POLICY, now, full=True)
+
+
+PATHS: dict[str, Path] = {"incremental": _incremental, "nightly": _nightly, "full": _full}
+
+
+def _forget_everything(session: Session) -> None:
+    """An empty store again (within the test's database), for the next path."""
+    session.execute(sa.update(Recipient).values(suppression_action_id=None))
+    for table in (Event, Action, Recipient, Bookmark):
+        session.execute(sa.delete(table))
+    session.flush()
+    session.expunge_all()
+
+
+def _outcome(session: Session) -> tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]:
+    """The suppressions (what, since when, why, until when) and the suppressed standings."""
+    actions = {
+        (a.target, a.status, a.reason, a.rule, a.created_at, a.expires_at)
+        for a in session.scalars(
+            sa.select(Action).where(
+                Action.kind == ActionKind.SUPPRESS,
+                Action.status.in_((ActionStatus.OPEN, ActionStatus.PENDING)),
+            )
+        )
+    }
+    standings = set(
+        session.execute(
+            sa.select(
+                Recipient.address_key,
+                Recipient.reason,
+                Recipient.standing_since,
+                Recipient.suppressed_until,
+            ).where(Recipient.standing == Standing.SUPPRESSED)
+        ).all()
+    )
+    return actions, standings
+
+
+def _on_every_path(
+    session: Session, chunks: list[list[Step]], now: datetime
+) -> dict[str, tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]]:
+    ends = {}
+    for name, path in PATHS.items():
+        path(session, chunks, now)
+        ends[name] = _outcome(session)
+        _forget_everything(session)
+    return ends
+
+
+def _one_by_one(steps: Sequence[Step]) -> list[list[Step]]:
+    return [[step] for step in steps]
+
+
+def _agree(ends: dict[str, Any]) -> Any:
+    assert ends["nightly"] == ends["incremental"]
+    assert ends["full"] == ends["incremental"]
+    return ends["full"]
+
+
+def test_an_older_ambiguous_bounce_recorded_after_a_newer_one_suppresses_on_every_path(
+    session: Session, frozen_now: datetime
+) -> None:
+    # Bare 550s of `ambiguous_count` messages, a day apart within the window: the newest one
+    # recorded first (and judged alone), the older ones afterwards, as late DSNs.
+    times = [frozen_now + i * DAY for i in range(H.ambiguous_count)]
+    assert times[-1] - times[0] < H.ambiguous_window
+    steps = [("ann@example.com", at, "ambiguous") for at in reversed(times)]
+
+    actions, _ = _agree(_on_every_path(session, _one_by_one(steps), times[-1] + DAY))
+
+    # The window ending at the newest one holds them all: that is where the suppression begins.
+    [(target, status, reason, rule, began, _)] = actions
+    assert (target, status, rule, began) == (
+        "ann@example.com",
+        ActionStatus.OPEN,
+        RULE_AMBIGUOUS,
+        times[-1],
+    )
+    assert reason is Reason.REJECTED
+
+
+def test_ambiguous_bounces_further_apart_than_the_window_suppress_on_no_path(
+    session: Session, frozen_now: datetime
+) -> None:
+    # One fewer than the count a day apart, then one more than the window after the last of
+    # them, recorded first: no window holds the count.
+    older = [frozen_now + i * DAY for i in range(H.ambiguous_count - 1)]
+    newest = older[-1] + H.ambiguous_window + DAY
+    steps = [("ann@example.com", at, "ambiguous") for at in (newest, *older)]
+
+    assert _agree(_on_every_path(session, _one_by_one(steps), newest + DAY)) == (set(), set())
+
+
+def _soft_times(start: datetime) -> list[datetime]:
+    """`soft_strikes` strikes on distinct days, spanning exactly `soft_span`."""
+    gap = H.soft_span / (H.soft_strikes - 1)
+    assert gap >= DAY, "the policy's span must hold a strike a day"
+    return [start + i * gap for i in range(H.soft_strikes)]
+
+
+def test_soft_strikes_recorded_newest_first_suppress_on_every_path(
+    session: Session, frozen_now: datetime
+) -> None:
+    times = _soft_times(frozen_now)
+    steps = [("bob@example.com", at, "soft") for at in reversed(times)]
+
+    actions, standings = _agree(_on_every_path(session, _one_by_one(steps), times[-1] + DAY))
+
+    [(target, status, reason, rule, began, _)] = actions
+    assert (target, status, reason, rule, began) == (
+        "bob@example.com",
+        ActionStatus.OPEN,
+        Reason.MAILBOX_FULL,
+        RULE_SOFT,
+        times[-1],
+    )
+    assert {key for key, *_ in standings} == {"bob@example.com"}
+
+
+def test_a_late_strike_that_completes_an_earlier_window_re_dates_the_suppression(
+    session: Session, frozen_now: datetime
+) -> None:
+    # All strikes but the second, and one more a day after the span: that suppresses first,
+    # at the extra strike. The second strike, recorded last, completes the window ending at the
+    # span's end, so the suppression began then, on every path (as --full sees the history).
+    times = _soft_times(frozen_now)
+    extra = times[-1] + DAY
+    assert extra - times[0] <= H.soft_window
+    first = [times[0], *times[2:], extra]
+    steps = [("bob@example.com", at, "soft") for at in (*first, times[1])]
+
+    actions, standings = _agree(_on_every_path(session, _one_by_one(steps), extra + DAY))
+
+    [(_, _, _, rule, began, _)] = actions
+    assert (rule, began) == (RULE_SOFT, times[-1])
+    [(_, _, since, _)] = standings
+    assert since == times[-1]
+
+
+def test_a_delivery_recorded_after_a_strike_does_not_reset_it_on_any_path(
+    session: Session, frozen_now: datetime
+) -> None:
+    # Only deliveries recorded before an anchor count (docs/hygiene.md "Stale bounces"): a 250
+    # recorded late, dated between the strikes, leaves the suppression the strikes reached.
+    times = _soft_times(frozen_now)
+    steps = [("bob@example.com", at, "soft") for at in times]
+    steps.append(("bob@example.com", times[0] + DAY / 2, "delivered"))
+
+    actions, _ = _agree(_on_every_path(session, _one_by_one(steps), times[-1] + DAY))
+
+    assert {(target, rule) for target, _, _, rule, _, _ in actions} == {
+        ("bob@example.com", RULE_SOFT)
+    }
+
+
+def _generated(seed: int, start: datetime) -> list[Step]:
+    """A few hundred events to a dozen addresses over 60 days: 250s, 452s, bare 550s and a few
+    decisive 550s, each address leaning one way so that some end suppressed and some not."""
+    rng = random.Random(seed)
+    addresses = [f"user{i}@{('example.com', 'example.org')[i % 2]}" for i in range(12)]
+    lean = {
+        address: rng.choice(
+            [
+                {"delivered": 6, "soft": 1, "ambiguous": 1},
+                {"delivered": 2, "soft": 4, "ambiguous": 1},
+                {"delivered": 2, "soft": 1, "ambiguous": 3},
+                {"delivered": 4, "soft": 3, "ambiguous": 2, "hard": 1},
+            ]
+        )
+        for address in addresses
+    }
+    steps = []
+    for _ in range(300):
+        address = rng.choice(addresses)
+        kinds = lean[address]
+        kind = rng.choices(list(kinds), weights=list(kinds.values()))[0]
+        at = start + timedelta(minutes=rng.randrange(60 * 24 * 60))
+        steps.append((address, at.replace(second=0, microsecond=0), kind))
+    return steps
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_history_recorded_shuffled_in_chunks_reaches_the_same_suppressions_on_every_path(
+    session: Session, frozen_now: datetime, seed: int
+) -> None:
+    steps = _generated(seed, frozen_now)
+    rng = random.Random(seed)
+    rng.shuffle(steps)
+    chunks = []
+    while steps:
+        size = rng.randint(1, 25)
+        chunks.append(steps[:size])
+        steps = steps[size:]
+    now = frozen_now + 61 * DAY
+
+    actions, _ = _agree(_on_every_path(session, chunks, now))
+
+    # The history means something: some addresses end suppressed, by more than one rule, and
+    # some do not.
+    targets = {target for target, *_ in actions}
+    assert 0 < len(targets) < 12
+    assert len({rule for _, _, _, rule, _, _ in actions}) > 1
+
+
+def _suppressions(engine: Engine) -> list[tuple[Any, ...]]:
+    with Session(engine.db) as session:
+        return [
+            (a.created_by, a.rule, a.reason, a.created_at)
+            for a in session.scalars(sa.select(Action).where(Action.kind == ActionKind.SUPPRESS))
+        ]
+
+
+def test_a_suppression_a_person_raised_keeps_its_time_and_reason_when_late_strikes_come_before_it(
+    db_url: str, clock: FakeClock
+) -> None:
+    times = _soft_times(clock.now - H.soft_span - 2 * DAY)
+    with Engine(db_url, clock=clock) as engine:
+        engine.suppress("bob@example.com", "asked to leave", by="ops")
+        before = _suppressions(engine)
+        for at in reversed(times):
+            engine.record("bob@example.com", FULL, message_id=f"<{at:%j}@list.example>", at=at)
+        assert _suppressions(engine) == before
+        [(by, *_)] = before
+        assert by == "ops"
