@@ -33,6 +33,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     func,
     insert,
     or_,
@@ -1045,12 +1046,13 @@ class Engine:
             rid = self._ensure_recipient(conn, normal, now)
             okey = open_key(ActionKind.SUPPRESS, ActionScope.ADDRESS, normal.key)
             existing = conn.execute(
-                select(_ACTIONS.c.id, _ACTIONS.c.raised_count, _ACTIONS.c.expires_at).where(
-                    _ACTIONS.c.open_key == okey
-                )
+                select(
+                    _ACTIONS.c.id, _ACTIONS.c.raised_count, _ACTIONS.c.expires_at, _ACTIONS.c.detail
+                ).where(_ACTIONS.c.open_key == okey)
             ).first()
             expires = until
             why = coded
+            detail = _cut(reason, TEXT_LENGTH)
             if existing is not None:
                 action_id = int(existing.id)
                 # Suppressing again never shortens the suppression in force (hygiene's for a
@@ -1063,12 +1065,16 @@ class Engine:
                     why = conn.execute(
                         select(_RECIPIENTS.c.reason).where(_RECIPIENTS.c.id == rid)
                     ).scalar_one()
+                # The note is added to what the action already says (the evidence hygiene
+                # described, or an earlier person's words): that stays the why.
+                if existing.detail:
+                    detail = _cut(f"{existing.detail}; {by}: {reason}", TEXT_LENGTH)
                 conn.execute(
                     update(_ACTIONS)
                     .where(_ACTIONS.c.id == action_id)
                     .values(
                         updated_at=now,
-                        detail=_cut(reason, TEXT_LENGTH),
+                        detail=detail,
                         raised_count=existing.raised_count + 1,
                         expires_at=expires,
                         status=ActionStatus.OPEN,
@@ -1084,7 +1090,7 @@ class Engine:
                     status=ActionStatus.OPEN,
                     open_key=okey,
                     reason=coded,
-                    detail=_cut(reason, TEXT_LENGTH),
+                    detail=detail,
                     evidence={"manual": True},
                     expires_at=until,
                 )
@@ -1094,7 +1100,21 @@ class Engine:
                 .values(
                     standing=Standing.SUPPRESSED,
                     reason=why,
-                    standing_since=now,
+                    # Suppressed since the first time, not since a refresh (a suppression that
+                    # ran out has ended: a new one starts now).
+                    standing_since=case(
+                        (
+                            and_(
+                                _RECIPIENTS.c.standing == Standing.SUPPRESSED,
+                                or_(
+                                    _RECIPIENTS.c.suppressed_until.is_(None),
+                                    _RECIPIENTS.c.suppressed_until > now,
+                                ),
+                            ),
+                            _RECIPIENTS.c.standing_since,
+                        ),
+                        else_=now,
+                    ),
                     suppressed_until=expires,
                     suppression_action_id=action_id,
                 )

@@ -1091,3 +1091,31 @@ def test_a_recipient_another_writer_creates_during_a_chunk_loses_no_count(
         assert stored == 3
         assert recipient.events_count == stored
         assert recipient.delivered_count == stored
+
+
+def test_suppressing_an_already_suppressed_address_keeps_since_when_and_why_and_adds_the_note(
+    db_url: str, clock: FakeClock
+) -> None:
+    # A person's suppress on an address hygiene had suppressed replaced the evidence's
+    # description with the person's words and moved "suppressed since" to now.
+    with Engine(db_url, policy=POLICY, clock=clock) as engine:
+        engine.record("a@example.com", USER_UNKNOWN, message_id="m1")
+        since = engine.status("a@example.com").since
+        with Session(engine.db) as s:
+            evidence = s.scalars(select(Action.detail)).one()
+        clock.advance(timedelta(days=3))
+        engine.suppress("a@example.com", "complained by phone", by="support")
+        status = engine.status("a@example.com")
+        with Session(engine.db) as s:
+            detail = s.scalars(select(Action.detail)).one()
+    assert status.since == since
+    assert detail == f"{evidence}; support: complained by phone"
+
+
+def test_a_new_suppression_after_one_ran_out_is_suppressed_since_now(
+    engine: Engine, clock: FakeClock
+) -> None:
+    engine.suppress("a@example.com", "a day off", by="support", until=clock.now + timedelta(days=1))
+    clock.advance(timedelta(days=2))
+    engine.suppress("a@example.com", "asked to leave", by="support")
+    assert engine.status("a@example.com").since == clock.now
