@@ -132,7 +132,7 @@ _PAUSED_AMONG = _PAUSED_TARGETS.where(_ACTIONS.c.target.in_(bindparam("targets",
 
 
 def _suppressed_at(now: Any) -> Any:
-    """A recipient is suppressed at `now` (a bound parameter)."""
+    """A recipient is suppressed at `now` (a bound parameter, or a time)."""
     return and_(
         _RECIPIENTS.c.standing == Standing.SUPPRESSED,
         or_(_RECIPIENTS.c.suppressed_until.is_(None), _RECIPIENTS.c.suppressed_until > now),
@@ -1103,17 +1103,7 @@ class Engine:
                     # Suppressed since the first time, not since a refresh (a suppression that
                     # ran out has ended: a new one starts now).
                     standing_since=case(
-                        (
-                            and_(
-                                _RECIPIENTS.c.standing == Standing.SUPPRESSED,
-                                or_(
-                                    _RECIPIENTS.c.suppressed_until.is_(None),
-                                    _RECIPIENTS.c.suppressed_until > now,
-                                ),
-                            ),
-                            _RECIPIENTS.c.standing_since,
-                        ),
-                        else_=now,
+                        (_suppressed_at(now), _RECIPIENTS.c.standing_since), else_=now
                     ),
                     suppressed_until=expires,
                     suppression_action_id=action_id,
