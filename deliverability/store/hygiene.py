@@ -146,22 +146,24 @@ _SUMMARY_FIELDS = tuple(f.name for f in fields(ActionSummary) if f.name != "new"
 _OPEN_SUPPRESSIONS = sa.select(
     *[_ACTIONS.c[name] for name in ("open_key", "raised_count", "created_by", *_SUMMARY_FIELDS)]
 ).where(_ACTIONS.c.open_key.in_(sa.bindparam("keys", expanding=True)))
-#: A suppression refreshed (as `_Evaluator._upsert` refreshes one).
+#: The columns a refresh writes (as `_Evaluator._upsert` refreshes a suppression). The last four
+#: stay as they were unless evidence recorded late re-dates it (`_apply_suppressions`).
+_REFRESHED = (
+    "status",
+    "raised_count",
+    "updated_at",
+    "detail",
+    "evidence",
+    "reason",
+    "rule",
+    "created_at",
+    "expires_at",
+)
+#: A suppression refreshed: each column from the bound parameter of its name.
 _REFRESH_SUPPRESSION = (
     sa.update(_ACTIONS)
     .where(_ACTIONS.c.id == sa.bindparam("action_id"))
-    .values(
-        status=sa.bindparam("status"),
-        raised_count=sa.bindparam("raised_count"),
-        updated_at=sa.bindparam("updated_at"),
-        detail=sa.bindparam("detail"),
-        evidence=sa.bindparam("evidence"),
-        # Unchanged unless evidence recorded late re-dates the suppression (`_apply_suppressions`).
-        reason=sa.bindparam("reason"),
-        rule=sa.bindparam("rule"),
-        created_at=sa.bindparam("created_at"),
-        expires_at=sa.bindparam("expires_at"),
-    )
+    .values({name: sa.bindparam(name) for name in _REFRESHED})
 )
 _RECIPIENTS = cast(Table, Recipient.__table__)
 #: What a suppression sets on its recipient's row (`BulkWriter.update_rows`, in this order).
@@ -1958,18 +1960,8 @@ def _chunks(items: Sequence[Any], size: int = _ID_CHUNK) -> Iterable[Sequence[An
 
 
 def _refresh_params(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "action_id": row["id"],
-        "status": row["status"],
-        "raised_count": row["raised_count"],
-        "updated_at": row["updated_at"],
-        "detail": row["detail"],
-        "evidence": row["evidence"],
-        "reason": row["reason"],
-        "rule": row["rule"],
-        "created_at": row["created_at"],
-        "expires_at": row["expires_at"],
-    }
+    """The parameters of `_REFRESH_SUPPRESSION` for a refreshed action's row."""
+    return {"action_id": row["id"], **{name: row[name] for name in _REFRESHED}}
 
 
 def summary_of(action: Action | dict[str, Any], *, new: bool = True) -> ActionSummary:
