@@ -236,7 +236,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_hygiene_") as tmp:
         if args.record:
             n = args.record
-            floor, _cpu = bench_record._floor_run(Path(tmp) / "floor.db", n)
+            floor, _cpu, _driver = bench_record._floor_run(Path(tmp) / "floor.db", n)
             mine, hook_cpu = record_many_with_hygiene(f"sqlite:///{Path(tmp) / 'record.db'}", n)
             print(f"record_many, N = {n}, hygiene on every chunk")
             print(f"  floor (sqlite3 executemany):  {n / floor:10.0f} events/s")

@@ -1,0 +1,41 @@
+"""The benchmarks run: a change that breaks one is found by CI, not by the next person who
+measures. Tiny sizes, so these check that the figures are printed and the checks inside the
+benchmark hold (its floor writes the engine's rows), not the speed, which is never asserted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_record_benchmark_runs_and_prints_every_figure() -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "bench_record.py"),
+            "--n",
+            "400",
+            "--memory-sizes",
+            "100,200",
+            "--calls",
+            "3",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    ).stdout
+    for line in (
+        "floor (sqlite3 executemany, 1 transaction)",
+        "ratio record_many / floor",
+        "(sqlite3, the engine's SQL alone)",
+        "ratio that / floor (the most this SQL allows)",
+        "record_many's time outside that SQL",
+        "the floor's own Python",
+        "peak memory of record_many",
+        "single record() median latency, with the hygiene hook",
+    ):
+        assert line in out, f"{line!r} missing from:\n{out}"
