@@ -12,14 +12,18 @@ taken to be UTC. Reports only read: they never write nor commit.
 
 Definitions shared by every report (one place, so the numbers agree with each other):
 
-- *attempts*: every delivery reply recorded (delivered, deferred, bounced, blocked).
+- *attempts*: every delivery reply recorded (delivered, deferred, bounced, blocked). An expiry
+  (event kind `expiry`: the engine, or a relay, gave up on a deferred delivery) is stored with
+  outcome `deferred` but is no reply from the destination: it is not an attempt; `domains`
+  counts it as `expired`.
 - *sent*: messages that reached a final result (delivered, bounced, blocked). A deferral is not a
   send: the retry's final result is. This is the base ESPs use for the bounce rate.
 - *bounce rate* = bounced / sent; *block rate* = blocked / sent; *deferral rate* = deferred /
   attempts; *complaint rate* = complaints / delivered (the base of Google's "spam rate").
 
-Every query filters on indexed columns: events by ``(domain, at)`` when a domain is given, else
-by ``at``; recipients by ``standing`` or ``domain``. See ``bench/bench_reports.py``.
+Every query filters on indexed columns: events by ``(domain, at)`` when a domain is given (the
+``domains`` report then reads the ``(domain, at, outcome, kind)`` index alone), else by ``at``;
+recipients by ``standing`` or ``domain``. See ``bench/bench_reports.py``.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from deliverability.vocabulary import (
     ActionKind,
     ActionScope,
     ActionStatus,
+    EventKind,
     Outcome,
     Reason,
     Standing,
@@ -88,6 +93,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "sent",
         "delivered",
         "deferred",
+        "expired",
         "bounced",
         "blocked",
         "complaints",
@@ -169,8 +175,13 @@ def _event_filter(
     return where
 
 
-def _count(outcome: Outcome) -> ColumnElement[int]:
-    return func.coalesce(func.sum(case((Event.outcome == outcome, 1), else_=0)), 0)
+def _tally(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def _attempts(outcome: Outcome) -> ColumnElement[int]:
+    """Replies with `outcome`, expiries left out (see *attempts* above)."""
+    return _tally(and_(Event.outcome == outcome, Event.kind != EventKind.EXPIRY))
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -259,16 +270,21 @@ def domains_query(
     until: datetime | None,
     domain: str | None = None,
 ) -> Select[*tuple[Any, ...]]:
-    """The SELECT behind `domains`: outcome counts per destination domain over the period."""
+    """The SELECT behind `domains`: outcome counts per destination domain over the period.
+
+    Every column it reads is in the (domain, at, outcome, kind) index, so with a domain given the
+    database reads that index alone.
+    """
     return (
         select(
             Event.domain,
             func.count().label("events"),
-            _count(Outcome.DELIVERED).label("delivered"),
-            _count(Outcome.DEFERRED).label("deferred"),
-            _count(Outcome.BOUNCED).label("bounced"),
-            _count(Outcome.BLOCKED).label("blocked"),
-            _count(Outcome.COMPLAINED).label("complaints"),
+            _attempts(Outcome.DELIVERED).label("delivered"),
+            _attempts(Outcome.DEFERRED).label("deferred"),
+            _tally(Event.kind == EventKind.EXPIRY).label("expired"),
+            _attempts(Outcome.BOUNCED).label("bounced"),
+            _attempts(Outcome.BLOCKED).label("blocked"),
+            _tally(Event.outcome == Outcome.COMPLAINED).label("complaints"),
         )
         .where(*_event_filter(since, until, domain))
         .group_by(Event.domain)
@@ -288,6 +304,9 @@ def domains(
     """Per destination domain over the period: attempts and results, their rates, the open
     throttle and the open incidents; worst bounce rate first (then most attempts), `top` rows.
 
+    `expired` counts deliveries given up in the period (their retry lifetime ran out): neither
+    attempts nor sends.
+
     `throttled_until`/`max_rate` come from the open throttle on the domain, or on its provider
     group when `providers` (group name -> domains, as `policy.throttle.provider_domains`) is
     given; with `now`, a throttle whose pause ended by then is left out (hygiene's nightly sweep
@@ -298,9 +317,10 @@ def domains(
     rows: list[dict[str, Any]] = []
     for r in session.execute(domains_query(since=since, until=until, domain=domain)):
         # int(): MariaDB returns SUM() as DECIMAL, which would leak into rates and JSON.
-        delivered, deferred, bounced, blocked, complaints = (
+        delivered, deferred, expired, bounced, blocked, complaints = (
             int(r.delivered),
             int(r.deferred),
+            int(r.expired),
             int(r.bounced),
             int(r.blocked),
             int(r.complaints),
@@ -314,6 +334,7 @@ def domains(
                 "sent": sent,
                 "delivered": delivered,
                 "deferred": deferred,
+                "expired": expired,
                 "bounced": bounced,
                 "blocked": blocked,
                 "complaints": complaints,

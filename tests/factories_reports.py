@@ -82,7 +82,10 @@ def _event_values(
     text: str | None = None,
     kind: EventKind | None = None,
 ) -> dict[str, Any]:
-    default_code, default_status, default_text = _DEFAULT_CODE[outcome]
+    # An expiry is no reply: the engine (or a relay) gave up on a deferred delivery.
+    default_code, default_status, default_text = (
+        (None, None, None) if kind is EventKind.EXPIRY else _DEFAULT_CODE[outcome]
+    )
     return {
         "key": f"test-{next(_keys)}",
         "at": at,

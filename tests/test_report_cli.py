@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from deliverability.cli import cli
+from deliverability.engine import Engine as DeliverabilityEngine
 from deliverability.reports import COLUMNS
 from deliverability.store.models import DomainProvider
 from deliverability.vocabulary import ActionKind, ActionScope, Outcome, Reason, Standing
@@ -271,3 +272,26 @@ def test_domains_report_places_a_provider_throttle_on_a_domain_learned_by_its_mx
     assert result.exit_code == 0, result.output
     [row] = json.loads(result.stdout)
     assert (row["domain"], row["throttled_until"]) == ("acme.example", pause.isoformat())
+
+
+def test_domains_report_shows_an_expired_delivery_apart_from_the_deferred_attempts(
+    db_url: str,
+) -> None:
+    # One 452, then nothing until the retry lifetime (5 days by default) ran out: one attempt,
+    # deferred, and one expiry, which is the engine giving up, not a second deferral.
+    with DeliverabilityEngine(db_url, clock=lambda: NOW) as engine:
+        engine.record(
+            "ann@full.example",
+            "452 4.2.2 The email account that you tried to reach is over quota",
+            message_id="<m1@list.example>",
+            at=NOW - 6 * DAY,
+        )
+        assert engine.expire_overdue(NOW).recorded == 1
+    result = run(db_url, "domains", "--format", "json", "--since", "2026-10-01")
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(result.stdout)
+    assert (row["attempts"], row["deferred"], row["expired"]) == (1, 1, 1)
+    assert row["deferral_rate"] == 1.0
+    table = run(db_url, "domains", "--since", "2026-10-01")
+    [header] = [line for line in table.stdout.splitlines() if "deferred" in line]
+    assert "expired" in header

@@ -16,6 +16,7 @@ from deliverability.vocabulary import (
     ActionKind,
     ActionScope,
     ActionStatus,
+    EventKind,
     Outcome,
     Reason,
     Standing,
@@ -187,6 +188,7 @@ def test_domains_counts_outcomes_and_rates_within_the_half_open_period(session: 
         "sent": 10,
         "delivered": 6,
         "deferred": 2,
+        "expired": 0,
         "bounced": 3,
         "blocked": 1,
         "complaints": 2,
@@ -198,6 +200,29 @@ def test_domains_counts_outcomes_and_rates_within_the_half_open_period(session: 
         "max_rate": None,
         "open_incidents": 0,
     }
+
+
+def test_domains_count_an_expiry_as_expired_not_as_a_deferred_attempt(session: Session) -> None:
+    # An expiry is stored with outcome `deferred` (the closed outcome vocabulary has no other),
+    # but it is the engine (or a relay) giving up, not a reply the destination gave.
+    a = f.recipient(session, "a@one.example", at=NOW - 10 * DAY)
+    f.events(session, a, 3, at=NOW - DAY, outcome=Outcome.DELIVERED)
+    f.event(session, a, at=NOW - DAY, outcome=Outcome.DEFERRED)
+    f.events(
+        session,
+        a,
+        2,
+        at=NOW - DAY,
+        outcome=Outcome.DEFERRED,
+        kind=EventKind.EXPIRY,
+        reason=Reason.EXPIRED,
+    )
+
+    [row] = reports.domains(session, since=NOW - 2 * DAY, until=NOW)
+
+    assert (row["attempts"], row["sent"], row["deferred"]) == (4, 3, 1)
+    assert row["deferral_rate"] == 1 / 4
+    assert row["expired"] == 2
 
 
 def test_domains_are_sorted_worst_bounce_rate_first_and_top_keeps_the_worst(

@@ -57,6 +57,7 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
         "attempts",
         "delivered",
         "deferred",
+        "expired",
         "bounced",
         "blocked",
         "complaints",

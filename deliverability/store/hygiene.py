@@ -1051,7 +1051,7 @@ class _Evaluator:
         """The bounce anchors whose window could hold a domain incident (a superset).
 
         One index-only aggregate counts each touched domain's `bounced` outcomes and attempts per
-        minute over the anchors' time range, from the (domain, at, outcome) index; then, per
+        minute over the anchors' time range, from the (domain, at, outcome, kind) index; then, per
         anchor, the minutes overlapping its window give an upper bound on its bounces (every
         `bounced` outcome, partial minutes included) and the minutes wholly inside it a lower
         bound on its attempts. An anchor where even these bounds cannot make an incident is not
@@ -1258,7 +1258,7 @@ class _Evaluator:
             )
 
         # One join per destination kind, each on a plain condition over `events.domain` so the
-        # (domain, at, outcome) index bounds it by the domain and the window. A join on "same
+        # (domain, at, outcome, kind) index bounds it by the domain and the window. A join on "same
         # domain OR same group", or on the group expression, cannot use that index: SQLite then
         # scanned a whole domain's history per anchor, or built an automatic index over the whole
         # events table (at 2M events of history: 20 times slower than at 1M).

@@ -201,8 +201,9 @@ class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
         Index("ix_events_recipient_id_at", "recipient_id", "at"),
-        # Outcome last: per-domain reports and hygiene counts by outcome read the index only.
-        Index("ix_events_domain_at_outcome", "domain", "at", "outcome"),
+        # Outcome and kind last: per-domain reports (an expiry is no attempt) and hygiene
+        # counts by outcome read the index only (migrations 0003, 0008).
+        Index("ix_events_domain_at_outcome_kind", "domain", "at", "outcome", "kind"),
         Index("ix_events_at", "at"),
         MYSQL_TABLE_OPTIONS,
     )
