@@ -263,6 +263,50 @@ def test_confirming_a_throttle_says_what_the_id_is_and_what_confirm_applies_to(
     assert _statuses(store) == []
 
 
+def _refused(db_url: str, verb: str, action_id: int) -> str:
+    result = CliRunner().invoke(cli, ["--database-url", db_url, "actions", verb, str(action_id)])
+    assert isinstance(result.exception, InputError), result.output
+    return str(result.exception)
+
+
+def _id_of(db_url: str, kind: ActionKind) -> int:
+    engine = open_engine(db_url)
+    try:
+        with Session(engine) as session:
+            return session.scalars(sa.select(Action.id).where(Action.kind == kind)).first() or 0
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("verb", ["confirm", "discard"])
+def test_settling_an_alert_or_a_suppression_names_its_kind_in_plain_words(
+    store: str, frozen_now: datetime, verb: str
+) -> None:
+    _write(store, lambda h: (h.hard("gone@example.com", frozen_now),
+                             h.blocked("x@corp.example", frozen_now)))  # fmt: skip
+    alert = _refused(store, verb, _id_of(store, ActionKind.ALERT))
+    suppression = _refused(store, verb, _id_of(store, ActionKind.SUPPRESS))
+    assert " is an alert of sender corp.example " in alert
+    assert " is a suppression of address gone@example.com " in suppression
+    assert "not a domain incident" in suppression
+
+
+@pytest.mark.parametrize("verb", ["confirm", "discard"])
+def test_settling_a_held_suppression_names_the_incident_to_settle_instead(
+    store: str, frozen_now: datetime, verb: str
+) -> None:
+    # `actions --open` lists the held suppressions (pending) beside their incident: a person
+    # may well pass one of their ids.
+    _write(store, lambda h: _incident(h, frozen_now))
+    incident = _incident_id(store)
+    held = _id_of(store, ActionKind.SUPPRESS)
+    message = _refused(store, verb, held)
+    assert f"action {held} is a suppression of address u0@broken.example" in message
+    assert f"held by the domain incident {incident} at broken.example" in message
+    assert f"`deliverability actions {verb} {incident}`" in message
+    assert _statuses(store) == [ActionStatus.PENDING] * H.incident_addresses
+
+
 def test_the_console_script_prints_the_confirm_mistake_and_exits_non_zero(
     store: str,
     frozen_now: datetime,

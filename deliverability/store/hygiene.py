@@ -2212,7 +2212,18 @@ def list_actions(
     return list(session.scalars(query))
 
 
-def _incident(session: Session, action_id: int) -> tuple[Action, list[Action]]:
+#: How a message names an action of each kind: "action 12 is a throttle of domain ...".
+_KIND_NAMES = {
+    ActionKind.SUPPRESS: "a suppression",
+    ActionKind.THROTTLE: "a throttle",
+    ActionKind.ALERT: "an alert",
+    ActionKind.RELEASE: "a release",
+}
+
+
+def _incident(session: Session, action_id: int, verb: str) -> tuple[Action, list[Action]]:
+    """The domain incident `action_id` names and the suppressions it holds, for `verb`
+    (confirm or discard); an id that is not one is an InputError saying what it is."""
     alert = session.get(Action, action_id)
     # Say what the id is and what confirm/discard are for: a person who passes a throttle's or a
     # suppression's id otherwise cannot tell a typo from a misunderstanding.
@@ -2224,10 +2235,19 @@ def _incident(session: Session, action_id: int) -> tuple[Action, list[Action]]:
     if alert is None:
         raise InputError(f"action {action_id}: no action has this id; {applies}")
     if alert.rule != RULE_INCIDENT:
-        raise InputError(
-            f"action {action_id} is a {alert.kind.value} of {alert.scope.value} {alert.target} "
-            f"(rule {alert.rule}, {alert.status.value}), not a domain incident; {applies}"
+        what = (
+            f"action {action_id} is {_KIND_NAMES[alert.kind]} of {alert.scope.value} "
+            f"{alert.target} (rule {alert.rule}, {alert.status.value})"
         )
+        holder = _holding_incident(session, alert)
+        if holder is not None:
+            # `actions --open` lists the held suppressions beside their incident: the one to
+            # settle is the incident, all of its suppressions at once.
+            raise InputError(
+                f"{what}, held by the domain incident {holder.id} at {holder.target}: "
+                f"`deliverability actions {verb} {holder.id}` settles every suppression it holds"
+            )
+        raise InputError(f"{what}, not a domain incident; {applies}")
     if alert.status not in (ActionStatus.OPEN, ActionStatus.EXPIRED):
         raise InputError(
             f"action {action_id}: the incident at {alert.target} is already {alert.status.value}"
@@ -2245,6 +2265,26 @@ def _incident(session: Session, action_id: int) -> tuple[Action, list[Action]]:
     return alert, list(held)
 
 
+def _holding_incident(session: Session, action: Action) -> Action | None:
+    """The unsettled domain incident holding a pending suppression (the latest, as `_incident`
+    holds every pending suppression at its domain), else None."""
+    if action.kind is not ActionKind.SUPPRESS or action.status is not ActionStatus.PENDING:
+        return None
+    domain = sa.select(Recipient.domain).where(Recipient.address_key == action.target)
+    return session.scalars(
+        sa.select(Action)
+        .where(
+            Action.kind == ActionKind.ALERT,
+            Action.scope == ActionScope.DOMAIN,
+            Action.target == domain.scalar_subquery(),
+            Action.rule == RULE_INCIDENT,
+            Action.status.in_((ActionStatus.OPEN, ActionStatus.EXPIRED)),
+        )
+        .order_by(Action.id.desc())
+        .limit(1)
+    ).first()
+
+
 def check_by_length(by: str) -> None:
     """Who acts by hand is stored in `actions.created_by` / `resolved_by`: longer is refused
     here, not by the database in the middle of the transaction (PostgreSQL and MariaDB fail with
@@ -2257,7 +2297,7 @@ def check_by_length(by: str) -> None:
 def confirm_incident(session: Session, action_id: int, by: str, now: datetime) -> int:
     """Apply every suppression an incident holds; returns how many."""
     check_by_length(by)
-    alert, held = _incident(session, action_id)
+    alert, held = _incident(session, action_id, "confirm")
     updates = []
     for action in held:
         action.status = ActionStatus.OPEN
@@ -2285,7 +2325,7 @@ def confirm_incident(session: Session, action_id: int, by: str, now: datetime) -
 def discard_incident(session: Session, action_id: int, by: str, now: datetime) -> int:
     """Drop every suppression an incident holds (their bounces are spent); returns how many."""
     check_by_length(by)
-    alert, held = _incident(session, action_id)
+    alert, held = _incident(session, action_id, "discard")
     for action in held:
         _resolve(action, ActionStatus.DISCARDED, by, now, "discarded with the incident")
     _resolve(alert, ActionStatus.RESOLVED, by, now, f"discarded {len(held)} held suppressions")
