@@ -561,8 +561,9 @@ class _Reader:
     # ---- numbers ------------------------------------------------------------------------
 
     def _read_section(self, name: str, table: Any) -> None:
-        line = self.lines.table(name)
         if not isinstance(table, dict):
+            # Written as a plain value (`hygiene = 3`) or an array of tables ([[hygiene]]).
+            line = self.lines.table(name, 0) or self.lines.key("", name)
             self.problem(line, name, "must be a table", f"write it as [{name}]")
             return
         numbers = SECTIONS[name]()

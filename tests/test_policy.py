@@ -435,6 +435,18 @@ def test_a_value_of_the_wrong_type_names_the_expected_type_and_an_example(
     assert problem.fix == fix, str(problem)
 
 
+@pytest.mark.parametrize(
+    "text", ["# mine\nhygiene = 3\n", "# mine\n[[hygiene]]\nsoft_strikes = 3\n"]
+)
+def test_a_section_that_is_not_a_table_is_reported_at_its_line_with_a_fix(
+    tmp_path: Path, text: str
+) -> None:
+    path = write(tmp_path, text)
+    (problem,) = check_policy_file(path)
+    assert (problem.line, problem.key, problem.message) == (2, "hygiene", "must be a table")
+    assert problem.fix == "write it as [hygiene]"
+
+
 def test_every_problem_of_a_file_full_of_mistakes_has_a_line_and_a_fix(tmp_path: Path) -> None:
     text = (
         "colour = 'red'\n"
