@@ -39,6 +39,7 @@ from bench.peak_memory import peak_rss_mib
 from deliverability.addresses import normalize_address
 from deliverability.classify import classify
 from deliverability.engine import CHUNK_SIZE, Engine, event_key
+from deliverability.ingest.records import normalize_message_id
 from deliverability.policy import load_policy
 from deliverability.replies import parse_reply
 from deliverability.store.session import (
@@ -216,10 +217,11 @@ def _floor_run(
     """The same history rows and per-recipient upserts with the sqlite3 driver: (wall, CPU,
     wall seconds inside the driver's calls).
 
-    The event rows are the ones record_many writes, key included: the idempotency key is
-    `engine.event_key` of the same message id, address, time and reply (a SHA-256 hex digest,
-    the form every existing store keeps), computed here as a raw-driver program would.
-    `main` checks that the floor's keys are exactly the engine's.
+    The event rows are the ones record_many writes, key included: the message id without its
+    angle brackets, and the idempotency key `engine.event_key` of the same message id, address,
+    time and reply (a SHA-256 hex digest, the form every existing store keeps), computed here as
+    a raw-driver program would. `main` checks that the floor's keys and message ids are exactly
+    the engine's.
 
     With `deliveries`, also the per-message delivery rows (recipient x message) that the store
     keeps beside them: not part of the target's floor, printed to show how much of the gap is
@@ -312,10 +314,11 @@ def _floor_run(
         ev_rows = []
         for e, r in zip(chunk, rec_rows, strict=True):
             reply, v = verdicts[e["reply"]]
+            message_id = normalize_message_id(e["message_id"])
             if plain_keys:
-                key = f"{e['message_id']}|{r[1]}|{e['at']}"
+                key = f"{message_id}|{r[1]}|{e['at']}"
             else:
-                key = event_key(e["message_id"], r[1], None, datetime.fromisoformat(e["at"]), reply)
+                key = event_key(message_id, r[1], None, datetime.fromisoformat(e["at"]), reply)
             ev_rows.append(
                 (
                     key,
@@ -323,7 +326,7 @@ def _floor_run(
                     stamp,
                     ids[r[1]],
                     r[2],
-                    e["message_id"],
+                    message_id,
                     reply.code,
                     r[13],
                     reply.text,
@@ -342,7 +345,7 @@ def _floor_run(
                 [
                     (
                         ids[r[1]],
-                        e["message_id"],
+                        ev[5],
                         r[2],
                         verdicts[e["reply"]][1].outcome.value,
                         r[5],
@@ -352,7 +355,7 @@ def _floor_run(
                         r[13],
                         stamp,
                     )
-                    for e, r in zip(chunk, rec_rows, strict=True)
+                    for e, r, ev in zip(chunk, rec_rows, ev_rows, strict=True)
                 ],
             )
         chunk.clear()
@@ -370,14 +373,16 @@ def _floor_run(
 
 
 def _keys_not_in_floor(engine_db: Path, floor_db: Path) -> int:
-    """How many of the engine's event keys the floor did not write (the warm-up's aside)."""
+    """How many of the engine's event keys (each with its message id) the floor did not write
+    (the warm-up's aside)."""
     conn = sqlite3.connect(engine_db)
     try:
         conn.execute("ATTACH DATABASE ? AS floor", (str(floor_db),))
         (count,) = conn.execute(
             "SELECT count(*) FROM events e WHERE e.recipient_id <> (SELECT id FROM recipients"
             " WHERE address_key = 'warm@example.com')"
-            " AND NOT EXISTS (SELECT 1 FROM floor.events f WHERE f.key = e.key)"
+            " AND NOT EXISTS (SELECT 1 FROM floor.events f WHERE f.key = e.key"
+            " AND f.message_id = e.message_id)"
         ).fetchone()
     finally:
         conn.close()
@@ -473,7 +478,10 @@ def main() -> None:
         print(
             f"  floor (sqlite3 executemany, 1 transaction): {n / floor:12.0f} {n / floor_cpu:14.0f}"
         )
-        print("    (the same event rows, keys checked equal, and the recipient upserts)")
+        print(
+            "    (the same event rows, keys and message ids checked equal, and the recipient"
+            " upserts)"
+        )
         print(
             f"  record_many (chunks of {CHUNK_SIZE}, no hygiene):   {n / mine:12.0f}"
             f" {n / mine_cpu:14.0f}"

@@ -470,6 +470,9 @@ class _Item:
     facts: tuple[Any, ...]
     #: The MX host that answered, normalised (`addresses.mx_host_of`), if the input named one.
     mx_host: str | None = None
+    #: When the message id was given in another form than the bare one (``<m1@x>``): the id as
+    #: given and the reply's part of the key, of which earlier versions made it (`_legacy_key`).
+    legacy: tuple[str, str] | None = None
     # What the chunk writer did: set by it (again on every run of the transaction).
     duplicate: bool = field(init=False)
     #: The event went into history only (out of order, or after a final state).
@@ -492,10 +495,14 @@ def event_key(
     """The default idempotency key: message id, recipient, attempt and the parsed reply.
 
     Without an attempt number the event's time stands in, so two identical replies to two
-    attempts stay two events. The reply is taken in its parsed form, so the same reply logged
-    in two shapes (raw, or a Postfix ``said:`` fragment) is one event. The values are stored:
-    a store made by an earlier version must find its events under the same keys.
+    attempts stay two events. The message id is taken without its angle brackets and the reply
+    in its parsed form, so the same reply logged in two shapes (``<m1@x>`` or ``m1@x``; raw, or
+    a Postfix ``said:`` fragment) is one event. The values are stored: a store made by an
+    earlier version must find its events under the same keys (those it made of an id given in
+    brackets are looked for too: `_legacy_key`).
     """
+    if message_id is not None:
+        message_id = normalize_message_id(message_id)
     return _event_key(message_id, address_key, attempt, at, _reply_key_text(reply))
 
 
@@ -509,9 +516,17 @@ def _reply_key_text(reply: Reply | str | None) -> str:
 def _event_key(
     message_id: str | None, address_key: str, attempt: int | None, at: datetime, reply_text: str
 ) -> str:
+    """`event_key` of a message id taken as it is (the engine's is already bare)."""
     when = str(attempt) if attempt is not None else "@" + at.isoformat()
     raw = "\x1f".join((message_id or "", address_key, when, reply_text))
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def _legacy_key(item: _Item) -> str:
+    """The key earlier versions made of an item given with a bracketed message id: of the id
+    as given (`_Item.legacy`)."""
+    given, reply_text = cast(tuple[str, str], item.legacy)
+    return _event_key(given, item.address.key, item.attempt, item.at, reply_text)
 
 
 _STANDING_OUTCOME_COUNTER = {
@@ -1309,8 +1324,7 @@ class Engine:
     ) -> _Item:
         """Check one item's fields (a `ReplyRecord`'s) and judge its reply."""
         address = self._address(recipient)
-        #: The message id as given: the event key is made of it, so that the keys stores made
-        #: by earlier versions hold stay what they are.
+        #: The message id as given: earlier versions made the event key of it (`_Item.legacy`).
         given = message_id
         if message_id is not None:
             if not isinstance(message_id, str):
@@ -1363,6 +1377,12 @@ class Engine:
             parsed, verdict, facts, key_text = judged
         else:
             parsed, verdict, facts, key_text = self._judge(reply, code, status, text, kind, verdict)
+        legacy: tuple[str, str] | None = None
+        if not key:
+            key = _event_key(message_id, address.key, attempt, when, key_text)
+            if given != message_id:
+                # Earlier versions made the key of the id as given, brackets and all.
+                legacy = (cast(str, given), key_text)
         # An auto-reply (RFC 3834) is kept in history; anything else must be a delivery result.
         step: Step | None = None
         if kind is EventKind.EXPIRY:
@@ -1383,10 +1403,11 @@ class Engine:
             _cut_start(_visible(source), 255),
             None if position is None else _cut(_visible(str(position)), 255),
             kind,
-            key or _event_key(given, address.key, attempt, when, key_text),
+            key,
             facts,
             # A text that names no host (Postfix's relay=local, an address literal) is dropped.
             mx_host_of(mx_host) if mx_host else None,
+            legacy,
         )
 
     def _judge(
@@ -1571,6 +1592,24 @@ class Engine:
         for akey, row in newest.items():
             latest[akey] = row[_D_MESSAGE]
             stored.setdefault((akey, row[_D_MESSAGE]), row)
+        # Idempotency, continued: an event given with a bracketed message id may be stored under
+        # the key an earlier version made of it (`_legacy_key`). Asked only where it can be, so
+        # that new messages cost nothing more: any delivery result but an expiry makes its
+        # delivery, so one whose delivery is not stored was never recorded.
+        legacy = {
+            _legacy_key(it): it
+            for it in fresh
+            if it.legacy is not None
+            and (
+                (it.address.key, it.message_id) in stored
+                or it.step is None
+                or it.step is Step.EXPIRE
+            )
+        }
+        if legacy:
+            for (stored_key,) in bulk.select_in(conn, _EVENTS, ("key",), "key", list(legacy)):
+                legacy[stored_key].duplicate = True
+            fresh = [it for it in fresh if not it.duplicate]
         not_before = self._pause_until(conn, {it.address.domain for it in items}, now)
         for it in items:
             if not it.duplicate:

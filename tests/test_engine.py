@@ -7,11 +7,12 @@ from typing import Any
 import pytest
 from conftest import FakeClock
 from sqlalchemy import Engine as SAEngine
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from deliverability.engine import Engine, ReplyRecord, event_key
 from deliverability.errors import AddressError, InputError, ReplyParseError
+from deliverability.ingest.convert import POSTFIX_EXPIRED_VERDICT
 from deliverability.policy import load_policy
 from deliverability.replies import parse_reply
 from deliverability.store.models import Action, Base, Delivery, Event, Recipient, RejectedInput
@@ -726,34 +727,42 @@ def test_a_manual_suppression_says_who_and_why(engine: Engine) -> None:
 
 
 # Idempotency keys are stored: a database recorded by an earlier version must find its events
-# under the same keys, so the key of each shape of event is pinned here.
+# under the same keys, so the key of each shape of event is pinned here. The message id is taken
+# without its angle brackets (RFC 5322 section 3.6.4): a bare id's key is the one earlier
+# versions stored, and the same id given in brackets now has that key too.
 KEY_TIME = datetime.fromisoformat("2026-11-02T12:00:00.123456+00:00")
+#: (attempt, reply, the key of the event for message m1@list.example to alice@example.com).
+KEYS = [
+    (
+        2,
+        "550 5.1.1 no such user",
+        "fe3d57d45546d8f1267de6937e2153702c3ee37ffc560ae11e22a8bc4db704b3",
+    ),
+    (
+        None,
+        "550 5.1.1 no such user",
+        "5c086e3b9f686a270b68067f878070088c475d746298593791fe0c5f905196b8",
+    ),
+    (
+        None,
+        "250 ok",
+        "2d6d9cf38f8df22935c5d6d3cf32c64a3f8e304078cfc02d97020e07a67d21d0",
+    ),
+]
+#: The keys earlier versions stored for the same events given as ``<m1@list.example>``: they
+#: were made of the id as given, brackets and all.
+LEGACY_KEYS = [
+    "8554d9ea1d261ea4de52fa134ce68bdedb86ad2e97cc3430ca9a6ba20d6dd1ff",
+    "c24683c2319e3f5dc28acddc5eaa402f6d398fc56e741470ea4e940d1122a47b",
+    "4a0a2fc6dfced95dd39b7218207d1bb67327e52963c058532a19b1a1730afa10",
+]
 
 
 @pytest.mark.parametrize(
-    ("message_id", "attempt", "reply", "key"),
-    [
-        (
-            "<m1@list.example>",
-            2,
-            "550 5.1.1 no such user",
-            "8554d9ea1d261ea4de52fa134ce68bdedb86ad2e97cc3430ca9a6ba20d6dd1ff",
-        ),
-        (
-            "<m1@list.example>",
-            None,
-            "550 5.1.1 no such user",
-            "c24683c2319e3f5dc28acddc5eaa402f6d398fc56e741470ea4e940d1122a47b",
-        ),
-        (
-            "<m1@list.example>",
-            None,
-            "250 ok",
-            "4a0a2fc6dfced95dd39b7218207d1bb67327e52963c058532a19b1a1730afa10",
-        ),
-    ],
+    "message_id", ["m1@list.example", "<m1@list.example>", " <m1@list.example> "]
 )
-def test_event_keys_keep_the_values_earlier_stores_hold(
+@pytest.mark.parametrize(("attempt", "reply", "key"), KEYS)
+def test_event_keys_keep_the_values_earlier_stores_hold_and_ignore_angle_brackets(
     message_id: str, attempt: int | None, reply: str, key: str
 ) -> None:
     assert event_key(message_id, "alice@example.com", attempt, KEY_TIME, parse_reply(reply)) == key
@@ -802,10 +811,116 @@ def test_record_and_record_many_store_the_event_key_of_each_event(
             keys = set(conn.scalars(select(Event.key)))
     finally:
         db.dispose()
-    assert keys == {
-        "8554d9ea1d261ea4de52fa134ce68bdedb86ad2e97cc3430ca9a6ba20d6dd1ff",
-        "4a0a2fc6dfced95dd39b7218207d1bb67327e52963c058532a19b1a1730afa10",
-    }
+    assert keys == {KEYS[0][2], KEYS[2][2]}
+
+
+def test_a_reply_recorded_with_and_without_angle_brackets_around_its_message_id_is_one_event(
+    engine: Engine, db_url: str
+) -> None:
+    first = engine.record(
+        "alice@example.com", USER_UNKNOWN, message_id="<m1@list.example>", attempt=1
+    )
+    before = _dump(db_url)
+    again = engine.record(
+        "alice@example.com", USER_UNKNOWN, message_id="m1@list.example", attempt=1
+    )
+    assert not first.duplicate
+    assert again.duplicate
+    assert _dump(db_url) == before
+
+
+def test_one_chunk_holding_a_reply_with_and_without_angle_brackets_records_it_once(
+    engine: Engine,
+) -> None:
+    reply = {"recipient": "alice@example.com", "reply": OK, "at": KEY_TIME.isoformat()}
+    result = engine.record_many(
+        [{**reply, "message_id": "<m1@list.example>"}, {**reply, "message_id": "m1@list.example"}]
+    )
+    assert (result.recorded, result.duplicates) == (1, 1)
+    assert _count(engine, Event) == 1
+
+
+def _store_legacy_keys(db_url: str, legacy: dict[str, str]) -> None:
+    """Give stored events the keys an earlier version made for them ({key now: key then})."""
+    db = create_engine(db_url)
+    try:
+        with db.begin() as conn:
+            for now_key, then_key in legacy.items():
+                conn.execute(update(Event).where(Event.key == now_key).values(key=then_key))
+    finally:
+        db.dispose()
+
+
+def test_an_event_an_earlier_version_stored_under_its_bracketed_message_id_is_still_a_duplicate(
+    engine: Engine, db_url: str
+) -> None:
+    items = [
+        {
+            "recipient": "alice@example.com",
+            "reply": reply,
+            "message_id": "<m1@list.example>",
+            "attempt": attempt,
+            "at": KEY_TIME.isoformat(),
+        }
+        for attempt, reply, _ in KEYS
+    ]
+    engine.record_many(items)
+    _store_legacy_keys(
+        db_url, {key: legacy for (_, _, key), legacy in zip(KEYS, LEGACY_KEYS, strict=True)}
+    )
+    before = _dump(db_url)
+    again = engine.record_many(items)
+    single = engine.record(
+        "alice@example.com", KEYS[0][1], message_id="<m1@list.example>", attempt=2, at=KEY_TIME
+    )
+    assert (again.recorded, again.duplicates) == (0, 3)
+    assert single.duplicate
+    assert _dump(db_url) == before
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "verdict", "legacy_key"),
+    [
+        (
+            EventKind.AUTO_REPLY,
+            "I am on holiday",
+            Verdict(Outcome.INFORMATIONAL, Reason.VACATION, Fault.RECIPIENT, rule="rfc3834"),
+            "596858371277067276e69b530ddb783e43f339d449dc0ecf065f5bde10dd32a0",
+        ),
+        (
+            EventKind.EXPIRY,
+            None,
+            POSTFIX_EXPIRED_VERDICT,
+            "77977c4f3083f27731c6ecb28e7bfd17a941fe322bd050268933a04292e81c6c",
+        ),
+    ],
+)
+def test_an_event_of_no_delivery_an_earlier_version_stored_under_its_bracketed_id_is_a_duplicate(
+    engine: Engine,
+    db_url: str,
+    kind: EventKind,
+    text: str | None,
+    verdict: Verdict,
+    legacy_key: str,
+) -> None:
+    # An auto-reply or a relay's expiry to a message never recorded makes no delivery: the
+    # engine cannot tell from the deliveries that the event may be stored already.
+    item = ReplyRecord(
+        recipient="alice@example.com",
+        message_id="<m1@list.example>",
+        kind=kind,
+        text=text,
+        verdict=verdict,
+        at=KEY_TIME,
+    )
+    engine.record_many([item])
+    now_key = event_key("m1@list.example", "alice@example.com", None, KEY_TIME, text)
+    _store_legacy_keys(db_url, {now_key: legacy_key})
+    before = _dump(db_url)
+    again = engine.record_many([item])
+    assert (again.recorded, again.duplicates) == (0, 1)
+    assert _count(engine, Delivery) == 0
+    assert _dump(db_url) == before
 
 
 def test_a_standing_that_moves_and_comes_back_in_one_chunk_is_dated_by_the_last_move(
