@@ -34,7 +34,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
-    func,
     insert,
     or_,
     select,
@@ -114,22 +113,6 @@ _RECIPIENTS = cast(Table, Recipient.__table__)
 _DELIVERIES = cast(Table, Delivery.__table__)
 _ACTIONS = cast(Table, Action.__table__)
 
-#: Open throttles on a domain or a provider group, paused beyond `now`: (scope, target, until).
-#: Built once: `record` asks for them twice per call, and building a statement costs more than
-#: running this one.
-_PAUSED_TARGETS = (
-    select(_ACTIONS.c.scope, _ACTIONS.c.target, func.max(_ACTIONS.c.pause_until))
-    .where(
-        _ACTIONS.c.kind == ActionKind.THROTTLE,
-        _ACTIONS.c.status == ActionStatus.OPEN,
-        _ACTIONS.c.scope.in_([ActionScope.DOMAIN, ActionScope.PROVIDER]),
-        _ACTIONS.c.pause_until > bindparam("now", type_=UTCDateTime()),
-    )
-    .group_by(_ACTIONS.c.scope, _ACTIONS.c.target)
-)
-#: The same, for some targets only (`targets`).
-_PAUSED_AMONG = _PAUSED_TARGETS.where(_ACTIONS.c.target.in_(bindparam("targets", expanding=True)))
-
 
 def _suppressed_at(now: Any) -> Any:
     """A recipient is suppressed at `now` (a bound parameter, or a time)."""
@@ -139,8 +122,8 @@ def _suppressed_at(now: Any) -> Any:
     )
 
 
-#: The suppressed ones among some address keys (`keys`) at `now`, with why: built once, as
-#: `_PAUSED_TARGETS`.
+#: The suppressed ones among some address keys (`keys`) at `now`, with why: built once (a
+#: statement costs more to build than this one takes to run).
 _SUPPRESSED_AMONG = (
     select(
         _RECIPIENTS.c.address_key,
@@ -933,7 +916,7 @@ class Engine:
         offset = 0
         page = max(limit, 100)
         with self.db.connect() as conn:
-            paused_domains = self._paused_domains(conn, now)
+            paused_domains = hygiene_store.paused_until(conn, now, self.policy)
             while len(out) < limit:
                 rows = conn.execute(stmt.limit(page).offset(offset)).all()
                 if not rows:
@@ -1913,37 +1896,6 @@ class Engine:
 
     # -- internals: sendability --------------------------------------------------------------
 
-    def _paused_domains(
-        self,
-        conn: Connection,
-        now: datetime,
-        among: set[str] | None = None,
-        groups: dict[str, str] | None = None,
-    ) -> dict[str, datetime]:
-        """Every paused destination domain (provider groups expanded to the policy's and the
-        learned domains) -> paused until; only `among` and their groups when given (`groups`:
-        the provider group of each of `among`, when the caller has already asked)."""
-        out: dict[str, datetime] = {}
-        if among is None:
-            rows = conn.execute(_PAUSED_TARGETS, {"now": now}).all()
-        else:
-            if groups is None:
-                groups = hygiene_store.groups_of(conn, among, self.policy)
-            targets = among | set(groups.values())
-            rows = conn.execute(_PAUSED_AMONG, {"now": now, "targets": sorted(targets)}).all()
-        paused_groups = {target for scope, target, _ in rows if scope is ActionScope.PROVIDER}
-        members = (
-            hygiene_store.members_of(conn, paused_groups, self.policy, among)
-            if paused_groups
-            else {}
-        )
-        for scope, target, until in rows:
-            domains = members.get(target, ()) if scope is ActionScope.PROVIDER else (target,)
-            for domain in domains:
-                if domain not in out or out[domain] < until:
-                    out[domain] = until
-        return out
-
     def _pause_until(
         self,
         conn: Connection,
@@ -1952,9 +1904,8 @@ class Engine:
         groups: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Paused-until per domain among `domains` (open throttles on the domain or its
-        provider group), for scheduling retries."""
-        paused = self._paused_domains(conn, now, domains, groups)
-        return {d: paused[d] for d in domains if d in paused}
+        provider group: `store.hygiene.paused_until`)."""
+        return hygiene_store.paused_until(conn, now, self.policy, domains, groups=groups)
 
     def _why_not_keys(self, keys: Sequence[str], now: datetime) -> dict[str, str]:
         """Why each of these address keys may not be sent to now (absent: it may)."""

@@ -12,9 +12,11 @@ from sqlalchemy.orm import Session
 
 from deliverability.engine import Engine, ReplyRecord, event_key
 from deliverability.errors import AddressError, InputError, ReplyParseError
+from deliverability.hygiene import open_key
 from deliverability.ingest.convert import POSTFIX_EXPIRED_VERDICT
 from deliverability.policy import load_policy
 from deliverability.replies import parse_reply
+from deliverability.store import hygiene as store_hygiene
 from deliverability.store.models import Action, Base, Delivery, Event, Recipient, RejectedInput
 from deliverability.store.records import RecordedEvent
 from deliverability.store.session import create_engine
@@ -74,15 +76,22 @@ def _delivery(engine: Engine, message_id: str, address_key: str = "a@example.com
         ).one()
 
 
-def _pause(sa: SAEngine, domain: str, until: datetime, now: datetime) -> None:
+def _pause(
+    sa: SAEngine,
+    domain: str,
+    until: datetime,
+    now: datetime,
+    scope: ActionScope = ActionScope.DOMAIN,
+) -> None:
+    """Throttle a destination (a domain, or a provider group named by `domain`) until `until`."""
     with sa.begin() as conn:
         conn.execute(
             insert(Action).values(
                 kind=ActionKind.THROTTLE,
-                scope=ActionScope.DOMAIN,
+                scope=scope,
                 target=domain,
                 status=ActionStatus.OPEN,
-                open_key=f"throttle:domain:{domain}",
+                open_key=open_key(ActionKind.THROTTLE, scope, domain),
                 reason=Reason.RATE_LIMITED,
                 rule="test",
                 detail="",
@@ -431,6 +440,45 @@ def test_due_retries_skip_a_paused_destination_until_the_pause_ends(
     assert [d.address for d in engine.due_retries()] == ["b@example.org"]
     later = [d.address for d in engine.due_retries(now=until + timedelta(seconds=1))]
     assert later == ["a@example.com", "b@example.org"]
+
+
+def _paused_in_store(engine: Engine, domains: list[str], now: datetime) -> set[str]:
+    with Session(engine.db) as session:
+        return store_hygiene.paused_domains(session, domains, now, policy=POLICY)
+
+
+def test_a_paused_provider_group_holds_back_sending_and_retries_to_each_of_its_domains(
+    engine: Engine, frozen_now: datetime
+) -> None:
+    # The shipped policy lists gmail.com and googlemail.com in the group "google".
+    for address in ("a@gmail.com", "b@googlemail.com", "c@example.org"):
+        engine.record(address, MAILBOX_FULL, message_id="m1", at=frozen_now - timedelta(hours=2))
+    until = frozen_now + timedelta(minutes=20)
+    _pause(engine.db, "google", until, frozen_now, ActionScope.PROVIDER)
+    everyone = ["a@gmail.com", "x@googlemail.com", "c@example.org"]
+    assert engine.filter_sendable(everyone) == ["c@example.org"]
+    why = engine.why_not_sendable("x@googlemail.com")
+    assert why == (
+        f"destination googlemail.com (provider group google) is paused until {until.isoformat()}"
+    )
+    assert [d.address for d in engine.due_retries()] == ["c@example.org"]
+    domains = ["gmail.com", "googlemail.com", "example.org"]
+    assert _paused_in_store(engine, domains, frozen_now) == {"gmail.com", "googlemail.com"}
+    assert _paused_in_store(engine, domains, until) == set()
+    assert len(engine.due_retries(now=until)) == 3
+
+
+def test_a_domain_paused_on_its_own_is_paused_for_the_store_too_when_it_is_in_a_provider_group(
+    engine: Engine, frozen_now: datetime
+) -> None:
+    # A throttle of the domain itself (raised before the domain was in the group, say) pauses
+    # it until it ends, as the engine has always said: the store's answer is the same.
+    engine.record("a@gmail.com", MAILBOX_FULL, message_id="m1", at=frozen_now - timedelta(hours=2))
+    until = frozen_now + timedelta(minutes=20)
+    _pause(engine.db, "gmail.com", until, frozen_now)
+    assert engine.filter_sendable(["a@gmail.com", "b@googlemail.com"]) == ["b@googlemail.com"]
+    assert engine.due_retries() == []
+    assert _paused_in_store(engine, ["gmail.com", "googlemail.com"], frozen_now) == {"gmail.com"}
 
 
 def test_filter_sendable_keeps_order_and_gives_reasons_for_the_rest(engine: Engine) -> None:

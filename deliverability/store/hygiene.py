@@ -88,6 +88,7 @@ __all__ = [
     "members_of",
     "on_events",
     "paused_domains",
+    "paused_until",
     "summary_of",
     "throttle_for",
 ]
@@ -2151,28 +2152,67 @@ def throttle_for(
 def paused_domains(
     session: Session, domains: Iterable[str], now: datetime, *, policy: Policy | None = None
 ) -> set[str]:
-    """Which of `domains` are paused now (one query per few thousand domains)."""
-    by_key: dict[str, list[str]] = defaultdict(list)
-    wanted = set(domains)
-    groups = groups_of(session.connection(), wanted, policy) if policy else {}
-    for domain in wanted:
-        group = groups.get(domain)
-        scope, target = (
-            (ActionScope.DOMAIN, domain) if group is None else (ActionScope.PROVIDER, group)
-        )
-        by_key[open_key(ActionKind.THROTTLE, scope, target)].append(domain)
-    paused: set[str] = set()
-    for part in _chunks(list(by_key)):
-        for (key,) in session.execute(
-            sa.select(Action.open_key).where(
-                Action.open_key.in_(part),
-                Action.status == ActionStatus.OPEN,
-                Action.pause_until > _at(now),
-            )
-        ):
-            if key is not None:
-                paused.update(by_key[key])
-    return paused
+    """Which of `domains` are paused now (`paused_until`)."""
+    return set(paused_until(session.connection(), now, policy, domains))
+
+
+#: Open throttles on a domain or a provider group, paused beyond `now`: (scope, target, until).
+#: Built once: the engine asks for them twice per `record` call, and building a statement costs
+#: more than running this one.
+_PAUSED_TARGETS = (
+    sa.select(_ACTIONS.c.scope, _ACTIONS.c.target, sa.func.max(_ACTIONS.c.pause_until))
+    .where(
+        _ACTIONS.c.kind == ActionKind.THROTTLE,
+        _ACTIONS.c.status == ActionStatus.OPEN,
+        _ACTIONS.c.scope.in_([ActionScope.DOMAIN, ActionScope.PROVIDER]),
+        _ACTIONS.c.pause_until > sa.bindparam("now", type_=UTCDateTime()),
+    )
+    .group_by(_ACTIONS.c.scope, _ACTIONS.c.target)
+)
+#: The same, for some targets only (`targets`).
+_PAUSED_AMONG = _PAUSED_TARGETS.where(
+    _ACTIONS.c.target.in_(sa.bindparam("targets", expanding=True))
+)
+
+
+def paused_until(
+    conn: Connection,
+    now: datetime,
+    policy: Policy | None,
+    among: Iterable[str] | None = None,
+    *,
+    groups: dict[str, str] | None = None,
+) -> dict[str, datetime]:
+    """Every destination domain paused now -> paused until, or only those of `among`.
+
+    A domain is paused by an open throttle of its own or of its provider group (the policy's
+    lists and the learned domains: `groups_of`, `members_of`; none without a policy), until the
+    later of the two ends: a throttle of the domain raised before it was learned into a group
+    stands until it ends. `groups`: the provider group of each of `among`, when the caller has
+    already asked. What the engine's sendability, retries and retry schedule rest on.
+    """
+    wanted: set[str] | None = None
+    if among is None:
+        rows = conn.execute(_PAUSED_TARGETS, {"now": now}).all()
+    else:
+        wanted = set(among)
+        if groups is None:
+            groups = groups_of(conn, wanted, policy) if policy else {}
+        targets = wanted | set(groups.values())
+        rows = [
+            row
+            for part in _chunks(sorted(targets))
+            for row in conn.execute(_PAUSED_AMONG, {"now": now, "targets": list(part)})
+        ]
+    paused_groups = {target for scope, target, _ in rows if scope is ActionScope.PROVIDER}
+    members = members_of(conn, paused_groups, policy, wanted) if paused_groups and policy else {}
+    out: dict[str, datetime] = {}
+    for scope, target, until in rows:
+        domains = members.get(target, ()) if scope is ActionScope.PROVIDER else (target,)
+        for domain in domains:
+            if (wanted is None or domain in wanted) and (domain not in out or out[domain] < until):
+                out[domain] = until
+    return out
 
 
 def throttles_in_force(session: Session, now: datetime) -> list[Action]:
