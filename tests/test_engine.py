@@ -481,6 +481,32 @@ def test_a_domain_paused_on_its_own_is_paused_for_the_store_too_when_it_is_in_a_
     assert _paused_in_store(engine, ["gmail.com", "googlemail.com"], frozen_now) == {"gmail.com"}
 
 
+def test_throttle_for_names_the_pause_that_holds_a_grouped_domain_back_longest(
+    engine: Engine, frozen_now: datetime
+) -> None:
+    # A sender asks throttle_for before sending: it must not say "no throttle" for a domain
+    # that filter_sendable holds back, and it names the pause that ends last, the one in force.
+    # The shipped policy lists gmail.com and googlemail.com in the group "google".
+    gmail_end = frozen_now + timedelta(hours=2)
+    googlemail_end = frozen_now + timedelta(minutes=20)
+    _pause(engine.db, "gmail.com", gmail_end, frozen_now)
+    _pause(engine.db, "googlemail.com", googlemail_end, frozen_now)
+
+    def seen(domain: str) -> tuple[ActionScope, str, datetime] | None:
+        throttle = engine.throttle_for(domain)
+        return throttle and (throttle.scope, throttle.destination, throttle.paused_until)
+
+    assert seen("gmail.com") == (ActionScope.DOMAIN, "gmail.com", gmail_end)
+    assert seen("googlemail.com") == (ActionScope.DOMAIN, "googlemail.com", googlemail_end)
+    group_end = frozen_now + timedelta(hours=1)
+    _pause(engine.db, "google", group_end, frozen_now, ActionScope.PROVIDER)
+    assert seen("gmail.com") == (ActionScope.DOMAIN, "gmail.com", gmail_end)
+    assert seen("googlemail.com") == (ActionScope.PROVIDER, "google", group_end)
+    assert engine.filter_sendable(["a@gmail.com", "b@googlemail.com", "c@example.org"]) == [
+        "c@example.org"
+    ]
+
+
 def test_filter_sendable_keeps_order_and_gives_reasons_for_the_rest(engine: Engine) -> None:
     engine.suppress("b@example.com", "asked to be removed", by="support")
     sendable, reasons = engine.sendable_with_reasons(

@@ -2122,19 +2122,25 @@ def expire_actions(session: Session, now: datetime) -> int:
 def throttle_for(
     session: Session, domain: str, now: datetime, *, policy: Policy | None = None
 ) -> Throttle | None:
-    """The throttle in force for a recipient domain now (its provider group's when the policy
-    maps it), or None. An expired pause stops applying without any job running."""
-    scope, target = (
-        _destination_of(session.connection(), domain, policy)
-        if policy
-        else (ActionScope.DOMAIN, domain)
-    )
+    """The throttle in force for a recipient domain now, or None: its own, or its provider
+    group's when the policy maps it or it was learned into one, whichever pause ends later (as
+    `paused_until` holds the domain back until then: a throttle of the domain raised before it
+    joined a group stands until it ends). An expired pause stops applying without any job
+    running."""
+    keys = [open_key(ActionKind.THROTTLE, ActionScope.DOMAIN, domain)]
+    if policy:
+        scope, target = _destination_of(session.connection(), domain, policy)
+        if scope is ActionScope.PROVIDER:
+            keys.append(open_key(ActionKind.THROTTLE, scope, target))
     action = session.scalars(
-        sa.select(Action).where(
-            Action.open_key == open_key(ActionKind.THROTTLE, scope, target),
+        sa.select(Action)
+        .where(
+            Action.open_key.in_(keys),
             Action.status == ActionStatus.OPEN,
             Action.pause_until > _at(now),
         )
+        .order_by(Action.pause_until.desc())
+        .limit(1)
     ).first()
     if action is None or action.pause_until is None:
         return None
