@@ -33,7 +33,7 @@ from sqlalchemy import Connection, Engine, delete, exists, func, or_, select
 from sqlalchemy.orm import aliased
 
 from deliverability.errors import InputError
-from deliverability.policy import Policy, format_duration
+from deliverability.policy import SECTIONS, Policy, format_duration
 from deliverability.store.models import Action, Delivery, DomainProvider, Event, Recipient
 from deliverability.store.retry import run_in_transaction
 from deliverability.vocabulary import ActionStatus, DeliveryState, Standing
@@ -70,7 +70,8 @@ class PruneResult:
 def longest_window(policy: Policy) -> tuple[str, timedelta]:
     """The policy's longest look-back (``hygiene.ambiguous_window``, ...) and its name."""
     found: list[tuple[timedelta, str]] = []
-    for section in ("backoff", "throttle", "hygiene", "reputation"):
+    # Every numbers section the policy has: one added later is looked at without a change here.
+    for section in SECTIONS:
         numbers = getattr(policy, section, None)
         if numbers is None:
             continue
