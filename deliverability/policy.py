@@ -161,7 +161,8 @@ def parse_duration(text: str) -> timedelta:
     """
     if not isinstance(text, str) or not _DURATION_FULL_RE.match(text):
         raise ValueError(
-            f"not a duration: {text!r} (expected a number and a unit s, m, h, d or w, like '30m')"
+            f"not a duration: {_toml(text)}"
+            " (expected a number and a unit s, m, h, d or w, like '30m')"
         )
     seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION_RE.findall(text))
     return timedelta(seconds=seconds)
@@ -446,6 +447,17 @@ SECTIONS: dict[str, type[_Numbers]] = {
 }
 
 
+def _toml(value: Any) -> str:
+    """A value as the TOML file has it, for a problem to quote: `true`, not Python's `True`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
 class _Lines:
     """Line numbers of tables and keys in a TOML text, found by scanning it.
 
@@ -660,7 +672,7 @@ class _Reader:
                 self.problem(
                     line,
                     key,
-                    f"expected a list of reason names, got {value!r}",
+                    f"expected a list of reason names, got {_toml(value)}",
                     f"write a list of reasons, like {example}",
                 )
                 return None
@@ -696,7 +708,7 @@ class _Reader:
                 self.problem(
                     line,
                     key,
-                    f"expected true or false, got {value!r}",
+                    f"expected true or false, got {_toml(value)}",
                     f"write true or false, like {example}",
                 )
                 return None
@@ -706,7 +718,7 @@ class _Reader:
                 self.problem(
                     line,
                     key,
-                    f"expected a whole number, got {value!r}",
+                    f"expected a whole number, got {_toml(value)}",
                     f"write a whole number, like {example}",
                 )
                 return None
@@ -716,7 +728,7 @@ class _Reader:
                 self.problem(
                     line,
                     key,
-                    f"expected a number, got {value!r}",
+                    f"expected a number, got {_toml(value)}",
                     f"write a number, like {example}",
                 )
                 return None
@@ -767,7 +779,7 @@ class _Reader:
                     self.problem(
                         kline,
                         f"{table}.{key}",
-                        f"must be a list of strings, got {items!r}",
+                        f"must be a list of strings, got {_toml(items)}",
                         f"write it like {key} = [{sample}]",
                     )
                     continue
@@ -782,7 +794,7 @@ class _Reader:
             self.problem(
                 line,
                 "throttle.relay_hosts",
-                f"must be a list of host names, got {value!r}",
+                f"must be a list of host names, got {_toml(value)}",
                 "write it like relay_hosts = ['smtp.relay.example.net']",
             )
             return
@@ -957,7 +969,7 @@ class _Reader:
             if not isinstance(value, bool):
                 bad(
                     key,
-                    f"expected true or false, got {value!r}",
+                    f"expected true or false, got {_toml(value)}",
                     f"write true or false, like {key} = true",
                 )
             flags[key] = value is True
@@ -975,14 +987,15 @@ class _Reader:
             if not isinstance(value, str):
                 bad(
                     key,
-                    f"expected a string, got {value!r}",
+                    f"expected a string, got {_toml(value)}",
                     f"write text in quotes, like {key} = 'RFC 5321 section 4.2.3'"
                     if key == "source"
                     else f"write text in quotes, like {key} = 'The mailbox does not exist.'",
                 )
                 value = ""
             strings[key] = value.strip()
-        if not strings["source"]:
+        if not strings["source"] and isinstance(table.get("source", ""), str):
+            # (A source of the wrong type is reported above; saying it is missing too misleads.)
             bad(
                 "source",
                 "the rule does not say where it comes from",

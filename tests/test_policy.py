@@ -576,3 +576,39 @@ def test_relay_hosts_that_are_not_a_list_of_host_names_are_a_problem_with_a_fix(
     (problem,) = check_policy_file(write(tmp_path, f"[throttle]\nrelay_hosts = {value}\n"))
     assert (problem.line, problem.key) == (2, "throttle.relay_hosts")
     assert "relay_hosts = ['smtp.relay.example.net']" in problem.fix
+
+
+def test_a_rule_source_of_the_wrong_type_is_one_problem_not_also_a_missing_source(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path,
+        "[[rule]]\nid = 'mine.x'\ncode = 550\noutcome = 'bounced'\nreason = 'user_unknown'\n"
+        "fault = 'recipient'\nsource = 5\n",
+    )
+    (problem,) = check_policy_file(path)
+    assert (problem.line, problem.key, problem.message) == (
+        7,
+        "rule mine.x.source",
+        "expected a string, got 5",
+    )
+
+
+def test_a_rule_with_an_empty_source_is_still_warned_about(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[[rule]]\nid = 'mine.x'\ncode = 550\noutcome = 'bounced'\nreason = 'user_unknown'\n"
+        "fault = 'recipient'\nsource = ' '\n",
+    )
+    (problem,) = check_policy_file(path)
+    assert (problem.severity, problem.message) == (
+        "warning",
+        "the rule does not say where it comes from",
+    )
+
+
+def test_a_wrong_value_is_quoted_as_the_toml_file_writes_it(tmp_path: Path) -> None:
+    path = write(tmp_path, "[backoff]\nmultiplier = true\n[reputation]\nwindows = [true]\n")
+    messages = [p.message for p in check_policy_file(path)]
+    assert any(m.endswith("got true") for m in messages), messages
+    assert not any("True" in m for m in messages), messages
