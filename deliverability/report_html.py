@@ -15,14 +15,17 @@ from datetime import datetime
 from typing import Any
 
 from deliverability.output import plain
-from deliverability.vocabulary import Outcome
+from deliverability.vocabulary import DeliveryState, Outcome
 
 __all__ = ["OUTCOME_COLOURS", "Charts", "bar_chart", "render_report", "stacked_bar_chart"]
 
 #: One colour per outcome, stacked bottom to top in this order (colour-blind-safe palette).
+#: `expired` is an expiry, which `reports.outcomes_by_day` counts apart from the deferrals it is
+#: stored among.
 OUTCOME_COLOURS: dict[str, str] = {
     Outcome.DELIVERED.value: "#1b9e77",
     Outcome.DEFERRED.value: "#e6ab02",
+    DeliveryState.EXPIRED.value: "#a6761d",
     Outcome.BOUNCED.value: "#d95f02",
     Outcome.BLOCKED.value: "#7570b3",
     Outcome.COMPLAINED.value: "#e7298a",

@@ -12,18 +12,20 @@ taken to be UTC. Reports only read: they never write nor commit.
 
 Definitions shared by every report (one place, so the numbers agree with each other):
 
-- *attempts*: every delivery reply recorded (delivered, deferred, bounced, blocked). An expiry
-  (event kind `expiry`: the engine, or a relay, gave up on a deferred delivery) is stored with
-  outcome `deferred` but is no reply from the destination: it is not an attempt; `domains`
-  counts it as `expired`.
+- *attempts*: every delivery reply recorded (delivered, deferred, bounced, blocked).
+- *expired*: an expiry (event kind `expiry`: the engine, or a relay, gave up on a deferred
+  delivery) is stored with outcome `deferred` (or, recorded with a relay's last reply and no
+  verdict of its own, that reply's outcome) but is no reply from the destination: it is neither
+  an attempt nor a send, and every report counts and shows it as `expired`, never under the
+  outcome it was stored with. Its reason (`expired`) is a failure reason like any other.
 - *sent*: messages that reached a final result (delivered, bounced, blocked). A deferral is not a
   send: the retry's final result is. This is the base ESPs use for the bounce rate.
 - *bounce rate* = bounced / sent; *block rate* = blocked / sent; *deferral rate* = deferred /
   attempts; *complaint rate* = complaints / delivered (the base of Google's "spam rate").
 
 Every query filters on indexed columns: events by ``(domain, at)`` when a domain is given (the
-``domains`` report then reads the ``(domain, at, outcome, kind)`` index alone), else by ``at``;
-recipients by ``standing`` or ``domain``. See ``bench/bench_reports.py``.
+``domains`` report and the outcomes per day then read the ``(domain, at, outcome, kind)`` index
+alone), else by ``at``; recipients by ``standing`` or ``domain``. See ``bench/bench_reports.py``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from deliverability.addresses import normalize_domain
@@ -45,6 +47,7 @@ from deliverability.vocabulary import (
     ActionKind,
     ActionScope,
     ActionStatus,
+    DeliveryState,
     EventKind,
     Outcome,
     Reason,
@@ -53,6 +56,7 @@ from deliverability.vocabulary import (
 
 __all__ = [
     "COLUMNS",
+    "EXPIRED",
     "REPORTS",
     "Level",
     "codes",
@@ -123,7 +127,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 #: How a rate compares with its thresholds; `insufficient` when the window has too few messages.
 Level = Literal["ok", "review", "pause", "insufficient"]
 
-_ATTEMPT_OUTCOMES = (Outcome.DELIVERED, Outcome.DEFERRED, Outcome.BOUNCED, Outcome.BLOCKED)
+#: How the reports show an expiry (see *expired* above): as the state it leaves its delivery in.
+EXPIRED = DeliveryState.EXPIRED
 _FAILING_STANDINGS = (Standing.BOUNCED, Standing.SUPPRESSED)
 
 
@@ -180,8 +185,19 @@ def _tally(condition: ColumnElement[bool]) -> ColumnElement[int]:
 
 
 def _attempts(outcome: Outcome) -> ColumnElement[int]:
-    """Replies with `outcome`, expiries left out (see *attempts* above)."""
+    """Replies with `outcome`, expiries left out (see *expired* above)."""
     return _tally(and_(Event.outcome == outcome, Event.kind != EventKind.EXPIRY))
+
+
+def _shown_outcome() -> ColumnElement[str]:
+    """An event's outcome as the reports show it: `expired` for an expiry (see *expired*
+    above), else the stored outcome. Grouping by it keeps expiries a line of their own."""
+    return case((Event.kind == EventKind.EXPIRY, literal(EXPIRED.value)), else_=Event.outcome)
+
+
+def _shown(value: str) -> Outcome | DeliveryState:
+    """A value of `_shown_outcome()` as read back: `EXPIRED` or an `Outcome`."""
+    return EXPIRED if value == EXPIRED else Outcome(value)
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -443,7 +459,7 @@ def codes_query(
         Event.code.expression,
         Event.status.expression,
         Event.reason.expression,
-        Event.outcome.expression,
+        _shown_outcome().label("outcome"),
     ]
     if daily:
         keys.insert(0, _day(session, Event.at.expression).label("day"))
@@ -467,6 +483,8 @@ def codes(
     """Counts by reply code, enhanced status, reason and outcome over the period, with one
     example text each; per UTC day (`day`, ``YYYY-MM-DD``) with `daily`, else `day` is None.
 
+    An expiry is a line of its own with `outcome` `EXPIRED`, apart from the deferrals (its
+    code, status and text are the relay's last reply, or empty for the engine's own give-up).
     Sorted by day, then most frequent first.
     """
     stmt = codes_query(session, since=since, until=until, domain=domain, reason=reason, daily=daily)
@@ -479,7 +497,7 @@ def codes(
                 "code": m["code"],
                 "status": m["status"],
                 "reason": Reason(m["reason"]),
-                "outcome": Outcome(m["outcome"]),
+                "outcome": _shown(m["outcome"]),
                 "count": int(m["count"]),
                 "example": m["example"],
             }
@@ -509,10 +527,11 @@ def outcomes_by_day_query(
 ) -> Select[*tuple[Any, ...]]:
     """The SELECT behind `outcomes_by_day`."""
     day = _day(session, Event.at.expression).label("day")
+    outcome = _shown_outcome().label("outcome")
     return (
-        select(day, Event.outcome, func.count().label("count"))
+        select(day, outcome, func.count().label("count"))
         .where(*_event_filter(since, until, domain))
-        .group_by(day, Event.outcome)
+        .group_by(day, outcome)
     )
 
 
@@ -523,13 +542,16 @@ def outcomes_by_day(
     until: datetime | None,
     domain: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per UTC day with a count per outcome (`day` plus one key per `Outcome` value),
-    for the days that have events, oldest first."""
+    """One row per UTC day with a count per outcome (`day`, one key per `Outcome` value and
+    `expired`: expiries are not counted as `deferred`), for the days that have events, oldest
+    first."""
     stmt = outcomes_by_day_query(session, since=since, until=until, domain=domain)
     days: dict[str, dict[str, Any]] = {}
     for r in session.execute(stmt):
-        row = days.setdefault(r.day, {"day": r.day} | {o.value: 0 for o in Outcome})
-        row[Outcome(r.outcome).value] += int(r._mapping["count"])
+        row = days.setdefault(
+            r.day, {"day": r.day} | {o.value: 0 for o in Outcome} | {EXPIRED.value: 0}
+        )
+        row[_shown(r.outcome).value] += int(r._mapping["count"])
     return [days[d] for d in sorted(days)]
 
 
@@ -541,7 +563,11 @@ def reasons(
     domain: str | None = None,
     top: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Counts of failures by reason over the period (deliveries excluded), most frequent first."""
+    """Counts of failures by reason over the period (deliveries excluded), most frequent first.
+
+    Failures are deferrals, bounces, blocks, complaints and expiries. An expiry counts under its
+    reason: `expired` for the engine's and relays' give-ups, a line apart from the deferrals'.
+    """
     stmt = (
         select(Event.reason, func.count().label("count"))
         .where(

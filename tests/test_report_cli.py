@@ -295,3 +295,52 @@ def test_domains_report_shows_an_expired_delivery_apart_from_the_deferred_attemp
     table = run(db_url, "domains", "--since", "2026-10-01")
     [header] = [line for line in table.stdout.splitlines() if "deferred" in line]
     assert "expired" in header
+
+
+def _one_expired_delivery(db_url: str) -> None:
+    """One 452 six days ago, then nothing: the engine gives the delivery up a day ago, when
+    its retry lifetime (5 days by default) ran out."""
+    with DeliverabilityEngine(db_url, clock=lambda: NOW) as engine:
+        engine.record(
+            "ann@full.example",
+            "452 4.2.2 The email account that you tried to reach is over quota",
+            message_id="<m1@list.example>",
+            at=NOW - 6 * DAY,
+        )
+        assert engine.expire_overdue(NOW).recorded == 1
+
+
+def test_codes_report_shows_an_expired_delivery_as_expired_not_as_deferred(db_url: str) -> None:
+    _one_expired_delivery(db_url)
+    result = run(db_url, "codes", "--format", "json", "--since", "2026-10-01")
+    assert result.exit_code == 0, result.output
+    assert [
+        (r["code"], r["reason"], r["outcome"], r["count"]) for r in json.loads(result.stdout)
+    ] == [
+        (None, "expired", "expired", 1),
+        (452, "mailbox_full", "deferred", 1),
+    ]
+    daily = run(db_url, "codes", "--daily", "--format", "csv", "--since", "2026-10-01")
+    assert daily.exit_code == 0, daily.output
+    assert [(r["day"], r["outcome"]) for r in csv_rows(daily.stdout)] == [
+        ("2026-10-27", "deferred"),
+        ("2026-11-01", "expired"),
+    ]
+    table = run(db_url, "codes", "--daily", "--since", "2026-10-01")
+    [line] = [line for line in table.stdout.splitlines() if "2026-11-01" in line]
+    assert "expired" in line
+    assert "deferred" not in line
+
+
+def test_html_charts_show_an_expired_delivery_as_expired_not_as_deferred(
+    db_url: str, tmp_path: Path
+) -> None:
+    _one_expired_delivery(db_url)
+    target = tmp_path / "report.html"
+    result = run(db_url, "domains", "--format", "html", "-o", str(target), "--since", "2026-10-01")
+    assert result.exit_code == 0, result.output
+    page = target.read_text(encoding="utf-8")
+    assert "<title>2026-10-27 deferred: 1</title>" in page
+    assert "<title>2026-11-01 expired: 1</title>" in page
+    assert "2026-11-01 deferred" not in page
+    assert 'data-label="expired" data-value="1"' in page

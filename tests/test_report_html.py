@@ -137,6 +137,23 @@ def test_outcomes_chart_stacks_one_segment_per_outcome_per_day_with_the_counts()
     assert "2026-10-31 bounced: 9" in [b.all_text() for b in bars]
 
 
+def test_outcomes_chart_draws_expiries_as_their_own_segment_above_the_deferrals() -> None:
+    # An expiry is stored with outcome `deferred`, but reports.outcomes_by_day counts it as
+    # `expired`: the chart gives it a segment and a legend entry of its own.
+    days = [{"day": "2026-10-30", "delivered": 5, "deferred": 3, "expired": 2, "bounced": 1}]
+    chart = Tree(page(charts=Charts(outcomes_by_day=days))).by_id("chart-outcomes")
+    bars = [r for r in chart.iter("rect") if "bar" in r.attrs.get("class", "")]
+    assert [(b.attrs["data-series"], int(b.attrs["data-value"])) for b in bars] == [
+        ("delivered", 5),
+        ("deferred", 3),
+        ("expired", 2),
+        ("bounced", 1),
+    ]
+    assert len({b.attrs["fill"] for b in bars}) == 4
+    legend = [t.all_text() for t in chart.iter("text")]
+    assert "expired" in legend
+
+
 def test_worst_destinations_and_reasons_charts_have_a_bar_per_item_longest_for_the_largest() -> (
     None
 ):

@@ -396,6 +396,105 @@ def test_reasons_count_failures_only_most_frequent_first(session: Session) -> No
     ]
 
 
+def _deferrals_and_expiries(session: Session) -> None:
+    """Deferrals, and the expiries the engine and a relay record when the retries ran out."""
+    a = f.recipient(session, "a@one.example", at=NOW - 10 * DAY)
+    day1 = datetime(2026, 10, 30, 9, tzinfo=UTC)
+    day2 = datetime(2026, 10, 31, 9, tzinfo=UTC)
+    f.events(session, a, 3, at=day1, outcome=Outcome.DEFERRED)
+    f.events(session, a, 1, at=day2, outcome=Outcome.DELIVERED)
+    # The engine's own give-up: no reply, reason `expired`, stored with outcome `deferred`.
+    f.events(
+        session,
+        a,
+        2,
+        at=day2,
+        outcome=Outcome.DEFERRED,
+        kind=EventKind.EXPIRY,
+        reason=Reason.EXPIRED,
+    )
+    # A relay's give-up (Postfix status=expired) keeps the last deferral's reply.
+    f.event(
+        session,
+        a,
+        at=day2,
+        outcome=Outcome.DEFERRED,
+        kind=EventKind.EXPIRY,
+        reason=Reason.EXPIRED,
+        code=452,
+        status="4.2.2",
+        text="mailbox full",
+    )
+
+
+def test_outcomes_by_day_count_an_expiry_as_expired_not_as_deferred(session: Session) -> None:
+    _deferrals_and_expiries(session)
+    rows = reports.outcomes_by_day(session, since=NOW - 7 * DAY, until=NOW)
+    assert [(r["day"], r["deferred"], r["expired"]) for r in rows] == [
+        ("2026-10-30", 3, 0),
+        ("2026-10-31", 0, 3),
+    ]
+    assert rows[1]["delivered"] == 1
+
+
+def test_codes_show_an_expiry_as_its_own_line_with_outcome_expired(session: Session) -> None:
+    _deferrals_and_expiries(session)
+    rows = reports.codes(session, since=NOW - 7 * DAY, until=NOW)
+    assert [(r["code"], r["status"], r["reason"], r["outcome"], r["count"]) for r in rows] == [
+        (452, "4.2.2", Reason.MAILBOX_FULL, Outcome.DEFERRED, 3),
+        (None, None, Reason.EXPIRED, reports.EXPIRED, 2),
+        (250, "2.0.0", Reason.DELIVERED, Outcome.DELIVERED, 1),
+        (452, "4.2.2", Reason.EXPIRED, reports.EXPIRED, 1),
+    ]
+
+
+def test_codes_daily_show_an_expiry_as_expired_on_its_day(session: Session) -> None:
+    _deferrals_and_expiries(session)
+    rows = reports.codes(session, since=NOW - 7 * DAY, until=NOW, daily=True)
+    assert [(r["day"], r["outcome"], r["count"]) for r in rows] == [
+        ("2026-10-30", Outcome.DEFERRED, 3),
+        ("2026-10-31", reports.EXPIRED, 2),
+        ("2026-10-31", Outcome.DELIVERED, 1),
+        ("2026-10-31", reports.EXPIRED, 1),
+    ]
+
+
+def test_codes_keep_an_expiry_recorded_with_a_deferrals_verdict_apart_from_the_deferrals(
+    session: Session,
+) -> None:
+    # A caller that records an expiry with the relay's last reply and no verdict of its own
+    # (Engine.record(..., kind=EventKind.EXPIRY)) gets that reply's verdict stored: the reason
+    # and outcome of a deferral. It is still the relay giving up, not a deferral.
+    a = f.recipient(session, "a@one.example", at=NOW - 10 * DAY)
+    f.events(session, a, 3, at=NOW - DAY, outcome=Outcome.DEFERRED)
+    f.event(
+        session,
+        a,
+        at=NOW - DAY,
+        outcome=Outcome.DEFERRED,
+        kind=EventKind.EXPIRY,
+        code=452,
+        status="4.2.2",
+        text="mailbox full",
+    )
+    rows = reports.codes(session, since=NOW - 7 * DAY, until=NOW)
+    assert [(r["code"], r["status"], r["reason"], r["outcome"], r["count"]) for r in rows] == [
+        (452, "4.2.2", Reason.MAILBOX_FULL, Outcome.DEFERRED, 3),
+        (452, "4.2.2", Reason.MAILBOX_FULL, reports.EXPIRED, 1),
+    ]
+
+
+def test_reasons_count_an_expiry_as_a_failure_of_its_own_reason_expired(
+    session: Session,
+) -> None:
+    _deferrals_and_expiries(session)
+    rows = reports.reasons(session, since=NOW - 7 * DAY, until=NOW)
+    assert rows == [
+        {"reason": Reason.EXPIRED, "count": 3},
+        {"reason": Reason.MAILBOX_FULL, "count": 3},
+    ]
+
+
 # ------------------------------------------------------------------------------------------
 # reputation
 
