@@ -184,9 +184,9 @@ def _tally(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
-def _attempts(outcome: Outcome) -> ColumnElement[int]:
-    """Replies with `outcome`, expiries left out (see *expired* above)."""
-    return _tally(and_(Event.outcome == outcome, Event.kind != EventKind.EXPIRY))
+def _counted_as(outcome: Outcome) -> ColumnElement[bool]:
+    """The events the reports count as `outcome`: expiries left out (see *expired* above)."""
+    return and_(Event.outcome == outcome, Event.kind != EventKind.EXPIRY)
 
 
 def _shown_outcome() -> ColumnElement[str]:
@@ -295,12 +295,12 @@ def domains_query(
         select(
             Event.domain,
             func.count().label("events"),
-            _attempts(Outcome.DELIVERED).label("delivered"),
-            _attempts(Outcome.DEFERRED).label("deferred"),
+            _tally(_counted_as(Outcome.DELIVERED)).label("delivered"),
+            _tally(_counted_as(Outcome.DEFERRED)).label("deferred"),
             _tally(Event.kind == EventKind.EXPIRY).label("expired"),
-            _attempts(Outcome.BOUNCED).label("bounced"),
-            _attempts(Outcome.BLOCKED).label("blocked"),
-            _tally(Event.outcome == Outcome.COMPLAINED).label("complaints"),
+            _tally(_counted_as(Outcome.BOUNCED)).label("bounced"),
+            _tally(_counted_as(Outcome.BLOCKED)).label("blocked"),
+            _tally(_counted_as(Outcome.COMPLAINED)).label("complaints"),
         )
         .where(*_event_filter(since, until, domain))
         .group_by(Event.domain)
@@ -617,7 +617,8 @@ def reputation(
 
     Two rows per window: `metric` ``bounce`` (count = bounced, base = sent) and ``complaint``
     (count = complaints, base = delivered); `level` is ok, review, pause, or insufficient when
-    the window has fewer than `policy.min_messages` sent. `reputation_verdict` sums them up.
+    the window has fewer than `policy.min_messages` sent. An expiry counts in none of them,
+    whatever outcome it was stored with (see *expired* above). `reputation_verdict` sums them up.
     """
     policy = policy or ReputationPolicy()
     end = ensure_utc(now)
@@ -632,12 +633,13 @@ def reputation(
         start = end - window
         for outcome in (Outcome.DELIVERED, Outcome.BOUNCED, Outcome.BLOCKED, Outcome.COMPLAINED):
             hit = and_(Event.outcome == outcome, Event.at >= start)
-            columns.append(
-                func.coalesce(func.sum(case((hit, 1), else_=0)), 0).label(f"{outcome.value}_{i}")
-            )
-    counts = (
-        session.execute(select(*columns).where(Event.at >= oldest, Event.at < end)).one()._mapping
+            columns.append(_tally(hit).label(f"{outcome.value}_{i}"))
+    # No count here takes an expiry (see *expired* above): left out once, by one comparison per
+    # row, rather than by one in each of the sums.
+    stmt = select(*columns).where(
+        Event.at >= oldest, Event.at < end, Event.kind != EventKind.EXPIRY
     )
+    counts = session.execute(stmt).one()._mapping
 
     rows: list[dict[str, Any]] = []
     for i, window in enumerate(windows):

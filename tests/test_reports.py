@@ -564,6 +564,32 @@ def test_events_at_or_after_now_and_older_than_30_days_are_not_counted(session: 
     assert {r["base"] for r in rows} == {0}
 
 
+def test_reputation_counts_an_expiry_neither_as_sent_nor_as_a_bounce(session: Session) -> None:
+    # 100 sent, 5 bounced: review. An expiry is the engine or a relay giving up, not a result
+    # the destination gave: not sent, whatever outcome it was stored with. One recorded with
+    # the relay's last reply and no verdict of its own (Engine.record(..., kind=EXPIRY)) has
+    # that reply's outcome: bounced, for a 550 that Postfix's soft_bounce kept deferring.
+    _sends(session, delivered=95, bounced=5, complaints=0, at=NOW - DAY)
+    r = f.recipient(session, "late@example.com", at=NOW - 10 * DAY)
+    f.events(
+        session,
+        r,
+        20,
+        at=NOW - DAY,
+        outcome=Outcome.DEFERRED,
+        kind=EventKind.EXPIRY,
+        reason=Reason.EXPIRED,
+    )
+    f.events(session, r, 10, at=NOW - DAY, outcome=Outcome.BOUNCED, kind=EventKind.EXPIRY)
+
+    rows = reports.reputation(session, now=NOW)
+
+    by = {(r["window"], r["metric"]): r for r in rows}
+    assert (by["7d", "bounce"]["count"], by["7d", "bounce"]["base"]) == (5, 100)
+    assert (by["7d", "complaint"]["count"], by["7d", "complaint"]["base"]) == (0, 95)
+    assert by["7d", "bounce"]["level"] == "review"
+
+
 def test_too_few_messages_are_shown_but_not_judged(session: Session) -> None:
     _sends(session, delivered=1, bounced=1, complaints=0, at=NOW - DAY)
     rows = reports.reputation(session, now=NOW)
