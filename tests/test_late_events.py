@@ -1,17 +1,19 @@
-"""The address rules reach the same suppressions on every path when events are recorded out of
-time order (issue 4): late DSNs and logs read out of order are normal in bulk mail.
+"""The hygiene rules reach the same actions on every path when events are recorded out of time
+order (issue 4): late DSNs and logs read out of order are normal in bulk mail.
 
-An event recorded late can complete the window of an event already evaluated (dated after it).
-The incremental pass (per recorded chunk), the nightly evaluation (per run) and `--full` must
-all see that: each history here is recorded three times, once per path, and the suppressions
-and standings compared. Numbers come from the policy, times from a frozen clock."""
+An event recorded late can complete the window of an event already evaluated (dated after it):
+for the address rules (ambiguous bounces, soft strikes) and for the destination rules (repeated
+push-backs, repeated blocks, domain incidents). The incremental pass (per recorded chunk), the
+nightly evaluation (per run) and `--full` must all see that: each history here is recorded three
+times, once per path, and the suppressions, standings and the throttles and alerts in force
+compared. Numbers come from the policy, times from a frozen clock."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import sqlalchemy as sa
@@ -20,11 +22,21 @@ from factories_hygiene import History
 from sqlalchemy.orm import Session
 
 from deliverability.engine import Engine
-from deliverability.hygiene import RULE_AMBIGUOUS, RULE_SOFT
+from deliverability.hygiene import (
+    RULE_AMBIGUOUS,
+    RULE_INCIDENT,
+    RULE_SOFT,
+)
 from deliverability.policy import Policy
 from deliverability.store import hygiene as store_hygiene
 from deliverability.store.models import Action, Bookmark, Event, Recipient
-from deliverability.vocabulary import ActionKind, ActionStatus, Outcome, Reason, Standing
+from deliverability.vocabulary import (
+    ActionKind,
+    ActionStatus,
+    Outcome,
+    Reason,
+    Standing,
+)
 
 POLICY = Policy(rules=())
 H = POLICY.hygiene
@@ -32,46 +44,48 @@ DAY = timedelta(days=1)
 #: A 452 the classifier reads as a full mailbox (a soft strike).
 FULL = "452 4.2.2 The email account that you tried to reach is over quota"
 
-#: What an event of a step is: (outcome, reason, decisive).
-KINDS = {
-    "delivered": (Outcome.DELIVERED, Reason.DELIVERED, False),  # 250
-    "hard": (Outcome.BOUNCED, Reason.USER_UNKNOWN, True),  # 550 5.1.1
-    "ambiguous": (Outcome.BOUNCED, Reason.REJECTED, False),  # bare 550
-    "soft": (Outcome.DEFERRED, Reason.MAILBOX_FULL, False),  # 452 4.2.2
+#: What an event of a step is: its outcome, reason and the flags `History.event` takes.
+KINDS: dict[str, tuple[Outcome, Reason, dict[str, Any]]] = {
+    "delivered": (Outcome.DELIVERED, Reason.DELIVERED, {}),  # 250
+    "hard": (Outcome.BOUNCED, Reason.USER_UNKNOWN, {"decisive": True}),  # 550 5.1.1
+    "ambiguous": (Outcome.BOUNCED, Reason.REJECTED, {}),  # bare 550
+    "soft": (Outcome.DEFERRED, Reason.MAILBOX_FULL, {}),  # 452 4.2.2
+    "pushback": (Outcome.DEFERRED, Reason.RATE_LIMITED, {"throttle": True}),  # 421 4.7.0
+    "blocked": (Outcome.BLOCKED, Reason.BLOCKED, {}),  # 550 5.7.1 policy
 }
 
 #: One event to record: (address, time, kind).
 Step = tuple[str, datetime, str]
-#: A way to record a history: the session, the chunks in recording order, and "now".
-Path = Callable[[Session, list[list[Step]], datetime], None]
+#: A way to record a history: the session, the chunks in recording order, "now", the policy.
+Path = Callable[[Session, list[list[Step]], datetime, Policy], None]
 
 
 def _write(history: History, chunk: list[Step]) -> list[Event]:
     rows = []
     for address, at, kind in chunk:
-        outcome, reason, decisive = KINDS[kind]
-        rows.append(history.event(address, at, outcome, reason, decisive=decisive))
+        outcome, reason, flags = KINDS[kind]
+        rows.append(history.event(address, at, outcome, reason, **flags))
     return rows
 
 
-def _incremental(session: Session, chunks: list[list[Step]], now: datetime) -> None:
-    history = History(session, POLICY)
+def _incremental(session: Session, chunks: list[list[Step]], now: datetime, policy: Policy) -> None:
+    history = History(session, policy)
     for chunk in chunks:
         history.run(_write(history, chunk), now)
 
 
-def _nightly(session: Session, chunks: list[list[Step]], now: datetime) -> None:
-    history = History(session, POLICY)
+def _nightly(session: Session, chunks: list[list[Step]], now: datetime, policy: Policy) -> None:
+    history = History(session, policy)
     for chunk in chunks:
         _write(history, chunk)
-        store_hygiene.evaluate(session, POLICY, now)
+        store_hygiene.evaluate(session, policy, now)
 
 
-def _full(session: Session, chunks: list[list[Step]], now: datetime) -> None:
-    history = History(session, POLICY)
+def _full(session: Session, chunks: list[list[Step]], now: datetime, policy: Policy) -> None:
+    history = History(session, policy)
     for chunk in chunks:
         _write(history, chunk)
-    store_hygiene.evaluate(session, POLICY, now, full=True)
+    store_hygiene.evaluate(session, policy, now, full=True)
 
 
 PATHS: dict[str, Path] = {"incremental": _incremental, "nightly": _nightly, "full": _full}
@@ -86,8 +100,17 @@ def _forget_everything(session: Session) -> None:
     session.expunge_all()
 
 
-def _outcome(session: Session) -> tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]:
-    """The suppressions (what, since when, why, until when) and the suppressed standings."""
+class End(NamedTuple):
+    """Where a path ends: its suppressions (what, since when, why, until when; open or held),
+    the suppressed standings, and the throttles and alerts in force."""
+
+    suppressions: set[tuple[Any, ...]]
+    standings: set[tuple[Any, ...]]
+    destinations: set[tuple[Any, ...]]
+
+
+def _outcome(session: Session, now: datetime) -> End:
+    """The suppressions, the suppressed standings and the destination actions in force."""
     actions = {
         (a.target, a.status, a.reason, a.rule, a.created_at, a.expires_at)
         for a in session.scalars(
@@ -107,16 +130,39 @@ def _outcome(session: Session) -> tuple[set[tuple[Any, ...]], set[tuple[Any, ...
             ).where(Recipient.standing == Standing.SUPPRESSED)
         ).all()
     )
-    return actions, standings
+    return End(actions, standings, _destination_actions(session, now))
+
+
+def _destination_actions(session: Session, now: datetime) -> set[tuple[Any, ...]]:
+    """The throttles pausing a destination at `now` (until when, at what rate, which step, why)
+    and the alerts whose time is not up (until when, why). When a throttle or a sender alert
+    began is not compared (a full re-evaluation sees one long episode where the others saw a
+    gap, as in test_hygiene_store); when a domain incident began is: its first trigger."""
+    out = set()
+    for a in session.scalars(
+        sa.select(Action).where(
+            Action.kind.in_((ActionKind.THROTTLE, ActionKind.ALERT)),
+            Action.status == ActionStatus.OPEN,
+        )
+    ):
+        ends = a.pause_until if a.kind is ActionKind.THROTTLE else a.expires_at
+        if ends is not None and ends <= now:
+            continue
+        began = a.created_at if a.rule == RULE_INCIDENT else None
+        out.add(
+            (a.kind, a.scope, a.target, a.reason, a.rule, began, a.expires_at, a.pause_until,
+             a.max_rate, a.step)
+        )  # fmt: skip
+    return out
 
 
 def _on_every_path(
-    session: Session, chunks: list[list[Step]], now: datetime
-) -> dict[str, tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]]:
+    session: Session, chunks: list[list[Step]], now: datetime, policy: Policy = POLICY
+) -> dict[str, End]:
     ends = {}
     for name, path in PATHS.items():
-        path(session, chunks, now)
-        ends[name] = _outcome(session)
+        path(session, chunks, now, policy)
+        ends[name] = _outcome(session, now)
         _forget_everything(session)
     return ends
 
@@ -125,7 +171,7 @@ def _one_by_one(steps: Sequence[Step]) -> list[list[Step]]:
     return [[step] for step in steps]
 
 
-def _agree(ends: dict[str, Any]) -> Any:
+def _agree(ends: dict[str, End]) -> End:
     assert ends["nightly"] == ends["incremental"]
     assert ends["full"] == ends["incremental"]
     return ends["full"]
@@ -140,7 +186,7 @@ def test_an_older_ambiguous_bounce_recorded_after_a_newer_one_suppresses_on_ever
     assert times[-1] - times[0] < H.ambiguous_window
     steps = [("ann@example.com", at, "ambiguous") for at in reversed(times)]
 
-    actions, _ = _agree(_on_every_path(session, _one_by_one(steps), times[-1] + DAY))
+    actions, *_ = _agree(_on_every_path(session, _one_by_one(steps), times[-1] + DAY))
 
     # The window ending at the newest one holds them all: that is where the suppression begins.
     [(target, status, reason, rule, began, _)] = actions
@@ -162,7 +208,7 @@ def test_ambiguous_bounces_further_apart_than_the_window_suppress_on_no_path(
     newest = older[-1] + H.ambiguous_window + DAY
     steps = [("ann@example.com", at, "ambiguous") for at in (newest, *older)]
 
-    assert _agree(_on_every_path(session, _one_by_one(steps), newest + DAY)) == (set(), set())
+    assert _agree(_on_every_path(session, _one_by_one(steps), newest + DAY))[:2] == (set(), set())
 
 
 def _soft_times(start: datetime) -> list[datetime]:
@@ -178,7 +224,7 @@ def test_soft_strikes_recorded_newest_first_suppress_on_every_path(
     times = _soft_times(frozen_now)
     steps = [("bob@example.com", at, "soft") for at in reversed(times)]
 
-    actions, standings = _agree(_on_every_path(session, _one_by_one(steps), times[-1] + DAY))
+    actions, standings, _ = _agree(_on_every_path(session, _one_by_one(steps), times[-1] + DAY))
 
     [(target, status, reason, rule, began, _)] = actions
     assert (target, status, reason, rule, began) == (
@@ -203,7 +249,7 @@ def test_a_late_strike_that_completes_an_earlier_window_re_dates_the_suppression
     first = [times[0], *times[2:], extra]
     steps = [("bob@example.com", at, "soft") for at in (*first, times[1])]
 
-    actions, standings = _agree(_on_every_path(session, _one_by_one(steps), extra + DAY))
+    actions, standings, _ = _agree(_on_every_path(session, _one_by_one(steps), extra + DAY))
 
     [(_, _, _, rule, began, _)] = actions
     assert (rule, began) == (RULE_SOFT, times[-1])
@@ -220,7 +266,7 @@ def test_a_delivery_recorded_after_a_strike_does_not_reset_it_on_any_path(
     steps = [("bob@example.com", at, "soft") for at in times]
     steps.append(("bob@example.com", times[0] + DAY / 2, "delivered"))
 
-    actions, _ = _agree(_on_every_path(session, _one_by_one(steps), times[-1] + DAY))
+    actions, *_ = _agree(_on_every_path(session, _one_by_one(steps), times[-1] + DAY))
 
     assert {(target, rule) for target, _, _, rule, _, _ in actions} == {
         ("bob@example.com", RULE_SOFT)
@@ -267,7 +313,7 @@ def test_a_history_recorded_shuffled_in_chunks_reaches_the_same_suppressions_on_
         steps = steps[size:]
     now = frozen_now + 61 * DAY
 
-    actions, _ = _agree(_on_every_path(session, chunks, now))
+    actions, *_ = _agree(_on_every_path(session, chunks, now))
 
     # The history means something: some addresses end suppressed, by more than one rule, and
     # some do not.
