@@ -40,6 +40,7 @@ from deliverability.vocabulary import (
 
 POLICY = Policy(rules=())
 H = POLICY.hygiene
+T = POLICY.throttle
 DAY = timedelta(days=1)
 #: A 452 the classifier reads as a full mailbox (a soft strike).
 FULL = "452 4.2.2 The email account that you tried to reach is over quota"
@@ -320,6 +321,37 @@ def test_a_history_recorded_shuffled_in_chunks_reaches_the_same_suppressions_on_
     targets = {target for target, *_ in actions}
     assert 0 < len(targets) < 12
     assert len({rule for _, _, _, rule, _, _ in actions}) > 1
+
+
+# ---- the destination rules ------------------------------------------------------------------
+
+
+def _throttles(end: End) -> set[tuple[Any, ...]]:
+    """The throttles in force: (scope, target, paused until, max rate, step, rule)."""
+    return {
+        (scope, target, until, rate, step, rule)
+        for kind, scope, target, _, rule, _, _, until, rate, step in end.destinations
+        if kind is ActionKind.THROTTLE
+    }
+
+
+def test_a_push_back_recorded_after_the_deliveries_that_lift_it_throttles_on_no_path(
+    session: Session, frozen_now: datetime
+) -> None:
+    # The deliveries after a push-back lift its throttle (`release_after_deliveries`), whatever
+    # the order they were recorded in: --full raises the throttle and lifts it at once.
+    pushed = frozen_now
+    deliveries = [
+        (f"ok{i}@busy.example", pushed + (i + 1) * timedelta(seconds=1), "delivered")
+        for i in range(T.release_after_deliveries)
+    ]
+    now = deliveries[-1][1] + timedelta(seconds=1)
+    assert now < pushed + T.initial_pause  # the pause alone would still hold
+    chunks = [deliveries, [("late@busy.example", pushed, "pushback")]]
+
+    end = _agree(_on_every_path(session, chunks, now))
+
+    assert _throttles(end) == set()
 
 
 def _suppressions(engine: Engine) -> list[tuple[Any, ...]]:

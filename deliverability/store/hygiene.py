@@ -681,6 +681,8 @@ class _Evaluator:
         self.at = self.shape.table
         self.a = self.shape.table.c
         self.scope = self.shape.scope
+        #: The destinations whose throttle this evaluation raised or refreshed.
+        self.throttled: set[str] = set()
         self.summaries: list[ActionSummary] = []
         #: Actions raised or refreshed, summarised once flushed (one flush per phase, not each).
         self._pending: list[tuple[Action | dict[str, Any], bool]] = []
@@ -1778,6 +1780,7 @@ class _Evaluator:
             rule = RULE_PUSHBACK if lead is evidence.get("pushback") else RULE_BLOCKED_THROTTLE
             reason = Reason(lead["reason"])
             rate = min(float(p["max_rate"]) for p in parts)
+            self.throttled.add(st.target)
             self._upsert(
                 existing=throttle,
                 kind=ActionKind.THROTTLE,
@@ -1800,22 +1803,27 @@ class _Evaluator:
             )
 
     def _apply_releases(self) -> None:
-        """Throttles of destinations that took deliveries in this evaluation: count the
-        deliveries since the last push-back and lift the throttle at the policy's number."""
+        """Throttles of destinations that took deliveries in this evaluation, or that this
+        evaluation throttled: count the deliveries since the last push-back and lift the
+        throttle at the policy's number. A throttle raised now may follow a push-back recorded
+        after the deliveries that lift it (or, in `--full`, before them): it lifts at once."""
         a, tp = self.a, self.policy.throttle
-        if not self.census["delivered"]:
-            return
-        if self.delivered_destinations is not None:
-            delivered = sorted(self.delivered_destinations)
-        else:
+        delivered: list[str] = []
+        if self.census["delivered"]:
+            if self.delivered_destinations is not None:
+                delivered = sorted(self.delivered_destinations)
+            else:
 
-            def build() -> Any:
-                dest = _destination(a, self.policy)
-                return sa.select(dest).where(self.scope, _is_delivered(a)).distinct()
+                def build() -> Any:
+                    dest = _destination(a, self.policy)
+                    return sa.select(dest).where(self.scope, _is_delivered(a)).distinct()
 
-            delivered = [d for (d,) in self._exec(self._cached("delivered", build))]
+                delivered = [d for (d,) in self._exec(self._cached("delivered", build))]
+        delivered = sorted(set(delivered) | self.throttled)
         if not delivered:
             return
+        if self.throttled:
+            self._flush()  # the throttles just raised, for the Core reads below
         keys = [open_key(ActionKind.THROTTLE, self._scope_of(d), d) for d in delivered]
         # Core rows first (most deliveries go to destinations with no throttle, or one that
         # stays): the ORM object is loaded only for a throttle that lifts.
