@@ -24,14 +24,18 @@ from sqlalchemy.orm import Session
 from deliverability.engine import Engine
 from deliverability.hygiene import (
     RULE_AMBIGUOUS,
+    RULE_BLOCKED,
+    RULE_BLOCKED_THROTTLE,
     RULE_INCIDENT,
+    RULE_PUSHBACK,
     RULE_SOFT,
 )
-from deliverability.policy import Policy
+from deliverability.policy import Policy, ThrottlePolicy
 from deliverability.store import hygiene as store_hygiene
 from deliverability.store.models import Action, Bookmark, Event, Recipient
 from deliverability.vocabulary import (
     ActionKind,
+    ActionScope,
     ActionStatus,
     Outcome,
     Reason,
@@ -41,6 +45,11 @@ from deliverability.vocabulary import (
 POLICY = Policy(rules=())
 H = POLICY.hygiene
 T = POLICY.throttle
+#: Gmail and Googlemail as one destination (a provider group, docs/hygiene.md).
+GROUPED = Policy(
+    rules=(),
+    throttle=ThrottlePolicy(provider_domains={"google": ("gmail.com", "googlemail.com")}),
+)
 DAY = timedelta(days=1)
 #: A 452 the classifier reads as a full mailbox (a soft strike).
 FULL = "452 4.2.2 The email account that you tried to reach is over quota"
@@ -335,6 +344,48 @@ def _throttles(end: End) -> set[tuple[Any, ...]]:
     }
 
 
+def _alerts(end: End) -> set[tuple[Any, ...]]:
+    """The alerts in force: (scope, target, rule, began (incidents only), expires)."""
+    return {
+        (scope, target, rule, began, expires)
+        for kind, scope, target, _, rule, began, expires, _, _, _ in end.destinations
+        if kind is ActionKind.ALERT
+    }
+
+
+@pytest.mark.parametrize(
+    ("policy", "domains", "scope", "target"),
+    [
+        (POLICY, ("busy.example",), ActionScope.DOMAIN, "busy.example"),
+        (GROUPED, ("gmail.com", "googlemail.com"), ActionScope.PROVIDER, "google"),
+    ],
+    ids=["domain", "provider-group"],
+)
+def test_push_backs_recorded_newest_first_double_the_pause_on_every_path(
+    session: Session,
+    frozen_now: datetime,
+    policy: Policy,
+    domains: tuple[str, ...],
+    scope: ActionScope,
+    target: str,
+) -> None:
+    # Three push-backs within the repeat window, the newest recorded first (and judged alone),
+    # the older ones afterwards (a log read out of order): the newest is the third of its window.
+    times = [frozen_now + i * T.initial_pause / 2 for i in range(3)]
+    assert times[-1] - times[0] <= T.repeat_window
+    steps = [(f"u{i}@{domains[i % len(domains)]}", at, "pushback") for i, at in enumerate(times)][
+        ::-1
+    ]
+    now = times[-1] + timedelta(minutes=1)
+
+    end = _agree(_on_every_path(session, _one_by_one(steps), now, policy))
+
+    pause = T.initial_pause * T.pause_multiplier**2
+    assert pause < T.max_pause
+    rate = T.initial_rate * T.rate_multiplier**2
+    assert _throttles(end) == {(scope, target, times[-1] + pause, rate, 2, RULE_PUSHBACK)}
+
+
 def test_a_push_back_recorded_after_the_deliveries_that_lift_it_throttles_on_no_path(
     session: Session, frozen_now: datetime
 ) -> None:
@@ -352,6 +403,46 @@ def test_a_push_back_recorded_after_the_deliveries_that_lift_it_throttles_on_no_
     end = _agree(_on_every_path(session, chunks, now))
 
     assert _throttles(end) == set()
+
+
+def test_blocks_recorded_newest_first_throttle_the_destination_on_every_path(
+    session: Session, frozen_now: datetime
+) -> None:
+    # `blocked_count` blocks within `blocked_window`, the newest recorded first: only the newest
+    # has them all in its window. The sender alert runs from the newest block too.
+    gap = T.blocked_window / T.blocked_count
+    times = [frozen_now + i * gap for i in range(T.blocked_count)]
+    steps = [(f"u{i}@corp.example", at, "blocked") for i, at in enumerate(times)][::-1]
+    now = times[-1] + timedelta(minutes=1)
+
+    end = _agree(_on_every_path(session, _one_by_one(steps), now))
+
+    assert _throttles(end) == {
+        (
+            ActionScope.DOMAIN,
+            "corp.example",
+            times[-1] + T.initial_pause,
+            T.initial_rate,
+            0,
+            RULE_BLOCKED_THROTTLE,
+        )
+    }
+    assert _alerts(end) == {
+        (ActionScope.SENDER, "corp.example", RULE_BLOCKED, None, times[-1] + H.alert_lifetime)
+    }
+
+
+def test_a_late_block_leaves_the_sender_alert_running_from_the_newest_block(
+    session: Session, frozen_now: datetime
+) -> None:
+    newest = frozen_now + DAY
+    steps = [("new@corp.example", newest, "blocked"), ("old@corp.example", frozen_now, "blocked")]
+
+    end = _agree(_on_every_path(session, _one_by_one(steps), newest + timedelta(minutes=1)))
+
+    assert _alerts(end) == {
+        (ActionScope.SENDER, "corp.example", RULE_BLOCKED, None, newest + H.alert_lifetime)
+    }
 
 
 def _suppressions(engine: Engine) -> list[tuple[Any, ...]]:

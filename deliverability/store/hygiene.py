@@ -5,9 +5,11 @@ nightly run, or the whole history) and, for each rule, runs one aggregate query 
 window around those anchors; the pure rules in `deliverability.hygiene` decide from the counts.
 The incremental path (`on_events`, called by the engine inside `record`/`record_many`) and the
 nightly path (`evaluate`) are the same code with different anchors, which is why they agree.
-The address rules with a window (ambiguous bounces, soft strikes) also judge again the events an
-anchor recorded late falls into the window of (`_Evaluator._judged`), so they agree with `--full`
-when events arrive out of time order too (docs/hygiene.md, "When the rules run").
+The rules with a window also judge again the events an anchor recorded late falls into the
+window of (its *late anchors*): the address rules (ambiguous bounces, soft strikes) through
+`_Evaluator._judged`, repeated push-backs and repeated blocks through
+`_Evaluator._judged_pushback` and `_Evaluator._late_at_destination`, so they agree with
+`--full` when events arrive out of time order too (docs/hygiene.md, "When the rules run").
 
 Actions are upserted by `Action.open_key`: re-raising an open action refreshes it.
 """
@@ -20,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy import ColumnElement, Connection, Select, Table
@@ -115,14 +117,16 @@ class _Shape:
 
     def __init__(self, policy: Policy, mode: str) -> None:
         self.policy = policy
+        self.mode = mode
         self.table = _EVENTS.alias("anchor")
-        ids = self.table.c.id
-        self.scope: ColumnElement[bool]
-        if mode == "ids":
-            self.scope = ids.in_(sa.bindparam("anchor_ids", expanding=True))
-        else:
-            self.scope = sa.and_(ids > sa.bindparam("anchor_lo"), ids <= sa.bindparam("anchor_hi"))
+        self.scope = self.covers(self.table.c)
         self.statements: dict[str, Any] = {}
+
+    def covers(self, e: Any) -> ColumnElement[bool]:
+        """The scope condition on any alias of events (`e`, its columns): `e` is an anchor."""
+        if self.mode == "ids":
+            return e.id.in_(sa.bindparam("anchor_ids", expanding=True))  # type: ignore[no-any-return]
+        return sa.and_(e.id > sa.bindparam("anchor_lo"), e.id <= sa.bindparam("anchor_hi"))
 
 
 _SHAPES: dict[tuple[int, str, str], _Shape] = {}
@@ -133,12 +137,22 @@ _ACTIONS = cast(Table, Action.__table__)
 _OPEN_IDS = sa.select(_ACTIONS.c.id, _ACTIONS.c.open_key).where(
     _ACTIONS.c.open_key.in_(sa.bindparam("keys", expanding=True))
 )
-#: Push-backs from some domains within a time range (both ends included).
-_PUSHBACKS_BETWEEN = sa.select(sa.func.count(_EVENTS.c.id)).where(
+#: Push-backs from some domains within a time range (both ends included), through the
+#: (domain, at) index.
+_PUSHBACKS_IN_RANGE = (
     _EVENTS.c.domain.in_(sa.bindparam("domains", expanding=True)),
     _EVENTS.c.at >= sa.bindparam("lo", type_=UTCDateTime()),
     _EVENTS.c.at <= sa.bindparam("hi", type_=UTCDateTime()),
     _EVENTS.c.throttle.is_(True),
+)
+#: How many.
+_PUSHBACKS_BETWEEN = sa.select(sa.func.count(_EVENTS.c.id)).where(*_PUSHBACKS_IN_RANGE)
+#: The latest of them (by time, then id): what a throttle's step follows.
+_LATEST_PUSHBACK_BETWEEN = (
+    sa.select(_EVENTS.c.id, _EVENTS.c.at, _EVENTS.c.reason, _EVENTS.c.pause_seconds)
+    .where(*_PUSHBACKS_IN_RANGE)
+    .order_by(_EVENTS.c.at.desc(), _EVENTS.c.id.desc())
+    .limit(1)
 )
 _INSERT_ACTION = sa.insert(_ACTIONS)
 #: The columns an ActionSummary shows, by name (the same names as the Action columns).
@@ -257,28 +271,31 @@ def _mariadb(session: Session) -> bool:
     return session.get_bind().dialect.name in ("mysql", "mariadb")
 
 
+def _between(session: Session, at: Any, lo: str, hi: str) -> tuple[ColumnElement[bool], ...]:
+    """On MariaDB, `lo <= at <= hi` (bind parameters of those names); nothing elsewhere."""
+    if not _mariadb(session):
+        return ()
+    return (
+        at >= sa.bindparam(lo, type_=UTCDateTime()),
+        at <= sa.bindparam(hi, type_=UTCDateTime()),
+    )
+
+
 def _within_span(
     session: Session, w: Any, window: str, *, late: bool = False
 ) -> tuple[ColumnElement[bool], ...]:
     """On MariaDB, `w.at` within the anchors' time span widened by a rule's window (with
-    `late`, widened by it at the end too: the span of the late anchors of `_judged`)."""
-    if not _mariadb(session):
-        return ()
-    hi = f"span_hi_{window}" if late else "span_hi"
-    return (
-        w.at >= sa.bindparam(f"span_lo_{window}", type_=UTCDateTime()),
-        w.at <= sa.bindparam(hi, type_=UTCDateTime()),
-    )
+    `late`, widened by it at the end too: the span of the late anchors of `_judged` and
+    `_late_at_destination`)."""
+    return _between(session, w.at, f"span_lo_{window}", f"span_hi_{window}" if late else "span_hi")
 
 
-def _anchor_in_span(session: Session, a: Any) -> tuple[ColumnElement[bool], ...]:
-    """On MariaDB, the anchors' own times within their span."""
-    if not _mariadb(session):
-        return ()
-    return (
-        a.at >= sa.bindparam("span_lo", type_=UTCDateTime()),
-        a.at <= sa.bindparam("span_hi", type_=UTCDateTime()),
-    )
+def _anchor_in_span(
+    session: Session, a: Any, window: str | None = None
+) -> tuple[ColumnElement[bool], ...]:
+    """On MariaDB, the anchors' own times within their span (with `window`, the span of the
+    anchors and of their late anchors for a rule with that window)."""
+    return _between(session, a.at, "span_lo", "span_hi" if window is None else f"span_hi_{window}")
 
 
 def _same_domain(session: Session, w: Any, a: Any, domains: str) -> ColumnElement[bool]:
@@ -634,6 +651,15 @@ class _Suppress:
     held: bool = False
 
 
+class _Pushback(NamedTuple):
+    """A push-back a throttle may follow: its event id, time, reason and its rule's own pause."""
+
+    id: int
+    at: datetime
+    reason: str
+    pause_seconds: int | None
+
+
 @dataclass(slots=True)
 class _DestState:
     """What the anchors say about one destination."""
@@ -642,9 +668,11 @@ class _DestState:
     target: str
     pushback: ThrottleStep | None = None
     pushback_at: datetime | None = None
+    pushback_id: int = 0
     pushback_reason: Reason = Reason.RATE_LIMITED
     pushbacks: int = 0
     blocks_at: datetime | None = None
+    blocks_id: int = 0
     blocks_reason: Reason = Reason.BLOCKED
     blocks_in_window: int = 0
     alert_at: datetime | None = None
@@ -681,6 +709,9 @@ class _Evaluator:
         self.at = self.shape.table
         self.a = self.shape.table.c
         self.scope = self.shape.scope
+        #: Whether an event recorded before the anchors can exist: not when they are the whole
+        #: history (`--full`, or a first nightly run), where every late anchor is an anchor.
+        self.late_possible = not (mode == "range" and params.get("anchor_lo") == 0)
         #: The destinations whose throttle this evaluation raised or refreshed.
         self.throttled: set[str] = set()
         self.summaries: list[ActionSummary] = []
@@ -1135,20 +1166,31 @@ class _Evaluator:
             self._group_members = members_of(self.conn, self.groups, self.policy)
         return self._group_members
 
+    def _domains_of(self, destination: str) -> list[str]:
+        """A destination's domains: a group's, or the domain itself."""
+        return self._members()[destination] if destination in self.groups else [destination]
+
     def _count_in(self, statement: Any, destination: str, params: dict[str, Any]) -> int:
-        """A count over a destination's domains (a group's, or the domain itself), a few
-        thousand domains per statement."""
-        domains = self._members()[destination] if destination in self.groups else [destination]
+        """A count over a destination's domains, a few thousand domains per statement."""
         return sum(
             int(self.conn.execute(statement, {**params, "domains": list(part)}).scalar_one())
-            for part in _chunks(domains)
+            for part in _chunks(self._domains_of(destination))
         )
+
+    def _latest_in(self, statement: Any, destination: str, params: dict[str, Any]) -> Any:
+        """The latest row (by time, then id) a statement finds over a destination's domains, a
+        few thousand domains per statement; None when there is none."""
+        rows = [
+            row
+            for part in _chunks(self._domains_of(destination))
+            for row in self.conn.execute(statement, {**params, "domains": list(part)})
+        ]
+        return max(rows, key=lambda row: (_loaded(self.s, row.at), row.id), default=None)
 
     def _scope_of(self, target: str) -> ActionScope:
         return ActionScope.PROVIDER if target in self.groups else ActionScope.DOMAIN
 
     def _destinations(self) -> dict[str, _DestState]:
-        tp = self.policy.throttle
         states: dict[str, _DestState] = {}
 
         def state(target: str) -> _DestState:
@@ -1161,20 +1203,14 @@ class _Evaluator:
         if self.census["pushback"]:
             latest = self._exec(self._cached("pushback_latest", self._pushback_latest)).all()
             for row in latest:
-                at = _loaded(self.s, row.at)
-                pause = None if row.pause_seconds is None else timedelta(seconds=row.pause_seconds)
+                judged_pushback, n, step = self._judged_pushback(row)
                 st = state(row.dest)
-                # One indexed count per destination pushed back (a handful per run), on the
-                # (domain, at) index: a join on the provider-group expression could not use it.
-                st.pushbacks = self._count_in(
-                    _PUSHBACKS_BETWEEN, row.dest, {"lo": at - tp.repeat_window, "hi": at}
-                )
-                st.pushback = pushback_step(at, st.pushbacks, pause, tp)
-                st.pushback_at = at
-                st.pushback_reason = Reason(row.reason)
+                st.pushbacks, st.pushback = n, step
+                st.pushback_at, st.pushback_id = judged_pushback.at, judged_pushback.id
+                st.pushback_reason = Reason(judged_pushback.reason)
 
         # Blocks: an alert at sender scope per destination (latest block), and a throttle when
-        # blocked_count blocks fall within blocked_window of one of them (latest such anchor).
+        # blocked_count blocks fall within blocked_window of one of them (latest such block).
         if not self.census["blocked"]:
             return states
         # One query: each destination's latest block, with the count and the first of them.
@@ -1182,12 +1218,7 @@ class _Evaluator:
         self.params["blocked_domains"] = sorted(
             row.dest for row in blocks if row.dest not in self.groups
         )
-        # The groups' domains as bind parameters of the blocks query (learned ones change
-        # between runs; the statement is built once per policy).
-        members = self._members()
-        for i, name in enumerate(sorted(self.groups)):
-            self.params[f"group_{i}"] = members[name]
-        self.params["grouped"] = sorted({d for ds in members.values() for d in ds})
+        self._bind_groups()
         for row in blocks:
             st = state(row.dest)
             st.alert_blocks = int(row.n)
@@ -1196,21 +1227,92 @@ class _Evaluator:
             st.alert_reason = Reason(row.reason)
             st.alert_text = (row.text or "")[:300]
             st.alert_sample = [row.anchor_id]
-        # The latest qualifying anchor of a destination is most often its latest block: count
-        # the window of those only (one per destination), and the window of every block anchor
-        # only when some destination's latest one falls short (the same rows either way).
-        self.params["latest_blocks"] = [row.anchor_id for row in blocks]
-        found = self._exec(
+        # The latest qualifying block judged is most often the latest one: count the window of
+        # those only (one per destination), and the window of every block judged only when some
+        # destination's latest one falls short (the same rows either way). The blocks judged are
+        # the anchors and their late anchors (`_late_at_destination`).
+        judged = {row.dest: (_loaded(self.s, row.at), row.anchor_id) for row in blocks}
+        if self.late_possible:
+            self.params["latest_block_anchors"] = [row.anchor_id for row in blocks]
+            late = self._cached("blocks_late_latest", lambda: self._late_blocks(latest=True))
+            for dest, late_id, at in self._exec(late):
+                judged[dest] = max(judged[dest], (_loaded(self.s, at), late_id))
+        self.params["latest_blocks"] = [block_id for _, block_id in judged.values()]
+        qualifying = self._exec(
             self._cached("blocks_throttle_latest", lambda: self._blocks_throttle(latest=True))
         ).all()
-        if len(found) < len(blocks):
-            found = self._exec(self._cached("blocks_throttle", self._blocks_throttle)).all()
-        for target, at, reason, n in found:
+        if len(qualifying) < len(blocks):
+            late_ids: list[int] = []
+            if self.late_possible:
+                late = self._cached("blocks_late", self._late_blocks)
+                late_ids = sorted({late_id for _, late_id, _ in self._exec(late)})
+            latest_found: dict[str, Any] = {}
+            for part in _chunks(late_ids) if late_ids else [[]]:
+                self.params["late_blocks"] = list(part)
+                statement = self._cached("blocks_throttle", self._blocks_throttle)
+                for row in self._exec(statement):
+                    old = latest_found.get(row.dest)
+                    if old is None or (_loaded(self.s, row.at), row.anchor_id) > (
+                        _loaded(self.s, old.at),
+                        old.anchor_id,
+                    ):
+                        latest_found[row.dest] = row
+            qualifying = list(latest_found.values())
+        for target, anchor_id, at, reason, n in qualifying:
             st = state(target)
-            st.blocks_at = _loaded(self.s, at)
+            st.blocks_at, st.blocks_id = _loaded(self.s, at), anchor_id
             st.blocks_reason = Reason(reason)
             st.blocks_in_window = int(n)
         return states
+
+    def _judged_pushback(self, anchor: Any) -> tuple[_Pushback, int, ThrottleStep]:
+        """The push-back a destination's throttle follows, given its latest anchor: (its row,
+        the push-backs in its window, the step). A throttle follows only the latest push-back,
+        so of the late anchors (as `_late_at_destination` defines them) only the latest one
+        counts, and only those of the latest anchor can be it: the latest push-back dated at or
+        after that anchor within repeat_window of it, whose window an older push-back recorded
+        late adds to. Then, while that one's pause outlasts now, the latest push-back within its
+        pause: a newer one decides, as in `--full` (its window is beyond the anchors', so it
+        counts as it counted when it was recorded). Through the (domain, at) index, one
+        destination at a time, as the count."""
+        tp = self.policy.throttle
+        found = _Pushback(
+            anchor.anchor_id, _loaded(self.s, anchor.at), anchor.reason, anchor.pause_seconds
+        )
+        if self.late_possible:
+            params = {"lo": found.at, "hi": found.at + tp.repeat_window}
+            found = self._latest_pushback(anchor.dest, params) or found
+        n, step = self._pushback_step(anchor.dest, found)
+        if step.pause_until > self.now:
+            params = {"lo": found.at, "hi": step.pause_until}
+            newer = self._latest_pushback(anchor.dest, params)
+            if newer is not None and (newer.at, newer.id) > (found.at, found.id):
+                found = newer
+                n, step = self._pushback_step(anchor.dest, found)
+        return found, n, step
+
+    def _latest_pushback(self, destination: str, params: dict[str, Any]) -> _Pushback | None:
+        row = self._latest_in(_LATEST_PUSHBACK_BETWEEN, destination, params)
+        return None if row is None else _Pushback(row.id, _loaded(self.s, row.at), *row[2:])
+
+    def _pushback_step(self, destination: str, pushback: _Pushback) -> tuple[int, ThrottleStep]:
+        """The push-backs within repeat_window up to `pushback` (one indexed count per
+        destination: a join on the provider-group expression could not use the index), and
+        the throttle step they make."""
+        tp = self.policy.throttle
+        at = pushback.at
+        n = self._count_in(_PUSHBACKS_BETWEEN, destination, {"lo": at - tp.repeat_window, "hi": at})
+        seconds = pushback.pause_seconds
+        pause = None if seconds is None else timedelta(seconds=seconds)
+        return n, pushback_step(at, n, pause, tp)
+
+    def _bind_groups(self) -> None:
+        """The groups' domains as bind parameters of the destination joins (learned ones change
+        between runs; the statements are built once per policy)."""
+        members = self._members()
+        for i, name in enumerate(sorted(self.groups)):
+            self.params[f"group_{i}"] = members[name]
+        self.params["grouped"] = sorted({d for ds in members.values() for d in ds})
 
     def _pushback_latest(self) -> Select[Any]:
         return self._latest_per_destination(self.a.throttle.is_(True))
@@ -1218,70 +1320,120 @@ class _Evaluator:
     def _blocks_latest(self) -> Select[Any]:
         return self._latest_per_destination(_is_blocked(self.a))
 
-    def _blocks_throttle(self, latest: bool = False) -> Select[Any]:
-        """The latest block anchor per destination with blocked_count blocks in its window
-        (`latest`: among the anchors of the bind parameter `latest_blocks` only)."""
-        a, tp = self.a, self.policy.throttle
-        only = a.id.in_(sa.bindparam("latest_blocks", expanding=True)) if latest else sa.true()
-
-        def joined(
-            dest: ColumnElement[str],
-            anchor_domains: ColumnElement[bool],
-            members: str | None,
-        ) -> Select[Any]:
-            wt = _EVENTS.alias()
-            w = wt.c
-            # The anchor's own domain, or every domain of the anchor's provider group (the bind
-            # parameter `members`: the policy's domains and the learned ones).
-            same_destination = (
-                _same_domain(self.s, w, a, "blocked_domains")
-                if members is None
-                else w.domain.in_(sa.bindparam(members, expanding=True))
-            )
-            return (
-                sa.select(
-                    dest.label("dest"),
-                    a.id.label("anchor_id"),
-                    a.at.label("at"),
-                    a.reason.label("reason"),
-                    w.id.label("block_id"),
-                )
-                .join(wt, same_destination)
-                .where(
-                    self.scope,
-                    only,
-                    anchor_domains,
-                    _is_blocked(a),
-                    _is_blocked(w),
-                    w.at >= _shift(self.s, a.at, -tp.blocked_window),
-                    *_within_span(self.s, w, "blocked"),
-                    *_anchor_in_span(self.s, a),
-                    w.at <= a.at,
-                )
-            )
-
-        # One join per destination kind, each on a plain condition over `events.domain` so the
-        # (domain, at, outcome, kind) index bounds it by the domain and the window. A join on "same
-        # domain OR same group", or on the group expression, cannot use that index: SQLite then
-        # scanned a whole domain's history per anchor, or built an automatic index over the whole
-        # events table (at 2M events of history: 20 times slower than at 1M).
-        branches = [
-            joined(
-                a.domain,
-                a.domain.not_in(sa.bindparam("grouped", expanding=True)),
-                None,
-            )
+    def _at_destination(
+        self,
+        columns: Callable[[ColumnElement[str], Any], list[Any]],
+        conditions: Callable[[Any], list[ColumnElement[bool]]],
+        domains: str,
+    ) -> Select[Any]:
+        """The anchors joined to the events `w` of their destination: `columns(dest, w)` where
+        `conditions(w)`. One join per destination kind, each on a plain condition over
+        `events.domain`, so the (domain, at, outcome, kind) index bounds it by the domain and the
+        window: the anchor's own domain (`domains`: the bind parameter listing those, for
+        MariaDB), or every domain of the anchor's provider group (the policy's domains and the
+        learned ones: `_bind_groups`). A join on "same domain OR same group", or on the group
+        expression, cannot use that index: SQLite then scanned a whole domain's history per
+        anchor, or built an automatic index over the whole events table (at 2M events of
+        history: 20 times slower than at 1M)."""
+        a = self.a
+        kinds: list[tuple[ColumnElement[str], ColumnElement[bool], str | None]] = [
+            (a.domain, a.domain.not_in(sa.bindparam("grouped", expanding=True)), None)
         ]
         for i, name in enumerate(sorted(self.groups)):
             members = f"group_{i}"
-            branches.append(
-                joined(
+            kinds.append(
+                (
                     sa.literal(name, sa.String()),
                     a.domain.in_(sa.bindparam(members, expanding=True)),
                     members,
                 )
             )
-        pairs = (sa.union_all(*branches) if len(branches) > 1 else branches[0]).subquery()
+        branches = []
+        for dest, anchor_domains, group in kinds:
+            wt = _EVENTS.alias()
+            w = wt.c
+            same_destination = (
+                _same_domain(self.s, w, a, domains)
+                if group is None
+                else w.domain.in_(sa.bindparam(group, expanding=True))
+            )
+            branches.append(
+                sa.select(*columns(dest, w))
+                .select_from(self.at)
+                .join(wt, same_destination)
+                .where(anchor_domains, *conditions(w))
+            )
+        return sa.union_all(*branches) if len(branches) > 1 else branches[0]  # type: ignore[return-value]
+
+    def _late_at_destination(
+        self,
+        w: Any,
+        predicate: Callable[[Any], ColumnElement[bool]],
+        window: str,
+        span: timedelta,
+    ) -> list[ColumnElement[bool]]:
+        """The conditions making `w` a late anchor of a destination rule: an event of the rule
+        (`predicate`) recorded before the anchors, at an anchor's destination (the join of
+        `_at_destination`), dated at or after that anchor and within the rule's window (`span`)
+        of it. The destination rules' counterpart of `_judged`: those are the windows an event
+        recorded late falls into, which must be judged again, or the incremental and nightly
+        paths would never see what `--full` sees there (issue 4)."""
+        a = self.a
+        return [
+            predicate(a),
+            predicate(w),
+            ~self.shape.covers(w),
+            w.at >= a.at,
+            w.at <= _shift(self.s, a.at, span),
+            *_within_span(self.s, w, window, late=True),
+            *_anchor_in_span(self.s, a),
+        ]
+
+    def _late_blocks(self, latest: bool = False) -> Select[Any]:
+        """The late anchors of the repeated-blocks rule: (dest, id, at) (`latest`: of the
+        anchors of the bind parameter `latest_block_anchors` only, else of every block anchor)."""
+        a, tp = self.a, self.policy.throttle
+        anchors = (
+            a.id.in_(sa.bindparam("latest_block_anchors", expanding=True)) if latest else self.scope
+        )
+        return self._at_destination(
+            lambda dest, w: [dest.label("dest"), w.id.label("id"), w.at.label("at")],
+            lambda w: [
+                anchors,
+                *self._late_at_destination(w, _is_blocked, "blocked", tp.blocked_window),
+            ],
+            "blocked_domains",
+        )
+
+    def _blocks_throttle(self, latest: bool = False) -> Select[Any]:
+        """The latest block judged per destination with blocked_count blocks in its window
+        (`latest`: among the blocks of the bind parameter `latest_blocks` only, else among the
+        anchors and the late anchors of the bind parameter `late_blocks`)."""
+        a, tp = self.a, self.policy.throttle
+        judged = (
+            a.id.in_(sa.bindparam("latest_blocks", expanding=True))
+            if latest
+            else sa.or_(self.scope, a.id.in_(sa.bindparam("late_blocks", expanding=True)))
+        )
+        pairs = self._at_destination(
+            lambda dest, w: [
+                dest.label("dest"),
+                a.id.label("anchor_id"),
+                a.at.label("at"),
+                a.reason.label("reason"),
+                w.id.label("block_id"),
+            ],
+            lambda w: [
+                judged,
+                _is_blocked(a),
+                _is_blocked(w),
+                w.at >= _shift(self.s, a.at, -tp.blocked_window),
+                *_within_span(self.s, w, "blocked", late=True),
+                *_anchor_in_span(self.s, a, "blocked"),
+                w.at <= a.at,
+            ],
+            "blocked_domains",
+        ).subquery()
         n_blocks = sa.func.count(pairs.c.block_id)
         qualifying = (
             sa.select(
@@ -1304,9 +1456,9 @@ class _Evaluator:
             )
             .label("rn"),
         ).subquery()
-        return sa.select(ranked.c.dest, ranked.c.at, ranked.c.reason, ranked.c.n).where(
-            ranked.c.rn == 1
-        )
+        return sa.select(
+            ranked.c.dest, ranked.c.anchor_id, ranked.c.at, ranked.c.reason, ranked.c.n
+        ).where(ranked.c.rn == 1)
 
     def _latest_per_destination(self, predicate: ColumnElement[bool]) -> Select[Any]:
         a = self.a
@@ -1727,47 +1879,66 @@ class _Evaluator:
             assert st.alert_at is not None
             alert = existing.get(key)
             total = st.alert_blocks + (int(alert.evidence.get("blocks", 0)) if alert else 0)
+            last = {
+                "last_event_id": st.alert_sample[0] if st.alert_sample else None,
+                "last_at": st.alert_at.isoformat(),
+                "last_text": st.alert_text,
+            }
+            reason = st.alert_reason
+            if alert is not None and _newer(alert.evidence, last, "last_at", "last_event_id"):
+                # Blocks recorded late, older than the alert's last one, add to its count and
+                # move nothing back: it runs from the latest block, as `--full` raises it.
+                last = {name: alert.evidence.get(name) for name in last}
+                reason = alert.reason
+            last_at = datetime.fromisoformat(str(last["last_at"]))
             self._upsert(
                 existing=alert,
                 kind=ActionKind.ALERT,
                 scope=ActionScope.SENDER,
                 target=st.target,
                 status=ActionStatus.OPEN,
-                reason=st.alert_reason,
+                reason=reason,
                 rule=RULE_BLOCKED,
-                detail=f"{st.target} refused the sender ({st.alert_reason.value}): "
-                f"{total} block(s); no address was penalised. Last reply: {st.alert_text}",
-                evidence={
-                    "blocks": total,
-                    "last_event_id": st.alert_sample[0] if st.alert_sample else None,
-                    "last_at": st.alert_at.isoformat(),
-                    "last_text": st.alert_text,
-                },
+                detail=f"{st.target} refused the sender ({reason.value}): "
+                f"{total} block(s); no address was penalised. Last reply: {last['last_text']}",
+                evidence={"blocks": total, **last},
                 created_at=st.alert_first or st.alert_at,
-                expires_at=st.alert_at + h.alert_lifetime,
+                expires_at=last_at + h.alert_lifetime,
             )
         for key, st in throttle_keys.items():
             throttle = existing.get(key)
             evidence: dict[str, Any] = dict(throttle.evidence) if throttle is not None else {}
+            # Each part follows the latest event judged for it (by time, then recording): one
+            # recorded late and judged now is older than the part may already be.
             if st.pushback is not None and st.pushback_at is not None:
-                evidence["pushback"] = {
-                    "at": st.pushback_at.isoformat(),
-                    "in_window": st.pushbacks,
-                    "until": st.pushback.pause_until.isoformat(),
-                    "max_rate": st.pushback.max_rate,
-                    "step": st.pushback.step,
-                    "reason": st.pushback_reason.value,
-                }
+                _keep_latest(
+                    evidence,
+                    "pushback",
+                    {
+                        "at": st.pushback_at.isoformat(),
+                        "event_id": st.pushback_id,
+                        "in_window": st.pushbacks,
+                        "until": st.pushback.pause_until.isoformat(),
+                        "max_rate": st.pushback.max_rate,
+                        "step": st.pushback.step,
+                        "reason": st.pushback_reason.value,
+                    },
+                )
             if st.blocks_at is not None:
                 first = pushback_step(st.blocks_at, 1, None, tp)
-                evidence["blocks"] = {
-                    "at": st.blocks_at.isoformat(),
-                    "in_window": st.blocks_in_window,
-                    "until": first.pause_until.isoformat(),
-                    "max_rate": first.max_rate,
-                    "step": 0,
-                    "reason": st.blocks_reason.value,
-                }
+                _keep_latest(
+                    evidence,
+                    "blocks",
+                    {
+                        "at": st.blocks_at.isoformat(),
+                        "event_id": st.blocks_id,
+                        "in_window": st.blocks_in_window,
+                        "until": first.pause_until.isoformat(),
+                        "max_rate": first.max_rate,
+                        "step": 0,
+                        "reason": st.blocks_reason.value,
+                    },
+                )
             if st.pushback is None and st.blocks_at is None:
                 continue
             parts = [evidence[k] for k in ("pushback", "blocks") if k in evidence]
@@ -1940,6 +2111,24 @@ class _Evaluator:
         self.raised += 1
         self._pending.append((action, True))
         return action
+
+
+def _newer(
+    old: dict[str, Any], new: dict[str, Any], at: str = "at", event_id: str = "event_id"
+) -> bool:
+    """Whether the event `old` names (its time and id under those keys) is later than the one
+    `new` names: by time, then by recording order (an evidence without an id is the older)."""
+
+    def position(part: dict[str, Any]) -> tuple[datetime, int]:
+        return datetime.fromisoformat(str(part[at])), int(part.get(event_id) or -1)
+
+    return at in old and position(old) > position(new)
+
+
+def _keep_latest(evidence: dict[str, Any], name: str, part: dict[str, Any]) -> None:
+    """Set a throttle's part from an event judged now, unless it already follows a later one."""
+    if name not in evidence or not _newer(evidence[name], part):
+        evidence[name] = part
 
 
 def _suppress_detail(sup: _Suppress, policy: Policy) -> str:
