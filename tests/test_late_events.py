@@ -445,6 +445,50 @@ def test_a_late_block_leaves_the_sender_alert_running_from_the_newest_block(
     }
 
 
+def _burst(start: datetime, name: str, n: int = H.incident_addresses) -> list[Step]:
+    """`n` decisive bounces of distinct addresses at broken.example, 5 seconds apart."""
+    return [
+        (f"{name}{i}@broken.example", start + i * timedelta(seconds=5), "hard") for i in range(n)
+    ]
+
+
+def test_a_burst_of_bounces_recorded_newest_first_is_held_as_an_incident_on_every_path(
+    session: Session, frozen_now: datetime
+) -> None:
+    # Only the newest bounce has `incident_addresses` of them in its window: judged first and
+    # alone, it saw none of the others.
+    steps = _burst(frozen_now, "u")[::-1]
+    newest = steps[0][1]
+
+    end = _agree(_on_every_path(session, _one_by_one(steps), newest + timedelta(minutes=1)))
+
+    assert {(target, status) for target, status, *_ in end.suppressions} == {
+        (address, ActionStatus.PENDING) for address, _, _ in steps
+    }
+    assert end.standings == set()
+    assert _alerts(end) == {
+        (ActionScope.DOMAIN, "broken.example", RULE_INCIDENT, newest, newest + H.alert_lifetime)
+    }
+
+
+def test_a_late_bounce_within_the_window_of_an_earlier_incident_is_held_on_every_path(
+    session: Session, frozen_now: datetime
+) -> None:
+    # Two incidents at broken.example hours apart, then a bounce recorded late, dated within the
+    # incident window after the first one's trigger (but not an incident in its own window):
+    # --full holds its suppression with the first incident's, whatever the alert's last trigger.
+    first, second = _burst(frozen_now, "a"), _burst(frozen_now + 3 * H.incident_window, "b")
+    trigger = first[-1][1]
+    late = trigger + H.incident_window - timedelta(seconds=5)
+    chunks = [first, second, [("late@broken.example", late, "hard")]]
+
+    end = _agree(_on_every_path(session, chunks, late + DAY))
+
+    held = {target for target, status, *_ in end.suppressions if status is ActionStatus.PENDING}
+    assert "late@broken.example" in held
+    assert end.standings == set()
+
+
 def _suppressions(engine: Engine) -> list[tuple[Any, ...]]:
     with Session(engine.db) as session:
         return [

@@ -7,9 +7,10 @@ The incremental path (`on_events`, called by the engine inside `record`/`record_
 nightly path (`evaluate`) are the same code with different anchors, which is why they agree.
 The rules with a window also judge again the events an anchor recorded late falls into the
 window of (its *late anchors*): the address rules (ambiguous bounces, soft strikes) through
-`_Evaluator._judged`, repeated push-backs and repeated blocks through
-`_Evaluator._judged_pushback` and `_Evaluator._late_at_destination`, so they agree with
-`--full` when events arrive out of time order too (docs/hygiene.md, "When the rules run").
+`_Evaluator._judged`, the destination rules (repeated push-backs, repeated blocks, domain
+incidents) through `_Evaluator._judged_pushback`, `_Evaluator._late_at_destination` and the
+bounces around each point of `_Evaluator._incident_candidates`, so they agree with `--full`
+when events arrive out of time order too (docs/hygiene.md, "When the rules run").
 
 Actions are upserted by `Action.open_key`: re-raising an open action refreshes it.
 """
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from math import ceil
 from typing import Any, NamedTuple, Protocol, cast
 
 import sqlalchemy as sa
@@ -1014,15 +1016,16 @@ class _Evaluator:
 
     # ---- domain incident ----------------------------------------------------------------
 
-    def _incident_triggers(self) -> dict[str, list[datetime]]:
-        """Bounce anchors at which their domain had an incident: domain -> anchor times."""
+    def _incident_triggers(self, suppressions: dict[int, _Suppress]) -> dict[str, list[datetime]]:
+        """Bounces at which their domain had an incident: domain -> their times. The bounces
+        judged are the anchors and their late anchors (`_incident_candidates`)."""
         a, h = self.a, self.policy.hygiene
         if self.census["hard"] + self.census["ambiguous"] == 0:
             return {}
 
         def build() -> Select[Any]:
-            # One pass over the domain's events in each anchor's window counts the bounced
-            # addresses, the bounces and the attempts together.
+            # One pass over the domain's events in each judged bounce's window counts the
+            # bounced addresses, the bounces and the attempts together.
             wt = _EVENTS.alias()
             w = wt.c
             bounce = _is_bounce(w, self.policy)
@@ -1039,15 +1042,16 @@ class _Evaluator:
                 )
                 .join(wt, _same_domain(self.s, w, a, "touched_domains"))
                 .where(
-                    self.scope,
+                    # The candidates are named by id: some are late anchors, not anchors.
+                    a.id.in_(sa.bindparam("candidates", expanding=True)),
                     _is_bounce(a, self.policy),
                     w.at >= _shift(self.s, a.at, -h.incident_window),
-                    *_within_span(self.s, w, "incident"),
-                    *_anchor_in_span(self.s, a),
+                    *_between(self.s, w.at, "candidates_from", "candidates_hi"),
+                    *_between(self.s, a.at, "candidates_lo", "candidates_hi"),
                     w.at <= a.at,
                 )
                 .group_by(a.id, a.domain, a.at)
-                # Only the anchors where the domain had an incident come back (the pure rule
+                # Only the bounces where the domain had an incident come back (the pure rule
                 # below checks the same condition again, from the same counts).
                 .having(
                     addresses >= h.incident_addresses, bounces >= attempts * h.incident_fraction
@@ -1055,22 +1059,22 @@ class _Evaluator:
             )
 
         # Most chunks and most nights have no incident: per-minute counts from the index rule
-        # out the anchors that cannot be one; only the rest get the exact count.
-        candidates = self._incident_candidates()
+        # out the bounces that cannot be one; only the rest get the exact count.
+        candidates = self._incident_candidates(suppressions)
         if not candidates:
             return {}
         rows: list[Any] = []
         for part in _chunks(candidates):
-            exact = self._cached(
-                "incident_exact",
-                lambda: build().where(a.id.in_(sa.bindparam("candidates", expanding=True))),
-            )
+            times = [at for _, _, at in part]
             params = {
                 **self.params,
-                "candidates": [i for i, _ in part],
-                "touched_domains": sorted({d for _, d in part}),
+                "candidates": [i for i, _, _ in part],
+                "touched_domains": sorted({d for _, d, _ in part}),
+                "candidates_lo": min(times),
+                "candidates_hi": max(times),
+                "candidates_from": min(times) - h.incident_window,
             }
-            rows += self.conn.execute(exact, params).all()
+            rows += self.conn.execute(self._cached("incident_exact", build), params).all()
         triggers: dict[str, list[datetime]] = defaultdict(list)
         for domain, at, addresses, bounces, attempts in rows:
             # Sums come back as Decimal on some backends.
@@ -1081,50 +1085,157 @@ class _Evaluator:
                 self.incident_counts[domain] = (n_addr, n_bounces, n_attempts)
         return triggers
 
-    def _incident_candidates(self) -> list[tuple[int, str]]:
-        """The bounce anchors whose window could hold a domain incident (a superset).
+    def _incident_candidates(
+        self, suppressions: dict[int, _Suppress]
+    ) -> list[tuple[int, str, datetime]]:
+        """The bounces whose window could hold a domain incident (a superset): (id, domain, at).
+
+        The bounces judged are the anchors, and their late anchors: the bounces recorded before,
+        at the domain of a bounce anchor or of a bounce suppression's evidence (such a *point*),
+        within `incident_window` either side of it. After it: a bounce recorded late falls into
+        their windows (a burst recorded newest first is an incident only in the newest one's
+        window, judged before the others were recorded). Before it: their incidents hold the
+        point's suppression (within the window either side of a trigger), whichever trigger the
+        open alert last saw, or whether it is open at all.
 
         One index-only aggregate counts each touched domain's `bounced` outcomes and attempts per
-        minute over the anchors' time range, from the (domain, at, outcome, kind) index; then, per
-        anchor, the minutes overlapping its window give an upper bound on its bounces (every
-        `bounced` outcome, partial minutes included) and the minutes wholly inside it a lower
-        bound on its attempts. An anchor where even these bounds cannot make an incident is not
-        one. This costs a small fraction of counting each anchor's window exactly, or of window
-        functions over every event in the range."""
+        minute around the points, from the (domain, at, outcome, kind) index; then, per bounce,
+        the minutes overlapping its window give an upper bound on its bounces (every `bounced`
+        outcome, partial minutes included) and the minutes wholly inside it a lower bound on its
+        attempts. A bounce where even these bounds cannot make an incident is not one. This costs
+        a small fraction of counting each window exactly, or of window functions over every event
+        in the range. The late anchors are read (one join over events (domain, at)) only around
+        the points near a minute where such a bounce could be, which most runs have none of."""
         h = self.policy.hygiene
-        anchors = self._exec(self._cached("bounce_anchors", self._bounce_anchors)).all()
+        window = h.incident_window
+        anchors = [
+            (anchor_id, domain, _loaded(self.s, at))
+            for anchor_id, domain, at in self._exec(
+                self._cached("bounce_anchors", self._bounce_anchors)
+            )
+        ]
         if not anchors:
             return []
-        by_domain: dict[str, list[tuple[int, datetime]]] = defaultdict(list)
-        lo = hi = _loaded(self.s, anchors[0].at)
-        for anchor_id, domain, at in anchors:
-            at = _loaded(self.s, at)
-            lo, hi = min(lo, at), max(hi, at)
-            by_domain[domain].append((anchor_id, at))
+        points = anchors
+        if self.late_possible:
+            points = anchors + [
+                (sup.anchor_id, sup.domain, sup.at)
+                for sup in suppressions.values()
+                if sup.rule in BOUNCE_RULES
+            ]
+        counts = self._minute_counts(points)
+
+        def could_be(domain: str, at: datetime) -> bool:
+            found = counts.get(domain)
+            if found is None:
+                return False
+            minutes, b, n = found
+            first, last = _minute(at - window), _minute(at)
+            i, j = bisect_left(minutes, first), bisect_right(minutes, last)
+            bounces = b[j] - b[i]
+            k, m = bisect_left(minutes, first + 1), bisect_right(minutes, last - 1)
+            attempts = n[m] - n[k] if m > k else 0
+            return bounces >= h.incident_addresses and bounces >= attempts * h.incident_fraction
+
+        out = {anchor for anchor in anchors if could_be(anchor[1], anchor[2])}
+        if self.late_possible:
+            near = self._near_incidents(points, counts)
+            if near:
+                params = {
+                    **self.params,
+                    "near": [i for i, _, _ in near],
+                    "near_domains": sorted({d for _, d, _ in near}),
+                    "near_lo": min(at for _, _, at in near) - window,
+                    "near_hi": max(at for _, _, at in near) + window,
+                }
+                for late_id, domain, at in self.conn.execute(
+                    self._cached("bounces_near", self._bounces_near), params
+                ):
+                    at = _loaded(self.s, at)
+                    if could_be(domain, at):
+                        out.add((late_id, domain, at))
+        return sorted(out)
+
+    def _minute_counts(
+        self, points: list[tuple[int, str, datetime]]
+    ) -> dict[str, tuple[list[int], list[int], list[int]]]:
+        """Per domain of `points`: the minutes (since the epoch) with events within twice the
+        incident window before and once after a point, and the running sums of their `bounced`
+        outcomes and attempts (one index-only query per run of points that close together)."""
+        window = self.policy.hygiene.incident_window
+        spans: list[tuple[datetime, datetime, set[str]]] = []
+        for _, domain, at in sorted(points, key=lambda p: p[2]):
+            lo, hi = at - 2 * window, at + window
+            # Runs further apart than a minute never share one, so no minute is counted twice.
+            if spans and lo <= spans[-1][1] + timedelta(minutes=2):
+                spans[-1] = (spans[-1][0], max(hi, spans[-1][1]), spans[-1][2] | {domain})
+            else:
+                spans.append((lo, hi, {domain}))
         counts: dict[str, tuple[list[int], list[int], list[int]]] = {}
-        params = {"domains": list(by_domain), "lo": lo - h.incident_window, "hi": hi}
-        for domain, minute, bounced, attempts in self.conn.execute(
-            self._cached("incident_minutes", self._incident_minutes), params
-        ):
-            minutes, b, n = counts.setdefault(domain, ([], [0], [0]))
-            minutes.append(_minute(datetime.fromisoformat(minute).replace(tzinfo=UTC)))
-            b.append(b[-1] + int(bounced or 0))
-            n.append(n[-1] + int(attempts or 0))
-        out = []
-        for domain, found in by_domain.items():
-            if domain not in counts:
-                continue
-            minutes, b, n = counts[domain]
-            for anchor_id, at in found:
-                first = _minute(at - h.incident_window)
-                last = _minute(at)
-                i, j = bisect_left(minutes, first), bisect_right(minutes, last)
+        statement = self._cached("incident_minutes", self._incident_minutes)
+        for lo, hi, domains in spans:
+            params = {"domains": sorted(domains), "lo": lo, "hi": hi}
+            for domain, minute, bounced, attempts in self.conn.execute(statement, params):
+                minutes, b, n = counts.setdefault(domain, ([], [0], [0]))
+                minutes.append(_minute(datetime.fromisoformat(minute).replace(tzinfo=UTC)))
+                b.append(b[-1] + int(bounced or 0))
+                n.append(n[-1] + int(attempts or 0))
+        return counts
+
+    def _near_incidents(
+        self,
+        points: list[tuple[int, str, datetime]],
+        counts: dict[str, tuple[list[int], list[int], list[int]]],
+    ) -> list[tuple[int, str, datetime]]:
+        """The points within `incident_window` of a minute where a bounce could be an incident
+        (by the bounds of `_incident_candidates`, for any time within that minute)."""
+        h = self.policy.hygiene
+        window = h.incident_window
+        # The first minute the window of a time in minute m overlaps: _minute(start of m - window).
+        back = ceil(window / timedelta(minutes=1))
+        possible: dict[str, list[int]] = {}
+        for domain, (minutes, b, n) in counts.items():
+            found = []
+            for index, minute in enumerate(minutes):
+                if b[index + 1] == b[index]:
+                    continue  # no bounce in this minute
+                first = minute - back
+                i, j = bisect_left(minutes, first), index + 1
                 bounces = b[j] - b[i]
-                k, m = bisect_left(minutes, first + 1), bisect_right(minutes, last - 1)
+                # Wholly inside the window of every time in the minute.
+                k, m = bisect_left(minutes, first + 2), index
                 attempts = n[m] - n[k] if m > k else 0
                 if bounces >= h.incident_addresses and bounces >= attempts * h.incident_fraction:
-                    out.append((anchor_id, domain))
-        return sorted(out)
+                    found.append(minute)
+            if found:
+                possible[domain] = found
+        near = []
+        for point in points:
+            starts = possible.get(point[1], [])
+            first, last = _minute(point[2] - window), _minute(point[2] + window)
+            if bisect_right(starts, last) > bisect_left(starts, first):
+                near.append(point)
+        return near
+
+    def _bounces_near(self) -> Select[Any]:
+        """The bounces at the domain of the events `near` (ids), within `incident_window`
+        either side of one: (id, domain, at), through events (domain, at)."""
+        pt, xt = _EVENTS.alias("point"), _EVENTS.alias("near")
+        p, x = pt.c, xt.c
+        window = self.policy.hygiene.incident_window
+        return (
+            sa.select(x.id, x.domain, x.at)
+            .distinct()
+            .select_from(pt)
+            .join(xt, _same_domain(self.s, x, p, "near_domains"))
+            .where(
+                p.id.in_(sa.bindparam("near", expanding=True)),
+                _is_bounce(x, self.policy),
+                x.at >= _shift(self.s, p.at, -window),
+                x.at <= _shift(self.s, p.at, window),
+                *_between(self.s, x.at, "near_lo", "near_hi"),
+            )
+        )
 
     def _bounce_anchors(self) -> Select[Any]:
         a = self.a
@@ -1556,7 +1667,7 @@ class _Evaluator:
             return []
         self._span()
         suppressions = self._address_decisions()
-        triggers = self._incident_triggers()
+        triggers = self._incident_triggers(suppressions)
         destinations = self._destinations()
         existing_incidents = self._load_open(
             [
@@ -1700,7 +1811,7 @@ class _Evaluator:
                 if prev_last and datetime.fromisoformat(prev_last) > last:
                     evidence["last_trigger_at"] = prev_last
             last_all = datetime.fromisoformat(str(evidence["last_trigger_at"]))
-            self._upsert(
+            raised = self._upsert(
                 existing=alert,
                 kind=ActionKind.ALERT,
                 scope=ActionScope.DOMAIN,
@@ -1713,6 +1824,11 @@ class _Evaluator:
                 created_at=first,
                 expires_at=last_all + h.alert_lifetime,
             )
+            if raised is not None and raised.created_by == BY_POLICY and first < raised.created_at:
+                # A trigger before the incident began: a bounce recorded late completed an
+                # earlier window (`_incident_candidates`). It is re-dated, as `--full` raises it
+                # at its first trigger, whatever order the bounces were recorded in.
+                raised.created_at = first
             # Suppressions this incident's triggers cover that are already open: hold them.
             self._hold_open_suppressions(domain, times, window)
 
