@@ -489,6 +489,55 @@ def test_a_late_bounce_within_the_window_of_an_earlier_incident_is_held_on_every
     assert end.standings == set()
 
 
+def _destination_history(seed: int, start: datetime) -> list[Step]:
+    """A few hundred events over six hours at a few destinations: push-backs (some at the
+    Google group), blocks (a storm at the end), hard bounces (a burst at one domain) and
+    deliveries, so that throttles, alerts and a held incident are in force at the end."""
+    rng = random.Random(seed)
+    hours = 6
+    steps: list[Step] = []
+
+    def at(lo: float = 0, hi: float = hours) -> datetime:
+        seconds = rng.uniform(lo * 3600, hi * 3600)
+        return start + timedelta(seconds=round(seconds))
+
+    for i in range(60):
+        domain = rng.choice(["busy.example", "gmail.com", "googlemail.com"])
+        steps.append((f"p{i}@{domain}", at(hours - rng.choice([5, 2, 0.5])), "pushback"))
+    for i in range(40):
+        steps.append((f"b{i}@corp.example", at(hours - rng.choice([4, 0.4])), "blocked"))
+    for i in range(rng.randint(20, 30)):
+        steps.append((f"x{i}@broken.example", at(2, 2.1), "hard"))
+    for i in range(15):
+        steps.append((f"y{i}@broken.example", at(1, 3.5), "hard"))
+    domains = ["busy.example", "gmail.com", "corp.example", "broken.example"]
+    for i in range(150):
+        steps.append((f"d{i}@{rng.choice(domains)}", at(), "delivered"))
+    return steps
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_destination_history_recorded_shuffled_in_chunks_reaches_the_same_actions_on_every_path(
+    session: Session, frozen_now: datetime, seed: int
+) -> None:
+    steps = _destination_history(seed, frozen_now)
+    now = max(at for _, at, _ in steps) + timedelta(minutes=1)
+    rng = random.Random(seed)
+    rng.shuffle(steps)
+    chunks = []
+    while steps:
+        size = rng.randint(1, 25)
+        chunks.append(steps[:size])
+        steps = steps[size:]
+
+    end = _agree(_on_every_path(session, chunks, now, GROUPED))
+
+    # The history means something: throttles, alerts and held suppressions are in force.
+    assert _throttles(end)
+    assert {rule for _, _, rule, _, _ in _alerts(end)} == {RULE_BLOCKED, RULE_INCIDENT}
+    assert any(status is ActionStatus.PENDING for _, status, *_ in end.suppressions)
+
+
 def _suppressions(engine: Engine) -> list[tuple[Any, ...]]:
     with Session(engine.db) as session:
         return [

@@ -296,3 +296,55 @@ def test_the_outcome_counts_of_one_domain_read_the_events_index_alone(
             if "events" in sql and (lookups := _table_lookups(conn, sql, params))
         ]
     assert not problems, "\n".join(problems)
+
+
+BLOCKED = "554 5.7.1 Service unavailable; Client host blocked using zen.spamhaus.org"
+
+
+def test_late_destination_replies_are_judged_through_an_index_for_every_history_table(
+    engine: Engine, clock: FakeClock
+) -> None:
+    # A burst of blocks and one of missing mailboxes (a domain incident), then, recorded late,
+    # a push-back, a block and a bounce dated before what their destinations already recorded:
+    # the destination rules judge the newer events again (their late anchors), the incident
+    # rule reads the bounces around the late one, and a throttle raised now counts deliveries.
+    burst = clock.now - timedelta(hours=2)
+    engine.record_many(
+        [
+            ReplyRecord(
+                recipient=f"b{i}@acme.example",
+                message_id=f"<b{i}@list.example>",
+                reply=BLOCKED,
+                at=burst + timedelta(seconds=20 * i),
+            )
+            for i in range(12)
+        ]
+        + [
+            ReplyRecord(
+                recipient=f"x{i}@broken.example",
+                message_id=f"<x{i}@list.example>",
+                reply=MISSING,
+                at=burst + timedelta(seconds=5 * i),
+            )
+            for i in range(25)
+        ]
+    )
+    statements, _ = _captured(engine)
+    early = burst - timedelta(minutes=5)
+
+    def late(recipient: str, reply: str, at: Any) -> ReplyRecord:
+        return ReplyRecord(recipient=recipient, reply=reply, message_id=f"<{recipient}>", at=at)
+
+    # One call each: a chunk's time span bounds its window reads on MariaDB, and these
+    # tables are small enough for a span of hours to cover them.
+    for chunk in (
+        # Before the fixture's push-backs at example.org; one now, still pausing.
+        [late("late4@example.org", PUSHBACK, clock.now - timedelta(hours=7))],
+        [late("now@example.com", PUSHBACK, clock.now)],
+        # The latest block at acme.example, too few in its window: every block judged is
+        # counted then, the late one's late anchors too.
+        [late("late@acme.example", BLOCKED, early), late("now@acme.example", BLOCKED, clock.now)],
+        [late("late@broken.example", MISSING, early)],
+    ):
+        engine.record_many(chunk)
+    _assert_no_full_scan(engine, statements)
