@@ -98,13 +98,16 @@ class History:
         text: str | None = None,
         code: int | None = None,
         status: str | None = None,
+        kind: EventKind | None = None,
     ) -> Event:
         r = self.recipient(address, at)
+        if kind is None:
+            kind = EventKind.COMPLAINT if outcome is Outcome.COMPLAINED else EventKind.REPLY
         row = Event(
             key=f"k{next(_keys)}",
             at=at,
             recorded_at=at,
-            kind=EventKind.COMPLAINT if outcome is Outcome.COMPLAINED else EventKind.REPLY,
+            kind=kind,
             recipient_id=r.id,
             domain=r.domain,
             message_id=message_id if message_id is not None else f"m{next(_keys)}",

@@ -33,6 +33,7 @@ from deliverability.vocabulary import (
     ActionKind,
     ActionScope,
     ActionStatus,
+    EventKind,
     Outcome,
     Reason,
     Standing,
@@ -723,6 +724,26 @@ def test_bounces_below_the_incident_fraction_of_attempts_are_not_an_incident(
     _burst(history, frozen_now, H.incident_addresses, deliveries=deliveries)
     assert len(_suppressed(session)) == H.incident_addresses
     assert _actions(session, ActionKind.ALERT) == []
+
+
+def test_expiries_at_the_domain_are_not_attempts_that_dilute_an_incident(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    # An expiry is the sender giving up on a deferred delivery, not a reply the destination gave
+    # (stored with outcome deferred, kind expiry): "half of that domain's attempts" counts the
+    # destination's replies, as the reports do, so expiries in the hour do not hide a burst.
+    for i in range(H.incident_addresses + 1):
+        history.record(
+            f"late{i}@broken.example",
+            frozen_now + i * timedelta(seconds=1),
+            Outcome.DEFERRED,
+            Reason.EXPIRED,
+            kind=EventKind.EXPIRY,
+        )
+    _burst(history, frozen_now, H.incident_addresses)
+    assert _suppressed(session) == set()
+    assert len(_pending(session)) == H.incident_addresses
+    assert [a.rule for a in _actions(session, ActionKind.ALERT)] == [RULE_INCIDENT]
 
 
 def _spread_bounces(history: History, start: datetime, span: timedelta, nightly: bool) -> None:

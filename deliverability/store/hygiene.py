@@ -71,6 +71,7 @@ from deliverability.vocabulary import (
     ActionKind,
     ActionScope,
     ActionStatus,
+    EventKind,
     Outcome,
     Reason,
     Standing,
@@ -105,6 +106,14 @@ BY_POLICY = "policy"
 _ID_CHUNK = 5000
 _CLOSED = (ActionStatus.RESOLVED, ActionStatus.EXPIRED, ActionStatus.DISCARDED)
 _ATTEMPT_OUTCOMES = (Outcome.DELIVERED, Outcome.DEFERRED, Outcome.BOUNCED, Outcome.BLOCKED)
+
+
+def _is_attempt(c: Any) -> ColumnElement[bool]:
+    """An event that is a destination's reply to an attempt (of `c`, an events table's
+    columns): an expiry (the sender giving up, stored with outcome `deferred`) is none, as in the
+    reports (`deliverability.reports`, *attempts*). Both columns are in the (domain, at,
+    outcome, kind) index, so the incident counts still read it alone."""
+    return sa.and_(c.outcome.in_(_ATTEMPT_OUTCOMES), c.kind != EventKind.EXPIRY)
 
 
 #: The events table: the rule queries use Core aliases of it (much cheaper to build than ORM
@@ -1031,7 +1040,7 @@ class _Evaluator:
             bounce = _is_bounce(w, self.policy)
             addresses = sa.func.count(sa.distinct(sa.case((bounce, w.recipient_id))))
             bounces = sa.func.sum(sa.case((bounce, 1), else_=0))
-            attempts = sa.func.sum(sa.case((w.outcome.in_(_ATTEMPT_OUTCOMES), 1), else_=0))
+            attempts = sa.func.sum(sa.case((_is_attempt(w), 1), else_=0))
             return (
                 sa.select(
                     a.domain.label("domain"),
@@ -1257,7 +1266,7 @@ class _Evaluator:
                 w.domain,
                 minute.label("minute"),
                 sa.func.sum(sa.case((w.outcome == Outcome.BOUNCED, 1), else_=0)),
-                sa.func.sum(sa.case((w.outcome.in_(_ATTEMPT_OUTCOMES), 1), else_=0)),
+                sa.func.sum(sa.case((_is_attempt(w), 1), else_=0)),
             )
             .where(
                 w.domain.in_(sa.bindparam("domains", expanding=True)),
