@@ -80,6 +80,15 @@ def test_status_as_json_has_address_state_reason_and_suppressed(url: str) -> Non
     assert data["suppressed"] is False
 
 
+def test_status_as_text_says_a_suppression_without_expiry_lasts_until_unsuppressed(
+    url: str,
+) -> None:
+    run(url, "suppress", "b@example.com", "--reason", "asked by phone", "--by", "ann")
+    result = run(url, "status", "b@example.com")
+    assert result.exit_code == 0, result.output
+    assert "  suppressed: yes, until unsuppressed (no expiry)\n" in result.output
+
+
 def test_suppress_then_sendable_lists_only_the_others_with_reasons_on_stderr(
     url: str, tmp_path: Path
 ) -> None:
