@@ -64,9 +64,7 @@ def _status_text(s: RecipientStatus) -> str:
     if s.since is not None:
         lines.append(f"  since: {s.since.isoformat()}")
     if s.suppressed:
-        until = (
-            s.suppressed_until.isoformat() if s.suppressed_until else "unsuppressed (no expiry)"
-        )
+        until = s.suppressed_until.isoformat() if s.suppressed_until else "unsuppressed (no expiry)"
         lines.append(f"  suppressed: yes, until {until}")
     lines.append("  sendable: yes" if s.sendable else f"  sendable: no ({s.why_not})")
     if s.counters:
