@@ -46,7 +46,7 @@ from deliverability.clock import Clock, ensure_utc, parse_time, system_clock
 from deliverability.errors import AddressError, DeliverabilityError, InputError, ReplyParseError
 from deliverability.hygiene import Throttle, open_key
 from deliverability.ingest.records import normalize_message_id
-from deliverability.policy import Policy, load_policy
+from deliverability.policy import Policy, format_duration, load_policy
 from deliverability.replies import Reply, parse_reply, parse_status
 from deliverability.states import (
     Delivery as DeliveryView,
@@ -1343,7 +1343,8 @@ class Engine:
                 now = self.now()
                 if when > now + FUTURE_TOLERANCE:
                     raise InputError(
-                        f"time {when.isoformat()} is more than {FUTURE_TOLERANCE} in the future "
+                        f"time {when.isoformat()} is more than {format_duration(FUTURE_TOLERANCE)}"
+                        " in the future "
                         f"(now {now.isoformat()}): check the clock or the time zone"
                     )
         else:

@@ -169,7 +169,7 @@ def test_an_informational_reply_is_refused_as_not_a_delivery_result(engine: Engi
         ({"reply": "hello there"}, ReplyParseError, "no SMTP reply code"),
         ({"attempt": -1}, InputError, "must be 1 or more"),
         ({"attempt": 0}, InputError, "must be 1 or more"),
-        ({"at": "2026-11-03T12:00:01Z"}, InputError, "in the future"),
+        ({"at": "2026-11-03T12:00:01Z"}, InputError, "is more than 1d in the future"),
         ({"at": "yesterday"}, InputError, "not an ISO 8601 time"),
     ],
 )
