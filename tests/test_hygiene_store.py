@@ -4,7 +4,7 @@ either side (numbers read from the policy, never retyped), incremental and night
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -1172,3 +1172,31 @@ def test_incremental_nightly_and_full_evaluation_reach_the_same_actions(
         assert other_standings == standings
     for s in (incremental, nightly, full):
         s.close()
+
+
+def test_the_spans_around_points_merge_overlapping_windows_per_domain_and_reach_a_ms_beyond() -> (
+    None
+):
+    # The late bounces near an incident are read one range per span, not one join per point:
+    # a burst of thousands of bounces is one span (and binds three parameters, not thousands).
+    window = timedelta(hours=1)
+    ms = timedelta(milliseconds=1)
+    t = datetime(2026, 11, 2, 12, tzinfo=UTC)
+    points = [
+        (1, "a.example", t),
+        (2, "a.example", t + timedelta(minutes=30)),
+        (3, "b.example", t),
+        (4, "a.example", t + 2 * window + timedelta(minutes=31)),
+        (5, "a.example", t + timedelta(minutes=30)),
+    ]
+    assert store_hygiene._spans_around(points, window) == [
+        ("a.example", t - window - ms, t + timedelta(minutes=30) + window + ms),
+        (
+            "a.example",
+            t + window + timedelta(minutes=31) - ms,
+            t + 3 * window + timedelta(minutes=31) + ms,
+        ),
+        ("b.example", t - window - ms, t + window + ms),
+    ]
+    burst = [(i, "c.example", t + i * timedelta(seconds=1)) for i in range(20_000)]
+    assert len(store_hygiene._spans_around(burst, window)) == 1

@@ -57,7 +57,7 @@ from deliverability.hygiene import (
     suppression_expires,
     throttle_released,
 )
-from deliverability.policy import Policy
+from deliverability.policy import Policy, format_duration
 from deliverability.store.bulk import BulkWriter, time_writer
 from deliverability.store.models import (
     Action,
@@ -1113,8 +1113,9 @@ class _Evaluator:
         outcome, partial minutes included) and the minutes wholly inside it a lower bound on its
         attempts. A bounce where even these bounds cannot make an incident is not one. This costs
         a small fraction of counting each window exactly, or of window functions over every event
-        in the range. The late anchors are read (one join over events (domain, at)) only around
-        the points near a minute where such a bounce could be, which most runs have none of."""
+        in the range. The late anchors are read (one range of events (domain, at) per span of
+        points) only around the points near a minute where such a bounce could be, which most
+        runs have none of."""
         h = self.policy.hygiene
         window = h.incident_window
         anchors = [
@@ -1148,17 +1149,10 @@ class _Evaluator:
 
         out = {anchor for anchor in anchors if could_be(anchor[1], anchor[2])}
         if self.late_possible:
-            near = self._near_incidents(points, counts)
-            if near:
-                params = {
-                    **self.params,
-                    "near": [i for i, _, _ in near],
-                    "near_domains": sorted({d for _, d, _ in near}),
-                    "near_lo": min(at for _, _, at in near) - window,
-                    "near_hi": max(at for _, _, at in near) + window,
-                }
-                for late_id, domain, at in self.conn.execute(
-                    self._cached("bounces_near", self._bounces_near), params
+            statement = self._cached("bounces_in_span", self._bounces_in_span)
+            for domain, lo, hi in _spans_around(self._near_incidents(points, counts), window):
+                for late_id, at in self.conn.execute(
+                    statement, {"span_domain": domain, "span_lo": lo, "span_hi": hi}
                 ):
                     at = _loaded(self.s, at)
                     if could_be(domain, at):
@@ -1226,24 +1220,17 @@ class _Evaluator:
                 near.append(point)
         return near
 
-    def _bounces_near(self) -> Select[Any]:
-        """The bounces at the domain of the events `near` (ids), within `incident_window`
-        either side of one: (id, domain, at), through events (domain, at)."""
-        pt, xt = _EVENTS.alias("point"), _EVENTS.alias("near")
-        p, x = pt.c, xt.c
-        window = self.policy.hygiene.incident_window
-        return (
-            sa.select(x.id, x.domain, x.at)
-            .distinct()
-            .select_from(pt)
-            .join(xt, _same_domain(self.s, x, p, "near_domains"))
-            .where(
-                p.id.in_(sa.bindparam("near", expanding=True)),
-                _is_bounce(x, self.policy),
-                x.at >= _shift(self.s, p.at, -window),
-                x.at <= _shift(self.s, p.at, window),
-                *_between(self.s, x.at, "near_lo", "near_hi"),
-            )
+    def _bounces_in_span(self) -> Select[Any]:
+        """The bounces at one domain within a time span: (id, at), through events (domain, at).
+        One range per span of points (`_spans_around`), not a join per point: a burst of
+        thousands of bounces made that join grow with its square, and bound every point's id in
+        one statement, beyond the database's limit on bound parameters."""
+        x = _EVENTS.c
+        return sa.select(x.id, x.at).where(
+            x.domain == sa.bindparam("span_domain"),
+            x.at >= sa.bindparam("span_lo", type_=UTCDateTime()),
+            x.at <= sa.bindparam("span_hi", type_=UTCDateTime()),
+            _is_bounce(x, self.policy),
         )
 
     def _bounce_anchors(self) -> Select[Any]:
@@ -1367,7 +1354,11 @@ class _Evaluator:
                 late = self._cached("blocks_late", self._late_blocks)
                 late_ids = sorted({late_id for _, late_id, _ in self._exec(late)})
             latest_found: dict[str, Any] = {}
-            for part in _chunks(late_ids) if late_ids else [[]]:
+            # The statement repeats the ids in each of its destination branches (one per
+            # provider group, and the plain domains'): a chunk of them stays under the bound
+            # parameter limit once repeated.
+            size = max(1, _ID_CHUNK // (1 + len(self.groups)))
+            for part in _chunks(late_ids, size) if late_ids else [[]]:
                 self.params["late_blocks"] = list(part)
                 statement = self._cached("blocks_throttle", self._blocks_throttle)
                 for row in self._exec(statement):
@@ -1808,7 +1799,8 @@ class _Evaluator:
             }
             detail = (
                 f"{n_addr} addresses bounced at {domain}: {n_bounces} of {n_attempts} attempts "
-                f"within {window}; their suppressions are held: confirm or discard them"
+                f"within {format_duration(window)}; their suppressions are held: confirm or"
+                " discard them"
             )
             if alert is not None:
                 old_first = alert.evidence.get("first_trigger_at")
@@ -2275,6 +2267,29 @@ def _suppress_detail(sup: _Suppress, policy: Policy) -> str:
     if sup.held:
         text += f"; held: domain incident at {sup.domain}"
     return text
+
+
+def _spans_around(
+    points: Iterable[tuple[int, str, datetime]], window: timedelta
+) -> list[tuple[str, datetime, datetime]]:
+    """(domain, from, to): the times within `window` either side of the points, per domain, as
+    few disjoint spans. A millisecond wider at each end than the window, as SQLite's window
+    arithmetic rounds to the millisecond: what is read is a superset, judged bounce by bounce."""
+    times: dict[str, list[datetime]] = defaultdict(list)
+    for _, domain, at in points:
+        times[domain].append(at)
+    reach = window + timedelta(milliseconds=1)
+    spans: list[tuple[str, datetime, datetime]] = []
+    for domain in sorted(times):
+        ordered = sorted(times[domain])
+        lo, hi = ordered[0] - reach, ordered[0] + reach
+        for at in ordered[1:]:
+            if at - reach > hi:
+                spans.append((domain, lo, hi))
+                lo = at - reach
+            hi = at + reach
+        spans.append((domain, lo, hi))
+    return spans
 
 
 def _chunks(items: Sequence[Any], size: int = _ID_CHUNK) -> Iterable[Sequence[Any]]:
