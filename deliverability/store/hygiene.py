@@ -292,13 +292,10 @@ def _between(session: Session, at: Any, lo: str, hi: str) -> tuple[ColumnElement
     )
 
 
-def _within_span(
-    session: Session, w: Any, window: str, *, late: bool = False
-) -> tuple[ColumnElement[bool], ...]:
-    """On MariaDB, `w.at` within the anchors' time span widened by a rule's window (with
-    `late`, widened by it at the end too: the span of the late anchors of `_judged` and
-    `_late_at_destination`)."""
-    return _between(session, w.at, f"span_lo_{window}", f"span_hi_{window}" if late else "span_hi")
+def _within_span(session: Session, w: Any, window: str) -> tuple[ColumnElement[bool], ...]:
+    """On MariaDB, `w.at` within the anchors' time span widened by a rule's window at both ends:
+    the span of the late anchors of `_judged` and `_late_at_destination` too."""
+    return _between(session, w.at, f"span_lo_{window}", f"span_hi_{window}")
 
 
 def _anchor_in_span(
@@ -866,7 +863,7 @@ class _Evaluator:
             self.scope,
             predicate(a),
             predicate(x),
-            *_within_span(self.s, x, window, late=True),
+            *_within_span(self.s, x, window),
         )
         return self.at, on, where
 
@@ -910,7 +907,7 @@ class _Evaluator:
                     *judged,
                     _is_ambiguous(w, self.policy),
                     w.at >= _shift(self.s, x.at, -h.ambiguous_window),
-                    *_within_span(self.s, w, "ambiguous", late=True),
+                    *_within_span(self.s, w, "ambiguous"),
                     w.at <= x.at,
                     # One reference to the subquery (a planner may run it once per reference).
                     w.at >= sa.func.coalesce(since, w.at),
@@ -944,7 +941,7 @@ class _Evaluator:
                     # resets nothing that still counts, and an unbounded lookup would read the
                     # address's whole history.
                     d.at >= _shift(self.s, x.at, -h.soft_window),
-                    *_within_span(self.s, d, "soft", late=True),
+                    *_within_span(self.s, d, "soft"),
                     d.at <= x.at,
                 )
                 .correlate(xt)
@@ -966,7 +963,7 @@ class _Evaluator:
                     *judged,
                     _is_soft(w, self.policy),
                     w.at >= _shift(self.s, x.at, -h.soft_window),
-                    *_within_span(self.s, w, "soft", late=True),
+                    *_within_span(self.s, w, "soft"),
                     w.at <= x.at,
                     sa.or_(last_delivery.is_(None), w.at > last_delivery),
                 )
@@ -1496,7 +1493,7 @@ class _Evaluator:
             ~self.shape.covers(w),
             w.at >= a.at,
             w.at <= _shift(self.s, a.at, span),
-            *_within_span(self.s, w, window, late=True),
+            *_within_span(self.s, w, window),
             *_anchor_in_span(self.s, a),
         ]
 
@@ -1539,7 +1536,7 @@ class _Evaluator:
                 _is_blocked(a),
                 _is_blocked(w),
                 w.at >= _shift(self.s, a.at, -tp.blocked_window),
-                *_within_span(self.s, w, "blocked", late=True),
+                *_within_span(self.s, w, "blocked"),
                 *_anchor_in_span(self.s, a, "blocked"),
                 w.at <= a.at,
             ],
