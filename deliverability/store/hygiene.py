@@ -400,8 +400,8 @@ def _known_delivery(d: Any, a: Any) -> ColumnElement[bool]:
     return sa.and_(d.recipient_id == a.recipient_id, _is_delivered(d), d.id < a.id)
 
 
-#: Deliveries to some domains after a time and up to now (on the incremental path events come
-#: in time order, so "up to now" is "so far").
+#: Deliveries to some domains after a time and up to now, whenever they were recorded (a
+#: delivery recorded before a push-back dated earlier than it counts too: `_apply_releases`).
 _DELIVERIES_SINCE = sa.select(sa.func.count(_EVENTS.c.id)).where(
     _EVENTS.c.domain.in_(sa.bindparam("domains", expanding=True)),
     _is_delivered(_EVENTS.c),
@@ -1096,9 +1096,9 @@ class _Evaluator:
     ) -> list[tuple[int, str, datetime]]:
         """The bounces whose window could hold a domain incident (a superset): (id, domain, at).
 
-        The bounces judged are the anchors, and their late anchors: the bounces recorded before,
-        at the domain of a bounce anchor or of a bounce suppression's evidence (such a *point*),
-        within `incident_window` either side of it. After it: a bounce recorded late falls into
+        The bounces judged are the anchors, and their late anchors: the other bounces at the
+        domain of a bounce anchor or of a bounce suppression's evidence (such a *point*), within
+        `incident_window` either side of it. After it: a bounce recorded late falls into
         their windows (a burst recorded newest first is an incident only in the newest one's
         window, judged before the others were recorded). Before it: their incidents hold the
         point's suppression (within the window either side of a trigger), whichever trigger the
@@ -1481,7 +1481,8 @@ class _Evaluator:
         span: timedelta,
     ) -> list[ColumnElement[bool]]:
         """The conditions making `w` a late anchor of a destination rule: an event of the rule
-        (`predicate`) recorded before the anchors, at an anchor's destination (the join of
+        (`predicate`) that is not itself an anchor (recorded before them, or in another part of
+        the same evaluation), at an anchor's destination (the join of
         `_at_destination`), dated at or after that anchor and within the rule's window (`span`)
         of it. The destination rules' counterpart of `_judged`: those are the windows an event
         recorded late falls into, which must be judged again, or the incremental and nightly
@@ -2089,9 +2090,10 @@ class _Evaluator:
 
     def _apply_releases(self) -> None:
         """Throttles of destinations that took deliveries in this evaluation, or that this
-        evaluation throttled: count the deliveries since the last push-back and lift the
-        throttle at the policy's number. A throttle raised now may follow a push-back recorded
-        after the deliveries that lift it (or, in `--full`, before them): it lifts at once."""
+        evaluation throttled: count the deliveries since the throttle's last trigger (a push-back
+        or a block, `last_trigger_at`) and lift the throttle at the policy's number. A throttle
+        raised now may follow a push-back recorded after the deliveries that lift it (or, in
+        `--full`, before them): it lifts at once."""
         a, tp = self.a, self.policy.throttle
         delivered: list[str] = []
         if self.census["delivered"]:
