@@ -1594,7 +1594,9 @@ class Engine:
             for (stored_key,) in bulk.select_in(conn, _EVENTS, ("key",), "key", list(legacy)):
                 legacy[stored_key].duplicate = True
             fresh = [it for it in fresh if not it.duplicate]
-        not_before = self._pause_until(conn, {it.address.domain for it in items}, now)
+        not_before = hygiene_store.paused_until(
+            conn, now, self.policy, {it.address.domain for it in items}
+        )
         for it in items:
             if not it.duplicate:
                 continue
@@ -1821,7 +1823,9 @@ class Engine:
         }
         if not deferred:
             return
-        paused = self._pause_until(conn, {it.address.domain for it in deferred.values()}, now)
+        paused = hygiene_store.paused_until(
+            conn, now, self.policy, {it.address.domain for it in deferred.values()}
+        )
         moved: dict[tuple[str, str], datetime] = {}
         for dkey, it in deferred.items():
             view = views[dkey]
@@ -1897,17 +1901,6 @@ class Engine:
 
     # -- internals: sendability --------------------------------------------------------------
 
-    def _pause_until(
-        self,
-        conn: Connection,
-        domains: set[str],
-        now: datetime,
-        groups: dict[str, str] | None = None,
-    ) -> dict[str, Any]:
-        """Paused-until per domain among `domains` (open throttles on the domain or its
-        provider group: `store.hygiene.paused_until`)."""
-        return hygiene_store.paused_until(conn, now, self.policy, domains, groups=groups)
-
     def _why_not_keys(self, keys: Sequence[str], now: datetime) -> dict[str, str]:
         """Why each of these address keys may not be sent to now (absent: it may)."""
         if not keys:
@@ -1927,7 +1920,7 @@ class Engine:
             # Asked once: the pause of a domain never throttled itself is its group's (listed
             # in the policy or learned from its MX host), and the answer names the group.
             groups = hygiene_store.groups_of(conn, domains, self.policy)
-            paused = self._pause_until(conn, domains, now, groups)
+            paused = hygiene_store.paused_until(conn, now, self.policy, domains, groups=groups)
         for key in keys:
             domain = key.rsplit("@", 1)[1]
             if key not in out and domain in paused:
