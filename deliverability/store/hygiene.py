@@ -1281,6 +1281,10 @@ class _Evaluator:
             for part in _chunks(self._domains_of(destination))
         )
 
+    def _by_time_then_anchor(self, row: Any) -> tuple[datetime, int]:
+        """Which of two qualifying blocks is the later: by time, then recording order."""
+        return _loaded(self.s, row.at), row.anchor_id
+
     def _latest_in(self, statement: Any, destination: str, params: dict[str, Any]) -> Any:
         """The latest row (by time, then id) a statement finds over a destination's domains, a
         few thousand domains per statement; None when there is none."""
@@ -1359,12 +1363,8 @@ class _Evaluator:
                 self.params["late_blocks"] = list(part)
                 statement = self._cached("blocks_throttle", self._blocks_throttle)
                 for row in self._exec(statement):
-                    old = latest_found.get(row.dest)
-                    if old is None or (_loaded(self.s, row.at), row.anchor_id) > (
-                        _loaded(self.s, old.at),
-                        old.anchor_id,
-                    ):
-                        latest_found[row.dest] = row
+                    old = latest_found.get(row.dest, row)
+                    latest_found[row.dest] = max(old, row, key=self._by_time_then_anchor)
             qualifying = list(latest_found.values())
         for target, anchor_id, at, reason, n in qualifying:
             st = state(target)
