@@ -1626,7 +1626,6 @@ class _Evaluator:
         windows = {
             "ambiguous": h.ambiguous_window,
             "soft": h.soft_window,
-            "incident": h.incident_window,
             "blocked": tp.blocked_window,
         }
         hi = self.params["span_hi"]
