@@ -716,6 +716,71 @@ def test_one_address_fewer_than_the_incident_count_suppresses_each_address(
     assert _actions(session, ActionKind.ALERT) == []
 
 
+def _bounces_at(history: History, times: list[tuple[str, datetime]], nightly: bool) -> list[Event]:
+    """Hard bounces at broken.example for (local part, time), each its own message; judged by
+    the nightly evaluation at the last time, or one by one on the incremental path."""
+    rows = [
+        history.event(f"{local}@broken.example", at, Outcome.BOUNCED, Reason.USER_UNKNOWN,
+                      decisive=True)
+        for local, at in times
+    ]  # fmt: skip
+    if nightly:
+        store_hygiene.evaluate(history.session, POLICY, max(at for _, at in times))
+    else:
+        for row in rows:
+            history.run([row], row.at)
+    return rows
+
+
+def _incident_evidence(session: Session) -> dict[str, Any]:
+    [alert] = _actions(session, ActionKind.ALERT)
+    assert alert.rule == RULE_INCIDENT
+    return dict(alert.evidence)
+
+
+@pytest.mark.parametrize("nightly", [False, True], ids=["incremental", "nightly"])
+def test_an_address_bouncing_twice_within_the_window_counts_once_toward_an_incident(
+    session: Session, history: History, frozen_now: datetime, nightly: bool
+) -> None:
+    # As many bounces as the incident count, from one address fewer: a second message bouncing
+    # for the same mailbox is not a second address.
+    n = H.incident_addresses
+    times = [(f"u{i}", frozen_now + i * timedelta(seconds=5)) for i in range(n - 1)]
+    times.append(("u0", frozen_now + n * timedelta(seconds=5)))
+    _bounces_at(history, times, nightly)
+    assert _actions(session, ActionKind.ALERT) == []
+    assert len(_suppressed(session)) == n - 1
+
+
+@pytest.mark.parametrize("nightly", [False, True], ids=["incremental", "nightly"])
+def test_a_burst_with_repeated_addresses_names_each_address_once_in_its_alert(
+    session: Session, history: History, frozen_now: datetime, nightly: bool
+) -> None:
+    n = H.incident_addresses
+    times = [(f"u{i}", frozen_now + i * timedelta(seconds=5)) for i in range(n)]
+    times += [(f"u{i}", frozen_now + (n + i) * timedelta(seconds=5)) for i in range(3)]
+    _bounces_at(history, times, nightly)
+    evidence = _incident_evidence(session)
+    assert (evidence["addresses"], evidence["bounces"]) == (n, n + 3)
+    assert len(_pending(session)) == n
+
+
+@pytest.mark.parametrize("nightly", [False, True], ids=["incremental", "nightly"])
+def test_an_address_that_bounced_just_before_the_window_counts_once_inside_it(
+    session: Session, history: History, frozen_now: datetime, nightly: bool
+) -> None:
+    # u0 bounces a second before the last bounce's window opens, and again inside it: the
+    # window then holds exactly the incident count of addresses, each bouncing once in it.
+    n = H.incident_addresses
+    last = frozen_now + H.incident_window + timedelta(minutes=10)
+    times = [("u0", last - H.incident_window - timedelta(seconds=1))]
+    times += [(f"u{i}", last - timedelta(minutes=5) + i * timedelta(seconds=5)) for i in range(n)]
+    times.append((f"u{n - 1}", last))
+    _bounces_at(history, times, nightly)
+    evidence = _incident_evidence(session)
+    assert (evidence["addresses"], evidence["bounces"]) == (n, n + 1)
+
+
 def test_bounces_below_the_incident_fraction_of_attempts_are_not_an_incident(
     session: Session, history: History, frozen_now: datetime
 ) -> None:
@@ -1200,3 +1265,4 @@ def test_the_spans_around_points_merge_overlapping_windows_per_domain_and_reach_
     ]
     burst = [(i, "c.example", t + i * timedelta(seconds=1)) for i in range(20_000)]
     assert len(store_hygiene._spans_around(burst, window)) == 1
+

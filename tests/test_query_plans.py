@@ -348,3 +348,23 @@ def test_late_destination_replies_are_judged_through_an_index_for_every_history_
     ):
         engine.record_many(chunk)
     _assert_no_full_scan(engine, statements)
+
+
+def test_a_domain_incident_is_counted_through_an_index_for_every_history_table(
+    engine: Engine, clock: FakeClock
+) -> None:
+    # A burst of missing mailboxes at one domain: each bounce's window is counted by window
+    # functions over one range of that domain's events, which must be an index range.
+    statements, _ = _captured(engine)
+    burst = clock.now - timedelta(hours=1)
+    engine.record_many(
+        ReplyRecord(
+            recipient=f"x{i}@broken.example",
+            message_id=f"<x{i}@list.example>",
+            reply=MISSING,
+            at=burst + timedelta(seconds=5 * i),
+        )
+        for i in range(25)
+    )
+    assert any("incident_marked" in sql for sql, _ in statements)
+    _assert_no_full_scan(engine, statements)
