@@ -14,6 +14,10 @@ Prints, all measured in this run on SQLite files in a temporary directory:
    runs three times, rolled back (the best is kept, the first shown too), against its floor,
    reading the new events once (any evaluation has to), and the two times against each other
    (target: at most 1.3: the cost follows the new events, not the history).
+3. A full evaluation (`evaluate(full=True)`) of a burst of hard bounces from one domain within
+   an hour (a domain incident), at each `--burst` size, against its floor (reading the burst's
+   events once). Every bounce's window is counted; the cost should follow the burst's size
+   (double the burst, double the time), not its square.
 """
 
 from __future__ import annotations
@@ -221,6 +225,57 @@ def record_many_with_hygiene(url: str, n: int) -> tuple[float, float]:
     return elapsed, hook_cpu[0]
 
 
+def build_burst(path: Path, bounces: int) -> tuple[str, datetime]:
+    """A store holding one domain incident: `bounces` hard bounces from as many addresses at
+    one domain within an hour, after a tenth as many deliveries there. Returns (url, now)."""
+    url = f"sqlite:///{path}"
+    engine = create_engine(url)
+    upgrade_schema(engine)
+    engine.dispose()
+    start = datetime(2026, 11, 1, 12, tzinfo=UTC)
+    delivered = bounces // 10
+    total = delivered + bounces
+    recipients, events = [], []
+    for i in range(total):
+        key = f"u{i}@broken.example"
+        if i < delivered:
+            at = start + timedelta(seconds=i)
+            outcome, reason, fault, decisive = "delivered", "delivered", "unknown", 0
+        else:
+            at = start + timedelta(minutes=1) + (i - delivered) * timedelta(hours=1) / bounces
+            outcome, reason, fault, decisive = "bounced", "user_unknown", "recipient", 1
+        text = at.strftime(_FMT)
+        recipients.append((i + 1, key, key, "broken.example", "retrying", "undefined", text,
+                           text, text))  # fmt: skip
+        events.append((i + 1, f"e{i}", text, text, "reply", i + 1, "broken.example", f"m{i}", 1,
+                       outcome, reason, fault, "bench", decisive, "bench", 0))  # fmt: skip
+    db = sqlite3.connect(path)
+    with db:
+        db.executemany(_INSERT_RECIPIENT, recipients)
+        db.executemany(_INSERT_EVENT, events)
+    db.close()
+    return url, start + timedelta(hours=2)
+
+
+def full_evaluation(url: str, now: datetime) -> tuple[float, int]:
+    """The best wall time of REPEATS full evaluations (each rolled back), and what the first
+    raised."""
+    engine = create_engine(url)
+    policy = load_policy(None)
+    best, raised = float("inf"), -1
+    try:
+        for _ in range(REPEATS):
+            with Session(write_engine(engine)) as session:
+                started = time.perf_counter()
+                result = hygiene_store.evaluate(session, policy, now, full=True)
+                best = min(best, time.perf_counter() - started)
+                raised = result.raised if raised < 0 else raised
+                session.rollback()
+    finally:
+        engine.dispose()
+    return best, raised
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -230,8 +285,14 @@ def main() -> None:
     parser.add_argument(
         "--record", type=int, default=100_000, help="events for record_many (0: skip)"
     )
+    parser.add_argument(
+        "--burst",
+        default="2000,8000",
+        help="bounces in a domain incident, comma separated (0: skip)",
+    )
     args = parser.parse_args()
-    sizes = [int(s) for s in args.history.split(",")]
+    sizes = [int(s) for s in args.history.split(",") if int(s)]
+    bursts = [int(s) for s in args.burst.split(",") if int(s)]
     print(f"load average {os.getloadavg()[0]:.1f}; SQLite files; one process")
     with tempfile.TemporaryDirectory(prefix="bench_hygiene_") as tmp:
         if args.record:
@@ -268,6 +329,27 @@ def main() -> None:
             print(
                 f"  ratio {sizes[-1]} / {sizes[0]}: {times[-1] / times[0]:.2f}   (target <= 1.3;"
                 f" CPU time ratio {cpu_times[-1] / cpu_times[0]:.2f})"
+            )
+        burst_times: list[float] = []
+        if bursts:
+            print("full evaluation of a domain incident (hard bounces at one domain in an hour)")
+        for bounces in bursts:
+            path = Path(tmp) / f"burst{bounces}.db"
+            url, now = build_burst(path, bounces)
+            floor = read_new_events(path, 0)
+            elapsed, raised = full_evaluation(url, now)
+            burst_times.append(elapsed)
+            print(
+                f"  {bounces:>7} bounces: evaluate {elapsed:6.2f} s (best of {REPEATS})"
+                f" = {elapsed / floor:6.1f} x the floor ({floor * 1000:.0f} ms to read its"
+                f" events); raised {raised}"
+            )
+            path.unlink()
+        if len(burst_times) >= 2:
+            grew, took = bursts[-1] / bursts[0], burst_times[-1] / burst_times[0]
+            print(
+                f"  ratio {bursts[-1]} / {bursts[0]} bounces: {took:.2f}"
+                f" for {grew:.1f} times the bounces (its square: {grew**2:.0f})"
             )
 
 
