@@ -1266,3 +1266,45 @@ def test_the_spans_around_points_merge_overlapping_windows_per_domain_and_reach_
     burst = [(i, "c.example", t + i * timedelta(seconds=1)) for i in range(20_000)]
     assert len(store_hygiene._spans_around(burst, window)) == 1
 
+
+#: SQLite's limit on bound parameters lowered for the test below (its build default is 32,766).
+_LOW_VARIABLE_LIMIT = 6_000
+
+
+@pytest.mark.parametrize("full", [False, True], ids=["nightly", "full"])
+def test_a_night_with_more_bounced_domains_than_one_statement_can_bind_is_evaluated(
+    tmp_path: Path, frozen_now: datetime, full: bool
+) -> None:
+    # A large list's bounces in one hour come from thousands of domains. The incident rule's
+    # per-minute counts name the domains of a span of bounces: more than SQLite binds in one
+    # statement must still be evaluated (here the limit is lowered, not the domains raised).
+    engine = create_engine(f"sqlite:///{tmp_path / 'many.db'}")
+    upgrade_schema(engine)
+
+    @sa.event.listens_for(engine, "connect")
+    def _low_limit(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, _LOW_VARIABLE_LIMIT)
+
+    engine.dispose()
+    domains = _LOW_VARIABLE_LIMIT + 500
+    specs = [
+        {
+            "address": f"u@d{i}.example",
+            "at": frozen_now + i * (timedelta(hours=1) / domains),
+            "outcome": Outcome.BOUNCED,
+            "reason": Reason.USER_UNKNOWN,
+            "decisive": True,
+            "throttle": False,
+            "pause": None,
+            "message_id": f"m{i}",
+        }
+        for i in range(domains)
+    ]
+    with Session(engine) as session:
+        insert_history(session, specs)
+        session.commit()
+        result = store_hygiene.evaluate(session, POLICY, frozen_now + timedelta(hours=2), full=full)
+        session.commit()
+        assert result.raised == domains
+        assert len(_suppressed(session)) == domains
+    engine.dispose()

@@ -1289,12 +1289,16 @@ class _Evaluator:
         counts: dict[str, tuple[list[int], list[int], list[int]]] = {}
         statement = self._cached("incident_minutes", self._incident_minutes)
         for lo, hi, domains in spans:
-            params = {"domains": sorted(domains), "lo": lo, "hi": hi}
-            for domain, minute, bounced, attempts in self.conn.execute(statement, params):
-                minutes, b, n = counts.setdefault(domain, ([], [0], [0]))
-                minutes.append(_minute(datetime.fromisoformat(minute).replace(tzinfo=UTC)))
-                b.append(b[-1] + int(bounced or 0))
-                n.append(n[-1] + int(attempts or 0))
+            # A span of a large list's bounces can name more domains than one statement binds.
+            # The rows come ordered by domain, then minute, so each domain's running sums are
+            # made in one chunk.
+            for part in _chunks(sorted(domains)):
+                params = {"domains": list(part), "lo": lo, "hi": hi}
+                for domain, minute, bounced, attempts in self.conn.execute(statement, params):
+                    minutes, b, n = counts.setdefault(domain, ([], [0], [0]))
+                    minutes.append(_minute(datetime.fromisoformat(minute).replace(tzinfo=UTC)))
+                    b.append(b[-1] + int(bounced or 0))
+                    n.append(n[-1] + int(attempts or 0))
         return counts
 
     def _near_incidents(
