@@ -27,7 +27,7 @@ from deliverability.hygiene import (
 )
 from deliverability.policy import HygienePolicy, Policy, ThrottlePolicy
 from deliverability.store import hygiene as store_hygiene
-from deliverability.store.models import Action, Bookmark, Event, Recipient
+from deliverability.store.models import Action, Bookmark, DomainProvider, Event, Recipient
 from deliverability.store.session import create_engine, upgrade_schema
 from deliverability.vocabulary import (
     ActionKind,
@@ -1308,3 +1308,56 @@ def test_a_night_with_more_bounced_domains_than_one_statement_can_bind_is_evalua
         assert result.raised == domains
         assert len(_suppressed(session)) == domains
     engine.dispose()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=sa.exc.OperationalError,
+    reason="known limit: the destination rules bind every domain learned for a provider group"
+    " about three times in one statement, so about 10,900 learned domains of one group pass"
+    " SQLite's 32,766 bound parameters (about 21,800 on PostgreSQL's 65,535)",
+)
+def test_a_provider_group_with_more_learned_domains_than_one_statement_can_bind_is_judged(
+    tmp_path: Path, frozen_now: datetime
+) -> None:
+    url = f"sqlite:///{tmp_path / 'learned.db'}"
+    setup = create_engine(url)
+    upgrade_schema(setup)
+    learned = _LOW_VARIABLE_LIMIT // 2
+    with Session(setup) as session:
+        session.execute(
+            sa.insert(DomainProvider),
+            [
+                {
+                    "domain": f"biz{i}.example",
+                    "provider": "google",
+                    "mx_host": "aspmx.l.google.com",
+                    "first_seen_at": frozen_now,
+                    "last_seen_at": frozen_now,
+                }
+                for i in range(learned)
+            ],
+        )
+        session.commit()
+    setup.dispose()
+    clock = FakeClock(frozen_now + timedelta(hours=2))
+    with Engine(url, clock=clock) as engine:
+
+        @sa.event.listens_for(engine.db, "connect")
+        def _low_limit(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, _LOW_VARIABLE_LIMIT)
+
+        engine.db.dispose()
+        # Blocks from Google-hosted domains: the repeated-blocks rule joins each block to the
+        # blocks of its whole provider group.
+        result = engine.record_many(
+            ReplyRecord(
+                recipient=f"u{i}@biz{i}.example",
+                message_id=f"<m{i}@list.example>",
+                reply="554 5.7.1 Service unavailable; Client host blocked using zen.spamhaus.org",
+                at=frozen_now + timedelta(hours=1, seconds=i),
+            )
+            for i in range(3)
+        )
+        assert (result.recorded, result.rejected) == (3, [])
+        assert engine.throttle_for("biz1.example") is None
