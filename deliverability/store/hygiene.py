@@ -17,6 +17,7 @@ Actions are upserted by `Action.open_key`: re-raising an open action refreshes i
 
 from __future__ import annotations
 
+import json
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -28,6 +29,7 @@ from typing import Any, NamedTuple, Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy import ColumnElement, Connection, Select, Table
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from deliverability.clock import system_clock
@@ -1535,11 +1537,35 @@ class _Evaluator:
 
     def _bind_groups(self) -> None:
         """The groups' domains as bind parameters of the destination joins (learned ones change
-        between runs; the statements are built once per policy)."""
+        between runs; the statements are built once per policy), in the form `_in_list` reads.
+        """
         members = self._members()
-        for i, name in enumerate(sorted(self.groups)):
-            self.params[f"group_{i}"] = members[name]
-        self.params["grouped"] = sorted({d for ds in members.values() for d in ds})
+        lists = {f"group_{i}": members[name] for i, name in enumerate(sorted(self.groups))}
+        lists["grouped"] = sorted({d for ds in members.values() for d in ds})
+        dialect = self.s.get_bind().dialect.name
+        for name, domains in lists.items():
+            self.params[name] = json.dumps(domains) if dialect == "sqlite" else domains
+
+    def _in_list(self, column: Any, name: str) -> ColumnElement[bool]:
+        """`column` is one of the domains of the bind parameter `name` (`_bind_groups`).
+
+        A group learns every domain seen behind its MX hosts: tens of thousands for a large
+        list. As many bound parameters, two or three times in a statement, passed SQLite's
+        limit of 32,766 (and would pass PostgreSQL's 65,535), so on those the list is one
+        parameter: a JSON array read by `json_each` on SQLite
+        (https://www.sqlite.org/json1.html#jeach), an array compared with `= ANY` on
+        PostgreSQL, both of which still drive the (domain, at, ...) index one domain at a time.
+        MariaDB's driver writes the values into the statement's text, which has no such limit,
+        and MariaDB range-scans an index only on constants (see `_between`)."""
+        dialect = self.s.get_bind().dialect.name
+        if dialect == "sqlite":
+            listed = sa.select(sa.column("value", sa.String())).select_from(
+                sa.func.json_each(sa.bindparam(name, type_=sa.String()))
+            )
+            return column.in_(listed)  # type: ignore[no-any-return]
+        if dialect == "postgresql":
+            return column == sa.any_(sa.bindparam(name, type_=ARRAY(sa.String())))  # type: ignore[no-any-return]
+        return column.in_(sa.bindparam(name, expanding=True))  # type: ignore[no-any-return]
 
     def _pushback_latest(self) -> Select[Any]:
         return self._latest_per_destination(self.a.throttle.is_(True))
@@ -1564,17 +1590,11 @@ class _Evaluator:
         history: 20 times slower than at 1M)."""
         a = self.a
         kinds: list[tuple[ColumnElement[str], ColumnElement[bool], str | None]] = [
-            (a.domain, a.domain.not_in(sa.bindparam("grouped", expanding=True)), None)
+            (a.domain, ~self._in_list(a.domain, "grouped"), None)
         ]
         for i, name in enumerate(sorted(self.groups)):
             members = f"group_{i}"
-            kinds.append(
-                (
-                    sa.literal(name, sa.String()),
-                    a.domain.in_(sa.bindparam(members, expanding=True)),
-                    members,
-                )
-            )
+            kinds.append((sa.literal(name, sa.String()), self._in_list(a.domain, members), members))
         branches = []
         for dest, anchor_domains, group in kinds:
             wt = _EVENTS.alias()
@@ -1582,7 +1602,7 @@ class _Evaluator:
             same_destination = (
                 _same_domain(self.s, w, a, domains)
                 if group is None
-                else w.domain.in_(sa.bindparam(group, expanding=True))
+                else self._in_list(w.domain, group)
             )
             branches.append(
                 sa.select(*columns(dest, w))
