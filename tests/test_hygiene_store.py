@@ -660,6 +660,26 @@ def test_the_throttle_lifts_after_the_policy_count_of_deliveries(
     assert store_hygiene.throttle_for(session, "busy.example", at) is None
     [release] = _actions(session, ActionKind.RELEASE)
     assert release.target == "busy.example"
+    assert release.detail.startswith(
+        f"{T.release_after_deliveries} deliveries since the last push-back lifted throttle"
+    )
+
+
+def test_a_throttle_raised_by_repeated_blocks_lifts_naming_the_block_that_raised_it(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    step = T.blocked_window / T.blocked_count
+    for i in range(T.blocked_count):
+        history.blocked(f"u{i}@corp.example", frozen_now + i * step)
+    at = frozen_now + T.blocked_window
+    for i in range(T.release_after_deliveries):
+        at += timedelta(seconds=1)
+        history.delivered(f"d{i}@corp.example", at)
+    assert store_hygiene.throttle_for(session, "corp.example", at) is None
+    [release] = _actions(session, ActionKind.RELEASE)
+    assert release.detail.startswith(
+        f"{T.release_after_deliveries} deliveries since the last block lifted throttle"
+    )
 
 
 def test_a_provider_group_shares_one_throttle(session: Session, frozen_now: datetime) -> None:

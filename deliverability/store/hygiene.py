@@ -2277,7 +2277,8 @@ class _Evaluator:
                     open_key=None,
                     reason=Reason.DELIVERED,
                     rule=RULE_RELEASE,
-                    detail=f"{n} deliveries since the last push-back lifted throttle #{action.id}",
+                    detail=f"{n} deliveries since the last {_last_trigger(evidence)} lifted"
+                    f" throttle #{action.id}",
                     evidence={"throttle_id": action.id, "deliveries": int(n)},
                     created_at=self.now,
                     updated_at=self.now,
@@ -2377,6 +2378,18 @@ def _newer(
         return datetime.fromisoformat(str(part[at])), int(part.get(event_id) or -1)
 
     return at in old and position(old) > position(new)
+
+
+def _last_trigger(evidence: dict[str, Any]) -> str:
+    """What a throttle's last trigger was (the part dated `last_trigger_at`): a push-back, a
+    block (repeated blocks), or both at once."""
+    since = evidence.get("last_trigger_at")
+    names = [
+        name
+        for part, name in (("pushback", "push-back"), ("blocks", "block"))
+        if isinstance(evidence.get(part), dict) and evidence[part].get("at") == since
+    ]
+    return " and ".join(names) or "trigger"
 
 
 def _keep_latest(evidence: dict[str, Any], name: str, part: dict[str, Any]) -> None:
