@@ -2100,8 +2100,12 @@ def _apply_to_recipient(rec: dict[str, Any], item: _Item, at: Any) -> None:
     if outcome is Outcome.DELIVERED:
         if rec["last_delivered_at"] is None or at > rec["last_delivered_at"]:
             rec["last_delivered_at"] = at
-    elif outcome is not Outcome.COMPLAINED and (
-        rec["last_failure_at"] is None or at > rec["last_failure_at"]
+    elif (
+        outcome is not Outcome.COMPLAINED
+        # An expiry is the sender giving up, days after the destination's last refusal: not
+        # a failed attempt (it has its own counter, and the reports' `expired`).
+        and item.kind is not EventKind.EXPIRY
+        and (rec["last_failure_at"] is None or at > rec["last_failure_at"])
     ):
         rec["last_failure_at"] = at
     if at < rec["first_seen_at"]:

@@ -398,6 +398,19 @@ def test_a_deferred_delivery_past_its_lifetime_expires_once(
     assert again.recorded == 0
 
 
+def test_an_expiry_is_not_the_recipients_last_failed_attempt(
+    engine: Engine, frozen_now: datetime
+) -> None:
+    # The undeliverable report's last_attempt is when the destination last refused: the give-up
+    # days later is the sender's, no attempt (it is counted as an expiry, apart).
+    engine.record("a@example.com", MAILBOX_FULL, message_id="m1")
+    engine.expire_overdue(frozen_now + POLICY.backoff.lifetime)
+    with Session(engine.db) as s:
+        row = s.scalars(select(Recipient).where(Recipient.address_key == "a@example.com")).one()
+    assert row.expired_count == 1
+    assert row.last_failure_at == frozen_now
+
+
 def test_one_second_before_the_lifetime_nothing_expires(
     engine: Engine, frozen_now: datetime
 ) -> None:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -274,5 +274,85 @@ def test_rejected_inputs_are_told_apart_by_their_raw_text_from_0007_on(db_url: s
             meta.reflect(conn, only=("rejected_inputs",))
             kept = conn.execute(select(meta.tables["rejected_inputs"].c.id)).scalars().all()
         assert sorted(kept) == [1, 2, 3]
+    finally:
+        engine.dispose()
+
+
+def test_from_0009_an_expiry_is_no_recipients_last_failed_attempt(db_url: str) -> None:
+    # Before 0009 an expiry moved last_failure_at (report undeliverable's last_attempt) to the
+    # give-up time. The revision sets it to the latest failed reply or bounce message, for the
+    # recipients with an expiry only.
+    engine = create_engine(db_url)
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    gave_up = at + timedelta(days=5)
+    try:
+        upgrade_schema(engine, "0008")
+        with engine.begin() as conn:
+            meta = MetaData()
+            meta.reflect(conn, only=("recipients", "events"))
+            recipients, events = meta.tables["recipients"], meta.tables["events"]
+            recipient = {
+                "domain": "example.com",
+                "standing": "retrying",
+                "reason": "undefined",
+                "standing_since": at,
+                "first_seen_at": at,
+                "last_event_at": gave_up,
+                "events_count": 2,
+                "delivered_count": 0,
+                "deferred_count": 1,
+                "bounced_count": 0,
+                "blocked_count": 0,
+                "complained_count": 0,
+                "expired_count": 1,
+                "last_failure_at": gave_up,
+            }
+
+            def named(id_: int, local: str, **extra: object) -> dict[str, object]:
+                address = f"{local}@example.com"
+                return {**recipient, "id": id_, "address": address, "address_key": address, **extra}
+
+            conn.execute(
+                insert(recipients),
+                [
+                    named(1, "a"),  # a deferral, then the engine's expiry
+                    named(2, "b"),  # a relay's expiry alone: no attempt of its own refused
+                    named(3, "c", expired_count=0),  # no expiry: untouched, whatever its events
+                ],
+            )
+            event = {
+                "recorded_at": gave_up,
+                "domain": "example.com",
+                "reason": "mailbox_full",
+                "fault": "recipient",
+                "rule": "test",
+                "decisive": False,
+                "throttle": False,
+                "source": "test",
+                "outcome": "deferred",
+                "kind": "reply",
+            }
+            conn.execute(
+                insert(events),
+                [
+                    {**event, "id": 1, "key": "k1", "recipient_id": 1, "at": at},
+                    {**event, "id": 2, "key": "k2", "recipient_id": 1, "at": gave_up,
+                     "kind": "expiry"},
+                    {**event, "id": 3, "key": "k3", "recipient_id": 2, "at": gave_up,
+                     "kind": "expiry"},
+                    {**event, "id": 4, "key": "k4", "recipient_id": 3, "at": at},
+                ],
+            )  # fmt: skip
+        upgrade_schema(engine)
+        with engine.connect() as conn:
+            last = dict(conn.execute(select(recipients.c.id, recipients.c.last_failure_at)).all())
+
+        def utc(value: datetime | None) -> datetime | None:
+            if value is None:
+                return None
+            return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+        assert {k: utc(v) for k, v in last.items()} == {1: at, 2: None, 3: gave_up}
+        assert check_schema(engine) == []
     finally:
         engine.dispose()
