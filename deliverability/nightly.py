@@ -35,7 +35,12 @@ from deliverability.ingest.files import (
     resume_offset,
     same_file,
 )
-from deliverability.ingest.messages import DEFAULT_VERP, VerpFormat, preamble_reason
+from deliverability.ingest.messages import (
+    DEFAULT_VERP,
+    VerpFormat,
+    preamble_reason,
+    starts_mbox_message,
+)
 from deliverability.ingest.records import Rejected
 from deliverability.store.models import IngestedMessage, IngestSource
 from deliverability.store.rejected import store_rejected
@@ -436,18 +441,35 @@ class _Ingest:
             with self.sessions() as session, session.begin():
                 record_rejected(session, rejected, self.now)
 
+        start = self._mbox_start(path, row) if kind == "mbox" else 0
         batch: list[tuple[str, bytes]] = []
-        for key, data in convert.read_messages(path, kind, preamble=preamble):
+        for key, data in convert.read_messages(path, kind, preamble=preamble, start_offset=start):
             batch.append((key, data))
             if len(batch) >= CHUNK // 4:
-                self._flush_messages(path, row, batch)
+                self._flush_messages(path, kind, row, batch)
                 batch = []
                 self._tick(path, row)
-        self._flush_messages(path, row, batch)
+        self._flush_messages(path, kind, row, batch)
         self._tick(path, row)
 
+    def _mbox_start(self, path: Path, row: SourceProgress) -> int:
+        """Where to read an mbox this run: where the last run's last message began, when the
+        file is the one it read (grown, not rewritten) and a message still begins there; else
+        the top. A mailbox that bounces are appended to then costs each night what arrived
+        since, not the whole file again (its messages already recorded would be skipped by
+        their digests, but only after reading and hashing them all)."""
+        with self.sessions() as session:
+            saved = _saved_source(session, path)
+            if saved is None or saved.format != "mbox":
+                return 0
+            start = resume_offset(path, FileIdentity.from_key(saved.identity), saved.offset)
+        if start and starts_mbox_message(path, start):
+            row.note = f"resumed at byte {start}"
+            return start
+        return 0
+
     def _flush_messages(
-        self, path: Path, row: SourceProgress, batch: list[tuple[str, bytes]]
+        self, path: Path, kind: str, row: SourceProgress, batch: list[tuple[str, bytes]]
     ) -> None:
         if not batch:
             return
@@ -478,6 +500,12 @@ class _Ingest:
                 session.add(
                     IngestedMessage(key=digest, source=str(path)[:1000], recorded_at=self.now)
                 )
+            if kind == "mbox":
+                # The next run starts at this batch's last message, not after it: a message
+                # at the end of the file may still be being appended to. Read again, it is
+                # skipped by its digest when it is whole; grown, it is read as it now is.
+                saved = _saved_source(session, path)
+                _checkpoint(session, saved, path, kind, int(batch[-1][0]), len(batch), self.now)
 
 
 def run_nightly(

@@ -104,6 +104,56 @@ def test_a_log_that_grew_is_read_from_where_the_last_run_stopped(
     assert summary.recorded == 1
 
 
+def _mbox_offsets(data: bytes) -> list[int]:
+    """Where each message of an mbox begins (its "From " line after a blank line)."""
+    return [0] + [i + 2 for i in range(len(data) - 6) if data[i : i + 7] == b"\n\nFrom "]
+
+
+def test_an_mbox_that_grew_is_read_from_its_last_message_on(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    # Bounces are appended to a mailbox all day: a night reads what came since the last one
+    # (and the last message it read, which might have been cut short then), not the whole
+    # file again.
+    data = (EXAMPLES / "bounces.mbox").read_bytes()
+    starts = _mbox_offsets(data)
+    mbox = tmp_path / "bounces.mbox"
+    mbox.write_bytes(data[: starts[6]])
+    first = run_nightly(engine, [mbox], now=NOW)
+    assert first.sources[0].items == 6
+    with mbox.open("ab") as f:
+        f.write(data[starts[6] :])
+    second = run_nightly(engine, [mbox], now=NOW)
+    [source] = second.sources
+    assert source.note == f"resumed at byte {starts[5]}"
+    assert (source.items, source.duplicates) == (len(starts) - 5, 1)
+    # The two nights recorded what one night over the whole file records.
+    whole = DeliverabilityEngine(f"sqlite:///{tmp_path / 'whole.db'}", clock=lambda: NOW)
+    try:
+        once = run_nightly(whole, [EXAMPLES / "bounces.mbox"], now=NOW)
+    finally:
+        whole.close()
+    assert first.recorded + second.recorded == once.recorded
+
+
+def test_an_mbox_rewritten_where_its_last_message_began_is_read_from_the_top(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    data = (EXAMPLES / "bounces.mbox").read_bytes()
+    starts = _mbox_offsets(data)
+    mbox = tmp_path / "bounces.mbox"
+    mbox.write_bytes(data)
+    run_nightly(engine, [mbox], now=NOW)
+    # The same file (its first 4 KiB unchanged), but a message near the end is now longer:
+    # the saved offset falls inside a message.
+    cut = starts[-2] + 10
+    mbox.write_bytes(data[:cut] + b"X-Added: a header line of some length\n" + data[cut:])
+    second = run_nightly(engine, [mbox], now=NOW)
+    [source] = second.sources
+    assert source.note == ""
+    assert source.items == len(starts)
+
+
 def test_a_broken_line_is_rejected_with_its_position_and_the_rest_is_recorded(
     engine: DeliverabilityEngine, tmp_path: Path
 ) -> None:

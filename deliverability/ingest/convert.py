@@ -84,12 +84,13 @@ def log_item(record: LogRecord) -> ReplyRecord:
 
 
 def read_messages(
-    path: Path, kind: str, *, preamble: PreambleFn | None = None
+    path: Path, kind: str, *, preamble: PreambleFn | None = None, start_offset: int = 0
 ) -> Iterator[tuple[str, bytes]]:
     """(message key, raw bytes) for each message of an mbox, a Maildir or a single file;
-    `preamble` is told of bytes before an mbox's first "From " line (see `iter_mbox`)."""
+    `preamble` is told of bytes before an mbox's first "From " line (see `iter_mbox`), and an
+    mbox is read from `start_offset` (a message's key) on."""
     if kind == "mbox":
-        return iter_mbox(path, preamble=preamble)
+        return iter_mbox(path, preamble=preamble, start_offset=start_offset)
     if kind == "maildir":
         return iter_maildir(path)
     return iter_eml(path)

@@ -39,6 +39,7 @@ __all__ = [
     "iter_maildir",
     "iter_mbox",
     "parse_message",
+    "starts_mbox_message",
 ]
 
 
@@ -392,8 +393,20 @@ PREAMBLE_SHOWN = 2000
 _BOM = b"\xef\xbb\xbf"
 
 
+def starts_mbox_message(path: Path | str, offset: int) -> bool:
+    """Whether an mbox separator line (``From ``, RFC 4155) begins at byte `offset` of the file
+    and follows a blank line or the file's start: where `iter_mbox` can start."""
+    with Path(path).open("rb") as fh:
+        if offset > 0:
+            fh.seek(offset - 1)
+            if fh.read(1) != b"\n":
+                return False
+        line = fh.readline()
+    return line.startswith(b"From ") and _FROM_LINE.match(line) is not None
+
+
 def iter_mbox(
-    path: Path | str, *, preamble: PreambleFn | None = None
+    path: Path | str, *, preamble: PreambleFn | None = None, start_offset: int = 0
 ) -> Iterator[tuple[str, bytes]]:
     """Stream the messages of an mbox file, one at a time, keyed by the byte offset of each
     message's ``From `` separator line (stable from one run to the next as long as the file is
@@ -403,10 +416,16 @@ def iter_mbox(
     begins with one). When they hold more than white space (or a UTF-8 byte order mark),
     `preamble` is called with them once, before the first message is yielded (or at the end,
     when no ``From `` line follows), so the caller can record them as rejected input.
+
+    `start_offset` starts reading there instead of at the top: the offset of a message's
+    ``From `` line, as a key of an earlier read gives it (`starts_mbox_message` checks one).
     """
+    if start_offset < 0:
+        raise ValueError("start_offset must not be negative")
     p = Path(path)
     with p.open("rb") as fh:
-        offset = 0
+        fh.seek(start_offset)
+        offset = start_offset
         start: int | None = None
         lines: list[bytes] = []
         previous_blank = True
