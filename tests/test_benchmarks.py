@@ -65,6 +65,7 @@ def test_the_hygiene_benchmark_runs_and_prints_every_figure() -> None:
         "of which the hook (CPU)",
         "ratio 4000 / 2000",
         "40 bounces: evaluate",
+        "40 bounces from 10 addresses: evaluate",
         "ratio 80 / 40 bounces",
     ):
         assert line in out, f"{line!r} missing from:\n{out}"

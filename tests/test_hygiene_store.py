@@ -801,6 +801,59 @@ def test_an_address_that_bounced_just_before_the_window_counts_once_inside_it(
     assert (evidence["addresses"], evidence["bounces"]) == (n, n + 1)
 
 
+@pytest.mark.parametrize("nightly", [False, True], ids=["incremental", "nightly"])
+def test_a_delivery_a_fraction_of_a_millisecond_after_the_last_bounce_is_not_in_its_window(
+    session: Session, history: History, frozen_now: datetime, nightly: bool
+) -> None:
+    # Exactly the incident fraction of attempts at the last bounce; a delivery 0.3 ms later,
+    # in the same millisecond (recorded before the bounce, so every path sees it when judging
+    # the bounce), is after its window's end: times keep their microseconds.
+    n = H.incident_addresses
+    deliveries = int(n / H.incident_fraction) - n
+    last = frozen_now + timedelta(minutes=1, microseconds=100)
+    specs = [
+        (f"ok{i}", frozen_now + i * timedelta(seconds=1), Outcome.DELIVERED, Reason.DELIVERED)
+        for i in range(deliveries)
+    ]
+    specs += [
+        (f"u{i}", frozen_now + timedelta(seconds=30 + i), Outcome.BOUNCED, Reason.USER_UNKNOWN)
+        for i in range(n - 1)
+    ]
+    specs.append(("late", last + timedelta(microseconds=300), Outcome.DELIVERED, Reason.DELIVERED))
+    specs.append((f"u{n - 1}", last, Outcome.BOUNCED, Reason.USER_UNKNOWN))
+    rows = [
+        history.event(f"{local}@broken.example", at, outcome, reason,
+                      decisive=outcome is Outcome.BOUNCED)
+        for local, at, outcome, reason in specs
+    ]  # fmt: skip
+    if nightly:
+        store_hygiene.evaluate(session, POLICY, last + timedelta(seconds=1))
+    else:
+        for row in rows:
+            history.run([row], row.at)
+    evidence = _incident_evidence(session)
+    assert (evidence["addresses"], evidence["bounces"], evidence["attempts"]) == (
+        n,
+        n,
+        deliveries + n,
+    )
+
+
+@pytest.mark.parametrize("nightly", [False, True], ids=["incremental", "nightly"])
+def test_a_bounce_a_fraction_of_a_millisecond_more_than_the_window_before_is_not_in_it(
+    session: Session, history: History, frozen_now: datetime, nightly: bool
+) -> None:
+    n = H.incident_addresses
+    first = frozen_now + timedelta(microseconds=600)
+    last = first + H.incident_window + timedelta(microseconds=400)
+    times = [("u0", first)]
+    times += [(f"u{i}", frozen_now + timedelta(minutes=10, seconds=i)) for i in range(1, n - 1)]
+    times.append((f"u{n - 1}", last))
+    _bounces_at(history, times, nightly)
+    assert _actions(session, ActionKind.ALERT) == []
+    assert len(_suppressed(session)) == n
+
+
 def test_bounces_below_the_incident_fraction_of_attempts_are_not_an_incident(
     session: Session, history: History, frozen_now: datetime
 ) -> None:

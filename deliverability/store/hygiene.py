@@ -1031,11 +1031,7 @@ class _Evaluator:
         Each candidate's window is counted by one pass of window functions over its domain's
         events around the candidates (`_incident_windows`): its cost follows the events in
         those spans, where a join of each bounce with its window grew with the square of a
-        burst (17,000 bounces in an hour took minutes). Window functions cannot count distinct
-        addresses, so they count the bounces and, as a bound, the bounces that repeat an
-        address bounced shortly before; only a bounce whose judgement that bound leaves open
-        is counted exactly (`_exact_incident_counts`), as is the one whose counts the alert
-        shows when it has such repeats."""
+        burst (8,000 bounces in an hour took 34 s to evaluate)."""
         h = self.policy.hygiene
         if self.census["hard"] + self.census["ambiguous"] == 0:
             return {}
@@ -1046,53 +1042,44 @@ class _Evaluator:
             return {}
         wanted = {event_id: domain for event_id, domain, _ in candidates}
         statement = self._cached("incident_windows", self._incident_windows)
-        #: domain -> [(at, id, counts or None where only the exact count can tell)]
-        found: dict[str, list[tuple[datetime, int, tuple[int, int, int] | None]]] = defaultdict(
-            list
-        )
-        undecided: list[tuple[int, str, datetime]] = []
+        #: domain -> [(at, id, (addresses, bounces, attempts))] of its triggers
+        found: dict[str, list[tuple[datetime, int, tuple[int, int, int]]]] = defaultdict(list)
         for domain, lo, hi in _spans_around(candidates, h.incident_window):
             params = {"span_domain": domain, "span_lo": lo, "span_hi": hi}
-            for event_id, at, bounces, attempts, repeats in self.conn.execute(statement, params):
+            for event_id, at, addresses, bounces, attempts in self.conn.execute(statement, params):
                 if wanted.get(event_id) != domain:
                     continue  # not judged in this evaluation
                 # Sums come back as Decimal on some backends.
-                n_bounces, n_attempts, n_repeats = int(bounces), int(attempts), int(repeats)
-                at = _loaded(self.s, at)
-                if n_repeats == 0:
-                    # No address bounced twice in the window: each bounce is another address.
-                    if is_incident(n_bounces, n_bounces, n_attempts, h):
-                        found[domain].append((at, event_id, (n_bounces, n_bounces, n_attempts)))
-                elif is_incident(n_bounces - n_repeats, n_bounces, n_attempts, h):
-                    # Even with every bound repeat another bounce of a counted address.
-                    found[domain].append((at, event_id, None))
-                else:
-                    undecided.append((event_id, domain, at))
-        for event_id, domain, at, exact in self._exact_incident_counts(undecided):
-            if is_incident(*exact, h):
-                found[domain].append((at, event_id, exact))
+                counts = (int(addresses), int(bounces), int(attempts))
+                if is_incident(*counts, h):
+                    found[domain].append((_loaded(self.s, at), event_id, counts))
         triggers: dict[str, list[datetime]] = {}
         for domain, rows in found.items():
             # The alert shows the counts at the domain's latest trigger.
-            at, event_id, counts = max(rows, key=lambda row: (row[0], row[1]))
-            if counts is None:
-                [(_, _, _, counts)] = self._exact_incident_counts([(event_id, domain, at)])
-            self.incident_counts[domain] = counts
+            self.incident_counts[domain] = max(rows, key=lambda row: (row[0], row[1]))[2]
             triggers[domain] = [row[0] for row in rows]
         return triggers
 
     def _incident_windows(self) -> Select[Any]:
-        """Every bounce at one domain within a span that could be an incident, with the bounces
-        and attempts in its incident window (`incident_window` back to its own time, both
-        ends included) and the bounces in it that follow a bounce of the same address within
-        `incident_window`: at least as many as the window holds bounces of addresses it
-        already counted. From one range of events (domain, at), read from `incident_window`
-        before the span (`span_lo` and `span_hi` as `_spans_around` gives them)."""
+        """Every bounce at one domain within a span (`span_lo` to `span_hi`, as `_spans_around`
+        gives them) that could be an incident, with the distinct addresses bounced, the bounces
+        and the attempts in its incident window: `incident_window` back to its own time, both
+        ends included, ties included. One range of events (domain, at), window functions over
+        it, no join.
+
+        Window functions do not count distinct values. The addresses are the bounces less the
+        *pairs* in the window: two bounces of one address with none of it between them (one
+        address bouncing k times in the window makes k - 1). A pair longer than the window is
+        never inside one; a shorter pair is inside the window ending at T when it ends by T and
+        does not start before T - window (it cannot start before and end after). So the pairs
+        inside are those *ended* by T less those *started* before T - window: two running sums
+        over one ordering by time, the second over a row added at each shorter pair's start.
+        """
         x = _EVENTS.c
         h = self.policy.hygiene
         time, per_second = self._time_number(x.at)
         width = round(h.incident_window.total_seconds() * per_second)
-        inner = (
+        events = (
             sa.select(
                 x.id,
                 x.at,
@@ -1106,107 +1093,80 @@ class _Evaluator:
                 x.at >= sa.bindparam("span_lo", type_=UTCDateTime()),
                 x.at <= sa.bindparam("span_hi", type_=UTCDateTime()),
             )
-            .subquery()
+            .subquery("incident_events")
         )
-        i = inner.c
+        e = events.c
         # The previous bounce of the same address (bounces and other events apart).
-        previous = sa.func.lag(i.t).over(
-            partition_by=(i.recipient_id, i.is_bounce), order_by=(i.t, i.id)
+        previous = sa.func.lag(e.t).over(
+            partition_by=(e.recipient_id, e.is_bounce), order_by=(e.t, e.id)
         )
-        repeat = sa.case((sa.and_(i.is_bounce == 1, previous >= i.t - width), 1), else_=0)
         marked = sa.select(
-            i.id, i.at, i.t, i.is_bounce, i.is_attempt, repeat.label("is_repeat")
+            e.id, e.at, e.t, e.is_bounce, e.is_attempt, previous.label("pair_start")
         ).subquery("incident_marked")
+        m = marked.c
+        # A pair no longer than the window (a null start, a first bounce, is none).
+        short = sa.and_(m.is_bounce == 1, m.pair_start >= m.t - width)
+        zero, one = sa.literal(0, sa.Integer()), sa.literal(1, sa.Integer())
+        rows = sa.union_all(
+            sa.select(
+                m.id,
+                m.at,
+                m.t,
+                m.is_bounce,
+                m.is_attempt,
+                sa.case((short, 1), else_=0).label("pair_end"),
+                zero.label("pair_start_row"),
+            ),
+            # Each short pair's start, as a row of its own at that time.
+            sa.select(m.id, m.at, m.pair_start, zero, zero, zero, one).where(short),
+        ).subquery("incident_rows")
 
-        def in_window(column: str, label: str) -> ColumnElement[int]:
-            # A RANGE frame: every event from `width` before this one's time to its time, ties
-            # included. Written out because SQLAlchemy binds a frame's offset as a parameter of
-            # type INTEGER (2.1) where PostgreSQL needs the BIGINT of these microseconds; the
-            # width is a whole number made here from the policy.
+        def running(column: str, frame: str, label: str) -> ColumnElement[int]:
+            # RANGE frames over the whole-number time. Written out: SQLAlchemy binds a frame's
+            # offset as a parameter of type INTEGER (2.1), where PostgreSQL needs the BIGINT of
+            # these microseconds; the width is a whole number made here from the policy.
             return sa.literal_column(
-                f"sum(incident_marked.{column}) OVER (ORDER BY incident_marked.t"
-                f" RANGE BETWEEN {int(width)} PRECEDING AND CURRENT ROW)",
+                f"coalesce(sum(incident_rows.{column}) OVER (ORDER BY incident_rows.t"
+                f" RANGE BETWEEN {frame}), 0)",
                 sa.BigInteger,
             ).label(label)
 
-        m = marked.c
+        window = f"{width} PRECEDING AND CURRENT ROW"
+        r = rows.c
         counted = sa.select(
-            m.id,
-            m.at,
-            m.is_bounce,
-            in_window("is_bounce", "bounces"),
-            in_window("is_attempt", "attempts"),
-            in_window("is_repeat", "repeats"),
+            r.id,
+            r.at,
+            r.is_bounce,
+            r.pair_start_row,
+            running("is_bounce", window, "bounces"),
+            running("is_attempt", window, "attempts"),
+            running("pair_end", "UNBOUNDED PRECEDING AND CURRENT ROW", "pairs_ended"),
+            # Started before T - window: at T - window - 1 microsecond at the latest.
+            running("pair_start_row", f"UNBOUNDED PRECEDING AND {width + 1} PRECEDING", "early"),
         ).subquery()
         c = counted.c
-        return sa.select(c.id, c.at, c.bounces, c.attempts, c.repeats).where(
+        addresses = c.bounces - (c.pairs_ended - c.early)
+        return sa.select(c.id, c.at, addresses, c.bounces, c.attempts).where(
+            c.pair_start_row == 0,
             c.is_bounce == 1,
-            c.bounces >= h.incident_addresses,
+            addresses >= h.incident_addresses,
             c.bounces >= c.attempts * h.incident_fraction,
         )
 
     def _time_number(self, at: Any) -> tuple[ColumnElement[int], int]:
-        """A stored time as a whole number (for a window function's RANGE frame) and how many
-        of its units make a second: microseconds since the epoch, milliseconds on SQLite, whose
-        date functions keep no more (as `_shift`)."""
+        """A stored time as a whole number, for a window function's RANGE frame, and how many
+        of its units make a second: microseconds since the epoch on every backend (SQLite's
+        text keeps them all: "YYYY-MM-DD HH:MM:SS.ffffff", which its date functions would
+        round to the millisecond)."""
         dialect = self.s.get_bind().dialect.name
         if dialect == "sqlite":
-            days = sa.func.julianday(at) - 2440587.5
-            return sa.cast(sa.func.round(days * 86_400_000.0), sa.BigInteger), 1000
+            seconds = sa.cast(sa.func.strftime("%s", sa.func.substr(at, 1, 19)), sa.BigInteger)
+            micro = sa.cast(sa.func.substr(at, 21, 6), sa.BigInteger)
+            return seconds * 1_000_000 + micro, 1_000_000
         if dialect == "postgresql":
             return sa.cast(sa.extract("epoch", at) * 1_000_000, sa.BigInteger), 1_000_000
         epoch = sa.literal("1970-01-01 00:00:00")
         return sa.func.timestampdiff(sa.text("MICROSECOND"), epoch, at), 1_000_000
-
-    def _exact_incident_counts(
-        self, bounces: list[tuple[int, str, datetime]]
-    ) -> list[tuple[int, str, datetime, tuple[int, int, int]]]:
-        """(id, domain, at, (addresses, bounces, attempts)) in the window of each of `bounces`
-        ((id, domain, at)), counted exactly: a join of each with its window."""
-        h = self.policy.hygiene
-
-        def build() -> Select[Any]:
-            wt = _EVENTS.alias()
-            w = wt.c
-            a = self.a
-            bounce = _is_bounce(w, self.policy)
-            return (
-                sa.select(
-                    a.id,
-                    a.domain,
-                    a.at,
-                    sa.func.count(sa.distinct(sa.case((bounce, w.recipient_id)))),
-                    sa.func.sum(sa.case((bounce, 1), else_=0)),
-                    sa.func.sum(sa.case((_is_attempt(w), 1), else_=0)),
-                )
-                .join(wt, _same_domain(self.s, w, a, "touched_domains"))
-                .where(
-                    a.id.in_(sa.bindparam("candidates", expanding=True)),
-                    w.at >= _shift(self.s, a.at, -h.incident_window),
-                    *_between(self.s, w.at, "candidates_from", "candidates_hi"),
-                    *_between(self.s, a.at, "candidates_lo", "candidates_hi"),
-                    w.at <= a.at,
-                )
-                .group_by(a.id, a.domain, a.at)
-            )
-
-        out = []
-        for part in _chunks(bounces):
-            times = [at for _, _, at in part]
-            params = {
-                **self.params,
-                "candidates": [i for i, _, _ in part],
-                "touched_domains": sorted({d for _, d, _ in part}),
-                "candidates_lo": min(times),
-                "candidates_hi": max(times),
-                "candidates_from": min(times) - h.incident_window,
-            }
-            for event_id, domain, at, addresses, n_bounces, attempts in self.conn.execute(
-                self._cached("incident_exact", build), params
-            ):
-                counts = (int(addresses), int(n_bounces), int(attempts))
-                out.append((event_id, domain, _loaded(self.s, at), counts))
-        return out
 
     def _incident_candidates(
         self, suppressions: dict[int, _Suppress]
