@@ -11,23 +11,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_record_benchmark_runs_and_prints_every_figure() -> None:
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "bench_record.py"),
-            "--n",
-            "400",
-            "--memory-sizes",
-            "100,200",
-            "--calls",
-            "3",
-        ],
+def _run(script: str, *args: str) -> str:
+    """What a benchmark of bench/ prints, run as a user runs it; it must exit 0."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
         check=True,
         capture_output=True,
         text=True,
         timeout=300,
     ).stdout
+
+
+def test_the_record_benchmark_runs_and_prints_every_figure() -> None:
+    out = _run("bench_record.py", "--n", "400", "--memory-sizes", "100,200", "--calls", "3")
     for line in (
         "floor (sqlite3 executemany, 1 transaction)",
         "ratio record_many / floor",
@@ -42,24 +38,10 @@ def test_the_record_benchmark_runs_and_prints_every_figure() -> None:
 
 
 def test_the_hygiene_benchmark_runs_and_prints_every_figure() -> None:
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "bench_hygiene.py"),
-            "--history",
-            "2000,4000",
-            "--new",
-            "200",
-            "--record",
-            "400",
-            "--burst",
-            "40,80",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    ).stdout
+    out = _run(
+        "bench_hygiene.py",
+        *("--history", "2000,4000", "--new", "200", "--record", "400", "--burst", "40,80"),
+    )
     for line in (
         "ratio floor / record_many",
         "of which the hook (CPU)",
