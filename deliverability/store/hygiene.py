@@ -1185,9 +1185,9 @@ class _Evaluator:
         minute around the points, from the (domain, at, outcome, kind) index; then, per bounce,
         the minutes overlapping its window give an upper bound on its bounces (every `bounced`
         outcome, partial minutes included) and the minutes wholly inside it a lower bound on its
-        attempts. A bounce where even these bounds cannot make an incident is not one. This costs
-        a small fraction of counting each window exactly, or of window functions over every event
-        in the range. The late anchors are read (one range of events (domain, at) per span of
+        attempts. A bounce where even these bounds cannot make an incident is not one. This reads
+        the index alone: a small fraction of what counting the windows costs (`_incident_windows`
+        reads every event of its spans, rows included). The late anchors are read (one range of events (domain, at) per span of
         points) only around the points near a minute where such a bounce could be, which most
         runs have none of."""
         h = self.policy.hygiene
