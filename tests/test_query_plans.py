@@ -106,7 +106,10 @@ def _full_scans(conn: sa.Connection, sql: str, params: Any) -> list[str]:
         for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params):
             detail = str(row[-1])
             # "SCAN events" (a table read row by row); "SCAN t USING INDEX ..." walks an index.
-            match = re.match(r"SCAN (\w+)$", detail)
+            # An automatic index is built by reading the whole table first.
+            match = re.match(r"SCAN (\w+)$", detail) or re.match(
+                r"(?:SCAN|SEARCH) (\w+) USING AUTOMATIC", detail
+            )
             if match and match.group(1) in history:
                 found.append(detail)
     elif name == "postgresql":

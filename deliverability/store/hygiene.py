@@ -1187,9 +1187,9 @@ class _Evaluator:
         outcome, partial minutes included) and the minutes wholly inside it a lower bound on its
         attempts. A bounce where even these bounds cannot make an incident is not one. This reads
         the index alone: a small fraction of what counting the windows costs (`_incident_windows`
-        reads every event of its spans, rows included). The late anchors are read (one range of events (domain, at) per span of
-        points) only around the points near a minute where such a bounce could be, which most
-        runs have none of."""
+        reads every event of its spans, rows included). The late anchors are read (one range
+        of events (domain, at) per span of points) only around the points near a minute where
+        such a bounce could be, which most runs have none of."""
         h = self.policy.hygiene
         window = h.incident_window
         anchors = [

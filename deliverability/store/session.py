@@ -204,6 +204,13 @@ def _configure_sqlite(engine: Engine, *, in_memory: bool) -> None:
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             # SQLite leaves foreign keys off unless asked, per connection.
             cursor.execute("PRAGMA foreign_keys=ON")
+            # No automatic indexes: one is built by reading a whole table, on every statement
+            # that gets one. Every statement here is written for an index of the schema
+            # (tests/test_query_plans.py checks them); where SQLite could not tell how many rows
+            # a list gives (`json_each`), it built one over every block of the history instead
+            # of reading each domain's (domain, at) range
+            # (https://www.sqlite.org/optoverview.html#autoindex).
+            cursor.execute("PRAGMA automatic_index=OFF")
         finally:
             cursor.close()
 
