@@ -1514,7 +1514,8 @@ class _Evaluator:
         limit of 32,766 (and would pass PostgreSQL's 65,535), so on those the list is one
         parameter: a JSON array read by `json_each` on SQLite
         (https://www.sqlite.org/json1.html#jeach), an array compared with `= ANY` on
-        PostgreSQL, both of which still drive the (domain, at, ...) index one domain at a time.
+        PostgreSQL, both of which still drive the (domain, at, ...) index one domain at a time
+        (on SQLite because it may build no automatic index instead: `store.session`).
         MariaDB's driver writes the values into the statement's text, which has no such limit,
         and MariaDB range-scans an index only on constants (see `_between`)."""
         dialect = self.s.get_bind().dialect.name
