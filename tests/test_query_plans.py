@@ -304,6 +304,19 @@ def test_the_outcome_counts_of_one_domain_read_the_events_index_alone(
 BLOCKED = "554 5.7.1 Service unavailable; Client host blocked using zen.spamhaus.org"
 
 
+def _missing_mailboxes(start: Any) -> list[ReplyRecord]:
+    """25 missing mailboxes at broken.example, 5 s apart from `start`: a domain incident."""
+    return [
+        ReplyRecord(
+            recipient=f"x{i}@broken.example",
+            message_id=f"<x{i}@list.example>",
+            reply=MISSING,
+            at=start + timedelta(seconds=5 * i),
+        )
+        for i in range(25)
+    ]
+
+
 def test_late_destination_replies_are_judged_through_an_index_for_every_history_table(
     engine: Engine, clock: FakeClock
 ) -> None:
@@ -322,15 +335,7 @@ def test_late_destination_replies_are_judged_through_an_index_for_every_history_
             )
             for i in range(12)
         ]
-        + [
-            ReplyRecord(
-                recipient=f"x{i}@broken.example",
-                message_id=f"<x{i}@list.example>",
-                reply=MISSING,
-                at=burst + timedelta(seconds=5 * i),
-            )
-            for i in range(25)
-        ]
+        + _missing_mailboxes(burst)
     )
     statements, _ = _captured(engine)
     early = burst - timedelta(minutes=5)
@@ -360,14 +365,6 @@ def test_a_domain_incident_is_counted_through_an_index_for_every_history_table(
     # functions over one range of that domain's events, which must be an index range.
     statements, _ = _captured(engine)
     burst = clock.now - timedelta(hours=1)
-    engine.record_many(
-        ReplyRecord(
-            recipient=f"x{i}@broken.example",
-            message_id=f"<x{i}@list.example>",
-            reply=MISSING,
-            at=burst + timedelta(seconds=5 * i),
-        )
-        for i in range(25)
-    )
+    engine.record_many(_missing_mailboxes(burst))
     assert any("incident_marked" in sql for sql, _ in statements)
     _assert_no_full_scan(engine, statements)
