@@ -363,12 +363,18 @@ class _Ingest:
         if self.progress:
             self.progress(str(path), row.items)
 
-    def log(self, path: Path, kind: str, row: SourceProgress) -> None:
+    def _resume_point(self, path: Path) -> tuple[int, str | None]:
+        """Where the last run left this file (`resume_offset`: 0 for the top) and the format it
+        read it as (None: never read)."""
         with self.sessions() as session:
             saved = _saved_source(session, path)
-            saved_identity = FileIdentity.from_key(saved.identity) if saved else None
-            start = resume_offset(path, saved_identity, saved.offset if saved else 0)
-            saved_format = saved.format if saved else None
+            if saved is None:
+                return 0, None
+            identity = FileIdentity.from_key(saved.identity)
+            return resume_offset(path, identity, saved.offset), saved.format
+
+    def log(self, path: Path, kind: str, row: SourceProgress) -> None:
+        start, saved_format = self._resume_point(path)
         if start and saved_format is not None and saved_format != kind:
             # The last run read this file as another format (a wrong --format): what it saved
             # says nothing about this format's items, so all of it is read again; events are
@@ -458,11 +464,9 @@ class _Ingest:
         the top. A mailbox that bounces are appended to then costs each night what arrived
         since, not the whole file again (its messages already recorded would be skipped by
         their digests, but only after reading and hashing them all)."""
-        with self.sessions() as session:
-            saved = _saved_source(session, path)
-            if saved is None or saved.format != "mbox":
-                return 0
-            start = resume_offset(path, FileIdentity.from_key(saved.identity), saved.offset)
+        start, saved_format = self._resume_point(path)
+        if saved_format != "mbox":
+            return 0
         if start and starts_mbox_message(path, start):
             row.note = f"resumed at byte {start}"
             return start
