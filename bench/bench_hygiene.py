@@ -171,12 +171,12 @@ def read_new_events(path: Path, after: int) -> float:
 
 
 def nightly(
-    url: str, now: datetime
+    url: str, now: datetime, full: bool = False
 ) -> tuple[list[float], list[float], hygiene_store.EvaluationResult]:
-    """The wall and CPU times of REPEATS evaluations of the same new events, each rolled back
-    (the first one on a store just built), and the result of the first. CPU time (this process:
-    SQLite runs in it) is what the evaluation itself cost; wall time also counts waiting for
-    the other processes of a shared machine."""
+    """The wall and CPU times of REPEATS evaluations of the same new events (with `full`, of
+    the whole history), each rolled back (the first one on a store just built), and the result
+    of the first. CPU time (this process: SQLite runs in it) is what the evaluation itself
+    cost; wall time also counts waiting for the other processes of a shared machine."""
     engine = create_engine(url)
     policy = load_policy(None)
     walls: list[float] = []
@@ -186,7 +186,7 @@ def nightly(
         for _ in range(REPEATS):
             with Session(write_engine(engine)) as session:
                 started, cpu = time.perf_counter(), time.process_time()
-                results.append(hygiene_store.evaluate(session, policy, now))
+                results.append(hygiene_store.evaluate(session, policy, now, full=full))
                 walls.append(time.perf_counter() - started)
                 cpus.append(time.process_time() - cpu)
                 session.rollback()
@@ -261,25 +261,6 @@ def build_burst(path: Path, bounces: int, addresses: int | None = None) -> tuple
     return url, start + timedelta(hours=2)
 
 
-def full_evaluation(url: str, now: datetime) -> tuple[float, int]:
-    """The best wall time of REPEATS full evaluations (each rolled back), and what the first
-    raised."""
-    engine = create_engine(url)
-    policy = load_policy(None)
-    best, raised = float("inf"), -1
-    try:
-        for _ in range(REPEATS):
-            with Session(write_engine(engine)) as session:
-                started = time.perf_counter()
-                result = hygiene_store.evaluate(session, policy, now, full=True)
-                best = min(best, time.perf_counter() - started)
-                raised = result.raised if raised < 0 else raised
-                session.rollback()
-    finally:
-        engine.dispose()
-    return best, raised
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -343,7 +324,8 @@ def main() -> None:
                 path = Path(tmp) / f"burst{bounces}.db"
                 url, now = build_burst(path, bounces, addresses)
                 floor = read_new_events(path, 0)
-                elapsed, raised = full_evaluation(url, now)
+                runs, _cpus, result = nightly(url, now, full=True)
+                elapsed, raised = min(runs), result.raised
                 if addresses is None:
                     burst_times.append(elapsed)
                     shape = f"{bounces:>7} bounces"
