@@ -1,6 +1,7 @@
 """Benchmark: list hygiene, incremental (inside record_many) and nightly (set-based evaluate).
 
     python bench/bench_hygiene.py [--history 1000000,2000000] [--new 20000] [--record 100000]
+        [--traffic 1,100] [--traffic-hours 3] [--traffic-new 20000] [--burst 2000,8000]
 
 Prints, all measured in this run on SQLite files in a temporary directory:
 
@@ -8,13 +9,19 @@ Prints, all measured in this run on SQLite files in a temporary directory:
    bench_record (the same history rows and recipient upserts written with executemany):
    the ratio floor time / record_many time (target: at least 0.4), and the CPU time spent
    inside the hook.
-2. The nightly evaluation (`store.hygiene.evaluate`) of the same `--new` events on top of each
+2. `record_many` with the hook on live traffic: `--traffic-hours` of history at each
+   `--traffic` rate (events a second, at bench_record's five domains), then `--traffic-new`
+   events recorded at the same rate. A sender's log holds as many events a second as it
+   sends; the rules' windows (an hour for incidents and push-backs) then hold that many times
+   more events. The hook's CPU time an event at each rate, and their ratio: it should follow
+   the new events, not the traffic inside the windows (1 when it does).
+3. The nightly evaluation (`store.hygiene.evaluate`) of the same `--new` events on top of each
    history size. Each history is built with bulk inserts straight into the tables (not through
    the engine), at the same daily rate, so a larger history is a longer one. Each evaluation
    runs three times, rolled back (the best is kept, the first shown too), against its floor,
    reading the new events once (any evaluation has to), and the two times against each other
    (target: at most 1.3: the cost follows the new events, not the history).
-3. A full evaluation (`evaluate(full=True)`) of a burst of hard bounces from one domain within
+4. A full evaluation (`evaluate(full=True)`) of a burst of hard bounces from one domain within
    an hour (a domain incident), at each `--burst` size, against its floor (reading the burst's
    events once). Every bounce's window is counted; the cost should follow the burst's size
    (double the burst, double the time), not its square.
@@ -71,26 +78,34 @@ def _choices() -> list[tuple[str, str, str, bool, bool]]:
     return out
 
 
-def _recipient_rows(start: datetime) -> list[tuple[Any, ...]]:
+def _recipient_rows(
+    start: datetime, domains: list[str] = DOMAINS, recipients: int = RECIPIENTS
+) -> list[tuple[Any, ...]]:
     at = start.strftime(_FMT)
     rows = []
-    for i in range(RECIPIENTS):
-        domain = DOMAINS[i % len(DOMAINS)]
+    for i in range(recipients):
+        domain = domains[i % len(domains)]
         key = f"user{i}@{domain}"
         rows.append((i + 1, key, key, domain, "retrying", "undefined", at, at, at))
     return rows
 
 
 def _event_rows(
-    rng: random.Random, first_id: int, start: datetime, days: float, n: int
+    rng: random.Random,
+    first_id: int,
+    start: datetime,
+    days: float,
+    n: int,
+    domains: list[str] = DOMAINS,
+    recipients: int = RECIPIENTS,
 ) -> list[tuple[Any, ...]]:
     choices = _choices()
     span = int(days * 86_400)
     offsets = sorted(rng.randrange(span) for _ in range(n))
     rows = []
     for i, offset in enumerate(offsets):
-        rid = rng.randrange(RECIPIENTS) + 1
-        domain = DOMAINS[(rid - 1) % len(DOMAINS)]
+        rid = rng.randrange(recipients) + 1
+        domain = domains[(rid - 1) % len(domains)]
         outcome, reason, fault, decisive, throttle = rng.choice(choices)
         at = (start + timedelta(seconds=offset, microseconds=i % 1_000_000)).strftime(_FMT)
         eid = first_id + i
@@ -195,7 +210,7 @@ def nightly(
     return walls, cpus, results[0]
 
 
-def record_many_with_hygiene(url: str, n: int) -> tuple[float, float]:
+def record_many_with_hygiene(url: str, n: int, per_second: float = 1.0) -> tuple[float, float]:
     """Wall seconds of record_many over bench_record's events, the hygiene hook on (the
     default), timed as bench_record times it (distinct replies classified beforehand), and the
     CPU seconds spent inside the hook (`on_events`: its queries included, SQLite runs in this
@@ -218,11 +233,46 @@ def record_many_with_hygiene(url: str, n: int) -> tuple[float, float]:
         )
         hook_cpu[0] = 0.0
         started = time.perf_counter()
-        result = engine.record_many(bench_record.events(n))
+        result = engine.record_many(bench_record.events(n, per_second))
         elapsed = time.perf_counter() - started
     if result.recorded != n:
         raise SystemExit(f"record_many recorded {result.recorded} of {n}")
     return elapsed, hook_cpu[0]
+
+
+def build_traffic(path: Path, per_second: float, hours: float) -> str:
+    """A store holding `hours` of the bench's mix of results at bench_record's domains and
+    addresses, `per_second` events a second up to bench_record.START, already evaluated (the
+    bookmark at its last event): the history a sender's live traffic is recorded on top of.
+    Returns the URL."""
+    url = f"sqlite:///{path}"
+    engine = create_engine(url)
+    upgrade_schema(engine)
+    engine.dispose()
+    n = max(1, int(per_second * hours * 3600))
+    start = bench_record.START - timedelta(hours=hours)
+    domains, recipients = bench_record.DOMAINS, TRAFFIC_RECIPIENTS
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=OFF")
+    with db:
+        db.executemany(_INSERT_RECIPIENT, _recipient_rows(start, domains, recipients))
+        db.executemany(
+            _INSERT_EVENT,
+            _event_rows(random.Random(11), 1, start, hours / 24, n, domains, recipients),
+        )
+        db.execute(
+            "INSERT INTO bookmarks (name, value, updated_at) VALUES (?, ?, ?)",
+            (hygiene_store.BOOKMARK, str(n), bench_record.START.strftime(_FMT)),
+        )
+    db.execute("ANALYZE")
+    db.close()
+    return url
+
+
+#: Addresses of the traffic histories: those bench_record.events gives the new events (its
+#: n / 4, user0 up) are among them.
+TRAFFIC_RECIPIENTS = 50_000
 
 
 def build_burst(path: Path, bounces: int, addresses: int | None = None) -> tuple[str, datetime]:
@@ -275,8 +325,20 @@ def main() -> None:
         default="2000,8000",
         help="bounces in a domain incident, comma separated (0: skip)",
     )
+    parser.add_argument(
+        "--traffic",
+        default="1,100",
+        help="events a second of live traffic, comma separated (0: skip)",
+    )
+    parser.add_argument(
+        "--traffic-hours", type=float, default=3.0, help="hours of history before the traffic"
+    )
+    parser.add_argument(
+        "--traffic-new", type=int, default=20_000, help="new events recorded at each rate"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.history.split(",") if int(s)]
+    rates = [float(s) for s in args.traffic.split(",") if float(s)]
     bursts = [int(s) for s in args.burst.split(",") if int(s)]
     print(f"load average {os.getloadavg()[0]:.1f}; SQLite files; one process")
     with tempfile.TemporaryDirectory(prefix="bench_hygiene_") as tmp:
@@ -289,6 +351,28 @@ def main() -> None:
             print(f"  record_many + hygiene:        {n / mine:10.0f} events/s")
             print(f"  ratio floor / record_many:    {floor / mine:10.2f}   (target >= 0.4)")
             print(f"  of which the hook (CPU):      {hook_cpu:10.2f} s of {mine:.2f} s")
+        if rates:
+            print(
+                f"record_many + hygiene on live traffic: {args.traffic_hours:g} h of history at"
+                f" a rate, then {args.traffic_new} new events at the same rate"
+            )
+        hook_costs: list[float] = []
+        for rate in rates:
+            path = Path(tmp) / f"traffic{rate:g}.db"
+            url = build_traffic(path, rate, args.traffic_hours)
+            mine, hook_cpu = record_many_with_hygiene(url, args.traffic_new, rate)
+            hook_costs.append(hook_cpu / args.traffic_new)
+            print(
+                f"  {rate:>7g} events/s: record_many + hygiene {args.traffic_new / mine:8.0f}"
+                f" events/s; the hook {hook_costs[-1] * 1e6:7.0f} us an event (CPU)"
+            )
+            path.unlink()
+        if len(hook_costs) >= 2:
+            print(
+                f"  ratio of the hook's cost an event, {rates[-1]:g} / {rates[0]:g} events/s:"
+                f" {hook_costs[-1] / hook_costs[0]:.2f}   (the cost should follow the new"
+                " events, not the traffic inside the rules' windows)"
+            )
         times: list[float] = []
         cpu_times: list[float] = []
         print(f"nightly evaluation of {args.new} new events")

@@ -73,8 +73,9 @@ def _reply_cycle() -> list[str]:
     return out
 
 
-def events(n: int) -> Iterator[dict[str, Any]]:
-    """`n` log items: n/4 recipients, four messages (campaigns) each, one reply per delivery."""
+def events(n: int, per_second: float = 1.0) -> Iterator[dict[str, Any]]:
+    """`n` log items: n/4 recipients, four messages (campaigns) each, one reply per delivery,
+    `per_second` of them a second from START."""
     cycle = _reply_cycle()
     recipients = max(1, n // 4)
     for i in range(n):
@@ -84,7 +85,7 @@ def events(n: int) -> Iterator[dict[str, Any]]:
             "recipient": f"user{r}@{DOMAINS[r % len(DOMAINS)]}",
             "message_id": f"<c{campaign}.{r}@list.example>",
             "reply": cycle[(i * 7919) % len(cycle)],
-            "at": (START + timedelta(seconds=i)).isoformat(),
+            "at": (START + timedelta(seconds=i / per_second)).isoformat(),
         }
 
 

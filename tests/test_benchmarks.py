@@ -41,10 +41,13 @@ def test_the_hygiene_benchmark_runs_and_prints_every_figure() -> None:
     out = _run(
         "bench_hygiene.py",
         *("--history", "2000,4000", "--new", "200", "--record", "400", "--burst", "40,80"),
+        *("--traffic", "1,20", "--traffic-hours", "0.05", "--traffic-new", "400"),
     )
     for line in (
         "ratio floor / record_many",
         "of which the hook (CPU)",
+        "20 events/s: record_many + hygiene",
+        "ratio of the hook's cost an event, 20 / 1 events/s",
         "ratio 4000 / 2000",
         "40 bounces: evaluate",
         "40 bounces from 10 addresses: evaluate",
