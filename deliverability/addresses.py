@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import idna
 
-from deliverability.errors import AddressError
+from deliverability.errors import AddressError, surrogate_at
 
 __all__ = ["Address", "mx_host_of", "normalize_address"]
 
@@ -76,6 +76,9 @@ def normalize_address(raw: str) -> Address:
         normal = _DOMAINS.get(domain)
         if normal is not None and len(local) <= _MAX_LOCAL:
             return Address(local=local, domain=normal)
+    at = surrogate_at(raw)
+    if at is not None:
+        raise AddressError(raw, f"it is not valid Unicode text (a lone surrogate at {at + 1})")
     text = raw.strip()
     low = text.lower()
     for prefix in ("rfc822;", "mailto:"):

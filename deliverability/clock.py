@@ -23,7 +23,11 @@ def ensure_utc(value: datetime) -> datetime:
         return value
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01T00:00+01:00 is in year 0 in UTC, 9999-12-31T23:59-01:00 in year 10000.
+        raise InputError(f"time {value.isoformat()} is out of range in UTC") from None
 
 
 def parse_time(text: str) -> datetime:
@@ -32,8 +36,31 @@ def parse_time(text: str) -> datetime:
     if value.endswith(("Z", "z")):
         value = value[:-1] + "+00:00"
     try:
-        return ensure_utc(datetime.fromisoformat(value))
+        parsed = datetime.fromisoformat(value)
     except ValueError:
         raise InputError(
             f"not an ISO 8601 time: {text!r} (example: 2026-11-28T17:00:00Z)"
         ) from None
+    return ensure_utc(parsed)
+
+
+#: The times a run may be made at (`--now`) and an event dated: SMTP is younger than the Unix
+#: epoch, and a run's windows and lifetimes (policy durations are at most 100 years:
+#: `policy.MAX_DURATION`) must end before the calendar does (`datetime.max`, in year 9999).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def parse_now(text: str, option: str = "--now") -> datetime:
+    """A run's time given on the command line (`parse_time`), between EARLIEST and LATEST."""
+    return check_run_time(parse_time(text), option)
+
+
+def check_run_time(value: datetime, option: str = "--now") -> datetime:
+    """`value` when it lies between EARLIEST and LATEST, else an InputError naming `option`."""
+    if not EARLIEST <= value < LATEST:
+        raise InputError(
+            f"{option} {value.isoformat()} is out of range: give a time from"
+            f" {EARLIEST:%Y} to {LATEST:%Y}"
+        )
+    return value

@@ -42,8 +42,15 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from deliverability.addresses import Address, mx_host_of, normalize_address, normalize_domain
-from deliverability.clock import Clock, ensure_utc, parse_time, system_clock
-from deliverability.errors import AddressError, DeliverabilityError, InputError, ReplyParseError
+from deliverability.clock import EARLIEST, Clock, ensure_utc, parse_time, system_clock
+from deliverability.errors import (
+    AddressError,
+    DeliverabilityError,
+    InputError,
+    ReplyParseError,
+    not_unicode,
+    storable,
+)
 from deliverability.hygiene import Throttle, open_key
 from deliverability.ingest.records import normalize_message_id
 from deliverability.policy import Policy, format_duration, load_policy
@@ -100,6 +107,8 @@ __all__ = [
 POLICY_ENV = "DELIVERABILITY_POLICY"
 #: A reply dated further ahead than this is refused: a wrong clock or a wrong time zone.
 FUTURE_TOLERANCE = timedelta(days=1)
+#: The largest attempt number: what an INTEGER column holds on every backend (32 bits).
+MAX_ATTEMPT = 2**31 - 1
 #: Events per transaction in `record_many`. Each commit writes every page the chunk touched,
 #: and the random event keys touch pages all over their index: at 200k events on SQLite,
 #: 2000 per chunk cost about a tenth less CPU than 1000 (4000 and 8000 little more). A chunk
@@ -632,9 +641,10 @@ def _cut_start(text: str, length: int) -> str:
 
 
 def _visible(text: str) -> str:
-    """`text` with its NUL characters shown as ``\\0``: PostgreSQL text cannot hold NUL, and a
-    JSON log line can carry one (``\\u0000``) without a NUL byte in the file."""
-    return text.replace("\x00", "\\0") if "\x00" in text else text
+    """`text` with its NUL characters shown as ``\\0`` and any lone surrogate as its escape
+    (`errors.storable`): PostgreSQL text cannot hold NUL, no database holds a surrogate, and a
+    JSON log line can carry either (``\\u0000``, ``\\ud800``) without such bytes in the file."""
+    return storable(text.replace("\x00", "\\0") if "\x00" in text else text)
 
 
 class Engine:
@@ -1247,6 +1257,10 @@ class Engine:
             except (TypeError, ValueError):
                 raise InputError(f"reply code {code!r} is not a number") from None
         parsed_status = parse_status(status) if status else None
+        if text:
+            problem = not_unicode("the reply's text", text)
+            if problem is not None:
+                raise ReplyParseError(text, problem)
         return Reply(code=number, status=parsed_status, text=(text or "").strip())
 
     def _prepare(self, record: ReplyRecord, index: int, now: datetime) -> _Item:
@@ -1323,6 +1337,9 @@ class Engine:
             if "\x00" in message_id:
                 # Not made visible as the other texts are: an id changed is another message.
                 raise InputError("message_id contains a NUL character")
+            problem = not_unicode("message_id", message_id)
+            if problem is not None:
+                raise InputError(problem)
         if attempt is not None:
             if isinstance(attempt, str) and attempt.strip().lstrip("-").isdigit():
                 attempt = int(attempt)
@@ -1331,6 +1348,8 @@ class Engine:
             if attempt < 1:
                 # Attempts count from 1, as the reply-log reader requires too.
                 raise InputError(f"attempt must be 1 or more, got {attempt}")
+            if attempt > MAX_ATTEMPT:
+                raise InputError(f"attempt {attempt} is more than {MAX_ATTEMPT:,}")
         if at is not None and at != "":
             if not isinstance(at, str | datetime):
                 # A date alone or an epoch number says nothing of the zone or the time of day.
@@ -1338,6 +1357,11 @@ class Engine:
                     f"time must be an ISO 8601 string or a datetime, got {type(at).__name__}"
                 )
             when = parse_time(at) if isinstance(at, str) else ensure_utc(at)
+            if when < EARLIEST:
+                raise InputError(
+                    f"time {when.isoformat()} is before {EARLIEST:%Y}: check the field and its"
+                    " time zone"
+                )
             if when > now + FUTURE_TOLERANCE:
                 # `now` may be the start of the chunk: ask the clock again before refusing.
                 now = self.now()
@@ -1353,6 +1377,10 @@ class Engine:
             raise InputError(f"mx_host must be a string, got {type(mx_host).__name__}")
         if key is not None and not isinstance(key, str):
             raise InputError(f"key must be a string, got {type(key).__name__}")
+        for field_name, value in (("mx_host", mx_host), ("key", key)):
+            problem = None if value is None else not_unicode(field_name, value)
+            if problem is not None:
+                raise InputError(problem)
         if verdict is not None and not isinstance(verdict, Verdict):
             raise InputError(f"verdict must be a Verdict, got {type(verdict).__name__}")
         judged = self._judged.get(reply) if isinstance(reply, str) else None

@@ -86,3 +86,33 @@ class IngestError(DeliverabilityError, ValueError):
         self.problem = problem
         self.raw = raw
         super().__init__(f"{source}:{position}: {problem}")
+
+
+def surrogate_at(text: str) -> int | None:
+    """Where `text` holds a lone surrogate (None when nowhere).
+
+    Such a string is not Unicode text: a JSON ``\\ud800`` escape or a file name read with
+    Python's surrogateescape make one, UTF-8 cannot encode it, and so no database stores it."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return err.start
+    return None
+
+
+def not_unicode(field: str, text: str) -> str | None:
+    """The reason to refuse `text` as `field` when it is not Unicode text (`surrogate_at`)."""
+    at = surrogate_at(text)
+    if at is None:
+        return None
+    return f"{field} is not valid Unicode text (a lone surrogate at character {at + 1})"
+
+
+def storable(text: str) -> str:
+    """`text` with any lone surrogate written as its escape (``\\udce9``): for the texts that
+    only say where something came from (a file name, a position), kept rather than refused."""
+    if surrogate_at(text) is None:
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

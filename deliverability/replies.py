@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from deliverability.errors import ReplyParseError
+from deliverability.errors import ReplyParseError, not_unicode
 
 __all__ = ["Reply", "StatusCode", "parse_reply", "parse_status"]
 
@@ -302,6 +302,9 @@ def parse_reply(text: str) -> Reply:
     problem: the text is empty, or holds neither a basic reply code nor an enhanced status code.
     """
     if isinstance(text, str):
+        problem = not_unicode("the reply", text)
+        if problem is not None:
+            raise ReplyParseError(text, problem)
         simple = _parse_simple(text)
         if simple is not None:
             return simple

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -180,6 +180,74 @@ def test_bad_input_to_a_single_call_is_a_clear_error(
     args.update(kwargs)
     with pytest.raises(error, match=match):
         engine.record(args.pop("recipient"), args.pop("reply"), **args)
+    assert _count(engine, Event) == 0
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        ({"recipient": "b\ud800@example.com"}, "not valid Unicode"),
+        ({"reply": "550 5.1.1 no such user\ud800"}, "not valid Unicode"),
+        ({"reply": None, "code": 550, "status": "5.1.1", "text": "no\udcffuser"}, "not valid"),
+        ({"message_id": "m\ud8002"}, "message_id is not valid Unicode"),
+        ({"attempt": 2**63}, "attempt 9223372036854775808 is more than"),
+        ({"attempt": "99999999999999999999"}, "is more than"),
+        ({"at": "0001-01-01T00:00:00+01:00"}, "out of range"),
+        ({"at": "9999-12-31T23:59:59-01:00"}, "out of range"),
+        ({"at": datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))}, "out of range"),
+        ({"at": "1900-01-01T00:00:00Z"}, "before 1970"),
+    ],
+)
+def test_an_item_no_database_could_store_is_rejected_and_the_batch_goes_on(
+    engine: Engine, bad: dict[str, Any], match: str
+) -> None:
+    # A JSON log line can carry a lone surrogate ("\ud800"), which UTF-8 cannot encode; a
+    # number or a time can be beyond what a column or datetime holds. Each failed the whole
+    # chunk in the database, or in the arithmetic on times, and stopped the nightly job.
+    result = engine.record_many(
+        [
+            {"recipient": "a@example.com", "reply": OK, "message_id": "m1"},
+            {"recipient": "b@example.com", "reply": OK, "message_id": "m2", **bad},
+            {"recipient": "c@example.com", "reply": OK, "message_id": "m3"},
+        ]
+    )
+    assert result.recorded == 2
+    assert [r.position for r in result.rejected] == ["2"]
+    assert match in result.rejected[0].reason
+    assert _count(engine, RejectedInput) == 1
+
+
+def test_a_source_name_that_is_not_unicode_is_stored_with_the_bad_character_escaped(
+    engine: Engine,
+) -> None:
+    # A file name read with surrogateescape (bytes that are not UTF-8) names where an event
+    # came from: kept, with the character written as an escape, rather than the event lost.
+    name = "l\udce9.log"
+    result = engine.record_many(
+        [
+            {"recipient": "a@example.com", "reply": OK, "message_id": "m1", "source": name},
+            {"recipient": "b@example.com", "reply": "hello", "source": name},
+        ]
+    )
+    assert result.recorded == 1
+    with Session(engine.db) as s:
+        assert s.scalars(select(Event.source)).all() == ["l\\udce9.log"]
+        assert s.scalars(select(RejectedInput.source)).all() == ["l\\udce9.log"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"attempt": 2**31}, "is more than"),
+        ({"at": datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))}, "out of range"),
+        ({"at": datetime(1969, 12, 31, 23, 59, tzinfo=UTC)}, "before 1970"),
+    ],
+)
+def test_a_value_beyond_what_the_store_holds_is_a_clear_error_for_a_single_call(
+    engine: Engine, kwargs: dict[str, Any], match: str
+) -> None:
+    with pytest.raises(InputError, match=match):
+        engine.record("alice@example.com", OK, message_id="m1", **kwargs)
     assert _count(engine, Event) == 0
 
 

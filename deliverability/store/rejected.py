@@ -14,6 +14,7 @@ from typing import cast
 
 from sqlalchemy import Connection, String, Table, insert, select
 
+from deliverability.errors import storable
 from deliverability.store.models import RejectedInput
 
 __all__ = ["RAW_STORED", "raw_digest", "store_rejected"]
@@ -41,7 +42,11 @@ def store_rejected(
     rows: dict[tuple[str, str, str], dict[str, object]] = {}
     for source, position, error, raw in items:
         raw = raw[:RAW_STORED]
-        key = (source[:_SOURCE_LENGTH], position[:_POSITION_LENGTH], raw_digest(raw))
+        # The digest of the text as given (as earlier versions stored it); the texts themselves
+        # with any lone surrogate escaped: the item is refused for it, its row must still store.
+        digest = raw_digest(raw)
+        source, position, error, raw = (storable(t) for t in (source, position, error, raw))
+        key = (source[:_SOURCE_LENGTH], position[:_POSITION_LENGTH], digest)
         if key not in rows:
             if len(error) > _ERROR_LENGTH:
                 error = error[: _ERROR_LENGTH - 3] + "..."
