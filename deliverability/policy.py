@@ -154,6 +154,11 @@ _CODE_PATTERN_RE = re.compile(r"^[1-5][0-9x][0-9x]$")
 _STATUS_PART_RE = re.compile(r"^(?:\d{1,3}|\*)$")
 
 
+#: The longest duration a policy or an option may give: a retention, a lifetime or a window
+#: longer than a century says nothing more, and every time plus it must stay in the calendar.
+MAX_DURATION = timedelta(days=36_500)
+
+
 def parse_duration(text: str) -> timedelta:
     """Read a duration such as ``"90s"``, ``"30m"``, ``"4h"``, ``"5d"``, ``"1w"`` or ``"1h30m"``.
 
@@ -165,6 +170,10 @@ def parse_duration(text: str) -> timedelta:
             " (expected a number and a unit s, m, h, d or w, like '30m')"
         )
     seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION_RE.findall(text))
+    if seconds > MAX_DURATION.total_seconds():
+        # A run adds its windows and lifetimes to its time: a longer one ends past the calendar
+        # (datetime.max) and stopped every run with "date value out of range".
+        raise ValueError(f"duration {_toml(text)} is longer than {MAX_DURATION.days}d (100 years)")
     return timedelta(seconds=seconds)
 
 

@@ -320,6 +320,19 @@ def test_problem_text_has_file_line_severity_key_message_and_fix(tmp_path: Path)
     )
 
 
+@pytest.mark.parametrize("text", ["3000000d", "99999999999d", "5300w"])
+def test_a_duration_longer_than_a_century_is_a_problem_with_its_line(
+    tmp_path: Path, text: str
+) -> None:
+    # "3000000d" passed the check and then stopped every nightly run ("date value out of
+    # range"); "99999999999d" stopped the check itself (OverflowError).
+    path = write(tmp_path, f"[backoff]\nlifetime = '{text}'\n")
+    (problem,) = check_policy_file(path)
+    assert f"{path}:2: error: backoff.lifetime: duration '{text}' is longer than" in str(problem)
+    with pytest.raises(ValueError, match="100 years"):
+        parse_duration(text)
+
+
 @pytest.mark.parametrize(
     ("text", "value"),
     [

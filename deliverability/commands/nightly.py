@@ -20,7 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from sqlalchemy import func, make_url, select
 from sqlalchemy.orm import Session
 
-from deliverability.clock import parse_time, system_clock
+from deliverability.clock import parse_now, system_clock
 from deliverability.commands.base import LOG_TZ_ENV, AppContext
 from deliverability.ingest.convert import parse_verp_template
 from deliverability.ingest.messages import DEFAULT_VERP, VerpFormat
@@ -48,7 +48,7 @@ EXIT_REJECTED = 1
 
 
 def _now(value: str | None) -> datetime:
-    return parse_time(value) if value else system_clock()
+    return parse_now(value) if value else system_clock()
 
 
 def _progress_fn(console: Console) -> tuple[Progress | None, Callable[[str, int], None] | None]:

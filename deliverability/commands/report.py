@@ -15,7 +15,7 @@ import click
 from sqlalchemy.orm import Session
 
 from deliverability import report_html, reports
-from deliverability.clock import parse_time, system_clock
+from deliverability.clock import check_run_time, parse_time, system_clock
 from deliverability.errors import InputError
 from deliverability.hygiene import provider_groups
 from deliverability.output import emit_rows
@@ -204,7 +204,7 @@ def report(
             ctx,
         )
 
-    moment = parse_date(now, "--now") if now else system_clock()
+    moment = check_run_time(parse_date(now, "--now")) if now else system_clock()
     end = parse_date(until, "--until", end=True) if until else moment
     start = parse_date(since, "--since") if since else None
     if start is not None and start >= end:
