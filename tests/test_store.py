@@ -3,10 +3,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Engine, Table, event, select, text
+from sqlalchemy import Engine, Table, event, make_url, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,6 +23,8 @@ from deliverability.store.session import (
     DEFAULT_URL,
     SQLITE_CHECKPOINT_PAGES,
     SQLITE_WAL_LIMIT_BYTES,
+    alembic_config,
+    check_schema,
     create_engine,
     current_revision,
     head_revision,
@@ -467,3 +470,26 @@ def test_a_duplicate_key_in_a_bulk_insert_is_an_integrity_error_on_every_backend
         bulk.insert_rows(conn, table, _RECIPIENT_COLUMNS, [row])
     with sa_engine.connect() as conn:
         assert len(bulk.select_in(conn, table, ("id",), "domain", ["example.com"])) == 1
+
+
+def test_a_database_url_with_a_percent_sign_opens_and_gets_its_schema(tmp_path: Path) -> None:
+    # A percent-encoded character ("%25", or a password's "%40") went into Alembic's options,
+    # whose configparser interpolation refused it: every first use stopped with a ValueError.
+    folder = tmp_path / "pct%dir"
+    folder.mkdir()
+    engine = open_engine(f"sqlite:///{folder}/x.db".replace("%", "%25"))
+    try:
+        assert current_revision(engine) == head_revision()
+        assert check_schema(engine) == []
+    finally:
+        engine.dispose()
+
+
+def test_the_alembic_options_never_hold_the_database_password() -> None:
+    connection = SimpleNamespace(
+        engine=SimpleNamespace(url=make_url("postgresql://app:s3cr%40t@db.example/mail"))
+    )
+    config = alembic_config(cast(Any, connection))
+    shown = config.get_main_option("sqlalchemy.url") or ""
+    assert "s3cr" not in shown
+    assert shown == "postgresql://app:***@db.example/mail"

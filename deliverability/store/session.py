@@ -240,9 +240,11 @@ def alembic_config(connection: Connection | None = None) -> Config:
     config.set_main_option("script_location", str(location))
     if connection is not None:
         config.attributes["connection"] = connection
-        config.set_main_option(
-            "sqlalchemy.url", connection.engine.url.render_as_string(hide_password=False)
-        )
+        # For show only: migrations/env.py runs on the connection and never reads it, so the
+        # password stays out of it. Alembic's options go through configparser interpolation,
+        # where a "%" (a percent-encoded character in the URL) must be written "%%".
+        shown = connection.engine.url.render_as_string(hide_password=True)
+        config.set_main_option("sqlalchemy.url", shown.replace("%", "%%"))
     return config
 
 
