@@ -586,3 +586,25 @@ def test_an_unknown_log_tz_is_a_usage_error_naming_the_option(tmp_path: Path, co
     assert "Mars/Olympus_Mons" in result.output
     assert "Europe/Berlin" in result.output
     assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["nightly", "--now", "9999-12-31T23:59:59Z"],
+        ["nightly", "--now", "0001-01-01T00:00:00+01:00"],
+        ["prune", "--older-than", "999999999d"],
+        ["report", "domains", "--now", "9999-12-31"],
+    ],
+)
+def test_a_run_time_or_duration_past_the_calendar_is_refused_by_name(
+    db_url: str, tmp_path: Path, command: list[str]
+) -> None:
+    # Each one was an "internal error" (exit 70): a run adds its windows and lifetimes to now.
+    if command[0] == "nightly":
+        command = [*command, str(tmp_path)]
+    result = CliRunner().invoke(cli, ["--database-url", db_url, *command])
+    assert result.exit_code == 2, result.output
+    option = command[1] if command[0] != "report" else "--now"
+    assert option in result.output
+    assert "internal error" not in result.output

@@ -3,10 +3,14 @@ which registers the commands, so command modules import this without an import c
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+
+from deliverability.clock import parse_now, system_clock
+from deliverability.errors import InputError
 
 if TYPE_CHECKING:
     from deliverability.clock import Clock
@@ -61,3 +65,14 @@ class AppContext:
 def cli(ctx: click.Context, database_url: str | None, policy_path: Path | None) -> None:
     """Turn SMTP replies and bounce messages into delivery decisions and list hygiene."""
     ctx.obj = AppContext(database_url, policy_path)
+
+
+def run_time(value: str | None, option: str = "--now") -> datetime:
+    """A command's ``--now`` (`clock.parse_now`), or the real time without one; a bad value is
+    a usage error naming the option (exit 2)."""
+    if not value:
+        return system_clock()
+    try:
+        return parse_now(value, option)
+    except InputError as err:
+        raise click.BadParameter(str(err), param_hint=option) from None

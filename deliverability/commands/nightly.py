@@ -20,8 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from sqlalchemy import func, make_url, select
 from sqlalchemy.orm import Session
 
-from deliverability.clock import parse_now, system_clock
-from deliverability.commands.base import LOG_TZ_ENV, AppContext
+from deliverability.commands.base import LOG_TZ_ENV, AppContext, run_time
 from deliverability.ingest.convert import parse_verp_template
 from deliverability.ingest.messages import DEFAULT_VERP, VerpFormat
 from deliverability.nightly import (
@@ -45,10 +44,6 @@ from deliverability.store.session import (
 #: Exit codes: 0 all input read; 1 the run finished but some input was rejected (listed by
 #: `deliverability rejected`); 2 an error stopped the run (with --strict, the first bad item).
 EXIT_REJECTED = 1
-
-
-def _now(value: str | None) -> datetime:
-    return parse_now(value) if value else system_clock()
 
 
 def _progress_fn(console: Console) -> tuple[Progress | None, Callable[[str, int], None] | None]:
@@ -215,7 +210,7 @@ def nightly(
     gzip-compressed too), mbox files, Maildir folders and single bounce messages. A Postfix log
     from a host whose clock is not on UTC needs --log-tz.
     """
-    job = _Job(app, paths, _now(now_text), fmt, full, strict, _verp(verp), log_tz)
+    job = _Job(app, paths, run_time(now_text), fmt, full, strict, _verp(verp), log_tz)
     url = resolve_url(app.database_url)
     summary = job.dry_run(url) if dry_run else job.run(url)
     _print_summary(summary, out_fmt)
@@ -322,7 +317,7 @@ def ingest(
     """Record what PATHS say (the nightly job's first step alone: no expiry, no full hygiene
     evaluation beyond what recording applies incrementally). A Postfix log from a host whose
     clock is not on UTC needs --log-tz."""
-    now = _now(now_text)
+    now = run_time(now_text)
     with app.engine(clock=lambda: now) as engine:
         summary = ingest_paths(
             engine,

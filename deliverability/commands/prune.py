@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import click
 
-from deliverability.clock import parse_now, system_clock
+from deliverability.commands.base import run_time
 from deliverability.policy import load_policy, parse_duration
 from deliverability.store.prune import DEFAULT_BATCH, prune_history
 from deliverability.store.session import open_engine
@@ -52,7 +52,7 @@ def prune(
     suppression and the events that justify them, and the learned provider groups of domains
     not seen since."""
     policy = load_policy(ctx.obj.policy_path if ctx.obj else None)
-    at = parse_now(now) if now else system_clock()
+    at = run_time(now)
     engine = open_engine(ctx.obj.database_url if ctx.obj else None)
     try:
         result = prune_history(

@@ -204,7 +204,10 @@ def report(
             ctx,
         )
 
-    moment = check_run_time(parse_date(now, "--now")) if now else system_clock()
+    try:
+        moment = check_run_time(parse_date(now, "--now")) if now else system_clock()
+    except InputError as err:
+        raise click.BadParameter(str(err), param_hint="--now") from None
     end = parse_date(until, "--until", end=True) if until else moment
     start = parse_date(since, "--since") if since else None
     if start is not None and start >= end:
