@@ -735,7 +735,9 @@ class Engine:
             message_id=message_id,
             reply=reply,
             attempt=attempt,
-            at=at,
+            # A reply given no time happened now: the time the decision is made at, not a later
+            # reading of the clock (the rules count what is dated up to now, this reply too).
+            at=now if at is None or at == "" else at,
             source=source,
             kind=kind,
             key=key,

@@ -1389,3 +1389,27 @@ def test_a_new_suppression_after_one_ran_out_is_suppressed_since_now(
     clock.advance(timedelta(days=2))
     engine.suppress("a@example.com", "asked to leave", by="support")
     assert engine.status("a@example.com").since == clock.now
+
+
+class _TickingClock(FakeClock):
+    """A clock a millisecond later at every reading, as a real one is."""
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(milliseconds=1)
+        return self.now
+
+
+def test_a_sender_recording_without_times_lifts_a_throttle_at_the_policy_count(
+    db_url: str, frozen_now: datetime
+) -> None:
+    # record() read the clock for its decision, then again for an item given no time: the
+    # delivery it had just stored was dated after "now", and counted only on the next call.
+    throttle = load_policy().throttle
+    with Engine(db_url, clock=_TickingClock(frozen_now)) as engine:
+        engine.record("p@push.example", "421 4.7.0 Try again later", message_id="p1")
+        assert engine.throttle_for("push.example") is not None
+        for i in range(throttle.release_after_deliveries - 1):
+            engine.record(f"r{i}@push.example", OK, message_id=f"r{i}")
+        assert engine.throttle_for("push.example") is not None
+        engine.record("last@push.example", OK, message_id="last")
+        assert engine.throttle_for("push.example") is None
