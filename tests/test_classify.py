@@ -218,6 +218,18 @@ def test_rate_limit_and_421_replies_ask_to_throttle_the_destination() -> None:
     assert not classify_text("550 5.1.1 User unknown").throttle
 
 
+def test_452_replies_ask_to_throttle_the_destination_but_a_full_mailbox_does_not() -> None:
+    # DESIGN.md "List hygiene defaults": 421, 452 and rate-limit texts throttle the destination.
+    # A 452 says the server takes no more now (RFC 5321 sections 4.2.2 and 4.5.3.1.10); X.2.2
+    # says one mailbox is full (RFC 3463 section 3.3): that recipient's, not the destination's.
+    assert classify_text("452 Insufficient system storage").throttle
+    assert classify_text("452 4.3.1 Insufficient system storage").throttle
+    assert classify_text("452 4.5.3 Too many recipients").throttle
+    assert not classify_text(
+        "452 4.2.2 The email account that you tried to reach is over quota"
+    ).throttle
+
+
 def test_greylisting_gets_the_policy_s_short_retry_when_the_text_gives_none() -> None:
     verdict = classify_text("450 4.2.0 Recipient address rejected: Greylisted")
     assert verdict.retry_after == load_policy().backoff.greylist_retry == timedelta(minutes=5)
