@@ -182,13 +182,20 @@ def format_duration(value: timedelta) -> str:
     seconds = int(value.total_seconds())
     if seconds == 0:
         return "0s"
-    parts = []
-    for unit in ("w", "d", "h", "m", "s"):
-        size = _UNIT_SECONDS[unit]
-        if seconds >= size:
-            count, seconds = divmod(seconds, size)
-            parts.append(f"{count}{unit}")
-    return "".join(parts)
+
+    def written(units: tuple[str, ...]) -> str:
+        rest, parts = seconds, []
+        for unit in units:
+            size = _UNIT_SECONDS[unit]
+            if rest >= size:
+                count, rest = divmod(rest, size)
+                parts.append(f"{count}{unit}")
+        return "".join(parts)
+
+    # Weeks only where they make it shorter: "2w", but "30d" and "90d" rather than "4w2d" and
+    # "12w6d", which read back the same and read worse.
+    with_weeks, in_days = written(("w", "d", "h", "m", "s")), written(("d", "h", "m", "s"))
+    return with_weeks if len(with_weeks) <= len(in_days) else in_days
 
 
 @dataclass(frozen=True, slots=True)

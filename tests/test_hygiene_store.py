@@ -25,7 +25,7 @@ from deliverability.hygiene import (
     Evidence,
     evidence_of,
 )
-from deliverability.policy import HygienePolicy, Policy, ThrottlePolicy
+from deliverability.policy import HygienePolicy, Policy, ThrottlePolicy, format_duration
 from deliverability.store import hygiene as store_hygiene
 from deliverability.store.models import Action, Bookmark, DomainProvider, Event, Recipient
 from deliverability.store.session import create_engine, upgrade_schema
@@ -382,6 +382,12 @@ def test_soft_strikes_on_distinct_days_spanning_the_policy_span_suppress(
     [action] = _actions(session, ActionKind.SUPPRESS, ActionStatus.OPEN)
     assert action.rule == RULE_SOFT
     assert action.reason is Reason.MAILBOX_FULL
+    # The windows as a policy file writes them, not Python's "30 days, 0:00:00".
+    assert (
+        f"on distinct days within {format_duration(H.soft_window)}, spanning at least"
+        f" {format_duration(H.soft_span)}, with no delivery between"
+    ) in action.detail
+    assert "0:00:00" not in action.detail
 
 
 def test_one_soft_strike_fewer_than_the_policy_count_does_not_suppress(

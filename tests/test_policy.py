@@ -625,3 +625,11 @@ def test_a_wrong_value_is_quoted_as_the_toml_file_writes_it(tmp_path: Path) -> N
     messages = [p.message for p in check_policy_file(path)]
     assert any(m.endswith("got true") for m in messages), messages
     assert not any("True" in m for m in messages), messages
+
+
+@pytest.mark.parametrize(
+    ("days", "text"), [(7, "1w"), (14, "2w"), (30, "30d"), (90, "90d"), (36_500, "36500d")]
+)
+def test_a_duration_is_written_in_weeks_only_where_that_is_shorter(days: int, text: str) -> None:
+    # `policy show` wrote the shipped "90d" as "12w6d": the same value, harder to read.
+    assert format_duration(timedelta(days=days)) == text

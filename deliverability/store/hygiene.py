@@ -2368,12 +2368,13 @@ def _suppress_detail(sup: _Suppress, policy: Policy) -> str:
     elif sup.rule == RULE_AMBIGUOUS:
         text = (
             f"{sup.evidence['count']} distinct messages bounced ({sup.reason.value}) within "
-            f"{h.ambiguous_window}"
+            f"{format_duration(h.ambiguous_window)}"
         )
     else:
         text = (
             f"{sup.evidence['count']} soft strikes ({sup.reason.value}) on distinct days within "
-            f"{h.soft_window}, spanning at least {h.soft_span}, with no delivery between"
+            f"{format_duration(h.soft_window)}, spanning at least {format_duration(h.soft_span)},"
+            " with no delivery between"
         )
     if sup.held:
         text += f"; held: domain incident at {sup.domain}"
