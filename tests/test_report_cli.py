@@ -168,6 +168,17 @@ def test_output_writes_the_report_to_a_file(filled: str, tmp_path: Path) -> None
     assert csv_rows(target.read_text(encoding="utf-8"))[0]["address"] == "gone@bad.example"
 
 
+def test_an_output_file_that_cannot_be_written_is_a_usage_error_naming_it(
+    filled: str, tmp_path: Path
+) -> None:
+    # Exit 2, as every error that stops a command: exit 1 means some input was rejected.
+    target = tmp_path / "missing" / "out.csv"
+    result = run(filled, "domains", "--format", "csv", "--output", str(target))
+    assert result.exit_code == 2, result.output
+    assert f"cannot write {target}" in result.output
+    assert "--output" in result.output
+
+
 def test_html_format_writes_one_page(filled: str, tmp_path: Path) -> None:
     target = tmp_path / "report.html"
     result = run(filled, "domains", "--format", "html", "-o", str(target))

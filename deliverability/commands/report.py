@@ -133,7 +133,11 @@ def _output(path: Path | None) -> Iterator[IO[str]]:
         with path.open("w", encoding="utf-8", newline="") as handle:
             yield handle
     except OSError as err:
-        raise click.FileError(str(path), hint=err.strerror or str(err)) from None
+        # A usage error (exit 2, as every error that stops a command), not click's FileError,
+        # whose exit 1 means "some input was rejected" here.
+        raise click.BadParameter(
+            f"cannot write {path}: {err.strerror or err}", param_hint="--output"
+        ) from None
 
 
 @click.command("report")
