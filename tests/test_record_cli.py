@@ -186,3 +186,16 @@ def test_sendable_exits_0_when_every_input_is_an_address(url: str) -> None:
     result = run(url, "sendable", "a@example.com", "b@example.com")
     assert result.exit_code == 0
     assert result.stdout.splitlines() == ["a@example.com"]
+
+
+@pytest.mark.parametrize(("command", "exit_code"), [("current", 0), ("check", 1)])
+def test_db_current_and_check_leave_no_database_file_behind(
+    tmp_path: Path, command: str, exit_code: int
+) -> None:
+    # Looking at a store that is not there made an empty SQLite file (a typo in the path
+    # left one behind, and the next command found "no schema" there).
+    path = tmp_path / "typo.db"
+    result = run(f"sqlite:///{path}", "db", command)
+    assert result.exit_code == exit_code, result.output
+    assert "no database file" in result.output
+    assert not path.exists()

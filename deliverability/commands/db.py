@@ -11,6 +11,7 @@ from deliverability.store.session import (
     current_revision,
     head_revision,
     mask_url,
+    missing_sqlite_file,
     resolve_url,
     upgrade_schema,
 )
@@ -44,6 +45,12 @@ def upgrade(ctx: click.Context) -> None:
 def current(ctx: click.Context) -> None:
     """Show the schema revision of the store (and whether it is the newest)."""
     url = resolve_url(ctx.ensure_object(AppContext).database_url)
+    if missing_sqlite_file(url) is not None:
+        # Not made by looking: a typo in the path would leave an empty store behind.
+        click.echo(
+            f"{mask_url(url)}: no database file, so no schema (run `deliverability db upgrade`)"
+        )
+        return
     engine = create_engine(url)
     try:
         rev = current_revision(engine)
@@ -63,11 +70,14 @@ def current(ctx: click.Context) -> None:
 def check(ctx: click.Context) -> None:
     """Compare the store's schema with the models (`alembic check`); exit 1 on any difference."""
     url = resolve_url(ctx.ensure_object(AppContext).database_url)
-    engine = create_engine(url)
-    try:
-        problems = check_schema(engine)
-    finally:
-        engine.dispose()
+    if missing_sqlite_file(url) is not None:
+        problems = ["no database file, so no schema: run `deliverability db upgrade`"]
+    else:
+        engine = create_engine(url)
+        try:
+            problems = check_schema(engine)
+        finally:
+            engine.dispose()
     if problems:
         click.echo(f"{mask_url(url)}: the schema differs from the models:", err=True)
         for problem in problems:

@@ -220,6 +220,17 @@ def _configure_sqlite(engine: Engine, *, in_memory: bool) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
+def missing_sqlite_file(url: str | None) -> str | None:
+    """The file of a SQLite URL when it does not exist (None for other URLs, in-memory ones
+    and files that do). Opening one makes it: commands that only look at a store ask first."""
+    parsed = make_url(resolve_url(url))
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    if parsed.database.startswith("file:") or os.path.exists(parsed.database):
+        return None
+    return parsed.database
+
+
 def write_engine(engine: Engine) -> Engine:
     """The same engine (same pool) whose transactions take SQLite's write lock at BEGIN.
 
