@@ -199,3 +199,10 @@ def test_db_current_and_check_leave_no_database_file_behind(
     assert result.exit_code == exit_code, result.output
     assert "no database file" in result.output
     assert not path.exists()
+
+
+def test_a_bad_at_is_a_usage_error_naming_the_option(url: str) -> None:
+    result = run(url, "record", "--recipient", "a@example.com", "--reply", "250 ok", "--at", "x")
+    assert result.exit_code == 2, result.output
+    assert "--at" in result.output
+    assert "not an ISO 8601 time" in result.output

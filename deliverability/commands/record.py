@@ -12,8 +12,10 @@ from pathlib import Path
 
 import click
 
+from deliverability.clock import parse_time
 from deliverability.commands.base import AppContext
 from deliverability.engine import Decision, Engine, RecipientStatus
+from deliverability.errors import InputError
 
 _FORMAT = click.option(
     "--format",
@@ -109,6 +111,11 @@ def record(
     fmt: str,
 ) -> None:
     """Record one reply and print the decision."""
+    if at:
+        try:
+            parse_time(at)
+        except InputError as err:
+            raise click.BadParameter(str(err), param_hint="--at") from None
     with _engine(ctx) as engine:
         decision = engine.record(
             recipient,
