@@ -1047,6 +1047,11 @@ class Engine:
         hygiene_store.check_by_length(by)
         now = self.now()
         until = ensure_utc(until) if until is not None else None
+        if until is not None and until <= now:
+            # It would be recorded and lift at once: the address never suppressed at all.
+            raise InputError(
+                f"until {until.isoformat()} is not in the future (now {now.isoformat()})"
+            )
         try:
             coded = Reason(reason.strip())
         except ValueError:

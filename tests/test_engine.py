@@ -644,6 +644,16 @@ def test_a_suppression_that_has_run_out_no_longer_applies(
     assert engine.is_sendable("a@example.com")
 
 
+@pytest.mark.parametrize("ago", [timedelta(0), timedelta(days=1)])
+def test_a_suppression_until_a_time_already_past_is_refused(
+    engine: Engine, frozen_now: datetime, ago: timedelta
+) -> None:
+    # Accepted, it was an action recorded and lapsed at once: the address stayed sendable.
+    with pytest.raises(InputError, match="is not in the future"):
+        engine.suppress("a@example.com", "asked", by="support", until=frozen_now - ago)
+    assert _count(engine, Action) == 0
+
+
 def test_status_of_an_unknown_address_says_unknown(engine: Engine) -> None:
     status = engine.status("nobody@example.com")
     assert status.standing is Standing.UNKNOWN
