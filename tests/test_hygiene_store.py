@@ -135,6 +135,33 @@ def test_ambiguous_bounces_spread_wider_than_the_window_do_not_suppress(
     assert _suppressed(session) == set()
 
 
+MICRO = timedelta(microseconds=1)
+
+
+@pytest.mark.parametrize(
+    ("first", "apart", "suppressed"),
+    [
+        # SQLite's date functions keep milliseconds: a window's end was rounded, up or down.
+        (timedelta(microseconds=600), H.ambiguous_window, True),
+        (timedelta(microseconds=300), H.ambiguous_window + 100 * MICRO, False),
+        (timedelta(microseconds=999_999), H.ambiguous_window, True),
+        (timedelta(microseconds=999_999), H.ambiguous_window + MICRO, False),
+    ],
+)
+def test_the_ambiguous_window_is_exact_to_the_microsecond_on_every_backend(
+    session: Session,
+    history: History,
+    frozen_now: datetime,
+    first: timedelta,
+    apart: timedelta,
+    suppressed: bool,
+) -> None:
+    assert H.ambiguous_count == 2, "the cases put the policy's count at the window's two ends"
+    history.ambiguous("maybe@example.com", frozen_now + first)
+    history.ambiguous("maybe@example.com", frozen_now + first + apart)
+    assert _suppressed(session) == ({"maybe@example.com"} if suppressed else set())
+
+
 def test_retries_of_one_message_count_once_for_ambiguous_bounces(
     session: Session, history: History, frozen_now: datetime
 ) -> None:
@@ -388,6 +415,22 @@ def test_soft_strikes_on_distinct_days_spanning_the_policy_span_suppress(
         f" {format_duration(H.soft_span)}, with no delivery between"
     ) in action.detail
     assert "0:00:00" not in action.detail
+
+
+@pytest.mark.parametrize(
+    ("span", "suppressed"),
+    [(H.soft_span, True), (H.soft_span - MICRO, False)],
+)
+def test_the_soft_span_is_exact_to_the_microsecond_on_every_backend(
+    session: Session, history: History, frozen_now: datetime, span: timedelta, suppressed: bool
+) -> None:
+    # The first strike at .999999 of a second: SQLite rounded it up to the next second.
+    first = frozen_now + timedelta(microseconds=999_999)
+    times = _strike_times(first, H.soft_strikes, H.soft_span)
+    times[-1] = first + span
+    for at in times:
+        history.soft("full@example.com", at)
+    assert _suppressed(session) == ({"full@example.com"} if suppressed else set())
 
 
 def test_one_soft_strike_fewer_than_the_policy_count_does_not_suppress(
@@ -1436,3 +1479,27 @@ def test_a_provider_group_with_more_learned_domains_than_one_statement_can_bind_
         )
         assert (result.recorded, result.rejected) == (3, [])
         assert engine.throttle_for("biz1.example") is None
+
+
+@pytest.mark.parametrize(
+    "delta",
+    [
+        -timedelta(days=30),
+        timedelta(days=7),
+        timedelta(microseconds=1),
+        -timedelta(microseconds=1),
+        timedelta(days=7, microseconds=500_001),
+        timedelta(seconds=-1, microseconds=3),
+    ],
+)
+@pytest.mark.parametrize(
+    "text",
+    ["2026-11-01 05:13:52.999999", "2026-12-31 23:59:59.999999", "2024-02-29 00:00:00.000000"],
+)
+def test_a_window_bound_on_sqlite_is_the_time_shifted_to_the_microsecond(
+    text: str, delta: timedelta
+) -> None:
+    # SQLite's date functions round to the millisecond; the bound is made without them.
+    with Session(sa.create_engine("sqlite://")) as s:
+        got = s.execute(sa.select(store_hygiene._shift(s, sa.literal(text), delta))).scalar()
+    assert got == (datetime.fromisoformat(text) + delta).isoformat(" ", "microseconds")

@@ -261,10 +261,21 @@ def _shift(session: Session, col: Any, delta: timedelta) -> ColumnElement[Any]:
     dialect = session.get_bind().dialect.name
     seconds = delta.total_seconds()
     if dialect == "sqlite":
-        # SQLite stores "YYYY-MM-DD HH:MM:SS.ffffff" text; strftime's %f gives milliseconds only,
-        # so pad to six digits to keep string comparison exact at millisecond precision.
-        shifted = sa.func.strftime("%Y-%m-%d %H:%M:%f", col, f"{seconds:+.6f} seconds")
-        return shifted.op("||")(sa.literal("000"))
+        # SQLite stores "YYYY-MM-DD HH:MM:SS.ffffff" text, and its date functions keep
+        # milliseconds only (https://www.sqlite.org/lang_datefunc.html): given the whole text
+        # they round it, and a window's end moved by up to half a millisecond either way. So
+        # the whole seconds are shifted (strftime of the text cut before the fraction: nothing
+        # to round), and the microseconds added as a number, carrying into the seconds.
+        whole = delta // timedelta(seconds=1)
+        micro = (delta - timedelta(seconds=whole)) // timedelta(microseconds=1)
+        head = sa.func.substr(col, 1, 19)
+        if micro == 0:
+            shifted = sa.func.strftime("%Y-%m-%d %H:%M:%S", head, f"{whole:+d} seconds")
+            return shifted.op("||")(sa.func.substr(col, 20, 7))
+        fraction = sa.cast(sa.func.substr(col, 21, 6), sa.Integer) + micro
+        carry = sa.func.printf("%+d seconds", whole + fraction // 1_000_000)
+        shifted = sa.func.strftime("%Y-%m-%d %H:%M:%S", head, carry)
+        return shifted.op("||")(sa.func.printf(".%06d", fraction % 1_000_000))
     if dialect == "postgresql":
         return sa.type_coerce(col, sa.DateTime(timezone=True)) + sa.literal(delta, sa.Interval())
     micro = round(seconds * 1_000_000)
