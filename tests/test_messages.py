@@ -653,3 +653,99 @@ def test_dsn_without_diagnostic_codes_takes_each_recipients_reply_from_the_prose
     assert len(records) == n
     assert [(r.code, str(r.status)) for r in records[:2]] == [(552, "5.2.2"), (550, "5.1.1")]
     assert records[-1].recipient == f"u{n - 1}@example.com"
+
+
+# --- dates that cannot be used --------------------------------------------------------------
+
+
+def _ses_bounce(timestamp: str) -> bytes:
+    note = {
+        "notificationType": "Bounce",
+        "bounce": {
+            "bounceType": "Permanent",
+            "bouncedRecipients": [
+                {
+                    "emailAddress": "lena@example.com",
+                    "action": "failed",
+                    "status": "5.1.1",
+                    "diagnosticCode": "smtp; 550 5.1.1 user unknown",
+                }
+            ],
+            "timestamp": timestamp,
+            "reportingMTA": "dsn; a1-2.smtp-out.amazonses.com",
+        },
+    }
+    return _message(
+        """
+From: no-reply@sns.amazonaws.com
+To: bounces@sender.example
+Subject: AWS Notification Message
+Date: Mon, 2 Mar 2026 10:00:05 +0000
+""",
+        json.dumps(note),
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        # Year 1 one hour east of UTC is before the first instant a UTC datetime can hold.
+        "Mon, 1 Jan 0001 00:00:00 +0100",
+        "Fri, 31 Dec 9999 23:30:00 -0100",
+        # Written with four digits, year 1 is year 1, not 2001 (RFC 5322 section 4.3 reads
+        # only two- and three-digit years as abbreviations).
+        "1 Jan 0001 00:00:00 GMT",
+        "Mon, 1 Jan 0001 00:00:00 EST",
+        # Before the Unix epoch: a mail system whose clock says so is wrong.
+        "Wed, 31 Dec 1969 23:59:59 +0000",
+    ],
+)
+def test_a_date_that_is_no_usable_time_is_read_as_absent(value: str) -> None:
+    assert parse_date(value) is None
+
+
+def test_a_two_digit_year_is_still_read_as_an_abbreviation() -> None:
+    assert parse_date("Thu, 29 Apr 10 23:34:45 +0900") == datetime(
+        2010, 4, 29, 14, 34, 45, tzinfo=UTC
+    )
+
+
+def test_a_dsn_with_an_unusable_last_attempt_date_is_read_without_it() -> None:
+    data = DSN.replace(
+        b"Last-Attempt-Date: Mon, 2 Mar 2026 10:00:05 +0100",
+        b"Last-Attempt-Date: Mon, 1 Jan 0001 00:00:00 +0100",
+    ).replace(b"Arrival-Date: Mon, 2 Mar 2026", b"Arrival-Date: Mon, 1 Jan 0001")
+    first = parse_message(data)[0]
+    assert (first.recipient, first.last_attempt, first.arrival_date) == (
+        "Alice@example.com",
+        None,
+        None,
+    )
+    assert first.status == StatusCode(5, 1, 1)
+
+
+def test_an_arf_report_with_an_unusable_arrival_date_is_read_without_it() -> None:
+    data = ARF.replace(
+        b"Arrival-Date: Tue, 3 Mar 2026 08:00:00 +0000",
+        b"Arrival-Date: Mon, 1 Jan 0001 00:00:00 +0100",
+    )
+    records = parse_message(data)
+    assert [(r.recipient, r.arrival_date) for r in records] == [
+        ("heidi@isp.example", None),
+        ("ivan@isp.example", None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "expected"),
+    [
+        ("0001-01-01T00:00:00.000+01:00", None),
+        ("1969-12-31T23:59:59.000Z", None),
+        ("2026-03-02T10:00:04.123Z", datetime(2026, 3, 2, 10, 0, 4, 123000, tzinfo=UTC)),
+    ],
+)
+def test_an_amazon_ses_timestamp_is_read_only_when_it_is_a_usable_time(
+    timestamp: str, expected: datetime | None
+) -> None:
+    record = _one(parse_message(_ses_bounce(timestamp)))
+    assert (record.recipient, record.last_attempt) == ("lena@example.com", expected)

@@ -608,3 +608,96 @@ def test_a_run_time_or_duration_past_the_calendar_is_refused_by_name(
     option = command[1] if command[0] != "report" else "--now"
     assert option in result.output
     assert "internal error" not in result.output
+
+
+# -- bad bounces and unreadable files in a batch ---------------------------------------------------
+
+_SEPARATOR = b"From MAILER-DAEMON Sat Nov 28 03:14:15 2026\n"
+
+
+def _dsn(
+    recipients: list[str],
+    *,
+    prose: str = "This is the mail system at host mx.example.net.",
+    last_attempt: str = "Sat, 28 Nov 2026 03:14:15 +0000",
+) -> bytes:
+    """An RFC 3464 report, one failed block per recipient (written here, not taken from a
+    sample, so each test shows what it changes)."""
+    blocks = "".join(
+        f"Final-Recipient: rfc822; {rcpt}\n"
+        "Action: failed\n"
+        "Status: 5.1.1\n"
+        f"Last-Attempt-Date: {last_attempt}\n"
+        f"Diagnostic-Code: smtp; 550 5.1.1 <{rcpt}>: User unknown\n\n"
+        for rcpt in recipients
+    )
+    return (
+        "From: Mail Delivery System <MAILER-DAEMON@mx.example.net>\n"
+        "To: bounces@lists.example.org\n"
+        "Subject: Undelivered Mail Returned to Sender\n"
+        "Date: Sat, 28 Nov 2026 03:14:15 +0000\n"
+        "MIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\n\n'
+        f"--B\nContent-Type: text/plain\n\n{prose}\n\n"
+        "--B\nContent-Type: message/delivery-status\n\n"
+        f"Reporting-MTA: dns; mx.example.net\n\n{blocks}"
+        "--B\nContent-Type: text/rfc822-headers\n\n"
+        f"From: news@lists.example.org\nTo: {recipients[0]}\nMessage-ID: <n1@lists.example.org>\n\n"
+        "--B--\n"
+    ).encode()
+
+
+def _events(sa_engine: Engine) -> list[tuple[str, int | None, str | None, str]]:
+    """(address, code, status, text) of every event, in address order."""
+    with Session(sa_engine) as s:
+        rows = s.execute(
+            select(Recipient.address, Event.code, Event.status, Event.text)
+            .join(Recipient, Recipient.id == Event.recipient_id)
+            .order_by(Recipient.address, Event.id)
+        ).all()
+    return [(a, c, None if st is None else str(st), t) for a, c, st, t in rows]
+
+
+def test_bounces_with_dates_before_the_first_utc_instant_are_recorded_not_a_crash(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    year_one = "Mon, 1 Jan 0001 00:00:00 +0100"
+    arf = (
+        "From: fbl@isp.example\nTo: fbl@lists.example.org\nSubject: complaint\n"
+        "Date: Sat, 28 Nov 2026 03:14:15 +0000\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=feedback-report; boundary="A"\n\n'
+        "--A\nContent-Type: text/plain\n\nAn abuse report.\n\n"
+        "--A\nContent-Type: message/feedback-report\n\n"
+        f"Feedback-Type: abuse\nVersion: 1\nOriginal-Rcpt-To: m2@example.com\n"
+        f"Arrival-Date: {year_one}\n\n--A--\n"
+    )
+    ses = {
+        "notificationType": "Bounce",
+        "bounce": {
+            "bounceType": "Permanent",
+            "bouncedRecipients": [{"emailAddress": "m3@example.com", "status": "5.1.1"}],
+            "timestamp": "0001-01-01T00:00:00.000+01:00",
+        },
+    }
+    folder = tmp_path / "bounces"
+    folder.mkdir()
+    (folder / "dsn.eml").write_bytes(_dsn(["m1@example.com"], last_attempt=year_one))
+    (folder / "arf.eml").write_text(arf)
+    (folder / "ses.eml").write_text(
+        "From: no-reply@sns.amazonaws.com\nTo: bounces@lists.example.org\n"
+        "Subject: AWS Notification Message\nDate: Sat, 28 Nov 2026 03:14:15 +0000\n\n"
+        + json.dumps(ses)
+    )
+    summary = run_nightly(engine, [folder], now=NOW)
+    assert summary.rejected == []
+    with Session(engine.db) as s:
+        dated = set(
+            s.execute(
+                select(Recipient.address, Event.at).join(
+                    Recipient, Recipient.id == Event.recipient_id
+                )
+            ).all()
+        )
+    # Dated by what else the message says: its own Date header.
+    when = datetime(2026, 11, 28, 3, 14, 15, tzinfo=UTC)
+    assert dated == {(f"m{n}@example.com", when) for n in (1, 2, 3)}

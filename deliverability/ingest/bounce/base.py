@@ -22,6 +22,7 @@ __all__ = [
     "parse_date",
     "reply_in",
     "unfold",
+    "usable_time",
 ]
 
 
@@ -192,8 +193,35 @@ def _zone(sign: str, hours: str, minutes: str) -> tzinfo:
     return zone
 
 
+#: The earliest time a report may state: the Unix epoch. A mail system whose clock reads earlier
+#: is wrong, and the store cannot keep such a time (nor one that does not fit in UTC).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+# The year as a date writes it: after the day and the month name (RFC 5322 section 3.3).
+_YEAR_RE = re.compile(r"\b\d{1,2}\s+[A-Za-z]{3}\s+(\d+)\b")
+
+
+def usable_time(value: datetime | None) -> datetime | None:
+    """`value` when it is a time a report can mean, else None.
+
+    A report's date is a detail of its message: one that cannot be an instant in UTC (year 1
+    east of Greenwich, year 9999 west of it) or lies before the Unix epoch is read as absent, so
+    the message is still recorded (dated by what else it says) and one bad field never stops a
+    batch. A naive value is taken to be UTC.
+    """
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    try:
+        in_utc = value.astimezone(UTC)
+    except OverflowError:
+        return None
+    return value if in_utc >= EARLIEST else None
+
+
 def parse_date(value: str | None) -> datetime | None:
-    """An RFC 5322 date as an aware datetime (UTC when the zone is -0000 or missing)."""
+    """An RFC 5322 date as an aware datetime (UTC when the zone is -0000 or missing); None when
+    it is not a date or not a usable time (`usable_time`)."""
     if not value:
         return None
     m = _DATE_RE.match(value)
@@ -201,14 +229,16 @@ def parse_date(value: str | None) -> datetime | None:
     if m and month:
         day, _, year, hour, minute, second, sign, zh, zm = m.groups()
         try:
-            return datetime(
-                int(year),
-                month,
-                int(day),
-                int(hour),
-                int(minute),
-                int(second or 0),
-                tzinfo=_zone(sign, zh, zm),
+            return usable_time(
+                datetime(
+                    int(year),
+                    month,
+                    int(day),
+                    int(hour),
+                    int(minute),
+                    int(second or 0),
+                    tzinfo=_zone(sign, zh, zm),
+                )
             )
         except ValueError:
             return None
@@ -218,9 +248,13 @@ def parse_date(value: str | None) -> datetime | None:
         return None
     if dt is None:
         return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt
+    written = _YEAR_RE.search(value)
+    if written and len(written.group(1)) >= 4 and int(written.group(1)) != dt.year:
+        # The standard library adds 1900 or 2000 to any year below 100, however it is written;
+        # RFC 5322 section 4.3 makes only two- and three-digit years abbreviations, so "0001"
+        # is year 1, no time a report can mean.
+        return None
+    return usable_time(dt)
 
 
 def reply_in(block: str) -> str:
