@@ -27,6 +27,7 @@ from deliverability.ingest.messages import (
     iter_maildir,
     iter_mbox,
     parse_message,
+    starts_mbox_message,
 )
 from deliverability.replies import StatusCode
 from deliverability.vocabulary import EventKind
@@ -749,3 +750,39 @@ def test_an_amazon_ses_timestamp_is_read_only_when_it_is_a_usable_time(
 ) -> None:
     record = _one(parse_message(_ses_bounce(timestamp)))
     assert (record.recipient, record.last_attempt) == ("lena@example.com", expected)
+
+
+# --- mbox separators --------------------------------------------------------------------------
+
+
+def test_a_from_line_inside_a_bounce_body_does_not_split_the_message(tmp_path: Path) -> None:
+    # An unescaped "From " line after a blank line (mboxo writers that do not quote it) is
+    # text unless it is a separator: "From ", an address-like token and a date (RFC 4155,
+    # appendix A).
+    body = DSN.replace(
+        b"This is the mail system at host mx.sender.example.\n",
+        b"This is the mail system at host mx.sender.example.\n\n"
+        b"From the desk of the postmaster: sorry.\n",
+    )
+    box = tmp_path / "bounces.mbox"
+    box.write_bytes(
+        b"From MAILER-DAEMON Mon Mar  2 10:00:00 2026\n"
+        + body
+        + b"\nFrom MAILER-DAEMON Mon Mar  2 10:01:00 2026\n"
+        + QMAIL
+        + b"\n"
+    )
+    got = list(iter_mbox(box))
+    assert len(got) == 2
+    assert got[0][1] == body
+    assert [r.recipient for r in parse_message(got[0][1])] == [
+        "Alice@example.com",
+        "bob@example.org",
+    ]
+
+
+def test_only_a_separator_line_is_where_an_mbox_can_resume(tmp_path: Path) -> None:
+    box = tmp_path / "bounces.mbox"
+    box.write_bytes(b"From x@y Mon Mar  2 10:00:00 2026\nSubject: a\n\nFrom the top\n\n")
+    assert starts_mbox_message(box, 0)
+    assert not starts_mbox_message(box, box.read_bytes().index(b"From the top"))

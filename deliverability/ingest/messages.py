@@ -25,6 +25,7 @@ from deliverability.errors import AddressError, IngestError, ReplyParseError
 from deliverability.ingest.bounce import Hit, detect, parse_bytes
 from deliverability.ingest.bounce.base import STATUS_ALONE_RE, addresses_in
 from deliverability.ingest.bounce.mime import Parsed
+from deliverability.ingest.files import _MBOX_SEPARATOR_RE
 from deliverability.replies import Reply, StatusCode, parse_reply
 from deliverability.verdicts import AUTO_REPLY_VERDICT, COMPLAINT_VERDICT
 from deliverability.vocabulary import EventKind
@@ -383,7 +384,12 @@ def iter_eml(path: Path | str) -> Iterator[tuple[str, bytes]]:
     yield p.name, p.read_bytes()
 
 
-_FROM_LINE = re.compile(rb"^From \S*")
+def _is_separator(line: bytes) -> bool:
+    """Whether `line` is an mbox separator: ``From ``, the envelope sender (one word) and an
+    asctime() date (RFC 4155, appendix A). A mere "From " line in a message's text is not one:
+    mboxo writers leave it unquoted, and taking it for a separator cuts the message in two.
+    The pattern is the one format detection uses, so both agree on where messages start."""
+    return _MBOX_SEPARATOR_RE.match(line.decode("latin-1")) is not None
 
 
 #: What a preamble callback is given: the preamble's size in bytes, its first `PREAMBLE_SHOWN`
@@ -402,7 +408,7 @@ def starts_mbox_message(path: Path | str, offset: int) -> bool:
             if fh.read(1) != b"\n":
                 return False
         line = fh.readline()
-    return line.startswith(b"From ") and _FROM_LINE.match(line) is not None
+    return line.startswith(b"From ") and _is_separator(line)
 
 
 def iter_mbox(
@@ -438,7 +444,7 @@ def iter_mbox(
             if (
                 line.startswith(b"From ")
                 and (previous_blank or start is None)
-                and _FROM_LINE.match(line)
+                and _is_separator(line)
             ):
                 if start is not None:
                     yield str(start), _mbox_body(lines)
