@@ -786,3 +786,41 @@ def test_only_a_separator_line_is_where_an_mbox_can_resume(tmp_path: Path) -> No
     box.write_bytes(b"From x@y Mon Mar  2 10:00:00 2026\nSubject: a\n\nFrom the top\n\n")
     assert starts_mbox_message(box, 0)
     assert not starts_mbox_message(box, box.read_bytes().index(b"From the top"))
+
+
+# --- recipients that are not addresses ---------------------------------------------------------
+
+
+def _dsn_for(recipients: list[str]) -> bytes:
+    blocks = "".join(
+        f"Final-Recipient: rfc822; {r}\nAction: failed\nStatus: 5.1.1\n"
+        f"Diagnostic-Code: smtp; 550 5.1.1 <{r}>: User unknown\n\n"
+        for r in recipients
+    )
+    returned = (
+        "--BOUND\nContent-Type: text/rfc822-headers\n\n"
+        f"From: news@sender.example\nTo: {recipients[0]}\nMessage-ID: <n@sender.example>\n\n"
+    )
+    return DSN.split(b"Final-Recipient:", 1)[0] + (blocks + returned).encode() + b"--BOUND--\n"
+
+
+def test_a_dsn_recipient_that_is_not_an_address_is_an_error_naming_the_field() -> None:
+    # The returned message's To names m1: the block that names no address is not m1's.
+    records = parse_message(_dsn_for(["m1@example.com", "not an address", "m3@example.com"]))
+    assert [(r.recipient, r.diagnostic) for r in records] == [
+        ("m1@example.com", "550 5.1.1 <m1@example.com>: User unknown"),
+        (None, "550 5.1.1 <not an address>: User unknown"),
+        ("m3@example.com", "550 5.1.1 <m3@example.com>: User unknown"),
+    ]
+    assert records[1].error is not None
+    assert records[1].error.startswith("Final-Recipient: not an email address 'not an address'")
+
+
+def test_a_dsn_recipient_without_a_local_part_is_still_completed_from_the_prose() -> None:
+    data = _dsn_for(["@mx.example.com"]).replace(
+        b"This is the mail system at host mx.sender.example.",
+        b"This is the mail system at host mx.sender.example.\n\n"
+        b"<zoe@example.com>: host mx.example.com said: 550 5.1.1 User unknown",
+    )
+    [record] = parse_message(data)
+    assert (record.recipient, record.error) == ("zoe@example.com", None)

@@ -702,3 +702,16 @@ def test_bounces_with_dates_before_the_first_utc_instant_are_recorded_not_a_cras
     # Dated by what else the message says: its own Date header.
     when = datetime(2026, 11, 28, 3, 14, 15, tzinfo=UTC)
     assert dated == {(f"m{n}@example.com", when) for n in (1, 2, 3)}
+
+
+def test_a_dsn_block_that_names_no_address_is_not_charged_to_another_recipient(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    mbox = tmp_path / "bounces.mbox"
+    dsn = _dsn(["m1@example.com", "not an address", "m3@example.com"])
+    mbox.write_bytes(_SEPARATOR + dsn + b"\n")
+    run_nightly(engine, [mbox], now=NOW)
+    assert _events(engine.db) == [
+        ("m1@example.com", 550, "5.1.1", "<m1@example.com>: User unknown"),
+        ("m3@example.com", 550, "5.1.1", "<m3@example.com>: User unknown"),
+    ]

@@ -199,6 +199,10 @@ def _record(
     hit: Hit, detector: str, subject: str | None, message_id: str | None, verp_rcpt: str | None
 ) -> BounceRecord:
     recipient, error = _normalised(hit.recipient)
+    if error is not None and hit.recipient and hit.recipient_field:
+        # Say which field holds what is not an address (RFC 3464 section 2.3.2: the report is
+        # about the address in Final-Recipient).
+        error = f"{hit.recipient_field}: {error}"
     if hit.original_recipient and hit.original_recipient == hit.recipient:
         original = recipient
     else:

@@ -49,11 +49,19 @@ def _complete_from_text(parsed: Parsed, hits: list[Hit]) -> None:
             hit.diagnostic = hit.diagnostic or quoted
         return
     by_rcpt = {(h.recipient or "").lower(): h for h in text_hits}
-    for i, hit in enumerate(hits):
+    # A recipient the prose names is the one a block without an address is about only when no
+    # other block reports on it, and only for one block: else that block's failure would be
+    # charged to someone else (a "Final-Recipient: rfc822; not an address" beside a block for
+    # m1, with m1 in the returned To). A block left without an address is rejected by name.
+    claimed = {(h.recipient or "").lower() for h in hits if id(h) not in missing}
+    spare = iter([h for h in text_hits if (h.recipient or "").lower() not in claimed])
+    for hit in hits:
         if id(hit) in missing:
-            source = text_hits[i] if i < len(text_hits) else text_hits[-1]
-            hit.recipient = source.recipient
-            hit.diagnostic = hit.diagnostic or source.diagnostic
+            source = next(spare, None)
+            if source is not None:
+                hit.recipient = source.recipient
+                hit.recipient_field = None
+                hit.diagnostic = hit.diagnostic or source.diagnostic
         elif id(hit) in uncoded:
             # No Diagnostic-Code, or one that says less than the prose ("X-Unix; 77"): the
             # human-readable part's reply for the same recipient.

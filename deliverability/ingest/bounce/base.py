@@ -46,6 +46,8 @@ class Hit:
     transient: bool = False
     #: The format recognised, when a detector reads several (the prose formats).
     detector: str | None = None
+    #: The field `recipient` was read from (``Final-Recipient``), named when it is no address.
+    recipient_field: str | None = None
 
 
 class Detector(Protocol):

@@ -127,10 +127,12 @@ class Rfc3464:
         reporting: str | None,
         arrival: datetime | None,
     ) -> Hit:
-        final = _address(fields.get("final-recipient")) or _address(
-            fields.get("x-actual-recipient")
-        )
+        final = _address(fields.get("final-recipient"))
+        final_field = "Final-Recipient"
+        if final is None:
+            final, final_field = _address(fields.get("x-actual-recipient")), "X-Actual-Recipient"
         original = _address(fields.get("original-recipient"))
+        use_final = _valid(final) or not original
         action_raw = fields.get("action", "").strip().lower()
         action = next((a for a in _ACTIONS if action_raw.startswith(a)), None)
         status = fields.get("status", "").split()[0] if fields.get("status", "").split() else None
@@ -139,7 +141,8 @@ class Rfc3464:
             # RFC 3464 section 2.3.2: Final-Recipient is required, and is the address the
             # report is about; Original-Recipient (the sender's ORCPT) is optional and kept
             # beside it. An unusable Final-Recipient falls back to the original.
-            recipient=final if _valid(final) else original or final,
+            recipient=final if use_final else original,
+            recipient_field=final_field if use_final else "Original-Recipient",
             original_recipient=original,
             action=action,
             status=status,
