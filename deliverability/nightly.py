@@ -38,6 +38,7 @@ from deliverability.ingest.files import (
 from deliverability.ingest.messages import (
     DEFAULT_VERP,
     VerpFormat,
+    mbox_last_message_unterminated,
     preamble_reason,
     starts_mbox_message,
 )
@@ -426,9 +427,13 @@ class _Ingest:
             _checkpoint(session, saved, path, kind, offset, len(chunk) + len(rejected), self.now)
 
     def messages(self, path: Path, kind: str, row: SourceProgress) -> None:
+        no_message = False
+
         def preamble(size: int, head: bytes, follows: bool) -> None:
+            nonlocal no_message
             if not follows:
                 # Read as an mbox, a file without a "From " line would silently give no message.
+                no_message = True
                 self.unreadable(path, row, preamble_reason(size, follows))
                 return
             rejected: list[Rejected] = []
@@ -456,6 +461,11 @@ class _Ingest:
                 batch = []
                 self._tick(path, row)
         self._flush_messages(path, kind, row, batch)
+        if kind == "mbox" and not no_message and mbox_last_message_unterminated(path):
+            # iter_mbox held it back: the checkpoint stays before it, so the next run reads it
+            # once its writer has finished it (and added the empty line that ends it).
+            note = "an unterminated last message is left for the next run"
+            row.note = f"{row.note}; {note}" if row.note else note
         self._tick(path, row)
 
     def _mbox_start(self, path: Path, row: SourceProgress) -> int:

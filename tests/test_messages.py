@@ -824,3 +824,24 @@ def test_a_dsn_recipient_without_a_local_part_is_still_completed_from_the_prose(
     )
     [record] = parse_message(data)
     assert (record.recipient, record.error) == ("zoe@example.com", None)
+
+
+def test_an_mbox_message_not_yet_terminated_by_a_blank_line_is_held_back(
+    tmp_path: Path,
+) -> None:
+    # RFC 4155 appendix A: each message ends with an empty line. A last message without it may
+    # still be being appended: read, it would be recorded half-written.
+    box = tmp_path / "bounces.mbox"
+    cut = DSN.index(b"Diagnostic-Code:")
+    box.write_bytes(
+        b"From MAILER-DAEMON Mon Mar  2 10:00:00 2026\n"
+        + QMAIL
+        + b"\nFrom MAILER-DAEMON Mon Mar  2 10:01:00 2026\n"
+        + DSN[:cut]
+    )
+    assert [data for _, data in iter_mbox(box)] == [QMAIL]
+    # Explaining a file shows all it holds, the unfinished message too.
+    assert [data for _, data in iter_mbox(box, hold_unterminated=False)] == [QMAIL, DSN[:cut]]
+    with box.open("ab") as fh:
+        fh.write(DSN[cut:] + b"\n")
+    assert [data for _, data in iter_mbox(box)] == [QMAIL, DSN]

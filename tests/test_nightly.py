@@ -715,3 +715,23 @@ def test_a_dsn_block_that_names_no_address_is_not_charged_to_another_recipient(
         ("m1@example.com", 550, "5.1.1", "<m1@example.com>: User unknown"),
         ("m3@example.com", 550, "5.1.1", "<m3@example.com>: User unknown"),
     ]
+
+
+def test_a_half_written_last_mbox_message_is_recorded_once_when_it_is_finished(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    mbox = tmp_path / "bounces.mbox"
+    first, last = _dsn(["m1@example.com"]), _dsn(["m2@example.com"])
+    cut = last.index(b"Diagnostic-Code:")
+    mbox.write_bytes(_SEPARATOR + first + b"\n" + _SEPARATOR + last[:cut])
+    held = run_nightly(engine, [mbox], now=NOW)
+    [source] = held.sources
+    assert (source.items, source.rejected) == (1, 0)
+    assert "an unterminated last message" in source.note
+    with mbox.open("ab") as f:
+        f.write(last[cut:] + b"\n")
+    run_nightly(engine, [mbox], now=NOW)
+    assert _events(engine.db) == [
+        ("m1@example.com", 550, "5.1.1", "<m1@example.com>: User unknown"),
+        ("m2@example.com", 550, "5.1.1", "<m2@example.com>: User unknown"),
+    ]

@@ -39,6 +39,7 @@ __all__ = [
     "iter_eml",
     "iter_maildir",
     "iter_mbox",
+    "mbox_last_message_unterminated",
     "parse_message",
     "starts_mbox_message",
 ]
@@ -416,7 +417,11 @@ def starts_mbox_message(path: Path | str, offset: int) -> bool:
 
 
 def iter_mbox(
-    path: Path | str, *, preamble: PreambleFn | None = None, start_offset: int = 0
+    path: Path | str,
+    *,
+    preamble: PreambleFn | None = None,
+    start_offset: int = 0,
+    hold_unterminated: bool = True,
 ) -> Iterator[tuple[str, bytes]]:
     """Stream the messages of an mbox file, one at a time, keyed by the byte offset of each
     message's ``From `` separator line (stable from one run to the next as long as the file is
@@ -429,6 +434,13 @@ def iter_mbox(
 
     `start_offset` starts reading there instead of at the top: the offset of a message's
     ``From `` line, as a key of an earlier read gives it (`starts_mbox_message` checks one).
+
+    Every message of an mbox ends with an empty line (RFC 4155, appendix A). A last message
+    without it may still be being appended to (a delivery agent writes a message in more than
+    one write): with `hold_unterminated` (the default) it is not yielded, so that it is read
+    once it is whole, as log readers hold back a last line without its newline;
+    `mbox_last_message_unterminated` tells whether a file ends so. Without it (to explain a
+    file as it is) the last message is yielded however it ends.
     """
     if start_offset < 0:
         raise ValueError("start_offset must not be negative")
@@ -464,13 +476,29 @@ def iter_mbox(
             offset += len(raw)
             previous_blank = line in (b"\n", b"\r\n")
         if start is not None:
-            yield str(start), _mbox_body(lines)
+            if not hold_unterminated or (lines and lines[-1] in _BLANK_LINES):
+                yield str(start), _mbox_body(lines)
         elif loose and preamble is not None:
             preamble(offset, bytes(head), False)
 
 
+_BLANK_LINES = (b"\n", b"\r\n")
+
+
+def mbox_last_message_unterminated(path: Path | str) -> bool:
+    """Whether an mbox's last message lacks the empty line that ends every message (RFC 4155,
+    appendix A): the message `iter_mbox` holds back. A file with no message is not."""
+    p = Path(path)
+    with p.open("rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(max(size - 3, 0))
+        tail = fh.read()
+    # The last line is an empty one: a line break right after another.
+    return bool(tail) and not tail.endswith((b"\n\n", b"\n\r\n"))
+
+
 def _mbox_body(lines: list[bytes]) -> bytes:
-    if lines and lines[-1] in (b"\n", b"\r\n"):
+    if lines and lines[-1] in _BLANK_LINES:
         lines = lines[:-1]  # the blank line that precedes the next "From " belongs to the mbox
     return b"".join(
         ln[1:] if ln.startswith(b">") and ln.lstrip(b">").startswith(b"From ") else ln
@@ -529,7 +557,8 @@ def explain_message_file(path: Path) -> list[dict[str, Any]]:
             }
         )
 
-    for key, raw in iter_mbox(path, preamble=preamble):
+    # The file as it is now, a last message still being written too.
+    for key, raw in iter_mbox(path, preamble=preamble, hold_unterminated=False):
         for row in _explain_rows(str(path), raw, classify):
             rows.append({**row, "message": key})
     return rows
