@@ -12,6 +12,7 @@ at any point and run again loses nothing and records nothing twice.
 from __future__ import annotations
 
 import hashlib
+import stat
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -151,17 +152,23 @@ def expand_paths(
     """Every input under `paths`: files as given, folders walked in name order (a Maildir folder
     is one input), leaving out the files in `skip` (the store's own, see `store_files`). A file
     whose format cannot be told (binary, unknown) comes with its problem, so the caller records
-    it and goes on; an empty file has format ``empty``. Raises IngestError only for a path that
-    does not exist."""
+    it and goes on; an empty file has format ``empty``. Inside a folder, what is neither a file
+    nor a folder (a link to nothing, a FIFO, a socket, a device) comes with its problem too and
+    is never opened: a FIFO without a writer would block the run. Raises IngestError only for a
+    path given that does not exist."""
     for raw in paths:
         path = Path(raw)
         if not path.exists():
             raise IngestError(str(path), "path", "no such file or folder")
         if path.is_dir() and not _is_maildir(path):
             for child in sorted(path.iterdir()):
-                if child.name.startswith(".") or (skip and child.resolve() in skip):
+                if child.name.startswith("."):
                     continue
-                yield from expand_paths([child], fmt, skip=skip)
+                problem = _not_a_file(child)
+                if problem is not None:
+                    yield Input(child, None, problem)
+                elif not (skip and child.resolve() in skip):
+                    yield from expand_paths([child], fmt, skip=skip)
             continue
         if fmt == "maildir" and not path.is_dir():
             yield Input(path, None, "not a Maildir folder (no cur/ and new/ folders)")
@@ -175,6 +182,31 @@ def expand_paths(
                 yield Input(path, detect_format(path))
             except IngestError as exc:
                 yield Input(path, None, exc.problem)
+
+
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why a folder's entry cannot be read as an input (None: it is a file or a folder), told
+    from its status alone, without opening it."""
+    try:
+        mode = path.stat().st_mode  # of what a link points to
+    except FileNotFoundError:
+        if path.is_symlink():
+            return "a link to a file that does not exist: not read"
+        return "no such file (removed while the folder was read): not read"
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kind = next((name for test, name in _FILE_KINDS if test(mode)), "of an unknown kind")
+    return f"not a regular file ({kind}): not read"
 
 
 def _is_maildir(path: Path) -> bool:
@@ -347,11 +379,13 @@ class _Ingest:
 
     def unreadable(self, path: Path, row: SourceProgress, problem: str) -> None:
         """A whole file that cannot be read: rejected as one item, and the run goes on."""
-        try:
-            with path.open("rb") as f:
-                head = f.read(200).decode("utf-8", "replace")
-        except OSError:
-            head = ""
+        head = ""
+        if path.is_file():  # never a FIFO or a device: opening one may block
+            try:
+                with path.open("rb") as f:
+                    head = f.read(200).decode("utf-8", "replace")
+            except OSError:
+                pass
         rejected: list[Rejected] = []
         row.items += 1
         self._bad(Rejected(str(path), "file", problem, head), rejected)

@@ -735,3 +735,39 @@ def test_a_half_written_last_mbox_message_is_recorded_once_when_it_is_finished(
         ("m1@example.com", 550, "5.1.1", "<m1@example.com>: User unknown"),
         ("m2@example.com", 550, "5.1.1", "<m2@example.com>: User unknown"),
     ]
+
+
+def test_a_dangling_link_in_a_folder_is_rejected_and_the_other_files_are_read(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    (folder / "a.log").symlink_to(tmp_path / "nonexistent")
+    _write_log(folder / "b.jsonl", [_line(n) for n in range(3)])
+    summary = run_nightly(engine, [folder], now=NOW)
+    assert summary.recorded == 3
+    assert [(r.source, r.error) for r in summary.rejected] == [
+        (str(folder / "a.log"), "a link to a file that does not exist: not read")
+    ]
+
+
+@pytest.mark.timeout(20)  # opened, a FIFO with no writer would block the run for ever
+def test_a_fifo_in_a_folder_is_rejected_without_being_opened(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    os.mkfifo(folder / "a.pipe")
+    _write_log(folder / "b.jsonl", [_line(n) for n in range(3)])
+    summary = run_nightly(engine, [folder], now=NOW)
+    assert summary.recorded == 3
+    assert [(r.source, r.error) for r in summary.rejected] == [
+        (str(folder / "a.pipe"), "not a regular file (a FIFO): not read")
+    ]
+
+
+def test_a_path_named_on_the_command_line_that_does_not_exist_is_still_an_error(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    with pytest.raises(IngestError, match="no such file or folder"):
+        run_nightly(engine, [tmp_path / "missing.log"], now=NOW)
