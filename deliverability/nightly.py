@@ -39,6 +39,7 @@ from deliverability.ingest.files import (
 from deliverability.ingest.messages import (
     DEFAULT_VERP,
     VerpFormat,
+    iter_maildir,
     mbox_last_message_unterminated,
     preamble_reason,
     starts_mbox_message,
@@ -460,6 +461,17 @@ class _Ingest:
             saved = _saved_source(session, path)
             _checkpoint(session, saved, path, kind, offset, len(chunk) + len(rejected), self.now)
 
+    def _reject_one(self, row: SourceProgress, rejected: Rejected) -> None:
+        """One bad item of a message source (an mbox's preamble, an unreadable Maildir file),
+        recorded as it is found."""
+        bad: list[Rejected] = []
+        row.items += 1
+        self._bad(rejected, bad)
+        row.rejected += 1
+        self.summary.rejected.extend(bad)
+        with self.sessions() as session, session.begin():
+            record_rejected(session, bad, self.now)
+
     def messages(self, path: Path, kind: str, row: SourceProgress) -> None:
         no_message = False
 
@@ -470,25 +482,22 @@ class _Ingest:
                 no_message = True
                 self.unreadable(path, row, preamble_reason(size, follows))
                 return
-            rejected: list[Rejected] = []
-            row.items += 1
-            self._bad(
-                Rejected(
-                    str(path),
-                    "byte 0",
-                    preamble_reason(size, follows),
-                    head.decode("utf-8", "replace"),
-                ),
-                rejected,
-            )
-            row.rejected += 1
-            self.summary.rejected.extend(rejected)
-            with self.sessions() as session, session.begin():
-                record_rejected(session, rejected, self.now)
+            reason = preamble_reason(size, follows)
+            raw = head.decode("utf-8", "replace")
+            self._reject_one(row, Rejected(str(path), "byte 0", reason, raw))
+
+        def unreadable(key: str, problem: str) -> None:
+            self._reject_one(row, Rejected(str(path), key, problem, ""))
 
         start = self._mbox_start(path, row) if kind == "mbox" else 0
         batch: list[tuple[str, bytes]] = []
-        for key, data in convert.read_messages(path, kind, preamble=preamble, start_offset=start):
+        if kind == "maildir":
+            # An unreadable message file is one rejected message. convert.read_messages does not
+            # pass `unreadable` on to iter_maildir yet: until it does, a Maildir is read here.
+            found = iter_maildir(path, unreadable=unreadable)
+        else:
+            found = convert.read_messages(path, kind, preamble=preamble, start_offset=start)
+        for key, data in found:
             batch.append((key, data))
             if len(batch) >= CHUNK // 4:
                 self._flush_messages(path, kind, row, batch)

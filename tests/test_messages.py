@@ -845,3 +845,21 @@ def test_an_mbox_message_not_yet_terminated_by_a_blank_line_is_held_back(
     with box.open("ab") as fh:
         fh.write(DSN[cut:] + b"\n")
     assert [data for _, data in iter_mbox(box)] == [QMAIL, DSN]
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux's /proc/self/mem")
+def test_an_unreadable_maildir_file_is_reported_and_the_rest_read(tmp_path: Path) -> None:
+    for sub in ("new", "cur", "tmp"):
+        (tmp_path / sub).mkdir()
+    (tmp_path / "new" / "1.M1.host").write_bytes(DSN)
+    # Reading it fails with EIO: offset 0 of a process's memory is never mapped.
+    (tmp_path / "new" / "2.M2.host").symlink_to("/proc/self/mem")
+    (tmp_path / "cur" / "3.M3.host:2,S").write_bytes(QMAIL)
+    problems: list[tuple[str, str]] = []
+    got = dict(iter_maildir(tmp_path, unreadable=lambda key, why: problems.append((key, why))))
+    assert got == {"1.M1.host": DSN, "3.M3.host": QMAIL}
+    assert len(problems) == 1
+    key, why = problems[0]
+    assert key == "2.M2.host"
+    assert why.startswith("cannot read the message file new/2.M2.host: ")
+    assert "Input/output error" in why

@@ -771,3 +771,22 @@ def test_a_path_named_on_the_command_line_that_does_not_exist_is_still_an_error(
 ) -> None:
     with pytest.raises(IngestError, match="no such file or folder"):
         run_nightly(engine, [tmp_path / "missing.log"], now=NOW)
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux's /proc/self/mem")
+def test_an_unreadable_maildir_file_is_rejected_and_the_rest_of_the_maildir_read(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    maildir = tmp_path / "bounces"
+    for sub in ("new", "cur", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    (maildir / "new" / "1.M1.host").write_bytes(_dsn(["m1@example.com"]))
+    (maildir / "new" / "2.M2.host").symlink_to("/proc/self/mem")  # reading it gives EIO
+    (maildir / "cur" / "3.M3.host:2,S").write_bytes(_dsn(["m3@example.com"]))
+    summary = run_nightly(engine, [maildir], now=NOW)
+    [bad] = summary.rejected
+    assert (bad.source, bad.position) == (str(maildir), "2.M2.host")
+    assert bad.error.startswith("cannot read the message file new/2.M2.host: ")
+    assert [e[0] for e in _events(engine.db)] == ["m1@example.com", "m3@example.com"]
+    with Session(engine.db) as s:
+        assert s.scalars(select(RejectedInput.position)).all() == ["2.M2.host"]

@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_VERP",
     "BounceRecord",
     "PreambleFn",
+    "UnreadableFn",
     "VerpFormat",
     "explain_message_file",
     "iter_eml",
@@ -506,9 +507,20 @@ def _mbox_body(lines: list[bytes]) -> bytes:
     )
 
 
-def iter_maildir(path: Path | str) -> Iterator[tuple[str, bytes]]:
+#: What an unreadable-file callback is given: the message's key and what went wrong.
+UnreadableFn = Callable[[str, str], None]
+
+
+def iter_maildir(
+    path: Path | str, *, unreadable: UnreadableFn | None = None
+) -> Iterator[tuple[str, bytes]]:
     """The messages of a Maildir folder (``new/`` then ``cur/``), keyed by file name without
-    the ``:2,flags`` info suffix, so that a message keeps its key when it is marked read."""
+    the ``:2,flags`` info suffix, so that a message keeps its key when it is marked read.
+
+    A message file that cannot be read (an I/O error, no permission, removed meanwhile) is
+    one bad message, not a bad folder: `unreadable` is told its key and the error, and the
+    rest is read. Without `unreadable` the error is raised (IngestError naming the file).
+    """
     root = Path(path)
     for sub in ("new", "cur"):
         folder = root / sub
@@ -518,8 +530,18 @@ def iter_maildir(path: Path | str) -> Iterator[tuple[str, bytes]]:
             if name.startswith("."):
                 continue
             file = folder / name
-            if file.is_file():
-                yield name.split(":", 1)[0], file.read_bytes()
+            if not file.is_file():
+                continue
+            key = name.split(":", 1)[0]
+            try:
+                data = file.read_bytes()
+            except OSError as exc:
+                problem = f"cannot read the message file {sub}/{name}: {exc.strerror or exc}"
+                if unreadable is None:
+                    raise IngestError(str(file), "file", problem) from None
+                unreadable(key, problem)
+                continue
+            yield key, data
 
 
 # --- explain ---------------------------------------------------------------------------------
