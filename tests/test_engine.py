@@ -1423,3 +1423,39 @@ def test_a_sender_recording_without_times_lifts_a_throttle_at_the_policy_count(
         assert engine.throttle_for("push.example") is not None
         engine.record("last@push.example", OK, message_id="last")
         assert engine.throttle_for("push.example") is None
+
+
+def test_a_rejected_item_longer_than_a_mariadb_text_is_kept_cut_and_the_batch_goes_on(
+    engine: Engine,
+) -> None:
+    # MariaDB's TEXT holds 65,535 bytes: a longer raw line failed the whole chunk there.
+    result = engine.record_many(
+        [
+            {"recipient": "a@example.com", "reply": OK, "message_id": "m1"},
+            {"recipient": "b@example.com", "reply": "hello", "raw": "例" * 30_000},
+        ]
+    )
+    assert result.recorded == 1
+    with Session(engine.db) as s:
+        [raw] = s.scalars(select(RejectedInput.raw)).all()
+    assert raw.startswith("例" * 1000)
+    assert len(raw.encode("utf-8")) <= 65_535
+
+
+def test_rejected_items_whose_source_differs_by_trailing_spaces_do_not_stop_the_batch(
+    engine: Engine,
+) -> None:
+    # MariaDB compares "log.jsonl" and "log.jsonl " as equal in the unique key: the second
+    # row was a duplicate key there, retried ten times, and the batch lost.
+    bad = {"recipient": "b@example.com", "reply": "hello", "raw": "same", "position": "7"}
+    result = engine.record_many(
+        [
+            {"recipient": "a@example.com", "reply": OK, "message_id": "m1"},
+            {**bad, "source": "log.jsonl"},
+            {**bad, "source": "log.jsonl "},
+            {**bad, "source": "log.jsonl", "position": "7 "},
+        ]
+    )
+    assert result.recorded == 1
+    assert len(result.rejected) == 3
+    assert _count(engine, RejectedInput) == 1

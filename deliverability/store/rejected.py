@@ -24,8 +24,22 @@ _SOURCE_LENGTH = cast(String, _REJECTED.c.source.type).length or 600
 _POSITION_LENGTH = cast(String, _REJECTED.c.position.type).length or 120
 _ERROR_LENGTH = cast(String, _REJECTED.c.error.type).length or 2000
 
-#: How much raw text a row keeps (a line is at most 1 MiB; a tenth of it identifies it).
+#: How much raw text a rejected item's digest covers (a line is at most 1 MiB; a tenth of it
+#: identifies it).
 RAW_STORED = 100_000
+#: How much of it a row keeps, in UTF-8 bytes: what MariaDB's TEXT holds (65,535 bytes; a longer
+#: value failed the whole chunk there), with room to spare.
+RAW_BYTES = 64_000
+
+
+def _fitting(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` bytes of UTF-8, never inside a character."""
+    if len(text) * 4 <= limit:
+        return text
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    return data[:limit].decode("utf-8", "ignore")
 
 
 def raw_digest(raw: str) -> str:
@@ -46,7 +60,10 @@ def store_rejected(
         # with any lone surrogate escaped: the item is refused for it, its row must still store.
         digest = raw_digest(raw)
         source, position, error, raw = (storable(t) for t in (source, position, error, raw))
-        key = (source[:_SOURCE_LENGTH], position[:_POSITION_LENGTH], digest)
+        # Without trailing spaces: MariaDB's collations ignore them in comparisons, so two
+        # items apart only there were one key to its unique index, a duplicate-key error on
+        # every retry, and the batch lost.
+        key = (source[:_SOURCE_LENGTH].rstrip(), position[:_POSITION_LENGTH].rstrip(), digest)
         if key not in rows:
             if len(error) > _ERROR_LENGTH:
                 error = error[: _ERROR_LENGTH - 3] + "..."
@@ -55,7 +72,7 @@ def store_rejected(
                 "position": key[1],
                 "raw_digest": key[2],
                 "error": error,
-                "raw": raw,
+                "raw": _fitting(raw, RAW_BYTES),
                 "recorded_at": now,
             }
     if not rows:
