@@ -34,8 +34,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, String, and_, case, func, literal, or_, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from deliverability.addresses import normalize_domain
 from deliverability.clock import ensure_utc
@@ -209,6 +212,27 @@ def _rate(part: int, whole: int) -> float | None:
 # undeliverable
 
 
+class bytewise(FunctionElement[str]):
+    """A text compared character by character (by code point) on every backend, so that ties
+    and examples come out the same everywhere. SQLite (BINARY) and MariaDB (the schema's
+    utf8mb4_bin) already compare so; a PostgreSQL column follows the database's collation (an
+    ICU en-US one put "éa" before "fa", "User unknown" after "user unknown"), so there it is
+    compared with COLLATE "C" (https://www.postgresql.org/docs/current/collation.html)."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(bytewise)
+def _bytewise(element: bytewise, compiler: SQLCompiler, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(bytewise, "postgresql")
+def _bytewise_postgresql(element: bytewise, compiler: SQLCompiler, **kw: Any) -> str:
+    return f'{compiler.process(element.clauses, **kw)} COLLATE "C"'
+
+
 def undeliverable_query(
     *,
     since: datetime | None = None,
@@ -243,7 +267,7 @@ def undeliverable_query(
         )
         .outerjoin(Action, Action.id == Recipient.suppression_action_id)
         .where(Recipient.standing.in_(_FAILING_STANDINGS))
-        .order_by(Recipient.standing_since.desc(), Recipient.address_key)
+        .order_by(Recipient.standing_since.desc(), bytewise(Recipient.address_key))
     )
     if domain is not None:
         stmt = stmt.where(Recipient.domain == _domain(domain))
@@ -464,7 +488,7 @@ def codes_query(
     if daily:
         keys.insert(0, _day(session, Event.at.expression).label("day"))
     stmt = (
-        select(*keys, func.count().label("count"), func.max(Event.text).label("example"))
+        select(*keys, func.count().label("count"), func.max(bytewise(Event.text)).label("example"))
         .where(*_event_filter(since, until, domain, reason))
         .group_by(*keys)
     )

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import factories_reports as f
 import pytest
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.orm import Session
 
 from deliverability import reports
@@ -620,3 +621,20 @@ def test_verdict_review_for_complaints_says_review(session: Session) -> None:
     _sends(session, delivered=1000, bounced=0, complaints=2, at=NOW - DAY)
     verdict = reports.reputation_verdict(reports.reputation(session, now=NOW))
     assert verdict.startswith("verdict: REVIEW - 7d complaint rate 0.2% (2 of 1000) >= 0.1%")
+
+
+def test_report_ties_and_examples_compare_text_bytewise_on_postgresql_whatever_its_collation() -> (
+    None
+):
+    # A PostgreSQL column follows the database's collation: on an ICU en-US database the
+    # undeliverable report's ties and the codes report's example differed from SQLite's and
+    # MariaDB's. Both now compare as the other two do.
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from deliverability.reports import codes_query, undeliverable_query
+
+    session = Session(sa_create_engine("sqlite://"))
+    queries = [undeliverable_query(), codes_query(session, since=None, until=None)]
+    for query in queries:
+        assert 'COLLATE "C"' in str(query.compile(dialect=postgresql.dialect()))
+        assert "COLLATE" not in str(query.compile(dialect=sqlite.dialect()))
