@@ -297,6 +297,7 @@ def ingest_paths(
     verp: VerpFormat = DEFAULT_VERP,
     skip: frozenset[Path] | None = None,
     log_tz: tzinfo = UTC,
+    from_start: bool = False,
 ) -> NightlySummary:
     """Read every new input under `paths` and record it with `recorder` (an `Engine`).
 
@@ -307,6 +308,9 @@ def ingest_paths(
     are walked without the files in `skip` (by default the recorder's own SQLite files).
     `log_tz` is the zone of the syslog time stamps that carry none (classic ``Nov 28 03:14:15``
     stamps in a Postfix log are the mail host's local time, RFC 3164 section 4.1.2); default UTC.
+    With `from_start`, every file is read from its top and every message again, not from where
+    the last run stopped: what was rejected for a reason fixed since (a wrong ``--now``, a clock
+    a day ahead) is read again, and what was recorded is skipped by its idempotency keys.
     """
     run = _Ingest(
         recorder,
@@ -317,6 +321,7 @@ def ingest_paths(
         strict,
         verp,
         log_tz,
+        from_start,
     )
     if skip is None:
         skip = store_files(recorder.db.url)
@@ -356,6 +361,8 @@ class _Ingest:
     strict: bool
     verp: VerpFormat
     log_tz: tzinfo
+    #: Read every file from its top and every message again (`ingest_paths`).
+    from_start: bool = False
 
     def _account(self, row: SourceProgress, result: BatchResult, rejected: list[Rejected]) -> None:
         summary = self.summary
@@ -402,6 +409,8 @@ class _Ingest:
     def _resume_point(self, path: Path) -> tuple[int, str | None]:
         """Where the last run left this file (`resume_offset`: 0 for the top) and the format it
         read it as (None: never read)."""
+        if self.from_start:
+            return 0, None
         with self.sessions() as session:
             saved = _saved_source(session, path)
             if saved is None:
@@ -538,7 +547,7 @@ class _Ingest:
         fresh: list[str] = []
         for (key, data), digest in zip(batch, hashes, strict=True):
             row.items += 1
-            if digest in seen or digest in fresh:
+            if digest in fresh or (digest in seen and not self.from_start):
                 row.duplicates += 1
                 self.summary.duplicates += 1
                 continue
@@ -554,6 +563,8 @@ class _Ingest:
         with self.sessions() as session, session.begin():
             record_rejected(session, rejected, self.now)
             for digest in fresh:
+                if digest in seen:
+                    continue  # read again (from_start): its digest is stored already
                 session.add(
                     IngestedMessage(key=digest, source=str(path)[:1000], recorded_at=self.now)
                 )
@@ -577,12 +588,14 @@ def run_nightly(
     verp: VerpFormat = DEFAULT_VERP,
     skip: frozenset[Path] | None = None,
     log_tz: tzinfo = UTC,
+    from_start: bool = False,
 ) -> NightlySummary:
     """The whole job: ingest `paths`, expire retries that ran out, evaluate list hygiene.
 
     `engine` should use a clock that returns `now` (the CLI's ``--now``), so that what it records
     is judged at the same time as the job. `skip`: see `ingest_paths` (a dry run on a copy of a
-    SQLite store names the original's files); `log_tz` too (the CLI's ``--log-tz``).
+    SQLite store names the original's files); `log_tz` and `from_start` too (the CLI's
+    ``--log-tz`` and ``--from-start``).
     """
     from deliverability.store import hygiene as hygiene_store
 
@@ -603,6 +616,7 @@ def run_nightly(
         verp=verp,
         skip=skip,
         log_tz=log_tz,
+        from_start=from_start,
     )
     expired = engine.expire_overdue(now)
     summary.expired = expired.recorded

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -790,3 +791,40 @@ def test_an_unreadable_maildir_file_is_rejected_and_the_rest_of_the_maildir_read
     assert [e[0] for e in _events(engine.db)] == ["m1@example.com", "m3@example.com"]
     with Session(engine.db) as s:
         assert s.scalars(select(RejectedInput.position)).all() == ["2.M2.host"]
+
+
+def _ingest(db_url: str, path: Path, now: str, *options: str) -> dict[str, Any]:
+    result = CliRunner().invoke(
+        cli,
+        ["--database-url", db_url, "ingest", str(path), "--now", now, "--output", "json", *options],
+    )
+    assert result.exit_code in (0, 1), result.output
+    return cast(dict[str, Any], json.loads(result.stdout))
+
+
+def test_from_start_reads_again_what_a_wrong_now_rejected_and_records_it_once(
+    db_url: str, tmp_path: Path
+) -> None:
+    # Lines rejected for a reason since fixed (here: --now three days early, so they seemed to
+    # be in the future) were never read again: the next run resumed after them.
+    log = tmp_path / "replies.jsonl"
+    log.write_text("".join(json.dumps(_line(n)) + "\n" for n in range(3)))
+    early, right = "2026-11-25T00:00:00Z", "2026-11-28T06:00:00Z"
+    assert _ingest(db_url, log, early)["recorded"] == 0
+    assert _ingest(db_url, log, right)["recorded"] == 0
+    assert _ingest(db_url, log, right, "--from-start")["recorded"] == 3
+    again = _ingest(db_url, log, right, "--from-start")
+    assert (again["recorded"], again["duplicates"]) == (0, 3)
+
+
+def test_from_start_reads_every_message_again_and_records_none_twice(
+    db_url: str, tmp_path: Path
+) -> None:
+    maildir = tmp_path / "bounces"
+    for sub in ("cur", "new", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    (maildir / "new" / "1.M1.host").write_bytes(_dsn(["gone@example.net"]))
+    right = "2026-11-28T06:00:00Z"
+    assert _ingest(db_url, maildir, right)["recorded"] == 1
+    again = _ingest(db_url, maildir, right, "--from-start")
+    assert (again["recorded"], again["duplicates"]) == (0, 1)

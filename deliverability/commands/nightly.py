@@ -178,6 +178,13 @@ def _input_options(command: F) -> F:
                 "Stamps with an offset (RFC 3339, RFC 5424) keep their own.",
             ),
             click.option(
+                "--from-start",
+                is_flag=True,
+                help="Read every file from its top and every message again, not from where the "
+                "last run stopped: after fixing what made input be rejected (a wrong --now, a "
+                "clock a day ahead). What was recorded is skipped by its idempotency keys.",
+            ),
+            click.option(
                 "--output", "out_fmt", type=click.Choice(["text", "json"]), default="text"
             ),
         )
@@ -202,6 +209,7 @@ def nightly(
     fmt: str,
     verp: str | None,
     log_tz: tzinfo,
+    from_start: bool,
     out_fmt: str,
 ) -> None:
     """Ingest what arrived, expire retries that ran out, evaluate list hygiene, summarise.
@@ -210,7 +218,9 @@ def nightly(
     gzip-compressed too), mbox files, Maildir folders and single bounce messages. A Postfix log
     from a host whose clock is not on UTC needs --log-tz.
     """
-    job = _Job(app, paths, run_time(now_text), fmt, full, strict, _verp(verp), log_tz)
+    job = _Job(
+        app, paths, run_time(now_text), fmt, full, strict, _verp(verp), log_tz, from_start
+    )
     url = resolve_url(app.database_url)
     summary = job.dry_run(url) if dry_run else job.run(url)
     _print_summary(summary, out_fmt)
@@ -234,6 +244,7 @@ class _Job:
     strict: bool
     verp: VerpFormat
     log_tz: tzinfo
+    from_start: bool = False
 
     def run(
         self, url: str, *, dry_run: bool = False, store_url: str | None = None
@@ -258,6 +269,7 @@ class _Job:
                 verp=self.verp,
                 skip=store_files(store_url or url),
                 log_tz=self.log_tz,
+                from_start=self.from_start,
             )
         summary.dry_run = dry_run
         return summary
@@ -312,6 +324,7 @@ def ingest(
     strict: bool,
     verp: str | None,
     log_tz: tzinfo,
+    from_start: bool,
     out_fmt: str,
 ) -> None:
     """Record what PATHS say (the nightly job's first step alone: no expiry, no full hygiene
@@ -328,6 +341,7 @@ def ingest(
             strict=strict,
             verp=_verp(verp),
             log_tz=log_tz,
+            from_start=from_start,
         )
     _print_summary(summary, out_fmt, "ingest")
     if summary.rejected_count:
