@@ -298,3 +298,63 @@ def test_an_unclosed_quoted_csv_field_at_the_end_is_rejected(tmp_path: Path) -> 
     assert isinstance(item, Rejected)
     assert item.position == "byte 30"
     assert "not closed" in item.error
+
+
+def _around(tmp_path: Path, bad: str) -> list[LogRecord | Rejected]:
+    """The items of a JSON Lines log with `bad` between two good lines."""
+    before = GOOD | {"recipient": "before@example.com"}
+    after = GOOD | {"recipient": "after@example.com"}
+    return items(jsonl(tmp_path, before, bad, after))
+
+
+def test_a_reply_code_of_thousands_of_digits_is_rejected_naming_the_field(
+    tmp_path: Path,
+) -> None:
+    # Python refuses to turn more than 4,300 digits into an int (sys.get_int_max_str_digits).
+    bad = json.dumps({k: v for k, v in GOOD.items() if k != "reply"})[:-1]
+    before, rejected, after = _around(tmp_path, bad + ', "code": ' + "9" * 5000 + "}")
+    assert isinstance(before, LogRecord)
+    assert isinstance(after, LogRecord)
+    assert isinstance(rejected, Rejected)
+    assert rejected.position.startswith("byte ")
+    assert "field 'code'" in rejected.error
+    assert "5000 digits" in rejected.error
+    assert len(rejected.error) < 200
+
+
+def test_an_attempt_of_thousands_of_digits_is_rejected_naming_the_field(tmp_path: Path) -> None:
+    bad = json.dumps(GOOD)[:-1] + ', "attempt": ' + "1" * 5000 + "}"
+    _, rejected, after = _around(tmp_path, bad.replace('"attempt": 2, ', ""))
+    assert isinstance(rejected, Rejected)
+    assert "field 'attempt'" in rejected.error
+    assert isinstance(after, LogRecord)
+
+
+def test_an_attempt_beyond_what_the_store_can_hold_is_rejected_naming_the_field(
+    tmp_path: Path,
+) -> None:
+    _, rejected, after = _around(tmp_path, json.dumps(GOOD | {"attempt": "9223372036854775808"}))
+    assert isinstance(rejected, Rejected)
+    assert "field 'attempt'" in rejected.error
+    assert isinstance(after, LogRecord)
+
+
+def test_json_nested_a_hundred_thousand_deep_is_rejected_and_the_lines_around_it_are_read(
+    tmp_path: Path,
+) -> None:
+    bad = json.dumps(GOOD)[:-1] + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    before, rejected, after = _around(tmp_path, bad)
+    assert isinstance(before, LogRecord)
+    assert isinstance(after, LogRecord)
+    assert isinstance(rejected, Rejected)
+    assert "nested too deep" in rejected.error
+
+
+@pytest.mark.parametrize("at", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_time_that_leaves_the_calendar_in_utc_is_rejected_naming_the_field(
+    tmp_path: Path, at: str
+) -> None:
+    _, rejected, after = _around(tmp_path, json.dumps(GOOD | {"at": at}))
+    assert isinstance(rejected, Rejected)
+    assert "field 'at'" in rejected.error
+    assert isinstance(after, LogRecord)

@@ -32,6 +32,37 @@ _REPLY_COLUMNS = ("reply", "code", "status")
 # A CSV field may hold a multi-line reply inside quotes (RFC 4180 section 2.6); a record is cut
 # off after this many physical lines so one stray quote cannot swallow the rest of the file.
 _MAX_CSV_RECORD_LINES = 50
+#: The largest `attempt` the store holds: its column is an SQL INTEGER, four bytes in
+#: PostgreSQL and MariaDB.
+_MAX_ATTEMPT = 2**31 - 1
+#: More digits than any field needs. Python refuses to read an int of more than 4,300 digits
+#: (sys.get_int_max_str_digits), and a number that long is garbage whatever the field.
+_MAX_NUMBER_DIGITS = 100
+
+
+class _LongNumber:
+    """A JSON number of more than `_MAX_NUMBER_DIGITS` digits, kept as its length only: the field
+    check that meets it rejects it by name, and a field the reader ignores costs nothing."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"a number of {self.digits} digits"
+
+
+def _json_int(text: str) -> int | _LongNumber:
+    """`json.loads`' parse_int: an int, or a `_LongNumber` instead of int()'s ValueError."""
+    digits = len(text.lstrip("-"))
+    return int(text) if digits <= _MAX_NUMBER_DIGITS else _LongNumber(digits)
+
+
+def _shown(value: object) -> str:
+    """A field's value for a reason, cut short: the reason is a line of text, not the input."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
 
 
 def parse_mailer_row(row: Mapping[str, object], source: str, position: str) -> LogRecord:
@@ -61,6 +92,9 @@ def parse_mailer_row(row: Mapping[str, object], source: str, position: str) -> L
         at = parse_time(at_text)
     except DeliverabilityError as exc:
         raise fail(f"field 'at': {exc}") from None
+    except OverflowError:
+        # Year 1 with an offset east of UTC, or year 9999 west of it: no such time in UTC.
+        raise fail(f"field 'at': {_shown(at_text)} is out of range once in UTC") from None
     try:
         normalize_address(recipient)
     except AddressError as exc:
@@ -91,13 +125,15 @@ def _attempt(value: object, fail: _Fail) -> int | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise fail(f"field 'attempt' must be a whole number, not {value!r}")
+        raise fail(f"field 'attempt' must be a whole number, not {_shown(value)}")
     try:
         attempt = int(value)
     except ValueError:
-        raise fail(f"field 'attempt' must be a whole number, not {value!r}") from None
+        raise fail(f"field 'attempt' must be a whole number, not {_shown(value)}") from None
     if attempt < 1:
         raise fail(f"field 'attempt' must be 1 or more, not {attempt}")
+    if attempt > _MAX_ATTEMPT:
+        raise fail(f"field 'attempt' must be at most {_MAX_ATTEMPT}, not {_shown(attempt)}")
     return attempt
 
 
@@ -115,14 +151,13 @@ def _reply(row: Mapping[str, object], fail: _Fail) -> Reply:
     code_value, status_value, text_value = row.get("code"), row.get("status"), row.get("text")
     code: int | None = None
     if code_value is not None and code_value != "":
+        wrong = f"field 'code' must be a reply code such as 550, not {_shown(code_value)}"
         if isinstance(code_value, bool) or not isinstance(code_value, int | str):
-            raise fail(f"field 'code' must be a reply code such as 550, not {code_value!r}")
+            raise fail(wrong)
         try:
             code = int(code_value)
         except ValueError:
-            raise fail(
-                f"field 'code' must be a reply code such as 550, not {code_value!r}"
-            ) from None
+            raise fail(wrong) from None
         # RFC 5321 section 4.2: a reply code is three digits, the first 2 to 5.
         if not 200 <= code <= 599:
             raise fail(f"field 'code' {code} is not an SMTP reply code (200-599)")
@@ -200,9 +235,14 @@ def _read_jsonl(
             continue
         position = position_of(line.start)
         try:
-            obj = json.loads(_without_bom(line))
+            obj = json.loads(_without_bom(line), parse_int=_json_int)
         except json.JSONDecodeError as exc:
             yield line.end, Rejected(source, position, f"broken JSON: {exc}", line.text)
+            continue
+        except RecursionError:
+            # The json module's decoder recurses once per level of nesting.
+            problem = "broken JSON: arrays or objects nested too deep"
+            yield line.end, Rejected(source, position, problem, line.text)
             continue
         if not isinstance(obj, dict):
             problem = f"expected a JSON object, found {type(obj).__name__}"
