@@ -358,3 +358,15 @@ def test_a_time_that_leaves_the_calendar_in_utc_is_rejected_naming_the_field(
     assert isinstance(rejected, Rejected)
     assert "field 'at'" in rejected.error
     assert isinstance(after, LogRecord)
+
+
+def test_a_csv_file_that_starts_with_a_blank_line_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "replies.csv"
+    path.write_text(
+        "\n\r\n  \nat,recipient,message_id,reply\n2026-11-28T03:00:00Z,a@example.com,m1,250 OK\n"
+    )
+    (record,) = items(path)
+    assert isinstance(record, LogRecord)
+    assert record.recipient == "a@example.com"
+    # Resuming after the row finds the header past the blank lines again.
+    assert items(path, start_offset=path.stat().st_size) == []

@@ -268,7 +268,15 @@ def _read_csv(
     limits: ReadLimits | None,
     hold_partial_line: bool,
 ) -> Iterator[tuple[int, LogRecord | Rejected]]:
-    header_line = next(iter(read_lines(path, limits=limits)), None)
+    # The header is the first line that is not blank, as for `detect_format`.
+    header_line = next(
+        (
+            line
+            for line in read_lines(path, limits=limits)
+            if line.problem is not None or _without_bom(line).strip()
+        ),
+        None,
+    )
     if header_line is None:
         return
     header = _csv_fields(_without_bom(header_line))
@@ -278,7 +286,7 @@ def _read_csv(
         missing.append("reply (or code / status)")
     if header_line.problem is not None or missing:
         problem = header_line.problem or f"the CSV header lacks column(s): {', '.join(missing)}"
-        yield 0, Rejected(source, position_of(0), problem, header_line.text)
+        yield 0, Rejected(source, position_of(header_line.start), problem, header_line.text)
         return
 
     pending: list[Line] = []
