@@ -294,10 +294,13 @@ def test_an_unclosed_quoted_csv_field_at_the_end_is_rejected(tmp_path: Path) -> 
         '2026-11-28T03:00:00Z,a@example.com,m1,"550 5.1.1 no such user\n'
         "and the writer was killed here\n"
     )
-    (item,) = items(path)
+    item, rest = items(path)
     assert isinstance(item, Rejected)
     assert item.position == "byte 30"
     assert "not closed" in item.error
+    # The line after it is read on its own: here it is no row either.
+    assert isinstance(rest, Rejected)
+    assert rest.raw == "and the writer was killed here"
 
 
 def _around(tmp_path: Path, bad: str) -> list[LogRecord | Rejected]:
@@ -360,6 +363,66 @@ def test_a_time_that_leaves_the_calendar_in_utc_is_rejected_naming_the_field(
     assert isinstance(after, LogRecord)
 
 
+def test_a_stray_quote_opening_a_field_rejects_that_line_alone_and_the_next_rows_are_read(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "replies.csv"
+    header = "at,recipient,message_id,attempt,code,status,text\n"
+    stray = '2026-11-28T02:00:10Z,"a@example.com,<m0@x>,1,550,5.1.1,User unknown\n'
+    good = [
+        f"2026-11-28T02:00:{n % 60:02d}Z,u{n}@example.com,<m{n}@x>,1,250,2.0.0,OK\n"
+        for n in range(1, 60)
+    ]
+    path.write_text(header + stray + "".join(good))
+    found = items(path)
+    rejected = [item for item in found if isinstance(item, Rejected)]
+    assert len(rejected) == 1
+    assert rejected[0].position == f"byte {len(header)}"
+    assert rejected[0].raw == stray.rstrip("\n")
+    assert "not closed" in rejected[0].error
+    assert [item.recipient for item in found if isinstance(item, LogRecord)] == [
+        f"u{n}@example.com" for n in range(1, 60)
+    ]
+
+
+def test_a_multi_line_quoted_reply_is_still_one_csv_row(tmp_path: Path) -> None:
+    path = tmp_path / "replies.csv"
+    path.write_text(
+        "at,recipient,message_id,reply\n"
+        '2026-11-28T03:00:00Z,a@example.com,m1,"550-5.1.1 The email account does not exist.\n'
+        '550 5.1.1 Please try again."\n'
+        "2026-11-28T03:00:01Z,b@example.com,m2,250 2.0.0 OK\n"
+    )
+    first, second = items(path)
+    assert isinstance(first, LogRecord)
+    assert isinstance(second, LogRecord)
+    assert first.reply.code == 550
+    assert "Please try again" in first.reply.text
+
+
+def test_quotes_pairing_across_rows_reject_the_first_row_alone_and_read_the_rest(
+    tmp_path: Path,
+) -> None:
+    # Two stray quotes three rows apart make one "row" of the wrong width out of four lines.
+    path = tmp_path / "replies.csv"
+    path.write_text(
+        "at,recipient,message_id,reply\n"
+        '2026-11-28T03:00:00Z,"a@example.com,m1,550 5.1.1 unknown\n'
+        "2026-11-28T03:00:01Z,b@example.com,m2,250 2.0.0 OK\n"
+        "2026-11-28T03:00:02Z,c@example.com,m3,250 2.0.0 OK\n"
+        '2026-11-28T03:00:03Z,d@example.com",m4,250 2.0.0 OK\n'
+        "2026-11-28T03:00:04Z,e@example.com,m5,250 2.0.0 OK\n"
+    )
+    found = items(path)
+    assert [type(item).__name__ for item in found] == [
+        "Rejected",
+        "LogRecord",
+        "LogRecord",
+        "Rejected",
+        "LogRecord",
+    ]
+
+
 def test_a_csv_file_that_starts_with_a_blank_line_is_read(tmp_path: Path) -> None:
     path = tmp_path / "replies.csv"
     path.write_text(
@@ -370,3 +433,21 @@ def test_a_csv_file_that_starts_with_a_blank_line_is_read(tmp_path: Path) -> Non
     assert record.recipient == "a@example.com"
     # Resuming after the row finds the header past the blank lines again.
     assert items(path, start_offset=path.stat().st_size) == []
+
+
+def test_an_unreadable_line_inside_an_open_quoted_field_loses_neither_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "replies.csv"
+    path.write_bytes(
+        b"at,recipient,message_id,reply\n"
+        b'2026-11-28T03:00:00Z,a@example.com,m1,"550 5.1.1 no such user\n'
+        b"\x00\x00\x00\n"
+        b"2026-11-28T03:00:01Z,b@example.com,m2,250 2.0.0 OK\n"
+    )
+    opened, nul, good = items(path)
+    assert isinstance(opened, Rejected)
+    assert "not closed before an unreadable line" in opened.error
+    assert isinstance(nul, Rejected)
+    assert "NUL" in nul.error
+    assert isinstance(good, LogRecord)

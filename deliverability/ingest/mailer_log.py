@@ -13,6 +13,7 @@ import csv
 import dataclasses
 import json
 import os
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 
 from deliverability.addresses import normalize_address
@@ -29,8 +30,9 @@ _Fail = Callable[[str], IngestError]
 
 _REQUIRED_COLUMNS = ("at", "recipient", "message_id")
 _REPLY_COLUMNS = ("reply", "code", "status")
-# A CSV field may hold a multi-line reply inside quotes (RFC 4180 section 2.6); a record is cut
-# off after this many physical lines so one stray quote cannot swallow the rest of the file.
+# A CSV field may hold a multi-line reply inside quotes (RFC 4180 section 2.6); a row is looked
+# for over at most this many physical lines, so one stray quote cannot swallow the rest of the
+# file.
 _MAX_CSV_RECORD_LINES = 50
 #: The largest `attempt` the store holds: its column is an SQL INTEGER, four bytes in
 #: PostgreSQL and MariaDB.
@@ -289,33 +291,62 @@ def _read_csv(
         yield 0, Rejected(source, position_of(header_line.start), problem, header_line.text)
         return
 
+    lines = iter(
+        read_lines(
+            path,
+            start_offset=max(start_offset, header_line.end),
+            limits=limits,
+            hold_partial_line=hold_partial_line,
+        )
+    )
+    # Lines to read again: those after a line whose quote opened a field that did not end in a
+    # good row.
+    again: deque[Line] = deque()
     pending: list[Line] = []
-    for line in read_lines(
-        path,
-        start_offset=max(start_offset, header_line.end),
-        limits=limits,
-        hold_partial_line=hold_partial_line,
-    ):
-        bad = _unusable(line, source)
-        if bad is not None:
-            pending = []
-            yield line.end, bad
-            continue
-        if not pending and not line.text.strip():
-            continue
-        pending.append(line)
-        text = "\n".join(ln.text for ln in pending)
-        if _unclosed(text) and len(pending) < _MAX_CSV_RECORD_LINES:
-            continue  # a quoted field goes on to the next line
+    while True:
+        line = again.popleft() if again else next(lines, None)
+        if line is not None and (line.problem is None or not pending):
+            bad = _unusable(line, source)
+            if bad is not None:
+                yield line.end, bad
+                continue
+            if not pending and not line.text.strip():
+                continue
+            pending.append(line)
+            text = "\n".join(ln.text for ln in pending)
+            unclosed = _unclosed(text)
+            if unclosed and len(pending) < _MAX_CSV_RECORD_LINES:
+                continue  # a quoted field goes on to the next line
+        elif pending:
+            # The file ends, or an unreadable line comes (rejected next), inside a quoted field.
+            if line is not None:
+                again.appendleft(line)
+            text = "\n".join(ln.text for ln in pending)
+            unclosed = True
+        else:
+            return
         first, last = pending[0], pending[-1]
+        item = None if unclosed else _csv_item(text, columns, header, source, first.start)
+        if len(pending) > 1 and (unclosed or isinstance(item, Rejected)):
+            # A row over several lines that is no good row: the quote that opened it was most
+            # likely a stray one (RFC 4180 section 2.6: only a quoted field holds a line break).
+            # Its first line is rejected alone, and the lines after it are read again on their
+            # own, so one stray quote costs one row.
+            again.extendleft(reversed(pending[1:]))
+            pending = []
+            problem = (
+                "a quoted CSV field opened on this line is not closed into a good row by the "
+                f"{len(again)} line(s) after it (a stray quote?): they are read on their own"
+            )
+            yield first.end, Rejected(source, position_of(first.start), problem, first.text)
+            continue
         pending = []
-        item = _csv_item(text, columns, header, source, position_of(first.start))
+        if unclosed:
+            where = "the end of the file" if line is None else "an unreadable line"
+            problem = f"a quoted CSV field is not closed before {where}"
+            item = Rejected(source, position_of(first.start), problem, text)
         if item is not None:
             yield last.end, item
-    if pending:
-        text = "\n".join(ln.text for ln in pending)
-        problem = "a quoted CSV field is not closed before the end of the file"
-        yield pending[-1].end, Rejected(source, position_of(pending[0].start), problem, text)
 
 
 def _csv_fields(text: str) -> list[str]:
@@ -335,9 +366,10 @@ def _unclosed(text: str) -> bool:
 
 
 def _csv_item(
-    text: str, columns: list[str], header: list[str], source: str, position: str
+    text: str, columns: list[str], header: list[str], source: str, start: int
 ) -> LogRecord | Rejected | None:
-    """The item a CSV record holds; None for a repeated header row."""
+    """The item a CSV record starting at byte `start` holds; None for a repeated header row."""
+    position = position_of(start)
     try:
         fields = _csv_fields(text)
     except csv.Error as exc:
