@@ -430,3 +430,25 @@ def test_a_naive_now_is_taken_as_utc() -> None:
     naive = datetime(2027, 1, 1, 0, 10)
     december = SENT.replace("Nov 28 03:14:16", "Dec 31 23:59:59")
     assert parse_postfix_line(december, now=naive).at.year == 2026  # type: ignore[union-attr]
+
+
+#: A log zone east of UTC: a stamp of year 1 without an offset falls before year 1 in UTC.
+EAST = timezone(timedelta(hours=1))
+
+
+@pytest.mark.parametrize(
+    "stamp", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00"]
+)
+def test_a_time_stamp_that_leaves_the_calendar_in_utc_is_rejected_and_the_lines_around_it_are_read(
+    tmp_path: Path, stamp: str
+) -> None:
+    log = tmp_path / "mail.log"
+    bad = BOUNCED.replace("Nov 28 03:14:15", stamp)
+    log.write_text(f"{SENT}\n{bad}\n{BOUNCED}\n")
+    before, rejected, after = [item for _, item in read_postfix_log(log, now=NOW, tz=EAST)]
+    assert isinstance(before, LogRecord)
+    assert isinstance(after, LogRecord)
+    assert isinstance(rejected, Rejected)
+    assert rejected.position == f"byte {len(SENT) + 1}"
+    assert "invalid time stamp" in rejected.error
+    assert rejected.raw == bad

@@ -125,6 +125,10 @@ class _Dater:
                 stamp = _line_time(line.match, self.year, self.now, self.tz)
             except ValueError as exc:
                 raise IngestError(source, position, f"invalid time stamp: {exc}", raw) from None
+            except OverflowError:
+                # Year 1 east of UTC or year 9999 west of it: datetime has no such time in UTC.
+                problem = f"invalid time stamp: {key} is out of range once in UTC"
+                raise IngestError(source, position, problem, raw) from None
             if len(self._cache) >= 4096:
                 self._cache.clear()
             self._cache[key] = stamp
