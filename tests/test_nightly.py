@@ -34,7 +34,7 @@ from deliverability.store.models import (
     Recipient,
     RejectedInput,
 )
-from deliverability.vocabulary import DeliveryState, EventKind, Standing
+from deliverability.vocabulary import DeliveryState, EventKind, Outcome, Standing
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NOW = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
@@ -828,3 +828,24 @@ def test_from_start_reads_every_message_again_and_records_none_twice(
     assert _ingest(db_url, maildir, right)["recorded"] == 1
     again = _ingest(db_url, maildir, right, "--from-start")
     assert (again["recorded"], again["duplicates"]) == (0, 1)
+
+
+@pytest.mark.parametrize("status", ["SOFTBOUNCE", "deferred"])
+def test_a_postfix_deferral_with_a_5xx_reply_is_recorded_as_deferred_not_bounced(
+    engine: DeliverabilityEngine, tmp_path: Path, status: str
+) -> None:
+    # With soft_bounce = yes (postconf(5)) Postfix keeps a hard-bounced message queued and
+    # retries it: the address must not be suppressed for it.
+    log = tmp_path / "mail.log"
+    log.write_text(
+        "Nov 28 03:14:15 mx postfix/smtp[1]: AAAAC6: to=<b24@example.com>, relay=x[1.2.3.4]:25, "
+        f"dsn=5.1.1, status={status} (host x said: 550 5.1.1 nope)\n"
+    )
+    summary = run_nightly(engine, [log], now=NOW)
+    assert summary.recorded == 1
+    with Session(engine.db) as s:
+        event = s.scalars(select(Event)).one()
+        recipient = s.scalars(select(Recipient)).one()
+    assert event.outcome == Outcome.DEFERRED
+    assert (event.code, event.status, event.text) == (550, "5.1.1", "nope")
+    assert recipient.standing == Standing.RETRYING

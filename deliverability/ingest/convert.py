@@ -1,8 +1,9 @@
 """From what the sources yield (log records, bounce messages) to what the engine records.
 
-One place decides how each kind of input becomes a `ReplyRecord`: a log line is a reply; an RFC 3464
-``Action: delayed`` notice is a deferral whatever its code says; an ARF report is a complaint; an
-RFC 3834 auto-reply goes into history only. Everything the engine cannot take becomes a `Rejected`
+One place decides how each kind of input becomes a `ReplyRecord`: a log line is a reply; a Postfix
+deferral (``status=deferred``, ``SOFTBOUNCE``) and an RFC 3464 ``Action: delayed`` notice are
+deferrals whatever their codes say; an ARF report is a complaint; an RFC 3834 auto-reply goes
+into history only. Everything the engine cannot take becomes a `Rejected`
 with its source and position, so a batch goes on.
 """
 
@@ -66,8 +67,17 @@ def read_log(
 
 
 def log_item(record: LogRecord) -> ReplyRecord:
-    """A log line's reply, as the engine records it (a Postfix expiry as an expiry)."""
+    """A log line's reply, as the engine records it (a Postfix expiry as an expiry, a Postfix
+    deferral as a deferral whatever its reply's class)."""
     expired = record.delivery_status == "expired"
+    verdict: Verdict | None = POSTFIX_EXPIRED_VERDICT if expired else None
+    if record.delivery_status == "deferred":
+        # Postfix kept the message queued and will try again: status=deferred, and SOFTBOUNCE,
+        # a permanent failure held back by soft_bounce = yes (postconf(5), soft_bounce). A 5xx
+        # reply there is no bounce yet. Other deferrals are left to the engine's own policy.
+        judged = classify(record.reply)
+        if judged.outcome is not Outcome.DEFERRED:
+            verdict = _still_trying(judged)
     return ReplyRecord(
         recipient=record.recipient,
         message_id=record.message_id,
@@ -77,10 +87,16 @@ def log_item(record: LogRecord) -> ReplyRecord:
         source=record.source,
         position=record.position,
         kind=EventKind.EXPIRY if expired else EventKind.REPLY,
-        verdict=POSTFIX_EXPIRED_VERDICT if expired else None,
+        verdict=verdict,
         raw=record.raw,
         mx_host=record.relay,
     )
+
+
+def _still_trying(verdict: Verdict) -> Verdict:
+    """`verdict` for a reply after which the sending MTA kept the message and goes on trying:
+    a deferral, with the reason and fault the reply gave."""
+    return dataclasses.replace(verdict, outcome=Outcome.DEFERRED, decisive=False)
 
 
 def read_messages(
@@ -202,5 +218,5 @@ def _bounce_item(
     if bounce.action == "delayed" and verdict.outcome is not Outcome.DEFERRED:
         # RFC 3464 2.3.3: "delayed" means the reporting MTA is still trying: a deferral, whatever
         # class the last reply had.
-        verdict = dataclasses.replace(verdict, outcome=Outcome.DEFERRED, decisive=False)
+        verdict = _still_trying(verdict)
     return item(verdict, reply)
