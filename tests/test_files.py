@@ -372,3 +372,32 @@ def test_a_gzip_file_of_several_members_is_detected_past_a_first_small_one(
     line = b'{"at": "2026-11-27T22:00:00Z", "recipient": "a@example.com", "reply": "250 ok"}\n'
     path = write(tmp_path / "r.jsonl.gz", gzip.compress(b"\n") + gzip.compress(line))
     assert detect_format(path) == "jsonl"
+
+
+_BOUNCE = (
+    "mx postfix/smtp[1]: AAAAC6: to=<b24@example.com>, relay=x[1.2.3.4]:25, dsn=5.1.1, "
+    "status=bounced (host x said: 550 5.1.1 nope)\n"
+)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "Nov 28 03:14:10 mx dovecot: imap-login: Login: user=<a@example.com>\n" * 25
+        + "Nov 28 03:14:15 "
+        + _BOUNCE,
+        "2026-11-28T03:14:10.123456+00:00 mx opendkim[12]: AAAAC6: DKIM-Signature field added\n"
+        * 25
+        + "2026-11-28T03:14:15.123456+00:00 "
+        + _BOUNCE,
+        "Nov  8 03:14:10 mx dovecot[7]: imap(a@example.com): Disconnected\n" * 200
+        + "Nov  8 03:14:15 "
+        + _BOUNCE,
+    ],
+    ids=["syslog-dovecot-first", "rfc3339-opendkim-first", "syslog-no-postfix-in-the-head"],
+)
+def test_a_mail_log_that_starts_with_other_programs_lines_is_a_postfix_log(
+    tmp_path: Path, content: str
+) -> None:
+    path = write(tmp_path / "mail.log", content.encode())
+    assert detect_format(path) == "postfix"

@@ -39,6 +39,7 @@ __all__ = [
     "read_lines",
     "resume_offset",
     "same_file",
+    "starts_like_syslog",
 ]
 
 #: The formats `detect_format` tells apart (the names `ingest --format` takes).
@@ -351,14 +352,23 @@ def _skip_rest_of_line(f: io.BufferedIOBase, pos: int, cap: int | None) -> tuple
 # --- format detection ---------------------------------------------------------------------------
 
 _DETECT_BYTES = 64 * 1024
-# A syslog or RFC 3339 time stamp, a host, then a Postfix program ("postfix/smtp[123]:", also
-# multi-instance names such as "postfix-out/smtp" and service paths "postfix/submission/smtpd").
-# A BSD (RFC 3164) or RFC 3339 stamp, the host and "postfix/agent[pid]:"; or an RFC 5424 line
-# ("<PRI>1 TIMESTAMP HOST postfix/agent PROCID ...", section 6) with the program as APP-NAME.
-_POSTFIX_LINE_RE = re.compile(
-    r"^(<\d{1,3}>[1-9]\d{0,2} )?(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\S+)"
-    r"\s+\S+\s+postfix[\w.-]*/[\w./-]+(?(1) |(?:\[\d+\])?:)"
+# How a syslog line starts: an RFC 5424 header's "<PRI>VERSION " (section 6), or a BSD time
+# stamp (RFC 3164 section 4.1.2, "Nov 28 03:14:15") or an RFC 3339 one (rsyslog's high-precision
+# format, journald's short-iso), as the Postfix reader reads them.
+_SYSLOG_START = (
+    r"(?:<\d{1,3}>[1-9]\d{0,2} |[A-Z][a-z]{2}\s+\d{1,2}\s+\d\d:\d\d:\d\d"
+    r"|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d)"
 )
+_SYSLOG_START_RE = re.compile(_SYSLOG_START)
+# A whole syslog header: a BSD or RFC 3339 stamp, the host and "program[pid]:"; or an RFC 5424
+# line ("<PRI>1 TIMESTAMP HOST APP-NAME PROCID ...", section 6). A Postfix program is
+# "postfix/smtp", also multi-instance names such as "postfix-out/smtp" and service paths
+# "postfix/submission/smtpd".
+_SYSLOG_LINE_RE = re.compile(
+    r"^(<\d{1,3}>[1-9]\d{0,2} )?(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\S+)"
+    r"\s+\S+\s+(?P<program>[\w./-]+?)(?(1) |(?:\[\d+\])?:)"
+)
+_POSTFIX_PROGRAM_RE = re.compile(r"postfix[\w.-]*/")
 # RFC 5322 section 3.6.8: a field name is printable US-ASCII except the colon.
 _HEADER_RE = re.compile(r"^[!-9;-~]+:[ \t]?")
 #: An mbox separator line in its usual form (RFC 4155 section 2: "From ", the envelope sender,
@@ -376,9 +386,10 @@ def detect_format(path: str | os.PathLike[str]) -> str:
 
     A folder with ``cur`` and ``new`` is a Maildir; a file whose first line starts with
     ``From `` is an mbox; a JSON object on the first non-empty line is JSON Lines; a header row
-    with the mailer reply log columns is CSV; syslog lines from a ``postfix/`` program are a
-    Postfix log; RFC 5322 header fields are a single message; other lines followed by an mbox
-    separator line are an mbox with a preamble. Raises IngestError otherwise.
+    with the mailer reply log columns is CSV; a syslog line first, or syslog lines from a
+    ``postfix/`` program, are a Postfix log; RFC 5322 header fields are a single message; other
+    lines followed by an mbox separator line are an mbox with a preamble. Raises IngestError
+    otherwise.
     """
     p = Path(path)
     if p.is_dir():
@@ -408,7 +419,10 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         return "jsonl"
     if _is_mailer_csv_header(first):
         return "csv"
-    if any(_POSTFIX_LINE_RE.match(ln) for ln in lines[:20]):
+    if _SYSLOG_LINE_RE.match(first) or any(_is_postfix_line(ln) for ln in lines):
+        # A mail.log holds other programs' lines too (dovecot, opendkim, ...), often many before
+        # Postfix's first; syslog is the one line format read, and its other lines are passed
+        # over. An RFC 3339 stamp ("2026-11-28T03:14:15") is not a mail header field.
         return "postfix"
     if _HEADER_RE.match(first) and not first.startswith((" ", "\t")):
         return "eml"
@@ -454,6 +468,16 @@ def _detect_head(path: Path) -> bytes:
     except OSError as exc:
         raise _open_error(path, exc) from None
     return out[:_DETECT_BYTES]
+
+
+def starts_like_syslog(text: str) -> bool:
+    """True when `text` starts as a syslog line does (see `_SYSLOG_START`), whatever follows."""
+    return _SYSLOG_START_RE.match(text) is not None
+
+
+def _is_postfix_line(line: str) -> bool:
+    match = _SYSLOG_LINE_RE.match(line)
+    return match is not None and _POSTFIX_PROGRAM_RE.match(match.group("program")) is not None
 
 
 def _is_mailer_csv_header(line: str) -> bool:
