@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> None:
         parse_s, records = best_of(args.repeat, parse_alone)
         read_s, records_read = best_of(args.repeat, reader)
 
-    assert records == records_read, (records, records_read)
+    # The reader also reads a whole line that syslog glued after a cut one (gen_logs'
+    # POSTFIX_BROKEN), which `feed` alone rejects with the cut one.
+    assert records_read == records + 1, (records, records_read)
     floor_rate, parse_rate, read_rate = n / floor_s, n / parse_s, n / read_s
     print(f"Postfix log: {n} lines ({size_mb:.1f} MB), {records} delivery records")
     print(f"  floor (read + line.split()): {floor_rate:12,.0f} lines/s")

@@ -358,9 +358,12 @@ def test_reading_a_log_yields_records_and_rejects_with_offsets_and_goes_on(tmp_p
         tmp_path / "mail.log", [cleanup("3F1A2B", "m1@x.example"), BOUNCED, "junk", SENT[:90], SENT]
     )
     got = list(read_postfix_log(path, now=NOW))
-    assert [type(i).__name__ for _, i in got] == ["LogRecord", "Rejected", "LogRecord"]
+    kinds = ["LogRecord", "Rejected", "Rejected", "LogRecord"]
+    assert [type(i).__name__ for _, i in got] == kinds
     assert got[0][1].message_id == "m1@x.example"  # type: ignore[union-attr]
-    rejected = got[1][1]
+    junk, rejected = got[1][1], got[2][1]
+    assert isinstance(junk, Rejected)
+    assert "not a syslog line" in junk.error
     assert isinstance(rejected, Rejected)
     assert rejected.source == str(path)
     assert rejected.raw == SENT[:90]
@@ -452,3 +455,64 @@ def test_a_time_stamp_that_leaves_the_calendar_in_utc_is_rejected_and_the_lines_
     assert rejected.position == f"byte {len(SENT) + 1}"
     assert "invalid time stamp" in rejected.error
     assert rejected.raw == bad
+
+
+def test_a_file_of_other_lines_read_as_a_postfix_log_rejects_every_line(tmp_path: Path) -> None:
+    # A reply log named with --format postfix: the user must be told, not shown 0 items.
+    log = tmp_path / "replies.jsonl"
+    log.write_text(
+        '{"at": "2026-11-28T03:00:00Z", "recipient": "a@example.com", "reply": "250 OK"}\n'
+        "\n"
+        '{"at": "2026-11-28T03:00:01Z", "recipient": "b@example.com", "reply": "250 OK"}\n'
+    )
+    got = [item for _, item in read_postfix_log(log, now=NOW)]
+    assert len(got) == 2
+    for item in got:
+        assert isinstance(item, Rejected)
+        assert "not a syslog line" in item.error
+
+
+def test_journalctl_markers_and_other_programs_lines_are_passed_over(tmp_path: Path) -> None:
+    log = tmp_path / "mail.log"
+    log.write_text(
+        "-- Logs begin at Fri 2026-11-27 00:00:01 UTC, end at Sat 2026-11-28 12:00:00 UTC. --\n"
+        "Nov 28 03:14:14 mx dovecot: imap-login: Login: user=<a@example.com>\n"
+        "Nov 28 03:14:14 mx last message repeated 2 times\n"
+        f"{BOUNCED}\n"
+    )
+    (record,) = [item for _, item in read_postfix_log(log, now=NOW)]
+    assert isinstance(record, LogRecord)
+
+
+@pytest.mark.parametrize(
+    "glued",
+    [SENT, "Nov 28 03:14:16 mx dovecot: imap-login: Login: user=<a@example.com>"],
+    ids=["postfix", "other-program"],
+)
+def test_a_line_glued_after_a_status_text_is_rejected_and_the_line_glued_to_it_is_read(
+    tmp_path: Path, glued: str
+) -> None:
+    log = tmp_path / "mail.log"
+    log.write_text(f"{BOUNCED}{glued}\n{TIMED_OUT}\n")
+    got = list(read_postfix_log(log, now=NOW))
+    first = got[0][1]
+    assert isinstance(first, Rejected)
+    assert "two log lines run together" in first.error
+    assert first.position == "byte 0"
+    assert first.raw == BOUNCED
+    records = [item for _, item in got[1:]]
+    assert all(isinstance(item, LogRecord) for item in records)
+    recipients = [item.recipient for item in records]  # type: ignore[union-attr]
+    if glued == SENT:
+        assert recipients == ["bob@gmail.com", "carol@legacy.example.net"]
+        assert records[0].position == f"byte {len(BOUNCED)}"
+        assert records[0].raw == SENT  # type: ignore[union-attr]
+    else:
+        assert recipients == ["carol@legacy.example.net"]
+    # The offsets move past the glued line only with its last item.
+    assert got[-2][0] == len(BOUNCED) + len(glued) + 1
+
+
+def test_a_single_glued_line_is_an_ingest_error() -> None:
+    with pytest.raises(IngestError, match="two log lines run together"):
+        parse_postfix_line(BOUNCED + SENT, now=NOW)

@@ -8,13 +8,13 @@ queue id, and the queue manager logs ``status=expired, returned to sender`` when
 been deferred past its lifetime (``maximal_queue_lifetime``) and ``removed`` when the queue file
 is gone. See the Postfix documentation's "Postfix logging" and DSN_README pages.
 
-Lines are matched by what they say, not their order; everything that is not a delivery result
-(connects, disconnects, ``from=`` lines, other programs' lines) is passed over quietly.
+Lines are matched by what they say, not their order; every other syslog line (connects,
+disconnects, ``from=`` lines, other programs' lines) is passed over quietly. A line that is no
+syslog line at all is rejected: a file of another format read as a Postfix log is told so.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import re
@@ -25,7 +25,7 @@ from typing import TypeVar
 
 from deliverability.clock import ensure_utc
 from deliverability.errors import DeliverabilityError, IngestError
-from deliverability.ingest.files import ReadLimits, read_lines
+from deliverability.ingest.files import Line, ReadLimits, read_lines, starts_like_syslog
 from deliverability.ingest.records import LogRecord, Rejected, normalize_message_id, position_of
 from deliverability.replies import Reply, StatusCode, parse_reply, parse_status
 
@@ -76,6 +76,16 @@ _HEADER_RE = re.compile(
     r"\s+(?P<host>\S+)\s+(?P<program>postfix[\w.-]*(?:/[\w.-]+)*?)/(?P<agent>[\w.-]+)"
     rf"(?(pri) \S+ \S+ (?:-|(?:{_SD_ELEMENT})+) \ufeff?|(?:\[\d+\])?:\s+)(?P<message>.*)"
 )
+# Where a second syslog line starts inside a line: two writers' lines run together (one written
+# without its newline, the next glued to it). A BSD or RFC 3339 stamp, a host and a program with
+# its colon, or an RFC 5424 "<PRI>VERSION" and three fields (section 6).
+_GLUED_RE = re.compile(
+    r"<\d{1,3}>[1-9]\d{0,2} \S+ \S+ \S+ "
+    r"|(?:[A-Z][a-z]{2}\s+\d{1,2}\s+\d\d:\d\d:\d\d|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d)\S*"
+    r"\s+\S+\s+[\w./-]+(?:\[\d+\])?:"
+)
+# The ":MM:SS" of a time stamp's clock.
+_CLOCK_RE = re.compile(r":\d\d:\d\d")
 # An RFC 5424 line whose TIMESTAMP is the NILVALUE "-" (section 6.2.3): it cannot be dated.
 _NIL_TIME_RE = re.compile(r"<\d{1,3}>[1-9]\d{0,2} - ")
 _QUEUED_RE = re.compile(r"(?P<qid>[0-9A-Za-z]{5,20}): (?P<rest>.*)")
@@ -249,9 +259,6 @@ def _delivery(
     cut = rest.find("status=")
     if to_match is None or cut < 0 or (cut and rest[cut - 2 : cut] != ", "):
         raise IngestError(source, position, "a delivery line without to=<...> and status=", raw)
-    if "postfix" in rest[:cut] and _HEADER_RE.search(rest[:cut]):
-        # syslog can interleave two writers: the start of one line glued to another whole line.
-        raise IngestError(source, position, "two log lines run together", raw)
     after = rest[cut + len("status=") :]
     word, _, text = after.partition(" ")
     word = word.rstrip(",").lower()
@@ -317,6 +324,8 @@ def parse_postfix_line(
     not in it stands in for the Message-ID. Raises IngestError for a broken delivery line.
     """
     text = line.rstrip("\r\n")
+    if _may_matter(text) and _glued_at(text):
+        raise IngestError(source, position, "two log lines run together", text)
     split = _split(text, source, position)
     if split is None or not _is_delivery(split):
         return None
@@ -353,15 +362,17 @@ class PostfixStream:
     def feed(self, text: str, position: str) -> list[LogRecord]:
         """The records one line yields (none, one, or one per recipient for an expiry).
 
-        Raises IngestError for a broken delivery line.
+        Raises IngestError for a broken delivery line, and for two lines run together (the
+        reader splits those: `_line_items`).
         """
-        if (
-            "status=" not in text
-            and "to=<" not in text
-            and "message-id=" not in text
-            and "removed" not in text
-        ):
+        if not _may_matter(text):
             return []
+        if _glued_at(text):
+            raise IngestError(self.source, position, "two log lines run together", text)
+        return self._feed(text, position)
+
+    def _feed(self, text: str, position: str) -> list[LogRecord]:
+        """`feed` for a line known to matter and to be one line."""
         split = _split(text, self.source, position)
         if split is None:
             return []
@@ -411,6 +422,59 @@ class PostfixStream:
         ]
 
 
+def _may_matter(text: str) -> bool:
+    """False for a line that cannot be a delivery result, a cleanup or a qmgr line (most of a
+    busy mail.log: connects, TLS, other programs), passed over without a regex."""
+    return "status=" in text or "to=<" in text or "message-id=" in text or "removed" in text
+
+
+def _glued_at(text: str) -> int:
+    """Where a second syslog line starts inside `text` (0: nowhere, the line is one line)."""
+    # Every syslog stamp holds a clock: a line with one only is one line, found without the
+    # slow search (a line is searched for a second header only from a little before a second).
+    first = _CLOCK_RE.search(text)
+    second = None if first is None else _CLOCK_RE.search(text, first.end())
+    if second is None:
+        return 0
+    match = _GLUED_RE.search(text, max(1, second.start() - 40))
+    return 0 if match is None else match.start()
+
+
+def _line_items(stream: PostfixStream, line: Line, source: str) -> list[LogRecord | Rejected]:
+    """What one line of a Postfix log yields: records, and Rejected for what cannot be read.
+
+    A line that does not start as a syslog line is rejected, so a file of another format read
+    as a Postfix log is told line by line; blank lines and journalctl's own ``-- ... --`` lines
+    are passed over. Lines run together are cut where the next one starts: the part before is
+    rejected (it may be cut short), the rest read as a line of its own.
+    """
+    if line.problem is not None:
+        return [Rejected(source, position_of(line.start), line.problem, line.text)]
+    text, start = line.text, line.start
+    if not text.strip() or (text.startswith("-- ") and text.endswith(" --")):
+        return []
+    if not starts_like_syslog(text):
+        problem = (
+            "not a syslog line (a time stamp, a host, a program): is this a Postfix log? "
+            "name the format with --format"
+        )
+        return [Rejected(source, position_of(start), problem, text)]
+    items: list[LogRecord | Rejected] = []
+    while _may_matter(text) and (cut := _glued_at(text)):
+        head, text = text[:cut], text[cut:]
+        # The next line's byte position (a line with bytes that are not UTF-8 holds U+FFFD
+        # for them, so its positions after the first may be off by a few bytes).
+        next_start = start + len(head.encode())
+        problem = f"two log lines run together: another starts at byte {next_start}"
+        items.append(Rejected(source, position_of(start), problem, head))
+        start = next_start
+    try:
+        items.extend(stream._feed(text, position_of(start)) if _may_matter(text) else [])
+    except IngestError as exc:
+        items.append(Rejected(source, position_of(start), exc.problem, text))
+    return items
+
+
 def _remember(table: dict[str, _V], key: str, value: _V, limit: int) -> None:
     """Set `key` as the newest entry of `table`, forgetting the oldest beyond `limit`."""
     table.pop(key, None)
@@ -450,24 +514,14 @@ def read_postfix_log(
         for line in read_lines(path, limits=limits):
             if line.start >= start_offset:
                 break
-            if line.problem is None:
-                # Broken lines were rejected by the run that read them.
-                with contextlib.suppress(IngestError):
-                    stream.feed(line.text, position_of(line.start))
+            # Broken lines were rejected by the run that read them.
+            _line_items(stream, line, source)
     for line in read_lines(
         path, start_offset=start_offset, limits=limits, hold_partial_line=hold_partial_line
     ):
-        position = position_of(line.start)
-        if line.problem is not None:
-            yield line.end, Rejected(source, position, line.problem, line.text)
-            continue
-        try:
-            records = stream.feed(line.text, position)
-        except IngestError as exc:
-            yield line.end, Rejected(source, position, exc.problem, line.text)
-            continue
-        # The offset moves past a line only with its last record, so a run stopped between two
-        # records of one line reads that line again (the records are the same, and recording
-        # is idempotent).
-        for i, record in enumerate(records, 1):
-            yield (line.end if i == len(records) else line.start), record
+        items = _line_items(stream, line, source)
+        # The offset moves past a line only with its last item, so a run stopped between two
+        # items of one line reads that line again (the items are the same, and recording is
+        # idempotent).
+        for i, item in enumerate(items, 1):
+            yield (line.end if i == len(items) else line.start), item
