@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 from itertools import pairwise
 from pathlib import Path
 
@@ -297,7 +298,7 @@ def test_undetectable_input_is_an_ingest_error_that_says_why(
     assert "odd.txt" in str(info.value)
 
 
-# Bytes that make lines interesting: a CR before the LF, invalid UTF-8, multi-byte UTF-8.
+# Bytes that make lines interesting: a CR before the LF or alone, invalid UTF-8, multi-byte UTF-8.
 LINE_BYTES = [b"a", b"z", b" ", b"\r", b"\xe9", "é".encode(), b"\xff\xfe"]
 
 
@@ -319,10 +320,10 @@ def test_offsets_tile_the_file_and_resuming_at_any_of_them_gives_the_rest(
     got = list(read_lines(path))
     assert all(a.end == b.start for a, b in pairwise(got))
     assert (got[-1].end if got else 0) == len(content)
-    # Every piece followed by a newline is a line without its CR; what follows the last newline
-    # is a line only when there is something there.
-    *ended, tail = content.split(b"\n")
-    expected = [raw.removesuffix(b"\r") for raw in ended] + ([tail] if tail else [])
+    # A line ends at LF, CRLF or a CR alone, and is read without them; what follows the last
+    # line end is a line only when there is something there.
+    pieces = re.findall(rb"[^\r\n]*(?:\r\n|\n|\r)|[^\r\n]+\Z", content)
+    expected = [re.sub(rb"(?:\r\n|\n|\r)\Z", b"", raw) for raw in pieces]
     assert [ln.text for ln in got] == [raw.decode("utf-8", "replace") for raw in expected]
     for i, line in enumerate(got):
         assert list(read_lines(path, start_offset=line.end)) == got[i + 1 :]
@@ -401,3 +402,24 @@ def test_a_mail_log_that_starts_with_other_programs_lines_is_a_postfix_log(
 ) -> None:
     path = write(tmp_path / "mail.log", content.encode())
     assert detect_format(path) == "postfix"
+
+
+def test_a_file_with_cr_only_line_endings_is_read_line_by_line_even_when_held_back(
+    tmp_path: Path,
+) -> None:
+    # Classic Mac OS tools end lines with CR alone: the file is one "line" to a reader that
+    # splits at LF, held back for ever as an incomplete last line.
+    path = write(tmp_path / "old-mac.log", b"first line\rsecond line\rthird\r")
+    got = list(read_lines(path, hold_partial_line=True))
+    assert [line.text for line in got] == ["first line", "second line", "third"]
+    assert [(line.start, line.end) for line in got] == [(0, 11), (11, 23), (23, 29)]
+    assert partial_last_line(path) is None
+    # Resuming after the second line gives the third alone.
+    assert [line.text for line in read_lines(path, start_offset=23)] == ["third"]
+
+
+def test_a_half_written_last_line_after_cr_line_endings_is_held_back(tmp_path: Path) -> None:
+    path = write(tmp_path / "old-mac.log", b"first line\rsecond, still being wri")
+    got = list(read_lines(path, hold_partial_line=True))
+    assert [line.text for line in got] == ["first line"]
+    assert partial_last_line(path) == 11

@@ -236,9 +236,10 @@ def partial_last_line(path: str | os.PathLike[str]) -> int | None:
                 step = min(_SKIP_CHUNK, pos)
                 f.seek(pos - step)
                 chunk = f.read(step)
-                if pos == end and chunk.endswith(b"\n"):
+                if pos == end and chunk.endswith((b"\n", b"\r")):
                     return None
-                newline = chunk.rfind(b"\n")
+                # A CR alone ends a line too (`_cr_lines`).
+                newline = max(chunk.rfind(b"\n"), chunk.rfind(b"\r"))
                 if newline != -1:
                     return pos - step + newline + 1
                 pos -= step
@@ -247,10 +248,32 @@ def partial_last_line(path: str | os.PathLike[str]) -> int | None:
         raise _open_error(path, exc) from None
 
 
+def _cr_lines(raw: bytes) -> list[bytes]:
+    """`raw` (up to and with its LF) cut after each CR that no LF follows.
+
+    Classic Mac OS tools end lines with CR alone; read up to LF only, such a file is one long
+    line, and without a final LF it would be held back for ever as a half-written last line.
+    A CR that ends a line being written before its LF makes an empty line of the LF, passed over.
+    """
+    body_end = len(raw) - (2 if raw.endswith(b"\r\n") else 1 if raw.endswith(b"\n") else 0)
+    if raw.find(b"\r", 0, body_end) == -1:
+        return [raw]
+    pieces = []
+    start = 0
+    while (cr := raw.find(b"\r", start, body_end)) != -1:
+        pieces.append(raw[start : cr + 1])
+        start = cr + 1
+    if start < len(raw):
+        pieces.append(raw[start:])
+    return pieces
+
+
 def _decoded(raw: bytes, start: int, end: int) -> Line:
     body = raw
     if body.endswith(b"\n"):
         body = body[:-2] if body.endswith(b"\r\n") else body[:-1]
+    elif body.endswith(b"\r"):
+        body = body[:-1]
     if b"\x00" in body:
         shown = body[:_RAW_SHOWN].replace(b"\x00", b"\\0").decode("utf-8", "replace")
         return Line(start, end, shown, problem="NUL bytes in the line (binary data?)")
@@ -269,6 +292,7 @@ def read_lines(
 ) -> Iterator[Line]:
     """Yield the lines of `path` from byte `start_offset` on (see Line).
 
+    A line ends at LF, or at a CR that no LF follows (`_cr_lines`).
     `hold_partial_line` leaves a last line without its newline unread in a plain file, for a log
     that is still being written: the next run reads it whole. A gzip file is complete once it
     exists (logrotate compresses a closed log), so its last line is read either way. Raises
@@ -313,10 +337,11 @@ def read_lines(
                 yield Line(pos, skipped, shown, problem=problem)
                 pos = skipped
                 continue
-            if hold_partial_line and not raw.endswith(b"\n"):
-                return
-            yield _decoded(raw, pos, end)
-            pos = end
+            for piece in _cr_lines(raw):
+                if hold_partial_line and not piece.endswith((b"\n", b"\r")):
+                    return
+                yield _decoded(piece, pos, pos + len(piece))
+                pos += len(piece)
 
 
 def _over_cap(pos: int, cap: int) -> Line:
