@@ -22,7 +22,7 @@ from deliverability import reports
 from deliverability.cli import cli
 from deliverability.engine import Engine as DeliverabilityEngine
 from deliverability.errors import ConfigError, IngestError
-from deliverability.ingest.convert import parse_verp_template
+from deliverability.ingest.convert import message_date, message_items, parse_verp_template
 from deliverability.ingest.messages import iter_mbox
 from deliverability.nightly import run_nightly
 from deliverability.store.models import (
@@ -849,3 +849,27 @@ def test_a_postfix_deferral_with_a_5xx_reply_is_recorded_as_deferred_not_bounced
     assert event.outcome == Outcome.DEFERRED
     assert (event.code, event.status, event.text) == (550, "5.1.1", "nope")
     assert recipient.standing == Standing.RETRYING
+
+
+@pytest.mark.parametrize(
+    "date", ["Mon, 1 Jan 0001 00:00:00 +0100", "Fri, 31 Dec 9999 23:30:00 -0100", "not a date"]
+)
+def test_a_bounce_whose_date_header_is_no_usable_time_is_read_as_undated(date: str) -> None:
+    # Year 0001 came back as 2000-12-31 (a two-digit year guess); 9999 west of UTC stopped the
+    # run. The message is dated by what else it says instead.
+    data = _dsn(["gone@example.net"]).replace(
+        b"Date: Sat, 28 Nov 2026 03:14:15 +0000", f"Date: {date}".encode()
+    )
+    assert message_date(data) is None
+    items, bad = message_items(data, source="b.mbox", position="byte 0", now=NOW)
+    assert bad is None
+    assert [item.recipient for item in items] == ["gone@example.net"]
+
+
+def test_a_dsn_with_one_recipient_that_is_no_address_records_the_others_and_rejects_it() -> None:
+    # The good blocks were dropped with the bad one, or the bad one charged to another address.
+    data = _dsn(["gone@example.net", "not an address", "left@example.net"])
+    items, bad = message_items(data, source="b.mbox", position="byte 0", now=NOW)
+    assert [item.recipient for item in items] == ["gone@example.net", "left@example.net"]
+    assert bad is not None
+    assert "Final-Recipient" in bad.error

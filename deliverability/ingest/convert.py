@@ -10,7 +10,6 @@ with its source and position, so a batch goes on.
 from __future__ import annotations
 
 import dataclasses
-import email.utils
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, tzinfo
@@ -20,6 +19,7 @@ from deliverability.classify import classify
 from deliverability.clock import ensure_utc
 from deliverability.engine import EXPIRY_VERDICT, ReplyRecord
 from deliverability.errors import ConfigError, IngestError
+from deliverability.ingest.bounce.base import parse_date
 from deliverability.ingest.mailer_log import read_mailer_log
 from deliverability.ingest.messages import (
     DEFAULT_VERP,
@@ -149,10 +149,12 @@ def message_items(
             problems.append(item)
         else:
             items.append(item)
-    if items or not problems:
+    if not problems:
         return items, None
+    # The blocks that were read are recorded; the others are one rejected item beside them (a
+    # DSN whose one Final-Recipient is no address still reports on its other recipients).
     raw = data[:2000].decode("utf-8", "replace")
-    return [], Rejected(source, position, "; ".join(dict.fromkeys(problems)), raw)
+    return items, Rejected(source, position, "; ".join(dict.fromkeys(problems)), raw)
 
 
 _DATE_RE = re.compile(rb"^Date:[ \t]*(.+(?:\r?\n[ \t]+.+)*)", re.I | re.M)
@@ -168,11 +170,11 @@ def message_date(data: bytes) -> datetime | None:
     m = _DATE_RE.search(head[:65536])
     if not m:
         return None
-    try:
-        value = email.utils.parsedate_to_datetime(m.group(1).decode("ascii", "replace").strip())
-    except (TypeError, ValueError, IndexError):
-        return None
-    return ensure_utc(value)
+    # One reading of an RFC 5322 date for every reader: `bounce.base.parse_date` keeps a
+    # four-digit year as written (the standard library took "0001" for 2001) and reads a time
+    # that cannot be one (before the epoch, outside UTC) as absent.
+    value = parse_date(m.group(1).decode("ascii", "replace").strip())
+    return None if value is None else ensure_utc(value)
 
 
 def _bounce_item(
