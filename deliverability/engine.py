@@ -52,7 +52,7 @@ from deliverability.errors import (
     storable,
 )
 from deliverability.hygiene import Throttle, open_key
-from deliverability.ingest.records import normalize_message_id
+from deliverability.ingest.records import MAX_ATTEMPT, normalize_message_id
 from deliverability.policy import Policy, format_duration, load_policy
 from deliverability.replies import Reply, parse_reply, parse_status
 from deliverability.states import (
@@ -107,8 +107,6 @@ __all__ = [
 POLICY_ENV = "DELIVERABILITY_POLICY"
 #: A reply dated further ahead than this is refused: a wrong clock or a wrong time zone.
 FUTURE_TOLERANCE = timedelta(days=1)
-#: The largest attempt number: what an INTEGER column holds on every backend (32 bits).
-MAX_ATTEMPT = 2**31 - 1
 #: Events per transaction in `record_many`. Each commit writes every page the chunk touched,
 #: and the random event keys touch pages all over their index: at 200k events on SQLite,
 #: 2000 per chunk cost about a tenth less CPU than 1000 (4000 and 8000 little more). A chunk

@@ -218,9 +218,7 @@ def nightly(
     gzip-compressed too), mbox files, Maildir folders and single bounce messages. A Postfix log
     from a host whose clock is not on UTC needs --log-tz.
     """
-    job = _Job(
-        app, paths, run_time(now_text), fmt, full, strict, _verp(verp), log_tz, from_start
-    )
+    job = _Job(app, paths, run_time(now_text), fmt, full, strict, _verp(verp), log_tz, from_start)
     url = resolve_url(app.database_url)
     summary = job.dry_run(url) if dry_run else job.run(url)
     _print_summary(summary, out_fmt)

@@ -398,7 +398,7 @@ _POSTFIX_PROGRAM_RE = re.compile(r"postfix[\w.-]*/")
 _HEADER_RE = re.compile(r"^[!-9;-~]+:[ \t]?")
 #: An mbox separator line in its usual form (RFC 4155 section 2: "From ", the envelope sender,
 #: then an asctime() date): strict enough that a line of prose is not taken for one.
-_MBOX_SEPARATOR_RE = re.compile(
+MBOX_SEPARATOR_RE = re.compile(
     r"^From \S+ +(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov"
     r"|Dec) +\d{1,2} \d\d:\d\d:\d\d"
 )
@@ -451,7 +451,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         return "postfix"
     if _HEADER_RE.match(first) and not first.startswith((" ", "\t")):
         return "eml"
-    if any(_MBOX_SEPARATOR_RE.match(ln) for ln in lines[1:]):
+    if any(MBOX_SEPARATOR_RE.match(ln) for ln in lines[1:]):
         # An mbox with something before its first message (an export tool's banner): the
         # reader records those bytes as rejected input and reads the messages after them.
         return "mbox"

@@ -20,7 +20,13 @@ from deliverability.addresses import normalize_address
 from deliverability.clock import parse_time
 from deliverability.errors import AddressError, DeliverabilityError, IngestError
 from deliverability.ingest.files import Line, ReadLimits, detect_format, read_lines
-from deliverability.ingest.records import LogRecord, Rejected, normalize_message_id, position_of
+from deliverability.ingest.records import (
+    MAX_ATTEMPT,
+    LogRecord,
+    Rejected,
+    normalize_message_id,
+    position_of,
+)
 from deliverability.replies import Reply, parse_reply, parse_status
 
 __all__ = ["LogRecord", "Rejected", "parse_mailer_row", "read_mailer_log"]
@@ -36,7 +42,6 @@ _REPLY_COLUMNS = ("reply", "code", "status")
 _MAX_CSV_RECORD_LINES = 50
 #: The largest `attempt` the store holds: its column is an SQL INTEGER, four bytes in
 #: PostgreSQL and MariaDB.
-_MAX_ATTEMPT = 2**31 - 1
 #: More digits than any field needs. Python refuses to read an int of more than 4,300 digits
 #: (sys.get_int_max_str_digits), and a number that long is garbage whatever the field.
 _MAX_NUMBER_DIGITS = 100
@@ -134,8 +139,8 @@ def _attempt(value: object, fail: _Fail) -> int | None:
         raise fail(f"field 'attempt' must be a whole number, not {_shown(value)}") from None
     if attempt < 1:
         raise fail(f"field 'attempt' must be 1 or more, not {attempt}")
-    if attempt > _MAX_ATTEMPT:
-        raise fail(f"field 'attempt' must be at most {_MAX_ATTEMPT}, not {_shown(attempt)}")
+    if attempt > MAX_ATTEMPT:
+        raise fail(f"field 'attempt' must be at most {MAX_ATTEMPT}, not {_shown(attempt)}")
     return attempt
 
 

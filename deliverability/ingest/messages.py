@@ -25,7 +25,7 @@ from deliverability.errors import AddressError, IngestError, ReplyParseError
 from deliverability.ingest.bounce import Hit, detect, parse_bytes
 from deliverability.ingest.bounce.base import STATUS_ALONE_RE, addresses_in
 from deliverability.ingest.bounce.mime import Parsed
-from deliverability.ingest.files import _MBOX_SEPARATOR_RE
+from deliverability.ingest.files import MBOX_SEPARATOR_RE
 from deliverability.replies import Reply, StatusCode, parse_reply
 from deliverability.verdicts import AUTO_REPLY_VERDICT, COMPLAINT_VERDICT
 from deliverability.vocabulary import EventKind
@@ -395,7 +395,7 @@ def _is_separator(line: bytes) -> bool:
     asctime() date (RFC 4155, appendix A). A mere "From " line in a message's text is not one:
     mboxo writers leave it unquoted, and taking it for a separator cuts the message in two.
     The pattern is the one format detection uses, so both agree on where messages start."""
-    return _MBOX_SEPARATOR_RE.match(line.decode("latin-1")) is not None
+    return MBOX_SEPARATOR_RE.match(line.decode("latin-1")) is not None
 
 
 #: What a preamble callback is given: the preamble's size in bytes, its first `PREAMBLE_SHOWN`

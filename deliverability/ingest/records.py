@@ -60,6 +60,11 @@ class Rejected:
         object.__setattr__(self, "error", self.error.replace("\x00", "\\0"))
 
 
+#: The largest attempt number: what an INTEGER column holds on every backend (32 bits). A log
+#: reader and the engine both refuse a larger one, by name, rather than fail a chunk in SQL.
+MAX_ATTEMPT = 2**31 - 1
+
+
 def position_of(offset: int) -> str:
     """The position text for an item that starts at byte `offset` of its file."""
     return f"byte {offset}"

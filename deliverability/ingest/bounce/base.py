@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from email.utils import parsedate_to_datetime
 from typing import Protocol
 
+from deliverability.clock import EARLIEST
 from deliverability.ingest.bounce.mime import Parsed
 from deliverability.vocabulary import EventKind
 
@@ -195,9 +196,6 @@ def _zone(sign: str, hours: str, minutes: str) -> tzinfo:
     return zone
 
 
-#: The earliest time a report may state: the Unix epoch. A mail system whose clock reads earlier
-#: is wrong, and the store cannot keep such a time (nor one that does not fit in UTC).
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 # The year as a date writes it: after the day and the month name (RFC 5322 section 3.3).
 _YEAR_RE = re.compile(r"\b\d{1,2}\s+[A-Za-z]{3}\s+(\d+)\b")
 
