@@ -1439,3 +1439,42 @@ def test_rejected_items_whose_source_differs_by_trailing_spaces_do_not_stop_the_
     assert result.recorded == 1
     assert len(result.rejected) == 3
     assert _count(engine, RejectedInput) == 1
+
+
+def test_a_sender_alert_counts_each_block_once_however_often_it_is_evaluated(
+    db_url: str, clock: FakeClock, frozen_now: datetime
+) -> None:
+    # The hook counted the blocks as they were recorded; the nightly evaluation judged the same
+    # blocks again and added them again (24 for 12), and every --full once more.
+    blocked = "554 5.7.1 Client host [192.0.2.1] blocked using zen.spamhaus.org"
+    with Engine(db_url, policy=POLICY, clock=clock) as engine:
+        _blocks_counted_once(engine, blocked, frozen_now)
+
+
+def _blocks_counted_once(engine: Engine, blocked: str, frozen_now: datetime) -> None:
+    for i in range(12):
+        at = frozen_now - timedelta(minutes=30 - i)
+        engine.record(f"u{i}@blk.example", blocked, message_id=f"m{i}", at=at)
+
+    def alert() -> Action:
+        with Session(engine.db) as s:
+            return s.scalars(select(Action).where(Action.kind == ActionKind.ALERT)).one()
+
+    assert alert().evidence["blocks"] == 12
+    for full in (False, True, True):
+        with Session(engine.db) as s:
+            store_hygiene.evaluate(s, engine.policy, frozen_now, full=full)
+            s.commit()
+        assert alert().evidence["blocks"] == 12
+        assert "12 block(s)" in alert().detail
+    engine.record("late@blk.example", blocked, message_id="late", at=frozen_now)
+    assert alert().evidence["blocks"] == 13
+    # Two recorded with the hook off, then one --full over all of them: only those two added.
+    url = engine.db.url.render_as_string(hide_password=False)
+    with Engine(url, policy=POLICY, clock=lambda: frozen_now, hygiene=False) as quiet:
+        for name in ("x", "y"):
+            quiet.record(f"{name}@blk.example", blocked, message_id=name, at=frozen_now)
+    with Session(engine.db) as s:
+        store_hygiene.evaluate(s, engine.policy, frozen_now, full=True)
+        s.commit()
+    assert alert().evidence["blocks"] == 15

@@ -700,6 +700,8 @@ class _DestState:
     alert_first: datetime | None = None
     alert_reason: Reason = Reason.BLOCKED
     alert_blocks: int = 0
+    #: The lowest and highest ids of the blocks judged (`_alert_total`).
+    alert_ids: tuple[int, int] = (0, 0)
     alert_sample: list[int] = field(default_factory=list)
     alert_text: str = ""
 
@@ -1422,6 +1424,7 @@ class _Evaluator:
         for row in blocks:
             st = state(row.dest)
             st.alert_blocks = int(row.n)
+            st.alert_ids = (int(row.min_id), int(row.max_id))
             st.alert_first = _loaded(self.s, row.first)
             st.alert_at = _loaded(self.s, row.at)
             st.alert_reason = Reason(row.reason)
@@ -1680,11 +1683,10 @@ class _Evaluator:
             ranked.c.dest, ranked.c.anchor_id, ranked.c.at, ranked.c.reason, ranked.c.n
         ).where(ranked.c.rn == 1)
 
-    def _latest_per_destination(self, predicate: ColumnElement[bool]) -> Select[Any]:
+    def _destination_anchors(self, predicate: ColumnElement[bool]) -> Any:
+        """The anchors where `predicate`, with their destination (`dest`)."""
         a = self.a
-        # The destination first, then the windows over it: a window partitioned by a
-        # correlated subquery (the learned group) is not something every backend takes.
-        anchors = (
+        return (
             sa.select(
                 _destination(a, self.policy).label("dest"),
                 a.id.label("anchor_id"),
@@ -1696,7 +1698,11 @@ class _Evaluator:
             .where(self.scope, predicate)
             .subquery()
         )
-        c = anchors.c
+
+    def _latest_per_destination(self, predicate: ColumnElement[bool]) -> Select[Any]:
+        # The destination first, then the windows over it: a window partitioned by a
+        # correlated subquery (the learned group) is not something every backend takes.
+        c = self._destination_anchors(predicate).c
         inner = sa.select(
             c.dest,
             c.anchor_id,
@@ -1709,6 +1715,8 @@ class _Evaluator:
             .label("rn"),
             sa.func.count(c.anchor_id).over(partition_by=c.dest).label("n"),
             sa.func.min(c.at).over(partition_by=c.dest).label("first"),
+            sa.func.min(c.anchor_id).over(partition_by=c.dest).label("min_id"),
+            sa.func.max(c.anchor_id).over(partition_by=c.dest).label("max_id"),
         ).subquery()
         return sa.select(inner).where(inner.c.rn == 1)
 
@@ -2087,6 +2095,37 @@ class _Evaluator:
         ]
         _bulk(self.conn).update_rows(self.conn, _RECIPIENTS, _STANDING_COLUMNS, rows)
 
+    def _alert_total(self, st: _DestState, alert: Action | None) -> tuple[int, int]:
+        """A sender alert's count of blocks after this evaluation, and the id of the last block
+        it has counted. Every block is judged when it is recorded and again by the nightly run
+        and each `--full`: only blocks recorded after the last one counted (by id, the order of
+        recording) are added, so the count is of blocks, not of evaluations. (With several
+        writers on a server database, a block can commit after a later id was counted: it is
+        then not added; the alert itself is raised either way.)"""
+        low, high = st.alert_ids
+        if alert is None:
+            return st.alert_blocks, high
+        counted = int(alert.evidence.get("blocks", 0))
+        through = alert.evidence.get("through_id")
+        if through is None or low > int(through):
+            # All judged blocks are new (or the alert predates the mark: as before).
+            return counted + st.alert_blocks, max(high, int(through or 0))
+        if high <= int(through):
+            return counted, int(through)
+        newer = self.conn.execute(
+            self._cached("blocks_after", self._blocks_after),
+            {**self.params, "dest": st.target, "after_id": int(through)},
+        ).scalar_one()
+        return counted + int(newer), high
+
+    def _blocks_after(self) -> Select[Any]:
+        """How many of the blocks judged at one destination were recorded after a given id."""
+        anchors = self._destination_anchors(_is_blocked(self.a))
+        return sa.select(sa.func.count()).where(
+            anchors.c.dest == sa.bindparam("dest"),
+            anchors.c.anchor_id > sa.bindparam("after_id"),
+        )
+
     def _apply_destinations(self, states: dict[str, _DestState]) -> None:
         if not states:
             return
@@ -2103,7 +2142,7 @@ class _Evaluator:
         for key, st in alert_keys.items():
             assert st.alert_at is not None
             alert = existing.get(key)
-            total = st.alert_blocks + (int(alert.evidence.get("blocks", 0)) if alert else 0)
+            total, through = self._alert_total(st, alert)
             last = {
                 "last_event_id": st.alert_sample[0] if st.alert_sample else None,
                 "last_at": st.alert_at.isoformat(),
@@ -2126,7 +2165,7 @@ class _Evaluator:
                 rule=RULE_BLOCKED,
                 detail=f"{st.target} refused the sender ({reason.value}): "
                 f"{total} block(s); no address was penalised. Last reply: {last['last_text']}",
-                evidence={"blocks": total, **last},
+                evidence={"blocks": total, "through_id": through, **last},
                 created_at=st.alert_first or st.alert_at,
                 expires_at=last_at + h.alert_lifetime,
             )
