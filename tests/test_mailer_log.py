@@ -451,3 +451,22 @@ def test_an_unreadable_line_inside_an_open_quoted_field_loses_neither_line(
     assert isinstance(nul, Rejected)
     assert "NUL" in nul.error
     assert isinstance(good, LogRecord)
+
+
+@pytest.mark.parametrize("field", ["reply", "text"])
+def test_a_lone_surrogate_in_a_reply_field_is_rejected_naming_the_field(
+    tmp_path: Path, field: str
+) -> None:
+    # A JSON "\udc00" escape is no Unicode text: the "text" field's was refused by the database
+    # with a codec message that named no field.
+    fields = {k: v for k, v in GOOD.items() if k != "reply"}
+    if field == "reply":
+        fields["reply"] = "550 5.1.1 no such user\udc00"
+    else:
+        fields |= {"code": 550, "status": "5.1.1", "text": "no such user\udc00"}
+    before, rejected, after = _around(tmp_path, json.dumps(fields))
+    assert isinstance(before, LogRecord)
+    assert isinstance(after, LogRecord)
+    assert isinstance(rejected, Rejected)
+    assert f"field '{field}'" in rejected.error
+    assert "not valid Unicode" in rejected.error

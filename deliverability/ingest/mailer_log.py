@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 from deliverability.addresses import normalize_address
 from deliverability.clock import parse_time
-from deliverability.errors import AddressError, DeliverabilityError, IngestError
+from deliverability.errors import AddressError, DeliverabilityError, IngestError, not_unicode
 from deliverability.ingest.files import Line, ReadLimits, detect_format, read_lines
 from deliverability.ingest.records import (
     MAX_ATTEMPT,
@@ -180,6 +180,9 @@ def _reply(row: Mapping[str, object], fail: _Fail) -> Reply:
         raise fail("missing field 'reply' (or 'code' / 'status')")
     if text_value is not None and not isinstance(text_value, str):
         raise fail(f"field 'text' must be a string, not {type(text_value).__name__}")
+    problem = not_unicode("field 'text'", text_value) if text_value else None
+    if problem is not None:
+        raise fail(problem)
     text = " ".join((text_value or "").split())
     return Reply(code=code, status=status, text=text)
 
