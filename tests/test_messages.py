@@ -863,3 +863,23 @@ def test_an_unreadable_maildir_file_is_reported_and_the_rest_read(tmp_path: Path
     assert key == "2.M2.host"
     assert why.startswith("cannot read the message file new/2.M2.host: ")
     assert "Input/output error" in why
+
+
+@pytest.mark.parametrize(
+    "separator",
+    [
+        b"From MAILER-DAEMON Mon Mar  2 10:01:00 2026",
+        b"From MAILER-DAEMON Mon, 2 Mar 2026 10:01:00 +0000",
+        b"From MAILER-DAEMON Mon Mar  2 10:01 2026",
+        b"From  Mon Mar  2 10:01:00 2026",
+    ],
+)
+def test_separators_with_other_date_forms_or_no_sender_still_start_a_message(
+    tmp_path: Path, separator: bytes
+) -> None:
+    # Writers differ from RFC 4155's asctime: an RFC 5322 date, no seconds, an empty sender.
+    # Taken for text, the next bounce was merged into the one before it, without a word.
+    box = tmp_path / "bounces.mbox"
+    box.write_bytes(b"From MAILER-DAEMON Mon Mar  2 10:00:00 2026\n" + DSN + b"\n" + separator
+                    + b"\n" + QMAIL + b"\n")  # fmt: skip
+    assert [data for _, data in iter_mbox(box)] == [DSN, QMAIL]

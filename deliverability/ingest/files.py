@@ -398,9 +398,14 @@ _POSTFIX_PROGRAM_RE = re.compile(r"postfix[\w.-]*/")
 _HEADER_RE = re.compile(r"^[!-9;-~]+:[ \t]?")
 #: An mbox separator line in its usual form (RFC 4155 section 2: "From ", the envelope sender,
 #: then an asctime() date): strict enough that a line of prose is not taken for one.
+_MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+#: An mbox separator line: "From ", the envelope sender (which some writers leave empty), and a
+#: date with a time of day (RFC 4155 appendix A: asctime, "Sat Nov 28 03:14:15 2026"; also seen
+#: without the seconds, or as an RFC 5322 date, "Sat, 28 Nov 2026 03:14:15 +0000"). A line of a
+#: message's text that starts with "From " carries no such date: it does not split the message.
 MBOX_SEPARATOR_RE = re.compile(
-    r"^From \S+ +(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov"
-    r"|Dec) +\d{1,2} \d\d:\d\d:\d\d"
+    rf"^From (?:\S+)? +(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),? +)?"
+    rf"(?:{_MONTH} +\d{{1,2}}|\d{{1,2}} +{_MONTH}) .*?\d\d:\d\d"
 )
 _CONTROL_BYTES = bytes(c for c in range(32) if c not in b"\t\n\r\f\x1b")
 _CSV_REPLY_COLUMNS = ({"reply"}, {"code"}, {"status"})
