@@ -182,7 +182,8 @@ def _input_options(command: F) -> F:
                 is_flag=True,
                 help="Read every file from its top and every message again, not from where the "
                 "last run stopped: after fixing what made input be rejected (a wrong --now, a "
-                "clock a day ahead). What was recorded is skipped by its idempotency keys.",
+                "clock a day ahead). What was recorded is skipped by its idempotency keys "
+                "(docs/sources.md says when a different --now records an event again).",
             ),
             click.option(
                 "--output", "out_fmt", type=click.Choice(["text", "json"]), default="text"
