@@ -1382,10 +1382,11 @@ class Engine:
             raise InputError(f"mx_host must be a string, got {type(mx_host).__name__}")
         if key is not None and not isinstance(key, str):
             raise InputError(f"key must be a string, got {type(key).__name__}")
-        for field_name, value in (("mx_host", mx_host), ("key", key)):
-            problem = None if value is None else not_unicode(field_name, value)
-            if problem is not None:
-                raise InputError(problem)
+        if mx_host is not None or key is not None:
+            for field_name, value in (("mx_host", mx_host), ("key", key)):
+                problem = None if value is None else not_unicode(field_name, value)
+                if problem is not None:
+                    raise InputError(problem)
         if verdict is not None and not isinstance(verdict, Verdict):
             raise InputError(f"verdict must be a Verdict, got {type(verdict).__name__}")
         judged = self._judged.get(reply) if isinstance(reply, str) else None
