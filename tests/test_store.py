@@ -493,3 +493,9 @@ def test_the_alembic_options_never_hold_the_database_password() -> None:
     shown = config.get_main_option("sqlalchemy.url") or ""
     assert "s3cr" not in shown
     assert shown == "postgresql://app:***@db.example/mail"
+
+
+def test_a_database_url_with_a_nul_in_its_name_is_a_clear_error(tmp_path: Path) -> None:
+    # "%00" reached the driver, whose ValueError ("embedded null byte") was an internal error.
+    with pytest.raises(StoreError, match="a NUL character in the name"):
+        create_engine(f"sqlite:///{tmp_path}/a%00b.db")

@@ -118,6 +118,9 @@ def create_engine(url: str | None = None, **kwargs: Any) -> Engine:
             f"not a database URL: {mask_url(resolved)} (the port is not a number)"
         ) from None
     parsed, kwargs = _server_options(parsed, kwargs)
+    if "\x00" in (parsed.database or ""):
+        # "%00" in the URL: no file name holds a NUL, and the driver refused it with a ValueError.
+        raise StoreError(f"not a database URL: {mask_url(resolved)} (a NUL character in the name)")
     try:
         engine = sa_create_engine(parsed, **kwargs)
     except ImportError as err:
