@@ -1029,7 +1029,7 @@ class Engine:
         reason: str,
         *,
         by: str,
-        until: datetime | None = None,
+        until: datetime | str | None = None,
     ) -> int:
         """Suppress an address by hand; recorded as a `suppress` Action created by `by`.
 
@@ -1044,6 +1044,8 @@ class Engine:
             raise InputError("say who suppresses (by=...)")
         hygiene_store.check_by_length(by)
         now = self.now()
+        if isinstance(until, str):
+            until = parse_time(until)  # as record() takes its `at`
         until = ensure_utc(until) if until is not None else None
         if until is not None and until <= now:
             # It would be recorded and lift at once: the address never suppressed at all.
@@ -1346,8 +1348,11 @@ class Engine:
             if problem is not None:
                 raise InputError(problem)
         if attempt is not None:
-            if isinstance(attempt, str) and attempt.strip().lstrip("-").isdigit():
-                attempt = int(attempt)
+            if isinstance(attempt, str):
+                digits = attempt.strip()
+                # ASCII digits only: int() reads any script's ("١٢" is 12).
+                if digits.isascii() and digits.lstrip("-").isdigit():
+                    attempt = int(digits)
             if not isinstance(attempt, int) or isinstance(attempt, bool):
                 raise InputError(f"attempt must be a whole number, got {attempt!r}")
             if attempt < 1:

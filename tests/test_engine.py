@@ -610,6 +610,16 @@ def test_a_suppression_that_has_run_out_no_longer_applies(
     assert engine.is_sendable("a@example.com")
 
 
+def test_a_suppression_until_may_be_given_as_iso_text_as_a_reply_time_may(
+    engine: Engine, clock: FakeClock, frozen_now: datetime
+) -> None:
+    until = frozen_now + timedelta(days=1)
+    engine.suppress("a@example.com", "asked", by="support", until=until.isoformat())
+    assert not engine.is_sendable("a@example.com")
+    clock.advance(timedelta(days=1, seconds=1))
+    assert engine.is_sendable("a@example.com")
+
+
 @pytest.mark.parametrize("ago", [timedelta(0), timedelta(days=1)])
 def test_a_suppression_until_a_time_already_past_is_refused(
     engine: Engine, frozen_now: datetime, ago: timedelta
@@ -1097,6 +1107,8 @@ def test_a_standing_that_moves_and_comes_back_in_one_chunk_is_dated_by_the_last_
         ({"message_id": "m\ud8002"}, "message_id is not valid Unicode"),
         ({"attempt": 2**63}, "attempt 9223372036854775808 is more than"),
         ({"attempt": "99999999999999999999"}, "is more than"),
+        # int() reads any script's digits: "١٢" (Arabic-Indic) was taken for 12.
+        ({"attempt": "\u0661\u0662"}, "attempt must be a whole number"),
         ({"at": "0001-01-01T00:00:00+01:00"}, "out of range"),
         ({"at": "9999-12-31T23:59:59-01:00"}, "out of range"),
         ({"at": datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))}, "out of range"),

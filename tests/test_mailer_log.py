@@ -470,3 +470,13 @@ def test_a_lone_surrogate_in_a_reply_field_is_rejected_naming_the_field(
     assert isinstance(rejected, Rejected)
     assert f"field '{field}'" in rejected.error
     assert "not valid Unicode" in rejected.error
+
+
+def test_an_attempt_in_digits_of_another_script_is_rejected_naming_the_field(
+    tmp_path: Path,
+) -> None:
+    # int() reads any script's digits: "\u0661\u0662" (Arabic-Indic) was taken for 12.
+    _, rejected, after = _around(tmp_path, json.dumps(GOOD | {"attempt": "\u0661\u0662"}))
+    assert isinstance(rejected, Rejected)
+    assert "field 'attempt'" in rejected.error
+    assert isinstance(after, LogRecord)

@@ -40,8 +40,6 @@ _REPLY_COLUMNS = ("reply", "code", "status")
 # for over at most this many physical lines, so one stray quote cannot swallow the rest of the
 # file.
 _MAX_CSV_RECORD_LINES = 50
-#: The largest `attempt` the store holds: its column is an SQL INTEGER, four bytes in
-#: PostgreSQL and MariaDB.
 #: More digits than any field needs. Python refuses to read an int of more than 4,300 digits
 #: (sys.get_int_max_str_digits), and a number that long is garbage whatever the field.
 _MAX_NUMBER_DIGITS = 100
@@ -132,6 +130,9 @@ def _attempt(value: object, fail: _Fail) -> int | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, bool) or not isinstance(value, int | str):
+        raise fail(f"field 'attempt' must be a whole number, not {_shown(value)}")
+    if isinstance(value, str) and not value.strip().isascii():
+        # int() reads any script's digits ("١٢" is 12): a log's attempt is written in ASCII.
         raise fail(f"field 'attempt' must be a whole number, not {_shown(value)}")
     try:
         attempt = int(value)
