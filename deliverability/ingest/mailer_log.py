@@ -70,6 +70,16 @@ def _shown(value: object) -> str:
     return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
 
 
+# The reasons for a bad attempt or code, made only when one is bad (a good row's value is never
+# shown, and each row of a log passes here).
+def _not_whole(value: object) -> str:
+    return f"field 'attempt' must be a whole number, not {_shown(value)}"
+
+
+def _not_a_code(value: object) -> str:
+    return f"field 'code' must be a reply code such as 550, not {_shown(value)}"
+
+
 def parse_mailer_row(row: Mapping[str, object], source: str, position: str) -> LogRecord:
     """Read one reply log entry (a JSON object or a CSV row by column name).
 
@@ -96,10 +106,8 @@ def parse_mailer_row(row: Mapping[str, object], source: str, position: str) -> L
     try:
         at = parse_time(at_text)
     except DeliverabilityError as exc:
+        # Also a time out of range once in UTC (year 1 east of UTC, 9999 west): parse_time says.
         raise fail(f"field 'at': {exc}") from None
-    except OverflowError:
-        # Year 1 with an offset east of UTC, or year 9999 west of it: no such time in UTC.
-        raise fail(f"field 'at': {_shown(at_text)} is out of range once in UTC") from None
     try:
         normalize_address(recipient)
     except AddressError as exc:
@@ -129,15 +137,16 @@ def _mx_host(value: object, fail: _Fail) -> str | None:
 def _attempt(value: object, fail: _Fail) -> int | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
+
+    # int() reads any script's digits ("١٢" is 12): a log's attempt is written in ASCII.
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise fail(f"field 'attempt' must be a whole number, not {_shown(value)}")
+        raise fail(_not_whole(value))
     if isinstance(value, str) and not value.strip().isascii():
-        # int() reads any script's digits ("١٢" is 12): a log's attempt is written in ASCII.
-        raise fail(f"field 'attempt' must be a whole number, not {_shown(value)}")
+        raise fail(_not_whole(value))
     try:
         attempt = int(value)
     except ValueError:
-        raise fail(f"field 'attempt' must be a whole number, not {_shown(value)}") from None
+        raise fail(_not_whole(value)) from None
     if attempt < 1:
         raise fail(f"field 'attempt' must be 1 or more, not {attempt}")
     if attempt > MAX_ATTEMPT:
@@ -159,13 +168,12 @@ def _reply(row: Mapping[str, object], fail: _Fail) -> Reply:
     code_value, status_value, text_value = row.get("code"), row.get("status"), row.get("text")
     code: int | None = None
     if code_value is not None and code_value != "":
-        wrong = f"field 'code' must be a reply code such as 550, not {_shown(code_value)}"
         if isinstance(code_value, bool) or not isinstance(code_value, int | str):
-            raise fail(wrong)
+            raise fail(_not_a_code(code_value))
         try:
             code = int(code_value)
         except ValueError:
-            raise fail(wrong) from None
+            raise fail(_not_a_code(code_value)) from None
         # RFC 5321 section 4.2: a reply code is three digits, the first 2 to 5.
         if not 200 <= code <= 599:
             raise fail(f"field 'code' {code} is not an SMTP reply code (200-599)")
