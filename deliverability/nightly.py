@@ -39,7 +39,6 @@ from deliverability.ingest.files import (
 from deliverability.ingest.messages import (
     DEFAULT_VERP,
     VerpFormat,
-    iter_maildir,
     mbox_last_message_unterminated,
     preamble_reason,
     starts_mbox_message,
@@ -500,12 +499,9 @@ class _Ingest:
 
         start = self._mbox_start(path, row) if kind == "mbox" else 0
         batch: list[tuple[str, bytes]] = []
-        if kind == "maildir":
-            # An unreadable message file is one rejected message. convert.read_messages does not
-            # pass `unreadable` on to iter_maildir yet: until it does, a Maildir is read here.
-            found = iter_maildir(path, unreadable=unreadable)
-        else:
-            found = convert.read_messages(path, kind, preamble=preamble, start_offset=start)
+        found = convert.read_messages(
+            path, kind, preamble=preamble, start_offset=start, unreadable=unreadable
+        )
         for key, data in found:
             batch.append((key, data))
             if len(batch) >= CHUNK // 4:

@@ -25,6 +25,7 @@ from deliverability.ingest.messages import (
     DEFAULT_VERP,
     BounceRecord,
     PreambleFn,
+    UnreadableFn,
     VerpFormat,
     iter_eml,
     iter_maildir,
@@ -100,15 +101,21 @@ def _still_trying(verdict: Verdict) -> Verdict:
 
 
 def read_messages(
-    path: Path, kind: str, *, preamble: PreambleFn | None = None, start_offset: int = 0
+    path: Path,
+    kind: str,
+    *,
+    preamble: PreambleFn | None = None,
+    start_offset: int = 0,
+    unreadable: UnreadableFn | None = None,
 ) -> Iterator[tuple[str, bytes]]:
     """(message key, raw bytes) for each message of an mbox, a Maildir or a single file;
-    `preamble` is told of bytes before an mbox's first "From " line (see `iter_mbox`), and an
-    mbox is read from `start_offset` (a message's key) on."""
+    `preamble` is told of bytes before an mbox's first "From " line (see `iter_mbox`), an mbox
+    is read from `start_offset` (a message's key) on, and `unreadable` is told of a Maildir's
+    message file that cannot be read (see `iter_maildir`)."""
     if kind == "mbox":
         return iter_mbox(path, preamble=preamble, start_offset=start_offset)
     if kind == "maildir":
-        return iter_maildir(path)
+        return iter_maildir(path, unreadable=unreadable)
     return iter_eml(path)
 
 

@@ -391,10 +391,11 @@ def iter_eml(path: Path | str) -> Iterator[tuple[str, bytes]]:
 
 
 def _is_separator(line: bytes) -> bool:
-    """Whether `line` is an mbox separator: ``From ``, the envelope sender (one word) and an
-    asctime() date (RFC 4155, appendix A). A mere "From " line in a message's text is not one:
-    mboxo writers leave it unquoted, and taking it for a separator cuts the message in two.
-    The pattern is the one format detection uses, so both agree on where messages start."""
+    """Whether `line` is an mbox separator: ``From ``, the envelope sender and a date with a
+    time of day (RFC 4155, appendix A; `files.MBOX_SEPARATOR_RE` says which forms). A mere
+    "From " line in a message's text is not one: mboxo writers leave it unquoted, and taking it
+    for a separator cuts the message in two. The pattern is the one format detection uses, so
+    both agree on where messages start."""
     return MBOX_SEPARATOR_RE.match(line.decode("latin-1")) is not None
 
 
