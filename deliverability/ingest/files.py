@@ -380,10 +380,10 @@ _DETECT_BYTES = 64 * 1024
 # How a syslog line starts: an RFC 5424 header's "<PRI>VERSION " (section 6), or a BSD time
 # stamp (RFC 3164 section 4.1.2, "Nov 28 03:14:15") or an RFC 3339 one (rsyslog's high-precision
 # format, journald's short-iso), as the Postfix reader reads them.
-_SYSLOG_START = (
-    r"(?:<\d{1,3}>[1-9]\d{0,2} |[A-Z][a-z]{2}\s+\d{1,2}\s+\d\d:\d\d:\d\d"
-    r"|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d)"
-)
+#: A BSD or an RFC 3339 time stamp, as it starts a syslog line (the Postfix reader finds where a
+#: second line starts inside one by it too).
+SYSLOG_STAMP = r"(?:[A-Z][a-z]{2}\s+\d{1,2}\s+\d\d:\d\d:\d\d|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d)"
+_SYSLOG_START = rf"(?:<\d{{1,3}}>[1-9]\d{{0,2}} |{SYSLOG_STAMP})"
 _SYSLOG_START_RE = re.compile(_SYSLOG_START)
 # A whole syslog header: a BSD or RFC 3339 stamp, the host and "program[pid]:"; or an RFC 5424
 # line ("<PRI>1 TIMESTAMP HOST APP-NAME PROCID ...", section 6). A Postfix program is

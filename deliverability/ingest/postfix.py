@@ -25,7 +25,13 @@ from typing import TypeVar
 
 from deliverability.clock import ensure_utc
 from deliverability.errors import DeliverabilityError, IngestError
-from deliverability.ingest.files import Line, ReadLimits, read_lines, starts_like_syslog
+from deliverability.ingest.files import (
+    SYSLOG_STAMP,
+    Line,
+    ReadLimits,
+    read_lines,
+    starts_like_syslog,
+)
 from deliverability.ingest.records import LogRecord, Rejected, normalize_message_id, position_of
 from deliverability.replies import Reply, StatusCode, parse_reply, parse_status
 
@@ -80,9 +86,7 @@ _HEADER_RE = re.compile(
 # without its newline, the next glued to it). A BSD or RFC 3339 stamp, a host and a program with
 # its colon, or an RFC 5424 "<PRI>VERSION" and three fields (section 6).
 _GLUED_RE = re.compile(
-    r"<\d{1,3}>[1-9]\d{0,2} \S+ \S+ \S+ "
-    r"|(?:[A-Z][a-z]{2}\s+\d{1,2}\s+\d\d:\d\d:\d\d|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d)\S*"
-    r"\s+\S+\s+[\w./-]+(?:\[\d+\])?:"
+    rf"<\d{{1,3}}>[1-9]\d{{0,2}} \S+ \S+ \S+ |{SYSLOG_STAMP}\S*\s+\S+\s+[\w./-]+(?:\[\d+\])?:"
 )
 # The ":MM:SS" of a time stamp's clock.
 _CLOCK_RE = re.compile(r":\d\d:\d\d")
