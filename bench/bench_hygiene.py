@@ -49,6 +49,7 @@ from bench import bench_record
 from deliverability.engine import Engine
 from deliverability.policy import load_policy
 from deliverability.store import hygiene as hygiene_store
+from deliverability.store import minutes
 from deliverability.store.records import RecordedEvent
 from deliverability.store.session import create_engine, upgrade_schema, write_engine
 
@@ -163,6 +164,7 @@ def build_store(path: Path, history: int, new: int, seed: int = 7) -> tuple[str,
         )
     db.execute("ANALYZE")
     db.close()
+    count_minutes(url)
     return url, end + timedelta(days=new / PER_DAY), history
 
 
@@ -267,6 +269,7 @@ def build_traffic(path: Path, per_second: float, hours: float) -> str:
         )
     db.execute("ANALYZE")
     db.close()
+    count_minutes(url)
     return url
 
 
@@ -308,7 +311,19 @@ def build_burst(path: Path, bounces: int, addresses: int | None = None) -> tuple
         db.executemany(_INSERT_RECIPIENT, recipients)
         db.executemany(_INSERT_EVENT, events)
     db.close()
+    count_minutes(url)
     return url, start + timedelta(hours=2)
+
+
+def count_minutes(url: str) -> None:
+    """The per-minute counts the engine writes beside its events (deliverability/store/
+    minutes.py), for events these builders wrote with the raw driver."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            minutes.recount(conn)
+    finally:
+        engine.dispose()
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ from sqlalchemy.pool import NullPool
 from bench.bench_postgres import fresh_database
 from bench.bench_record import events
 from deliverability.engine import Engine
+from deliverability.store import minutes
 from deliverability.store.session import create_engine, upgrade_schema
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/deliverability_scale"
@@ -108,6 +109,8 @@ def _fill(address: str, n: int) -> float:
         for statement in FILL_SQL.split(";\n"):
             if statement.strip():
                 conn.execute(text(statement), params)
+        # The per-minute counts the engine writes beside its events (store/minutes.py).
+        minutes.recount(conn)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE"))
     engine.dispose()

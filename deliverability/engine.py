@@ -67,6 +67,7 @@ from deliverability.states import (
     transition,
 )
 from deliverability.store import hygiene as hygiene_store
+from deliverability.store import minutes
 from deliverability.store.bulk import BulkWriter, time_reader, time_writer
 from deliverability.store.models import (
     TEXT_LENGTH,
@@ -1755,6 +1756,12 @@ class Engine:
             for it in fresh
         ]
         event_ids = self._insert_events(conn, event_rows)
+        # Their per-minute counts, in the same transaction (store/minutes.py): the hook below
+        # reads them, and so does every later chunk's.
+        minutes.append(
+            conn,
+            minutes.tally((it.address.domain, it.at, it.verdict.outcome, it.kind) for it in fresh),
+        )
         moved = []
         stayed = []
         firsts = []

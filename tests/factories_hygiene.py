@@ -16,6 +16,7 @@ from deliverability.addresses import normalize_address
 from deliverability.hygiene import ActionSummary
 from deliverability.policy import Policy
 from deliverability.store import hygiene as store_hygiene
+from deliverability.store import minutes
 from deliverability.store.models import Event, Recipient
 from deliverability.verdicts import Verdict
 from deliverability.vocabulary import EventKind, Fault, Outcome, Reason, Standing
@@ -126,6 +127,7 @@ class History:
         )
         self.session.add(row)
         self.session.flush()
+        minutes.append(self.session.connection(), minutes.tally([(r.domain, at, outcome, kind)]))
         return row
 
     def record(
@@ -305,6 +307,11 @@ def insert_history(session: Session, specs: list[dict[str, Any]]) -> list[Record
             }
         )
     session.execute(sa.insert(Event.__table__), rows)
+    # Written beside the events, as the engine does (deliverability/store/minutes.py).
+    minutes.append(
+        session.connection(),
+        minutes.tally((r["domain"], r["at"], r["outcome"], r["kind"]) for r in rows),
+    )
     ids = dict(session.execute(sa.select(Event.key, Event.id).where(Event.id >= first)).all())
     out = []
     for row in rows:

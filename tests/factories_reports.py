@@ -11,6 +11,7 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from deliverability.addresses import normalize_address
+from deliverability.store import minutes
 from deliverability.store.models import Action, Event, Recipient
 from deliverability.vocabulary import (
     ActionKind,
@@ -105,8 +106,10 @@ def _event_values(
 
 def event(session: Session, who: Recipient, *, at: datetime, outcome: Outcome, **kw: Any) -> Event:
     """One recorded event for `who`; code, status, text and reason default by outcome."""
-    row = Event(**_event_values(who, at=at, outcome=outcome, **kw))
+    values = _event_values(who, at=at, outcome=outcome, **kw)
+    row = Event(**values)
     session.add(row)
+    _count_minutes(session, [values])
     return row
 
 
@@ -118,6 +121,15 @@ def events(
         session.flush()
         rows = [_event_values(who, at=at, outcome=outcome, **kw) for _ in range(n)]
         session.execute(insert(Event), rows)
+        _count_minutes(session, rows)
+
+
+def _count_minutes(session: Session, rows: list[dict[str, Any]]) -> None:
+    """The per-minute counts the engine writes beside its events (store/minutes.py)."""
+    minutes.append(
+        session.connection(),
+        minutes.tally((r["domain"], r["at"], r["outcome"], r["kind"]) for r in rows),
+    )
 
 
 def action(

@@ -27,7 +27,15 @@ from deliverability.hygiene import (
 )
 from deliverability.policy import HygienePolicy, Policy, ThrottlePolicy, format_duration
 from deliverability.store import hygiene as store_hygiene
-from deliverability.store.models import Action, Bookmark, DomainProvider, Event, Recipient
+from deliverability.store import minutes
+from deliverability.store.models import (
+    Action,
+    Bookmark,
+    DomainProvider,
+    Event,
+    MinuteCount,
+    Recipient,
+)
 from deliverability.store.session import create_engine, upgrade_schema
 from deliverability.vocabulary import (
     ActionKind,
@@ -1327,6 +1335,7 @@ def test_incremental_nightly_and_full_evaluation_reach_the_same_actions(
     # The nightly store starts with the recipients only and gets each day's events (ids and all)
     # from the written store just before that day's run.
     nightly.execute(sa.delete(Event))
+    nightly.execute(sa.delete(MinuteCount))
     nightly.execute(
         sa.text("ATTACH DATABASE :path AS written"), {"path": str(tmp_path / "written.db")}
     )
@@ -1343,6 +1352,7 @@ def test_incremental_nightly_and_full_evaluation_reach_the_same_actions(
                 ),
                 {"lo": min(ids), "hi": max(ids)},
             )
+            minutes.recount(nightly.connection())
         store_hygiene.evaluate(nightly, policy, min(frozen_now + timedelta(days=day + 1), end))
 
     store_hygiene.evaluate(full, policy, end, full=True)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from deliverability.cli import cli
 from deliverability.errors import InputError
 from deliverability.policy import Policy
+from deliverability.store import minutes
 from deliverability.store.models import Action, Delivery, DomainProvider, Event, Recipient
 from deliverability.store.prune import cited_event_ids, longest_window, prune_history
 from deliverability.vocabulary import (
@@ -73,6 +74,9 @@ class History:
         )
         self.session.add(e)
         self.session.flush()
+        minutes.append(
+            self.session.connection(), minutes.tally([(e.domain, e.at, e.outcome, e.kind)])
+        )
         r.events_count += 1
         return e
 

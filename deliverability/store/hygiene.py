@@ -22,7 +22,7 @@ from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from math import ceil
 from typing import Any, NamedTuple, Protocol, cast
@@ -61,6 +61,7 @@ from deliverability.hygiene import (
 )
 from deliverability.policy import Policy, format_duration
 from deliverability.store.bulk import BulkWriter, time_writer
+from deliverability.store.minutes import ATTEMPT_OUTCOMES, MINUTES_BETWEEN, minute_of
 from deliverability.store.models import (
     Action,
     Bookmark,
@@ -107,7 +108,6 @@ BY_POLICY = "policy"
 #: Anchors per statement on the incremental path (SQLite allows 32766 bound parameters).
 _ID_CHUNK = 5000
 _CLOSED = (ActionStatus.RESOLVED, ActionStatus.EXPIRED, ActionStatus.DISCARDED)
-_ATTEMPT_OUTCOMES = (Outcome.DELIVERED, Outcome.DEFERRED, Outcome.BOUNCED, Outcome.BLOCKED)
 
 
 def _is_attempt(c: Any) -> ColumnElement[bool]:
@@ -115,7 +115,7 @@ def _is_attempt(c: Any) -> ColumnElement[bool]:
     columns): an expiry (the sender giving up, stored with outcome `deferred`) is none, as in the
     reports (`deliverability.reports`, *attempts*). Both columns are in the (domain, at,
     outcome, kind) index, so the incident counts still read it alone."""
-    return sa.and_(c.outcome.in_(_ATTEMPT_OUTCOMES), c.kind != EventKind.EXPIRY)
+    return sa.and_(c.outcome.in_(ATTEMPT_OUTCOMES), c.kind != EventKind.EXPIRY)
 
 
 #: The events table: the rule queries use Core aliases of it (much cheaper to build than ORM
@@ -339,14 +339,6 @@ def _day(session: Session, col: Any) -> ColumnElement[Any]:
     if dialect == "postgresql":
         return sa.func.date(sa.func.timezone("UTC", col))
     return sa.func.date(col)
-
-
-def _minute(at: datetime) -> int:
-    """Whole minutes since the epoch (the minute `at` falls in)."""
-    return int((at - _EPOCH) // timedelta(minutes=1))
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _at(value: datetime) -> ColumnElement[Any]:
@@ -1194,13 +1186,13 @@ class _Evaluator:
         point's suppression (within the window either side of a trigger), whichever trigger the
         open alert last saw, or whether it is open at all.
 
-        One index-only aggregate counts each touched domain's `bounced` outcomes and attempts per
-        minute around the points, from the (domain, at, outcome, kind) index; then, per bounce,
+        The per-minute counts of each touched domain's `bounced` outcomes and attempts around the
+        points are read from `minute_counts` (store/minutes.py); then, per bounce,
         the minutes overlapping its window give an upper bound on its bounces (every `bounced`
         outcome, partial minutes included) and the minutes wholly inside it a lower bound on its
         attempts. A bounce where even these bounds cannot make an incident is not one. This reads
-        the index alone: a small fraction of what counting the windows costs (`_incident_windows`
-        reads every event of its spans, rows included). The late anchors are read (one range
+        a few rows a minute, where counting the windows (`_incident_windows`) reads every event
+        of its spans. The late anchors are read (one range
         of events (domain, at) per span of points) only around the points near a minute where
         such a bounce could be, which most runs have none of."""
         h = self.policy.hygiene
@@ -1227,7 +1219,7 @@ class _Evaluator:
             if found is None:
                 return False
             minutes, b, n = found
-            first, last = _minute(at - window), _minute(at)
+            first, last = minute_of(at - window), minute_of(at)
             i, j = bisect_left(minutes, first), bisect_right(minutes, last)
             bounces = b[j] - b[i]
             k, m = bisect_left(minutes, first + 1), bisect_right(minutes, last - 1)
@@ -1251,7 +1243,8 @@ class _Evaluator:
     ) -> dict[str, tuple[list[int], list[int], list[int]]]:
         """Per domain of `points`: the minutes (since the epoch) with events within twice the
         incident window before and once after a point, and the running sums of their `bounced`
-        outcomes and attempts (one index-only query per run of points that close together)."""
+        outcomes and attempts, from `minute_counts` (one read per run of points that close
+        together)."""
         window = self.policy.hygiene.incident_window
         spans: list[tuple[datetime, datetime, set[str]]] = []
         for _, domain, at in sorted(points, key=lambda p: p[2]):
@@ -1262,18 +1255,17 @@ class _Evaluator:
             else:
                 spans.append((lo, hi, {domain}))
         counts: dict[str, tuple[list[int], list[int], list[int]]] = {}
-        statement = self._cached("incident_minutes", self._incident_minutes)
         for lo, hi, domains in spans:
             # A span of a large list's bounces can name more domains than one statement binds.
             # The rows come ordered by domain, then minute, so each domain's running sums are
             # made in one chunk.
             for part in _chunks(sorted(domains)):
-                params = {"domains": list(part), "lo": lo, "hi": hi}
-                for domain, minute, bounced, attempts in self.conn.execute(statement, params):
+                params = {"domains": list(part), "lo": minute_of(lo), "hi": minute_of(hi)}
+                for domain, minute, bounced, attempts in self.conn.execute(MINUTES_BETWEEN, params):
                     minutes, b, n = counts.setdefault(domain, ([], [0], [0]))
-                    minutes.append(_minute(datetime.fromisoformat(minute).replace(tzinfo=UTC)))
-                    b.append(b[-1] + int(bounced or 0))
-                    n.append(n[-1] + int(attempts or 0))
+                    minutes.append(int(minute))
+                    b.append(b[-1] + int(bounced))
+                    n.append(n[-1] + int(attempts))
         return counts
 
     def _near_incidents(
@@ -1285,7 +1277,8 @@ class _Evaluator:
         (by the bounds of `_incident_candidates`, for any time within that minute)."""
         h = self.policy.hygiene
         window = h.incident_window
-        # The first minute the window of a time in minute m overlaps: _minute(start of m - window).
+        # The first minute the window of a time in minute m overlaps:
+        # minute_of(start of m - window).
         back = ceil(window / timedelta(minutes=1))
         possible: dict[str, list[int]] = {}
         for domain, (minutes, b, n) in counts.items():
@@ -1306,7 +1299,7 @@ class _Evaluator:
         near = []
         for point in points:
             starts = possible.get(point[1], [])
-            first, last = _minute(point[2] - window), _minute(point[2] + window)
+            first, last = minute_of(point[2] - window), minute_of(point[2] + window)
             if bisect_right(starts, last) > bisect_left(starts, first):
                 near.append(point)
         return near
@@ -1327,33 +1320,6 @@ class _Evaluator:
     def _bounce_anchors(self) -> Select[Any]:
         a = self.a
         return sa.select(a.id, a.domain, a.at).where(self.scope, _is_bounce(a, self.policy))
-
-    def _incident_minutes(self) -> Select[Any]:
-        """Per domain and UTC minute ("YYYY-MM-DD HH:MM"): `bounced` outcomes and attempts."""
-        w = _EVENTS.c
-        dialect = self.s.get_bind().dialect.name
-        minute: ColumnElement[str]
-        if dialect == "sqlite":
-            minute = sa.func.substr(w.at, 1, 16)
-        elif dialect == "postgresql":
-            minute = sa.func.to_char(sa.func.timezone("UTC", w.at), "YYYY-MM-DD HH24:MI")
-        else:
-            minute = sa.func.date_format(w.at, "%Y-%m-%d %H:%i")
-        return (
-            sa.select(
-                w.domain,
-                minute.label("minute"),
-                sa.func.sum(sa.case((w.outcome == Outcome.BOUNCED, 1), else_=0)),
-                sa.func.sum(sa.case((_is_attempt(w), 1), else_=0)),
-            )
-            .where(
-                w.domain.in_(sa.bindparam("domains", expanding=True)),
-                w.at >= sa.bindparam("lo", type_=UTCDateTime()),
-                w.at <= sa.bindparam("hi", type_=UTCDateTime()),
-            )
-            .group_by(w.domain, minute)
-            .order_by(w.domain, minute)
-        )
 
     # ---- destinations -------------------------------------------------------------------
 

@@ -235,6 +235,26 @@ class Event(Base):
     position: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
+class MinuteCount(Base):
+    """Per domain and minute: how many of its events were `bounced` outcomes and how many were
+    attempts (a reply to an attempt; an expiry is none). Appended by every writer of events, a
+    row or more per minute; a minute's count is the sum of its rows (`deliverability.store.
+    minutes`). The domain-incident rule reads these first, not every event around a bounce."""
+
+    __tablename__ = "minute_counts"
+    __table_args__ = (
+        Index("ix_minute_counts_domain_minute", "domain", "minute"),
+        MYSQL_TABLE_OPTIONS,
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    domain: Mapped[str] = mapped_column(String(DOMAIN_LENGTH))
+    #: Whole minutes since 1970-01-01 00:00 UTC.
+    minute: Mapped[int] = mapped_column(BigInteger)
+    bounced: Mapped[int] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer)
+
+
 class Action(Base):
     """A list-hygiene action: suppress an address, throttle a destination, alert the sender.
 

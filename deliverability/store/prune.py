@@ -18,7 +18,8 @@ cutoff: where a domain's mail was hosted that long ago says nothing current, and
 moved to a server of no group would otherwise stay in its old group (docs/hygiene.md).
 
 Standings and counters live on `recipients` and are not recomputed from events, so deleting
-events never changes them. The cutoff must not be newer than the policy's longest window
+events never changes them. The per-minute counts (`minute_counts`, store/minutes.py) lose what
+each batch deleted, in the batch's transaction, so they go on summing to what `events` holds. The cutoff must not be newer than the policy's longest window
 (`longest_window`): the hygiene rules count events inside those windows.
 """
 
@@ -34,6 +35,7 @@ from sqlalchemy.orm import aliased
 
 from deliverability.errors import InputError
 from deliverability.policy import SECTIONS, Policy, format_duration
+from deliverability.store import minutes
 from deliverability.store.models import Action, Delivery, DomainProvider, Event, Recipient
 from deliverability.store.retry import run_in_transaction
 from deliverability.vocabulary import ActionStatus, DeliveryState, Standing
@@ -181,8 +183,17 @@ def prune_history(
 
             def delete_batch(conn: Connection, doomed: list[int] = doomed) -> int:
                 # Checked again in the transaction: the recipient may have been suppressed since.
-                statement = delete(Event).where(Event.id.in_(doomed), ~protected_by_recipient)
-                return conn.execute(statement).rowcount
+                statement = (
+                    delete(Event)
+                    .where(Event.id.in_(doomed), ~protected_by_recipient)
+                    .returning(Event.domain, Event.at, Event.outcome, Event.kind)
+                )
+                gone = conn.execute(statement).all()
+                # The per-minute counts keep summing to what `events` holds.
+                taken = minutes.tally(gone, sign=-1)
+                minutes.append(conn, taken)
+                minutes.compact(conn, ((domain, minute) for domain, minute, _, _ in taken))
+                return len(gone)
 
             deleted_events += run_in_transaction(engine, delete_batch)
         elif dry_run:
