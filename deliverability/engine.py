@@ -17,6 +17,7 @@ hygiene pass (`deliverability.store.hygiene.on_events`) runs inside that transac
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections import Counter
@@ -797,6 +798,23 @@ class Engine:
         event for each (the nightly job calls this). Idempotent."""
         now = ensure_utc(now) if now is not None else self.now()
         total = BatchResult()
+        e = _EVENTS.c
+        # Whose trouble the delivery's last deferral was: an expiry after the sender's (a
+        # blocklist) or the destination's own (a push-back) is no strike on the address
+        # (hygiene.expiry_exempt_faults). Through events (recipient_id, at).
+        last_fault = (
+            select(e.fault)
+            .where(
+                e.recipient_id == _DELIVERIES.c.recipient_id,
+                e.message_id == _DELIVERIES.c.message_id,
+                e.outcome == Outcome.DEFERRED,
+                e.kind != EventKind.EXPIRY,
+            )
+            .order_by(e.at.desc(), e.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        verdicts: dict[Fault, Verdict] = {}
         while True:
             stmt = (
                 select(
@@ -806,6 +824,7 @@ class Engine:
                     _DELIVERIES.c.message_id,
                     _DELIVERIES.c.attempt,
                     _DELIVERIES.c.expires_at,
+                    last_fault.label("fault"),
                 )
                 .join(_RECIPIENTS, _RECIPIENTS.c.id == _DELIVERIES.c.recipient_id)
                 .where(
@@ -825,13 +844,17 @@ class Engine:
                 key = hashlib.sha256(
                     f"expiry\x1f{row.message_id}\x1f{row.address_key}\x1f{row.attempt}".encode()
                 ).hexdigest()
+                fault = row.fault or Fault.UNKNOWN
+                verdict = verdicts.get(fault)
+                if verdict is None:
+                    verdict = verdicts[fault] = dataclasses.replace(EXPIRY_VERDICT, fault=fault)
                 batch.append(
                     _Item(
                         index=i,
                         address=address,
                         message_id=row.message_id,
                         reply=None,
-                        verdict=EXPIRY_VERDICT,
+                        verdict=verdict,
                         step=Step.EXPIRE,
                         at=row.expires_at,
                         attempt=None,
@@ -839,7 +862,7 @@ class Engine:
                         position=None,
                         kind=EventKind.EXPIRY,
                         key=key,
-                        facts=_reply_columns(None, None, EXPIRY_VERDICT),
+                        facts=_reply_columns(None, None, verdict),
                     )
                 )
             result = self._flush(batch, [], len(batch), now=now)

@@ -19,6 +19,7 @@ from deliverability.vocabulary import (
     ActionKind,
     ActionScope,
     ActionStatus,
+    Fault,
     Outcome,
     Reason,
 )
@@ -94,6 +95,7 @@ def evidence_of(
     decisive: bool,
     throttle: bool,
     policy: HygienePolicy,
+    fault: Fault = Fault.UNKNOWN,
 ) -> Evidence:
     """Classify one event for the hygiene rules.
 
@@ -109,13 +111,16 @@ def evidence_of(
         return Evidence.DELIVERED
     if outcome is Outcome.BLOCKED:
         return Evidence.BLOCKED
+    # An expiry after days of the sender's, the message's or the destination's own trouble
+    # (its last deferral's fault) says nothing about the address.
+    exempt = reason is Reason.EXPIRED and fault in policy.expiry_exempt_faults
     if outcome is Outcome.BOUNCED:
         if decisive:
             return Evidence.HARD
         if reason in policy.soft_reasons:
-            return Evidence.SOFT
+            return Evidence.NEUTRAL if exempt else Evidence.SOFT
         return Evidence.AMBIGUOUS
-    if outcome is Outcome.DEFERRED and reason in policy.soft_reasons:
+    if outcome is Outcome.DEFERRED and reason in policy.soft_reasons and not exempt:
         return Evidence.SOFT
     return Evidence.NEUTRAL
 

@@ -90,6 +90,14 @@ class HygienePolicy:
     soft_reasons: frozenset[Reason] = frozenset(
         {Reason.MAILBOX_FULL, Reason.SUSPEND, Reason.EXPIRED}
     )
+    #: An expiry is no strike when the delivery's last deferral was one of these faults: the
+    #: sender's (a blocklist, failed authentication), the message's, or the destination's own
+    #: state (push-back, greylisting, a full or failing server). Retrying for days against them
+    #: says nothing about the address (DESIGN.md: never suppress an address for the sender's
+    #: block).
+    expiry_exempt_faults: frozenset[Fault] = frozenset(
+        {Fault.SENDER, Fault.MESSAGE, Fault.DESTINATION}
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -681,6 +689,22 @@ class _Reader:
 
     def _convert_number(self, key: str, line: int | None, default: Any, value: Any) -> Any:
         example = f"{key.split('.', 1)[1]} = {_toml_example(default)}"
+        if isinstance(default, frozenset) and all(isinstance(v, Fault) for v in default):
+            # A set of faults (hygiene.expiry_exempt_faults).
+            items = _as_list(value)
+            if not all(isinstance(v, str) for v in items):
+                self.problem(
+                    line,
+                    key,
+                    f"expected a list of fault names, got {_toml(value)}",
+                    f"write a list of faults, like {example}",
+                )
+                return None
+            wrong = [v for v in items if v not in _FAULTS]
+            if wrong:
+                self.problem(line, key, f"unknown fault(s) {wrong!r}", _choices(_FAULTS))
+                return None
+            return frozenset(Fault(v) for v in items)
         if isinstance(default, frozenset):
             # A set of reasons (hygiene.soft_reasons).
             items = _as_list(value)
@@ -1098,6 +1122,7 @@ _ORDERED: dict[str, tuple[tuple[str, str, str, str], ...]] = {
 
 E = TypeVar("E", Outcome, Reason, Fault)
 _REASONS = frozenset(r.value for r in Reason)
+_FAULTS = frozenset(f.value for f in Fault)
 
 
 def _days(value: timedelta) -> str:
@@ -1114,7 +1139,7 @@ def _toml_example(value: Any) -> str:
         return repr(_days(value))
     if isinstance(value, frozenset | tuple | list):
         return "[" + ", ".join(_toml_example(v) for v in sorted(value, key=str)) + "]"
-    if isinstance(value, Reason):
+    if isinstance(value, Reason | Fault):
         return repr(value.value)
     return repr(value)
 

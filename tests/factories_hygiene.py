@@ -100,6 +100,7 @@ class History:
         code: int | None = None,
         status: str | None = None,
         kind: EventKind | None = None,
+        fault: Fault | None = None,
     ) -> Event:
         r = self.recipient(address, at)
         if kind is None:
@@ -118,7 +119,7 @@ class History:
             text=text,
             outcome=outcome,
             reason=reason,
-            fault=_FAULT.get(outcome, Fault.UNKNOWN),
+            fault=fault if fault is not None else _FAULT.get(outcome, Fault.UNKNOWN),
             rule="test",
             decisive=decisive,
             source="test",

@@ -22,7 +22,7 @@ from deliverability.hygiene import (
     throttle_released,
 )
 from deliverability.policy import HygienePolicy, ThrottlePolicy
-from deliverability.vocabulary import ActionScope, Outcome, Reason
+from deliverability.vocabulary import ActionScope, Fault, Outcome, Reason
 
 H = HygienePolicy()
 T = ThrottlePolicy()
@@ -234,3 +234,37 @@ def test_the_senders_own_relay_is_matched_on_whole_labels_and_names_no_provider(
         ActionScope.PROVIDER,
         "google",
     )
+
+
+@pytest.mark.parametrize("fault", sorted(H.expiry_exempt_faults))
+def test_an_expiry_after_the_senders_or_the_destinations_trouble_is_no_strike(fault: Fault) -> None:
+    # A delivery retried for days against a blocklist (the sender's) or a push-back (the
+    # destination's) never learned anything about the address.
+    for outcome in (Outcome.DEFERRED, Outcome.BOUNCED):
+        evidence = evidence_of(
+            outcome, Reason.EXPIRED, decisive=False, throttle=False, policy=H, fault=fault
+        )
+        assert evidence is Evidence.NEUTRAL
+
+
+@pytest.mark.parametrize("fault", [Fault.RECIPIENT, Fault.DOMAIN, Fault.NETWORK, Fault.UNKNOWN])
+def test_an_expiry_after_the_recipients_or_an_unreachable_hosts_trouble_is_a_strike(
+    fault: Fault,
+) -> None:
+    evidence = evidence_of(
+        Outcome.DEFERRED, Reason.EXPIRED, decisive=False, throttle=False, policy=H, fault=fault
+    )
+    assert evidence is Evidence.SOFT
+
+
+def test_the_exemption_is_for_expiries_only_not_for_other_soft_reasons() -> None:
+    # A mailbox full is the recipient's whatever fault a rule gave it.
+    evidence = evidence_of(
+        Outcome.DEFERRED,
+        Reason.MAILBOX_FULL,
+        decisive=False,
+        throttle=False,
+        policy=H,
+        fault=Fault.DESTINATION,
+    )
+    assert evidence is Evidence.SOFT

@@ -42,6 +42,7 @@ from deliverability.vocabulary import (
     ActionScope,
     ActionStatus,
     EventKind,
+    Fault,
     Outcome,
     Reason,
     Standing,
@@ -492,9 +493,24 @@ def test_soft_strikes_older_than_the_window_stop_counting(
 def test_an_expired_retry_is_a_soft_strike(
     session: Session, history: History, frozen_now: datetime
 ) -> None:
+    # Retried until the lifetime ran out against a host that never answered (the network's
+    # fault): the address, for all anyone knows, is gone.
     for at in _strike_times(frozen_now, H.soft_strikes, H.soft_span):
-        history.record("slow@example.com", at, Outcome.DEFERRED, Reason.EXPIRED)
+        history.record(
+            "slow@example.com", at, Outcome.DEFERRED, Reason.EXPIRED, fault=Fault.NETWORK
+        )
     assert _suppressed(session) == {"slow@example.com"}
+
+
+def test_an_expired_retry_after_the_senders_or_the_destinations_trouble_is_no_strike(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    for fault in sorted(H.expiry_exempt_faults):
+        for at in _strike_times(frozen_now, H.soft_strikes + 1, H.soft_span):
+            history.record(
+                f"{fault}@example.com", at, Outcome.DEFERRED, Reason.EXPIRED, fault=fault
+            )
+    assert _suppressed(session) == set()
 
 
 # ---- blocks: never a strike ---------------------------------------------------------------
@@ -1237,16 +1253,18 @@ def test_sql_predicates_agree_with_the_pure_evidence_classes(
     for reason in (Reason.USER_UNKNOWN, Reason.MAILBOX_FULL, Reason.EXPIRED, Reason.BLOCKED):
         for decisive in (False, True):
             for throttle in (False, True):
-                row = history.event(
-                    f"x{len(cases)}@example.com",
-                    frozen_now,
-                    outcome,
-                    reason,
-                    decisive=decisive,
-                    throttle=throttle,
-                )
-                cases.append((row.id, evidence_of(outcome, reason, decisive=decisive,
-                                                  throttle=throttle, policy=H)))  # fmt: skip
+                for fault in (Fault.SENDER, Fault.DESTINATION, Fault.RECIPIENT, Fault.UNKNOWN):
+                    row = history.event(
+                        f"x{len(cases)}@example.com",
+                        frozen_now,
+                        outcome,
+                        reason,
+                        decisive=decisive,
+                        throttle=throttle,
+                        fault=fault,
+                    )
+                    cases.append((row.id, evidence_of(outcome, reason, decisive=decisive,
+                                  throttle=throttle, policy=H, fault=fault)))  # fmt: skip
     predicates = {
         Evidence.HARD: _is_hard(Event.__table__.c),
         Evidence.AMBIGUOUS: _is_ambiguous(Event.__table__.c, POLICY),

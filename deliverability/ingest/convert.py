@@ -71,7 +71,11 @@ def log_item(record: LogRecord) -> ReplyRecord:
     """A log line's reply, as the engine records it (a Postfix expiry as an expiry, a Postfix
     deferral as a deferral whatever its reply's class)."""
     expired = record.delivery_status == "expired"
-    verdict: Verdict | None = POSTFIX_EXPIRED_VERDICT if expired else None
+    verdict: Verdict | None = None
+    if expired:
+        # The reply is the last deferral's: whose trouble it was decides whether the expiry is a
+        # strike on the address (hygiene.expiry_exempt_faults), as for the engine's own expiries.
+        verdict = dataclasses.replace(POSTFIX_EXPIRED_VERDICT, fault=classify(record.reply).fault)
     if record.delivery_status == "deferred":
         # Postfix kept the message queued and will try again: status=deferred, and SOFTBOUNCE,
         # a permanent failure held back by soft_bounce = yes (postconf(5), soft_bounce). A 5xx

@@ -361,6 +361,7 @@ def _is_hard(e: Any) -> ColumnElement[bool]:
 
 def _is_soft(e: Any, policy: Policy) -> ColumnElement[bool]:
     soft = sorted(policy.hygiene.soft_reasons)
+    exempt = sorted(policy.hygiene.expiry_exempt_faults)
     return sa.and_(
         e.throttle.is_(False),
         e.reason.in_(soft) if soft else sa.false(),
@@ -368,6 +369,9 @@ def _is_soft(e: Any, policy: Policy) -> ColumnElement[bool]:
             e.outcome == Outcome.DEFERRED,
             sa.and_(e.outcome == Outcome.BOUNCED, e.decisive.is_(False)),
         ),
+        # evidence_of: an expiry after the sender's, the message's or the destination's own
+        # trouble is no strike.
+        sa.or_(e.reason != Reason.EXPIRED, e.fault.not_in(exempt)) if exempt else sa.true(),
     )
 
 
@@ -2514,11 +2518,18 @@ def _census_of(events: Sequence[Any], policy: Policy) -> dict[str, int] | None:
         verdict = getattr(event, "verdict", None)
         if verdict is None:
             return None
-        verdicts[verdict.outcome, verdict.reason, verdict.decisive, verdict.throttle] += 1
+        verdicts[
+            verdict.outcome, verdict.reason, verdict.decisive, verdict.throttle, verdict.fault
+        ] += 1
     census = dict.fromkeys(_CENSUS_NAMES.values(), 0)
-    for (outcome, reason, decisive, throttle), n in verdicts.items():
+    for (outcome, reason, decisive, throttle, fault), n in verdicts.items():
         evidence = evidence_of(
-            outcome, reason, decisive=decisive, throttle=throttle, policy=policy.hygiene
+            outcome,
+            reason,
+            decisive=decisive,
+            throttle=throttle,
+            policy=policy.hygiene,
+            fault=fault,
         )
         name = _CENSUS_NAMES.get(evidence)
         if name is not None:
