@@ -356,3 +356,63 @@ def test_from_0009_an_expiry_is_no_recipients_last_failed_attempt(db_url: str) -
         assert check_schema(engine) == []
     finally:
         engine.dispose()
+
+
+def test_from_0011_an_expiry_keeps_the_fault_of_its_deliverys_last_deferral(db_url: str) -> None:
+    # Before 0011 every expiry was stored with the fault "unknown" (and was a soft strike). The
+    # revision gives each the fault of the latest deferral of its recipient and message at or
+    # before it, so an expiry after a blocklisting stops counting against the address.
+    engine = create_engine(db_url)
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    gave_up = at + timedelta(days=5)
+    try:
+        upgrade_schema(engine, "0010")
+        with engine.begin() as conn:
+            meta = MetaData()
+            meta.reflect(conn, only=("recipients", "events"))
+            recipients, events = meta.tables["recipients"], meta.tables["events"]
+            counts = dict.fromkeys(
+                ("events_count", "delivered_count", "deferred_count", "bounced_count",
+                 "blocked_count", "complained_count", "expired_count"), 0,
+            )  # fmt: skip
+            conn.execute(
+                insert(recipients),
+                [{**counts, "id": 1, "address": "a@example.com", "address_key": "a@example.com",
+                  "domain": "example.com", "standing": "retrying", "reason": "undefined",
+                  "standing_since": at, "first_seen_at": at, "last_event_at": gave_up}],
+            )  # fmt: skip
+            event = {"recorded_at": gave_up, "recipient_id": 1, "domain": "example.com",
+                     "reason": "blocked", "rule": "test", "decisive": False, "throttle": False,
+                     "source": "test", "outcome": "deferred"}  # fmt: skip
+
+            def row(
+                id_: int, message: str, when: datetime, kind: str, fault: str
+            ) -> dict[str, object]:
+                return {**event, "id": id_, "key": f"k{id_}", "message_id": message, "at": when,
+                        "kind": kind, "fault": fault}  # fmt: skip
+
+            conn.execute(
+                insert(events),
+                [
+                    row(1, "m1", at, "reply", "destination"),
+                    row(2, "m1", at + timedelta(days=1), "reply", "sender"),  # the latest
+                    row(3, "m1", gave_up, "expiry", "unknown"),
+                    row(4, "m2", at, "reply", "network"),
+                    row(5, "m2", gave_up, "expiry", "unknown"),
+                    row(6, "m3", gave_up, "expiry", "unknown"),  # no deferral: stays
+                    row(7, "m4", gave_up, "expiry", "unknown"),
+                    row(8, "m4", gave_up + timedelta(hours=1), "reply", "sender"),  # after it
+                ],
+            )
+        upgrade_schema(engine)
+        with engine.connect() as conn:
+            faults = dict(conn.execute(select(events.c.id, events.c.fault)).all())
+        assert faults == {1: "destination", 2: "sender", 3: "sender", 4: "network",
+                          5: "network", 6: "unknown", 7: "unknown", 8: "sender"}  # fmt: skip
+        assert check_schema(engine) == []
+        downgrade_schema(engine, "0010")
+        with engine.connect() as conn:
+            faults = dict(conn.execute(select(events.c.id, events.c.fault)).all())
+        assert {faults[i] for i in (3, 5, 6, 7)} == {"unknown"}
+    finally:
+        engine.dispose()
