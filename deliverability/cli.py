@@ -7,6 +7,7 @@ import signal
 import sys
 
 import click
+from sqlalchemy import exc as sa_exc
 
 from deliverability.commands import actions, db, explain, nightly, policy, prune, record, report
 from deliverability.commands.base import (
@@ -59,6 +60,20 @@ def main() -> None:
         # `deliverability explain - | head` closes the pipe early: not an error.
         sys.stderr.close()
         sys.exit(0)
+    except sa_exc.OperationalError as exc:
+        # The database failed under a running command: a full disk, a lock held past the busy
+        # timeout, a server gone away. No bug of ours, so no "please report it": say what the
+        # database said, and that a run again resumes (every chunk and every file's progress
+        # is its own transaction). Exit 75, EX_TEMPFAIL (sysexits.h): try again later.
+        if os.environ.get(DEBUG_ENV):
+            raise
+        said = str(exc.orig if exc.orig is not None else exc).strip().splitlines() or ["?"]
+        click.echo(
+            f"error: the database failed: {said[0][:300]}\n"
+            "(what was recorded before it is kept; run the command again once that is fixed)",
+            err=True,
+        )
+        sys.exit(75)
     except Exception as exc:
         if os.environ.get(DEBUG_ENV):
             raise

@@ -4,11 +4,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from sqlalchemy import Engine as SAEngine
+from sqlalchemy import event as sa_event
 
-from deliverability.cli import cli
+from deliverability.cli import cli, main
 
 
 def run(url: str, *args: str, input: str | None = None) -> Result:
@@ -206,3 +209,40 @@ def test_a_bad_at_is_a_usage_error_naming_the_option(url: str) -> None:
     assert result.exit_code == 2, result.output
     assert "--at" in result.output
     assert "not an ISO 8601 time" in result.output
+
+
+def test_a_full_disk_under_a_command_is_a_one_line_error_to_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A real "database or disk is full": SQLite's page limit set, on every new connection, to
+    # the pages the store already holds; the nightly job's log needs more.
+    url = f"sqlite:///{tmp_path / 'full.db'}"
+    assert run(url, "db", "upgrade").exit_code == 0
+    log = tmp_path / "replies.jsonl"
+    log.write_text(
+        "".join(
+            json.dumps({"at": f"2026-11-28T02:{i // 60:02d}:{i % 60:02d}Z",
+                        "recipient": f"user{i}@example.com", "message_id": f"<m{i}@example.com>",
+                        "reply": "250 2.0.0 OK " + "x" * 200}) + "\n"
+            for i in range(600)
+        )
+    )  # fmt: skip
+
+    def no_room(dbapi_connection: Any, _record: Any) -> None:
+        pages = dbapi_connection.execute("PRAGMA page_count").fetchone()[0]
+        dbapi_connection.execute(f"PRAGMA max_page_count={pages}")
+
+    sa_event.listen(SAEngine, "connect", no_room)
+    try:
+        argv = ["deliverability", "--database-url", url, "nightly", str(log),
+                "--now", "2026-11-28T09:00:00Z"]  # fmt: skip
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit) as stopped:
+            main()
+    finally:
+        sa_event.remove(SAEngine, "connect", no_room)
+    err = capsys.readouterr().err
+    assert stopped.value.code == 75, err
+    assert err.startswith("error: the database failed: database or disk is full")
+    assert "internal error" not in err
+    assert "run the command again" in err
