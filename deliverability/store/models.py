@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.dialects import mysql
@@ -205,6 +206,23 @@ class Event(Base):
         # counts by outcome read the index only (migrations 0003, 0008).
         Index("ix_events_domain_at_outcome_kind", "domain", "at", "outcome", "kind"),
         Index("ix_events_at", "at"),
+        # The push-backs alone, for the throttle rule's counts (hygiene._PUSHBACKS_IN_RANGE,
+        # migration 0011 says why). Partial on SQLite and PostgreSQL: only push-back rows have
+        # an entry, so an ordinary event costs nothing more to write. Their planners use it
+        # only for a query whose WHERE holds this WHERE as written: SQLite matches the term
+        # `throttle = 1` literally (https://www.sqlite.org/partialindex.html, section 3),
+        # PostgreSQL proves `throttle` from `throttle = true` but not from `throttle IS true`
+        # (https://www.postgresql.org/docs/current/indexes-partial.html). MariaDB has no
+        # partial indexes: every event has an entry there, `throttle` before `at` so that the
+        # equality `throttle = true` narrows the range to the push-backs.
+        Index(
+            "ix_events_pushbacks",
+            "domain",
+            "throttle",
+            "at",
+            sqlite_where=text("throttle = 1"),
+            postgresql_where=text("throttle"),
+        ),
         MYSQL_TABLE_OPTIONS,
     )
 
