@@ -151,7 +151,7 @@ _OPEN_IDS = sa.select(_ACTIONS.c.id, _ACTIONS.c.open_key).where(
     _ACTIONS.c.open_key.in_(sa.bindparam("keys", expanding=True))
 )
 #: Push-backs from some domains within a time range (both ends included), through the
-#: push-back index (domain, throttle, at) (`Event`, migration 0011): it holds the push-backs
+#: push-back index (domain, throttle, at) (`Event`, migration 0012): it holds the push-backs
 #: alone, so a count reads as many entries as the destination pushed back, not every event it
 #: answered. The flag is written `throttle = 1` (SQLite) / `throttle = true`, not `IS 1` /
 #: `IS true` (what `is_(True)` renders): SQLite uses a partial index only when the query's WHERE

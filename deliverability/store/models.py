@@ -207,7 +207,7 @@ class Event(Base):
         Index("ix_events_domain_at_outcome_kind", "domain", "at", "outcome", "kind"),
         Index("ix_events_at", "at"),
         # The push-backs alone, for the throttle rule's counts (hygiene._PUSHBACKS_IN_RANGE,
-        # migration 0011 says why). Partial on SQLite and PostgreSQL: only push-back rows have
+        # migration 0012 says why). Partial on SQLite and PostgreSQL: only push-back rows have
         # an entry, so an ordinary event costs nothing more to write. Their planners use it
         # only for a query whose WHERE holds this WHERE as written: SQLite matches the term
         # `throttle = 1` literally (https://www.sqlite.org/partialindex.html, section 3),

@@ -1,7 +1,7 @@
 """Events: an index of the push-backs, (domain, throttle, at), partial where it can be.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-11-29 14:00:00
 
 The throttle rule counts a destination's push-backs (`throttle` true) over `repeat_window` before
@@ -40,8 +40,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011"
-down_revision: str | Sequence[str] | None = "0010"
+revision: str = "0012"
+down_revision: str | Sequence[str] | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
