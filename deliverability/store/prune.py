@@ -20,8 +20,8 @@ moved to a server of no group would otherwise stay in its old group (docs/hygien
 Standings and counters live on `recipients` and are not recomputed from events, so deleting
 events never changes them. The per-minute counts (`minute_counts`, store/minutes.py) lose what
 each batch deleted, in the batch's transaction, so they go on summing to what `events` holds.
-The cutoff must not be newer than the policy's longest window
-(`longest_window`): the hygiene rules count events inside those windows.
+The cutoff must not be newer than the policy's longest window (`longest_window`): the hygiene
+rules count events inside those windows.
 """
 
 from __future__ import annotations
