@@ -109,8 +109,12 @@ def append(conn: Connection, rows: Sequence[tuple[str, int, int, int]]) -> None:
 
 def compact(conn: Connection, keys: Iterable[tuple[str, int]]) -> None:
     """Fold the rows of each (domain, minute) given into one, dropping a minute that sums to
-    nothing. Safe beside writers appending to the same minutes: a row appended after the
-    DELETE's snapshot is neither deleted nor summed, and still adds its own count."""
+    nothing. Safe beside writers appending to the same minutes, and beside another transaction
+    folding them: what is summed is exactly what the DELETE took away (its RETURNING rows). A
+    SELECT of the sums before the DELETE read another snapshot (READ COMMITTED gives each
+    statement its own; a DELETE on InnoDB reads the newest rows): a row a writer committed in
+    between was deleted and never summed, its count lost, and a row another fold had deleted
+    meanwhile was summed without being deleted, counted twice."""
     by_domain: dict[str, list[int]] = defaultdict(list)
     for domain, minute in keys:
         by_domain[domain].append(minute)
@@ -118,17 +122,16 @@ def compact(conn: Connection, keys: Iterable[tuple[str, int]]) -> None:
     for domain, minutes in sorted(by_domain.items()):
         for start in range(0, len(minutes), 1000):
             part = sorted(set(minutes[start : start + 1000]))
-            where = (m.domain == domain, m.minute.in_(part))
-            sums = conn.execute(
-                sa.select(m.minute, sa.func.sum(m.bounced), sa.func.sum(m.attempts))
-                .where(*where)
-                .group_by(m.minute)
+            taken = conn.execute(
+                sa.delete(MINUTES)
+                .where(m.domain == domain, m.minute.in_(part))
+                .returning(m.minute, m.bounced, m.attempts)
             ).all()
-            conn.execute(sa.delete(MINUTES).where(*where))
-            append(
-                conn,
-                [(domain, minute, int(b), int(n)) for minute, b, n in sums if int(b) or int(n)],
-            )
+            sums: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+            for minute, b, n in taken:
+                sums[int(minute)][0] += int(b)
+                sums[int(minute)][1] += int(n)
+            append(conn, [(domain, k, b, n) for k, (b, n) in sorted(sums.items()) if b or n])
 
 
 def minute_sql(dialect: str, at: Any) -> sa.ColumnElement[int]:
