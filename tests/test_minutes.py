@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 from conftest import FakeClock
 from sqlalchemy import MetaData, insert
 
+from deliverability.cli import cli
 from deliverability.engine import Engine, ReplyRecord
 from deliverability.policy import load_policy
 from deliverability.store import minutes
@@ -256,3 +258,32 @@ def test_a_tally_counts_bounces_and_attempts_per_domain_and_minute(sign: int) ->
         ("b.example", m, sign, 2 * sign),
         ("b.example", m + 1, 0, sign),
     ]
+
+
+def test_db_recount_counts_again_what_an_old_writer_left_uncounted(
+    db_url: str, clock: FakeClock
+) -> None:
+    with Engine(db_url, policy=POLICY, clock=clock) as engine:
+        engine.record_many(_history(clock() - timedelta(hours=2)))
+        with engine.db.begin() as conn:
+            # As a process of an earlier version would leave it: events with no counts.
+            conn.execute(sa.delete(MinuteCount))
+        result = CliRunner().invoke(cli, ["--database-url", db_url, "db", "recount"])
+        assert result.exit_code == 0, result.output
+        assert "domain-minutes again from the events" in result.output
+        with engine.db.connect() as conn:
+            stored, counted = _stored(conn), _counted(conn)
+    assert stored == counted
+    assert len(stored) > 30
+
+
+@pytest.mark.empty_database
+def test_db_recount_refuses_a_store_not_at_the_newest_schema(db_url: str) -> None:
+    engine = create_engine(db_url)
+    try:
+        upgrade_schema(engine, "0009")
+    finally:
+        engine.dispose()
+    result = CliRunner().invoke(cli, ["--database-url", db_url, "db", "recount"])
+    assert result.exit_code == 1
+    assert "db upgrade" in result.output

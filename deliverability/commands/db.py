@@ -1,10 +1,11 @@
-"""`deliverability db upgrade | current | check`: the store's schema."""
+"""`deliverability db upgrade | current | check | recount`: the store's schema."""
 
 from __future__ import annotations
 
 import click
 
 from deliverability.commands.base import AppContext
+from deliverability.store import minutes
 from deliverability.store.session import (
     check_schema,
     create_engine,
@@ -84,3 +85,30 @@ def check(ctx: click.Context) -> None:
             click.echo(f"  {problem}", err=True)
         ctx.exit(1)
     click.echo(f"{mask_url(url)}: the schema matches the models")
+
+
+@db.command()
+@click.pass_context
+def recount(ctx: click.Context) -> None:
+    """Count the per-minute counts (`minute_counts`) again from the events.
+
+    For events written other than by this version's engine: a bulk load, or a process of an
+    earlier version left recording during an upgrade. Run it with the writers stopped.
+    """
+    url = resolve_url(ctx.ensure_object(AppContext).database_url)
+    if missing_sqlite_file(url) is not None:
+        click.echo(f"{mask_url(url)}: no database file, nothing to count", err=True)
+        ctx.exit(1)
+    engine = create_engine(url)
+    try:
+        if current_revision(engine) != head_revision():
+            click.echo(
+                f"{mask_url(url)}: the schema is not the newest (run `deliverability db upgrade`)",
+                err=True,
+            )
+            ctx.exit(1)
+        with engine.begin() as conn:
+            rows = minutes.recount(conn)
+        click.echo(f"{mask_url(url)}: counted {rows} domain-minutes again from the events")
+    finally:
+        engine.dispose()

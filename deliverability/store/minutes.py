@@ -165,9 +165,11 @@ def recount_sql(dialect: str, events: Table | Any = _EVENTS) -> sa.Select[Any]:
     )
 
 
-def recount(conn: Connection) -> None:
-    """Count `minute_counts` again from `events`, whole: for what wrote events by other means
-    than the engine (a test's factory, a benchmark's bulk load)."""
+def recount(conn: Connection) -> int:
+    """Count `minute_counts` again from `events`, whole, and return how many rows that made:
+    for what wrote events by other means than the engine (a test's factory, a benchmark's bulk
+    load, an earlier version left recording during an upgrade: `deliverability db recount`).
+    Not safe beside writers: a chunk committed between the two statements is counted twice."""
     conn.execute(sa.delete(MINUTES))
     counted = recount_sql(conn.dialect.name).subquery()
     conn.execute(
@@ -176,3 +178,4 @@ def recount(conn: Connection) -> None:
             sa.select(counted.c.domain, counted.c.minute, counted.c.b, counted.c.n),
         )
     )
+    return int(conn.execute(sa.select(sa.func.count()).select_from(MINUTES)).scalar_one())
