@@ -633,6 +633,7 @@ SHAPES = [
     ids=[f"{a}-in-{w.total_seconds():g}s" for a, w, _ in SHAPES],
 )
 def test_incidents_are_the_same_from_minute_counts_from_events_and_with_nothing_ruled_out(
+    backend: str,
     db_url: str,
     clock: FakeClock,
     monkeypatch: pytest.MonkeyPatch,
@@ -646,6 +647,10 @@ def test_incidents_are_the_same_from_minute_counts_from_events_and_with_nothing_
     )
     start = clock() - timedelta(hours=4)
     incidents = 0
+    if backend != "sqlite":
+        # The same SQL on every backend: the servers get a third of the histories, which keeps
+        # CI's time in bounds (each history is recorded and evaluated three times).
+        histories = max(1, histories // 3)
     for seed in range(histories):
         rng = random.Random(f"{addresses}-{window}-{seed}")
         items = _generated_history(rng, start, policy)
