@@ -438,7 +438,7 @@ class _Ingest:
             if isinstance(item, Rejected):
                 self._bad(item, rejected)
             else:
-                chunk.append(convert.log_item(item))
+                chunk.append(convert.log_item(item, self.recorder.policy))
             offset = offset_after
             if len(chunk) + len(rejected) >= CHUNK:
                 self._flush_log(path, kind, row, chunk, rejected, offset)

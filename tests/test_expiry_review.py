@@ -136,3 +136,46 @@ def test_expiries_after_a_domain_that_never_resolves_or_answers_still_suppress(
         faults = _faults(engine)
         assert faults["expiries"] == faults["deferrals"]
         assert not faults["expiries"] & H.expiry_exempt_faults
+
+
+# ---- the engine's policy, not the shipped one, judges a Postfix expiry -----------------------
+
+#: A site's own reading of a reply the shipped rules call the recipient's: this destination
+#: answers a sender with a poor reputation with it.
+SITE_RULE = """
+[[rule]]
+id = "site.reputation_450"
+text = "(?i)mailbox temporarily unavailable"
+class = [4]
+outcome = "deferred"
+reason = "bad_reputation"
+fault = "sender"
+source = "our postmaster's notes"
+why = "bigmail.example defers senders of poor reputation with this text"
+"""
+UNAVAILABLE = (
+    "host mx.bigmail.example[198.51.100.7] said: 450 4.2.0 Mailbox temporarily unavailable "
+    "(in reply to RCPT TO command)"
+)
+
+
+@pytest.mark.parametrize("postfix_gives_up", [True, False], ids=["postfix", "engine"])
+def test_an_expiry_keeps_the_fault_the_engines_own_policy_gave_the_last_deferral(
+    db_url: str, clock: FakeClock, tmp_path: Path, postfix_gives_up: bool
+) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(SITE_RULE)
+    site = load_policy(path)
+    address = "reader@bigmail.example"
+    with Engine(db_url, policy=site, clock=clock) as engine:
+        _postfix_campaigns(
+            engine,
+            clock,
+            tmp_path,
+            address,
+            "4.2.0",
+            UNAVAILABLE,
+            postfix_gives_up=postfix_gives_up,
+        )
+        assert engine.status(address).standing is not Standing.SUPPRESSED
+        assert _faults(engine) == {"deferrals": {Fault.SENDER}, "expiries": {Fault.SENDER}}

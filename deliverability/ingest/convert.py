@@ -35,6 +35,7 @@ from deliverability.ingest.messages import (
 )
 from deliverability.ingest.postfix import read_postfix_log
 from deliverability.ingest.records import LogRecord, Rejected, normalize_message_id
+from deliverability.policy import Policy
 from deliverability.replies import Reply
 from deliverability.verdicts import AUTO_REPLY_VERDICT, COMPLAINT_VERDICT, Verdict
 from deliverability.vocabulary import EventKind, Outcome
@@ -67,20 +68,23 @@ def read_log(
     return read_mailer_log(path, start_offset=start_offset, format=kind, hold_partial_line=True)
 
 
-def log_item(record: LogRecord) -> ReplyRecord:
+def log_item(record: LogRecord, policy: Policy | None = None) -> ReplyRecord:
     """A log line's reply, as the engine records it (a Postfix expiry as an expiry, a Postfix
-    deferral as a deferral whatever its reply's class)."""
+    deferral as a deferral whatever its reply's class). `policy` is the recording engine's (the
+    shipped one when None): a verdict made here must be the one the engine would make."""
     expired = record.delivery_status == "expired"
     verdict: Verdict | None = None
     if expired:
         # The reply is the last deferral's: whose trouble it was decides whether the expiry is a
-        # strike on the address (hygiene.expiry_exempt_faults), as for the engine's own expiries.
-        verdict = dataclasses.replace(POSTFIX_EXPIRED_VERDICT, fault=classify(record.reply).fault)
+        # strike on the address (hygiene.expiry_exempt_faults), as for the engine's own expiries,
+        # which read the fault the engine's policy gave that deferral.
+        fault = classify(record.reply, policy).fault
+        verdict = dataclasses.replace(POSTFIX_EXPIRED_VERDICT, fault=fault)
     if record.delivery_status == "deferred":
         # Postfix kept the message queued and will try again: status=deferred, and SOFTBOUNCE,
         # a permanent failure held back by soft_bounce = yes (postconf(5), soft_bounce). A 5xx
         # reply there is no bounce yet. Other deferrals are left to the engine's own policy.
-        judged = classify(record.reply)
+        judged = classify(record.reply, policy)
         if judged.outcome is not Outcome.DEFERRED:
             verdict = _still_trying(judged)
     return ReplyRecord(
