@@ -609,6 +609,8 @@ _REPLY_COLUMNS = (
     "throttle",
     "pause_seconds",
 )
+#: Where the fault is among `_REPLY_COLUMNS` (and an item's facts).
+_FAULT_AT = _REPLY_COLUMNS.index("fault")
 _EVENT_COLUMNS = (
     "key",
     "at",
@@ -1750,6 +1752,7 @@ class Engine:
 
         if not fresh:
             return []
+        self._keep_last_deferral_faults(conn, fresh, recipients)
 
         # 4. Write: new recipients, events, recipient updates, deliveries.
         if new_recipients:
@@ -1871,6 +1874,72 @@ class Engine:
             if any(getattr(a, "kind", None) is ActionKind.THROTTLE for a in actions):
                 self._retry_after_new_pauses(conn, fresh, changed, views, recipients, now)
         return actions
+
+    def _keep_last_deferral_faults(
+        self, conn: Connection, fresh: list[_Item], recipients: dict[str, dict[str, Any]]
+    ) -> None:
+        """A give-up reported as a reply (a relay's DSN "failed" with X.4.7, a mailer's own
+        4.4.7) that names no fault of its own takes the fault of its delivery's last deferral
+        before it, as the engine's and Postfix's expiries do: whose trouble it was decides
+        whether it is a strike on the address (hygiene.expiry_exempt_faults). The deferrals
+        are those stored and those earlier in the chunk, never a give-up themselves."""
+        gave_up = [
+            (i, it)
+            for i, it in enumerate(fresh)
+            if it.verdict.reason is Reason.EXPIRED
+            and it.verdict.fault is Fault.UNKNOWN
+            and it.kind is not EventKind.EXPIRY
+            and it.linked_message_id is not None
+        ]
+        if not gave_up:
+            return
+        #: (address key, message id) -> [(at, order, fault)] of the deferrals known.
+        deferrals: dict[tuple[str, str | None], list[tuple[datetime, tuple[int, int], Fault]]] = {}
+        wanted = {(it.address.key, it.linked_message_id) for _, it in gave_up}
+        ids = {
+            recipients[akey]["id"]: akey
+            for akey, _ in wanted
+            if recipients[akey].get("id") is not None
+        }
+        if ids:
+            e = _EVENTS.c
+            rows = conn.execute(
+                select(e.recipient_id, e.message_id, e.at, e.id, e.fault).where(
+                    e.recipient_id.in_(list(ids)),
+                    e.message_id.in_(sorted({m for _, m in wanted})),
+                    e.outcome == Outcome.DEFERRED,
+                    e.kind != EventKind.EXPIRY,
+                    e.reason != Reason.EXPIRED,
+                )
+            )
+            for rid, mid, at, id_, fault in rows:
+                dkey = (ids[rid], mid)
+                if dkey in wanted:
+                    deferrals.setdefault(dkey, []).append((at, (0, id_), Fault(fault)))
+        last = gave_up[-1][0]
+        for i, it in enumerate(fresh[:last]):
+            verdict = it.verdict
+            if (
+                verdict.outcome is Outcome.DEFERRED
+                and verdict.reason is not Reason.EXPIRED
+                and it.kind is not EventKind.EXPIRY
+                and it.linked_message_id is not None
+            ):
+                dkey = (it.address.key, it.linked_message_id)
+                if dkey in wanted:
+                    deferrals.setdefault(dkey, []).append((it.at, (1, i), verdict.fault))
+        for i, it in gave_up:
+            known = [
+                (at, order, fault)
+                for at, order, fault in deferrals.get((it.address.key, it.linked_message_id), ())
+                if at <= it.at and order < (1, i)
+            ]
+            if not known:
+                continue
+            fault = max(known)[2]
+            if fault is not Fault.UNKNOWN:
+                it.verdict = dataclasses.replace(it.verdict, fault=fault)
+                it.facts = (*it.facts[:_FAULT_AT], fault.value, *it.facts[_FAULT_AT + 1 :])
 
     def _retry_after_new_pauses(
         self,

@@ -10,8 +10,10 @@ policy setting reads, prints and loads back.
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -21,10 +23,14 @@ from sqlalchemy.orm import Session
 from deliverability.engine import Engine
 from deliverability.nightly import run_nightly
 from deliverability.policy import load_policy
-from deliverability.store.models import Event
+from deliverability.store import hygiene as store_hygiene
+from deliverability.store.models import Action, Base, Event, Recipient
 from deliverability.vocabulary import (
+    ActionKind,
+    ActionStatus,
     EventKind,
     Fault,
+    Reason,
     Standing,
 )
 
@@ -179,3 +185,278 @@ def test_an_expiry_keeps_the_fault_the_engines_own_policy_gave_the_last_deferral
         )
         assert engine.status(address).standing is not Standing.SUPPRESSED
         assert _faults(engine) == {"deferrals": {Fault.SENDER}, "expiries": {Fault.SENDER}}
+
+
+# ---- a relay's give-up reported in a DSN --------------------------------------------------------
+
+
+def _dsn(at: datetime, action: str, status: str, diagnostic: str | None, message_id: str) -> str:
+    """An RFC 3464 report from the sender's relay, as an mbox message."""
+    diagnostic_line = f"Diagnostic-Code: smtp; {diagnostic}\n" if diagnostic else ""
+    return (
+        f"From MAILER-DAEMON {at:%a %b %d %H:%M:%S %Y}\n"
+        "From: MAILER-DAEMON@relay.example.com\n"
+        "To: bounces@example.com\n"
+        f"Date: {at:%a, %d %b %Y %H:%M:%S +0000}\n"
+        "Subject: Delivery Status Notification\n"
+        "MIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="BB"\n'
+        "\n"
+        "--BB\n"
+        "Content-Type: text/plain\n"
+        "\n"
+        "Your message could not be delivered yet.\n"
+        "\n"
+        "--BB\n"
+        "Content-Type: message/delivery-status\n"
+        "\n"
+        "Reporting-MTA: dns; relay.example.com\n"
+        "\n"
+        "Final-Recipient: rfc822; reader@bigmail.example\n"
+        f"Action: {action}\n"
+        f"Status: {status}\n"
+        "Remote-MTA: dns; mx.bigmail.example\n"
+        f"{diagnostic_line}"
+        "\n"
+        "--BB\n"
+        "Content-Type: text/rfc822-headers\n"
+        "\n"
+        f"Message-ID: {message_id}\n"
+        "Subject: Weekly news\n"
+        "\n"
+        "--BB--\n"
+        "\n"
+    )
+
+
+#: What relays write when they give up: a bare X.4.7, Exchange's "QUEUE.Expired".
+GAVE_UP = [
+    ("4.4.7", None),
+    ("4.4.7", "400 4.4.7 Message delayed"),
+    ("5.4.7", "550 5.4.7 QUEUE.Expired; message expired"),
+]
+
+
+@pytest.mark.parametrize(("status", "diagnostic"), GAVE_UP, ids=["bare", "delayed", "exchange"])
+def test_a_relays_give_up_in_a_dsn_after_days_of_its_blocklisting_suppresses_nobody(
+    db_url: str, clock: FakeClock, tmp_path: Path, status: str, diagnostic: str | None
+) -> None:
+    # The sender's relay reports by DSN: "delayed" notices quoting the blocklist (the sender's
+    # fault), then "failed" with X.4.7 once its own lifetime ran out, a day before the
+    # engine's. The same week after week: the sender's own block, which must not wipe its list.
+    address = "reader@bigmail.example"
+    start = clock()
+    with Engine(db_url, policy=POLICY, clock=clock) as engine:
+        for week in range(CAMPAIGNS):
+            first = start + week * WEEK
+            message_id = f"<c{week}@list.example>"
+            mbox = tmp_path / f"bounces.{week}"
+            mbox.write_text(
+                _dsn(first, "delayed", "4.7.1", BLOCKLISTED, message_id)
+                + _dsn(first + 2 * DAY, "delayed", "4.7.1", BLOCKLISTED, message_id)
+                + _dsn(first + 4 * DAY, "failed", status, diagnostic, message_id)
+            )
+            now = first + POLICY.backoff.lifetime + timedelta(hours=2)
+            clock.set(now)
+            summary = run_nightly(engine, [mbox], now=now, fmt="mbox")
+            assert summary.rejected_count == 0, summary.rejected
+        assert engine.status(address).standing is not Standing.SUPPRESSED
+        with Session(engine.db) as s:
+            gave_up = s.scalars(sa.select(Event.fault).where(Event.reason == Reason.EXPIRED)).all()
+        assert len(gave_up) >= CAMPAIGNS
+        assert set(gave_up) == {Fault.SENDER}
+
+
+def test_a_relays_give_up_after_days_of_a_full_mailbox_still_counts(
+    db_url: str, clock: FakeClock, tmp_path: Path
+) -> None:
+    address = "reader@bigmail.example"
+    full = "452 4.2.2 The email account that you tried to reach is over quota"
+    start = clock()
+    with Engine(db_url, policy=POLICY, clock=clock) as engine:
+        for week in range(CAMPAIGNS):
+            first = start + week * WEEK
+            message_id = f"<c{week}@list.example>"
+            mbox = tmp_path / f"bounces.{week}"
+            mbox.write_text(
+                _dsn(first, "delayed", "4.2.2", full, message_id)
+                + _dsn(first + 4 * DAY, "failed", "4.4.7", None, message_id)
+            )
+            now = first + POLICY.backoff.lifetime + timedelta(hours=2)
+            clock.set(now)
+            run_nightly(engine, [mbox], now=now, fmt="mbox")
+        assert engine.status(address).standing is Standing.SUPPRESSED
+
+
+def test_a_give_up_recorded_through_the_api_keeps_its_deliverys_last_deferral_fault(
+    db_url: str, clock: FakeClock
+) -> None:
+    # A mailer that logs its own give-up as an X.4.7 reply, after a blocklisting.
+    start = clock()
+    with Engine(db_url, policy=POLICY, clock=clock) as engine:
+        engine.record("a@bigmail.example", BLOCKLISTED, message_id="m1", at=start)
+        engine.record(
+            "a@bigmail.example", "4.4.7 delivery time expired", message_id="m1", at=start + DAY
+        )
+        # Another delivery, and another recipient, in one chunk: each their own.
+        engine.record_many(
+            [
+                {"recipient": "b@bigmail.example", "message_id": "m2", "at": start,
+                 "reply": "452 4.2.2 mailbox full"},
+                {"recipient": "a@bigmail.example", "message_id": "m2", "at": start,
+                 "reply": "421 4.7.0 [TSS04] Messages temporarily deferred"},
+                {"recipient": "b@bigmail.example", "message_id": "m2", "at": start + DAY,
+                 "reply": "4.4.7 delivery time expired"},
+                {"recipient": "a@bigmail.example", "message_id": "m2", "at": start + DAY,
+                 "reply": "4.4.7 delivery time expired"},
+                {"recipient": "c@bigmail.example", "message_id": "m3", "at": start + DAY,
+                 "reply": "4.4.7 delivery time expired"},
+            ]
+        )  # fmt: skip
+        with Session(engine.db) as s:
+            rows = s.execute(
+                sa.select(Recipient.address_key, Event.message_id, Event.fault)
+                .join(Recipient, Recipient.id == Event.recipient_id)
+                .where(Event.reason == Reason.EXPIRED)
+            ).all()
+    assert {(a, m): f for a, m, f in rows} == {
+        ("a@bigmail.example", "m1"): Fault.SENDER,
+        ("b@bigmail.example", "m2"): Fault.RECIPIENT,
+        ("a@bigmail.example", "m2"): Fault.DESTINATION,
+        # Nothing before it: no fault to keep.
+        ("c@bigmail.example", "m3"): Fault.UNKNOWN,
+    }
+
+
+# ---- the engine: the same faults and suppressions whatever the chunks and the path ------------
+
+#: Deferrals of each kind of trouble, as the engine classifies them.
+TROUBLES = {
+    "sender": BLOCKLISTED,
+    "destination": "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred",
+    "recipient": "452 4.2.2 The email account that you tried to reach is over quota",
+    "network": "451 4.4.1 No answer from host",
+}
+GIVE_UP = "4.4.7 delivery time expired"
+
+
+def _campaign_records(seed: int, start: datetime) -> list[list[dict[str, Any]]]:
+    """Weekly campaigns to a dozen addresses, each week's records shuffled: deferrals of one
+    trouble per address and week, then (half the time) a relay's give-up a day before the
+    engine's lifetime runs out, and now and then a deferral logged late, after the give-up."""
+    rng = random.Random(seed)
+    addresses = [f"reader{i}@{('bigmail.example', 'corp.example')[i % 2]}" for i in range(12)]
+    lean = {a: rng.choice([["sender", "destination"], ["recipient", "network"], list(TROUBLES)])
+            for a in addresses}  # fmt: skip
+    weeks = []
+    for week in range(CAMPAIGNS + 1):
+        first = start + week * WEEK
+        records: list[dict[str, Any]] = []
+        for address in addresses:
+            message_id = f"<c{week}@list.example>"
+            trouble = TROUBLES[rng.choice(lean[address])]
+            days = sorted(rng.sample(range(4 * 24), rng.randint(1, 4)))
+            for hour in days:
+                records.append({"recipient": address, "message_id": message_id,
+                                "at": first + timedelta(hours=hour), "reply": trouble})  # fmt: skip
+            if rng.random() < 0.5:
+                records.append({"recipient": address, "message_id": message_id,
+                                "at": first + 4 * DAY, "reply": GIVE_UP})  # fmt: skip
+                if rng.random() < 0.3:
+                    late = TROUBLES[rng.choice(list(TROUBLES))]
+                    records.append({"recipient": address, "message_id": message_id,
+                                    "at": first + timedelta(hours=days[-1] + 1),
+                                    "reply": late})  # fmt: skip
+        rng.shuffle(records)
+        # A give-up recorded before its delivery's deferrals is judged on what came before.
+        weeks.append(records)
+    return weeks
+
+
+def _wipe(db: sa.Engine) -> None:
+    with db.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
+def _stored(db: sa.Engine) -> tuple[Any, ...]:
+    with Session(db) as s:
+        faults = sorted(
+            s.execute(
+                sa.select(
+                    Recipient.address_key, Event.message_id, Event.kind, Event.at, Event.fault
+                )
+                .join(Recipient, Recipient.id == Event.recipient_id)
+                .where(Event.reason == Reason.EXPIRED)
+            ).all()
+        )
+    return tuple(faults)
+
+
+def _end(session: Session) -> tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]:
+    suppressions = {
+        (a.target, a.status, a.reason, a.rule, a.created_at)
+        for a in session.scalars(
+            sa.select(Action).where(
+                Action.kind == ActionKind.SUPPRESS,
+                Action.status.in_((ActionStatus.OPEN, ActionStatus.PENDING)),
+            )
+        )
+    }
+    standings = set(
+        session.execute(
+            sa.select(Recipient.address_key, Recipient.reason, Recipient.standing_since).where(
+                Recipient.standing == Standing.SUPPRESSED
+            )
+        ).all()
+    )
+    return suppressions, standings
+
+
+def _suppressed(db: sa.Engine) -> tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]:
+    with Session(db) as s:
+        return _end(s)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_give_ups_keep_the_same_faults_and_suppress_alike_whatever_the_chunks_and_the_path(
+    db_url: str, clock: FakeClock, seed: int
+) -> None:
+    start = clock()
+    weeks = _campaign_records(seed, start)
+    seen: dict[tuple[int, str], tuple[Any, ...]] = {}
+    for chunk in (1, 7, 1000):
+        for path in ("incremental", "nightly"):
+            clock.set(start)
+            hook: Any = None if path == "incremental" else False
+            with Engine(
+                db_url, policy=POLICY, clock=clock, chunk_size=chunk, hygiene=hook
+            ) as engine:
+                for week, records in enumerate(weeks):
+                    now = start + week * WEEK + POLICY.backoff.lifetime + timedelta(hours=1)
+                    clock.set(now)
+                    result = engine.record_many(records)
+                    assert result.rejected == []
+                    engine.expire_overdue(now)
+                    if path == "nightly":
+                        with Session(engine.db) as s, s.begin():
+                            store_hygiene.evaluate(s, POLICY, now)
+                faults = _stored(engine.db)
+                ends = _suppressed(engine.db)
+                seen[chunk, path] = (faults, ends)
+                if path == "nightly":
+                    with Session(engine.db) as s, s.begin():
+                        store_hygiene.evaluate(s, POLICY, now, full=True)
+                    seen[chunk, "full"] = (faults, _suppressed(engine.db))
+                _wipe(engine.db)
+    first = seen[1, "incremental"]
+    for key, value in seen.items():
+        assert value[0] == first[0], key
+        assert value[1] == first[1], key
+    faults, (suppressions, _) = first
+    # The history means something: give-ups of every kind, after the sender's trouble and
+    # after the address's, and expiries that suppress beside addresses that are spared.
+    assert {fault for *_, fault in faults} >= {Fault.SENDER, Fault.RECIPIENT, Fault.DESTINATION}
+    assert {f for _, _, kind, _, f in faults if kind is not EventKind.EXPIRY} - {Fault.UNKNOWN}
+    assert {target for target, _, reason, _, _ in suppressions if reason is Reason.EXPIRED}
+    assert len({target for target, *_ in suppressions}) < 12
