@@ -10,26 +10,34 @@ policy setting reads, prints and loads back.
 
 from __future__ import annotations
 
+import dataclasses
 import random
-from datetime import datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 from conftest import FakeClock
+from factories_hygiene import History
 from sqlalchemy.orm import Session
 
+from deliverability.cli import cli
 from deliverability.engine import Engine
+from deliverability.errors import ConfigError
+from deliverability.hygiene import Evidence, evidence_of
 from deliverability.nightly import run_nightly
-from deliverability.policy import load_policy
+from deliverability.policy import Policy, load_policy
 from deliverability.store import hygiene as store_hygiene
-from deliverability.store.models import Action, Base, Event, Recipient
+from deliverability.store.models import Action, Base, Bookmark, Event, Recipient
 from deliverability.vocabulary import (
     ActionKind,
     ActionStatus,
     EventKind,
     Fault,
+    Outcome,
     Reason,
     Standing,
 )
@@ -460,3 +468,221 @@ def test_give_ups_keep_the_same_faults_and_suppress_alike_whatever_the_chunks_an
     assert {f for _, _, kind, _, f in faults if kind is not EventKind.EXPIRY} - {Fault.UNKNOWN}
     assert {target for target, _, reason, _, _ in suppressions if reason is Reason.EXPIRED}
     assert len({target for target, *_ in suppressions}) < 12
+
+
+# ---- every path agrees on histories full of expiries ------------------------------------------
+
+#: An event of a history: its outcome, reason, fault and flags.
+KINDS: dict[str, tuple[Outcome, Reason, Fault, dict[str, Any]]] = {
+    "delivered": (Outcome.DELIVERED, Reason.DELIVERED, Fault.UNKNOWN, {}),
+    "soft": (Outcome.DEFERRED, Reason.MAILBOX_FULL, Fault.RECIPIENT, {}),
+    "ambiguous": (Outcome.BOUNCED, Reason.REJECTED, Fault.RECIPIENT, {}),
+    "blocked": (Outcome.BLOCKED, Reason.BLOCKED, Fault.SENDER, {}),
+    # The engine's and a relay's expiries, after each kind of trouble.
+    **{
+        f"expiry-{fault.value}": (
+            Outcome.DEFERRED,
+            Reason.EXPIRED,
+            fault,
+            {"kind": EventKind.EXPIRY},
+        )
+        for fault in Fault
+    },
+    # A DSN's "failed 5.4.7": a bounce, never decisive.
+    "bounced-expiry-sender": (Outcome.BOUNCED, Reason.EXPIRED, Fault.SENDER, {}),
+    "bounced-expiry-network": (Outcome.BOUNCED, Reason.EXPIRED, Fault.NETWORK, {}),
+}
+
+Step = tuple[str, datetime, str]
+
+
+def _expiry_history(seed: int, start: datetime) -> list[Step]:
+    """A few hundred events to a dozen addresses over 60 days, most of them expiries of every
+    fault, so that some addresses end suppressed by expiries and some are spared by them."""
+    rng = random.Random(seed)
+    addresses = [f"user{i}@{('example.com', 'example.org')[i % 2]}" for i in range(12)]
+    kinds = list(KINDS)
+    weights = [6 if k == "delivered" else 1 if k in ("ambiguous", "blocked") else 3 for k in kinds]
+    lean = {a: rng.choice(["exempt", "strike", "mixed"]) for a in addresses}
+    steps: list[Step] = []
+    for _ in range(300):
+        address = rng.choice(addresses)
+        kind = rng.choices(kinds, weights)[0]
+        if kind.startswith("expiry-"):
+            if lean[address] == "exempt":
+                kind = f"expiry-{rng.choice(sorted(H.expiry_exempt_faults)).value}"
+            elif lean[address] == "strike":
+                kind = rng.choice(["expiry-network", "expiry-unknown", "expiry-recipient"])
+        if lean[address] != "mixed" and kind == "delivered" and rng.random() < 0.8:
+            continue
+        at = start + timedelta(minutes=rng.randrange(60 * 24 * 60))
+        steps.append((address, at.replace(second=0, microsecond=0), kind))
+    return steps
+
+
+def _write(history: History, chunk: list[Step]) -> list[Event]:
+    rows = []
+    for address, at, kind in chunk:
+        outcome, reason, fault, flags = KINDS[kind]
+        rows.append(history.event(address, at, outcome, reason, fault=fault, **flags))
+    return rows
+
+
+def _chunks(steps: list[Step], seed: int) -> list[list[Step]]:
+    rng = random.Random(seed)
+    steps = list(steps)
+    rng.shuffle(steps)
+    chunks = []
+    while steps:
+        size = rng.randint(1, 25)
+        chunks.append(steps[:size])
+        steps = steps[size:]
+    return chunks
+
+
+def _forget(session: Session) -> None:
+    session.execute(sa.update(Recipient).values(suppression_action_id=None))
+    for table in (Event, Action, Recipient, Bookmark):
+        session.execute(sa.delete(table))
+    session.flush()
+    session.expunge_all()
+
+
+def _on_every_path(
+    session: Session, chunks: list[list[Step]], now: datetime, policy: Policy
+) -> Iterator[tuple[str, Any]]:
+    history = History(session, policy)
+    for chunk in chunks:
+        history.run(_write(history, chunk), now)
+    yield "incremental", _end(session)
+    _forget(session)
+    history = History(session, policy)
+    for chunk in chunks:
+        _write(history, chunk)
+        store_hygiene.evaluate(session, policy, now)
+    yield "nightly", _end(session)
+    _forget(session)
+    history = History(session, policy)
+    for chunk in chunks:
+        _write(history, chunk)
+    store_hygiene.evaluate(session, policy, now, full=True)
+    yield "full", _end(session)
+    _forget(session)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_history_of_expiries_of_every_fault_reaches_the_same_suppressions_on_every_path(
+    session: Session, frozen_now: datetime, seed: int
+) -> None:
+    steps = _expiry_history(seed, frozen_now)
+    now = frozen_now + 61 * DAY
+    ends = dict(_on_every_path(session, _chunks(steps, seed), now, POLICY))
+    assert ends["nightly"] == ends["incremental"]
+    assert ends["full"] == ends["incremental"]
+    # The history means something: expiries suppress some addresses, and others, with as many
+    # expiries after the sender's or the destination's trouble, are spared.
+    suppressions, _ = ends["full"]
+    by_expiry = {target for target, _, reason, _, _ in suppressions if reason is Reason.EXPIRED}
+    assert by_expiry
+    spared = {
+        address
+        for address, _, kind in steps
+        if kind.startswith("expiry-") and Fault(kind.split("-", 1)[1]) in H.expiry_exempt_faults
+    } - {target for target, *_ in suppressions}
+    assert spared
+
+
+def test_every_evidence_class_of_an_expiry_has_its_sql_twin(
+    session: Session, frozen_now: datetime
+) -> None:
+    # evidence_of and the store's SQL predicate for a soft strike agree on every expiry, under
+    # the shipped exemptions and under none.
+    history = History(session, POLICY)
+    cases = []
+    for outcome in (Outcome.DEFERRED, Outcome.BOUNCED):
+        for fault in Fault:
+            row = history.event(
+                f"x{len(cases)}@example.com", frozen_now, outcome, Reason.EXPIRED, fault=fault
+            )
+            cases.append((row.id, outcome, fault))
+    strict = dataclasses.replace(
+        POLICY, hygiene=dataclasses.replace(H, expiry_exempt_faults=frozenset())
+    )
+    for policy in (POLICY, strict):
+        soft = set(
+            session.scalars(
+                sa.select(Event.id).where(store_hygiene._is_soft(Event.__table__.c, policy))
+            )
+        )
+        for id_, outcome, fault in cases:
+            pure = evidence_of(
+                outcome,
+                Reason.EXPIRED,
+                decisive=False,
+                throttle=False,
+                policy=policy.hygiene,
+                fault=fault,
+            )
+            assert (pure is Evidence.SOFT) == (id_ in soft), (outcome, fault, policy.hygiene)
+
+
+# ---- the policy setting -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("[1, 2]", "expected a list of fault names"),
+        ('["sender", "blocklist"]', "unknown fault(s) ['blocklist']"),
+        ('["Sender"]', "unknown fault(s) ['Sender']"),
+        ("{ sender = true }", "expected a list of fault names"),
+    ],
+)
+def test_a_wrong_expiry_exempt_faults_names_the_file_and_the_line(
+    tmp_path: Path, value: str, said: str
+) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(f"[hygiene]\nsoft_strikes = 3\nexpiry_exempt_faults = {value}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_policy(path)
+    message = str(caught.value)
+    assert f"{path}:3" in message
+    assert "hygiene.expiry_exempt_faults" in message
+    assert said in message
+
+
+@pytest.mark.parametrize(
+    "value", ['["sender"]', "[]", '["recipient", "network", "domain", "unknown"]']
+)
+def test_the_printed_policy_loads_back_with_the_same_expiry_exemptions(
+    tmp_path: Path, value: str
+) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(f"[hygiene]\nexpiry_exempt_faults = {value}\n")
+    policy = load_policy(path)
+    shown = CliRunner().invoke(cli, ["--policy", str(path), "policy", "show", "--format", "toml"])
+    assert shown.exit_code == 0, shown.output
+    printed = shown.output
+    assert "\nexpiry_exempt_faults = [" in printed
+    again = tmp_path / "printed.toml"
+    again.write_text(printed)
+    assert load_policy(again).hygiene.expiry_exempt_faults == policy.hygiene.expiry_exempt_faults
+
+
+# ---- the shipped samples ----------------------------------------------------------------------
+
+
+def test_the_shipped_samples_still_give_the_readmes_counts_and_their_expiries_still_count(
+    db_url: str,
+) -> None:
+    now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    with Engine(db_url, clock=lambda: now) as engine:
+        summary = run_nightly(engine, [EXAMPLES], now=now)
+        with Session(engine.db) as s:
+            expiries = s.execute(
+                sa.select(Event.fault, Event.rule).where(Event.kind == EventKind.EXPIRY)
+            ).all()
+    assert summary.recorded == 512
+    assert (summary.actions["suppress"], summary.actions["alert"]) == (32, 6)
+    # Postfix gave up on legacy.example.net after days of connection time-outs: strikes.
+    assert expiries == [(Fault.NETWORK, "postfix.expired")] * 3
