@@ -811,6 +811,8 @@ class Engine:
                 e.message_id == _DELIVERIES.c.message_id,
                 e.outcome == Outcome.DEFERRED,
                 e.kind != EventKind.EXPIRY,
+                # Nor a give-up reported as a reply (it took its fault from a deferral).
+                e.reason != Reason.EXPIRED,
             )
             .order_by(e.at.desc(), e.id.desc())
             .limit(1)

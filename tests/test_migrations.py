@@ -428,17 +428,24 @@ def test_from_0011_an_expiry_keeps_the_fault_of_its_deliverys_last_deferral(db_u
                     row(6, "m3", gave_up, "expiry", "unknown"),  # no deferral: stays
                     row(7, "m4", gave_up, "expiry", "unknown"),
                     row(8, "m4", gave_up + timedelta(hours=1), "reply", "sender"),  # after it
+                    # A relay's give-up by DSN (reason expired), then the engine's own expiry:
+                    # both take the blocklisting's fault, never each other's.
+                    row(9, "m5", at, "reply", "sender"),
+                    {**row(10, "m5", gave_up, "bounce", "unknown"), "reason": "expired"},
+                    {**row(11, "m5", gave_up + timedelta(days=1), "expiry", "unknown"),
+                     "reason": "expired"},
                 ],
-            )
+            )  # fmt: skip
         upgrade_schema(engine)
         with engine.connect() as conn:
             faults = dict(conn.execute(select(events.c.id, events.c.fault)).all())
         assert faults == {1: "destination", 2: "sender", 3: "sender", 4: "network",
-                          5: "network", 6: "unknown", 7: "unknown", 8: "sender"}  # fmt: skip
+                          5: "network", 6: "unknown", 7: "unknown", 8: "sender", 9: "sender",
+                          10: "sender", 11: "sender"}  # fmt: skip
         assert check_schema(engine) == []
         downgrade_schema(engine, "0010")
         with engine.connect() as conn:
             faults = dict(conn.execute(select(events.c.id, events.c.fault)).all())
-        assert {faults[i] for i in (3, 5, 6, 7)} == {"unknown"}
+        assert {faults[i] for i in (3, 5, 6, 7, 10, 11)} == {"unknown"}
     finally:
         engine.dispose()

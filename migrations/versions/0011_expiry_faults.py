@@ -12,10 +12,13 @@ rules do not count an expiry after the sender's, the message's or the destinatio
 (`hygiene.expiry_exempt_faults`, docs/hygiene.md). This revision gives the expiries already
 stored the same fault, so the rules judge them as they judge new ones.
 
-- upgrade: for each expiry of fault `unknown`, the fault of the latest deferral of the same
-  recipient and message at or before it (read through events (recipient_id, at)), when there is
-  one; written back by id (MariaDB refuses an UPDATE that reads its own table in a subquery).
-- downgrade: the expiries' fault back to `unknown`, as the earlier code wrote it.
+- upgrade: for each expiry of fault `unknown`, and each give-up reported as a reply (reason
+  `expired`: a relay's DSN with X.4.7, Exchange's QUEUE.Expired), the fault of the latest
+  deferral of the same recipient and message at or before it that is no give-up itself (read
+  through events (recipient_id, at)), when there is one; written back by id (MariaDB refuses an
+  UPDATE that reads its own table in a subquery).
+- downgrade: the expiries' fault back to `unknown`, as the earlier code wrote it (give-up
+  replies too).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ _EVENTS = sa.table(
     sa.column("at", sa.DateTime),
     sa.column("kind", sa.String),
     sa.column("outcome", sa.String),
+    sa.column("reason", sa.String),
     sa.column("fault", sa.String),
 )
 
@@ -56,6 +60,8 @@ def upgrade() -> None:
             d.c.message_id == x.message_id,
             d.c.outcome == "deferred",
             d.c.kind != "expiry",
+            # A give-up reported as a reply (a relay's DSN with X.4.7) is no deferral either.
+            d.c.reason != "expired",
             d.c.at <= x.at,
         )
         .order_by(d.c.at.desc(), d.c.id.desc())
@@ -64,7 +70,9 @@ def upgrade() -> None:
     )
     found = conn.execute(
         sa.select(x.id, last.label("fault")).where(
-            x.kind == "expiry", x.fault == "unknown", x.message_id.is_not(None)
+            sa.or_(x.kind == "expiry", x.reason == "expired"),
+            x.fault == "unknown",
+            x.message_id.is_not(None),
         )
     ).all()
     changes = [
@@ -79,4 +87,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     x = _EVENTS.c
-    op.execute(_EVENTS.update().where(x.kind == "expiry").values(fault="unknown"))
+    op.execute(
+        _EVENTS.update()
+        .where(sa.or_(x.kind == "expiry", x.reason == "expired"))
+        .values(fault="unknown")
+    )
