@@ -549,7 +549,12 @@ class _Ingest:
                 continue
             fresh.append(digest)
             got, bad = convert.message_items(
-                data, source=str(path), position=key, now=self.now, verp=self.verp
+                data,
+                source=str(path),
+                position=key,
+                now=self.now,
+                verp=self.verp,
+                policy=self.recorder.policy,
             )
             items.extend(got)
             if bad is not None:

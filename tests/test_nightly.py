@@ -25,6 +25,7 @@ from deliverability.errors import ConfigError, IngestError
 from deliverability.ingest.convert import message_date, message_items, parse_verp_template
 from deliverability.ingest.messages import iter_mbox
 from deliverability.nightly import run_nightly
+from deliverability.policy import load_policy
 from deliverability.store.models import (
     Action,
     Delivery,
@@ -873,3 +874,27 @@ def test_a_dsn_with_one_recipient_that_is_no_address_records_the_others_and_reje
     assert [item.recipient for item in items] == ["gone@example.net", "left@example.net"]
     assert bad is not None
     assert "Final-Recipient" in bad.error
+
+
+def test_a_sites_own_rule_judges_the_replies_of_bounce_messages_too(
+    db_url: str, tmp_path: Path
+) -> None:
+    # The replies of a log were judged by the engine's policy, those of a bounce message by the
+    # shipped one: a site's rule never applied to its DSNs.
+    path = tmp_path / "site.toml"
+    path.write_text(
+        "[[rule]]\n"
+        'id = "site.our_relay_says_user_unknown"\n'
+        'text = "(?i)user unknown"\n'
+        'outcome = "deferred"\n'
+        'reason = "system_error"\n'
+        'fault = "destination"\n'
+        'source = "our relay answers this for a directory outage"\n'
+    )
+    mbox = tmp_path / "bounces.mbox"
+    mbox.write_bytes(_SEPARATOR + _dsn(["gone@example.net"]) + b"\n")
+    with DeliverabilityEngine(db_url, policy=load_policy(path), clock=lambda: NOW) as eng:
+        run_nightly(eng, [mbox], now=NOW)
+        with Session(eng.db) as s:
+            rules = list(s.scalars(select(Event.rule)))
+    assert rules == ["site.our_relay_says_user_unknown"]

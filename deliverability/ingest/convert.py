@@ -143,12 +143,20 @@ def parse_verp_template(template: str) -> VerpFormat:
 
 
 def message_items(
-    data: bytes, *, source: str, position: str, now: datetime, verp: VerpFormat = DEFAULT_VERP
+    data: bytes,
+    *,
+    source: str,
+    position: str,
+    now: datetime,
+    verp: VerpFormat = DEFAULT_VERP,
+    policy: Policy | None = None,
 ) -> tuple[list[ReplyRecord], Rejected | None]:
     """What one bounce message says, as records; a message that says nothing usable is rejected.
 
     The recipient is the one the message names, else the one a VERP return path encodes (in the
-    `verp` format).
+    `verp` format). Its replies are judged by `policy`, the recording engine's (the shipped one
+    when None), as the engine judges the replies of a log: a site's own rules apply to bounce
+    messages too.
     """
     try:
         records = parse_message(data, verp=verp)
@@ -159,7 +167,9 @@ def message_items(
     sent_at = message_date(data)
     for index, bounce in enumerate(records):
         where = position if len(records) == 1 else f"{position}#{index}"
-        item = _bounce_item(bounce, source=source, position=where, now=now, sent_at=sent_at)
+        item = _bounce_item(
+            bounce, source=source, position=where, now=now, sent_at=sent_at, policy=policy
+        )
         if isinstance(item, str):
             problems.append(item)
         else:
@@ -199,6 +209,7 @@ def _bounce_item(
     position: str,
     now: datetime,
     sent_at: datetime | None = None,
+    policy: Policy | None = None,
 ) -> ReplyRecord | str:
     recipient = bounce.recipient or bounce.verp_recipient
     if recipient is None:
@@ -231,7 +242,7 @@ def _bounce_item(
     reply = reply_for(bounce)
     if reply is None:
         return bounce.error or "the bounce gives no status code, reply code or diagnostic"
-    verdict = classify(reply)
+    verdict = classify(reply, policy)
     if bounce.action == "delayed" and verdict.outcome is not Outcome.DEFERRED:
         # RFC 3464 2.3.3: "delayed" means the reporting MTA is still trying: a deferral, whatever
         # class the last reply had.
