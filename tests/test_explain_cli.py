@@ -176,3 +176,25 @@ def test_an_unquoted_reply_is_read_as_one_reply() -> None:
     assert code == 0
     row = json.loads(out)
     assert (row["code"], row["status"], row["text"]) == (550, "5.1.1", "User unknown")
+
+
+def test_explain_message_judges_by_the_policy_in_force(tmp_path: Path) -> None:
+    # As `explain REPLY` does and the nightly job does: a site's rule applies to bounce messages.
+    policy = tmp_path / "site.toml"
+    policy.write_text(
+        "[[rule]]\n"
+        'id = "site.relay_user_unknown"\n'
+        'status = ["5.1.1"]\n'
+        'outcome = "deferred"\n'
+        'reason = "system_error"\n'
+        'fault = "destination"\n'
+        'source = "test"\n'
+    )
+    message = tmp_path / "one.eml"
+    message.write_text(DSN.format(n=1, rcpt="alice@example.net"))
+    code, out = run(
+        "--policy", str(policy), "explain", "--format", "json", "--message", str(message)
+    )
+    [row] = [json.loads(line) for line in out.splitlines()]
+    assert (row["outcome"], row["rule"]) == ("deferred", "site.relay_user_unknown")
+    assert code == 0

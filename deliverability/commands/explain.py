@@ -153,14 +153,16 @@ def _stream(lines: Iterable[str], policy: Policy, fmt: str, out: IO[str]) -> int
     return failed
 
 
-def _explain_messages(paths: tuple[Path, ...], fmt: str, out: IO[str]) -> int:
+def _explain_messages(
+    paths: tuple[Path, ...], fmt: str, out: IO[str], policy: Policy | None = None
+) -> int:
     try:
         from deliverability.ingest.messages import explain_message_file
     except ImportError:
         raise click.UsageError("explaining bounce messages is not available yet") from None
     failed = 0
     for path in paths:
-        for row in explain_message_file(path):
+        for row in explain_message_file(path, policy):
             if row.get("error"):
                 failed += 1
             if fmt == "json":
@@ -213,7 +215,10 @@ def explain(
     """
     if messages:
         files = (*messages, *(Path(arg) for arg in reply))
-        ctx.exit(1 if _explain_messages(files, fmt, sys.stdout) else 0)
+        # The policy in force (--policy), as for a reply: the nightly job judges bounce
+        # messages by it too.
+        policy = ctx.obj.policy() if ctx.obj is not None else load_policy()
+        ctx.exit(1 if _explain_messages(files, fmt, sys.stdout, policy) else 0)
     if not reply:
         raise click.UsageError(
             'give a REPLY, "-" to read replies from standard input, or --message'

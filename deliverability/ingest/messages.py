@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deliverability.addresses import normalize_address
 from deliverability.errors import AddressError, IngestError, ReplyParseError
@@ -29,6 +29,9 @@ from deliverability.ingest.files import MBOX_SEPARATOR_RE
 from deliverability.replies import Reply, StatusCode, parse_reply
 from deliverability.verdicts import AUTO_REPLY_VERDICT, COMPLAINT_VERDICT
 from deliverability.vocabulary import EventKind
+
+if TYPE_CHECKING:
+    from deliverability.policy import Policy
 
 __all__ = [
     "DEFAULT_VERP",
@@ -548,15 +551,19 @@ def iter_maildir(
 # --- explain ---------------------------------------------------------------------------------
 
 
-def explain_message_file(path: Path) -> list[dict[str, Any]]:
+def explain_message_file(path: Path, policy: Policy | None = None) -> list[dict[str, Any]]:
     """What a bounce message file says, one dict per recipient (DESIGN.md, "Interfaces").
 
     Each dict has file, recipient, code, status, outcome, reason, fault, rule, action, kind,
     detector and diagnostic; a file with no recipient (or that cannot be read) gives one dict
-    with recipient None and an `error`.
+    with recipient None and an `error`. Replies are judged by `policy` (the shipped one when
+    None), as the nightly job judges them.
     """
     # Imported here: classification loads the packaged policy, which parsing alone never needs.
-    from deliverability.classify import classify
+    from deliverability.classify import classify as classify_with
+
+    def classify(reply: Reply) -> Any:
+        return classify_with(reply, policy)
 
     path = Path(path)
     try:
