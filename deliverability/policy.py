@@ -689,38 +689,28 @@ class _Reader:
 
     def _convert_number(self, key: str, line: int | None, default: Any, value: Any) -> Any:
         example = f"{key.split('.', 1)[1]} = {_toml_example(default)}"
-        if isinstance(default, frozenset) and all(isinstance(v, Fault) for v in default):
-            # A set of faults (hygiene.expiry_exempt_faults).
-            items = _as_list(value)
-            if not all(isinstance(v, str) for v in items):
-                self.problem(
-                    line,
-                    key,
-                    f"expected a list of fault names, got {_toml(value)}",
-                    f"write a list of faults, like {example}",
-                )
-                return None
-            wrong = [v for v in items if v not in _FAULTS]
-            if wrong:
-                self.problem(line, key, f"unknown fault(s) {wrong!r}", _choices(_FAULTS))
-                return None
-            return frozenset(Fault(v) for v in items)
         if isinstance(default, frozenset):
-            # A set of reasons (hygiene.soft_reasons).
+            # A set of names: reasons (hygiene.soft_reasons) or faults
+            # (hygiene.expiry_exempt_faults), as the shipped default's members are.
+            kind: type[Reason] | type[Fault] = (
+                Fault if any(isinstance(v, Fault) for v in default) else Reason
+            )
+            noun = kind.__name__.lower()
+            names = _FAULTS if kind is Fault else _REASONS
             items = _as_list(value)
             if not all(isinstance(v, str) for v in items):
                 self.problem(
                     line,
                     key,
-                    f"expected a list of reason names, got {_toml(value)}",
-                    f"write a list of reasons, like {example}",
+                    f"expected a list of {noun} names, got {_toml(value)}",
+                    f"write a list of {noun}s, like {example}",
                 )
                 return None
-            wrong = [v for v in items if v not in _REASONS]
+            wrong = [v for v in items if v not in names]
             if wrong:
-                self.problem(line, key, f"unknown reason(s) {wrong!r}", _choices(_REASONS))
+                self.problem(line, key, f"unknown {noun}(s) {wrong!r}", _choices(names))
                 return None
-            return frozenset(Reason(v) for v in items)
+            return frozenset(kind(v) for v in items)
         if isinstance(default, tuple):
             # A list of durations (reputation.windows).
             try:
