@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import minute_sums
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
@@ -37,21 +38,6 @@ _REPLIES = [
     "452 4.2.2 Mailbox full",
     "550 Requested action not taken",
 ]
-
-
-def _stored(conn: sa.Connection) -> dict[tuple[str, int], tuple[int, int]]:
-    m = MinuteCount.__table__.c
-    rows = conn.execute(
-        sa.select(m.domain, m.minute, sa.func.sum(m.bounced), sa.func.sum(m.attempts)).group_by(
-            m.domain, m.minute
-        )
-    )
-    return {(d, int(k)): (int(b), int(n)) for d, k, b, n in rows if int(b) or int(n)}
-
-
-def _counted(conn: sa.Connection) -> dict[tuple[str, int], tuple[int, int]]:
-    rows = conn.execute(minutes.recount_sql(conn.dialect.name))
-    return {(d, int(k)): (int(b), int(n)) for d, k, b, n in rows}
 
 
 def _history(start: datetime) -> list[ReplyRecord]:
@@ -107,7 +93,7 @@ def test_the_engines_counts_sum_to_the_events_it_wrote_however_often_it_records_
         expired = engine.expire_overdue()
         assert expired.recorded > 0
         with engine.db.connect() as conn:
-            stored, counted = _stored(conn), _counted(conn)
+            stored, counted = minute_sums.stored(conn), minute_sums.counted(conn)
     assert stored == counted
     assert len(counted) > 30, "the history spreads over many minutes"
     assert sum(b for b, _ in counted.values()) > 50
@@ -133,7 +119,7 @@ def test_pruned_events_leave_the_counts_and_pruning_adds_no_rows(
         # Suppressed recipients keep theirs: some old minutes keep part of their counts.
         assert result.kept_events > 50
         with engine.db.connect() as conn:
-            stored, counted = _stored(conn), _counted(conn)
+            stored, counted = minute_sums.stored(conn), minute_sums.counted(conn)
             rows_after = conn.execute(sa.select(sa.func.count(MinuteCount.id))).scalar_one()
     assert stored == counted
     # What was taken away is folded into the minutes' rows, not left as rows of its own.
@@ -156,7 +142,7 @@ def test_a_minute_is_the_same_in_sql_as_in_python_at_its_edges(db_url: str) -> N
         upgrade_schema(engine)
         with engine.begin() as conn:
             _insert_events(conn, [(f"d{i}.example", at) for i, at in enumerate(times)])
-            counted = _counted(conn)
+            counted = minute_sums.counted(conn)
     finally:
         engine.dispose()
     assert counted == {
@@ -165,7 +151,7 @@ def test_a_minute_is_the_same_in_sql_as_in_python_at_its_edges(db_url: str) -> N
 
 
 @pytest.mark.empty_database
-def test_the_migration_counts_the_events_already_stored(db_url: str) -> None:
+def test_the_migration_counts_the_events_alreadystored(db_url: str) -> None:
     start = datetime(2026, 11, 1, 8, 0, 59, 999999, tzinfo=UTC)
     engine = create_engine(db_url)
     try:
@@ -178,8 +164,8 @@ def test_the_migration_counts_the_events_already_stored(db_url: str) -> None:
             )
         upgrade_schema(engine)
         with engine.connect() as conn:
-            stored = _stored(conn)
-            assert stored == _counted(conn)
+            stored = minute_sums.stored(conn)
+            assert stored == minute_sums.counted(conn)
     finally:
         engine.dispose()
     first = minutes.minute_of(start)
@@ -272,7 +258,7 @@ def test_db_recount_counts_again_what_an_old_writer_left_uncounted(
         assert result.exit_code == 0, result.output
         assert "domain-minutes again from the events" in result.output
         with engine.db.connect() as conn:
-            stored, counted = _stored(conn), _counted(conn)
+            stored, counted = minute_sums.stored(conn), minute_sums.counted(conn)
     assert stored == counted
     assert len(stored) > 30
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+import minute_sums
 import pytest
 import sqlalchemy as sa
 from conftest import FakeClock
@@ -55,25 +56,10 @@ BLOCKED = "550 5.7.1 Message rejected due to local policy: listed at a DNS block
 PUSHBACK = "421 4.7.0 Try again later"
 
 
-def _stored(conn: sa.Connection) -> dict[tuple[str, int], tuple[int, int]]:
-    m = MinuteCount.__table__.c
-    rows = conn.execute(
-        sa.select(m.domain, m.minute, sa.func.sum(m.bounced), sa.func.sum(m.attempts)).group_by(
-            m.domain, m.minute
-        )
-    )
-    return {(d, int(k)): (int(b), int(n)) for d, k, b, n in rows if int(b) or int(n)}
-
-
-def _counted(conn: sa.Connection) -> dict[tuple[str, int], tuple[int, int]]:
-    rows = conn.execute(minutes.recount_sql(conn.dialect.name))
-    return {(d, int(k)): (int(b), int(n)) for d, k, b, n in rows}
-
-
 def _agree(db: sa.Engine) -> dict[tuple[str, int], tuple[int, int]]:
     """The counts, once checked to sum to what `events` holds."""
     with db.connect() as conn:
-        stored, counted = _stored(conn), _counted(conn)
+        stored, counted = minute_sums.stored(conn), minute_sums.counted(conn)
     assert stored == counted
     return counted
 
@@ -200,7 +186,7 @@ def test_duplicates_inside_and_across_chunks_and_under_legacy_keys_are_counted_o
     assert sum(n for _, n in counted.values()) == len(items)
 
 
-def test_history_only_auto_replies_and_rejected_items_count_as_the_events_stored(
+def test_history_only_auto_replies_and_rejected_items_count_as_the_eventsstored(
     db_url: str, clock: FakeClock
 ) -> None:
     start = clock() - timedelta(hours=2)
@@ -832,7 +818,7 @@ def test_two_transactions_folding_one_minute_at_once_keep_its_sum(
         assert not errors
         with db.connect() as conn:
             rows = conn.execute(sa.select(sa.func.count(MinuteCount.id))).scalar_one()
-            assert _stored(conn) == {key: (5 + 2 - 1 - 2, 9 + 2 - 1 - 3)}
+            assert minute_sums.stored(conn) == {key: (5 + 2 - 1 - 2, 9 + 2 - 1 - 3)}
         assert rows <= 2
     finally:
         db.dispose()
