@@ -328,3 +328,16 @@ def insert_history(session: Session, specs: list[dict[str, Any]]) -> list[Record
         out.append(Recorded(ids[row["key"]], verdict, row["domain"], row["at"]))
     out.sort(key=lambda r: r.event_id)
     return out
+
+
+def shuffled_chunks(steps: list[Any], seed: int) -> list[list[Any]]:
+    """`steps` shuffled, then cut into chunks of 1 to 25, as a seeded run records them."""
+    rng = random.Random(seed)
+    steps = list(steps)
+    rng.shuffle(steps)
+    chunks = []
+    while steps:
+        size = rng.randint(1, 25)
+        chunks.append(steps[:size])
+        steps = steps[size:]
+    return chunks

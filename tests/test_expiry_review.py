@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 from conftest import FakeClock
-from factories_hygiene import History
+from factories_hygiene import History, shuffled_chunks
 from sqlalchemy.orm import Session
 
 from deliverability.cli import cli
@@ -528,18 +528,6 @@ def _write(history: History, chunk: list[Step]) -> list[Event]:
     return rows
 
 
-def _chunks(steps: list[Step], seed: int) -> list[list[Step]]:
-    rng = random.Random(seed)
-    steps = list(steps)
-    rng.shuffle(steps)
-    chunks = []
-    while steps:
-        size = rng.randint(1, 25)
-        chunks.append(steps[:size])
-        steps = steps[size:]
-    return chunks
-
-
 def _forget(session: Session) -> None:
     session.execute(sa.update(Recipient).values(suppression_action_id=None))
     for table in (Event, Action, Recipient, Bookmark):
@@ -576,7 +564,7 @@ def test_a_history_of_expiries_of_every_fault_reaches_the_same_suppressions_on_e
 ) -> None:
     steps = _expiry_history(seed, frozen_now)
     now = frozen_now + 61 * DAY
-    ends = dict(_on_every_path(session, _chunks(steps, seed), now, POLICY))
+    ends = dict(_on_every_path(session, shuffled_chunks(steps, seed), now, POLICY))
     assert ends["nightly"] == ends["incremental"]
     assert ends["full"] == ends["incremental"]
     # The history means something: expiries suppress some addresses, and others, with as many

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import pytest
 import sqlalchemy as sa
 from conftest import FakeClock
-from factories_hygiene import History
+from factories_hygiene import History, shuffled_chunks
 from sqlalchemy.orm import Session
 
 from deliverability.engine import Engine
@@ -309,24 +309,11 @@ def _generated(seed: int, start: datetime) -> list[Step]:
     return steps
 
 
-def _shuffled_chunks(steps: list[Any], seed: int) -> list[list[Any]]:
-    """`steps` shuffled, then cut into chunks of 1 to 25, as a seeded run records them."""
-    rng = random.Random(seed)
-    steps = list(steps)
-    rng.shuffle(steps)
-    chunks = []
-    while steps:
-        size = rng.randint(1, 25)
-        chunks.append(steps[:size])
-        steps = steps[size:]
-    return chunks
-
-
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_a_history_recorded_shuffled_in_chunks_reaches_the_same_suppressions_on_every_path(
     session: Session, frozen_now: datetime, seed: int
 ) -> None:
-    chunks = _shuffled_chunks(_generated(seed, frozen_now), seed)
+    chunks = shuffled_chunks(_generated(seed, frozen_now), seed)
     now = frozen_now + 61 * DAY
 
     actions, *_ = _agree(_on_every_path(session, chunks, now))
@@ -528,7 +515,7 @@ def test_a_destination_history_recorded_shuffled_in_chunks_reaches_the_same_acti
 ) -> None:
     steps = _destination_history(seed, frozen_now)
     now = max(at for _, at, _ in steps) + timedelta(minutes=1)
-    chunks = _shuffled_chunks(steps, seed)
+    chunks = shuffled_chunks(steps, seed)
 
     end = _agree(_on_every_path(session, chunks, now, GROUPED))
 
