@@ -115,6 +115,19 @@ MYSQL_TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin
 RECIPIENT_TABLE_OPTIONS = {**MYSQL_TABLE_OPTIONS, "postgresql_with": {"fillfactor": 70}}
 
 
+#: The WHERE of the block index (`Event`, `ix_events_blocks`), `false` the dialect's way of
+#: writing it: a block is a `blocked` outcome or a deferral of the sender's fault, and never a
+#: push-back (`deliverability.hygiene.evidence_of`; the reasons it leaves out, a policy's, are
+#: checked on the rows). The queries write these two terms exactly so (`store.hygiene.
+#: _is_blocked`): SQLite uses a partial index only for a query whose WHERE holds its terms as
+#: written (https://www.sqlite.org/partialindex.html, section 3).
+BLOCKS_WHERE = (
+    "throttle = {false} AND (outcome = "
+    f"'{Outcome.BLOCKED.value}' OR (outcome = '{Outcome.DEFERRED.value}'"
+    f" AND fault = '{Fault.SENDER.value}'))"
+)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -222,6 +235,23 @@ class Event(Base):
             "at",
             sqlite_where=text("throttle = 1"),
             postgresql_where=text("throttle"),
+        ),
+        # The blocks: a `blocked` outcome or a deferral of the sender's fault, never a
+        # push-back, for the repeated-blocks rule's windows (hygiene._is_blocked, migration 0013
+        # says why). Partial on SQLite and PostgreSQL, as the push-back index, with the WHERE
+        # the queries hold as written (`BLOCKS_WHERE`). MariaDB has no partial indexes: every
+        # event has an entry there, `outcome` before `at` so that `outcome IN ('blocked',
+        # 'deferred')` narrows the range, `fault` and `throttle` after it so that the other
+        # deferrals are ruled out from the entries (index condition pushdown), not their rows.
+        Index(
+            "ix_events_blocks",
+            "domain",
+            "outcome",
+            "at",
+            "fault",
+            "throttle",
+            sqlite_where=text(BLOCKS_WHERE.format(false="0")),
+            postgresql_where=text(BLOCKS_WHERE.format(false="false")),
         ),
         MYSQL_TABLE_OPTIONS,
     )
