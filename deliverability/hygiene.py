@@ -45,6 +45,7 @@ __all__ = [
     "in_window",
     "is_incident",
     "is_relay",
+    "is_sender_deferral",
     "open_key",
     "provider_groups",
     "provider_of_mx",
@@ -79,7 +80,8 @@ class Evidence(StrEnum):
     #: Mailbox full, inactive-leaning failures, expired retries: a strike on the address.
     SOFT = "soft"
     COMPLAINT = "complaint"
-    #: The sender was refused (reputation, policy, auth, TLS): never a strike on the address.
+    #: The sender was refused (reputation, policy, auth, TLS): never a strike on the address. A
+    #: `blocked` outcome, or a deferral whose fault is the sender's (`is_sender_deferral`).
     BLOCKED = "blocked"
     #: The destination pushed back (421, 452, rate-limit texts): throttle it, never a strike.
     PUSHBACK = "pushback"
@@ -101,7 +103,8 @@ def evidence_of(
 
     The store's SQL predicates mirror this function (tests pin that they agree). Order matters: a
     push-back is never a strike, whatever its reason; a block is never a strike (DESIGN.md: the
-    fault is the sender's, so the address is not penalised).
+    fault is the sender's, so the address is not penalised). A deferral whose fault is the
+    sender's is a block too (`is_sender_deferral`): the same refusal, answered with a 4xx.
     """
     if throttle:
         return Evidence.PUSHBACK
@@ -122,7 +125,32 @@ def evidence_of(
         return Evidence.AMBIGUOUS
     if outcome is Outcome.DEFERRED and reason in policy.soft_reasons and not exempt:
         return Evidence.SOFT
+    if is_sender_deferral(outcome, reason, fault, policy):
+        return Evidence.BLOCKED
     return Evidence.NEUTRAL
+
+
+def is_sender_deferral(
+    outcome: Outcome, reason: Reason, fault: Fault, policy: HygienePolicy
+) -> bool:
+    """A deferral whose fault is the sender's (not a push-back: `evidence_of` checks that first)
+    counts as a block.
+
+    RFC 5321 section 4.2.1 lets a server refuse for policy reasons temporarily, and the classifier
+    lets the class digit decide retry or stop: a 4xx blocklist, reputation, authentication or TLS
+    refusal (RFC 3463 X.7.x) is `deferred`, with the reason and fault of its 5xx form. The delivery
+    is retried as any deferral, but every attempt there is refused for the sender's own reason, as
+    a 5xx block is: a sender alert, and a throttle of the destination when they repeat. Never a
+    strike on the address. Two kinds of deferral stay what they were: an expiry (the sender
+    giving up, not a reply: the deferrals before it were counted), and a deferral whose reason is
+    a soft one (`soft_reasons`: the rule that matched says it is about the address).
+    """
+    return (
+        outcome is Outcome.DEFERRED
+        and fault is Fault.SENDER
+        and reason is not Reason.EXPIRED
+        and reason not in policy.soft_reasons
+    )
 
 
 def in_window(at: datetime, anchor: datetime, window: timedelta) -> bool:

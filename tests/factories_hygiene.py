@@ -48,7 +48,8 @@ def recorded(row: Event) -> Recorded:
     return Recorded(row.id, verdict, row.domain, row.at)
 
 
-#: A plausible fault for each outcome (hygiene does not read it; the schema needs one).
+#: A plausible fault for each outcome. Hygiene reads it for deferrals (one of the sender's fault
+#: is a block) and expiries: a deferral here is the destination's unless a test says otherwise.
 _FAULT = {
     Outcome.DELIVERED: Fault.UNKNOWN,
     Outcome.DEFERRED: Fault.DESTINATION,

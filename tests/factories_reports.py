@@ -82,6 +82,8 @@ def _event_values(
     status: str | None = None,
     text: str | None = None,
     kind: EventKind | None = None,
+    fault: Fault = Fault.UNKNOWN,
+    throttle: bool = False,
 ) -> dict[str, Any]:
     # An expiry is no reply: the engine (or a relay) gave up on a deferred delivery.
     default_code, default_status, default_text = (
@@ -99,8 +101,9 @@ def _event_values(
         "text": text if text is not None else default_text,
         "outcome": outcome,
         "reason": reason or _DEFAULT_REASON[outcome],
-        "fault": Fault.UNKNOWN,
+        "fault": fault,
         "rule": "test",
+        "throttle": throttle,
     }
 
 

@@ -16,6 +16,7 @@ from deliverability.hygiene import (
     in_window,
     is_incident,
     is_relay,
+    is_sender_deferral,
     pushback_step,
     soft_suppresses,
     suppression_expires,
@@ -61,6 +62,62 @@ def test_an_ordinary_deferral_is_no_strike() -> None:
 def test_blocked_verdicts_are_never_a_strike_on_the_address(reason: Reason) -> None:
     assert _ev(Outcome.BLOCKED, reason) is Evidence.BLOCKED
     assert _ev(Outcome.BLOCKED, reason, decisive=True) is Evidence.BLOCKED
+
+
+#: The reasons the default policy gives a 4xx refusal of the sender (blocklist, reputation,
+#: policy, authentication, reverse DNS, TLS): `deferred` with the fault `sender`.
+SENDER_REFUSALS = [
+    Reason.BLOCKED,
+    Reason.BAD_REPUTATION,
+    Reason.POLICY_VIOLATION,
+    Reason.AUTH_FAILURE,
+    Reason.REQUIRE_PTR,
+    Reason.SECURITY_ERROR,
+]
+
+
+def _deferred(reason: Reason, fault: Fault, throttle: bool = False) -> Evidence:
+    return evidence_of(
+        Outcome.DEFERRED, reason, decisive=False, throttle=throttle, policy=H, fault=fault
+    )
+
+
+@pytest.mark.parametrize("reason", SENDER_REFUSALS)
+def test_a_deferral_for_the_senders_fault_is_a_block(reason: Reason) -> None:
+    # RFC 5321 4.2.1: a 451 4.7.1 blocklist refusal is the 550 5.7.1 one, answered "try later".
+    assert _deferred(reason, Fault.SENDER) is Evidence.BLOCKED
+    assert is_sender_deferral(Outcome.DEFERRED, reason, Fault.SENDER, H)
+
+
+@pytest.mark.parametrize(
+    "fault", [f for f in Fault if f is not Fault.SENDER], ids=lambda fault: fault.value
+)
+def test_a_deferral_for_anyone_elses_fault_is_no_block(fault: Fault) -> None:
+    assert _deferred(Reason.SYSTEM_ERROR, fault) is Evidence.NEUTRAL
+    assert _deferred(Reason.POLICY_VIOLATION, fault) is Evidence.NEUTRAL
+
+
+def test_a_push_back_for_the_senders_fault_is_still_a_push_back() -> None:
+    # Gmail's 4xx rate limit of unauthenticated mail (gmail.unauthenticated_rate_limited): the
+    # sender's fault, and a push-back.
+    assert _deferred(Reason.AUTH_FAILURE, Fault.SENDER, throttle=True) is Evidence.PUSHBACK
+
+
+def test_an_expiry_after_a_senders_fault_is_neither_a_block_nor_a_strike() -> None:
+    # The deferrals before it were the blocks; giving up on them is no reply of the destination.
+    assert _deferred(Reason.EXPIRED, Fault.SENDER) is Evidence.NEUTRAL
+    counting = HygienePolicy(expiry_exempt_faults=frozenset())
+    assert not is_sender_deferral(Outcome.DEFERRED, Reason.EXPIRED, Fault.SENDER, counting)
+
+
+def test_a_soft_reason_stays_a_strike_whatever_fault_a_rule_gave_it() -> None:
+    for reason in sorted(H.soft_reasons - {Reason.EXPIRED}):
+        assert _deferred(reason, Fault.SENDER) is Evidence.SOFT
+
+
+def test_only_a_deferral_is_a_sender_deferral() -> None:
+    for outcome in (Outcome.BOUNCED, Outcome.DELIVERED, Outcome.COMPLAINED, Outcome.INFORMATIONAL):
+        assert not is_sender_deferral(outcome, Reason.BLOCKED, Fault.SENDER, H)
 
 
 def test_a_pushback_is_never_a_strike_even_with_a_soft_reason() -> None:

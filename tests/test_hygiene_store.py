@@ -1253,7 +1253,10 @@ def test_sql_predicates_agree_with_the_pure_evidence_classes(
     for reason in (Reason.USER_UNKNOWN, Reason.MAILBOX_FULL, Reason.EXPIRED, Reason.BLOCKED):
         for decisive in (False, True):
             for throttle in (False, True):
-                for fault in (Fault.SENDER, Fault.DESTINATION, Fault.RECIPIENT, Fault.UNKNOWN):
+                # The sender's (a deferral of it is a block), the message's (a deferral of
+                # it is not), and others'.
+                for fault in (Fault.SENDER, Fault.MESSAGE, Fault.DESTINATION, Fault.RECIPIENT,
+                              Fault.UNKNOWN):  # fmt: skip
                     row = history.event(
                         f"x{len(cases)}@example.com",
                         frozen_now,
@@ -1269,7 +1272,7 @@ def test_sql_predicates_agree_with_the_pure_evidence_classes(
         Evidence.HARD: _is_hard(Event.__table__.c),
         Evidence.AMBIGUOUS: _is_ambiguous(Event.__table__.c, POLICY),
         Evidence.SOFT: _is_soft(Event.__table__.c, POLICY),
-        Evidence.BLOCKED: _is_blocked(Event.__table__.c),
+        Evidence.BLOCKED: _is_blocked(Event.__table__.c, POLICY),
         Evidence.DELIVERED: _is_delivered(Event.__table__.c),
         Evidence.PUSHBACK: Event.throttle.is_(True),
         Evidence.COMPLAINT: sa.and_(Event.outcome == Outcome.COMPLAINED, Event.throttle.is_(False)),

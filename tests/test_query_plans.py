@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from deliverability import reports
 from deliverability.engine import Engine, ReplyRecord
 from deliverability.store.models import Recipient
-from deliverability.vocabulary import Outcome
+from deliverability.vocabulary import Fault, Outcome, Reason
 
 #: The tables that grow with the history (an address list's size, or every reply ever).
 HISTORY_TABLES = ("events", "deliveries", "recipients")
@@ -302,6 +302,37 @@ def test_the_outcome_counts_of_one_domain_read_the_events_index_alone(
 
 
 BLOCKED = "554 5.7.1 Service unavailable; Client host blocked using zen.spamhaus.org"
+#: The same refusal answered with a 4xx: deferred, and a block (the sender's fault).
+BLOCKED_4XX = "450 4.7.1 Client host blocked using zen.spamhaus.org"
+
+
+def _block_history(engine: Engine, clock: FakeClock, domains: tuple[str, ...]) -> None:
+    """The three days before now of blocks at `domains`, among deliveries and other
+    deferrals: each hour 40 deliveries, 8 greylisting deferrals, a 5xx block and a 4xx one. So
+    the block index holds far more than one window of blocks, and a window far more other
+    events than blocks, as a store's do, and the planner knows it (it rightly walks a whole
+    index of a dozen entries, or reads a window of a few events through any index)."""
+    with Session(engine.db) as session:
+        for domain in domains:
+            who = session.scalars(sa.select(Recipient).where(Recipient.domain == domain)).first()
+            assert who is not None
+            for hour in range(72):
+                at = clock.now - timedelta(hours=hour, minutes=7)
+                f.events(session, who, 40, at=at, outcome=Outcome.DELIVERED)
+                f.events(session, who, 8, at=at, outcome=Outcome.DEFERRED,
+                         reason=Reason.GREYLISTED, fault=Fault.DESTINATION)  # fmt: skip
+                f.events(session, who, 1, at=at, outcome=Outcome.BLOCKED, fault=Fault.SENDER)
+                f.events(session, who, 1, at=at, outcome=Outcome.DEFERRED,
+                         reason=Reason.BLOCKED, fault=Fault.SENDER)  # fmt: skip
+        session.commit()
+    with engine.db.begin() as conn:
+        # The statistics a store's planner has (InnoDB recounts a table's in the background,
+        # too late for a test).
+        conn.exec_driver_sql(
+            {"sqlite": "ANALYZE", "postgresql": "ANALYZE events"}.get(
+                conn.dialect.name, "ANALYZE TABLE events"
+            )
+        )
 
 
 def _missing_mailboxes(start: Any) -> list[ReplyRecord]:
@@ -324,6 +355,7 @@ def test_late_destination_replies_are_judged_through_an_index_for_every_history_
     # a push-back, a block and a bounce dated before what their destinations already recorded:
     # the destination rules judge the newer events again (their late anchors), the incident
     # rule reads the bounces around the late one, and a throttle raised now counts deliveries.
+    _block_history(engine, clock, ("example.com", "acme.example"))
     burst = clock.now - timedelta(hours=2)
     engine.record_many(
         [
@@ -459,5 +491,46 @@ def test_the_push_back_count_and_the_latest_push_back_read_the_push_back_index(
             f"{' '.join(sql.split())[:300]}\n    -> {used}"
             for sql, params in reads
             if "ix_events_pushbacks" not in (used := _indexes_used(conn, sql, params))
+        ]
+    assert not problems, "\n".join(problems)
+
+
+#: The repeated-blocks rule's windows (store.hygiene `_blocks_throttle`, `_late_blocks`): the
+#: events of a destination that are blocks, written as the block index's WHERE.
+_BLOCK_WINDOW = re.compile(r"\w+\.throttle = (?:0|false) AND \(\w+\.outcome = 'blocked' OR")
+
+
+def test_the_repeated_blocks_windows_read_the_block_index(engine: Engine, clock: FakeClock) -> None:
+    # Days of blocks (5xx, and 4xx refusals of the sender, which count as blocks too) at a
+    # domain of its own and at one learned into Google's group (the fixture's acme.example: the
+    # group's windows list several domains). Then blocks now at each, a 4xx one among them, and
+    # one recorded late: the rule counts the window before each block judged and finds the
+    # blocks after the late one. Each window must be read from the block index by destination
+    # and time, not from every event the destination answered in it.
+    _block_history(engine, clock, ("example.com", "acme.example"))
+    statements, _ = _captured(engine)
+    engine.record_many(
+        [
+            ReplyRecord(
+                recipient=f"user{3 * i + k}@{domain}",
+                message_id=f"<k{i}@list.example>",
+                reply=BLOCKED_4XX if i % 2 else BLOCKED,
+                at=clock.now - timedelta(minutes=30 - i),
+            )
+            for i in range(12)
+            for k, domain in ((0, "example.com"), (2, "acme.example"))
+        ]
+    )
+    late = clock.now - timedelta(minutes=40)
+    engine.record("user9@example.com", BLOCKED_4XX, message_id="<late@list.example>", at=late)
+    reads = [(sql, params) for sql, params in statements if _BLOCK_WINDOW.search(sql)]
+    assert any("count(" in sql for sql, _ in reads), "no count of a window of blocks"
+    assert any("count(" not in sql for sql, _ in reads), "no search for late blocks"
+    _assert_no_full_scan(engine, reads)
+    with engine.db.connect() as conn:
+        problems = [
+            f"{' '.join(sql.split())[:300]}\n    -> {used}"
+            for sql, params in reads
+            if "ix_events_blocks" not in (used := _indexes_used(conn, sql, params))
         ]
     assert not problems, "\n".join(problems)

@@ -75,6 +75,7 @@ from deliverability.vocabulary import (
     ActionScope,
     ActionStatus,
     EventKind,
+    Fault,
     Outcome,
     Reason,
     Standing,
@@ -414,8 +415,39 @@ def _is_bounce(e: Any, policy: Policy) -> ColumnElement[bool]:
     return sa.or_(_is_hard(e), _is_ambiguous(e, policy))
 
 
-def _is_blocked(e: Any) -> ColumnElement[bool]:
-    return sa.and_(e.outcome == Outcome.BLOCKED, e.throttle.is_(False))
+def _is_blocked(e: Any, policy: Policy, *, windowed: bool = False) -> ColumnElement[bool]:
+    """A block (`Evidence.BLOCKED`): a `blocked` outcome, or a deferral whose fault is the
+    sender's (`hygiene.is_sender_deferral`: not an expiry, not a soft reason), never a
+    push-back.
+
+    `windowed`: for the events of a destination's window, read through the block index
+    (`Event`, `ix_events_blocks`, migration 0013): its WHERE's two terms as written there
+    (`BLOCKS_WHERE`, the values as literals: SQLite matches a partial index's terms as written,
+    and PostgreSQL proves its WHERE from constants, not from parameters), and `outcome IN
+    ('blocked', 'deferred')`, implied by them, which narrows MariaDB's range of its whole index
+    to those two outcomes. Otherwise (the anchors, found by id) the same condition written so
+    that it matches no partial index (`throttle IS false`, the values bound): with a small
+    history, PostgreSQL would walk the whole block index for them instead of reading their ids.
+    Either way the policy's part (the reasons a sender's deferral leaves out) is checked on the
+    rows of the deferrals alone.
+    """
+    not_blocks = sorted({*policy.hygiene.soft_reasons, Reason.EXPIRED})
+    words: tuple[Any, ...] = (Outcome.BLOCKED, Outcome.DEFERRED, Fault.SENDER)
+    if windowed:
+        words = tuple(_literal(word) for word in words)
+    blocked, deferred, sender = words
+    not_pushback = e.throttle == sa.false() if windowed else e.throttle.is_(False)
+    return sa.and_(
+        e.outcome.in_((Outcome.BLOCKED, Outcome.DEFERRED)),
+        not_pushback,
+        sa.or_(e.outcome == blocked, sa.and_(e.outcome == deferred, e.fault == sender)),
+        sa.or_(e.outcome == blocked, e.reason.not_in(not_blocks)),
+    )
+
+
+def _literal(value: Outcome | Fault) -> ColumnElement[Any]:
+    """An enum value written into the statement (a fixed word of the vocabulary)."""
+    return sa.literal_column(f"'{value.value}'")
 
 
 def _is_delivered(e: Any) -> ColumnElement[bool]:
@@ -1540,7 +1572,7 @@ class _Evaluator:
         return self._latest_per_destination(self.a.throttle.is_(True))
 
     def _blocks_latest(self) -> Select[Any]:
-        return self._latest_per_destination(_is_blocked(self.a))
+        return self._latest_per_destination(_is_blocked(self.a, self.policy))
 
     def _at_destination(
         self,
@@ -1584,21 +1616,21 @@ class _Evaluator:
     def _late_at_destination(
         self,
         w: Any,
-        predicate: Callable[[Any], ColumnElement[bool]],
+        predicate: Callable[..., ColumnElement[bool]],
         window: str,
         span: timedelta,
     ) -> list[ColumnElement[bool]]:
         """The conditions making `w` a late anchor of a destination rule: an event of the rule
-        (`predicate`) that is not itself an anchor (recorded before them, or in another part of
-        the same evaluation), at an anchor's destination (the join of
-        `_at_destination`), dated at or after that anchor and within the rule's window (`span`)
-        of it. The destination rules' counterpart of `_judged`: those are the windows an event
-        recorded late falls into, which must be judged again, or the incremental and nightly
-        paths would never see what `--full` sees there (issue 4)."""
+        (`predicate`, given `windowed=True` for `w`) that is not itself an anchor (recorded
+        before them, or in another part of the same evaluation), at an anchor's destination
+        (the join of `_at_destination`), dated at or after that anchor and within the rule's
+        window (`span`) of it. The destination rules' counterpart of `_judged`: those are the
+        windows an event recorded late falls into, which must be judged again, or the
+        incremental and nightly paths would never see what `--full` sees there (issue 4)."""
         a = self.a
         return [
             predicate(a),
-            predicate(w),
+            predicate(w, windowed=True),
             ~self.shape.covers(w),
             w.at >= a.at,
             w.at <= _shift(self.s, a.at, span),
@@ -1617,7 +1649,9 @@ class _Evaluator:
             lambda dest, w: [dest.label("dest"), w.id.label("id"), w.at.label("at")],
             lambda w: [
                 anchors,
-                *self._late_at_destination(w, _is_blocked, "blocked", tp.blocked_window),
+                *self._late_at_destination(
+                    w, partial(_is_blocked, policy=self.policy), "blocked", tp.blocked_window
+                ),
             ],
             "blocked_domains",
         )
@@ -1642,8 +1676,8 @@ class _Evaluator:
             ],
             lambda w: [
                 judged,
-                _is_blocked(a),
-                _is_blocked(w),
+                _is_blocked(a, self.policy),
+                _is_blocked(w, self.policy, windowed=True),
                 w.at >= _shift(self.s, a.at, -tp.blocked_window),
                 *_within_span(self.s, w, "blocked"),
                 *_anchor_in_span(self.s, a, "blocked"),
@@ -1759,7 +1793,7 @@ class _Evaluator:
             "complaint": sa.and_(a.outcome == Outcome.COMPLAINED, a.throttle.is_(False)),
             "ambiguous": _is_ambiguous(a, self.policy),
             "soft": _is_soft(a, self.policy),
-            "blocked": _is_blocked(a),
+            "blocked": _is_blocked(a, self.policy),
             "pushback": a.throttle.is_(True),
             "delivered": _is_delivered(a),
         }
@@ -2114,7 +2148,7 @@ class _Evaluator:
 
     def _blocks_after(self) -> Select[Any]:
         """How many of the blocks judged at one destination were recorded after a given id."""
-        anchors = self._destination_anchors(_is_blocked(self.a))
+        anchors = self._destination_anchors(_is_blocked(self.a, self.policy))
         return sa.select(sa.func.count()).where(
             anchors.c.dest == sa.bindparam("dest"),
             anchors.c.anchor_id > sa.bindparam("after_id"),
