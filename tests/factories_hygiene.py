@@ -170,6 +170,21 @@ class History:
             **kw,
         )
 
+    def blocked_4xx(self, address: str, at: datetime, **kw: Any) -> list[ActionSummary]:
+        """A 4xx blocklist refusal: deferred (RFC 5321 4.2.1: the class digit decides), the
+        sender's fault, as the default policy classifies it (`deliverability explain`)."""
+        return self.record(
+            address,
+            at,
+            Outcome.DEFERRED,
+            Reason.BLOCKED,
+            fault=Fault.SENDER,
+            code=450,
+            status="4.7.1",
+            text="Client host blocked using zen.spamhaus.org",
+            **kw,
+        )
+
     def pushback(self, address: str, at: datetime, **kw: Any) -> list[ActionSummary]:
         return self.record(
             address, at, Outcome.DEFERRED, Reason.RATE_LIMITED, throttle=True, code=421, **kw
@@ -182,8 +197,9 @@ class History:
 def generate_history(seed: int, start: datetime, days: int, per_day: int) -> list[dict[str, Any]]:
     """A deterministic, time-ordered history with every kind of evidence the rules read:
     deliveries, ordinary deferrals, soft strikes, hard and ambiguous bounces (with retries of one
-    message), complaints, blocks, push-backs (some at a provider group), plus episodes at their
-    thresholds: a domain incident, a block storm, push-back bursts."""
+    message), complaints, blocks (5xx, and 4xx deferrals of the sender's fault), push-backs
+    (some at a provider group), plus episodes at their thresholds: a domain incident, a block
+    storm, push-back bursts."""
     rng = random.Random(seed)
     domains = [f"d{i}.example" for i in range(25)] + ["gmail.com", "googlemail.com"]
     addresses = [f"u{i}@{domains[i % len(domains)]}" for i in range(per_day * 3)]
@@ -204,6 +220,7 @@ def generate_history(seed: int, start: datetime, days: int, per_day: int) -> lis
                 "throttle": kw.get("throttle", False),
                 "pause": kw.get("pause"),
                 "message_id": kw.get("message_id") or f"m{next(message)}",
+                "fault": kw.get("fault"),
             }
         )
 
@@ -224,6 +241,9 @@ def generate_history(seed: int, start: datetime, days: int, per_day: int) -> lis
                 add(address, at, Outcome.BOUNCED, Reason.REJECTED, message_id=mid)
             elif roll < 0.015:
                 add(address, at, Outcome.BLOCKED, Reason.BAD_REPUTATION)
+            elif roll < 0.02:
+                # A 4xx refusal of the sender: deferred, and a block.
+                add(address, at, Outcome.DEFERRED, Reason.BLOCKED, fault=Fault.SENDER)
             elif roll < 0.1 and address.endswith(("gmail.com", "d1.example", "d2.example")):
                 # Push-backs come from a few big destinations, as they do in practice.
                 pause = timedelta(hours=1) if address.endswith("gmail.com") else None
@@ -243,7 +263,11 @@ def generate_history(seed: int, start: datetime, days: int, per_day: int) -> lis
             # A blocked-sender storm at one domain: never a strike, a throttle and an alert.
             for i in range(200):
                 at = base + timedelta(hours=14, seconds=15 * i)
-                add(f"y{i}@d3.example", at, Outcome.BLOCKED, Reason.BLOCKED)
+                if i % 2:
+                    add(f"y{i}@d3.example", at, Outcome.BLOCKED, Reason.BLOCKED)
+                else:
+                    add(f"y{i}@d3.example", at, Outcome.DEFERRED, Reason.BLOCKED,
+                        fault=Fault.SENDER)  # fmt: skip
     # The last hour: push-backs from the provider group every ten minutes, so throttles are in
     # force at the end (with their doubled pauses and halved rates).
     last = start + timedelta(days=days - 1, hours=23)
@@ -297,7 +321,7 @@ def insert_history(session: Session, specs: list[dict[str, Any]]) -> list[Record
                 "command": None,
                 "outcome": spec["outcome"],
                 "reason": spec["reason"],
-                "fault": _FAULT.get(spec["outcome"], Fault.UNKNOWN),
+                "fault": spec.get("fault") or _FAULT.get(spec["outcome"], Fault.UNKNOWN),
                 "rule": "generated",
                 "decisive": spec["decisive"],
                 "source": "generated",

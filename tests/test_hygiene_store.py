@@ -18,9 +18,12 @@ from deliverability.engine import Engine, ReplyRecord
 from deliverability.errors import InputError
 from deliverability.hygiene import (
     RULE_AMBIGUOUS,
+    RULE_BLOCKED,
+    RULE_BLOCKED_THROTTLE,
     RULE_COMPLAINT,
     RULE_HARD,
     RULE_INCIDENT,
+    RULE_PUSHBACK,
     RULE_SOFT,
     Evidence,
     evidence_of,
@@ -41,6 +44,7 @@ from deliverability.vocabulary import (
     ActionKind,
     ActionScope,
     ActionStatus,
+    DeliveryState,
     EventKind,
     Fault,
     Outcome,
@@ -632,6 +636,160 @@ def test_blocks_spread_wider_than_the_window_do_not_throttle(
     for i in range(T.blocked_count):
         history.blocked(f"u{i}@corp.example", frozen_now + i * step)
     assert _actions(session, ActionKind.THROTTLE) == []
+
+
+# ---- 4xx refusals of the sender: blocks, though deferred and retried ----------------------
+
+#: A blocklist refusal answered with a 4xx: the class digit makes it `deferred` (RFC 5321 4.2.1),
+#: the reason and fault stay the sender's (RFC 3463 X.7.1).
+BLOCKLISTED_4XX = "450 4.7.1 Client host blocked using zen.spamhaus.org"
+
+
+def _block_times(start: datetime, n: int) -> list[datetime]:
+    """`n` times within `blocked_window`: the last one less than the window after the first."""
+    step = T.blocked_window / T.blocked_count
+    return [start + i * step for i in range(n)]
+
+
+def test_4xx_refusals_of_the_sender_at_the_policy_count_within_the_window_throttle_and_alert(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    for i, at in enumerate(_block_times(frozen_now, T.blocked_count)):
+        history.blocked_4xx(f"u{i}@corp.example", at)
+    throttle = store_hygiene.throttle_for(session, "corp.example", frozen_now + T.blocked_window)
+    assert throttle is not None
+    assert throttle.reason is Reason.BLOCKED
+    [action] = _actions(session, ActionKind.THROTTLE)
+    assert action.rule == RULE_BLOCKED_THROTTLE
+    assert action.evidence["blocks"]["in_window"] == T.blocked_count
+    [alert] = _actions(session, ActionKind.ALERT)
+    assert (alert.scope, alert.target, alert.rule) == (
+        ActionScope.SENDER,
+        "corp.example",
+        RULE_BLOCKED,
+    )
+    assert alert.evidence["blocks"] == T.blocked_count
+    assert _suppressed(session) == set()
+
+
+def test_4xx_refusals_of_the_sender_one_fewer_than_the_policy_count_alert_but_do_not_throttle(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    # As for 5xx blocks: every block alerts the sender; only repeated ones throttle.
+    for i, at in enumerate(_block_times(frozen_now, T.blocked_count - 1)):
+        history.blocked_4xx(f"u{i}@corp.example", at)
+    assert _actions(session, ActionKind.THROTTLE) == []
+    [alert] = _actions(session, ActionKind.ALERT)
+    assert (alert.scope, alert.rule) == (ActionScope.SENDER, RULE_BLOCKED)
+    assert alert.evidence["blocks"] == T.blocked_count - 1
+
+
+@pytest.mark.parametrize("nightly", [False, True], ids=["incremental", "nightly"])
+def test_4xx_and_5xx_blocks_count_together_toward_the_throttle(
+    session: Session, history: History, frozen_now: datetime, nightly: bool
+) -> None:
+    rows = []
+    for i, at in enumerate(_block_times(frozen_now, T.blocked_count)):
+        if i % 2:
+            rows.append(history.event(f"u{i}@corp.example", at, Outcome.BLOCKED, Reason.BLOCKED))
+        else:
+            rows.append(history.event(f"u{i}@corp.example", at, Outcome.DEFERRED, Reason.BLOCKED,
+                                      fault=Fault.SENDER))  # fmt: skip
+    if nightly:
+        store_hygiene.evaluate(session, POLICY, rows[-1].at)
+    else:
+        for row in rows:
+            history.run([row], row.at)
+    [throttle] = _actions(session, ActionKind.THROTTLE)
+    assert throttle.evidence["blocks"]["in_window"] == T.blocked_count
+    [alert] = _actions(session, ActionKind.ALERT)
+    assert alert.evidence["blocks"] == T.blocked_count
+
+
+def test_deferrals_that_are_not_the_senders_fault_are_no_blocks(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    # Greylisting, a full disk at the destination, a content filter's "try later": deferred,
+    # and none of them the sender's refusal.
+    for fault in (Fault.DESTINATION, Fault.MESSAGE, Fault.NETWORK, Fault.UNKNOWN):
+        for i, at in enumerate(_block_times(frozen_now, T.blocked_count)):
+            history.record(f"{fault.value}{i}@corp.example", at, Outcome.DEFERRED,
+                           Reason.POLICY_VIOLATION, fault=fault)  # fmt: skip
+    assert _actions(session, ActionKind.THROTTLE) == []
+    assert _actions(session, ActionKind.ALERT) == []
+
+
+def test_a_4xx_push_back_of_the_senders_fault_is_still_a_push_back(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    # Gmail's 4xx rate limit of unauthenticated mail (gmail.unauthenticated_rate_limited) is a
+    # push-back whose fault is the sender's: it throttles as a push-back does, and is no block.
+    for i, at in enumerate(_block_times(frozen_now, T.blocked_count)):
+        history.record(f"u{i}@gmail.example", at, Outcome.DEFERRED, Reason.AUTH_FAILURE,
+                       throttle=True, fault=Fault.SENDER, code=421)  # fmt: skip
+    [throttle] = _actions(session, ActionKind.THROTTLE)
+    assert throttle.rule == RULE_PUSHBACK
+    assert "blocks" not in throttle.evidence
+    assert throttle.evidence["pushback"]["in_window"] == T.blocked_count
+    assert _actions(session, ActionKind.ALERT) == []
+
+
+def test_4xx_refusals_of_the_sender_and_their_expiries_suppress_nobody(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    # Day after day, as long and as often as soft strikes would suppress, each address refused
+    # with a 4xx, then the delivery given up on (its expiry keeps the sender's fault), and a
+    # storm of refusals on the last day: no strike, no suppression.
+    addresses = [f"u{i}@corp.example" for i in range(3)]
+    times = _strike_times(frozen_now, H.soft_strikes + 1, H.soft_span + DAY)
+    for at in times:
+        for address in addresses:
+            history.blocked_4xx(address, at)
+            history.record(address, at + timedelta(hours=1), Outcome.DEFERRED, Reason.EXPIRED,
+                           kind=EventKind.EXPIRY, fault=Fault.SENDER)  # fmt: skip
+    for i, at in enumerate(_block_times(times[-1] + DAY, 3 * T.blocked_count)):
+        history.blocked_4xx(addresses[i % len(addresses)], at)
+    end = times[-1] + 2 * DAY
+    store_hygiene.evaluate(session, POLICY, end)
+    store_hygiene.evaluate(session, POLICY, end, full=True)
+    assert _suppressed(session) == set()
+    assert _pending(session) == set()
+    assert Standing.SUPPRESSED not in set(session.scalars(sa.select(Recipient.standing)))
+    # The expiries are no blocks: the alert counts the refusals alone.
+    [alert] = _actions(session, ActionKind.ALERT)
+    assert alert.evidence["blocks"] == len(times) * len(addresses) + 3 * T.blocked_count
+
+
+def test_the_engine_retries_deliveries_a_4xx_blocklist_refuses_and_throttles_the_destination(
+    db_url: str, clock: FakeClock
+) -> None:
+    # The sender's view, with the default policy's classification of the reply text.
+    with Engine(db_url, clock=clock) as engine:
+        start = clock.now
+        decisions = []
+        for i, at in enumerate(_block_times(start, T.blocked_count)):
+            clock.set(at)
+            decisions.append(
+                engine.record(f"u{i}@corp.example", BLOCKLISTED_4XX, message_id=f"m{i}@x")
+            )
+        assert {d.verdict.outcome for d in decisions} == {Outcome.DEFERRED}
+        assert {d.delivery_state for d in decisions} == {DeliveryState.DEFERRED}
+        assert {d.verdict.fault for d in decisions} == {Fault.SENDER}
+        # The last one repeats the blocks: the destination is throttled, the sender alerted.
+        raised = {(a.kind, a.scope, a.rule) for a in decisions[-1].actions}
+        assert (ActionKind.THROTTLE, ActionScope.DOMAIN, RULE_BLOCKED_THROTTLE) in raised
+        assert (ActionKind.ALERT, ActionScope.SENDER, RULE_BLOCKED) in raised
+        throttle = engine.throttle_for("corp.example")
+        assert throttle is not None
+        assert engine.due_retries() == []  # paused, as the destination's throttle says
+        # Once the pause is over, every delivery is due again: deferred, not given up on.
+        clock.set(max(throttle.paused_until, *(d.next_attempt_at for d in decisions)))
+        due = {(r.address, r.message_id) for r in engine.due_retries()}
+        assert due == {(f"u{i}@corp.example", f"m{i}@x") for i in range(T.blocked_count)}
+        for i in range(T.blocked_count):
+            status = engine.status(f"u{i}@corp.example")
+            assert not status.suppressed
+            assert status.sendable
 
 
 # ---- push-backs (421, 452, rate limits) ---------------------------------------------------

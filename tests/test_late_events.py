@@ -37,6 +37,7 @@ from deliverability.vocabulary import (
     ActionKind,
     ActionScope,
     ActionStatus,
+    Fault,
     Outcome,
     Reason,
     Standing,
@@ -62,6 +63,8 @@ KINDS: dict[str, tuple[Outcome, Reason, dict[str, Any]]] = {
     "soft": (Outcome.DEFERRED, Reason.MAILBOX_FULL, {}),  # 452 4.2.2
     "pushback": (Outcome.DEFERRED, Reason.RATE_LIMITED, {"throttle": True}),  # 421 4.7.0
     "blocked": (Outcome.BLOCKED, Reason.BLOCKED, {}),  # 550 5.7.1 policy
+    # 450 4.7.1 blocklisted: deferred (RFC 5321 4.2.1), the sender's fault: a block.
+    "blocked_4xx": (Outcome.DEFERRED, Reason.BLOCKED, {"fault": Fault.SENDER}),
 }
 
 #: One event to record: (address, time, kind).
@@ -425,6 +428,37 @@ def test_blocks_recorded_newest_first_throttle_the_destination_on_every_path(
     }
 
 
+@pytest.mark.parametrize(
+    "kinds", [("blocked_4xx",), ("blocked", "blocked_4xx")], ids=["4xx", "mixed"]
+)
+def test_4xx_refusals_of_the_sender_recorded_newest_first_throttle_on_every_path(
+    session: Session, frozen_now: datetime, kinds: tuple[str, ...]
+) -> None:
+    # As the 5xx blocks above: `blocked_count` deferrals of the sender's fault (alone, or
+    # alternating with 5xx blocks) within `blocked_window`, the newest recorded first.
+    gap = T.blocked_window / T.blocked_count
+    times = [frozen_now + i * gap for i in range(T.blocked_count)]
+    steps = [(f"u{i}@corp.example", at, kinds[i % len(kinds)]) for i, at in enumerate(times)]
+    now = times[-1] + timedelta(minutes=1)
+
+    end = _agree(_on_every_path(session, _one_by_one(steps[::-1]), now))
+
+    assert _throttles(end) == {
+        (
+            ActionScope.DOMAIN,
+            "corp.example",
+            times[-1] + T.initial_pause,
+            T.initial_rate,
+            0,
+            RULE_BLOCKED_THROTTLE,
+        )
+    }
+    assert _alerts(end) == {
+        (ActionScope.SENDER, "corp.example", RULE_BLOCKED, None, times[-1] + H.alert_lifetime)
+    }
+    assert end.suppressions == set()
+
+
 def test_a_late_block_leaves_the_sender_alert_running_from_the_newest_block(
     session: Session, frozen_now: datetime
 ) -> None:
@@ -484,8 +518,9 @@ def test_a_late_bounce_within_the_window_of_an_earlier_incident_is_held_on_every
 
 def _destination_history(seed: int, start: datetime) -> list[Step]:
     """A few hundred events over six hours at a few destinations: push-backs (some at the
-    Google group), blocks (a storm at the end), hard bounces (a burst at one domain) and
-    deliveries, so that throttles, alerts and a held incident are in force at the end."""
+    Google group), blocks (5xx and 4xx ones; a storm at the end), hard bounces (a burst at one
+    domain) and deliveries, so that throttles, alerts and a held incident are in force at the
+    end."""
     rng = random.Random(seed)
     hours = 6
     steps: list[Step] = []
@@ -498,7 +533,9 @@ def _destination_history(seed: int, start: datetime) -> list[Step]:
         domain = rng.choice(["busy.example", "gmail.com", "googlemail.com"])
         steps.append((f"p{i}@{domain}", at(hours - rng.choice([5, 2, 0.5])), "pushback"))
     for i in range(40):
-        steps.append((f"b{i}@corp.example", at(hours - rng.choice([4, 0.4])), "blocked"))
+        # 5xx blocks and 4xx refusals of the sender alike.
+        kind = rng.choice(["blocked", "blocked_4xx"])
+        steps.append((f"b{i}@corp.example", at(hours - rng.choice([4, 0.4])), kind))
     for i in range(rng.randint(20, 30)):
         steps.append((f"x{i}@broken.example", at(2, 2.1), "hard"))
     for i in range(15):
