@@ -23,9 +23,9 @@ index. Through this index it reads the blocks alone.
   their rows are read (index condition pushdown).
 
 On live traffic (bench/bench_hygiene.py --traffic 100, SQLite) the window count was already the
-largest statement of the hook, 39 ms of a chunk's 60 or so; reading each deferral's row for its fault
-made the hook 40-44 us of CPU an event instead of 28-30 us; through this index it takes 15-18 us
-(three runs each, alternated; docs/hygiene.md, "Speed").
+largest statement of the hook, 39 ms of a chunk's 60 or so; reading each deferral's row for its
+fault made the hook 40-44 us of CPU an event instead of 28-30 us; through this index it takes
+15-18 us (three runs each, alternated; docs/hygiene.md, "Speed").
 
 Writing 200,000 events in chunks of 2,000 (Core executemany, 3% of them blocks; alternated runs,
 either order): SQLite 51-54 thousand a second with the index, 52-55 thousand without; PostgreSQL
