@@ -444,7 +444,7 @@ def _minute_counts_from_events(
             w.domain,
             minute.label("minute"),
             sa.func.sum(sa.case((w.outcome == "bounced", 1), else_=0)),
-            sa.func.sum(sa.case((hygiene_store._is_attempt(w), 1), else_=0)),
+            sa.func.sum(sa.case((minutes.is_attempt(w), 1), else_=0)),
         )
         .where(
             w.domain.in_(sa.bindparam("domains", expanding=True)),

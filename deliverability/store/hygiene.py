@@ -61,7 +61,7 @@ from deliverability.hygiene import (
 )
 from deliverability.policy import Policy, format_duration
 from deliverability.store.bulk import BulkWriter, time_writer
-from deliverability.store.minutes import ATTEMPT_OUTCOMES, MINUTES_BETWEEN, minute_of
+from deliverability.store.minutes import MINUTES_BETWEEN, is_attempt, minute_of
 from deliverability.store.models import (
     Action,
     Bookmark,
@@ -74,7 +74,6 @@ from deliverability.vocabulary import (
     ActionKind,
     ActionScope,
     ActionStatus,
-    EventKind,
     Fault,
     Outcome,
     Reason,
@@ -109,14 +108,6 @@ BY_POLICY = "policy"
 #: Anchors per statement on the incremental path (SQLite allows 32766 bound parameters).
 _ID_CHUNK = 5000
 _CLOSED = (ActionStatus.RESOLVED, ActionStatus.EXPIRED, ActionStatus.DISCARDED)
-
-
-def _is_attempt(c: Any) -> ColumnElement[bool]:
-    """An event that is a destination's reply to an attempt (of `c`, an events table's
-    columns): an expiry (the sender giving up, stored with outcome `deferred`) is none, as in the
-    reports (`deliverability.reports`, *attempts*). Both columns are in the (domain, at,
-    outcome, kind) index, so the incident counts still read it alone."""
-    return sa.and_(c.outcome.in_(ATTEMPT_OUTCOMES), c.kind != EventKind.EXPIRY)
 
 
 #: The events table: the rule queries use Core aliases of it (much cheaper to build than ORM
@@ -1151,7 +1142,7 @@ class _Evaluator:
                 x.recipient_id,
                 time.label("t"),
                 sa.case((_is_bounce(x, self.policy), 1), else_=0).label("is_bounce"),
-                sa.case((_is_attempt(x), 1), else_=0).label("is_attempt"),
+                sa.case((is_attempt(x), 1), else_=0).label("is_attempt"),
             )
             .where(
                 x.domain == sa.bindparam("span_domain"),

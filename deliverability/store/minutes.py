@@ -35,6 +35,7 @@ __all__ = [
     "MINUTES_BETWEEN",
     "append",
     "compact",
+    "is_attempt",
     "minute_of",
     "minute_sql",
     "recount",
@@ -74,6 +75,13 @@ MINUTES_BETWEEN = (
 def minute_of(at: datetime) -> int:
     """Whole minutes since 1970-01-01 00:00 UTC: the minute an aware time falls in."""
     return (at - _EPOCH) // _MINUTE
+
+
+def is_attempt(c: Any) -> sa.ColumnElement[bool]:
+    """SQL: an event (of `c`, an events table's columns) that is a destination's reply to an
+    attempt. An expiry (the sender giving up, stored with outcome `deferred`) is none, as in the
+    reports (`deliverability.reports`, *attempts*). `_counts` says the same in Python."""
+    return sa.and_(c.outcome.in_(ATTEMPT_OUTCOMES), c.kind != EventKind.EXPIRY)
 
 
 def _counts(outcome: Any, kind: Any) -> tuple[int, int]:
@@ -154,8 +162,7 @@ def recount_sql(dialect: str, events: Table | Any = _EVENTS) -> sa.Select[Any]:
     e = events.c
     minute = minute_sql(dialect, e.at)
     bounced = sa.func.sum(sa.case((e.outcome == Outcome.BOUNCED, 1), else_=0))
-    attempt = sa.and_(e.outcome.in_(ATTEMPT_OUTCOMES), e.kind != EventKind.EXPIRY)
-    attempts = sa.func.sum(sa.case((attempt, 1), else_=0))
+    attempts = sa.func.sum(sa.case((is_attempt(e), 1), else_=0))
     return (
         sa.select(e.domain, minute.label("minute"), bounced.label("b"), attempts.label("n"))
         # By the output column's name: the expression repeated would bind its own parameters,
