@@ -611,6 +611,25 @@ _REPLY_COLUMNS = (
 )
 #: Where the fault is among `_REPLY_COLUMNS` (and an item's facts).
 _FAULT_AT = _REPLY_COLUMNS.index("fault")
+
+
+def _fault_source(e: Any) -> tuple[Any, ...]:
+    """SQL terms (of `e`, the events table's columns) for a deferral whose fault a give-up
+    takes (`expire_overdue`, `_keep_last_deferral_faults`): a reply or bounce deferring, never
+    an expiry nor a give-up reported as a reply (reason `expired`, whose fault is a deferral's
+    already). `_is_fault_source` says the same of an item."""
+    return (e.outcome == Outcome.DEFERRED, e.kind != EventKind.EXPIRY, e.reason != Reason.EXPIRED)
+
+
+def _is_fault_source(item: _Item) -> bool:
+    """`_fault_source` of an item not stored yet."""
+    return (
+        item.verdict.outcome is Outcome.DEFERRED
+        and item.kind is not EventKind.EXPIRY
+        and item.verdict.reason is not Reason.EXPIRED
+    )
+
+
 _EVENT_COLUMNS = (
     "key",
     "at",
@@ -809,10 +828,7 @@ class Engine:
             .where(
                 e.recipient_id == _DELIVERIES.c.recipient_id,
                 e.message_id == _DELIVERIES.c.message_id,
-                e.outcome == Outcome.DEFERRED,
-                e.kind != EventKind.EXPIRY,
-                # Nor a give-up reported as a reply (it took its fault from a deferral).
-                e.reason != Reason.EXPIRED,
+                *_fault_source(e),
             )
             .order_by(e.at.desc(), e.id.desc())
             .limit(1)
@@ -1909,9 +1925,7 @@ class Engine:
                 select(e.recipient_id, e.message_id, e.at, e.id, e.fault).where(
                     e.recipient_id.in_(list(ids)),
                     e.message_id.in_(sorted({m for _, m in wanted})),
-                    e.outcome == Outcome.DEFERRED,
-                    e.kind != EventKind.EXPIRY,
-                    e.reason != Reason.EXPIRED,
+                    *_fault_source(e),
                 )
             )
             for rid, mid, at, id_, fault in rows:
@@ -1920,16 +1934,10 @@ class Engine:
                     deferrals.setdefault(dkey, []).append((at, (0, id_), Fault(fault)))
         last = gave_up[-1][0]
         for i, it in enumerate(fresh[:last]):
-            verdict = it.verdict
-            if (
-                verdict.outcome is Outcome.DEFERRED
-                and verdict.reason is not Reason.EXPIRED
-                and it.kind is not EventKind.EXPIRY
-                and it.linked_message_id is not None
-            ):
+            if _is_fault_source(it) and it.linked_message_id is not None:
                 dkey = (it.address.key, it.linked_message_id)
                 if dkey in wanted:
-                    deferrals.setdefault(dkey, []).append((it.at, (1, i), verdict.fault))
+                    deferrals.setdefault(dkey, []).append((it.at, (1, i), it.verdict.fault))
         for i, it in gave_up:
             known = [
                 (at, order, fault)
