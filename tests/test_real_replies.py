@@ -27,6 +27,7 @@ from typing import NamedTuple
 import pytest
 
 from deliverability.classify import classify
+from deliverability.hygiene import Evidence, evidence_of, is_sender_deferral
 from deliverability.policy import check_shipped_files, default_policy
 from deliverability.replies import parse_reply
 from deliverability.verdicts import Verdict
@@ -323,6 +324,12 @@ CASES: list[Case] = [
     C(
         "gmail-temporary-system-problem",
         "421 4.3.0 Temporary System Problem. Try again later. - gsmtp",
+        "deferred/rate_limited/destination",
+        None,
+    ),
+    C(
+        "gmail-temporary-system-problem-4-7-0",
+        "421 4.7.0 Temporary System Problem. Try again later. - gsmtp",
         "deferred/rate_limited/destination",
         None,
     ),
@@ -632,6 +639,22 @@ CASES: list[Case] = [
         '451 4.4.0 Primary target IP address responded with: "421 4.4.2 Connection dropped due '
         'to SocketError." Attempted failover to alternate host, but that did not succeed.',
         "deferred/network_error/network",
+        None,
+    ),
+    # Exchange's front end when it cannot pass the message on to a back-end server (the PRX code
+    # names the step that failed): https://smtpfieldmanual.com/spamfilter/exchangeonline lists
+    # PRX4 among Exchange Online Protection's replies; https://c7solutions.com/category/error
+    # traces PRX2 on Exchange Server 2016 to its DNS lookups.
+    C(
+        "exchange-temporary-server-error-prx4",
+        "451 4.7.0 Temporary server error. Please try again later. PRX4",
+        "deferred/system_error/destination",
+        None,
+    ),
+    C(
+        "exchange-temporary-server-error-prx2",
+        "451 4.7.0 Temporary server error. Please try again later. PRX2",
+        "deferred/system_error/destination",
         None,
     ),
     # --- Yahoo / AOL ------------------------------------------------------------------------------
@@ -2412,3 +2435,64 @@ def test_the_providers_page_lists_every_provider_rule() -> None:
     page = (Path(__file__).resolve().parents[1] / "docs" / "providers.md").read_text("utf-8")
     missing = [rule_id for rule_id in _provider_rule_ids() if f"`{rule_id}`" not in page]
     assert not missing, f"docs/providers.md does not list: {missing}"
+
+
+#: Generic temporary failures sent under 4.7.0, RFC 3463's "other or undefined security status",
+#: a code that names no refusal: the text says the destination has trouble of its own.
+TEMPORARY_FAILURES_4_7_0 = [
+    "exchange-temporary-server-error-prx4",
+    "exchange-temporary-server-error-prx2",
+    "gmail-temporary-system-problem-4-7-0",
+]
+
+
+@pytest.mark.parametrize("case_id", TEMPORARY_FAILURES_4_7_0)
+def test_a_generic_temporary_failure_under_4_7_0_is_no_refusal_of_the_sender(case_id: str) -> None:
+    verdict = _verdict(case_id)
+    assert verdict.fault is Fault.DESTINATION, verdict.rule
+    hygiene = default_policy().hygiene
+    assert not is_sender_deferral(verdict.outcome, verdict.reason, verdict.fault, hygiene)
+
+
+def test_a_4_7_0_temporary_server_error_is_an_ordinary_deferral_not_a_push_back() -> None:
+    # No rate, no "too many": nothing asks to slow down. A 421 with the same words still is a
+    # push-back, as every 421 is (DESIGN.md, "List hygiene defaults").
+    for case_id in TEMPORARY_FAILURES_4_7_0[:2]:
+        assert _evidence(_verdict(case_id)) is Evidence.NEUTRAL, case_id
+    assert _evidence(_verdict("gmail-temporary-system-problem-4-7-0")) is Evidence.PUSHBACK
+
+
+#: Refusals of the sender answered with 4xx under 4.7.x (TLS required, IP not allowlisted,
+#: suspicious content, a blocklist, no reverse DNS): they stay blocks of the sender.
+SENDER_REFUSALS_4_7 = [
+    "gmail-tls-required",
+    "gmail-ip-not-in-allowlist",
+    "gmail-suspicious-content-links",
+    "spamhaus-temporary-450",
+    "postfix-cannot-find-hostname-450",
+]
+
+
+@pytest.mark.parametrize("case_id", SENDER_REFUSALS_4_7)
+def test_a_4xx_refusal_of_the_sender_under_4_7_x_stays_a_block(case_id: str) -> None:
+    verdict = _verdict(case_id)
+    assert verdict.fault is Fault.SENDER, verdict.rule
+    assert _evidence(verdict) is Evidence.BLOCKED, verdict.rule
+
+
+def test_a_4_7_0_reply_no_text_rule_explains_stays_the_senders() -> None:
+    # The status alone still decides what no text explains (std.status.policy).
+    verdict = classify(parse_reply("451 4.7.0"), default_policy())
+    assert (verdict.rule, verdict.fault) == ("std.status.policy", Fault.SENDER)
+    assert _evidence(verdict) is Evidence.BLOCKED
+
+
+def _evidence(verdict: Verdict) -> Evidence:
+    return evidence_of(
+        verdict.outcome,
+        verdict.reason,
+        decisive=verdict.decisive,
+        throttle=verdict.throttle,
+        policy=default_policy().hygiene,
+        fault=verdict.fault,
+    )
