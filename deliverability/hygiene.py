@@ -25,6 +25,7 @@ from deliverability.vocabulary import (
 )
 
 __all__ = [
+    "BLOCK_FAULTS",
     "RULE_AMBIGUOUS",
     "RULE_BLOCKED",
     "RULE_BLOCKED_THROTTLE",
@@ -69,6 +70,12 @@ RULE_RELEASE = "hygiene.release"
 #: Suppressions raised by bounces: the ones a domain incident holds for a person to confirm.
 BOUNCE_RULES = (RULE_HARD, RULE_AMBIGUOUS)
 
+#: The faults of a deferral that is a block (`is_sender_deferral`): the sender's (a 4xx
+#: blocklist, reputation, authentication or TLS refusal) and the message's (a 4xx refusal of
+#: its content: a virus, its media, its size), as their 5xx forms are `blocked`. In this order
+#: in the block index's WHERE (`store.models.BLOCKS_WHERE`) and in the queries that match it.
+BLOCK_FAULTS = (Fault.SENDER, Fault.MESSAGE)
+
 
 class Evidence(StrEnum):
     """What one recorded event means for list hygiene."""
@@ -80,8 +87,9 @@ class Evidence(StrEnum):
     #: Mailbox full, inactive-leaning failures, expired retries: a strike on the address.
     SOFT = "soft"
     COMPLAINT = "complaint"
-    #: The sender was refused (reputation, policy, auth, TLS): never a strike on the address. A
-    #: `blocked` outcome, or a deferral whose fault is the sender's (`is_sender_deferral`).
+    #: The sender or its message was refused (reputation, policy, auth, TLS, content): never a
+    #: strike on the address. A `blocked` outcome, or a deferral whose fault is the sender's or
+    #: the message's (`is_sender_deferral`).
     BLOCKED = "blocked"
     #: The destination pushed back (421, 452, rate-limit texts): throttle it, never a strike.
     PUSHBACK = "pushback"
@@ -104,7 +112,8 @@ def evidence_of(
     The store's SQL predicates mirror this function (tests pin that they agree). Order matters: a
     push-back is never a strike, whatever its reason; a block is never a strike (DESIGN.md: the
     fault is the sender's, so the address is not penalised). A deferral whose fault is the
-    sender's is a block too (`is_sender_deferral`): the same refusal, answered with a 4xx.
+    sender's or the message's is a block too (`is_sender_deferral`): the same refusal,
+    answered with a 4xx.
     """
     if throttle:
         return Evidence.PUSHBACK
@@ -133,21 +142,23 @@ def evidence_of(
 def is_sender_deferral(
     outcome: Outcome, reason: Reason, fault: Fault, policy: HygienePolicy
 ) -> bool:
-    """A deferral whose fault is the sender's (not a push-back: `evidence_of` checks that first)
-    counts as a block.
+    """A deferral whose fault is the sender's or its message's (`BLOCK_FAULTS`; not a
+    push-back: `evidence_of` checks that first) counts as a block.
 
-    RFC 5321 section 4.2.1 lets a server refuse for policy reasons temporarily, and the classifier
-    lets the class digit decide retry or stop: a 4xx blocklist, reputation, authentication or TLS
-    refusal (RFC 3463 X.7.x) is `deferred`, with the reason and fault of its 5xx form. The delivery
-    is retried as any deferral, but every attempt there is refused for the sender's own reason, as
-    a 5xx block is: a sender alert, and a throttle of the destination when they repeat. Never a
-    strike on the address. Two kinds of deferral stay what they were: an expiry (the sender
-    giving up, not a reply: the deferrals before it were counted), and a deferral whose reason is
-    a soft one (`soft_reasons`: the rule that matched says it is about the address).
+    RFC 5321 section 4.2.1 lets a server refuse temporarily, and the classifier lets the class
+    digit decide retry or stop: a 4xx blocklist, reputation, authentication or TLS refusal
+    (RFC 3463 X.7.x), or a 4xx refusal of the content (a virus, X.6.x media, a size), is
+    `deferred`, with the reason and fault of its 5xx form, which is `blocked`. The delivery is
+    retried as any deferral, but every attempt there is refused for the sender's own reason, as
+    a 5xx block is, and the sender must hear of it: a sender alert, and a throttle of the
+    destination when they repeat. Never a strike on the address. Two kinds of deferral stay
+    what they were: an expiry (the sender giving up, not a reply: the deferrals before it were
+    counted), and a deferral whose reason is a soft one (`soft_reasons`: the rule that matched
+    says it is about the address).
     """
     return (
         outcome is Outcome.DEFERRED
-        and fault is Fault.SENDER
+        and fault in BLOCK_FAULTS
         and reason is not Reason.EXPIRED
         and reason not in policy.soft_reasons
     )

@@ -185,6 +185,21 @@ class History:
             **kw,
         )
 
+    def content_4xx(self, address: str, at: datetime, **kw: Any) -> list[ActionSummary]:
+        """A 4xx refusal of the message's content (a virus scanner's "try later"): deferred,
+        the message's fault, as the default policy classifies it (`std.virus_text`)."""
+        return self.record(
+            address,
+            at,
+            Outcome.DEFERRED,
+            Reason.VIRUS_DETECTED,
+            fault=Fault.MESSAGE,
+            code=451,
+            status="4.7.1",
+            text="Virus found",
+            **kw,
+        )
+
     def pushback(self, address: str, at: datetime, **kw: Any) -> list[ActionSummary]:
         return self.record(
             address, at, Outcome.DEFERRED, Reason.RATE_LIMITED, throttle=True, code=421, **kw
@@ -197,9 +212,9 @@ class History:
 def generate_history(seed: int, start: datetime, days: int, per_day: int) -> list[dict[str, Any]]:
     """A deterministic, time-ordered history with every kind of evidence the rules read:
     deliveries, ordinary deferrals, soft strikes, hard and ambiguous bounces (with retries of one
-    message), complaints, blocks (5xx, and 4xx deferrals of the sender's fault), push-backs
-    (some at a provider group), plus episodes at their thresholds: a domain incident, a block
-    storm, push-back bursts."""
+    message), complaints, blocks (5xx, and 4xx deferrals of the sender's or the message's
+    fault), push-backs (some at a provider group), plus episodes at their thresholds: a domain
+    incident, a block storm, push-back bursts."""
     rng = random.Random(seed)
     domains = [f"d{i}.example" for i in range(25)] + ["gmail.com", "googlemail.com"]
     addresses = [f"u{i}@{domains[i % len(domains)]}" for i in range(per_day * 3)]
@@ -244,6 +259,9 @@ def generate_history(seed: int, start: datetime, days: int, per_day: int) -> lis
             elif roll < 0.02:
                 # A 4xx refusal of the sender: deferred, and a block.
                 add(address, at, Outcome.DEFERRED, Reason.BLOCKED, fault=Fault.SENDER)
+            elif roll < 0.023:
+                # A 4xx refusal of the message's content: deferred, and a block too.
+                add(address, at, Outcome.DEFERRED, Reason.VIRUS_DETECTED, fault=Fault.MESSAGE)
             elif roll < 0.1 and address.endswith(("gmail.com", "d1.example", "d2.example")):
                 # Push-backs come from a few big destinations, as they do in practice.
                 pause = timedelta(hours=1) if address.endswith("gmail.com") else None
@@ -265,9 +283,12 @@ def generate_history(seed: int, start: datetime, days: int, per_day: int) -> lis
                 at = base + timedelta(hours=14, seconds=15 * i)
                 if i % 2:
                     add(f"y{i}@d3.example", at, Outcome.BLOCKED, Reason.BLOCKED)
-                else:
+                elif i % 4:
                     add(f"y{i}@d3.example", at, Outcome.DEFERRED, Reason.BLOCKED,
                         fault=Fault.SENDER)  # fmt: skip
+                else:
+                    add(f"y{i}@d3.example", at, Outcome.DEFERRED, Reason.VIRUS_DETECTED,
+                        fault=Fault.MESSAGE)  # fmt: skip
     # The last hour: push-backs from the provider group every ten minutes, so throttles are in
     # force at the end (with their doubled pauses and halved rates).
     last = start + timedelta(days=days - 1, hours=23)

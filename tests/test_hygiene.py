@@ -89,8 +89,30 @@ def test_a_deferral_for_the_senders_fault_is_a_block(reason: Reason) -> None:
     assert is_sender_deferral(Outcome.DEFERRED, reason, Fault.SENDER, H)
 
 
+#: The reasons the default policy gives a 4xx refusal of the message's content (a virus, its
+#: media, its size, its headers, an attachment): `deferred` with the fault `message`.
+MESSAGE_REFUSALS = [
+    Reason.VIRUS_DETECTED,
+    Reason.CONTENT_ERROR,
+    Reason.EMAIL_TOO_LARGE,
+    Reason.NOT_COMPLIANT_RFC,
+    Reason.MAILER_ERROR,
+    Reason.POLICY_VIOLATION,
+]
+
+
+@pytest.mark.parametrize("reason", MESSAGE_REFUSALS)
+def test_a_deferral_for_the_messages_fault_is_a_block(reason: Reason) -> None:
+    # RFC 5321 4.2.1: a 451 refusal of the content is the 5xx one (`blocked`, fault `message`),
+    # answered "try later"; the sender must hear of it as of the 5xx one.
+    assert _deferred(reason, Fault.MESSAGE) is Evidence.BLOCKED
+    assert is_sender_deferral(Outcome.DEFERRED, reason, Fault.MESSAGE, H)
+
+
 @pytest.mark.parametrize(
-    "fault", [f for f in Fault if f is not Fault.SENDER], ids=lambda fault: fault.value
+    "fault",
+    [f for f in Fault if f not in (Fault.SENDER, Fault.MESSAGE)],
+    ids=lambda fault: fault.value,
 )
 def test_a_deferral_for_anyone_elses_fault_is_no_block(fault: Fault) -> None:
     assert _deferred(Reason.SYSTEM_ERROR, fault) is Evidence.NEUTRAL
@@ -103,16 +125,18 @@ def test_a_push_back_for_the_senders_fault_is_still_a_push_back() -> None:
     assert _deferred(Reason.AUTH_FAILURE, Fault.SENDER, throttle=True) is Evidence.PUSHBACK
 
 
-def test_an_expiry_after_a_senders_fault_is_neither_a_block_nor_a_strike() -> None:
+@pytest.mark.parametrize("fault", [Fault.SENDER, Fault.MESSAGE], ids=lambda fault: fault.value)
+def test_an_expiry_after_a_refusal_is_neither_a_block_nor_a_strike(fault: Fault) -> None:
     # The deferrals before it were the blocks; giving up on them is no reply of the destination.
-    assert _deferred(Reason.EXPIRED, Fault.SENDER) is Evidence.NEUTRAL
+    assert _deferred(Reason.EXPIRED, fault) is Evidence.NEUTRAL
     counting = HygienePolicy(expiry_exempt_faults=frozenset())
-    assert not is_sender_deferral(Outcome.DEFERRED, Reason.EXPIRED, Fault.SENDER, counting)
+    assert not is_sender_deferral(Outcome.DEFERRED, Reason.EXPIRED, fault, counting)
 
 
 def test_a_soft_reason_stays_a_strike_whatever_fault_a_rule_gave_it() -> None:
     for reason in sorted(H.soft_reasons - {Reason.EXPIRED}):
         assert _deferred(reason, Fault.SENDER) is Evidence.SOFT
+        assert _deferred(reason, Fault.MESSAGE) is Evidence.SOFT
 
 
 def test_only_a_deferral_is_a_sender_deferral() -> None:

@@ -706,12 +706,12 @@ def test_4xx_and_5xx_blocks_count_together_toward_the_throttle(
     assert alert.evidence["blocks"] == T.blocked_count
 
 
-def test_deferrals_that_are_not_the_senders_fault_are_no_blocks(
+def test_deferrals_that_are_not_the_senders_or_the_messages_fault_are_no_blocks(
     session: Session, history: History, frozen_now: datetime
 ) -> None:
-    # Greylisting, a full disk at the destination, a content filter's "try later": deferred,
-    # and none of them the sender's refusal.
-    for fault in (Fault.DESTINATION, Fault.MESSAGE, Fault.NETWORK, Fault.UNKNOWN):
+    # Greylisting, a full disk at the destination, a host that does not answer: deferred, and
+    # none of them a refusal of the sender or of its message.
+    for fault in (Fault.DESTINATION, Fault.NETWORK, Fault.RECIPIENT, Fault.DOMAIN, Fault.UNKNOWN):
         for i, at in enumerate(_block_times(frozen_now, T.blocked_count)):
             history.record(f"{fault.value}{i}@corp.example", at, Outcome.DEFERRED,
                            Reason.POLICY_VIOLATION, fault=fault)  # fmt: skip
@@ -790,6 +790,129 @@ def test_the_engine_retries_deliveries_a_4xx_blocklist_refuses_and_throttles_the
             status = engine.status(f"u{i}@corp.example")
             assert not status.suppressed
             assert status.sendable
+
+
+# ---- 4xx refusals of the message's content: blocks, as their 5xx form is ------------------
+
+#: A virus scanner's refusal answered with a 4xx: `deferred` (RFC 5321 4.2.1), the reason and
+#: fault of its 5xx form, `blocked` with fault `message` (std.virus_text).
+CONTENT_4XX = "451 4.7.1 Virus found"
+
+
+def test_4xx_refusals_of_the_content_at_the_policy_count_within_the_window_throttle_and_alert(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    for i, at in enumerate(_block_times(frozen_now, T.blocked_count)):
+        history.content_4xx(f"u{i}@corp.example", at)
+    throttle = store_hygiene.throttle_for(session, "corp.example", frozen_now + T.blocked_window)
+    assert throttle is not None
+    assert throttle.reason is Reason.VIRUS_DETECTED
+    [action] = _actions(session, ActionKind.THROTTLE)
+    assert action.rule == RULE_BLOCKED_THROTTLE
+    assert action.evidence["blocks"]["in_window"] == T.blocked_count
+    [alert] = _actions(session, ActionKind.ALERT)
+    assert (alert.scope, alert.target, alert.rule) == (
+        ActionScope.SENDER,
+        "corp.example",
+        RULE_BLOCKED,
+    )
+    assert alert.evidence["blocks"] == T.blocked_count
+    assert _suppressed(session) == set()
+
+
+def test_4xx_refusals_of_the_content_one_fewer_than_the_policy_count_alert_but_do_not_throttle(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    for i, at in enumerate(_block_times(frozen_now, T.blocked_count - 1)):
+        history.content_4xx(f"u{i}@corp.example", at)
+    assert _actions(session, ActionKind.THROTTLE) == []
+    [alert] = _actions(session, ActionKind.ALERT)
+    assert (alert.scope, alert.rule) == (ActionScope.SENDER, RULE_BLOCKED)
+    assert alert.evidence["blocks"] == T.blocked_count - 1
+
+
+@pytest.mark.parametrize("nightly", [False, True], ids=["incremental", "nightly"])
+def test_4xx_content_refusals_and_5xx_blocks_count_together_toward_the_throttle(
+    session: Session, history: History, frozen_now: datetime, nightly: bool
+) -> None:
+    # One fewer 5xx block than the count, and the 4xx content refusal that completes it (the
+    # 5xx blocks alone do not throttle); the 4xx refusals of the sender count beside both.
+    rows = []
+    for i, at in enumerate(_block_times(frozen_now, T.blocked_count)):
+        if i % 3 == 0:
+            rows.append(history.event(f"u{i}@corp.example", at, Outcome.DEFERRED,
+                                      Reason.VIRUS_DETECTED, fault=Fault.MESSAGE))  # fmt: skip
+        elif i % 3 == 1:
+            rows.append(history.event(f"u{i}@corp.example", at, Outcome.BLOCKED, Reason.BLOCKED))
+        else:
+            rows.append(history.event(f"u{i}@corp.example", at, Outcome.DEFERRED, Reason.BLOCKED,
+                                      fault=Fault.SENDER))  # fmt: skip
+    if nightly:
+        store_hygiene.evaluate(session, POLICY, rows[-1].at)
+    else:
+        for row in rows:
+            history.run([row], row.at)
+    [throttle] = _actions(session, ActionKind.THROTTLE)
+    assert throttle.evidence["blocks"]["in_window"] == T.blocked_count
+    [alert] = _actions(session, ActionKind.ALERT)
+    assert alert.evidence["blocks"] == T.blocked_count
+
+
+def test_one_4xx_content_refusal_completes_the_count_of_5xx_blocks(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    times = _block_times(frozen_now, T.blocked_count)
+    for i, at in enumerate(times[:-1]):
+        history.blocked(f"u{i}@corp.example", at)
+    assert _actions(session, ActionKind.THROTTLE) == []
+    history.content_4xx("last@corp.example", times[-1])
+    [throttle] = _actions(session, ActionKind.THROTTLE)
+    assert throttle.rule == RULE_BLOCKED_THROTTLE
+    assert throttle.evidence["blocks"]["in_window"] == T.blocked_count
+
+
+def test_4xx_content_refusals_and_their_expiries_suppress_nobody(
+    session: Session, history: History, frozen_now: datetime
+) -> None:
+    # As for the sender's refusals: as long and as often as soft strikes would suppress, each
+    # address refused with a 4xx, then its delivery given up on (the expiry keeps the
+    # message's fault): no strike, and the alert counts the refusals alone.
+    addresses = [f"u{i}@corp.example" for i in range(3)]
+    times = _strike_times(frozen_now, H.soft_strikes + 1, H.soft_span + DAY)
+    for at in times:
+        for address in addresses:
+            history.content_4xx(address, at)
+            history.record(address, at + timedelta(hours=1), Outcome.DEFERRED, Reason.EXPIRED,
+                           kind=EventKind.EXPIRY, fault=Fault.MESSAGE)  # fmt: skip
+    end = times[-1] + DAY
+    store_hygiene.evaluate(session, POLICY, end)
+    store_hygiene.evaluate(session, POLICY, end, full=True)
+    assert _suppressed(session) == set()
+    assert _pending(session) == set()
+    [alert] = _actions(session, ActionKind.ALERT)
+    assert alert.evidence["blocks"] == len(times) * len(addresses)
+
+
+def test_the_engine_alerts_the_sender_and_throttles_a_destination_that_refuses_its_content_with_4xx(
+    db_url: str, clock: FakeClock
+) -> None:
+    # The sender's view, with the default policy's classification of the reply text.
+    with Engine(db_url, clock=clock) as engine:
+        decisions = []
+        for i, at in enumerate(_block_times(clock.now, T.blocked_count)):
+            clock.set(at)
+            decisions.append(engine.record(f"u{i}@corp.example", CONTENT_4XX, message_id=f"m{i}@x"))
+        assert {(d.verdict.outcome, d.verdict.fault) for d in decisions} == {
+            (Outcome.DEFERRED, Fault.MESSAGE)
+        }
+        assert {d.delivery_state for d in decisions} == {DeliveryState.DEFERRED}
+        first = {(a.kind, a.scope, a.rule) for a in decisions[0].actions}
+        assert (ActionKind.ALERT, ActionScope.SENDER, RULE_BLOCKED) in first
+        raised = {(a.kind, a.scope, a.rule) for a in decisions[-1].actions}
+        assert (ActionKind.THROTTLE, ActionScope.DOMAIN, RULE_BLOCKED_THROTTLE) in raised
+        assert engine.throttle_for("corp.example") is not None
+        for i in range(T.blocked_count):
+            assert not engine.status(f"u{i}@corp.example").suppressed
 
 
 # ---- push-backs (421, 452, rate limits) ---------------------------------------------------

@@ -65,6 +65,8 @@ KINDS: dict[str, tuple[Outcome, Reason, dict[str, Any]]] = {
     "blocked": (Outcome.BLOCKED, Reason.BLOCKED, {}),  # 550 5.7.1 policy
     # 450 4.7.1 blocklisted: deferred (RFC 5321 4.2.1), the sender's fault: a block.
     "blocked_4xx": (Outcome.DEFERRED, Reason.BLOCKED, {"fault": Fault.SENDER}),
+    # 451 4.7.1 virus found: deferred, the message's fault: a block too.
+    "content_4xx": (Outcome.DEFERRED, Reason.VIRUS_DETECTED, {"fault": Fault.MESSAGE}),
 }
 
 #: One event to record: (address, time, kind).
@@ -429,13 +431,22 @@ def test_blocks_recorded_newest_first_throttle_the_destination_on_every_path(
 
 
 @pytest.mark.parametrize(
-    "kinds", [("blocked_4xx",), ("blocked", "blocked_4xx")], ids=["4xx", "mixed"]
+    "kinds",
+    [
+        ("blocked_4xx",),
+        ("blocked", "blocked_4xx"),
+        ("content_4xx",),
+        ("blocked", "content_4xx"),
+        ("blocked", "blocked_4xx", "content_4xx"),
+    ],
+    ids=["4xx", "mixed", "content-4xx", "content-mixed", "all-mixed"],
 )
-def test_4xx_refusals_of_the_sender_recorded_newest_first_throttle_on_every_path(
+def test_4xx_refusals_recorded_newest_first_throttle_on_every_path(
     session: Session, frozen_now: datetime, kinds: tuple[str, ...]
 ) -> None:
-    # As the 5xx blocks above: `blocked_count` deferrals of the sender's fault (alone, or
-    # alternating with 5xx blocks) within `blocked_window`, the newest recorded first.
+    # As the 5xx blocks above: `blocked_count` deferrals of the sender's or of the message's
+    # fault (alone, or alternating with 5xx blocks) within `blocked_window`, the newest recorded
+    # first.
     gap = T.blocked_window / T.blocked_count
     times = [frozen_now + i * gap for i in range(T.blocked_count)]
     steps = [(f"u{i}@corp.example", at, kinds[i % len(kinds)]) for i, at in enumerate(times)]
@@ -533,8 +544,8 @@ def _destination_history(seed: int, start: datetime) -> list[Step]:
         domain = rng.choice(["busy.example", "gmail.com", "googlemail.com"])
         steps.append((f"p{i}@{domain}", at(hours - rng.choice([5, 2, 0.5])), "pushback"))
     for i in range(40):
-        # 5xx blocks and 4xx refusals of the sender alike.
-        kind = rng.choice(["blocked", "blocked_4xx"])
+        # 5xx blocks and 4xx refusals of the sender or of its content alike.
+        kind = rng.choice(["blocked", "blocked_4xx", "content_4xx"])
         steps.append((f"b{i}@corp.example", at(hours - rng.choice([4, 0.4])), kind))
     for i in range(rng.randint(20, 30)):
         steps.append((f"x{i}@broken.example", at(2, 2.1), "hard"))

@@ -304,11 +304,14 @@ def test_the_outcome_counts_of_one_domain_read_the_events_index_alone(
 BLOCKED = "554 5.7.1 Service unavailable; Client host blocked using zen.spamhaus.org"
 #: The same refusal answered with a 4xx: deferred, and a block (the sender's fault).
 BLOCKED_4XX = "450 4.7.1 Client host blocked using zen.spamhaus.org"
+#: A refusal of the content answered with a 4xx: deferred, and a block (the message's fault).
+CONTENT_4XX = "451 4.7.1 Virus found"
 
 
 def _block_history(engine: Engine, clock: FakeClock, domains: tuple[str, ...]) -> None:
     """The three days before now of blocks at `domains`, among deliveries and other
-    deferrals: each hour 40 deliveries, 8 greylisting deferrals, a 5xx block and a 4xx one. So
+    deferrals: each hour 40 deliveries, 8 greylisting deferrals, a 5xx block, a 4xx refusal of
+    the sender and one of the content. So
     the block index holds far more than one window of blocks, and a window far more other
     events than blocks, as a store's do, and the planner knows it (it rightly walks a whole
     index of a dozen entries, or reads a window of a few events through any index)."""
@@ -324,6 +327,8 @@ def _block_history(engine: Engine, clock: FakeClock, domains: tuple[str, ...]) -
                 f.events(session, who, 1, at=at, outcome=Outcome.BLOCKED, fault=Fault.SENDER)
                 f.events(session, who, 1, at=at, outcome=Outcome.DEFERRED,
                          reason=Reason.BLOCKED, fault=Fault.SENDER)  # fmt: skip
+                f.events(session, who, 1, at=at, outcome=Outcome.DEFERRED,
+                         reason=Reason.VIRUS_DETECTED, fault=Fault.MESSAGE)  # fmt: skip
         session.commit()
     with engine.db.begin() as conn:
         # The statistics a store's planner has (InnoDB recounts a table's in the background,
@@ -501,12 +506,12 @@ _BLOCK_WINDOW = re.compile(r"\w+\.throttle = (?:0|false) AND \(\w+\.outcome = 'b
 
 
 def test_the_repeated_blocks_windows_read_the_block_index(engine: Engine, clock: FakeClock) -> None:
-    # Days of blocks (5xx, and 4xx refusals of the sender, which count as blocks too) at a
-    # domain of its own and at one learned into Google's group (the fixture's acme.example: the
-    # group's windows list several domains). Then blocks now at each, a 4xx one among them, and
-    # one recorded late: the rule counts the window before each block judged and finds the
-    # blocks after the late one. Each window must be read from the block index by destination
-    # and time, not from every event the destination answered in it.
+    # Days of blocks (5xx, and 4xx refusals of the sender or of the content, which count as
+    # blocks too) at a domain of its own and at one learned into Google's group (the fixture's
+    # acme.example: the group's windows list several domains). Then blocks now at each, 4xx
+    # ones among them, and one recorded late: the rule counts the window before each block
+    # judged and finds the blocks after the late one. Each window must be read from the block
+    # index by destination and time, not from every event the destination answered in it.
     _block_history(engine, clock, ("example.com", "acme.example"))
     statements, _ = _captured(engine)
     engine.record_many(
@@ -514,7 +519,7 @@ def test_the_repeated_blocks_windows_read_the_block_index(engine: Engine, clock:
             ReplyRecord(
                 recipient=f"user{3 * i + k}@{domain}",
                 message_id=f"<k{i}@list.example>",
-                reply=BLOCKED_4XX if i % 2 else BLOCKED,
+                reply=(BLOCKED, BLOCKED_4XX, CONTENT_4XX)[i % 3],
                 at=clock.now - timedelta(minutes=30 - i),
             )
             for i in range(12)
@@ -522,7 +527,7 @@ def test_the_repeated_blocks_windows_read_the_block_index(engine: Engine, clock:
         ]
     )
     late = clock.now - timedelta(minutes=40)
-    engine.record("user9@example.com", BLOCKED_4XX, message_id="<late@list.example>", at=late)
+    engine.record("user9@example.com", CONTENT_4XX, message_id="<late@list.example>", at=late)
     reads = [(sql, params) for sql, params in statements if _BLOCK_WINDOW.search(sql)]
     assert any("count(" in sql for sql, _ in reads), "no count of a window of blocks"
     assert any("count(" not in sql for sql, _ in reads), "no search for late blocks"

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 from deliverability.clock import system_clock
 from deliverability.errors import InputError
 from deliverability.hygiene import (
+    BLOCK_FAULTS,
     BOUNCE_RULES,
     RULE_AMBIGUOUS,
     RULE_BLOCKED,
@@ -408,30 +409,33 @@ def _is_bounce(e: Any, policy: Policy) -> ColumnElement[bool]:
 
 def _is_blocked(e: Any, policy: Policy, *, windowed: bool = False) -> ColumnElement[bool]:
     """A block (`Evidence.BLOCKED`): a `blocked` outcome, or a deferral whose fault is the
-    sender's (`hygiene.is_sender_deferral`: not an expiry, not a soft reason), never a
-    push-back.
+    sender's or the message's (`hygiene.is_sender_deferral`, `BLOCK_FAULTS`: not an expiry,
+    not a soft reason), never a push-back.
 
     `windowed`: for the events of a destination's window, read through the block index
-    (`Event`, `ix_events_blocks`, migration 0013): its WHERE's two terms as written there
-    (`BLOCKS_WHERE`, the values as literals: SQLite matches a partial index's terms as written,
-    and PostgreSQL proves its WHERE from constants, not from parameters), and `outcome IN
-    ('blocked', 'deferred')`, implied by them, which narrows MariaDB's range of its whole index
-    to those two outcomes. Otherwise (the anchors, found by id) the same condition written so
-    that it matches no partial index (`throttle IS false`, the values bound): with a small
+    (`Event`, `ix_events_blocks`, migrations 0013 and 0014): its WHERE's two terms as written
+    there (`BLOCKS_WHERE`, the values as literals: SQLite matches a partial index's terms as
+    written, and PostgreSQL proves its WHERE from constants, not from parameters), and `outcome
+    IN ('blocked', 'deferred')`, implied by them, which narrows MariaDB's range of its whole
+    index to those two outcomes. Otherwise (the anchors, found by id) the same condition written
+    so that it matches no partial index (`throttle IS false`, the values bound): with a small
     history, PostgreSQL would walk the whole block index for them instead of reading their ids.
-    Either way the policy's part (the reasons a sender's deferral leaves out) is checked on the
-    rows of the deferrals alone.
+    Either way the policy's part (the reasons a deferral that blocks leaves out) is checked on
+    the rows of the deferrals alone.
     """
     not_blocks = sorted({*policy.hygiene.soft_reasons, Reason.EXPIRED})
-    words: tuple[Any, ...] = (Outcome.BLOCKED, Outcome.DEFERRED, Fault.SENDER)
+    words: tuple[Any, ...] = (Outcome.BLOCKED, Outcome.DEFERRED, *BLOCK_FAULTS)
     if windowed:
         words = tuple(_literal(word) for word in words)
-    blocked, deferred, sender = words
+    blocked, deferred, *faults = words
     not_pushback = e.throttle == sa.false() if windowed else e.throttle.is_(False)
     return sa.and_(
         e.outcome.in_((Outcome.BLOCKED, Outcome.DEFERRED)),
         not_pushback,
-        sa.or_(e.outcome == blocked, sa.and_(e.outcome == deferred, e.fault == sender)),
+        sa.or_(
+            e.outcome == blocked,
+            sa.and_(e.outcome == deferred, sa.or_(*(e.fault == fault for fault in faults))),
+        ),
         sa.or_(e.outcome == blocked, e.reason.not_in(not_blocks)),
     )
 

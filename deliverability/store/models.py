@@ -34,6 +34,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeEngine
 
+from deliverability.hygiene import BLOCK_FAULTS
 from deliverability.vocabulary import (
     ActionKind,
     ActionScope,
@@ -116,15 +117,19 @@ RECIPIENT_TABLE_OPTIONS = {**MYSQL_TABLE_OPTIONS, "postgresql_with": {"fillfacto
 
 
 #: The WHERE of the block index (`Event`, `ix_events_blocks`), `false` the dialect's way of
-#: writing it: a block is a `blocked` outcome or a deferral of the sender's fault, and never a
-#: push-back (`deliverability.hygiene.evidence_of`; the reasons it leaves out, a policy's, are
-#: checked on the rows). The queries write these two terms exactly so (`store.hygiene.
-#: _is_blocked`): SQLite uses a partial index only for a query whose WHERE holds its terms as
-#: written (https://www.sqlite.org/partialindex.html, section 3).
+#: writing it: a block is a `blocked` outcome or a deferral of the sender's or the message's
+#: fault (`BLOCK_FAULTS`), and never a push-back (`deliverability.hygiene.evidence_of`; the
+#: reasons it leaves out, a policy's, are checked on the rows). The queries write these two
+#: terms exactly so (`store.hygiene._is_blocked`): SQLite uses a partial index only for a query
+#: whose WHERE holds its terms as written (https://www.sqlite.org/partialindex.html, section 3).
+#: The faults are equalities joined by OR, not an IN list, which PostgreSQL would keep as
+#: `= ANY (ARRAY[...])`: so what it reflects reads as the models' WHERE does (the test that
+#: compares the two, tests/test_migrations.py).
 BLOCKS_WHERE = (
     "throttle = {false} AND (outcome = "
-    f"'{Outcome.BLOCKED.value}' OR (outcome = '{Outcome.DEFERRED.value}'"
-    f" AND fault = '{Fault.SENDER.value}'))"
+    f"'{Outcome.BLOCKED.value}' OR (outcome = '{Outcome.DEFERRED.value}' AND ("
+    + " OR ".join(f"fault = '{fault.value}'" for fault in BLOCK_FAULTS)
+    + ")))"
 )
 
 
@@ -236,13 +241,14 @@ class Event(Base):
             sqlite_where=text("throttle = 1"),
             postgresql_where=text("throttle"),
         ),
-        # The blocks: a `blocked` outcome or a deferral of the sender's fault, never a
-        # push-back, for the repeated-blocks rule's windows (hygiene._is_blocked, migration 0013
-        # says why). Partial on SQLite and PostgreSQL, as the push-back index, with the WHERE
-        # the queries hold as written (`BLOCKS_WHERE`). MariaDB has no partial indexes: every
-        # event has an entry there, `outcome` before `at` so that `outcome IN ('blocked',
-        # 'deferred')` narrows the range, `fault` and `throttle` after it so that the other
-        # deferrals are ruled out from the entries (index condition pushdown), not their rows.
+        # The blocks: a `blocked` outcome or a deferral of the sender's or the message's fault,
+        # never a push-back, for the repeated-blocks rule's windows (hygiene._is_blocked,
+        # migrations 0013 and 0014 say why). Partial on SQLite and PostgreSQL, as the push-back
+        # index, with the WHERE the queries hold as written (`BLOCKS_WHERE`). MariaDB has no
+        # partial indexes: every event has an entry there, `outcome` before `at` so that
+        # `outcome IN ('blocked', 'deferred')` narrows the range, `fault` and `throttle` after
+        # it so that the other deferrals are ruled out from the entries (index condition
+        # pushdown), not their rows.
         Index(
             "ix_events_blocks",
             "domain",
