@@ -30,6 +30,32 @@ def ensure_utc(value: datetime) -> datetime:
         raise InputError(f"time {value.isoformat()} is out of range in UTC") from None
 
 
+def aware_utc(value: datetime, what: str = "time") -> datetime:
+    """An aware datetime given to the API, in UTC. A naive one is refused: it is usually a local
+    time (``datetime.now()``) or a UTC time that lost its zone (``datetime.utcnow()``), and
+    taken as UTC the first would be hours off. Text without a zone is another matter: the logs
+    and ISO 8601 fields this project reads write UTC that way (`parse_time`)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InputError(
+            f"{what} {value.isoformat()} has no time zone: give an aware datetime"
+            " (datetime.now(UTC), not datetime.now() or datetime.utcnow()) or ISO 8601 text"
+        )
+    return ensure_utc(value)
+
+
+def given_time(value: datetime | str, what: str = "time") -> datetime:
+    """A time given to the API as an aware datetime (`aware_utc`) or ISO 8601 text
+    (`parse_time`), in UTC; anything else is an InputError naming `what`."""
+    if isinstance(value, str):
+        return parse_time(value)
+    if not isinstance(value, datetime):
+        # A date alone or an epoch number says nothing of the zone or the time of day.
+        raise InputError(
+            f"{what} must be an ISO 8601 string or a datetime, got {type(value).__name__}"
+        )
+    return aware_utc(value, what)
+
+
 def parse_time(text: str) -> datetime:
     """Parse an ISO 8601 time (``Z`` accepted); a time without a zone is UTC."""
     value = text.strip()

@@ -23,7 +23,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from pathlib import Path
 from types import TracebackType
@@ -43,7 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from deliverability.addresses import Address, mx_host_of, normalize_address, normalize_domain
-from deliverability.clock import EARLIEST, Clock, ensure_utc, parse_time, system_clock
+from deliverability.clock import EARLIEST, Clock, aware_utc, given_time, system_clock
 from deliverability.errors import (
     AddressError,
     DeliverabilityError,
@@ -727,7 +727,9 @@ class Engine:
         self.close()
 
     def now(self) -> datetime:
-        return ensure_utc(self._clock())
+        value = self._clock()
+        # The usual case (the system clock) first: this runs once per recorded reply.
+        return value if value.tzinfo is UTC else aware_utc(value, "the clock's time")
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -817,7 +819,7 @@ class Engine:
     def expire_overdue(self, now: datetime | None = None) -> BatchResult:
         """Expire every deferred delivery whose lifetime has run out by `now`, writing an EXPIRY
         event for each (the nightly job calls this). Idempotent."""
-        now = ensure_utc(now) if now is not None else self.now()
+        now = given_time(now, "now") if now is not None else self.now()
         total = BatchResult()
         e = _EVENTS.c
         # Whose trouble the delivery's last deferral was: an expiry after the sender's (a
@@ -946,7 +948,7 @@ class Engine:
     def due_retries(self, now: datetime | None = None, limit: int = 100) -> list[DueRetry]:
         """Deferred deliveries whose next attempt is due, oldest first; never one whose
         destination is paused by a throttle, nor one to a suppressed address."""
-        now = ensure_utc(now) if now is not None else self.now()
+        now = given_time(now, "now") if now is not None else self.now()
         stmt = (
             select(
                 _RECIPIENTS.c.address,
@@ -1088,9 +1090,8 @@ class Engine:
             raise InputError("say who suppresses (by=...)")
         hygiene_store.check_by_length(by)
         now = self.now()
-        if isinstance(until, str):
-            until = parse_time(until)  # as record() takes its `at`
-        until = ensure_utc(until) if until is not None else None
+        # As record() takes its `at`: aware, or ISO 8601 text.
+        until = given_time(until, "until") if until is not None else None
         if until is not None and until <= now:
             # It would be recorded and lift at once: the address never suppressed at all.
             raise InputError(
@@ -1232,7 +1233,7 @@ class Engine:
         once hygiene has closed the actions that ran out. Sendability never waits for it (every
         check compares `suppressed_until` with the time), but `status` and the undeliverable
         report read the standing."""
-        now = ensure_utc(now) if now is not None else self.now()
+        now = given_time(now, "now") if now is not None else self.now()
 
         def work(conn: Connection) -> int:
             lapsed = conn.execute(
@@ -1405,12 +1406,7 @@ class Engine:
             if attempt > MAX_ATTEMPT:
                 raise InputError(f"attempt {attempt} is more than {MAX_ATTEMPT:,}")
         if at is not None and at != "":
-            if not isinstance(at, str | datetime):
-                # A date alone or an epoch number says nothing of the zone or the time of day.
-                raise InputError(
-                    f"time must be an ISO 8601 string or a datetime, got {type(at).__name__}"
-                )
-            when = parse_time(at) if isinstance(at, str) else ensure_utc(at)
+            when = given_time(at)
             if when < EARLIEST:
                 raise InputError(
                     f"time {when.isoformat()} is before {EARLIEST:%Y}: check the field and its"

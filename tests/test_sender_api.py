@@ -4,10 +4,7 @@ several threads, forked workers and beside the nightly job."""
 
 from __future__ import annotations
 
-import multiprocessing
 import re
-import sqlite3
-import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,15 +12,10 @@ from typing import Any
 
 import pytest
 from conftest import FakeClock
-from sqlalchemy import event, func, select
-from sqlalchemy.orm import Session
 
 from deliverability.engine import Engine
 from deliverability.errors import InputError
-from deliverability.nightly import run_nightly
 from deliverability.policy import load_policy
-from deliverability.store.models import Delivery, Event, Recipient
-from deliverability.vocabulary import DeliveryState
 
 POLICY = load_policy()
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,3 +50,102 @@ def test_the_python_examples_of_the_docs_run_as_written(
     assert blocks
     for block in blocks:
         exec(compile(block, doc, "exec"), {})
+
+
+# -- times given to the API -------------------------------------------------------------------
+
+NAIVE = datetime(2026, 11, 2, 11, 0)
+
+
+def test_a_naive_datetime_given_as_the_time_of_a_reply_is_refused_with_the_fix(
+    engine: Engine,
+) -> None:
+    # datetime.now() on a host whose zone is not UTC is a local time: taken as UTC, every reply
+    # would be dated hours off, and still within the day ahead that is accepted.
+    with pytest.raises(InputError, match=r"no time zone.*aware"):
+        engine.record("a@example.com", "250 2.0.0 OK", message_id="m1", at=NAIVE)
+    assert engine.status("a@example.com").history == ()
+
+
+def test_a_naive_datetime_in_a_batch_rejects_that_item_only(engine: Engine) -> None:
+    result = engine.record_many(
+        [
+            {"recipient": "a@example.com", "message_id": "m1", "reply": "250 ok", "at": NAIVE},
+            {"recipient": "b@example.com", "message_id": "m2", "reply": "250 ok"},
+        ]
+    )
+    assert result.recorded == 1
+    assert [r.position for r in result.rejected] == ["1"]
+    assert "no time zone" in result.rejected[0].reason
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda e: e.suppress("a@example.com", "asked by phone", by="support", until=NAIVE),
+        lambda e: e.due_retries(now=NAIVE),
+        lambda e: e.expire_overdue(NAIVE),
+        lambda e: e.lift_lapsed_suppressions(NAIVE),
+    ],
+    ids=["suppress-until", "due_retries-now", "expire_overdue-now", "lift_lapsed-now"],
+)
+def test_every_time_the_api_takes_refuses_a_naive_datetime(
+    engine: Engine, call: Callable[[Engine], Any]
+) -> None:
+    with pytest.raises(InputError, match="no time zone"):
+        call(engine)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda e: e.suppress("a@example.com", "asked by phone", by="support", until=5),
+        lambda e: e.due_retries(now=1764400000),
+        lambda e: e.expire_overdue(datetime(2026, 11, 2).date()),
+    ],
+    ids=["suppress-until", "due_retries-now", "expire_overdue-now"],
+)
+def test_a_time_that_is_neither_a_datetime_nor_iso_text_is_an_input_error(
+    engine: Engine, call: Callable[[Engine], Any]
+) -> None:
+    with pytest.raises(InputError, match="ISO 8601 string or a datetime"):
+        call(engine)
+
+
+def test_due_retries_takes_its_time_as_iso_text_as_record_takes_at(
+    engine: Engine, clock: FakeClock
+) -> None:
+    engine.record("a@example.com", "451 4.3.0 try later", message_id="m1")
+    later = (clock.now + timedelta(hours=1)).astimezone(UTC).isoformat()
+    assert [r.message_id for r in engine.due_retries(now=later)] == ["m1"]
+
+
+def test_a_clock_that_returns_a_naive_time_is_refused_when_first_read(db_url: str) -> None:
+    with (
+        Engine(db_url, policy=POLICY, clock=lambda: NAIVE) as e,
+        pytest.raises(InputError, match="no time zone"),
+    ):
+        e.filter_sendable(["a@example.com"])
+
+
+def test_aware_times_in_any_zone_and_iso_offsets_are_the_same_instant(
+    engine: Engine, clock: FakeClock
+) -> None:
+    # Europe/Berlin falls back on 2026-10-25: 02:30 happens twice, an hour apart.
+    from zoneinfo import ZoneInfo
+
+    berlin = ZoneInfo("Europe/Berlin")
+    first = datetime(2026, 10, 25, 2, 30, tzinfo=berlin)
+    second = datetime(2026, 10, 25, 2, 30, tzinfo=berlin, fold=1)
+    engine.record("a@example.com", "451 4.3.0 try later", message_id="dst", at=first)
+    engine.record("a@example.com", "451 4.3.0 try later", message_id="dst", at=second)
+    again = engine.record(
+        "a@example.com", "451 4.3.0 try later", message_id="dst", at="2026-10-25T02:30:00+01:00"
+    )
+    assert again.duplicate  # the second 02:30, given as text with its offset
+    times = sorted(e.at for e in engine.status("a@example.com").history)
+    assert times == [
+        datetime(2026, 10, 25, 0, 30, tzinfo=UTC),
+        datetime(2026, 10, 25, 1, 30, tzinfo=UTC),
+    ]
+    assert all(t.tzinfo is not None and t.utcoffset() == timedelta(0) for t in times)
