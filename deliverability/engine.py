@@ -118,6 +118,8 @@ CHUNK_SIZE = 2000
 _DUE_PAGE_MAX = 10_000
 #: Up to this many paused domains, `due_retries` leaves them out in its SQL.
 _DUE_PAUSED_IN_SQL = 1_000
+#: The most addresses asked about in one statement (`sendable_with_reasons`).
+_ASK_CHUNK = 5_000
 #: How many recent events `status` shows.
 HISTORY_LENGTH = 10
 
@@ -915,6 +917,13 @@ class Engine:
     def sendable_with_reasons(self, addresses: Iterable[str]) -> tuple[list[str], dict[str, str]]:
         """(addresses that may be sent to now, {address: why not} for the rest). An item that
         is not an address is among the rest, with the problem as its reason."""
+        if isinstance(addresses, str | bytes):
+            # Iterated, a string is its characters, none of them an address: the answer would
+            # be that nothing may be sent to.
+            raise InputError(
+                f"give a list of addresses, not one string ({addresses!r}): [address], or"
+                " is_sendable(address)"
+            )
         now = self.now()
         sendable: list[str] = []
         reasons: dict[str, str] = {}
@@ -945,7 +954,16 @@ class Engine:
         """The throttle in force for a recipient domain now (its provider group's when the
         policy maps it, or when it was learned to belong to one): paused until when, and the
         suggested maximum rate; None when there is none."""
-        target = normalize_domain(domain)
+        if not isinstance(domain, str):
+            raise InputError(f"throttle_for takes a domain, got {type(domain).__name__}")
+        if "@" in domain:
+            raise InputError(
+                f"throttle_for takes a domain, not an address ({domain!r}): give the part after @"
+            )
+        try:
+            target = normalize_domain(domain)
+        except AddressError as err:
+            raise InputError(f"throttle_for takes a domain: {domain!r}: {err.problem}") from None
         with Session(self.db) as session:
             return hygiene_store.throttle_for(session, target, self.now(), policy=self.policy)
 
@@ -1021,6 +1039,8 @@ class Engine:
     def status(self, address: str, history: int = HISTORY_LENGTH) -> RecipientStatus:
         """Where `address` stands: standing, reason, suppression, last reply, counters and its
         last `history` events."""
+        if isinstance(history, bool) or not isinstance(history, int) or history < 0:
+            raise InputError(f"history must be a whole number, 0 or more, got {history!r}")
         normal = normalize_address(address)
         now = self.now()
         with self.db.connect() as conn:
@@ -2073,16 +2093,22 @@ class Engine:
             return {}
         out: dict[str, str] = {}
         domains = {k.rsplit("@", 1)[1] for k in keys}
+        unique = sorted(set(keys))
+        # In pieces whatever the caller's batch (`chunk_size` may be raised for record_many):
+        # one parameter per key, and PostgreSQL takes at most 65,535 in a statement.
         with self.db.connect() as conn:
-            for row in conn.execute(_SUPPRESSED_AMONG, {"now": now, "keys": sorted(set(keys))}):
-                until = f" until {row.suppressed_until.isoformat()}" if row.suppressed_until else ""
-                why = f"reason: {row.reason.value}"
-                if row.rule == "manual" and row.detail:
-                    # A person's own words say more than the reason name.
-                    why = f"by {row.created_by}: {row.detail}"
-                out[row.address_key] = (
-                    f"suppressed since {row.standing_since.isoformat()}{until} ({why})"
-                )
+            for start in range(0, len(unique), _ASK_CHUNK):
+                part = unique[start : start + _ASK_CHUNK]
+                for row in conn.execute(_SUPPRESSED_AMONG, {"now": now, "keys": part}):
+                    until = row.suppressed_until
+                    when = f" until {until.isoformat()}" if until else ""
+                    why = f"reason: {row.reason.value}"
+                    if row.rule == "manual" and row.detail:
+                        # A person's own words say more than the reason name.
+                        why = f"by {row.created_by}: {row.detail}"
+                    out[row.address_key] = (
+                        f"suppressed since {row.standing_since.isoformat()}{when} ({why})"
+                    )
             # Asked once: the pause of a domain never throttled itself is its group's (listed
             # in the policy or learned from its MX host), and the answer names the group.
             groups = hygiene_store.groups_of(conn, domains, self.policy)

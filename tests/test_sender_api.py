@@ -242,3 +242,77 @@ def test_a_limit_of_zero_lists_nothing(engine: Engine, clock: FakeClock) -> None
     clock.advance(timedelta(hours=1))
     assert engine.due_retries(limit=0) == []
     assert len(engine.due_retries(limit=1)) == 1
+
+
+# -- asking before a send ---------------------------------------------------------------------
+
+
+def test_filter_sendable_over_a_list_keeps_order_and_duplicates_and_leaves_out_the_rest(
+    engine: Engine,
+) -> None:
+    engine.record("Jörg@Bücher.example", "550 5.1.1 no such user", message_id="m1")
+    engine.record("bob@example.org", "550 5.1.1 no such user", message_id="m2")
+    given = [
+        "alice@example.com",
+        "jörg@xn--bcher-kva.example",  # the same address, its domain as an A-label
+        "BOB@EXAMPLE.ORG",
+        "alice@example.com",
+        "not an address",
+        "carol@Example.NET",
+    ]
+    sendable, why = engine.sendable_with_reasons(given)
+    assert sendable == ["alice@example.com", "alice@example.com", "carol@Example.NET"]
+    assert engine.filter_sendable(given) == sendable
+    assert set(why) == {"jörg@xn--bcher-kva.example", "BOB@EXAMPLE.ORG", "not an address"}
+    assert why["not an address"].startswith("not an email address")
+    assert engine.why_not_sendable("bob@example.org") == why["BOB@EXAMPLE.ORG"]
+
+
+def test_filter_sendable_asks_in_pieces_whatever_the_engines_chunk_size(
+    db_url: str, clock: FakeClock
+) -> None:
+    # A sender that raised chunk_size for record_many made filter_sendable send one statement
+    # with every address of the list: PostgreSQL takes at most 65,535 parameters.
+    count = 66_000
+    with Engine(db_url, policy=POLICY, clock=clock, chunk_size=100_000) as e:
+        e.record(f"u{count - 1}@example.com", "550 5.1.1 no such user", message_id="m1")
+        sendable = e.filter_sendable(f"u{i}@example.com" for i in range(count))
+    assert len(sendable) == count - 1
+
+
+@pytest.mark.parametrize("call", ["filter_sendable", "sendable_with_reasons"])
+def test_a_single_address_given_for_a_list_is_an_input_error_not_an_empty_answer(
+    engine: Engine, call: str
+) -> None:
+    # Iterated, a string is its characters: none is an address, so the answer was [].
+    with pytest.raises(InputError, match="a list of addresses"):
+        getattr(engine, call)("alice@example.com")
+
+
+@pytest.mark.parametrize("given", ["alice@example.com", None, "not a domain"])
+def test_throttle_for_names_what_is_wrong_with_what_it_was_given(
+    engine: Engine, given: Any
+) -> None:
+    with pytest.raises(InputError, match="throttle_for takes a domain") as err:
+        engine.throttle_for(given)
+    assert "not an email address" not in str(err.value)
+
+
+def test_throttle_for_answers_for_a_domain_of_a_paused_provider_group(
+    engine: Engine, clock: FakeClock
+) -> None:
+    engine.record("p@yahoo.com", YAHOO_PUSHBACK, message_id="p")
+    throttle = engine.throttle_for("YMAIL.com.")
+    assert throttle is not None
+    assert throttle.destination == "yahoo"
+    assert throttle.paused_until > clock.now
+    assert engine.why_not_sendable("someone@ymail.com") is not None
+
+
+@pytest.mark.parametrize("history", [-1, "5", 1.5])
+def test_a_history_length_that_is_not_a_whole_number_of_zero_or_more_is_an_input_error(
+    engine: Engine, history: Any
+) -> None:
+    engine.record("a@example.com", "250 2.0.0 OK", message_id="m1")
+    with pytest.raises(InputError, match="history must be a whole number"):
+        engine.status("a@example.com", history=history)
