@@ -31,6 +31,7 @@ from typing import Any, Literal, cast
 
 from sqlalchemy import (
     Connection,
+    String,
     Table,
     and_,
     bindparam,
@@ -124,6 +125,8 @@ _ASK_CHUNK = 5_000
 HISTORY_LENGTH = 10
 
 _EVENTS = cast(Table, Event.__table__)
+#: The longest idempotency key a caller may give (`events.key`; the engine's are 64 hex digits).
+_KEY_LENGTH = cast(int, cast(String, _EVENTS.c.key.type).length)
 _RECIPIENTS = cast(Table, Recipient.__table__)
 _DELIVERIES = cast(Table, Delivery.__table__)
 _ACTIONS = cast(Table, Action.__table__)
@@ -1469,6 +1472,12 @@ class Engine:
             raise InputError(f"mx_host must be a string, got {type(mx_host).__name__}")
         if key is not None and not isinstance(key, str):
             raise InputError(f"key must be a string, got {type(key).__name__}")
+        if key and (len(key) > _KEY_LENGTH or "\x00" in key):
+            # Refused here, item by item: PostgreSQL and MariaDB refuse it in the chunk's
+            # statements, and the whole batch with it (PostgreSQL's text holds no NUL).
+            if "\x00" in key:
+                raise InputError("key contains a NUL character")
+            raise InputError(f"key is longer than {_KEY_LENGTH} characters")
         if mx_host is not None or key is not None:
             for field_name, value in (("mx_host", mx_host), ("key", key)):
                 problem = None if value is None else not_unicode(field_name, value)

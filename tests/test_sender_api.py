@@ -316,3 +316,29 @@ def test_a_history_length_that_is_not_a_whole_number_of_zero_or_more_is_an_input
     engine.record("a@example.com", "250 2.0.0 OK", message_id="m1")
     with pytest.raises(InputError, match="history must be a whole number"):
         engine.status("a@example.com", history=history)
+
+
+# -- recording after each reply ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [("k" * 65, "key is longer than 64 characters"), ("a\x00b", "key contains a NUL character")],
+    ids=["too-long", "nul"],
+)
+def test_a_key_no_database_can_store_rejects_that_item_and_the_batch_goes_on(
+    engine: Engine, key: str, problem: str
+) -> None:
+    # PostgreSQL and MariaDB refused the whole chunk (a DataError out of record_many); SQLite
+    # stored the key as it was.
+    items: list[dict[str, Any]] = [
+        {"recipient": f"u{i}@example.com", "message_id": f"m{i}", "reply": "250 2.0.0 OK"}
+        for i in range(5)
+    ]
+    items[2]["key"] = key
+    result = engine.record_many(items)
+    assert result.recorded == 4
+    assert [(r.position, r.reason) for r in result.rejected] == [("3", problem)]
+    with pytest.raises(InputError, match=problem):
+        engine.record("v@example.com", "250 2.0.0 OK", message_id="m9", key=key)
+    assert engine.record("v@example.com", "250 2.0.0 OK", message_id="m9", key="k" * 64).attempt
