@@ -53,6 +53,7 @@ __all__ = [
     "Input",
     "NightlySummary",
     "SourceProgress",
+    "bookkeeping_sessions",
     "expand_paths",
     "ingest_paths",
     "rolled_back",
@@ -283,6 +284,16 @@ def _seen_messages(session: Session, keys: list[str]) -> set[str]:
 ProgressFn = Callable[[str, int], None]
 
 
+def bookkeeping_sessions(engine: Engine) -> Callable[[], Session]:
+    """The sessions `ingest_paths` keeps its bookkeeping with (offsets, seen messages, rejected
+    input). On SQLite their transactions take the write lock at BEGIN (`write_engine`): one that
+    began as a reader and then wrote failed at once with "database is locked" when a sender had
+    committed in between (SQLITE_BUSY_SNAPSHOT, which the busy timeout does not wait on:
+    https://www.sqlite.org/rescode.html#busy_snapshot), and stopped the job beside a live sender.
+    The engine's own `db` is read at each call: a dry run swaps it (`rolled_back`)."""
+    return lambda: Session(write_engine(engine.db))
+
+
 def ingest_paths(
     recorder: Engine,
     session_factory: Callable[[], Session],
@@ -301,7 +312,8 @@ def ingest_paths(
     """Read every new input under `paths` and record it with `recorder` (an `Engine`).
 
     `session_factory` gives sessions for the bookkeeping rows (offsets, seen messages, rejected
-    input); their transactions commit after each chunk, once the chunk's events are recorded.
+    input): `bookkeeping_sessions(recorder)`; their transactions commit after each chunk, once
+    the chunk's events are recorded.
     With `strict`, the first item that cannot be read stops the run (IngestError); what was
     recorded before it stays. `verp` says how a VERP return path encodes the recipient. Folders
     are walked without the files in `skip` (by default the recorder's own SQLite files).
@@ -601,13 +613,9 @@ def run_nightly(
     from deliverability.store import hygiene as hygiene_store
 
     summary = NightlySummary(now=now)
-
-    def sessions() -> Session:
-        return Session(engine.db)
-
     ingest_paths(
         engine,
-        sessions,
+        bookkeeping_sessions(engine),
         paths,
         now=now,
         fmt=fmt,

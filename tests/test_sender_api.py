@@ -4,19 +4,25 @@ several threads, forked workers and beside the nightly job."""
 
 from __future__ import annotations
 
+import json
 import re
+import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from conftest import FakeClock
+from sqlalchemy import Engine as SAEngine
 from sqlalchemy import event
 
 from deliverability import engine as engine_module
+from deliverability.cli import cli
 from deliverability.engine import Engine
 from deliverability.errors import InputError
+from deliverability.nightly import run_nightly
 from deliverability.policy import load_policy
 
 POLICY = load_policy()
@@ -342,3 +348,74 @@ def test_a_key_no_database_can_store_rejects_that_item_and_the_batch_goes_on(
     with pytest.raises(InputError, match=problem):
         engine.record("v@example.com", "250 2.0.0 OK", message_id="m9", key=key)
     assert engine.record("v@example.com", "250 2.0.0 OK", message_id="m9", key="k" * 64).attempt
+
+
+# -- the sender beside the nightly job on one SQLite file -------------------------------------
+
+
+@pytest.fixture
+def sender_commits_between_reads_and_writes(tmp_path: Path) -> Iterator[list[int]]:
+    """After every statement that reads the ingest bookkeeping (`ingest_sources`), a sender
+    process commits a write to the same SQLite file, if it can have the write lock at once: the
+    moment a sender's `record()` lands in the middle of the nightly job's own transactions.
+    Yields the list of the sender's commits."""
+    path = tmp_path / "deliverability.db"
+    commits: list[int] = []
+
+    def sender_writes(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "FROM ingest_sources" not in statement:
+            return
+        sender = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            sender.execute(f"PRAGMA user_version = {len(commits) + 1}")
+            commits.append(1)
+        except sqlite3.OperationalError:
+            pass  # the job holds the write lock: the sender waits its turn
+        finally:
+            sender.close()
+
+    event.listen(SAEngine, "after_cursor_execute", sender_writes)
+    try:
+        yield commits
+    finally:
+        event.remove(SAEngine, "after_cursor_execute", sender_writes)
+
+
+def _reply_log(tmp_path: Path) -> Path:
+    log = tmp_path / "replies.jsonl"
+    lines = [
+        {
+            "at": f"2026-11-02T0{i}:00:00Z",
+            "recipient": f"u{i}@example.com",
+            "message_id": f"m{i}",
+            "attempt": 1,
+            "reply": "250 2.0.0 OK",
+        }
+        for i in range(3)
+    ]
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return log
+
+
+def test_the_nightly_job_waits_for_a_sender_instead_of_failing_with_database_is_locked(
+    tmp_path: Path, clock: FakeClock, sender_commits_between_reads_and_writes: list[int]
+) -> None:
+    # Its bookkeeping transactions began as readers: a sender's commit after their first read
+    # made their first write fail at once (SQLITE_BUSY_SNAPSHOT, not waited for), and the job
+    # stopped with exit 75 while the sender was recording.
+    log = _reply_log(tmp_path)
+    with Engine(f"sqlite:///{tmp_path / 'deliverability.db'}", policy=POLICY, clock=clock) as e:
+        summary = run_nightly(e, [log], now=clock.now)
+    assert summary.recorded == 3
+    assert [s.recorded for s in summary.sources] == [3]
+
+
+def test_the_ingest_command_waits_for_a_sender_instead_of_failing_with_database_is_locked(
+    tmp_path: Path, sender_commits_between_reads_and_writes: list[int]
+) -> None:
+    log = _reply_log(tmp_path)
+    url = f"sqlite:///{tmp_path / 'deliverability.db'}"
+    result = CliRunner().invoke(
+        cli, ["--database-url", url, "ingest", str(log), "--now", "2026-11-02T12:00:00Z"]
+    )
+    assert result.exit_code == 0, result.output

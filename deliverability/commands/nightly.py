@@ -26,6 +26,7 @@ from deliverability.ingest.messages import DEFAULT_VERP, VerpFormat
 from deliverability.nightly import (
     FORMATS,
     NightlySummary,
+    bookkeeping_sessions,
     ingest_paths,
     rolled_back,
     run_nightly,
@@ -333,7 +334,7 @@ def ingest(
     with app.engine(clock=lambda: now) as engine:
         summary = ingest_paths(
             engine,
-            lambda: Session(engine.db),
+            bookkeeping_sessions(engine),
             paths,
             now=now,
             fmt=fmt,
