@@ -5,8 +5,10 @@ several threads, forked workers and beside the nightly job."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import re
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +18,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import FakeClock
 from sqlalchemy import Engine as SAEngine
-from sqlalchemy import event
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
 
 from deliverability import engine as engine_module
 from deliverability.cli import cli
@@ -24,6 +27,7 @@ from deliverability.engine import Engine
 from deliverability.errors import InputError
 from deliverability.nightly import run_nightly
 from deliverability.policy import load_policy
+from deliverability.store.models import Delivery, Event, Recipient
 
 POLICY = load_policy()
 ROOT = Path(__file__).resolve().parent.parent
@@ -419,3 +423,71 @@ def test_the_ingest_command_waits_for_a_sender_instead_of_failing_with_database_
         cli, ["--database-url", url, "ingest", str(log), "--now", "2026-11-02T12:00:00Z"]
     )
     assert result.exit_code == 0, result.output
+
+
+# -- one Engine from several threads, and from forked workers ---------------------------------
+
+
+def _counts(engine: Engine) -> tuple[int, int, int]:
+    with Session(engine.db) as s:
+        return (
+            int(s.scalar(select(func.count()).select_from(Event)) or 0),
+            int(s.scalar(select(func.sum(Recipient.events_count))) or 0),
+            int(s.scalar(select(func.count()).select_from(Delivery)) or 0),
+        )
+
+
+def test_one_engine_shared_by_threads_records_and_answers_as_one_thread_would(
+    engine: Engine,
+) -> None:
+    threads, each = 4, 60
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads)
+
+    def sender(k: int) -> None:
+        try:
+            start.wait()
+            for i in range(each):
+                # The same ten addresses in every thread: their counters are shared.
+                address = f"t{i % 10}@d{i % 3}.example.com"
+                reply = "250 2.0.0 OK" if i % 3 else "451 4.3.0 try later"
+                engine.record(address, reply, message_id=f"w{k}-{i}")
+                if i % 10 == 0:
+                    engine.filter_sendable([f"t{j}@d{j % 3}.example.com" for j in range(10)])
+                    engine.due_retries(limit=10)
+                    engine.status(address)
+        except BaseException as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    workers = [threading.Thread(target=sender, args=(k,)) for k in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert errors == []
+    assert _counts(engine) == (threads * each, threads * each, threads * each)
+
+
+def _record_in_child(engine: Engine, k: int) -> None:
+    for i in range(20):
+        engine.record(f"c{k}-{i % 5}@example.com", "451 4.3.0 try later", message_id=f"c{k}-{i}")
+        engine.filter_sendable([f"c{k}-{j}@example.com" for j in range(5)])
+
+
+def test_an_engine_opened_before_a_fork_serves_the_parent_and_its_forked_workers(
+    engine: Engine,
+) -> None:
+    # A sender that opens its Engine and then forks workers (multiprocessing, a pre-forking
+    # server): the workers used the parent's pooled connections, so on PostgreSQL two processes
+    # spoke on one socket ("another command is already in progress") and the parent's own
+    # connection was lost.
+    engine.record("parent@example.com", "250 2.0.0 OK", message_id="p1")
+    fork = multiprocessing.get_context("fork")
+    children = [fork.Process(target=_record_in_child, args=(engine, k)) for k in range(2)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(120)
+    assert [c.exitcode for c in children] == [0, 0]
+    engine.record("parent@example.com", "250 2.0.0 OK", message_id="p2")
+    assert _counts(engine) == (42, 42, 42)

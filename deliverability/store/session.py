@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -130,9 +131,34 @@ def create_engine(url: str | None = None, **kwargs: Any) -> Engine:
         raise StoreError(f"cannot use database {mask_url(resolved)}: {_why(err)}{fix}") from None
     except (exc.ArgumentError, exc.NoSuchModuleError, ValueError) as err:
         raise StoreError(f"cannot use database {mask_url(resolved)}: {_why(err)}") from None
+    in_memory = engine.dialect.name == "sqlite" and parsed.database in (None, "", ":memory:")
     if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine, in_memory=parsed.database in (None, "", ":memory:"))
+        _configure_sqlite(engine, in_memory=in_memory)
+    if not in_memory:
+        # An in-memory database lives in its connection: a child keeps its copy of it.
+        _OPEN_ENGINES.add(engine)
     return engine
+
+
+#: Every engine made here, so that a forked child starts with pools of its own.
+_OPEN_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _forget_inherited_connections() -> None:
+    """In a forked child: drop, without closing, the connections every engine's pool inherited
+    from the parent, so that the child opens its own. A connection used by two processes
+    corrupts both conversations (PostgreSQL's socket answers whichever reads first; a SQLite
+    handle must not cross a fork: https://www.sqlite.org/howtocorrupt.html section 2.6), and
+    closing it in the child would end the parent's session. This is SQLAlchemy's recipe,
+    ``engine.dispose(close=False)`` in the child
+    (https://docs.sqlalchemy.org/en/20/core/pooling.html#using-connection-pools-with-multiprocessing-or-os-fork).
+    """
+    for engine in list(_OPEN_ENGINES):
+        engine.dispose(close=False)
+
+
+if hasattr(os, "register_at_fork"):  # POSIX: no fork elsewhere
+    os.register_at_fork(after_in_child=_forget_inherited_connections)
 
 
 #: Options read from the URL's query string (and removed from it before the driver sees it), so
