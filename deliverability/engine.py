@@ -1174,17 +1174,17 @@ class Engine:
                 # described, or an earlier person's words): that stays the why.
                 if existing.detail:
                     detail = _cut(f"{existing.detail}; {by}: {reason}", TEXT_LENGTH)
-                conn.execute(
-                    update(_ACTIONS)
-                    .where(_ACTIONS.c.id == action_id)
-                    .values(
-                        updated_at=now,
-                        detail=detail,
-                        raised_count=existing.raised_count + 1,
-                        expires_at=expires,
-                        status=ActionStatus.OPEN,
-                    )
-                )
+                refreshed: dict[str, Any] = {
+                    "updated_at": now,
+                    "detail": detail,
+                    "raised_count": existing.raised_count + 1,
+                    "expires_at": expires,
+                    "status": ActionStatus.OPEN,
+                }
+                if coded is not Reason.UNDEFINED:
+                    # The reason named now is the standing's (below): the action says the same.
+                    refreshed["reason"] = coded
+                conn.execute(update(_ACTIONS).where(_ACTIONS.c.id == action_id).values(**refreshed))
             else:
                 action_id = _manual_action(
                     conn,

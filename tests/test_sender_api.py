@@ -27,7 +27,8 @@ from deliverability.engine import Engine
 from deliverability.errors import InputError
 from deliverability.nightly import run_nightly
 from deliverability.policy import load_policy
-from deliverability.store.models import Delivery, Event, Recipient
+from deliverability.store.models import Action, Delivery, Event, Recipient
+from deliverability.vocabulary import ActionKind, ActionStatus, Reason
 
 POLICY = load_policy()
 ROOT = Path(__file__).resolve().parent.parent
@@ -491,3 +492,49 @@ def test_an_engine_opened_before_a_fork_serves_the_parent_and_its_forked_workers
     assert [c.exitcode for c in children] == [0, 0]
     engine.record("parent@example.com", "250 2.0.0 OK", message_id="p2")
     assert _counts(engine) == (42, 42, 42)
+
+
+# -- managing addresses by hand ---------------------------------------------------------------
+
+
+def test_a_refresh_with_a_reason_name_gives_the_action_the_reason_the_standing_has(
+    engine: Engine, clock: FakeClock
+) -> None:
+    # The recipient took the reason named by the refresh and its suppress action kept
+    # "undefined": `deliverability actions` and `status` disagreed on why.
+    engine.suppress("Manual@Example.com", "asked by phone", by="support")
+    clock.advance(timedelta(hours=1))
+    engine.suppress("manual@example.com", "user_unknown", by="ops")
+    with Session(engine.db) as s:
+        action = s.scalars(select(Action)).one()
+    status = engine.status("MANUAL@example.com")
+    assert status.reason is Reason.USER_UNKNOWN
+    assert action.reason is Reason.USER_UNKNOWN
+    assert (action.created_by, action.detail) == ("support", "asked by phone; ops: user_unknown")
+    assert status.why_not is not None
+    assert status.why_not.endswith("(by support: asked by phone; ops: user_unknown)")
+
+
+def test_unsuppress_resolves_the_suppression_and_records_who_lifted_it_and_why(
+    engine: Engine, clock: FakeClock
+) -> None:
+    engine.record("a@example.com", "550 5.1.1 no such user", message_id="m1")
+    clock.advance(timedelta(hours=1))
+    release = engine.unsuppress("A@example.com", by="support", reason="confirmed by the owner")
+    assert engine.is_sendable("a@example.com")
+    with Session(engine.db) as s:
+        hygiene, released = s.scalars(select(Action).order_by(Action.id)).all()
+    assert released.id == release
+    assert (hygiene.kind, hygiene.status, hygiene.resolved_by) == (
+        ActionKind.SUPPRESS,
+        ActionStatus.RESOLVED,
+        "support",
+    )
+    assert (released.kind, released.created_by, released.detail) == (
+        ActionKind.RELEASE,
+        "support",
+        "confirmed by the owner",
+    )
+    assert released.evidence == {"released": hygiene.id}
+    with pytest.raises(InputError, match="is not suppressed"):
+        engine.unsuppress("a@example.com", by="support")
