@@ -538,3 +538,21 @@ def test_unsuppress_resolves_the_suppression_and_records_who_lifted_it_and_why(
     assert released.evidence == {"released": hygiene.id}
     with pytest.raises(InputError, match="is not suppressed"):
         engine.unsuppress("a@example.com", by="support")
+
+
+def test_a_reply_recorded_again_with_its_time_or_attempt_is_one_event_and_without_two(
+    engine: Engine, clock: FakeClock
+) -> None:
+    at = clock.now.isoformat()
+    first = engine.record("a@example.com", "451 4.3.0 try later", message_id="m1", at=at)
+    clock.advance(timedelta(seconds=5))
+    again = engine.record("a@example.com", "451 4.3.0 try later", message_id="m1", at=at)
+    assert (first.duplicate, again.duplicate, again.attempt) == (False, True, 1)
+    numbered = engine.record("b@example.com", "451 4.3.0 later", message_id="m2", attempt=1)
+    clock.advance(timedelta(seconds=5))
+    assert engine.record("b@example.com", "451 4.3.0 later", message_id="m2", attempt=1).duplicate
+    assert numbered.attempt == 1
+    engine.record("c@example.com", "451 4.3.0 try later", message_id="m3")
+    clock.advance(timedelta(seconds=5))
+    undated = engine.record("c@example.com", "451 4.3.0 try later", message_id="m3")
+    assert (undated.duplicate, undated.attempt) == (False, 2)
