@@ -992,7 +992,15 @@ class Engine:
             .where(
                 d.state == DeliveryState.DEFERRED,
                 d.next_attempt_at <= now,
-                or_(d.expires_at.is_(None), d.expires_at > now),
+                # Within the lifetime, or the last retry: the state machine sets it at the
+                # give-up time (RFC 5321 4.5.4.1), or after it when a pause ends later, and a
+                # deferral then expires the delivery. It stays due until that reply, or until
+                # `expire_overdue` gives up without it.
+                or_(
+                    d.expires_at.is_(None),
+                    d.expires_at > now,
+                    d.next_attempt_at >= d.expires_at,
+                ),
                 ~_suppressed_at(bindparam("now", now, type_=UTCDateTime())),
             )
             .order_by(d.next_attempt_at, d.id)

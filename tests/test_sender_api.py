@@ -28,7 +28,7 @@ from deliverability.errors import InputError
 from deliverability.nightly import run_nightly
 from deliverability.policy import load_policy
 from deliverability.store.models import Action, Delivery, Event, Recipient
-from deliverability.vocabulary import ActionKind, ActionStatus, Reason
+from deliverability.vocabulary import ActionKind, ActionStatus, DeliveryState, Reason
 
 POLICY = load_policy()
 ROOT = Path(__file__).resolve().parent.parent
@@ -556,3 +556,30 @@ def test_a_reply_recorded_again_with_its_time_or_attempt_is_one_event_and_withou
     clock.advance(timedelta(seconds=5))
     undated = engine.record("c@example.com", "451 4.3.0 try later", message_id="m3")
     assert (undated.duplicate, undated.attempt) == (False, 2)
+
+
+def test_the_last_retry_at_the_give_up_time_is_offered_and_its_deferral_expires_the_delivery(
+    engine: Engine, clock: FakeClock
+) -> None:
+    # docs/api.md: "the last retry at the give-up time". Its next attempt is the give-up time
+    # itself, and due_retries asked for a lifetime still running after now: no time was both,
+    # so the last retry was never offered and the delivery expired without it.
+    decision = engine.record("a@example.com", "451 4.3.0 try later", message_id="m1")
+    offered = []
+    while decision.delivery_state is DeliveryState.DEFERRED and len(offered) < 50:
+        # The sender's loop wakes up a minute after the next attempt it was told of.
+        assert decision.next_attempt_at is not None
+        clock.set(decision.next_attempt_at + timedelta(minutes=1))
+        due = engine.due_retries()
+        if not due:
+            break
+        (retry,) = due
+        offered.append(retry)
+        decision = engine.record(
+            "a@example.com", "451 4.3.0 try later", message_id="m1", attempt=retry.attempt
+        )
+    last = offered[-1]
+    assert last.expires_at == datetime(2026, 11, 2, 12, 0, tzinfo=UTC) + POLICY.backoff.lifetime
+    assert last.next_attempt_at == last.expires_at
+    assert decision.delivery_state is DeliveryState.EXPIRED
+    assert engine.due_retries(now=clock.now + timedelta(days=1)) == []
