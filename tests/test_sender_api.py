@@ -33,6 +33,7 @@ from deliverability.vocabulary import ActionKind, ActionStatus, DeliveryState, R
 POLICY = load_policy()
 ROOT = Path(__file__).resolve().parent.parent
 #: Yahoo's push-back: the provider group is paused for an hour (the shipped provider rules).
+MAILBOX_FULL = "452 4.2.2 mailbox full"
 YAHOO_PUSHBACK = (
     "421 4.7.0 [TSS04] Messages from 203.0.113.25 temporarily deferred due to unexpected volume"
 )
@@ -583,3 +584,19 @@ def test_the_last_retry_at_the_give_up_time_is_offered_and_its_deferral_expires_
     assert last.next_attempt_at == last.expires_at
     assert decision.delivery_state is DeliveryState.EXPIRED
     assert engine.due_retries(now=clock.now + timedelta(days=1)) == []
+
+
+def test_a_reply_recorded_in_process_and_read_from_the_log_is_one_event_with_its_attempt(
+    engine: Engine,
+) -> None:
+    at = "2026-11-02T10:00:00Z"
+    log_line = {"recipient": "a@example.com", "message_id": "m1", "at": at, "attempt": 1}
+    engine.record("a@example.com", MAILBOX_FULL, message_id="<m1>", at=at, attempt=1)
+    assert engine.record_many([{**log_line, "reply": MAILBOX_FULL}]).duplicates == 1
+    # Without the attempt number in-process the two copies are two events (docs/api.md).
+    engine.record("b@example.com", MAILBOX_FULL, message_id="m2", at=at)
+    again = engine.record_many(
+        [{**log_line, "recipient": "b@example.com", "message_id": "m2", "reply": MAILBOX_FULL}]
+    )
+    assert again.recorded == 1
+    assert engine.status("b@example.com").counters["deferred_count"] == 2
