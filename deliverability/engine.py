@@ -390,6 +390,8 @@ class EventSummary:
     outcome: Outcome
     reason: Reason
     source: str
+    #: A give-up its delivery already had (`Event.restated`): history, no second strike.
+    restated: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -403,6 +405,7 @@ class EventSummary:
             "outcome": self.outcome.value,
             "reason": self.reason.value,
             "source": self.source,
+            "restated": self.restated,
         }
 
 
@@ -484,6 +487,8 @@ class _Item:
     recorded_attempt: int | None = field(init=False)
     #: The message the event was linked to (its own, or the recipient's latest delivery).
     linked_message_id: str | None = field(init=False)
+    #: A give-up of a delivery already given up (`Event.restated`, `_judge_give_ups`).
+    restated: bool = field(default=False, init=False)
 
 
 def event_key(
@@ -624,7 +629,7 @@ _FAULT_AT = _REPLY_COLUMNS.index("fault")
 
 def _fault_source(e: Any) -> tuple[Any, ...]:
     """SQL terms (of `e`, the events table's columns) for a deferral whose fault a give-up
-    takes (`expire_overdue`, `_keep_last_deferral_faults`): a reply or bounce deferring, never
+    takes (`expire_overdue`, `_judge_give_ups`): a reply or bounce deferring, never
     an expiry nor a give-up reported as a reply (reason `expired`, whose fault is a deferral's
     already). `_is_fault_source` says the same of an item."""
     return (e.outcome == Outcome.DEFERRED, e.kind != EventKind.EXPIRY, e.reason != Reason.EXPIRED)
@@ -651,6 +656,7 @@ _EVENT_COLUMNS = (
     "source",
     "position",
     *_REPLY_COLUMNS,
+    "restated",
 )
 
 # Stored values back to members: a dict lookup, cheaper than calling the enum.
@@ -1825,7 +1831,7 @@ class Engine:
 
         if not fresh:
             return []
-        self._keep_last_deferral_faults(conn, fresh, recipients)
+        self._judge_give_ups(conn, fresh, recipients)
 
         # 4. Write: new recipients, events, recipient updates, deliveries.
         if new_recipients:
@@ -1851,6 +1857,7 @@ class Engine:
                 it.source,
                 it.position,
                 *it.facts,
+                it.restated,
             )
             for it in fresh
         ]
@@ -1925,7 +1932,7 @@ class Engine:
             recorded = [
                 # Positional, in the order of RecordedEvent's fields (event_id, recipient_id,
                 # address_key, domain, message_id, attempt, at, verdict, delivery_state, kind,
-                # applied): made for every event.
+                # applied, restated): made for every event.
                 RecordedEvent(
                     event_ids[it.key],
                     recipients[it.address.key]["id"],
@@ -1938,6 +1945,7 @@ class Engine:
                     it.delivery_state,
                     it.kind,
                     not it.history_only,
+                    it.restated,
                 )
                 for it in fresh
             ]
@@ -1948,26 +1956,39 @@ class Engine:
                 self._retry_after_new_pauses(conn, fresh, changed, views, recipients, now)
         return actions
 
-    def _keep_last_deferral_faults(
+    def _judge_give_ups(
         self, conn: Connection, fresh: list[_Item], recipients: dict[str, dict[str, Any]]
     ) -> None:
-        """A give-up reported as a reply (a relay's DSN "failed" with X.4.7, a mailer's own
-        4.4.7) that names no fault of its own takes the fault of its delivery's last deferral
-        before it, as the engine's and Postfix's expiries do: whose trouble it was decides
-        whether it is a strike on the address (hygiene.expiry_exempt_faults). The deferrals
-        are those stored and those earlier in the chunk, never a give-up themselves."""
+        """What a give-up (reason `expired`: the engine's or a relay's expiry, a relay's DSN
+        "failed" with X.4.7, a mailer's own 4.4.7) of a known delivery is for list hygiene, from
+        the delivery's events recorded before it: those stored and those earlier in the chunk.
+        One query per chunk that holds a give-up; none for the others.
+
+        - `restated`: the delivery already had a give-up, so this one reports the same give-up
+          again (the engine gave up one night and Postfix's log says so the next, or a relay
+          logged it and returned a DSN). One delivery's give-up is one soft strike at most
+          (docs/hygiene.md): the first recorded counts, whichever is dated first.
+        - Its fault, for a give-up reported as a reply that names no fault of its own: that of
+          the delivery's last deferral before it (never a give-up itself), as the engine's and
+          Postfix's expiries take it: whose trouble it was decides whether it is a strike on
+          the address (hygiene.expiry_exempt_faults).
+        """
         gave_up = [
             (i, it)
             for i, it in enumerate(fresh)
-            if it.verdict.reason is Reason.EXPIRED
-            and it.verdict.fault is Fault.UNKNOWN
-            and it.kind is not EventKind.EXPIRY
-            and it.linked_message_id is not None
+            if it.verdict.reason is Reason.EXPIRED and it.linked_message_id is not None
         ]
         if not gave_up:
             return
+        faultless = {
+            i
+            for i, it in gave_up
+            if it.verdict.fault is Fault.UNKNOWN and it.kind is not EventKind.EXPIRY
+        }
         #: (address key, message id) -> [(at, order, fault)] of the deferrals known.
         deferrals: dict[tuple[str, str | None], list[tuple[datetime, tuple[int, int], Fault]]] = {}
+        #: The deliveries with a give-up stored.
+        given_up: set[tuple[str, str | None]] = set()
         wanted = {(it.address.key, it.linked_message_id) for _, it in gave_up}
         ids = {
             recipients[akey]["id"]: akey
@@ -1976,27 +1997,41 @@ class Engine:
         }
         if ids:
             e = _EVENTS.c
+            # Through events (recipient_id, at): the give-ups' recipients' events.
+            found = e.reason == Reason.EXPIRED
+            if faultless:
+                found = or_(found, and_(*_fault_source(e)))
             rows = conn.execute(
-                select(e.recipient_id, e.message_id, e.at, e.id, e.fault).where(
+                select(e.recipient_id, e.message_id, e.at, e.id, e.fault, e.reason).where(
                     e.recipient_id.in_(list(ids)),
                     e.message_id.in_(sorted({m for _, m in wanted})),
-                    *_fault_source(e),
+                    found,
                 )
             )
-            for rid, mid, at, id_, fault in rows:
+            for rid, mid, at, id_, fault, reason in rows:
                 dkey = (ids[rid], mid)
-                if dkey in wanted:
+                if dkey not in wanted:
+                    continue
+                if reason == Reason.EXPIRED:
+                    given_up.add(dkey)
+                else:
                     deferrals.setdefault(dkey, []).append((at, (0, id_), Fault(fault)))
-        last = gave_up[-1][0]
-        for i, it in enumerate(fresh[:last]):
-            if _is_fault_source(it) and it.linked_message_id is not None:
-                dkey = (it.address.key, it.linked_message_id)
-                if dkey in wanted:
-                    deferrals.setdefault(dkey, []).append((it.at, (1, i), it.verdict.fault))
+        if faultless:
+            for i, it in enumerate(fresh[: max(faultless)]):
+                if it.linked_message_id is not None and _is_fault_source(it):
+                    dkey = (it.address.key, it.linked_message_id)
+                    if dkey in wanted:
+                        deferrals.setdefault(dkey, []).append((it.at, (1, i), it.verdict.fault))
         for i, it in gave_up:
+            dkey = (it.address.key, it.linked_message_id)
+            # Set on every run of the transaction: a retry may see another history.
+            it.restated = dkey in given_up
+            given_up.add(dkey)
+            if i not in faultless:
+                continue
             known = [
                 (at, order, fault)
-                for at, order, fault in deferrals.get((it.address.key, it.linked_message_id), ())
+                for at, order, fault in deferrals.get(dkey, ())
                 if at <= it.at and order < (1, i)
             ]
             if not known:
@@ -2393,4 +2428,5 @@ def _event_summary(row: Any) -> EventSummary:
         outcome=row.outcome,
         reason=row.reason,
         source=row.source,
+        restated=row.restated,
     )

@@ -106,6 +106,7 @@ def evidence_of(
     throttle: bool,
     policy: HygienePolicy,
     fault: Fault = Fault.UNKNOWN,
+    restated: bool = False,
 ) -> Evidence:
     """Classify one event for the hygiene rules.
 
@@ -113,7 +114,8 @@ def evidence_of(
     push-back is never a strike, whatever its reason; a block is never a strike (DESIGN.md: the
     fault is the sender's, so the address is not penalised). A deferral whose fault is the
     sender's or the message's is a block too (`is_sender_deferral`): the same refusal,
-    answered with a 4xx.
+    answered with a 4xx. `restated`: the event is a give-up its delivery already had
+    (`Event.restated`).
     """
     if throttle:
         return Evidence.PUSHBACK
@@ -124,8 +126,10 @@ def evidence_of(
     if outcome is Outcome.BLOCKED:
         return Evidence.BLOCKED
     # An expiry after days of the sender's, the message's or the destination's own trouble
-    # (its last deferral's fault) says nothing about the address.
-    exempt = reason is Reason.EXPIRED and fault in policy.expiry_exempt_faults
+    # (its last deferral's fault) says nothing about the address; nor does a give-up of a
+    # delivery already given up (the engine's and a relay's report of it): one delivery's
+    # give-up is one strike at most.
+    exempt = reason is Reason.EXPIRED and (restated or fault in policy.expiry_exempt_faults)
     if outcome is Outcome.BOUNCED:
         if decisive:
             return Evidence.HARD

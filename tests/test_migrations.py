@@ -453,3 +453,79 @@ def test_from_0011_an_expiry_keeps_the_fault_of_its_deliverys_last_deferral(db_u
         assert {faults[i] for i in (3, 5, 6, 7, 10, 11)} == {"unknown"}
     finally:
         engine.dispose()
+
+
+def test_from_0015_a_give_up_its_delivery_already_had_is_restated(db_url: str) -> None:
+    # Before 0015 a delivery given up twice (the engine's expiry, then Postfix's line or a
+    # relay's DSN for it) was two soft strikes. The revision marks every give-up of a recipient
+    # and message recorded after another as restated, so it counts no second strike.
+    engine = create_engine(db_url)
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    try:
+        upgrade_schema(engine, "0014")
+        with engine.begin() as conn:
+            meta = MetaData()
+            meta.reflect(conn, only=("recipients", "events"))
+            recipients, events = meta.tables["recipients"], meta.tables["events"]
+            counts = dict.fromkeys(
+                ("events_count", "delivered_count", "deferred_count", "bounced_count",
+                 "blocked_count", "complained_count", "expired_count"), 0,
+            )  # fmt: skip
+            conn.execute(
+                insert(recipients),
+                [{**counts, "id": id_, "address": f"{local}@example.com",
+                  "address_key": f"{local}@example.com", "domain": "example.com",
+                  "standing": "bounced", "reason": "expired", "standing_since": at,
+                  "first_seen_at": at, "last_event_at": at}
+                 for id_, local in ((1, "a"), (2, "b"))],
+            )  # fmt: skip
+            event = {"recorded_at": at, "domain": "example.com", "fault": "network",
+                     "rule": "test", "decisive": False, "throttle": False,
+                     "source": "test"}  # fmt: skip
+
+            def row(
+                id_: int,
+                recipient: int,
+                message: str | None,
+                days: int,
+                kind: str,
+                outcome: str = "deferred",
+                reason: str = "expired",
+            ) -> dict[str, object]:
+                return {**event, "id": id_, "key": f"k{id_}", "recipient_id": recipient,
+                        "message_id": message, "at": at + timedelta(days=days), "kind": kind,
+                        "outcome": outcome, "reason": reason}  # fmt: skip
+
+            conn.execute(
+                insert(events),
+                [
+                    row(1, 1, "m1", 0, "reply", reason="network_error"),  # a deferral
+                    row(2, 1, "m1", 5, "expiry"),  # the engine gives up
+                    row(3, 1, "m1", 6, "expiry"),  # Postfix says so the next day
+                    row(4, 1, "m1", 7, "bounce", "bounced"),  # and its DSN: 5.4.7
+                    # Recorded first, dated last: the first recorded counts.
+                    row(5, 1, "m2", 9, "bounce"),  # a relay's DSN with 4.4.7
+                    row(6, 1, "m2", 8, "expiry"),
+                    row(7, 2, "m1", 6, "expiry"),  # another recipient's delivery
+                    row(8, 1, "m3", 5, "expiry"),  # another message
+                    row(9, 1, None, 5, "expiry"),  # no message: no delivery to tell
+                    row(10, 1, None, 6, "expiry"),
+                    row(11, 1, "m3", 6, "reply", reason="mailbox_full"),  # no give-up
+                ],
+            )
+        upgrade_schema(engine)
+        with engine.connect() as conn:
+            meta = MetaData()
+            meta.reflect(conn, only=("events",))
+            column = meta.tables["events"].c
+            restated = dict(conn.execute(select(column.id, column.restated)).all())
+        assert {id_ for id_, flag in restated.items() if flag} == {3, 4, 6}
+        assert len(restated) == 11
+        assert check_schema(engine) == []
+        downgrade_schema(engine, "0014")
+        with engine.connect() as conn:
+            meta = MetaData()
+            meta.reflect(conn, only=("events",))
+        assert "restated" not in meta.tables["events"].c
+    finally:
+        engine.dispose()

@@ -198,6 +198,26 @@ def test_list_management_and_status_use_an_index_for_every_history_table(
     _assert_no_full_scan(engine, statements)
 
 
+#: A relay's own give-up reported as a reply (RFC 3463 X.4.7, delivery time expired).
+GAVE_UP = "4.4.7 delivery time expired"
+
+
+def test_recording_give_ups_uses_an_index_for_every_history_table(
+    engine: Engine, clock: FakeClock
+) -> None:
+    # A relay's give-up reported as a reply is judged against its delivery's events recorded
+    # before it: the fault of the last deferral, and whether the delivery was given up already
+    # (`restated`), as the second report here is.
+    statements, _ = _captured(engine)
+    # user2 and user12 got a 452 in the fixture's history, for messages m2 and m5.
+    for address, message in (("user2@acme.example", "m2"), ("user12@example.com", "m5")):
+        for _ in range(2):
+            clock.advance(timedelta(minutes=1))
+            engine.record(address, GAVE_UP, message_id=f"<{message}@list.example>", at=clock.now)
+    assert any("events.reason" in sql and "events.message_id IN" in sql for sql, _ in statements)
+    _assert_no_full_scan(engine, statements)
+
+
 def test_recording_replies_older_than_recorded_ones_uses_an_index_for_every_history_table(
     engine: Engine, clock: FakeClock
 ) -> None:

@@ -78,9 +78,11 @@ def _status_text(s: RecipientStatus) -> str:
         lines.append("  recent events:")
         for e in s.history:
             reply = " ".join(str(p) for p in (e.code, e.status, e.text) if p)
+            # A give-up its delivery already had says so: it counts no second strike.
+            again = " [restated: given up before, no second strike]" if e.restated else ""
             lines.append(
                 f"    {e.at.isoformat()} {e.kind.value} {e.outcome.value} ({e.reason.value})"
-                f" {e.message_id or '-'}: {reply}"
+                f" {e.message_id or '-'}: {reply}{again}"
             )
     return "\n".join(lines)
 

@@ -387,8 +387,9 @@ def _is_soft(e: Any, policy: Policy) -> ColumnElement[bool]:
             sa.and_(e.outcome == Outcome.BOUNCED, e.decisive.is_(False)),
         ),
         # evidence_of: an expiry after the sender's, the message's or the destination's own
-        # trouble is no strike.
+        # trouble is no strike, nor a give-up its delivery already had (`Event.restated`).
         sa.or_(e.reason != Reason.EXPIRED, e.fault.not_in(exempt)) if exempt else sa.true(),
+        sa.or_(e.reason != Reason.EXPIRED, e.restated.is_(False)),
     )
 
 
@@ -2572,10 +2573,15 @@ def _census_of(events: Sequence[Any], policy: Policy) -> dict[str, int] | None:
         if verdict is None:
             return None
         verdicts[
-            verdict.outcome, verdict.reason, verdict.decisive, verdict.throttle, verdict.fault
+            verdict.outcome,
+            verdict.reason,
+            verdict.decisive,
+            verdict.throttle,
+            verdict.fault,
+            getattr(event, "restated", False),
         ] += 1
     census = dict.fromkeys(_CENSUS_NAMES.values(), 0)
-    for (outcome, reason, decisive, throttle, fault), n in verdicts.items():
+    for (outcome, reason, decisive, throttle, fault, restated), n in verdicts.items():
         evidence = evidence_of(
             outcome,
             reason,
@@ -2583,6 +2589,7 @@ def _census_of(events: Sequence[Any], policy: Policy) -> dict[str, int] | None:
             throttle=throttle,
             policy=policy.hygiene,
             fault=fault,
+            restated=restated,
         )
         name = _CENSUS_NAMES.get(evidence)
         if name is not None:

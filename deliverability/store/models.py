@@ -287,6 +287,12 @@ class Event(Base):
     #: Where it came from: "api", or the path of the file it was read from, as the job was given it.
     source: Mapped[str] = mapped_column(String(255), default="api")
     position: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    #: A give-up (reason `expired`) of a delivery that had one recorded before it: the same
+    #: give-up reported again (the engine's expiry and then Postfix's `status=expired`, or a
+    #: relay's log line and its DSN). Kept in history; no second soft strike (migration 0015).
+    #: A server default, so that writers naming the columns they fill (bulk loads) need not;
+    #: written '0', which every backend reads as false and reflects alike for `alembic check`.
+    restated: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class MinuteCount(Base):

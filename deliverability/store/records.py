@@ -35,6 +35,8 @@ class RecordedEvent(NamedTuple):
     kind: EventKind = EventKind.REPLY
     #: False when the event went into history only (out of order, or after a final state).
     applied: bool = True
+    #: A give-up its delivery already had (`Event.restated`): no second strike.
+    restated: bool = False
 
 
 class HygieneHook(Protocol):
