@@ -32,6 +32,7 @@ class Recorded:
     verdict: Verdict | None = None
     domain: str | None = None
     at: datetime | None = None
+    restated: bool = False
 
 
 def recorded(row: Event) -> Recorded:
@@ -45,7 +46,7 @@ def recorded(row: Event) -> Recorded:
         throttle=row.throttle,
         pause=None if row.pause_seconds is None else timedelta(seconds=row.pause_seconds),
     )
-    return Recorded(row.id, verdict, row.domain, row.at)
+    return Recorded(row.id, verdict, row.domain, row.at, row.restated)
 
 
 #: A plausible fault for each outcome. Hygiene reads it for deferrals (one of the sender's fault
@@ -102,6 +103,7 @@ class History:
         status: str | None = None,
         kind: EventKind | None = None,
         fault: Fault | None = None,
+        restated: bool = False,
     ) -> Event:
         r = self.recipient(address, at)
         if kind is None:
@@ -126,6 +128,7 @@ class History:
             source="test",
             throttle=throttle,
             pause_seconds=None if pause is None else int(pause.total_seconds()),
+            restated=restated,
         )
         self.session.add(row)
         self.session.flush()

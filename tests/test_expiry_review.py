@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 from conftest import FakeClock
+from factories_bounces import dsn
 from factories_hygiene import History, shuffled_chunks
 from sqlalchemy.orm import Session
 
@@ -198,45 +199,6 @@ def test_an_expiry_keeps_the_fault_the_engines_own_policy_gave_the_last_deferral
 # ---- a relay's give-up reported in a DSN --------------------------------------------------------
 
 
-def _dsn(at: datetime, action: str, status: str, diagnostic: str | None, message_id: str) -> str:
-    """An RFC 3464 report from the sender's relay, as an mbox message."""
-    diagnostic_line = f"Diagnostic-Code: smtp; {diagnostic}\n" if diagnostic else ""
-    return (
-        f"From MAILER-DAEMON {at:%a %b %d %H:%M:%S %Y}\n"
-        "From: MAILER-DAEMON@relay.example.com\n"
-        "To: bounces@example.com\n"
-        f"Date: {at:%a, %d %b %Y %H:%M:%S +0000}\n"
-        "Subject: Delivery Status Notification\n"
-        "MIME-Version: 1.0\n"
-        'Content-Type: multipart/report; report-type=delivery-status; boundary="BB"\n'
-        "\n"
-        "--BB\n"
-        "Content-Type: text/plain\n"
-        "\n"
-        "Your message could not be delivered yet.\n"
-        "\n"
-        "--BB\n"
-        "Content-Type: message/delivery-status\n"
-        "\n"
-        "Reporting-MTA: dns; relay.example.com\n"
-        "\n"
-        "Final-Recipient: rfc822; reader@bigmail.example\n"
-        f"Action: {action}\n"
-        f"Status: {status}\n"
-        "Remote-MTA: dns; mx.bigmail.example\n"
-        f"{diagnostic_line}"
-        "\n"
-        "--BB\n"
-        "Content-Type: text/rfc822-headers\n"
-        "\n"
-        f"Message-ID: {message_id}\n"
-        "Subject: Weekly news\n"
-        "\n"
-        "--BB--\n"
-        "\n"
-    )
-
-
 #: What relays write when they give up: a bare X.4.7, Exchange's "QUEUE.Expired".
 GAVE_UP = [
     ("4.4.7", None),
@@ -260,9 +222,9 @@ def test_a_relays_give_up_in_a_dsn_after_days_of_its_blocklisting_suppresses_nob
             message_id = f"<c{week}@list.example>"
             mbox = tmp_path / f"bounces.{week}"
             mbox.write_text(
-                _dsn(first, "delayed", "4.7.1", BLOCKLISTED, message_id)
-                + _dsn(first + 2 * DAY, "delayed", "4.7.1", BLOCKLISTED, message_id)
-                + _dsn(first + 4 * DAY, "failed", status, diagnostic, message_id)
+                dsn(first, "delayed", "4.7.1", BLOCKLISTED, message_id)
+                + dsn(first + 2 * DAY, "delayed", "4.7.1", BLOCKLISTED, message_id)
+                + dsn(first + 4 * DAY, "failed", status, diagnostic, message_id)
             )
             now = first + POLICY.backoff.lifetime + timedelta(hours=2)
             clock.set(now)
@@ -287,8 +249,8 @@ def test_a_relays_give_up_after_days_of_a_full_mailbox_still_counts(
             message_id = f"<c{week}@list.example>"
             mbox = tmp_path / f"bounces.{week}"
             mbox.write_text(
-                _dsn(first, "delayed", "4.2.2", full, message_id)
-                + _dsn(first + 4 * DAY, "failed", "4.4.7", None, message_id)
+                dsn(first, "delayed", "4.2.2", full, message_id)
+                + dsn(first + 4 * DAY, "failed", "4.4.7", None, message_id)
             )
             now = first + POLICY.backoff.lifetime + timedelta(hours=2)
             clock.set(now)
@@ -491,6 +453,19 @@ KINDS: dict[str, tuple[Outcome, Reason, Fault, dict[str, Any]]] = {
     # A DSN's "failed 5.4.7": a bounce, never decisive.
     "bounced-expiry-sender": (Outcome.BOUNCED, Reason.EXPIRED, Fault.SENDER, {}),
     "bounced-expiry-network": (Outcome.BOUNCED, Reason.EXPIRED, Fault.NETWORK, {}),
+    # A give-up its delivery already had (a relay's report of the engine's, say): no strike.
+    "restated-expiry-network": (
+        Outcome.DEFERRED,
+        Reason.EXPIRED,
+        Fault.NETWORK,
+        {"kind": EventKind.EXPIRY, "restated": True},
+    ),
+    "restated-bounced-expiry-unknown": (
+        Outcome.BOUNCED,
+        Reason.EXPIRED,
+        Fault.UNKNOWN,
+        {"restated": True},
+    ),
 }
 
 Step = tuple[str, datetime, str]
@@ -584,15 +559,23 @@ def test_every_evidence_class_of_an_expiry_has_its_sql_twin(
     session: Session, frozen_now: datetime
 ) -> None:
     # evidence_of and the store's SQL predicate for a soft strike agree on every expiry, under
-    # the shipped exemptions and under none.
+    # the shipped exemptions and under none, restated (a give-up its delivery already had) or
+    # not, and on other soft reasons flagged restated (which the engine never writes).
     history = History(session, POLICY)
     cases = []
     for outcome in (Outcome.DEFERRED, Outcome.BOUNCED):
-        for fault in Fault:
-            row = history.event(
-                f"x{len(cases)}@example.com", frozen_now, outcome, Reason.EXPIRED, fault=fault
-            )
-            cases.append((row.id, outcome, fault))
+        for reason in (Reason.EXPIRED, Reason.MAILBOX_FULL):
+            for fault in Fault:
+                for restated in (False, True):
+                    row = history.event(
+                        f"x{len(cases)}@example.com",
+                        frozen_now,
+                        outcome,
+                        reason,
+                        fault=fault,
+                        restated=restated,
+                    )
+                    cases.append((row.id, outcome, reason, fault, restated))
     strict = dataclasses.replace(
         POLICY, hygiene=dataclasses.replace(H, expiry_exempt_faults=frozenset())
     )
@@ -602,16 +585,20 @@ def test_every_evidence_class_of_an_expiry_has_its_sql_twin(
                 sa.select(Event.id).where(store_hygiene._is_soft(Event.__table__.c, policy))
             )
         )
-        for id_, outcome, fault in cases:
+        for id_, outcome, reason, fault, restated in cases:
             pure = evidence_of(
                 outcome,
-                Reason.EXPIRED,
+                reason,
                 decisive=False,
                 throttle=False,
                 policy=policy.hygiene,
                 fault=fault,
+                restated=restated,
             )
-            assert (pure is Evidence.SOFT) == (id_ in soft), (outcome, fault, policy.hygiene)
+            assert (pure is Evidence.SOFT) == (id_ in soft), (outcome, reason, fault, restated)
+        # A restated give-up is never a strike, whatever its fault.
+        restated_give_ups = {i for i, _, why, _, again in cases if again and why is Reason.EXPIRED}
+        assert not restated_give_ups & soft
 
 
 # ---- the policy setting -----------------------------------------------------------------------

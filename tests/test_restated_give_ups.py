@@ -1,0 +1,266 @@
+"""One delivery's give-up is one soft strike at most.
+
+The engine gives up a deferred delivery whose retry lifetime ran out (`Engine.expire_overdue`),
+and a relay can report its own give-up of the same delivery: Postfix's `status=expired` in the
+mail log the nightly job reads, or a DSN "failed" with X.4.7. When two of them are recorded on
+two days, the soft-strike rule ("3 strikes on distinct days spanning at least 7 days",
+docs/hygiene.md) counted both, so an address with two real failures was suppressed. The one
+recorded second is now stored `restated` and is no strike, on every path of the rules
+(incrementally, nightly and `--full`).
+
+The histories here put the last real give-up exactly `soft_span` after the first (the
+threshold), and one second either side of it; the second report of the first give-up falls on
+the day between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from conftest import FakeClock
+from factories_bounces import dsn
+from sqlalchemy.orm import Session
+
+from deliverability.engine import Engine, ReplyRecord
+from deliverability.ingest.convert import log_item, message_items
+from deliverability.ingest.records import LogRecord
+from deliverability.policy import load_policy
+from deliverability.replies import parse_reply
+from deliverability.store import hygiene as store_hygiene
+from deliverability.store.models import Base, Event
+from deliverability.vocabulary import EventKind, Fault, Reason, Standing
+
+POLICY = load_policy()
+H = POLICY.hygiene
+LIFETIME = POLICY.backoff.lifetime
+DAY = timedelta(days=1)
+SECOND = timedelta(seconds=1)
+#: When each night's job runs, after what it reads.
+NIGHT = timedelta(hours=1)
+ADDRESS = "reader@gone.example"
+#: The deliveries' deferrals: no answer from the domain's host. The fault is the network's, so a
+#: give-up after them is a strike (docs/hygiene.md: a dead domain is still found out).
+NO_ANSWER = "451 4.4.1 No answer from host"
+FIRST, LAST, THIRD = "c1@list.example", "c2@list.example", "c3@list.example"
+
+#: What one night's job reads, recorded before it expires the deliveries whose lifetime ran out.
+Night = tuple[datetime, list[ReplyRecord]]
+
+
+def _deferral(message: str, at: datetime) -> ReplyRecord:
+    """The first deferral of a delivery (the sender's reply log)."""
+    return ReplyRecord(
+        recipient=ADDRESS, message_id=message, reply=NO_ANSWER, at=at, source="replies.jsonl"
+    )
+
+
+def _postfix_gave_up(message: str, at: datetime) -> list[ReplyRecord]:
+    """Postfix's `status=expired` for the delivery, as the nightly job records it: the reader
+    reports it with the last deferral's reply (`PostfixStream._expired`)."""
+    line = f"mx postfix/qmgr[99]: 4A1B2C3D4E: from=<list@example.com>, status=expired ({at})"
+    record = LogRecord(
+        at=at,
+        recipient=ADDRESS,
+        message_id=message,
+        attempt=None,
+        reply=parse_reply(NO_ANSWER),
+        source="mail.log",
+        position="byte 0",
+        raw=line,
+        queue_id="4A1B2C3D4E",
+        delivery_status="expired",
+    )
+    return [log_item(record, POLICY)]
+
+
+def _dsn_gave_up(message: str, at: datetime) -> list[ReplyRecord]:
+    """The relay's DSN: "failed", X.4.7, as the nightly job reads it from the bounce mailbox."""
+    text = dsn(at, "failed", "4.4.7", None, f"<{message}>", recipient=ADDRESS)
+    items, rejected = message_items(
+        text.encode(), source="bounces", position="0", now=at + NIGHT, policy=POLICY
+    )
+    assert rejected is None
+    assert [(i.verdict.reason, i.kind) for i in items] == [(Reason.EXPIRED, EventKind.BOUNCE)]
+    return items
+
+
+def _engine_gives_up(message: str, at: datetime) -> list[Night]:
+    """A delivery first deferred a lifetime before `at`: the engine gives it up at `at`, the
+    night after."""
+    return [(at - LIFETIME + NIGHT, [_deferral(message, at - LIFETIME)]), (at + NIGHT, [])]
+
+
+def _relay_gives_up(
+    reported: Callable[[str, datetime], list[ReplyRecord]], message: str, at: datetime
+) -> list[Night]:
+    return [(at + NIGHT, reported(message, at))]
+
+
+def _engine_then_postfix(first: datetime) -> list[Night]:
+    # The engine gives up one night; Postfix's own give-up is in the next night's log.
+    return [
+        *_engine_gives_up(FIRST, first),
+        *_relay_gives_up(_postfix_gave_up, FIRST, first + DAY),
+    ]
+
+
+def _dsn_then_engine(first: datetime) -> list[Night]:
+    # The relay's lifetime ran out a day before the engine's: its DSN (a deferral of reason
+    # `expired`, X.4.7 being a 4xx status) leaves the delivery deferred, and the engine gives it
+    # up the next night.
+    return [
+        (first + DAY - LIFETIME + NIGHT, [_deferral(FIRST, first + DAY - LIFETIME)]),
+        *_relay_gives_up(_dsn_gave_up, FIRST, first),
+        (first + DAY + NIGHT, []),
+    ]
+
+
+def _engine_then_dsn(first: datetime) -> list[Night]:
+    return [*_engine_gives_up(FIRST, first), *_relay_gives_up(_dsn_gave_up, FIRST, first + DAY)]
+
+
+def _postfix_then_dsn(first: datetime) -> list[Night]:
+    # Postfix logs its give-up and returns a DSN for it, which comes back the next day.
+    return [
+        (first - LIFETIME + NIGHT, [_deferral(FIRST, first - LIFETIME)]),
+        *_relay_gives_up(_postfix_gave_up, FIRST, first),
+        *_relay_gives_up(_dsn_gave_up, FIRST, first + DAY),
+    ]
+
+
+TWICE = {
+    "engine-then-postfix": _engine_then_postfix,
+    "dsn-then-engine": _dsn_then_engine,
+    "engine-then-dsn": _engine_then_dsn,
+    "postfix-then-dsn": _postfix_then_dsn,
+}
+#: The last give-up, against the threshold: `soft_span` after the first, and a second either side.
+OFFSETS = {"short-by-a-second": -SECOND, "at-the-span": timedelta(0), "a-second-over": SECOND}
+PATHS = ("incremental", "nightly", "full")
+
+
+def _stored_give_ups(s: Session) -> list[tuple[str | None, bool]]:
+    """The message and `restated` flag of every give-up stored, in recording order."""
+    return [
+        (message, bool(restated))
+        for message, restated in s.execute(
+            sa.select(Event.message_id, Event.restated)
+            .where(Event.reason == Reason.EXPIRED)
+            .order_by(Event.id)
+        )
+    ]
+
+
+def _on_every_path(
+    db_url: str, clock: FakeClock, nights: list[Night]
+) -> dict[str, tuple[bool, list[tuple[str | None, bool]]]]:
+    """Run the nights in time order on each path of the rules, from an empty store each time:
+    path -> (is the address suppressed, the give-ups stored)."""
+    out = {}
+    for path in PATHS:
+        hook = None if path == "incremental" else False
+        with Engine(db_url, policy=POLICY, clock=clock, hygiene=hook) as engine:
+            for now, records in sorted(nights, key=lambda night: night[0]):
+                clock.set(now)
+                assert engine.record_many(records).rejected == []
+                engine.expire_overdue(now)
+                if path == "nightly":
+                    with Session(engine.db) as s, s.begin():
+                        store_hygiene.evaluate(s, POLICY, now)
+            if path == "full":
+                with Session(engine.db) as s, s.begin():
+                    store_hygiene.evaluate(s, POLICY, clock(), full=True)
+            with Session(engine.db) as s:
+                give_ups = _stored_give_ups(s)
+            out[path] = (engine.status(ADDRESS).standing is Standing.SUPPRESSED, give_ups)
+            with engine.db.begin() as conn:
+                for table in reversed(Base.metadata.sorted_tables):
+                    conn.execute(table.delete())
+    return out
+
+
+@pytest.mark.parametrize("offset", list(OFFSETS.values()), ids=list(OFFSETS))
+@pytest.mark.parametrize("twice", list(TWICE.values()), ids=list(TWICE))
+def test_a_give_up_reported_twice_counts_one_strike_and_two_real_failures_suppress_nobody(
+    db_url: str, clock: FakeClock, twice: Callable[[datetime], list[Night]], offset: timedelta
+) -> None:
+    first = clock() + LIFETIME
+    assert H.soft_strikes == 3, "the histories hold two real give-ups and one reported again"
+    nights = [*twice(first), *_engine_gives_up(LAST, first + H.soft_span + offset)]
+    # Nobody suppressed on any path, and the second report of the first delivery's give-up is
+    # kept, saying it is no strike.
+    expected = (False, [(FIRST, False), (FIRST, True), (LAST, False)])
+    assert _on_every_path(db_url, clock, nights) == dict.fromkeys(PATHS, expected)
+
+
+@pytest.mark.parametrize("offset", list(OFFSETS.values()), ids=list(OFFSETS))
+def test_three_deliveries_given_up_on_three_days_suppress_from_the_span_on(
+    db_url: str, clock: FakeClock, offset: timedelta
+) -> None:
+    # The same days with a third delivery given up in place of the second report: three real
+    # strikes, which suppress once they span `soft_span`.
+    first = clock() + LIFETIME
+    nights = [
+        *_engine_gives_up(FIRST, first),
+        *_engine_gives_up(THIRD, first + DAY),
+        *_engine_gives_up(LAST, first + H.soft_span + offset),
+    ]
+    expected = (offset >= timedelta(0), [(FIRST, False), (THIRD, False), (LAST, False)])
+    assert _on_every_path(db_url, clock, nights) == dict.fromkeys(PATHS, expected)
+
+
+def test_the_history_shows_the_second_report_of_a_give_up_as_restated(
+    db_url: str, clock: FakeClock
+) -> None:
+    first = clock() + LIFETIME
+    with Engine(db_url, policy=POLICY, clock=clock) as engine:
+        for now, records in sorted(_engine_then_postfix(first), key=lambda night: night[0]):
+            clock.set(now)
+            engine.record_many(records)
+            engine.expire_overdue(now)
+        history = engine.status(ADDRESS).history
+        with Session(engine.db) as s:
+            faults = set(s.scalars(sa.select(Event.fault).where(Event.reason == Reason.EXPIRED)))
+    give_ups = [(e.kind, e.source, e.restated) for e in history if e.reason is Reason.EXPIRED]
+    # Newest first: Postfix's line, then the engine's own expiry, both keeping the fault of the
+    # deferral before them.
+    assert give_ups == [(EventKind.EXPIRY, "mail.log", True), (EventKind.EXPIRY, "engine", False)]
+    shown = [e.as_dict() for e in history if e.reason is Reason.EXPIRED]
+    assert [d["restated"] for d in shown] == [True, False]
+    assert faults == {Fault.NETWORK}
+
+
+def test_a_second_give_up_in_the_same_chunk_is_restated_and_other_deliveries_are_not(
+    db_url: str, clock: FakeClock
+) -> None:
+    # A reply log holding a mailer's own give-up and its relay's, in one record_many chunk,
+    # beside another delivery's give-up and one of another address.
+    start = clock()
+    give_up = "4.4.7 delivery time expired"
+    clock.set(start + 2 * DAY)
+    with Engine(db_url, policy=POLICY, clock=clock) as engine:
+        recorded = engine.record_many(
+            [
+                {"recipient": ADDRESS, "message_id": FIRST, "at": start, "reply": NO_ANSWER},
+                {"recipient": ADDRESS, "message_id": FIRST, "at": start + DAY, "reply": give_up},
+                {"recipient": ADDRESS, "message_id": LAST, "at": start + DAY, "reply": give_up},
+                {"recipient": "other@gone.example", "message_id": FIRST, "at": start + DAY,
+                 "reply": give_up},
+                {"recipient": ADDRESS, "message_id": FIRST, "at": start + DAY + SECOND,
+                 "reply": "550 5.4.7 QUEUE.Expired; message expired"},
+            ]
+        )  # fmt: skip
+        assert recorded.rejected == []
+        engine.record(ADDRESS, give_up, message_id=FIRST, at=start + 2 * DAY)
+        with Session(engine.db) as s:
+            give_ups = _stored_give_ups(s)
+    assert give_ups == [
+        (FIRST, False),
+        (LAST, False),
+        (FIRST, False),  # another address
+        (FIRST, True),
+        (FIRST, True),
+    ]
