@@ -25,7 +25,8 @@ Definitions shared by every report (one place, so the numbers agree with each ot
 
 Every query filters on indexed columns: events by ``(domain, at)`` when a domain is given (the
 ``domains`` report and the outcomes per day then read the ``(domain, at, outcome, kind)`` index
-alone), else by ``at``; recipients by ``standing`` or ``domain``. See ``bench/bench_reports.py``.
+alone), else by ``at``; recipients by ``standing`` or ``domain`` (and the give-ups of an address
+bounced by an expiry by ``(recipient_id, at)``). See ``bench/bench_reports.py``.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ from deliverability.addresses import normalize_domain
 from deliverability.clock import ensure_utc
 from deliverability.errors import AddressError, InputError
 from deliverability.hygiene import RULE_INCIDENT
-from deliverability.policy import ReputationPolicy
+from deliverability.policy import HygienePolicy, ReputationPolicy
+from deliverability.store.hygiene import exempt_give_up
 from deliverability.store.models import Action, Event, Recipient
 from deliverability.vocabulary import (
     ActionKind,
@@ -233,14 +235,44 @@ def _bytewise_postgresql(element: bytewise, compiler: SQLCompiler, **kw: Any) ->
     return f'{compiler.process(element.clauses, **kw)} COLLATE "C"'
 
 
+def _bounced_by_no_fault_of_its_own(policy: HygienePolicy) -> ColumnElement[bool]:
+    """A recipient `bounced` only because a delivery of it was given up after the sender's, the
+    message's or the destination's own trouble: its standing (reason `expired`) follows give-ups
+    (those recorded at `standing_basis_at`) that are all exempt from strikes
+    (`store.hygiene.exempt_give_up`, `hygiene.expiry_exempt_faults`). The hygiene rules count
+    nothing against such an address, and it stays sendable.
+
+    Read through events (recipient_id, at): the give-ups at one time of one address. A standing
+    whose give-up is not stored (no basis time, or pruned) is not one of them: nothing shows it
+    is the sender's trouble."""
+    given_up = Event.__table__.alias("given_up").c
+    all_exempt = (
+        select(func.min(case((exempt_give_up(given_up, policy), 1), else_=0)))
+        .where(
+            given_up.recipient_id == Recipient.id,
+            given_up.at == Recipient.standing_basis_at,
+            given_up.reason == Reason.EXPIRED,
+        )
+        .scalar_subquery()
+    )
+    return and_(
+        Recipient.standing == Standing.BOUNCED,
+        Recipient.reason == Reason.EXPIRED,
+        # No give-up at that time: NULL, which is no.
+        func.coalesce(all_exempt, 0) == 1,
+    )
+
+
 def undeliverable_query(
     *,
     since: datetime | None = None,
     until: datetime | None = None,
     domain: str | None = None,
     reason: Reason | str | None = None,
+    policy: HygienePolicy | None = None,
 ) -> Select[*tuple[Any, ...]]:
     """The SELECT behind `undeliverable` (exposed for the benchmark's query plans)."""
+    policy = policy if policy is not None else HygienePolicy()
     start, end = _period(since, until)
     failures = (
         Recipient.bounced_count
@@ -269,6 +301,8 @@ def undeliverable_query(
         .where(Recipient.standing.in_(_FAILING_STANDINGS))
         .order_by(Recipient.standing_since.desc(), bytewise(Recipient.address_key))
     )
+    if policy.expiry_exempt_faults:
+        stmt = stmt.where(~_bounced_by_no_fault_of_its_own(policy))
     if domain is not None:
         stmt = stmt.where(Recipient.domain == _domain(domain))
     if reason is not None:
@@ -287,16 +321,25 @@ def undeliverable(
     until: datetime | None = None,
     domain: str | None = None,
     reason: Reason | str | None = None,
+    policy: HygienePolicy | None = None,
 ) -> list[dict[str, Any]]:
     """Every address whose standing is bounced or suppressed: the list a sender removes or
     re-confirms, newest first.
+
+    Not listed: an address bounced only because a delivery of it expired after the sender's,
+    the message's or the destination's own trouble (a blocklisting, a content refusal,
+    push-back): the hygiene rules count such an expiry against nobody (`policy`'s
+    `expiry_exempt_faults`, by default the shipped ones), and the address stays sendable. A
+    list owner removing what this report lists would remove good addresses.
 
     Filters combine: `since`/`until` bound when the address got that standing, `domain` and
     `reason` match exactly. `failures` counts every recorded reply that was not a delivery
     (bounced, blocked, deferred, expired); `action_*` name the hygiene action that suppressed
     the address (empty for an address bounced but not yet suppressed).
     """
-    stmt = undeliverable_query(since=since, until=until, domain=domain, reason=reason)
+    stmt = undeliverable_query(
+        since=since, until=until, domain=domain, reason=reason, policy=policy
+    )
     return [dict(row._mapping) for row in session.execute(stmt)]
 
 

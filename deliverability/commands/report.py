@@ -190,6 +190,9 @@ def report(
 
     Periods are UTC and half-open (--since <= time < --until); without --since, event reports
     look back 30 days. CSV always has a header row; JSON is one array of objects.
+    undeliverable leaves out an address bounced only by an expiry the policy's
+    hygiene.expiry_exempt_faults exempt from strikes (the sender's, the message's or the
+    destination's trouble): it stays sendable.
     """
     given = {
         "since": since is not None,
@@ -220,10 +223,11 @@ def report(
             param_hint="--since",
         )
     window = start if start is not None else end - DEFAULT_PERIOD
-    # Reputation reads its thresholds, domains its provider groups, from the effective policy.
+    # Reputation reads its thresholds, domains its provider groups, undeliverable the faults
+    # whose expiries say nothing about an address, from the effective policy.
     policy = (
         load_policy(ctx.obj.policy_path if ctx.obj else None)
-        if name in ("domains", "reputation")
+        if name in ("domains", "reputation", "undeliverable")
         else None
     )
 
@@ -321,7 +325,12 @@ def _rows(
         if name == "undeliverable":
             return (
                 reports.undeliverable(
-                    session, since=since, until=until, domain=domain, reason=reason
+                    session,
+                    since=since,
+                    until=until,
+                    domain=domain,
+                    reason=reason,
+                    policy=policy.hygiene if policy else None,
                 ),
                 None,
                 "",

@@ -60,7 +60,7 @@ from deliverability.hygiene import (
     suppression_expires,
     throttle_released,
 )
-from deliverability.policy import Policy, format_duration
+from deliverability.policy import HygienePolicy, Policy, format_duration
 from deliverability.store.bulk import BulkWriter, time_writer
 from deliverability.store.minutes import MINUTES_BETWEEN, is_attempt, minute_of
 from deliverability.store.models import (
@@ -90,6 +90,7 @@ __all__ = [
     "confirm_incident",
     "discard_incident",
     "evaluate",
+    "exempt_give_up",
     "expire_actions",
     "groups_of",
     "learn_providers",
@@ -378,7 +379,6 @@ def _is_hard(e: Any) -> ColumnElement[bool]:
 
 def _is_soft(e: Any, policy: Policy) -> ColumnElement[bool]:
     soft = sorted(policy.hygiene.soft_reasons)
-    exempt = sorted(policy.hygiene.expiry_exempt_faults)
     return sa.and_(
         e.throttle.is_(False),
         e.reason.in_(soft) if soft else sa.false(),
@@ -388,9 +388,21 @@ def _is_soft(e: Any, policy: Policy) -> ColumnElement[bool]:
         ),
         # evidence_of: an expiry after the sender's, the message's or the destination's own
         # trouble is no strike, nor a give-up its delivery already had (`Event.restated`).
-        sa.or_(e.reason != Reason.EXPIRED, e.fault.not_in(exempt)) if exempt else sa.true(),
+        sa.not_(exempt_give_up(e, policy.hygiene)),
         sa.or_(e.reason != Reason.EXPIRED, e.restated.is_(False)),
     )
+
+
+def exempt_give_up(e: Any, policy: HygienePolicy) -> ColumnElement[bool]:
+    """A give-up (reason `expired`) whose fault, its delivery's last deferral's, is one of
+    `hygiene.expiry_exempt_faults`: the sender's, the message's or the destination's own
+    trouble, which says nothing about the address (`evidence_of`). `e`: an events alias's
+    columns. The soft-strike rule counts no strike for it, and `report undeliverable` does not
+    list an address it left bounced."""
+    exempt = sorted(policy.expiry_exempt_faults)
+    if not exempt:
+        return sa.false()
+    return sa.and_(e.reason == Reason.EXPIRED, e.fault.in_(exempt))
 
 
 def _is_ambiguous(e: Any, policy: Policy) -> ColumnElement[bool]:
