@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from deliverability.cli import cli
 from deliverability.engine import Engine as DeliverabilityEngine
+from deliverability.policy import Policy, load_policy
 from deliverability.reports import COLUMNS
 from deliverability.store.models import DomainProvider
 from deliverability.vocabulary import ActionKind, ActionScope, Outcome, Reason, Standing
@@ -355,3 +356,70 @@ def test_html_charts_show_an_expired_delivery_as_expired_not_as_deferred(
     assert "<title>2026-11-01 expired: 1</title>" in page
     assert "2026-11-01 deferred" not in page
     assert 'data-label="expired" data-value="1"' in page
+
+
+#: A 4xx blocklisting: the sender's fault. An expiry after it is no strike on the address.
+BLOCKLISTED = "451 4.7.1 Client host [192.0.2.1] blocked using zen.spamhaus.org"
+#: The domain's host never answers: the network's fault. An expiry after it is a strike.
+NO_ANSWER = "451 4.4.1 No answer from host"
+
+
+def _expired_after(db_url: str, policy: Policy | None = None) -> None:
+    """Two deliveries deferred six days ago and given up by the engine a day ago, when their
+    retry lifetime (5 days by default) ran out: one after a blocklisting of the sender, one
+    after a host that never answered."""
+    with DeliverabilityEngine(db_url, clock=lambda: NOW, policy=policy) as engine:
+        for address, reply in (("kept@bigmail.example", BLOCKLISTED),
+                               ("gone@dead.example", NO_ANSWER)):  # fmt: skip
+            engine.record(address, reply, message_id="<m1@list.example>", at=NOW - 6 * DAY)
+        assert engine.expire_overdue(NOW).recorded == 2
+        # Both bounced (expired); the blocklisted one is sendable and suppressed by nothing.
+        assert engine.status("kept@bigmail.example").standing is Standing.BOUNCED
+        assert engine.filter_sendable(["kept@bigmail.example"]) == ["kept@bigmail.example"]
+
+
+def test_undeliverable_leaves_out_an_address_whose_delivery_expired_after_a_blocklisting(
+    db_url: str, tmp_path: Path
+) -> None:
+    # The sender's blocklisting is no news about the address (docs/reports.md): a list owner
+    # removing what the report lists would remove a good address. Every format agrees.
+    _expired_after(db_url)
+    as_json = run(db_url, "undeliverable", "--format", "json")
+    as_csv = run(db_url, "undeliverable", "--format", "csv")
+    as_table = run(db_url, "undeliverable")
+    page = tmp_path / "undeliverable.html"
+    as_html = run(db_url, "undeliverable", "--format", "html", "-o", str(page))
+    for result in (as_json, as_csv, as_table, as_html):
+        assert result.exit_code == 0, result.output
+    [row] = json.loads(as_json.stdout)
+    assert (row["address"], row["standing"], row["reason"]) == (
+        "gone@dead.example", "bounced", "expired")  # fmt: skip
+    assert [r["address"] for r in csv_rows(as_csv.stdout)] == ["gone@dead.example"]
+    assert "gone@dead.example" in as_table.stdout
+    assert "gone@dead.example" in page.read_text(encoding="utf-8")
+    for shown in (as_json.stdout, as_csv.stdout, as_table.stdout, page.read_text("utf-8")):
+        assert "kept@bigmail.example" not in shown
+        assert "spamhaus" not in shown
+    # The same with --reason expired.
+    only = run(db_url, "undeliverable", "--reason", "expired", "--format", "csv")
+    assert [r["address"] for r in csv_rows(only.stdout)] == ["gone@dead.example"]
+
+
+def test_undeliverable_lists_every_expired_address_under_a_policy_that_exempts_no_fault(
+    db_url: str, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[hygiene]\nexpiry_exempt_faults = []\n", encoding="utf-8")
+    _expired_after(db_url, load_policy(policy))
+    result = CliRunner().invoke(
+        cli,
+        [
+            *("--database-url", db_url, "--policy", str(policy), "report", "undeliverable"),
+            *("--format", "csv", "--now", NOW.isoformat()),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(r["address"] for r in csv_rows(result.stdout)) == [
+        "gone@dead.example",
+        "kept@bigmail.example",
+    ]

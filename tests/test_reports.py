@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import factories_reports as f
@@ -12,12 +13,13 @@ from sqlalchemy.orm import Session
 from deliverability import reports
 from deliverability.errors import InputError
 from deliverability.hygiene import RULE_INCIDENT
-from deliverability.policy import ReputationPolicy
+from deliverability.policy import HygienePolicy, ReputationPolicy, load_policy
 from deliverability.vocabulary import (
     ActionKind,
     ActionScope,
     ActionStatus,
     EventKind,
+    Fault,
     Outcome,
     Reason,
     Standing,
@@ -25,6 +27,8 @@ from deliverability.vocabulary import (
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
+#: The shipped hygiene policy, whose expiry exemptions the undeliverable report follows.
+H = load_policy().hygiene
 
 
 # ------------------------------------------------------------------------------------------
@@ -131,6 +135,66 @@ def test_undeliverable_lists_newest_first(session: Session) -> None:
         "mid@example.com",
         "old@example.com",
     ]
+
+
+def _given_up(
+    session: Session, local: str, *faults: Fault, standing: Standing = Standing.BOUNCED
+) -> None:
+    """An address whose standing follows its deliveries' give-ups at one time (the engine's
+    expiries, or a relay's X.4.7 bounce), each keeping its last deferral's fault."""
+    at = NOW - DAY
+    who = f.recipient(
+        session,
+        f"{local}@example.com",
+        at=NOW - 6 * DAY,
+        standing=standing,
+        reason=Reason.EXPIRED,
+        since=at,
+        standing_basis_at=at,
+        last_code=451,
+        last_status="4.7.1",
+        last_text="Client host [192.0.2.1] blocked using zen.spamhaus.org",
+    )
+    for i, fault in enumerate(faults):
+        outcome, kind = (Outcome.BOUNCED, EventKind.BOUNCE) if i else (
+            Outcome.DEFERRED, EventKind.EXPIRY)  # fmt: skip
+        f.event(session, who, at=at, outcome=outcome, reason=Reason.EXPIRED, kind=kind,
+                fault=fault)  # fmt: skip
+
+
+def test_undeliverable_leaves_out_an_address_bounced_only_by_an_expiry_exempt_from_strikes(
+    session: Session,
+) -> None:
+    # An expiry after the sender's, the message's or the destination's own trouble (a 4xx
+    # blocklisting, a content refusal, push-back) is no strike on the address
+    # (hygiene.expiry_exempt_faults): it stays sendable, so the list to remove leaves it out.
+    exempt = sorted(H.expiry_exempt_faults)
+    counted = sorted(set(Fault) - H.expiry_exempt_faults)
+    for fault in Fault:
+        _given_up(session, f"after-{fault.value}", fault)
+    # Two deliveries given up at once: one that counts is enough to list it.
+    _given_up(session, "both", exempt[0], counted[0])
+    _given_up(session, "both-exempt", exempt[0], exempt[-1])
+    # A suppression is listed whatever its reason; a give-up not stored cannot be judged.
+    _given_up(session, "suppressed", exempt[0], standing=Standing.SUPPRESSED)
+    _given_up(session, "pruned")
+
+    def listed(policy: HygienePolicy | None = None) -> list[str]:
+        rows = reports.undeliverable(session, policy=policy)
+        return sorted(r["address"].split("@")[0] for r in rows)
+
+    expected = sorted(
+        [f"after-{fault.value}" for fault in counted] + ["both", "suppressed", "pruned"]
+    )
+    assert listed() == expected
+    assert listed(H) == expected
+    assert (
+        sorted(r["address"].split("@")[0] for r in reports.undeliverable(session, reason="expired"))
+        == expected
+    )
+    # A policy that exempts no fault counts every expiry, and lists every such address.
+    strict = dataclasses.replace(H, expiry_exempt_faults=frozenset())
+    assert len(listed(strict)) == len(Fault) + 4
 
 
 def test_an_unknown_reason_is_an_error_that_lists_the_valid_reasons(session: Session) -> None:
