@@ -651,14 +651,24 @@ def _block_times(start: datetime, n: int) -> list[datetime]:
     return [start + i * step for i in range(n)]
 
 
-def test_4xx_refusals_of_the_sender_at_the_policy_count_within_the_window_throttle_and_alert(
-    session: Session, history: History, frozen_now: datetime
+#: The 4xx refusals that are blocks: of the sender (a blocklist) and of the message's content (a
+#: virus), each with the reason its throttle takes.
+REFUSALS_4XX = pytest.mark.parametrize(
+    ("refusal", "reason"),
+    [("blocked_4xx", Reason.BLOCKED), ("content_4xx", Reason.VIRUS_DETECTED)],
+    ids=["sender", "content"],
+)
+
+
+@REFUSALS_4XX
+def test_4xx_refusals_at_the_policy_count_within_the_window_throttle_and_alert(
+    session: Session, history: History, frozen_now: datetime, refusal: str, reason: Reason
 ) -> None:
     for i, at in enumerate(_block_times(frozen_now, T.blocked_count)):
-        history.blocked_4xx(f"u{i}@corp.example", at)
+        getattr(history, refusal)(f"u{i}@corp.example", at)
     throttle = store_hygiene.throttle_for(session, "corp.example", frozen_now + T.blocked_window)
     assert throttle is not None
-    assert throttle.reason is Reason.BLOCKED
+    assert throttle.reason is reason
     [action] = _actions(session, ActionKind.THROTTLE)
     assert action.rule == RULE_BLOCKED_THROTTLE
     assert action.evidence["blocks"]["in_window"] == T.blocked_count
@@ -672,12 +682,13 @@ def test_4xx_refusals_of_the_sender_at_the_policy_count_within_the_window_thrott
     assert _suppressed(session) == set()
 
 
-def test_4xx_refusals_of_the_sender_one_fewer_than_the_policy_count_alert_but_do_not_throttle(
-    session: Session, history: History, frozen_now: datetime
+@REFUSALS_4XX
+def test_4xx_refusals_one_fewer_than_the_policy_count_alert_but_do_not_throttle(
+    session: Session, history: History, frozen_now: datetime, refusal: str, reason: Reason
 ) -> None:
     # As for 5xx blocks: every block alerts the sender; only repeated ones throttle.
     for i, at in enumerate(_block_times(frozen_now, T.blocked_count - 1)):
-        history.blocked_4xx(f"u{i}@corp.example", at)
+        getattr(history, refusal)(f"u{i}@corp.example", at)
     assert _actions(session, ActionKind.THROTTLE) == []
     [alert] = _actions(session, ActionKind.ALERT)
     assert (alert.scope, alert.rule) == (ActionScope.SENDER, RULE_BLOCKED)
@@ -797,38 +808,6 @@ def test_the_engine_retries_deliveries_a_4xx_blocklist_refuses_and_throttles_the
 #: A virus scanner's refusal answered with a 4xx: `deferred` (RFC 5321 4.2.1), the reason and
 #: fault of its 5xx form, `blocked` with fault `message` (std.virus_text).
 CONTENT_4XX = "451 4.7.1 Virus found"
-
-
-def test_4xx_refusals_of_the_content_at_the_policy_count_within_the_window_throttle_and_alert(
-    session: Session, history: History, frozen_now: datetime
-) -> None:
-    for i, at in enumerate(_block_times(frozen_now, T.blocked_count)):
-        history.content_4xx(f"u{i}@corp.example", at)
-    throttle = store_hygiene.throttle_for(session, "corp.example", frozen_now + T.blocked_window)
-    assert throttle is not None
-    assert throttle.reason is Reason.VIRUS_DETECTED
-    [action] = _actions(session, ActionKind.THROTTLE)
-    assert action.rule == RULE_BLOCKED_THROTTLE
-    assert action.evidence["blocks"]["in_window"] == T.blocked_count
-    [alert] = _actions(session, ActionKind.ALERT)
-    assert (alert.scope, alert.target, alert.rule) == (
-        ActionScope.SENDER,
-        "corp.example",
-        RULE_BLOCKED,
-    )
-    assert alert.evidence["blocks"] == T.blocked_count
-    assert _suppressed(session) == set()
-
-
-def test_4xx_refusals_of_the_content_one_fewer_than_the_policy_count_alert_but_do_not_throttle(
-    session: Session, history: History, frozen_now: datetime
-) -> None:
-    for i, at in enumerate(_block_times(frozen_now, T.blocked_count - 1)):
-        history.content_4xx(f"u{i}@corp.example", at)
-    assert _actions(session, ActionKind.THROTTLE) == []
-    [alert] = _actions(session, ActionKind.ALERT)
-    assert (alert.scope, alert.rule) == (ActionScope.SENDER, RULE_BLOCKED)
-    assert alert.evidence["blocks"] == T.blocked_count - 1
 
 
 @pytest.mark.parametrize("nightly", [False, True], ids=["incremental", "nightly"])
