@@ -1,6 +1,7 @@
 """Benchmark: recording events through `Engine.record_many` against a raw sqlite3 floor.
 
     python bench/bench_record.py [--n 200000] [--memory-sizes 50000,200000] [--calls 300]
+    python bench/bench_record.py --url postgresql+psycopg://user@host/scratch [--calls 300]
 
 Prints, all measured in this run on SQLite files in a temporary directory:
 - events/s through `record_many` (hygiene hook off: this measures the engine and the store);
@@ -10,7 +11,11 @@ Prints, all measured in this run on SQLite files in a temporary directory:
   `sqlite3` driver (executemany, one transaction, replies classified in advance for free);
 - the ratio of the two (target: at least 0.5 at N = 200k);
 - peak memory (max RSS of a fresh process) of `record_many` at two sizes, to show it is flat in N;
-- the median latency of single `record()` calls, with and without the hygiene hook.
+- the median and 95th percentile latency of single `record()` calls, with and without the
+  hygiene hook, and the statements each call sends.
+
+With `--url` it measures only the single `record()` calls, on that store (any backend): a
+scratch database, since the calls write to it (their message ids are new in every run).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from deliverability.store.session import (
     SQLITE_CHECKPOINT_PAGES,
     SQLITE_WAL_LIMIT_BYTES,
     create_engine,
+    mask_url,
     upgrade_schema,
 )
 
@@ -423,25 +429,60 @@ def _memory_child(n: int, directory: str) -> None:
     print(json.dumps({"n": n, "baseline_mb": base, "peak_mb": _max_rss_mb()}))
 
 
-def _latency(url: str, calls: int, hygiene: bool) -> float:
+#: The first calls of a latency run, which compile the engine's statements, are not timed.
+_LATENCY_WARMUP = 10
+
+
+def _latency(url: str, calls: int, hygiene: bool) -> tuple[float, float, float]:
+    """(median, 95th percentile, statements per call) of `calls` single `record()` calls on a
+    store holding the log items of `events(2000)`, each call a new reply to one of 50 recipients.
+
+    The statements are those SQLAlchemy's cursor events see: a COPY on PostgreSQL is not one.
+    """
     clock = _Clock()
+    # New message ids in every run, so that a second run on a server's database records new
+    # replies too instead of finding them recorded (a duplicate writes nothing).
+    run = os.urandom(4).hex()
+    statements = 0
+
+    def count(*_args: Any) -> None:
+        nonlocal statements
+        statements += 1
+
     with Engine(url, clock=clock, hygiene=None if hygiene else False) as engine:
         engine.record_many(events(2000))
         cycle = _reply_cycle()
         times = []
-        for i in range(calls):
+        for i in range(_LATENCY_WARMUP + calls):
+            if i == _LATENCY_WARMUP:
+                event.listen(engine.db, "before_cursor_execute", count)
             t0 = time.perf_counter()
             engine.record(
                 f"lat{i % 50}@{DOMAINS[i % len(DOMAINS)]}",
                 cycle[(i * 31) % len(cycle)],
-                message_id=f"<lat{i}@list.example>",
+                message_id=f"<lat{i}.{run}@list.example>",
                 at=START + timedelta(days=1, seconds=i),
             )
             times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        event.remove(engine.db, "before_cursor_execute", count)
+    timed = sorted(times[_LATENCY_WARMUP:])
+    p95 = timed[max(0, -(-len(timed) * 95 // 100) - 1)]
+    return statistics.median(timed), p95, statements / len(timed)
 
 
-def main() -> None:
+def _print_latency(urls: tuple[str, str], calls: int) -> None:
+    """The single-call latency without, then with the hygiene hook (on `urls[0]`, `urls[1]`)."""
+    for hygiene in (False, True):
+        median, p95, statements = _latency(urls[hygiene], calls, hygiene)
+        label = "with the hygiene hook" if hygiene else "without hygiene"
+        print(
+            f"single record() median latency, {label}: {median * 1000:6.2f} ms"
+            f" (95th percentile {p95 * 1000:6.2f} ms, {statements:.1f} statements a call,"
+            f" load average {os.getloadavg()[0]:.1f})"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200_000, help="events to record (default 200k)")
     parser.add_argument(
@@ -450,11 +491,19 @@ def main() -> None:
         help="two sizes for the peak-memory runs, comma separated (default: n/4 and n)",
     )
     parser.add_argument("--calls", type=int, default=300, help="single record() calls to time")
+    parser.add_argument(
+        "--url",
+        help="time only single record() calls, on this store (a scratch database: they write)",
+    )
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.memory_child:
         _memory_child(args.memory_child, args.dir)
+        return
+    if args.url:
+        print(f"single record() calls on {mask_url(args.url)}")
+        _print_latency((args.url, args.url), args.calls)
         return
 
     n = args.n
@@ -543,11 +592,10 @@ def main() -> None:
                 f" (after opening the engine {data['baseline_mb']:6.1f} MB, +{growth:5.1f} MB)"
             )
 
-        for hygiene in (False, True):
-            url = f"sqlite:///{Path(tmp) / f'latency{int(hygiene)}.db'}"
-            median = _latency(url, args.calls, hygiene)
-            label = "with the hygiene hook" if hygiene else "without hygiene"
-            print(f"single record() median latency, {label}: {median * 1000:6.2f} ms")
+        _print_latency(
+            (f"sqlite:///{Path(tmp) / 'latency0.db'}", f"sqlite:///{Path(tmp) / 'latency1.db'}"),
+            args.calls,
+        )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ benchmark hold (its floor writes the engine's rows), not the speed, which is nev
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,27 @@ def test_the_record_benchmark_runs_and_prints_every_figure() -> None:
         "single record() median latency, with the hygiene hook",
     ):
         assert line in out, f"{line!r} missing from:\n{out}"
+
+
+def test_the_record_benchmark_times_single_calls_on_the_store_a_url_names(
+    tmp_path: Path,
+) -> None:
+    # --url measures only the single record() calls, on any backend; run twice on one store,
+    # the second run still records new replies (a duplicate would write nothing).
+    url = f"sqlite:///{tmp_path / 'scratch.db'}"
+    for _ in range(2):
+        out = _run("bench_record.py", "--url", url, "--calls", "3")
+        assert "floor" not in out, out
+        for label in ("without hygiene", "with the hygiene hook"):
+            assert f"single record() median latency, {label}" in out, out
+        assert "95th percentile" in out, out
+        assert "statements a call" in out, out
+    with sqlite3.connect(tmp_path / "scratch.db") as conn:
+        ((calls,),) = conn.execute(
+            "SELECT count(*) FROM events WHERE message_id LIKE 'lat%'"
+        ).fetchall()
+    # Two runs, each of 10 untimed and 3 timed calls without and with the hook.
+    assert calls == 2 * 2 * (10 + 3)
 
 
 def test_the_hygiene_benchmark_runs_and_prints_every_figure() -> None:
