@@ -1836,13 +1836,14 @@ class Engine:
         # 4. Write: new recipients, events, recipient updates, deliveries.
         if new_recipients:
             ordered = sorted(new_recipients)
-            bulk.insert_rows(
+            inserted = bulk.insert_rows(
                 conn,
                 _RECIPIENTS,
                 _RECIPIENT_COLUMNS,
                 [_recipient_row(new_recipients[k]) for k in ordered],
+                returning="address_key",
             )
-            for akey, id_ in self._inserted_ids(conn, _RECIPIENTS, "address_key", ordered).items():
+            for akey, id_ in inserted.items():
                 new_recipients[akey]["id"] = id_
         event_rows = [
             (
@@ -2094,34 +2095,7 @@ class Engine:
 
     def _insert_events(self, conn: Connection, rows: list[tuple[Any, ...]]) -> dict[str, int]:
         """INSERT the chunk's event rows (`_EVENT_COLUMNS`); their ids by key."""
-        self._bulk.insert_rows(conn, _EVENTS, _EVENT_COLUMNS, rows)
-        return self._inserted_ids(conn, _EVENTS, "key", [row[0] for row in rows])
-
-    def _inserted_ids(
-        self, conn: Connection, table: Table, column: str, keys: list[str]
-    ) -> dict[str, int]:
-        """The ids of the rows just inserted, in the order of `keys` (their unique `column`).
-
-        A plain executemany, then this: INSERT ... RETURNING in parameter order runs row by row
-        on SQLite, many times slower.
-        """
-        if conn.dialect.name == "sqlite":
-            # This transaction holds SQLite's write lock (BEGIN IMMEDIATE) and the id is the
-            # rowid, so the rows just inserted took the ids up to last_insert_rowid() in order
-            # (https://sqlite.org/autoinc.html). Checked at both ends, else asked for by key.
-            last = conn.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
-            first = last - len(keys) + 1
-            ends: dict[int, str] = dict(
-                conn.exec_driver_sql(
-                    f"SELECT id, {column} FROM {table.name} WHERE id IN (?, ?)", (first, last)
-                ).all()
-            )
-            if ends.get(first) == keys[0] and ends.get(last) == keys[-1]:
-                return {key: first + i for i, key in enumerate(keys)}
-        return {
-            key: int(id_)
-            for id_, key in self._bulk.select_in(conn, table, ("id", column), column, keys)
-        }
+        return self._bulk.insert_rows(conn, _EVENTS, _EVENT_COLUMNS, rows, returning="key")
 
     def _delivery_view(self, row: Sequence[Any]) -> DeliveryView:
         """The state machine's view of a delivery row as loaded (`_DELIVERY_LOAD`)."""

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from deliverability.errors import StoreError
 from deliverability.store.bulk import (
+    SMALL_INSERT,
     BulkWriter,
     time_reader,
     time_writer,
@@ -456,20 +457,50 @@ def test_bulk_tuple_inserts_store_what_the_orm_reads_back(
     assert reread(raw[0][0]) == frozen_now
 
 
+@pytest.mark.parametrize("size", [1, SMALL_INSERT + 1], ids=["small", "bulk"])
 def test_a_duplicate_key_in_a_bulk_insert_is_an_integrity_error_on_every_backend(
-    sa_engine: Engine, frozen_now: datetime
+    sa_engine: Engine, frozen_now: datetime, size: int
 ) -> None:
     # The engine's retry judges a conflict by SQLAlchemy's wrapped error; PostgreSQL's COPY
-    # path must raise the same one as an INSERT.
+    # path (past SMALL_INSERT rows) must raise the same one as an INSERT.
     bulk = BulkWriter(sa_engine.dialect)
     table = cast(Table, Recipient.__table__)
-    row = _recipient_row(sa_engine.dialect, "a@example.com", frozen_now)
+    rows = [_recipient_row(sa_engine.dialect, f"a{i}@example.com", frozen_now) for i in range(size)]
     with sa_engine.begin() as conn:
-        bulk.insert_rows(conn, table, _RECIPIENT_COLUMNS, [row])
+        bulk.insert_rows(conn, table, _RECIPIENT_COLUMNS, rows[-1:])
     with pytest.raises(IntegrityError), sa_engine.begin() as conn:
-        bulk.insert_rows(conn, table, _RECIPIENT_COLUMNS, [row])
+        bulk.insert_rows(conn, table, _RECIPIENT_COLUMNS, rows, returning="address_key")
     with sa_engine.connect() as conn:
         assert len(bulk.select_in(conn, table, ("id",), "domain", ["example.com"])) == 1
+
+
+@pytest.mark.parametrize("size", [1, SMALL_INSERT, SMALL_INSERT + 1, 50])
+def test_a_bulk_insert_returns_the_new_ids_by_a_unique_column_on_every_backend(
+    sa_engine: Engine, frozen_now: datetime, size: int
+) -> None:
+    # Up to SMALL_INSERT rows (a record() call writes one per table) the INSERT is one statement
+    # that returns the ids: PostgreSQL's COPY took two round trips and reading the ids a third.
+    bulk = BulkWriter(sa_engine.dialect)
+    table = cast(Table, Recipient.__table__)
+    statements: list[str] = []
+
+    @event.listens_for(sa_engine, "before_cursor_execute")
+    def keep(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
+        statements.append(sql)
+
+    with sa_engine.begin() as conn:
+        # An earlier row, so that the new ids do not start at 1.
+        first = _recipient_row(conn.dialect, "x@x.example", frozen_now)
+        bulk.insert_rows(conn, table, _RECIPIENT_COLUMNS, [first])
+        rows = [_recipient_row(conn.dialect, f"R{i}@example.com", frozen_now) for i in range(size)]
+        statements.clear()
+        ids = bulk.insert_rows(conn, table, _RECIPIENT_COLUMNS, rows, returning="address_key")
+        if size <= SMALL_INSERT:
+            assert len(statements) == 1, statements
+            assert statements[0].startswith("INSERT INTO recipients"), statements
+        stored = bulk.select_in(conn, table, ("id", "address_key"), "domain", ["example.com"])
+    assert ids == {key: id_ for id_, key in stored}
+    assert sorted(ids) == sorted(f"r{i}@example.com" for i in range(size))
 
 
 def test_a_database_url_with_a_percent_sign_opens_and_gets_its_schema(tmp_path: Path) -> None:
