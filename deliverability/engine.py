@@ -2113,32 +2113,39 @@ class Engine:
 
     # -- internals: sendability --------------------------------------------------------------
 
-    def _why_not_keys(self, keys: Sequence[str], now: datetime) -> dict[str, str]:
-        """Why each of these address keys may not be sent to now (absent: it may)."""
+    def _why_not_keys(
+        self, keys: Sequence[str], now: datetime, conn: Connection | None = None
+    ) -> dict[str, str]:
+        """Why each of these address keys may not be sent to now (absent: it may). `conn`: the
+        transaction to ask in (`record` asks in its own); else a connection of the pool."""
         if not keys:
             return {}
+        if conn is None:
+            with self.db.connect() as own:
+                return self._why_not_keys(keys, now, own)
         out: dict[str, str] = {}
-        domains = {k.rsplit("@", 1)[1] for k in keys}
         unique = sorted(set(keys))
         # In pieces whatever the caller's batch (`chunk_size` may be raised for record_many):
         # one parameter per key, and PostgreSQL takes at most 65,535 in a statement.
-        with self.db.connect() as conn:
-            for start in range(0, len(unique), _ASK_CHUNK):
-                part = unique[start : start + _ASK_CHUNK]
-                for row in conn.execute(_SUPPRESSED_AMONG, {"now": now, "keys": part}):
-                    until = row.suppressed_until
-                    when = f" until {until.isoformat()}" if until else ""
-                    why = f"reason: {row.reason.value}"
-                    if row.rule == "manual" and row.detail:
-                        # A person's own words say more than the reason name.
-                        why = f"by {row.created_by}: {row.detail}"
-                    out[row.address_key] = (
-                        f"suppressed since {row.standing_since.isoformat()}{when} ({why})"
-                    )
-            # Asked once: the pause of a domain never throttled itself is its group's (listed
-            # in the policy or learned from its MX host), and the answer names the group.
-            groups = hygiene_store.groups_of(conn, domains, self.policy)
-            paused = hygiene_store.paused_until(conn, now, self.policy, domains, groups=groups)
+        for start in range(0, len(unique), _ASK_CHUNK):
+            part = unique[start : start + _ASK_CHUNK]
+            for row in conn.execute(_SUPPRESSED_AMONG, {"now": now, "keys": part}):
+                until = row.suppressed_until
+                when = f" until {until.isoformat()}" if until else ""
+                why = f"reason: {row.reason.value}"
+                if row.rule == "manual" and row.detail:
+                    # A person's own words say more than the reason name.
+                    why = f"by {row.created_by}: {row.detail}"
+                out[row.address_key] = (
+                    f"suppressed since {row.standing_since.isoformat()}{when} ({why})"
+                )
+        domains = {k.rsplit("@", 1)[1] for k in keys if k not in out}
+        paused = hygiene_store.paused_until(conn, now, self.policy, domains)
+        if not paused:
+            return out
+        # The pause of a domain never throttled itself is its group's (listed in the policy or
+        # learned from its MX host), and the answer names the group: asked only when paused.
+        groups = hygiene_store.groups_of(conn, paused, self.policy)
         for key in keys:
             domain = key.rsplit("@", 1)[1]
             if key not in out and domain in paused:

@@ -142,6 +142,37 @@ def test_a_421_from_a_google_mx_throttles_every_domain_learned_to_be_google_host
     assert engine.throttle_for("never.example") is None
 
 
+def test_whether_domains_are_paused_is_one_statement_until_a_provider_group_is(
+    engine: Engine, clock: FakeClock
+) -> None:
+    # Every record() asks twice (its retry schedule, then whether the address may be sent to);
+    # it asked for the domains' learned groups first each time, a statement more.
+    now = clock()
+    engine.record_many([_item("ann@acme.example", DELIVERED, now - timedelta(hours=1), GOOGLE_MX)])
+    statements: list[str] = []
+
+    def keep(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
+        if not sql.startswith("BEGIN"):  # SQLite's own
+            statements.append(sql)
+
+    domains = {"acme.example", "plain.example"}
+    sa.event.listen(engine.db, "before_cursor_execute", keep)
+    try:
+        with engine.db.connect() as conn:
+            assert store_hygiene.paused_until(conn, now, POLICY, domains) == {}
+        assert len(statements) == 1, statements
+        # A push-back from Google's MX for another domain pauses the group, and the learned
+        # domain with it: that one is then looked up.
+        engine.record_many(
+            [_item("bob@globex.example", PUSHBACK, now - timedelta(minutes=1), GOOGLE_MX)]
+        )
+        with engine.db.connect() as conn:
+            paused = store_hygiene.paused_until(conn, now, POLICY, domains)
+    finally:
+        sa.event.remove(engine.db, "before_cursor_execute", keep)
+    assert paused == {"acme.example": now - timedelta(minutes=1) + T.initial_pause}
+
+
 def test_a_paused_group_holds_back_the_due_retries_of_its_learned_domains(
     engine: Engine, clock: FakeClock
 ) -> None:

@@ -2711,7 +2711,7 @@ def paused_domains(
 
 
 #: Open throttles on a domain or a provider group, paused beyond `now`: (scope, target, until).
-#: Built once: the engine asks for them twice per `record` call, and building a statement costs
+#: Built once: the engine asks for them on every `record` call, and building a statement costs
 #: more than running this one.
 _PAUSED_TARGETS = (
     sa.select(_ACTIONS.c.scope, _ACTIONS.c.target, sa.func.max(_ACTIONS.c.pause_until))
@@ -2734,28 +2734,26 @@ def paused_until(
     now: datetime,
     policy: Policy | None,
     among: Iterable[str] | None = None,
-    *,
-    groups: dict[str, str] | None = None,
 ) -> dict[str, datetime]:
     """Every destination domain paused now -> paused until, or only those of `among`.
 
     A domain is paused by an open throttle of its own or of its provider group (the policy's
-    lists and the learned domains: `groups_of`, `members_of`; none without a policy), until the
-    later of the two ends: a throttle of the domain raised before it was learned into a group
-    stands until it ends. `groups`: the provider group of each of `among`, when the caller has
-    already asked. What the engine's sendability, retries and retry schedule rest on.
+    lists and the learned domains: `members_of`; none without a policy), until the later of the
+    two ends: a throttle of the domain raised before it was learned into a group stands until
+    it ends. What the engine's sendability, retries and retry schedule rest on. One statement
+    unless a provider group is paused: `record()` asks once, twice for a deferral.
     """
     wanted: set[str] | None = None
     if among is None:
         rows = conn.execute(_PAUSED_TARGETS, {"now": now}).all()
     else:
         wanted = set(among)
-        if groups is None:
-            groups = groups_of(conn, wanted, policy) if policy else {}
-        targets = wanted | set(groups.values())
+        # The domains and every group the policy names (a few): which groups hold the domains
+        # is asked only when one is paused (`members_of`), not before every read.
+        groups = sorted(provider_groups(policy.throttle)) if policy and wanted else []
         rows = [
             row
-            for part in _chunks(sorted(targets))
+            for part in _chunks([*sorted(wanted), *groups])
             for row in conn.execute(_PAUSED_AMONG, {"now": now, "targets": list(part)})
         ]
     paused_groups = {target for scope, target, _ in rows if scope is ActionScope.PROVIDER}
