@@ -782,10 +782,14 @@ class Engine:
             mx_host=mx_host,
         )
         item = self._prepare(record, 1, now)
-        actions = run_in_transaction(
-            self.db, lambda conn: self._write(conn, [item], now), conflicts=True
-        )
-        why_not = self._why_not_keys([item.address.key], now).get(item.address.key)
+        akey = item.address.key
+
+        def work(conn: Connection) -> tuple[list[Any], str | None]:
+            # Whether the address may be sent to is asked in the same transaction, after the
+            # hygiene it ran: one transaction a call, not a second one on another connection.
+            return self._write(conn, [item], now), self._why_not_keys([akey], now, conn).get(akey)
+
+        actions, why_not = run_in_transaction(self.db, work, conflicts=True)
         return Decision(
             address=item.address.text,
             verdict=item.verdict,

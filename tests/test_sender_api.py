@@ -356,6 +356,42 @@ def test_a_key_no_database_can_store_rejects_that_item_and_the_batch_goes_on(
     assert engine.record("v@example.com", "250 2.0.0 OK", message_id="m9", key="k" * 64).attempt
 
 
+@pytest.mark.parametrize(("hygiene", "budget"), [(False, 10), (True, 12)], ids=["no-hook", "hook"])
+def test_one_recorded_reply_is_one_transaction_of_a_few_statements_on_every_backend(
+    db_url: str, clock: FakeClock, hygiene: bool, budget: int
+) -> None:
+    # A sender calls record() after every SMTP reply, and on a server every statement is a
+    # round trip: the call wrote its one event through PostgreSQL's COPY and read its id back,
+    # asked for the domain's provider group before each pause read, and asked whether the
+    # address may be sent to in a second transaction on another connection.
+    with Engine(db_url, policy=POLICY, clock=clock, hygiene=None if hygiene else False) as engine:
+        engine.record("a@example.com", "250 2.0.0 OK", message_id="<m1@list.example>")
+        statements: list[str] = []
+        begins: list[object] = []
+
+        def began(conn: Any) -> None:
+            begins.append(conn)
+
+        def keep(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
+            # SQLite's BEGIN IMMEDIATE is sent as a statement; the servers' BEGIN is not.
+            if not sql.startswith("BEGIN"):
+                statements.append(" ".join(sql.split())[:80])
+
+        event.listen(engine.db, "before_cursor_execute", keep)
+        event.listen(engine.db, "begin", began)
+        try:
+            decision = engine.record(
+                "a@example.com", "250 2.0.0 OK", message_id="<m2@list.example>"
+            )
+        finally:
+            event.remove(engine.db, "before_cursor_execute", keep)
+            event.remove(engine.db, "begin", began)
+    assert decision.sendable
+    assert decision.delivery_state is DeliveryState.DELIVERED
+    assert len(begins) == 1
+    assert len(statements) <= budget, "\n".join(statements)
+
+
 # -- the sender beside the nightly job on one SQLite file -------------------------------------
 
 
