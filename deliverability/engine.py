@@ -1742,8 +1742,11 @@ class Engine:
             for (stored_key,) in bulk.select_in(conn, _EVENTS, ("key",), "key", list(legacy)):
                 legacy[stored_key].duplicate = True
             fresh = [it for it in fresh if not it.duplicate]
+        # The state machine holds a retry back until its destination's pause ends, and only a
+        # deferral schedules a retry: the pauses of the other items' domains are not asked for
+        # (most replies are deliveries, and a record() call then reads none).
         not_before = hygiene_store.paused_until(
-            conn, now, self.policy, {it.address.domain for it in items}
+            conn, now, self.policy, {it.address.domain for it in fresh if it.step is Step.DEFERRED}
         )
         for it in items:
             if not it.duplicate:

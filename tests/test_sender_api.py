@@ -356,14 +356,24 @@ def test_a_key_no_database_can_store_rejects_that_item_and_the_batch_goes_on(
     assert engine.record("v@example.com", "250 2.0.0 OK", message_id="m9", key="k" * 64).attempt
 
 
-@pytest.mark.parametrize(("hygiene", "budget"), [(False, 10), (True, 12)], ids=["no-hook", "hook"])
+@pytest.mark.parametrize(
+    ("reply", "hygiene", "budget"),
+    [
+        ("250 2.0.0 OK", False, 9),
+        ("250 2.0.0 OK", True, 11),
+        ("451 4.3.0 Try again later", False, 10),
+        ("451 4.3.0 Try again later", True, 10),
+    ],
+    ids=["delivered", "delivered-hook", "deferred", "deferred-hook"],
+)
 def test_one_recorded_reply_is_one_transaction_of_a_few_statements_on_every_backend(
-    db_url: str, clock: FakeClock, hygiene: bool, budget: int
+    db_url: str, clock: FakeClock, reply: str, hygiene: bool, budget: int
 ) -> None:
     # A sender calls record() after every SMTP reply, and on a server every statement is a
     # round trip: the call wrote its one event through PostgreSQL's COPY and read its id back,
-    # asked for the domain's provider group before each pause read, and asked whether the
-    # address may be sent to in a second transaction on another connection.
+    # asked for the domain's provider group before each pause read, read the pause to schedule
+    # a retry for a reply that schedules none, and asked whether the address may be sent to in
+    # a second transaction on another connection.
     with Engine(db_url, policy=POLICY, clock=clock, hygiene=None if hygiene else False) as engine:
         engine.record("a@example.com", "250 2.0.0 OK", message_id="<m1@list.example>")
         statements: list[str] = []
@@ -380,14 +390,12 @@ def test_one_recorded_reply_is_one_transaction_of_a_few_statements_on_every_back
         event.listen(engine.db, "before_cursor_execute", keep)
         event.listen(engine.db, "begin", began)
         try:
-            decision = engine.record(
-                "a@example.com", "250 2.0.0 OK", message_id="<m2@list.example>"
-            )
+            decision = engine.record("a@example.com", reply, message_id="<m2@list.example>")
         finally:
             event.remove(engine.db, "before_cursor_execute", keep)
             event.remove(engine.db, "begin", began)
     assert decision.sendable
-    assert decision.delivery_state is DeliveryState.DELIVERED
+    assert decision.delivery_state is DeliveryState(decision.verdict.outcome.value)
     assert len(begins) == 1
     assert len(statements) <= budget, "\n".join(statements)
 
