@@ -231,6 +231,43 @@ def test_deliveries_to_learned_domains_lift_their_groups_throttle(engine: Engine
     assert engine.throttle_for("gmail.com") is None
 
 
+def test_deliveries_outside_a_throttled_group_lift_nothing_one_record_at_a_time(
+    engine: Engine,
+) -> None:
+    # A delivery reads the open throttles of its domain and of every group before it asks for
+    # its domain's group: the group's throttle it finds is not its own to lift.
+    now = engine.now()
+    start = now - timedelta(minutes=10)
+    engine.record_many(
+        [
+            _item("ann@acme.example", DELIVERED, start, WORKSPACE_MX),
+            _item("bob@globex.example", PUSHBACK, start + timedelta(seconds=1), GOOGLE_MX),
+        ]
+    )
+    for i in range(T.release_after_deliveries + 1):
+        decision = engine.record(
+            f"r{i}@plain.example",
+            DELIVERED,
+            message_id=f"m{i}",
+            at=start + timedelta(seconds=2 + i),
+            mx_host="mx.plain.example",
+        )
+        assert decision.actions == ()
+    assert engine.throttle_for("acme.example") is not None
+    # Deliveries to a learned domain of the group lift it, at the policy's number.
+    released = []
+    for i in range(T.release_after_deliveries):
+        decision = engine.record(
+            f"s{i}@acme.example",
+            DELIVERED,
+            message_id=f"n{i}",
+            at=start + timedelta(minutes=1, seconds=i),
+        )
+        released.append([a.kind for a in decision.actions if a.new])
+    assert released == [[]] * (T.release_after_deliveries - 1) + [[ActionKind.RELEASE]]
+    assert engine.throttle_for("acme.example") is None
+
+
 def test_the_policys_own_lists_win_over_what_an_mx_host_says(
     engine: Engine, clock: FakeClock, db_url: str
 ) -> None:

@@ -360,7 +360,7 @@ def test_a_key_no_database_can_store_rejects_that_item_and_the_batch_goes_on(
     ("reply", "hygiene", "budget"),
     [
         ("250 2.0.0 OK", False, 9),
-        ("250 2.0.0 OK", True, 11),
+        ("250 2.0.0 OK", True, 10),
         ("451 4.3.0 Try again later", False, 10),
         ("451 4.3.0 Try again later", True, 10),
     ],

@@ -233,10 +233,10 @@ def _bulk(conn: sa.Connection) -> BulkWriter:
     return writer
 
 
-_OPEN_THROTTLE = sa.select(_ACTIONS.c.id, _ACTIONS.c.target, _ACTIONS.c.evidence).where(
-    _ACTIONS.c.open_key == sa.bindparam("key"), _ACTIONS.c.status == ActionStatus.OPEN
-)
-_OPEN_THROTTLES = sa.select(_ACTIONS.c.id, _ACTIONS.c.target, _ACTIONS.c.evidence).where(
+#: The open actions of some keys (`keys`), through the unique index on `open_key`.
+_OPEN_THROTTLES = sa.select(
+    _ACTIONS.c.id, _ACTIONS.c.target, _ACTIONS.c.evidence, _ACTIONS.c.open_key
+).where(
     _ACTIONS.c.open_key.in_(sa.bindparam("keys", expanding=True)),
     _ACTIONS.c.status == ActionStatus.OPEN,
 )
@@ -777,7 +777,7 @@ class _Evaluator:
         mode: str,
         params: dict[str, Any],
         census: dict[str, int] | None = None,
-        delivered_destinations: set[str] | None = None,
+        delivered_domains: set[str] | None = None,
     ) -> None:
         self.s = session
         self.policy = policy
@@ -805,7 +805,8 @@ class _Evaluator:
         self.incident_counts: dict[str, tuple[int, int, int]] = {}
         self.census: dict[str, int] = census or {}
         self._census_given = census is not None
-        self.delivered_destinations = delivered_destinations
+        #: The domains the events delivered to, when the caller knows them (the engine's).
+        self.delivered_domains = delivered_domains
         #: The provider groups the policy names, and their domains once read (`_members`).
         self.groups = provider_groups(policy.throttle)
         self._group_members: dict[str, list[str]] | None = None
@@ -2282,8 +2283,8 @@ class _Evaluator:
         a, tp = self.a, self.policy.throttle
         delivered: list[str] = []
         if self.census["delivered"]:
-            if self.delivered_destinations is not None:
-                delivered = sorted(self.delivered_destinations)
+            if self.delivered_domains is not None:
+                delivered = sorted(self.delivered_domains)
             else:
 
                 def build() -> Any:
@@ -2291,21 +2292,38 @@ class _Evaluator:
                     return sa.select(dest).where(self.scope, _is_delivered(a)).distinct()
 
                 delivered = [d for (d,) in self._exec(self._cached("delivered", build))]
-        delivered = sorted(set(delivered) | self.throttled)
-        if not delivered:
+        if not delivered and not self.throttled:
             return
         if self.throttled:
             self._flush()  # the throttles just raised, for the Core reads below
-        keys = [open_key(ActionKind.THROTTLE, self._scope_of(d), d) for d in delivered]
-        # Core rows first (most deliveries go to destinations with no throttle, or one that
-        # stays): the ORM object is loaded only for a throttle that lifts.
-        found = []
-        if len(keys) == 1:
-            # One destination (a single record()): a plain equality is cheaper to run.
-            found = list(self.conn.execute(_OPEN_THROTTLE, {"key": keys[0]}))
-        for part in _chunks(keys if len(keys) > 1 else []):
-            found += list(self.conn.execute(_OPEN_THROTTLES, {"keys": list(part)}))
-        for action_id, target, evidence in found:
+
+        def key(target: str) -> str:
+            return open_key(ActionKind.THROTTLE, self._scope_of(target), target)
+
+        # The engine's delivered domains may belong to a provider group: their own throttles
+        # and every group's are read first. Most deliveries go to destinations with no open
+        # throttle, and this one read finds none before their groups are asked for (a statement
+        # more on every record()). Core rows first: the ORM object is loaded only for a throttle
+        # that lifts.
+        wanted = {key(d) for d in (*delivered, *self.throttled)}
+        if self.delivered_domains is not None and delivered:
+            wanted.update(key(group) for group in self.groups)
+        candidates = [
+            row
+            for part in _chunks(sorted(wanted))
+            for row in self.conn.execute(_OPEN_THROTTLES, {"keys": list(part)})
+        ]
+        if not candidates:
+            return
+        destinations = set(self.throttled)
+        if self.delivered_domains is not None:
+            groups = groups_of(self.conn, delivered, self.policy)
+            destinations.update(groups.get(d, d) for d in delivered)
+        else:
+            destinations.update(delivered)
+        keys = {key(d) for d in destinations}
+        found = [(i, target, evidence) for i, target, evidence, k in candidates if k in keys]
+        for action_id, target, evidence in sorted(found, key=lambda row: row[0]):
             since = (evidence or {}).get("last_trigger_at")
             if not since:
                 continue
@@ -2527,7 +2545,7 @@ def on_events(
         chunk = [e for _, e in part]
         census = _census_of(chunk, policy)
         ids = [i for i, _ in part]
-        delivered = _delivered_destinations(session, chunk, policy) if census is not None else None
+        delivered = _delivered_domains(chunk) if census is not None else None
         mode, params = _anchor_scope(ids)
         times: list[datetime] = [t for t in (getattr(e, "at", None) for e in chunk) if t]
         if len(times) == len(chunk):
@@ -2547,10 +2565,8 @@ def _anchor_scope(ids: list[int]) -> tuple[str, dict[str, Any]]:
     return "ids", {"anchor_ids": ids}
 
 
-def _delivered_destinations(
-    session: Session, events: Sequence[Any], policy: Policy
-) -> set[str] | None:
-    """The throttle targets the events delivered to, when they carry their domain."""
+def _delivered_domains(events: Sequence[Any]) -> set[str] | None:
+    """The domains the events delivered to, when they carry their domain."""
     domains: set[str] = set()
     for event in events:
         domain = getattr(event, "domain", None)
@@ -2558,9 +2574,7 @@ def _delivered_destinations(
             return None
         if event.verdict.outcome is Outcome.DELIVERED and not event.verdict.throttle:
             domains.add(domain)
-    # Per distinct domain, not per event: a chunk holds a thousand deliveries to a few domains.
-    groups = groups_of(session.connection(), domains, policy) if domains else {}
-    return {groups.get(domain, domain) for domain in domains}
+    return domains
 
 
 _CENSUS_NAMES = {
