@@ -1975,7 +1975,7 @@ class Engine:
         - `restated`: the delivery already had a give-up, so this one reports the same give-up
           again (the engine gave up one night and Postfix's log says so the next, or a relay
           logged it and returned a DSN). One delivery's give-up is one soft strike at most
-          (docs/hygiene.md): the first recorded counts, whichever is dated first.
+          (docs/hygiene.md): the first recorded counts, even when the later one is dated earlier.
         - Its fault, for a give-up reported as a reply that names no fault of its own: that of
           the delivery's last deferral before it (never a give-up itself), as the engine's and
           Postfix's expiries take it: whose trouble it was decides whether it is a strike on
