@@ -1,14 +1,18 @@
 """Email addresses, normalised once, in one place.
 
-Storage keeps the local part as given (RFC 5321 section 2.4 says it may be case-sensitive) but
-compares case-insensitively, as every large mailbox provider treats local parts; the domain is
+Storage keeps the local part's case as given (RFC 5321 section 2.4 says it may be case-sensitive)
+but compares case-insensitively, as every large mailbox provider treats local parts; the domain is
 lower-cased and IDNA-encoded (RFC 5890) so that a Unicode domain and its A-label are one address.
+A UTF-8 local part (RFC 6531, 6532) is put in Unicode Normalization Form C, for storage and for
+comparing: `jörg` written with a precomposed ö and with o and a combining diaeresis is one
+address (RFC 6532 section 3.1 asks for NFC).
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 import idna
@@ -52,7 +56,7 @@ class Address:
     key: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "key", f"{self.local.lower()}@{self.domain}")
+        object.__setattr__(self, "key", f"{_compared(self.local)}@{self.domain}")
 
     @property
     def text(self) -> str:
@@ -60,6 +64,26 @@ class Address:
 
     def __str__(self) -> str:
         return self.text
+
+
+def _compared(local: str) -> str:
+    """The form of a local part that is compared: lower-cased, then in NFC.
+
+    NFC because RFC 6532 section 3.1 asks for it while requiring no receiver to normalise: an
+    SMTPUTF8 server's DSN (RFC 6533) or a mailer's log may name the address in another form
+    than the sender did, and the two forms are one mailbox. NFC again after lower-casing, so
+    that the key is the same whichever form (and case) it is made from, even from an `Address`
+    built by hand.
+
+    `str.lower`, as the keys were always made, not `str.casefold`: casefold also folds letters
+    that are already lower case (ß to ss, the final ς to σ), so `straße` would become the ASCII
+    `strasse`, another name a server may well have as a mailbox of its own; and a key made with
+    casefold would differ from the stored one for such names. The domain needs neither: it is
+    ASCII by now (an A-label) or an address literal.
+    """
+    if local.isascii():
+        return local.lower()
+    return unicodedata.normalize("NFC", local.lower())
 
 
 def normalize_address(raw: str) -> Address:
@@ -96,6 +120,14 @@ def normalize_address(raw: str) -> Address:
     local, sep, domain = text.rpartition("@")
     if not sep:
         raise AddressError(raw, "it has no @")
+    if not local.isascii():
+        # Stored in NFC too, not only compared so: RFC 6532 section 3.1 asks for NFC in what is
+        # written, and the store writes the address out (reports, due retries, suppression
+        # lists). Unlike case, which RFC 5321 section 2.4 lets a server tell apart (so the
+        # sender's spelling is kept), the two forms look alike and name one mailbox: whichever a
+        # DSN or a log used first, the recipient is shown the same. The octet limit below is
+        # then the one of what is stored and sent.
+        local = unicodedata.normalize("NFC", local)
     if not local:
         raise AddressError(raw, "the local part before @ is empty")
     if not domain:

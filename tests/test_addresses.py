@@ -1,6 +1,6 @@
 import pytest
 
-from deliverability.addresses import normalize_address
+from deliverability.addresses import Address, normalize_address
 from deliverability.errors import AddressError
 
 
@@ -107,3 +107,51 @@ def test_the_plain_address_shortcut_gives_what_the_full_checks_give(
     full = [outcome(raw) for raw in samples]
     assert quick == full
     assert sum(not text.startswith("error") for text in full) > 500
+
+
+#: jörg with a precomposed ö (NFC) and with o and a combining diaeresis (NFD).
+JOERG_NFC = "j\u00f6rg@example.de"
+JOERG_NFD = "jo\u0308rg@example.de"
+
+
+def test_a_local_part_in_nfc_and_in_nfd_is_one_address() -> None:
+    # RFC 6532 section 3.1: NFC. A DSN from an SMTPUTF8 server may name the other form.
+    nfc, nfd = normalize_address(JOERG_NFC), normalize_address(JOERG_NFD)
+    assert nfc.key == nfd.key == JOERG_NFC
+    assert nfc == nfd
+
+
+def test_a_local_part_in_nfd_is_stored_in_nfc() -> None:
+    assert normalize_address(f"<{JOERG_NFD}>").text == JOERG_NFC
+    assert normalize_address('"jo\u0308rg x"@example.de').text == '"j\u00f6rg x"@example.de'
+
+
+def test_a_unicode_local_part_is_compared_without_regard_to_case_in_either_form() -> None:
+    keys = {
+        normalize_address(raw).key
+        for raw in ("J\u00d6RG@example.de", "JO\u0308RG@Example.DE", JOERG_NFC, JOERG_NFD)
+    }
+    assert keys == {JOERG_NFC}
+    # The case as given is kept for storage, in NFC.
+    assert normalize_address("JO\u0308RG@example.de").text == "J\u00d6RG@example.de"
+
+
+def test_the_key_of_an_address_built_by_hand_is_the_same_as_the_normalisers() -> None:
+    assert Address(local="JO\u0308RG", domain="example.de").key == JOERG_NFC
+
+
+def test_lower_casing_does_not_fold_a_unicode_local_part_into_another_address() -> None:
+    # str.lower, not str.casefold: straße and strasse stay two addresses (casefold would make
+    # the first the ASCII second), and ΟΔΟΣ meets οδος, not οδοσ.
+    assert normalize_address("STRA\u00dfE@example.de").key == "stra\u00dfe@example.de"
+    assert normalize_address("strasse@example.de").key == "strasse@example.de"
+    assert normalize_address("\u039f\u0394\u039f\u03a3@example.gr").key == (
+        "\u03bf\u03b4\u03bf\u03c2@example.gr"
+    )
+
+
+def test_the_octet_limit_applies_to_the_local_part_in_nfc() -> None:
+    # 32 ö: 64 octets in NFC (2 each), 96 in NFD (o and a 2-octet combining mark).
+    assert normalize_address("o\u0308" * 32 + "@example.de").text == "\u00f6" * 32 + "@example.de"
+    with pytest.raises(AddressError, match="longer than 64"):
+        normalize_address("\u00f6" * 33 + "@example.de")
