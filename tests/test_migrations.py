@@ -529,3 +529,242 @@ def test_from_0015_a_give_up_its_delivery_already_had_is_restated(db_url: str) -
         assert "restated" not in meta.tables["events"].c
     finally:
         engine.dispose()
+
+
+#: jörg with a precomposed ö (NFC) and with o and a combining diaeresis (NFD).
+JOERG_NFC = "j\u00f6rg@example.de"
+JOERG_NFD = "jo\u0308rg@example.de"
+RENE_NFD = "rene\u0301@example.fr"
+
+
+def test_only_keys_past_ascii_are_read_by_0016_on_every_backend(sa_engine: Engine) -> None:
+    # The revision reads the keys with a character past ASCII only, counted in the database: a
+    # store of millions of ASCII recipients is one scan, none of its rows sent to Python.
+    import importlib
+
+    revision = importlib.import_module("deliverability.migrations.versions.0016_nfc_address_keys")
+    keys = {
+        1: "ann@example.com",
+        2: '"a\\\\b c"@example.com',  # a quoted local part with a backslash: still ASCII
+        3: "x~!#$%&'*+/=?^_`{|}-@example.com",
+        4: JOERG_NFC,  # 2 octets a character
+        5: "\u7528\u6237@example.jp",  # 3
+        6: "\U0001f600@example.com",  # 4
+        7: JOERG_NFD,
+    }
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    counts = dict.fromkeys(
+        ("events_count", "delivered_count", "deferred_count", "bounced_count", "blocked_count",
+         "complained_count", "expired_count"), 0,
+    )  # fmt: skip
+    with sa_engine.begin() as conn:
+        meta = MetaData()
+        meta.reflect(conn, only=("recipients",))
+        recipients = meta.tables["recipients"]
+        conn.execute(
+            insert(recipients),
+            [{"id": id_, "address": key, "address_key": key, "domain": key.rsplit("@", 1)[1],
+              "standing": "retrying", "reason": "undefined", "standing_since": at,
+              "first_seen_at": at, "last_event_at": at, **counts}
+             for id_, key in keys.items()],
+        )  # fmt: skip
+        found = conn.execute(
+            select(recipients.c.id).where(
+                revision._not_ascii(recipients.c.address_key, sa_engine.dialect.name)
+            )
+        ).scalars()
+        assert sorted(found) == [4, 5, 6, 7]
+
+
+def test_from_0016_one_address_stored_in_two_unicode_forms_is_one_recipient(db_url: str) -> None:
+    # Before 0016 a key was the lower-cased local part as given: jörg in NFD (a DSN) and in NFC
+    # (the sender) were two recipients, and the suppression of one did not stop a send to the
+    # other. The revision re-keys the recipients past ASCII in NFC and merges those that are one.
+    from deliverability.addresses import normalize_address
+    from deliverability.engine import Engine as Sender
+    from deliverability.policy import load_policy
+
+    engine = create_engine(db_url)
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    t1, t2 = t0 + timedelta(days=1), t0 + timedelta(days=2)
+    try:
+        upgrade_schema(engine, "0015")
+        with engine.begin() as conn:
+            meta = MetaData()
+            meta.reflect(conn, only=("recipients", "deliveries", "events"))
+            recipients, deliveries, events = (
+                meta.tables[n] for n in ("recipients", "deliveries", "events")
+            )
+            # The models' table: its JSON column is text to MariaDB's reflection. The revision
+            # changes no column of it.
+            actions = Base.metadata.tables["actions"]
+            counts = dict.fromkeys(
+                ("events_count", "delivered_count", "deferred_count", "bounced_count",
+                 "blocked_count", "complained_count", "expired_count"), 0,
+            )  # fmt: skip
+
+            def recipient(id_: int, address: str, **extra: object) -> dict[str, object]:
+                local, domain = address.rsplit("@", 1)
+                return {**counts, "id": id_, "address": address,
+                        "address_key": f"{local.lower()}@{domain}", "domain": domain,
+                        "standing": "delivered", "reason": "delivered", "standing_since": t0,
+                        "standing_basis_at": t0, "first_seen_at": t0, "last_event_at": t0,
+                        "last_code": None, "suppression_action_id": None, **extra}  # fmt: skip
+
+            conn.execute(
+                insert(recipients),
+                [
+                    # The sender's form, in NFD (its list was), first seen: kept.
+                    recipient(1, "Jo\u0308rg@example.de", standing="retrying",
+                              reason="mailbox_full", standing_since=t2, standing_basis_at=t2,
+                              first_seen_at=t1, last_event_at=t2, last_code=452,
+                              events_count=3, deferred_count=1, expired_count=1),
+                    # The DSN's form, in NFC: a hard bounce suppressed it.
+                    recipient(2, JOERG_NFC, standing="suppressed", reason="user_unknown",
+                              standing_since=t1, standing_basis_at=t1,
+                              suppression_action_id=1, first_seen_at=t0, last_event_at=t1,
+                              last_code=550, events_count=3, bounced_count=1,
+                              delivered_count=1, expired_count=1),
+                    recipient(3, "ann@example.com"),  # ASCII: untouched
+                    recipient(4, RENE_NFD),  # re-keyed, nothing to merge with
+                    recipient(5, "zo\u00eb@example.nl"),  # in NFC already: untouched
+                    # NFC makes the Greek varia the ASCII grave accent: one with the first.
+                    recipient(6, "a`b@example.com", events_count=1, last_event_at=t1),
+                    recipient(7, "a\u1fefb@example.com", events_count=2, first_seen_at=t1),
+                ],
+            )  # fmt: skip
+            delivery = {"domain": "example.de", "reason": "undefined", "updated_at": t1}
+
+            def sent(
+                id_: int, rid: int, message: str, state: str, attempt: int, at: datetime
+            ) -> dict[str, object]:
+                return {**delivery, "id": id_, "recipient_id": rid, "message_id": message,
+                        "state": state, "attempt": attempt, "first_attempt_at": at,
+                        "last_attempt_at": at}  # fmt: skip
+
+            conn.execute(
+                insert(deliveries),
+                [
+                    sent(1, 1, "m1", "deferred", 2, t0),  # the sender's retries of m1
+                    sent(2, 2, "m1", "bounced", 1, t1),  # and the DSN that ended them
+                    sent(3, 2, "m2", "delivered", 1, t1),
+                    sent(4, 1, "m3", "deferred", 1, t2),
+                ],
+            )
+            event = {"recorded_at": t2, "domain": "example.de", "fault": "recipient",
+                     "rule": "test", "decisive": False, "throttle": False, "source": "test",
+                     "kind": "reply", "restated": False}  # fmt: skip
+
+            def happened(
+                id_: int, rid: int, message: str, outcome: str, reason: str, at: datetime
+            ) -> dict[str, object]:
+                return {**event, "id": id_, "key": f"k{id_}", "recipient_id": rid,
+                        "message_id": message, "outcome": outcome, "reason": reason,
+                        "at": at}  # fmt: skip
+
+            conn.execute(
+                insert(events),
+                [
+                    happened(1, 1, "m1", "deferred", "mailbox_full", t0),
+                    happened(2, 2, "m1", "bounced", "user_unknown", t1),
+                    happened(3, 2, "m2", "delivered", "delivered", t1),
+                    happened(4, 1, "m3", "deferred", "mailbox_full", t2),
+                    # One give-up of m4 in each form: the second recorded is restated.
+                    happened(5, 2, "m4", "deferred", "expired", t0),
+                    happened(6, 1, "m4", "deferred", "expired", t1),
+                ],
+            )
+            action = {"kind": "suppress", "scope": "address", "reason": "user_unknown",
+                      "rule": "hygiene.hard_bounce", "detail": "", "evidence": {},
+                      "created_at": t1, "updated_at": t1, "created_by": "policy",
+                      "raised_count": 1, "step": 0, "deliveries_since": 0}  # fmt: skip
+            # Ids from the table's own sequence (PostgreSQL does not move it past given ones),
+            # as the revision's record of the merge takes the next.
+            conn.execute(
+                insert(actions),
+                [
+                    {**action, "target": JOERG_NFC, "status": "open",
+                     "open_key": f"suppress:address:{JOERG_NFC}"},
+                    # Held by a domain incident, in the other form: one of the two stays open.
+                    {**action, "target": JOERG_NFD, "status": "pending",
+                     "open_key": f"suppress:address:{JOERG_NFD}", "raised_count": 2},
+                    {**action, "kind": "release", "target": RENE_NFD,
+                     "status": "resolved", "open_key": None, "rule": "manual",
+                     "resolved_at": t1, "resolved_by": "support"},
+                ],
+            )  # fmt: skip
+        upgrade_schema(engine)
+        assert check_schema(engine) == []
+        with engine.connect() as conn:
+            kept = {r.id: r._asdict() for r in conn.execute(select(recipients))}
+            delivered = {r.id: r._asdict() for r in conn.execute(select(deliveries))}
+            history = {r.id: r._asdict() for r in conn.execute(select(events))}
+            acted = {r.id: r._asdict() for r in conn.execute(select(actions))}
+
+        def utc(value: datetime | None) -> datetime | None:
+            if value is None:
+                return None
+            return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+        assert sorted(kept) == [1, 3, 4, 5, 6]
+        assert (kept[6]["address_key"], kept[6]["events_count"]) == ("a`b@example.com", 3)
+        joerg = kept[1]
+        assert (joerg["address"], joerg["address_key"]) == ("J\u00f6rg@example.de", JOERG_NFC)
+        assert joerg["address_key"] == normalize_address(JOERG_NFD).key
+        # The suppression wins over the later deferral; it stands under its action still.
+        assert (joerg["standing"], joerg["reason"]) == ("suppressed", "user_unknown")
+        assert (utc(joerg["standing_since"]), joerg["suppressed_until"]) == (t1, None)
+        assert joerg["suppression_action_id"] == 1
+        assert (utc(joerg["first_seen_at"]), utc(joerg["last_event_at"])) == (t0, t2)
+        assert (utc(joerg["standing_basis_at"]), joerg["last_code"]) == (t2, 452)
+        assert {name: joerg[name] for name in counts} == {
+            **counts, "events_count": 6, "deferred_count": 1, "bounced_count": 1,
+            "delivered_count": 1, "expired_count": 2,
+        }  # fmt: skip
+        assert (kept[4]["address"], kept[4]["address_key"]) == ("ren\u00e9@example.fr",) * 2
+        assert kept[3]["address_key"] == "ann@example.com"
+        assert kept[5]["address_key"] == "zo\u00eb@example.nl"
+        # m1: the bounce that ended the retries, with their first attempt and count.
+        assert {i: (d["recipient_id"], d["message_id"], d["state"], d["attempt"],
+                    utc(d["first_attempt_at"])) for i, d in delivered.items()} == {
+            2: (1, "m1", "bounced", 2, t0),
+            3: (1, "m2", "delivered", 1, t1),
+            4: (1, "m3", "deferred", 1, t2),
+        }  # fmt: skip
+        assert {e["recipient_id"] for e in history.values()} == {1}
+        assert {i for i, e in history.items() if e["restated"]} == {6}
+        assert {i: (a["target"], a["status"], a["open_key"]) for i, a in acted.items()
+                if i <= 3} == {
+            1: (JOERG_NFC, "open", f"suppress:address:{JOERG_NFC}"),
+            2: (JOERG_NFC, "resolved", None),
+            3: ("ren\u00e9@example.fr", "resolved", None),
+        }  # fmt: skip
+        assert acted[1]["raised_count"] == 3
+        assert acted[2]["resolved_by"] == "migration 0016"
+        records = {a["target"]: a for i, a in acted.items() if i > 3}
+        assert {(a["kind"], a["scope"], a["rule"], a["status"]) for a in records.values()} == {
+            ("alert", "address", "migration.nfc_merge", "resolved")
+        }
+        assert records["a`b@example.com"]["evidence"]["merged"] == [7]
+        record = records[JOERG_NFC]
+        assert record["evidence"] == {
+            "kept": 1,
+            "merged": [2],
+            "addresses": ["Jo\u0308rg@example.de", JOERG_NFC],
+        }
+        # Either form is now the suppressed recipient.
+        with Sender(db_url, policy=load_policy()) as sender:
+            assert sender.filter_sendable([JOERG_NFD, JOERG_NFC, "ann@example.com"]) == [
+                "ann@example.com"
+            ]
+            assert sender.status(JOERG_NFD).counters["events_count"] == 6
+        # Down again: it runs, and the keys stay as they are (a merge is not undone).
+        downgrade_schema(engine, "0015")
+        with engine.connect() as conn:
+            keys = set(conn.execute(select(recipients.c.address_key)).scalars())
+        assert keys == {
+            JOERG_NFC, "ann@example.com", "ren\u00e9@example.fr", "zo\u00eb@example.nl",
+            "a`b@example.com",
+        }  # fmt: skip
+    finally:
+        engine.dispose()
