@@ -65,3 +65,21 @@ def test_both_forms_are_one_recipient_stored_in_nfc_and_found_by_either(engine: 
         assert status.address == NFC
         assert status.standing is Standing.SUPPRESSED
         assert status.counters["events_count"] == 2
+
+
+def test_both_forms_in_one_batch_are_one_recipient(engine: Engine, clock: FakeClock) -> None:
+    # record_many judges a chunk together: the two forms meet in it by their key.
+    at = clock.now.isoformat()
+    result = engine.record_many(
+        [
+            {"recipient": NFD, "reply": "451 4.2.2 mailbox full", "message_id": "m1", "at": at},
+            {"recipient": NFC, "reply": "550 5.1.1 no such user", "message_id": "m1", "at": at},
+            {"recipient": "J\u00d6RG@example.de", "reply": "250 2.0.0 OK", "message_id": "m2",
+             "at": at},
+        ]
+    )  # fmt: skip
+    assert result.recorded == 3
+    with Session(engine.db) as session:
+        assert session.scalars(select(Recipient.address_key)).all() == [NFC]
+    assert engine.status(NFD).counters["events_count"] == 3
+    assert engine.is_sendable(NFC) is False
