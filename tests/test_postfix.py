@@ -306,7 +306,10 @@ def test_the_queue_id_map_is_bounded_and_forgets_the_oldest_first() -> None:
     stream = PostfixStream(now=NOW, max_queue_ids=2)
     for qid in ("AAAAA1", "BBBBB2", "3F1A2B"):
         stream.feed(cleanup(qid, f"{qid}@news.example.org"), "byte 0")
-    assert list(stream.message_ids) == ["BBBBB2", "3F1A2B"]
+    forgotten = BOUNCED.replace("3F1A2B", "AAAAA1")
+    assert stream.feed(forgotten, "byte 9")[0].message_id == "AAAAA1"
+    kept = BOUNCED.replace("3F1A2B", "BBBBB2")
+    assert stream.feed(kept, "byte 9")[0].message_id == "BBBBB2@news.example.org"
     assert stream.feed(BOUNCED, "byte 9")[0].message_id == "3F1A2B@news.example.org"
 
 

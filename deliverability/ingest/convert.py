@@ -33,7 +33,7 @@ from deliverability.ingest.messages import (
     parse_message,
     reply_for,
 )
-from deliverability.ingest.postfix import read_postfix_log
+from deliverability.ingest.postfix import PostfixStream, read_postfix_log
 from deliverability.ingest.records import LogRecord, Rejected, normalize_message_id
 from deliverability.policy import Policy
 from deliverability.replies import Reply
@@ -53,17 +53,33 @@ POSTFIX_EXPIRED_VERDICT = dataclasses.replace(
 
 
 def read_log(
-    path: Path, kind: str, *, start_offset: int, now: datetime, log_tz: tzinfo = UTC
+    path: Path,
+    kind: str,
+    *,
+    start_offset: int,
+    now: datetime,
+    log_tz: tzinfo = UTC,
+    stream: PostfixStream | None = None,
+    scan_before: bool | None = None,
 ) -> Iterator[tuple[int, LogRecord | Rejected]]:
     """(offset after the item, item) for a reply log or a Postfix log, from `start_offset`.
 
     A last line without its newline in a plain file is still being written: it is not read (not
     parsed, not rejected), so the offset stays before it and the next run reads it whole.
     `log_tz` is the zone of syslog time stamps, which carry none (the mail host's local time).
+    `stream` carries a Postfix log's queue state on from earlier reads, and `scan_before` says
+    whether the lines before `start_offset` are scanned into it all the same
+    (`read_postfix_log`).
     """
     if kind == "postfix":
         return read_postfix_log(
-            path, start_offset=start_offset, now=now, tz=log_tz, hold_partial_line=True
+            path,
+            start_offset=start_offset,
+            now=now,
+            tz=log_tz,
+            hold_partial_line=True,
+            stream=stream,
+            scan_before=scan_before,
         )
     return read_mailer_log(path, start_offset=start_offset, format=kind, hold_partial_line=True)
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from deliverability.clock import ensure_utc
 from deliverability.errors import DeliverabilityError, IngestError
@@ -39,7 +39,12 @@ __all__ = [
     "DELIVERY_AGENTS",
     "LogRecord",
     "PostfixStream",
+    "QueueKey",
+    "QueueLookup",
+    "Queued",
     "Rejected",
+    "SavedDeferral",
+    "SavedQueueId",
     "parse_postfix_line",
     "read_postfix_log",
 ]
@@ -107,6 +112,7 @@ _MONTHS = {
 _EXPIRED_STATUS = StatusCode(4, 4, 7)
 
 
+_K = TypeVar("_K")
 _V = TypeVar("_V")
 
 
@@ -337,13 +343,71 @@ def parse_postfix_line(
     return _delivery(split, _Dater(year, now, tz), text, message_id, source, position)
 
 
+class QueueKey(NamedTuple):
+    """A queue id and the queue it names a message in.
+
+    Postfix makes a queue id unique within one queue, and only while the message is in it (it
+    reuses ids once a queue file is gone). One log may hold several queues: a central syslog
+    host's lines from many mail hosts, and a multi-instance host's instances (postfix-out,
+    ..., each with its own queue directory and its own ``syslog_name``). So a queue id is told
+    apart by the syslog host and the instance: the first part of the program name
+    (``postfix-out`` of ``postfix-out/smtp``; ``postfix/submission/smtpd`` is a service of the
+    ``postfix`` instance).
+    """
+
+    host: str
+    instance: str
+    queue_id: str
+
+
+@dataclass(slots=True, eq=False)
+class Queued:
+    """What a stream knows of one queued message: its Message-ID (None until its cleanup line
+    is read) and the last deferral of each recipient still deferred, by recipient."""
+
+    message_id: str | None = None
+    deferred: dict[str, LogRecord] = field(default_factory=dict)
+    #: When a store first kept it (None: never kept), from which its age is counted.
+    kept_since: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SavedDeferral:
+    """A recipient's last deferral as a store keeps it: the log line itself, read again when an
+    expiry needs its reply, and the Message-ID it was recorded with."""
+
+    message_id: str
+    source: str
+    position: str
+    line: str
+
+
+@dataclass(frozen=True, slots=True)
+class SavedQueueId:
+    """A queue id as a store keeps it between runs (see `Queued`)."""
+
+    message_id: str | None
+    kept_since: datetime
+    deferrals: tuple[SavedDeferral, ...] = ()
+
+
+#: Where a stream finds what earlier reads learnt of queue ids it has not seen: given keys, the
+#: saved state of those it knows (`deliverability.store.postfix_queue.lookup`).
+QueueLookup = Callable[[Collection[QueueKey]], Mapping[QueueKey, SavedQueueId]]
+
+
 class PostfixStream:
-    """Reads the lines of one Postfix log in order, remembering what later lines need.
+    """Reads the lines of a Postfix log in order, remembering what later lines need.
 
     The cleanup line gives a queue id its Message-ID; the deferrals of a queue id are kept so
-    that qmgr's per-message ``status=expired`` line can be reported per recipient. Both maps are
-    bounded (the oldest queue ids are forgotten first) and a queue id is dropped when qmgr logs it
-    ``removed``, since Postfix then reuses the id.
+    that qmgr's per-message ``status=expired`` line can be reported per recipient. What is kept
+    is bounded (`max_queue_ids` queue ids, the oldest forgotten first) and a queue id is dropped
+    when qmgr logs it ``removed``, since Postfix then reuses the id.
+
+    A message often stays queued across two reads of the log (a nightly job's runs, a log
+    rotation): with `saved`, the stream asks it for what earlier reads learnt of a queue id it
+    meets without knowing it (`prefetch`, a block of lines at a time), and notes what it learns
+    for the caller to keep with the offset it belongs to (`take_changes`).
     """
 
     def __init__(
@@ -354,14 +418,21 @@ class PostfixStream:
         now: datetime | None = None,
         tz: tzinfo = UTC,
         max_queue_ids: int = 100_000,
+        saved: QueueLookup | None = None,
     ) -> None:
         if year is None and now is None:
             raise ValueError("a Postfix stream needs year= or now= to date syslog time stamps")
         self.source = source
         self._dater = _Dater(year, now, tz)
         self.max_queue_ids = max_queue_ids
-        self.message_ids: dict[str, str] = {}
-        self._deferred: dict[str, dict[str, LogRecord]] = {}
+        self._queue: dict[QueueKey, Queued] = {}
+        self._saved = saved
+        # What changed since `take_changes` (None: dropped), kept only when there is a store.
+        self._changed: dict[QueueKey, Queued | None] = {}
+        #: False while a line's records are handed out one by one and some are still to come:
+        #: the stream has read the whole line, so what it knows is not that of the line's start
+        #: (`read_postfix_log`). A caller keeps its state only where this is True.
+        self.at_line_end = True
 
     def feed(self, text: str, position: str) -> list[LogRecord]:
         """The records one line yields (none, one, or one per recipient for an expiry).
@@ -380,50 +451,152 @@ class PostfixStream:
         split = _split(text, self.source, position)
         if split is None:
             return []
-        qid = split.queue_id
+        key = _key(split)
         if _is_delivery(split):
-            message_id = self.message_ids.get(qid, qid)
+            queued = self._queue.get(key)
+            message_id = split.queue_id
+            if queued is not None and queued.message_id:
+                message_id = queued.message_id
             record = _delivery(split, self._dater, text, message_id, self.source, position)
             if record is None:
                 return []
-            self._track(record)
+            self._track(key, queued, record)
             return [record]
         rest = split.rest
         if split.agent == "cleanup" and rest.startswith("message-id="):
             message_id = normalize_message_id(rest[len("message-id=") :])
             if message_id:
-                _remember(self.message_ids, qid, message_id, self.max_queue_ids)
+                queued = self._queue.get(key) or self._add(key)
+                queued.message_id = message_id
+                self._note(key, queued)
         elif split.agent == "qmgr":
             if rest == "removed":
-                self.message_ids.pop(qid, None)
-                self._deferred.pop(qid, None)
+                self._drop(key)
             elif "status=expired" in rest:
-                return self._expired(split, text, position)
+                return self._expired(key, split, text, position)
         return []
 
-    def _track(self, record: LogRecord) -> None:
-        qid = record.queue_id
-        assert qid is not None
-        if record.delivery_status == "deferred":
-            pending = self._deferred.get(qid)
-            if pending is None:
-                pending = {}
-                _remember(self._deferred, qid, pending, self.max_queue_ids)
-            pending[record.recipient] = record
-        elif qid in self._deferred:
-            self._deferred[qid].pop(record.recipient, None)
+    def _add(self, key: QueueKey) -> Queued:
+        queued = Queued()
+        _remember(self._queue, key, queued, self.max_queue_ids)
+        return queued
 
-    def _expired(self, line: _Line, raw: str, position: str) -> list[LogRecord]:
+    def _note(self, key: QueueKey, queued: Queued) -> None:
+        """Note a change to keep (with a store only)."""
+        if self._saved is not None:
+            _remember(self._changed, key, queued, self.max_queue_ids)
+
+    def _drop(self, key: QueueKey) -> None:
+        queued = self._queue.pop(key, None)
+        if self._saved is None:
+            return
+        if queued is not None and queued.kept_since is None:
+            # Never kept: nothing to delete (a message queued and gone between two saves).
+            self._changed.pop(key, None)
+        else:
+            # Kept, or perhaps kept by an earlier read and not looked up since.
+            _remember(self._changed, key, None, self.max_queue_ids)
+
+    def _track(self, key: QueueKey, queued: Queued | None, record: LogRecord) -> None:
+        if record.delivery_status == "deferred":
+            if queued is None:
+                queued = self._add(key)
+            queued.deferred[record.recipient] = record
+            self._note(key, queued)
+        elif queued is not None and queued.deferred.pop(record.recipient, None) is not None:
+            self._note(key, queued)
+
+    def _expired(self, key: QueueKey, line: _Line, raw: str, position: str) -> list[LogRecord]:
         """One expiry record per recipient still deferred when qmgr gave the message up."""
-        # The reply is the last deferral's: it says why the message never got through.
-        pending = self._deferred.pop(line.queue_id, {})
-        if not pending:
+        queued = self._queue.get(key)
+        if queued is None or not queued.deferred:
             return []
+        # The reply is the last deferral's: it says why the message never got through.
+        pending, queued.deferred = queued.deferred, {}
+        self._note(key, queued)
         at = self._dater.at(line, raw, self.source, position)
+        # Where the record comes from is the expiry line, which may be in another file than the
+        # deferrals (a rotation between them).
         return [
-            replace(last, at=at, position=position, raw=raw, delivery_status="expired")
+            replace(
+                last,
+                at=at,
+                source=self.source,
+                position=position,
+                raw=raw,
+                delivery_status="expired",
+            )
             for last in pending.values()
         ]
+
+    # -- what is kept between reads --------------------------------------------------------------
+
+    def take_changes(self) -> dict[QueueKey, Queued | None]:
+        """What the stream learnt since the last call, for the caller to keep: each queue id's
+        state as it is now, or None for one dropped (qmgr ``removed``). Only with `saved`."""
+        changes, self._changed = self._changed, {}
+        return changes
+
+    def prefetch(self, lines: Iterable[Line]) -> None:
+        """Ask `saved`, once for a block of lines, for the queue ids those lines need (delivery
+        results and expiries) that the stream does not know."""
+        if self._saved is None:
+            return
+        wanted: set[QueueKey] = set()
+        # Queue ids whose cleanup line comes earlier in the block: new messages, none to ask for
+        # (most of a log's, so most blocks need no look-up at all).
+        queued_here: set[QueueKey] = set()
+        for line in lines:
+            text = line.text
+            if line.problem is not None or not _may_matter(text):
+                continue
+            try:
+                split = _split(text, self.source, "")
+            except IngestError:
+                continue
+            if split is None:
+                continue
+            if split.agent == "cleanup" and split.rest.startswith("message-id="):
+                queued_here.add(_key(split))
+            elif _is_delivery(split) or (split.agent == "qmgr" and "status=expired" in split.rest):
+                key = _key(split)
+                if key in self._queue or key in queued_here:
+                    continue
+                if key in self._changed:
+                    # Forgotten since (the bound), but not yet kept: what is noted is newer.
+                    changed = self._changed[key]
+                    if changed is not None:
+                        _remember(self._queue, key, changed, self.max_queue_ids)
+                    continue
+                wanted.add(key)
+        if not wanted:
+            return
+        for key, saved in self._saved(wanted).items():
+            if key not in self._queue:
+                _remember(self._queue, key, self._restore(key, saved), self.max_queue_ids)
+
+    def _restore(self, key: QueueKey, saved: SavedQueueId) -> Queued:
+        queued = Queued(saved.message_id, {}, saved.kept_since)
+        for deferral in saved.deferrals:
+            line, source, position = deferral.line, deferral.source, deferral.position
+            try:
+                split = _split(line, source, position)
+                record = None
+                if split is not None and _is_delivery(split):
+                    message_id = deferral.message_id
+                    record = _delivery(split, self._dater, line, message_id, source, position)
+            except IngestError:
+                record = None
+            # A line this reader read once reads again; if it no longer does (a parser changed
+            # since), the recipient is left out of a later expiry rather than stop the run.
+            if record is not None:
+                queued.deferred[record.recipient] = record
+        return queued
+
+
+def _key(line: _Line) -> QueueKey:
+    program = line.match.group("program")
+    return QueueKey(line.match.group("host"), program.partition("/")[0], line.queue_id)
 
 
 def _may_matter(text: str) -> bool:
@@ -479,7 +652,7 @@ def _line_items(stream: PostfixStream, line: Line, source: str) -> list[LogRecor
     return items
 
 
-def _remember(table: dict[str, _V], key: str, value: _V, limit: int) -> None:
+def _remember(table: dict[_K, _V], key: _K, value: _V, limit: int) -> None:
     """Set `key` as the newest entry of `table`, forgetting the oldest beyond `limit`."""
     table.pop(key, None)
     table[key] = value
@@ -497,6 +670,8 @@ def read_postfix_log(
     limits: ReadLimits | None = None,
     hold_partial_line: bool = False,
     max_queue_ids: int = 100_000,
+    stream: PostfixStream | None = None,
+    scan_before: bool | None = None,
 ) -> Iterator[tuple[int, LogRecord | Rejected]]:
     """Yield (byte offset after the item, item) for every delivery result in a Postfix log.
 
@@ -505,27 +680,69 @@ def read_postfix_log(
     modification time. When resuming from `start_offset`, the lines before it are scanned for
     Message-IDs and pending deferrals first, so records after it are joined as a full read would
     join them. Items name their source by the path as given (see `read_mailer_log`).
+
+    `stream` is a stream that carries on from earlier reads (the nightly job's, whose state is
+    kept in the store: `PostfixStream(saved=...)`); it is told this file's path, the lines before
+    `start_offset` are not scanned unless `scan_before` says so (what they taught is in it
+    already), and its `at_line_end` says when a caller may keep its state. `now`, `year`, `tz`
+    and `max_queue_ids` are then its.
     """
     source = os.fspath(path)
-    if now is None and year is None:
-        try:
-            mtime = os.stat(path).st_mtime
-        except OSError as exc:
-            raise IngestError(str(path), "file", f"cannot open: {exc.strerror or exc}") from None
-        now = datetime.fromtimestamp(mtime, UTC)
-    stream = PostfixStream(source=source, year=year, now=now, tz=tz, max_queue_ids=max_queue_ids)
-    if start_offset:
+    if scan_before is None:
+        scan_before = stream is None
+    if stream is not None:
+        stream.source = source
+    else:
+        if now is None and year is None:
+            try:
+                mtime = os.stat(path).st_mtime
+            except OSError as exc:
+                problem = f"cannot open: {exc.strerror or exc}"
+                raise IngestError(str(path), "file", problem) from None
+            now = datetime.fromtimestamp(mtime, UTC)
+        stream = PostfixStream(
+            source=source, year=year, now=now, tz=tz, max_queue_ids=max_queue_ids
+        )
+    if start_offset and scan_before:
         for line in read_lines(path, limits=limits):
             if line.start >= start_offset:
                 break
             # Broken lines were rejected by the run that read them.
             _line_items(stream, line, source)
-    for line in read_lines(
+    lines = read_lines(
         path, start_offset=start_offset, limits=limits, hold_partial_line=hold_partial_line
-    ):
+    )
+    for line in _prefetched(stream, lines):
         items = _line_items(stream, line, source)
         # The offset moves past a line only with its last item, so a run stopped between two
         # items of one line reads that line again (the items are the same, and recording is
         # idempotent).
         for i, item in enumerate(items, 1):
-            yield (line.end if i == len(items) else line.start), item
+            last = i == len(items)
+            stream.at_line_end = last
+            yield (line.end if last else line.start), item
+        stream.at_line_end = True
+
+
+#: Lines (and characters) read ahead of the stream, for one look-up of the queue ids they need.
+_PREFETCH_LINES = 1000
+_PREFETCH_CHARS = 1 << 20
+
+
+def _prefetched(stream: PostfixStream, lines: Iterator[Line]) -> Iterator[Line]:
+    """`lines`, read a block ahead when the stream looks queue ids up in a store: one query for
+    a block rather than one for each line."""
+    if stream._saved is None:
+        yield from lines
+        return
+    block: list[Line] = []
+    size = 0
+    for line in lines:
+        block.append(line)
+        size += len(line.text)
+        if len(block) >= _PREFETCH_LINES or size >= _PREFETCH_CHARS:
+            stream.prefetch(block)
+            yield from block
+            block, size = [], 0
+    stream.prefetch(block)
+    yield from block

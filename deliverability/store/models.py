@@ -412,6 +412,55 @@ class IngestedMessage(Base):
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+#: Postfix queue ids: 5 to 20 characters as the log reader reads them (hexadecimal short ids,
+#: or the longer ones of ``enable_long_queue_ids``).
+QUEUE_ID_LENGTH = 20
+#: A syslog host name (RFC 5424 section 6.2.4: at most 255 characters).
+SYSLOG_HOST_LENGTH = 255
+#: A Postfix instance's syslog name (``postfix``, ``postfix-out``).
+POSTFIX_INSTANCE_LENGTH = 100
+
+
+class PostfixQueueId(Base):
+    """A queue id the Postfix log reader met and whose message may still be queued: what a
+    later run needs to join its lines (`deliverability.store.postfix_queue`).
+
+    Keyed by the queue it is an id in: the syslog host, the Postfix instance and the id.
+    """
+
+    __tablename__ = "postfix_queue_ids"
+    __table_args__ = MYSQL_TABLE_OPTIONS
+
+    #: First, so that a look-up by queue ids reads the primary key.
+    queue_id: Mapped[str] = mapped_column(String(QUEUE_ID_LENGTH), primary_key=True)
+    host: Mapped[str] = mapped_column(String(SYSLOG_HOST_LENGTH), primary_key=True)
+    instance: Mapped[str] = mapped_column(String(POSTFIX_INSTANCE_LENGTH), primary_key=True)
+    #: From the cleanup line; None when that line was not read.
+    message_id: Mapped[str | None] = mapped_column(String(MESSAGE_ID_LENGTH), nullable=True)
+    #: When a run first kept it: entries older than the bound are dropped.
+    kept_since: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class PostfixDeferral(Base):
+    """A recipient of a kept queue id that is still deferred: its last deferral line, whose
+    reply an expiry of the message reports."""
+
+    __tablename__ = "postfix_deferrals"
+    __table_args__ = MYSQL_TABLE_OPTIONS
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    queue_id: Mapped[str] = mapped_column(String(QUEUE_ID_LENGTH), index=True)
+    host: Mapped[str] = mapped_column(String(SYSLOG_HOST_LENGTH))
+    instance: Mapped[str] = mapped_column(String(POSTFIX_INSTANCE_LENGTH))
+    recipient: Mapped[str] = mapped_column(String(ADDRESS_LENGTH))
+    #: As the deferral was recorded with (its queue id's Message-ID, or the queue id).
+    message_id: Mapped[str] = mapped_column(String(MESSAGE_ID_LENGTH))
+    source: Mapped[str] = mapped_column(String(1000))
+    position: Mapped[str] = mapped_column(String(120))
+    line: Mapped[str] = mapped_column(Text)
+    kept_since: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
 #: A SHA-256 digest in hex. On MariaDB in ASCII: a unique key with the 600 + 120 characters of
 #: utf8mb4 (4 bytes each) beside it would pass InnoDB's 3072-byte limit on an index key.
 HEX_DIGEST = String(64).with_variant(
