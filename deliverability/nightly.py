@@ -5,16 +5,18 @@ messages as mbox, Maildir or single files), records it through the engine, expir
 retries ran out, evaluates list hygiene set-based for everything touched, and returns a summary.
 
 Runs can be trusted: every source's progress is kept in the store (a log's identity and byte
-offset, a message's content hash), and every event has an idempotency key, so a run that is killed
-at any point and run again loses nothing and records nothing twice.
+offset, a message's content hash, and with a Postfix log's offset what its reader knows of the
+messages still queued: `deliverability.store.postfix_queue`), and every event has an idempotency
+key, so a run that is killed at any point and run again loses nothing and records nothing twice.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import stat
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
@@ -43,7 +45,9 @@ from deliverability.ingest.messages import (
     preamble_reason,
     starts_mbox_message,
 )
+from deliverability.ingest.postfix import PostfixStream, QueueKey, SavedQueueId
 from deliverability.ingest.records import Rejected
+from deliverability.store import postfix_queue
 from deliverability.store.models import IngestedMessage, IngestSource
 from deliverability.store.rejected import store_rejected
 from deliverability.store.session import create_engine, mask_url, write_engine
@@ -147,22 +151,42 @@ def store_files(url: str | URL) -> frozenset[Path]:
     return frozenset(base.with_name(base.name + suffix) for suffix in _SQLITE_COMPANIONS)
 
 
+#: A rotated log's name: logrotate's numbered copies (``mail.log.1``, ``mail.log.2.gz``, the
+#: higher the older) or its ``dateext`` ones (``mail.log-20261128``, ``-%Y%m%d`` by default,
+#: with the hour when rotated hourly), each perhaps compressed.
+_ROTATED_RE = re.compile(r"(?P<base>.+?)(?:\.(?P<number>\d+)|-(?P<date>\d{8,10}))(?:\.gz)?")
+
+
+def reading_order(path: Path) -> tuple[str, int, int, str]:
+    """Where `path` comes when a folder is read: by name, except that the rotated copies of a
+    log come oldest first and before the log itself (``mail.log.2.gz``, ``mail.log.1``,
+    ``mail.log``), so the lines of a mail host's queue are read in the order Postfix wrote them
+    (what the Postfix reader learns of a queue id carries over from one file to the next)."""
+    match = _ROTATED_RE.fullmatch(path.name)
+    if match is None:
+        return (path.name, 1, 0, "")
+    number = match.group("number")
+    if number is not None:
+        return (match.group("base"), 0, -int(number), "")
+    return (match.group("base"), 0, 0, match.group("date"))
+
+
 def expand_paths(
     paths: Iterable[Path | str], fmt: str = "auto", *, skip: frozenset[Path] = frozenset()
 ) -> Iterator[Input]:
-    """Every input under `paths`: files as given, folders walked in name order (a Maildir folder
-    is one input), leaving out the files in `skip` (the store's own, see `store_files`). A file
-    whose format cannot be told (binary, unknown) comes with its problem, so the caller records
-    it and goes on; an empty file has format ``empty``. Inside a folder, what is neither a file
-    nor a folder (a link to nothing, a FIFO, a socket, a device) comes with its problem too and
-    is never opened: a FIFO without a writer would block the run. Raises IngestError only for a
-    path given that does not exist."""
+    """Every input under `paths`: files as given, folders walked in name order with rotated logs
+    oldest first (`reading_order`; a Maildir folder is one input), leaving out the files in
+    `skip` (the store's own, see `store_files`). A file whose format cannot be told (binary,
+    unknown) comes with its problem, so the caller records it and goes on; an empty file has
+    format ``empty``. Inside a folder, what is neither a file nor a folder (a link to nothing, a
+    FIFO, a socket, a device) comes with its problem too and is never opened: a FIFO without a
+    writer would block the run. Raises IngestError only for a path given that does not exist."""
     for raw in paths:
         path = Path(raw)
         if not path.exists():
             raise IngestError(str(path), "path", "no such file or folder")
         if path.is_dir() and not _is_maildir(path):
-            for child in sorted(path.iterdir()):
+            for child in sorted(path.iterdir(), key=reading_order):
                 if child.name.startswith("."):
                     continue
                 problem = _not_a_file(child)
@@ -374,6 +398,14 @@ class _Ingest:
     log_tz: tzinfo
     #: Read every file from its top and every message again (`ingest_paths`).
     from_start: bool = False
+    #: The Postfix reader of this run, for every Postfix log in turn: what it learns of a mail
+    #: host's queue carries over from one file to the next, and through the store to the next
+    #: run (`deliverability.store.postfix_queue`).
+    postfix: PostfixStream | None = None
+    #: Whether this run has dropped the queue state kept too long (`postfix_queue.prune`).
+    queue_pruned: bool = False
+    #: Whether the store held queue state when this run first asked (None: not asked yet).
+    queue_was_kept: bool | None = None
 
     def _account(self, row: SourceProgress, result: BatchResult, rejected: list[Rejected]) -> None:
         summary = self.summary
@@ -444,7 +476,16 @@ class _Ingest:
         chunk: list[ReplyRecord] = []
         rejected: list[Rejected] = []
         offset = start
-        items = convert.read_log(path, kind, start_offset=start, now=self.now, log_tz=self.log_tz)
+        stream = self._postfix_stream() if kind == "postfix" else None
+        items = convert.read_log(
+            path,
+            kind,
+            start_offset=start,
+            now=self.now,
+            log_tz=self.log_tz,
+            stream=stream,
+            scan_before=stream is not None and not self._queue_kept(),
+        )
         for offset_after, item in items:
             row.items += 1
             if isinstance(item, Rejected):
@@ -452,7 +493,9 @@ class _Ingest:
             else:
                 chunk.append(convert.log_item(item, self.recorder.policy))
             offset = offset_after
-            if len(chunk) + len(rejected) >= CHUNK:
+            # Not between the records of one line (a Postfix expiry's): the queue state would
+            # be the line's end's, kept with the offset of its start.
+            if len(chunk) + len(rejected) >= CHUNK and (stream is None or stream.at_line_end):
                 self._flush_log(path, kind, row, chunk, rejected, offset)
                 chunk, rejected = [], []
                 self._tick(path, row)
@@ -473,13 +516,40 @@ class _Ingest:
         offset: int,
     ) -> None:
         # Events first, then the checkpoint: a crash between the two re-reads the chunk next
-        # time, and the events' idempotency keys make that harmless.
+        # time, and the events' idempotency keys make that harmless. What the Postfix reader
+        # learnt up to `offset` is kept with it: the next read starts from both.
         result = self.recorder.record_many(chunk)
         self._account(row, result, rejected)
+        learnt = self.postfix.take_changes() if kind == "postfix" and self.postfix else {}
         with self.sessions() as session, session.begin():
             record_rejected(session, rejected, self.now)
             saved = _saved_source(session, path)
             _checkpoint(session, saved, path, kind, offset, len(chunk) + len(rejected), self.now)
+            if kind == "postfix":
+                if not self.queue_pruned:
+                    postfix_queue.prune(session, self.now)
+                    self.queue_pruned = True
+                postfix_queue.save(session, learnt, self.now)
+
+    def _postfix_stream(self) -> PostfixStream:
+        if self.postfix is None:
+            self.postfix = PostfixStream(now=self.now, tz=self.log_tz, saved=self._kept_queue)
+        return self.postfix
+
+    def _queue_kept(self) -> bool:
+        """Whether the store held any queue state when the run began. A store that holds none
+        was perhaps upgraded from a version that kept none (or nothing was queued at the last
+        save): a Postfix log resumed mid-file is then scanned up to its offset, as that version
+        did, so the messages queued before the offset still join."""
+        if self.queue_was_kept is None:
+            with self.sessions() as session:
+                self.queue_was_kept = postfix_queue.any_kept(session)
+        return self.queue_was_kept
+
+    def _kept_queue(self, keys: Collection[QueueKey]) -> Mapping[QueueKey, SavedQueueId]:
+        """What earlier runs kept of these queue ids (`PostfixStream.prefetch`)."""
+        with self.sessions() as session:
+            return postfix_queue.lookup(session, keys)
 
     def _reject_one(self, row: SourceProgress, rejected: Rejected) -> None:
         """One bad item of a message source (an mbox's preamble, an unreadable Maildir file),
