@@ -1678,6 +1678,7 @@ class Engine:
             it.delivery_state = it.next_attempt_at = None
             it.recorded_attempt = None
             it.linked_message_id = None
+            it.restated = False
             if it.key in known:
                 it.duplicate = True
             else:
@@ -1774,12 +1775,8 @@ class Engine:
             at = times.get(it.at)
             if at is None:
                 at = times[it.at] = to_db(it.at)
-            known_rec = recipients.get(akey)
-            if known_rec is None:
-                rec = _new_recipient(it, at)
-                recipients[akey] = new_recipients[akey] = rec
-            else:
-                rec = known_rec
+            if akey not in recipients:
+                recipients[akey] = new_recipients[akey] = _new_recipient(it, at)
             touched_recipients.add(akey)
             state: DeliveryState | None = None
             applied = True
@@ -1834,11 +1831,15 @@ class Engine:
             it.delivery_state = state
             it.next_attempt_at = next_at
             it.recorded_attempt = attempt
-            _apply_to_recipient(rec, it, at)
 
         if not fresh:
             return []
         self._judge_give_ups(conn, fresh, recipients)
+        # The recipients' counters and standing once the give-ups are judged (their fault and
+        # `restated` decide what they count for: `_apply_to_recipient`).
+        exempt = self.policy.hygiene.expiry_exempt_faults
+        for it in fresh:
+            _apply_to_recipient(recipients[it.address.key], it, times[it.at], exempt)
 
         # 4. Write: new recipients, events, recipient updates, deliveries.
         if new_recipients:
@@ -2206,14 +2207,34 @@ class Engine:
     def _standing_from_deliveries(
         self, conn: Connection, recipient_id: int
     ) -> tuple[Standing, Reason]:
+        """The standing the recipient's latest delivery gives it (a suppression lifted or run
+        out). A delivery given up with its first give-up exempt (the sender's, the message's or
+        the destination's trouble: `store.hygiene.exempt_give_up`) leaves it retrying, as such
+        a give-up leaves it in `_apply_to_recipient`."""
         row = conn.execute(
-            select(_DELIVERIES.c.state, _DELIVERIES.c.reason)
+            select(_DELIVERIES.c.state, _DELIVERIES.c.reason, _DELIVERIES.c.message_id)
             .where(_DELIVERIES.c.recipient_id == recipient_id)
             .order_by(_DELIVERIES.c.last_attempt_at.desc(), _DELIVERIES.c.id.desc())
             .limit(1)
         ).first()
         if row is None:
             return Standing.RETRYING, Reason.UNDEFINED
+        if row.state is DeliveryState.EXPIRED:
+            e = _EVENTS.c
+            # The first give-up recorded (the one not restated), through events
+            # (recipient_id, at).
+            exempt = conn.execute(
+                select(hygiene_store.exempt_give_up(e, self.policy.hygiene))
+                .where(
+                    e.recipient_id == recipient_id,
+                    e.message_id == row.message_id,
+                    e.reason == Reason.EXPIRED,
+                )
+                .order_by(e.id)
+                .limit(1)
+            ).scalar()
+            if exempt:
+                return Standing.RETRYING, row.reason
         return standing_after(None, row.state), row.reason
 
 
@@ -2312,13 +2333,18 @@ def _new_recipient(item: _Item, at: Any) -> dict[str, Any]:
     return rec
 
 
-def _apply_to_recipient(rec: dict[str, Any], item: _Item, at: Any) -> None:
-    """Counters, last reply and standing of a recipient after one new event.
+def _apply_to_recipient(
+    rec: dict[str, Any], item: _Item, at: Any, exempt_faults: frozenset[Fault]
+) -> None:
+    """Counters, last reply and standing of a recipient after one new event, its give-up
+    judged (`_judge_give_ups`).
 
     `rec` holds the driver's values (enums by value, times as the driver gives them: compared,
-    never parsed) and `at` is the event's time in the same form.
+    never parsed) and `at` is the event's time in the same form. `exempt_faults`: the policy's
+    `hygiene.expiry_exempt_faults`.
     """
-    outcome = item.verdict.outcome
+    verdict = item.verdict
+    outcome = verdict.outcome
     rec["events_count"] += 1
     if item.kind is EventKind.EXPIRY:
         rec["expired_count"] += 1
@@ -2362,7 +2388,20 @@ def _apply_to_recipient(rec: dict[str, Any], item: _Item, at: Any) -> None:
     # The standing follows the newest delivery result by time, by the event's own outcome,
     # whether or not the event moved its delivery: the same whatever order events are recorded
     # in (many writers, late logs). Blocks and complaints never move it.
-    result = DeliveryState.EXPIRED if item.kind is EventKind.EXPIRY else _RESULT_STATE.get(outcome)
+    if verdict.reason is Reason.EXPIRED:
+        # A give-up (the engine's expiry, a relay's log line or DSN, whatever outcome it came
+        # with) is one result for the standing, as for the hygiene rules (docs/hygiene.md,
+        # "What a give-up does to the standing"): the message never arrived, so the address
+        # looks bounced, unless its fault is the sender's, the message's or the destination's
+        # own trouble (no strike either: `evidence_of`), and the same give-up reported again
+        # (restated) changes nothing its first report did not. Those are no result: the
+        # standing stays what the other results say.
+        exempt = item.restated or verdict.fault in exempt_faults
+        result = None if exempt else DeliveryState.EXPIRED
+    elif item.kind is EventKind.EXPIRY:
+        result = DeliveryState.EXPIRED
+    else:
+        result = _RESULT_STATE.get(outcome)
     basis = rec["standing_basis_at"]
     if result is not None and (basis is None or at >= basis):
         # The newest delivery result by time decides, whatever order results are recorded in.

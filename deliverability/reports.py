@@ -244,7 +244,9 @@ def _bounced_by_no_fault_of_its_own(policy: HygienePolicy) -> ColumnElement[bool
 
     Read through events (recipient_id, at): the give-ups at one time of one address. A standing
     whose give-up is not stored (no basis time, or pruned) is not one of them: nothing shows it
-    is the sender's trouble."""
+    is the sender's trouble. The engine no longer leaves such a standing (an exempt give-up is no
+    result for the standing: docs/hygiene.md): this is for the standings stored before that
+    rule, and for a policy that exempts more faults than the one they were recorded under."""
     given_up = Event.__table__.alias("given_up").c
     all_exempt = (
         select(func.min(case((exempt_give_up(given_up, policy), 1), else_=0)))

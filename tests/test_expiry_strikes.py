@@ -14,16 +14,19 @@ from pathlib import Path
 
 import pytest
 from conftest import FakeClock
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from deliverability.engine import Engine
+from deliverability import reports
+from deliverability.engine import Engine, ReplyRecord
 from deliverability.ingest.convert import log_item
 from deliverability.ingest.postfix import read_postfix_log
 from deliverability.ingest.records import LogRecord
 from deliverability.policy import load_policy
-from deliverability.store.models import Event
-from deliverability.vocabulary import EventKind, Fault, Standing
+from deliverability.replies import parse_reply
+from deliverability.store import hygiene as hygiene_store
+from deliverability.store.models import Base, Event
+from deliverability.vocabulary import EventKind, Fault, Reason, Standing
 
 POLICY = load_policy()
 H = POLICY.hygiene
@@ -106,3 +109,154 @@ def test_a_postfix_expiry_keeps_the_fault_of_its_last_deferral(tmp_path: Path) -
     assert item.kind is EventKind.EXPIRY
     assert item.verdict is not None
     assert item.verdict.fault is Fault.SENDER
+
+
+# ---- the standing a give-up leaves -------------------------------------------------------------
+#
+# A give-up after the sender's (or the message's, or the destination's) own trouble is no strike,
+# and it must not make the address look bad either: `status` showed it bounced, though it is
+# sendable and nothing was its fault. Its standing is what the other results say, on every path
+# of the rules (the engine keeps the standing as it records; the nightly and `--full` evaluations
+# must not disagree with it).
+
+ADDRESS = "reader@bigmail.example"
+DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
+#: The message refused until it is given up.
+REFUSED = "<m1@list.example>"
+LIFETIME = POLICY.backoff.lifetime
+NO_ANSWER = "451 4.4.1 No answer from host"
+DELIVERED = "250 2.0.0 OK"
+#: A relay's own give-up as a reply that names no fault: it takes its last deferral's.
+RELAY_GAVE_UP = "550 5.4.7 QUEUE.Expired; message expired"
+PATHS = ("incremental", "nightly", "full")
+#: What one night's job reads, recorded before it expires the deliveries whose lifetime ran out.
+Night = tuple[datetime, list[ReplyRecord]]
+
+
+def _reply(message: str, reply: str, at: datetime) -> ReplyRecord:
+    return ReplyRecord(recipient=ADDRESS, message_id=message, reply=reply, at=at, source="log")
+
+
+def _postfix_gave_up(reply: str, at: datetime) -> ReplyRecord:
+    """Postfix's `status=expired` for the refused message, with its last deferral's reply."""
+    record = LogRecord(
+        at=at,
+        recipient=ADDRESS,
+        message_id=REFUSED,
+        attempt=None,
+        reply=parse_reply(reply),
+        source="mail.log",
+        position="byte 0",
+        raw=f"mx postfix/qmgr[99]: 4A1B2C3D4E: status=expired ({at})",
+        queue_id="4A1B2C3D4E",
+        delivery_status="expired",
+    )
+    return log_item(record, POLICY)
+
+
+def _refused(reply: str, start: datetime) -> Night:
+    """The refused message's only attempt, read an hour later."""
+    return (start + HOUR, [_reply(REFUSED, reply, start)])
+
+
+def _engine_gives_up(reply: str, start: datetime) -> list[Night]:
+    return [_refused(reply, start), (start + LIFETIME + HOUR, [])]
+
+
+def _delivered_before_it_gives_up(reply: str, start: datetime) -> list[Night]:
+    # Another message is delivered after the refused one's last attempt: the newest result.
+    delivered = _reply("<m2@list.example>", DELIVERED, start + LIFETIME - DAY)
+    return [_refused(reply, start), (start + LIFETIME + HOUR, [delivered])]
+
+
+def _postfix_gives_up(reply: str, start: datetime) -> list[Night]:
+    gave_up = start + LIFETIME - DAY
+    return [_refused(reply, start), (gave_up + HOUR, [_postfix_gave_up(reply, gave_up)])]
+
+
+def _relay_reports_its_give_up(reply: str, start: datetime) -> list[Night]:
+    gave_up = start + LIFETIME - DAY
+    return [_refused(reply, start), (gave_up + HOUR, [_reply(REFUSED, RELAY_GAVE_UP, gave_up)])]
+
+
+GIVE_UPS = {
+    "engine": (_engine_gives_up, Standing.RETRYING),
+    "engine-after-a-delivery": (_delivered_before_it_gives_up, Standing.DELIVERED),
+    "postfix": (_postfix_gives_up, Standing.RETRYING),
+    "relay-dsn": (_relay_reports_its_give_up, Standing.RETRYING),
+}
+
+
+def _on_every_path(
+    db_url: str, clock: FakeClock, nights: list[Night]
+) -> dict[str, tuple[Standing, bool, list[str]]]:
+    """Run the nights in time order on each path of the rules, from an empty store each time:
+    path -> (the address's standing, is it sendable, the addresses `report undeliverable`
+    lists)."""
+    out = {}
+    for path in PATHS:
+        hook = None if path == "incremental" else False
+        with Engine(db_url, policy=POLICY, clock=clock, hygiene=hook) as engine:
+            for now, records in sorted(nights, key=lambda night: night[0]):
+                clock.set(now)
+                assert engine.record_many(records).rejected == []
+                engine.expire_overdue(now)
+                if path == "nightly":
+                    with Session(engine.db) as s, s.begin():
+                        hygiene_store.evaluate(s, POLICY, now)
+            if path == "full":
+                with Session(engine.db) as s, s.begin():
+                    hygiene_store.evaluate(s, POLICY, clock(), full=True)
+            with Session(engine.db) as s:
+                gave_up = s.scalar(select(func.count()).where(Event.reason == Reason.EXPIRED))
+                listed = [r["address"] for r in reports.undeliverable(s, policy=H)]
+            assert gave_up, "the history holds a give-up"
+            status = engine.status(ADDRESS)
+            out[path] = (status.standing, status.sendable, listed)
+            with engine.db.begin() as conn:
+                for table in reversed(Base.metadata.sorted_tables):
+                    conn.execute(table.delete())
+    return out
+
+
+@pytest.mark.parametrize("reply", [BLOCKLISTED, PUSHED_BACK], ids=["blocklisted", "pushed-back"])
+@pytest.mark.parametrize("give_up", sorted(GIVE_UPS))
+def test_a_give_up_after_the_senders_trouble_leaves_the_standing_what_the_deliveries_say(
+    db_url: str, clock: FakeClock, give_up: str, reply: str
+) -> None:
+    history, expected = GIVE_UPS[give_up]
+    nights = history(reply, clock())
+    assert _on_every_path(db_url, clock, nights) == dict.fromkeys(PATHS, (expected, True, []))
+
+
+@pytest.mark.parametrize("give_up", sorted(GIVE_UPS))
+def test_a_give_up_after_the_addresss_own_trouble_still_leaves_it_bounced(
+    db_url: str, clock: FakeClock, give_up: str
+) -> None:
+    # No answer from the host: the fault is the network's, a strike, and the address looks
+    # bounced whoever reported the give-up (listed by `report undeliverable`, still sendable:
+    # one strike does not suppress).
+    history, _ = GIVE_UPS[give_up]
+    nights = history(NO_ANSWER, clock())
+    expected = (Standing.BOUNCED, True, [ADDRESS])
+    assert _on_every_path(db_url, clock, nights) == dict.fromkeys(PATHS, expected)
+
+
+def test_a_suppression_that_runs_out_after_an_exempt_give_up_leaves_the_address_retrying(
+    db_url: str, clock: FakeClock
+) -> None:
+    # The suppression's end puts the standing back to what the deliveries say
+    # (`lift_lapsed_suppressions`, and `status` before the nightly job lifts it): a delivery
+    # given up after a blocklisting says nothing against the address.
+    start = clock()
+    with Engine(db_url, policy=POLICY, clock=clock) as engine:
+        engine.suppress(ADDRESS, "asked by hand", by="ops", until=start + LIFETIME + DAY)
+        engine.record(ADDRESS, BLOCKLISTED, message_id="<m1@list.example>", at=start)
+        clock.set(start + LIFETIME + DAY / 2)
+        assert engine.expire_overdue().recorded == 1
+        assert engine.status(ADDRESS).standing is Standing.SUPPRESSED
+        clock.set(start + LIFETIME + 2 * DAY)
+        assert engine.status(ADDRESS).standing is Standing.RETRYING
+        assert engine.lift_lapsed_suppressions() == 1
+        assert engine.status(ADDRESS).standing is Standing.RETRYING

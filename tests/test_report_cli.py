@@ -12,15 +12,23 @@ from pathlib import Path
 import factories_reports as f
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from deliverability.cli import cli
 from deliverability.engine import Engine as DeliverabilityEngine
 from deliverability.policy import Policy, load_policy
 from deliverability.reports import COLUMNS
-from deliverability.store.models import DomainProvider
-from deliverability.vocabulary import ActionKind, ActionScope, Outcome, Reason, Standing
+from deliverability.store.models import DomainProvider, Event, Recipient
+from deliverability.vocabulary import (
+    ActionKind,
+    ActionScope,
+    EventKind,
+    Fault,
+    Outcome,
+    Reason,
+    Standing,
+)
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -367,14 +375,30 @@ NO_ANSWER = "451 4.4.1 No answer from host"
 def _expired_after(db_url: str, policy: Policy | None = None) -> None:
     """Two deliveries deferred six days ago and given up by the engine a day ago, when their
     retry lifetime (5 days by default) ran out: one after a blocklisting of the sender, one
-    after a host that never answered."""
+    after a host that never answered. Both stored `bounced` (reason `expired`), as the engine
+    left them before an exempt give-up stopped moving the standing (docs/hygiene.md, "What a
+    give-up does to the standing"): the standings a store recorded before keep it."""
     with DeliverabilityEngine(db_url, clock=lambda: NOW, policy=policy) as engine:
         for address, reply in (("kept@bigmail.example", BLOCKLISTED),
                                ("gone@dead.example", NO_ANSWER)):  # fmt: skip
             engine.record(address, reply, message_id="<m1@list.example>", at=NOW - 6 * DAY)
         assert engine.expire_overdue(NOW).recorded == 2
-        # Both bounced (expired); the blocklisted one is sendable and suppressed by nothing.
-        assert engine.status("kept@bigmail.example").standing is Standing.BOUNCED
+        exempt = Fault.SENDER in engine.policy.hygiene.expiry_exempt_faults
+        kept = engine.status("kept@bigmail.example")
+        assert kept.standing is (Standing.RETRYING if exempt else Standing.BOUNCED)
+        with Session(engine.db) as s, s.begin():
+            gave_up = s.scalars(
+                select(Event.at).where(Event.kind == EventKind.EXPIRY, Event.recipient_id == (
+                    select(Recipient.id).where(Recipient.address_key == kept.address)
+                ).scalar_subquery())
+            ).one()  # fmt: skip
+            s.execute(
+                update(Recipient)
+                .where(Recipient.address_key == kept.address)
+                .values(standing=Standing.BOUNCED, reason=Reason.EXPIRED, standing_since=gave_up,
+                        standing_basis_at=gave_up)
+            )  # fmt: skip
+        # Sendable, and suppressed by nothing.
         assert engine.filter_sendable(["kept@bigmail.example"]) == ["kept@bigmail.example"]
 
 
