@@ -2346,10 +2346,16 @@ def _apply_to_recipient(
     verdict = item.verdict
     outcome = verdict.outcome
     rec["events_count"] += 1
-    if item.kind is EventKind.EXPIRY:
-        rec["expired_count"] += 1
-    elif outcome in _STANDING_OUTCOME_COUNTER:
-        rec[_STANDING_OUTCOME_COUNTER[outcome]] += 1
+    # A give-up reported again (the engine's expiry, then Postfix's line for it) is counted
+    # once, by its first report: in `events_count` alone, kept in history (docs/hygiene.md).
+    if item.restated:
+        counter = None
+    elif item.kind is EventKind.EXPIRY:
+        counter = "expired_count"
+    else:
+        counter = _STANDING_OUTCOME_COUNTER.get(outcome)
+    if counter is not None:
+        rec[counter] += 1
     if item.step is None:
         # An auto-reply says nothing about delivery: counted, nothing else.
         if rec["standing"] is None:

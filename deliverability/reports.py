@@ -18,15 +18,19 @@ Definitions shared by every report (one place, so the numbers agree with each ot
   verdict of its own, that reply's outcome) but is no reply from the destination: it is neither
   an attempt nor a send, and every report counts and shows it as `expired`, never under the
   outcome it was stored with. Its reason (`expired`) is a failure reason like any other.
+- *restated*: a give-up reported again for a delivery already given up (`Event.restated`: the
+  engine's expiry, then Postfix's `status=expired` line for it, or a relay's DSN) is one give-up:
+  counted once, as its first report, and left out of every count here (it stays in history).
 - *sent*: messages that reached a final result (delivered, bounced, blocked). A deferral is not a
   send: the retry's final result is. This is the base ESPs use for the bounce rate.
 - *bounce rate* = bounced / sent; *block rate* = blocked / sent; *deferral rate* = deferred /
   attempts; *complaint rate* = complaints / delivered (the base of Google's "spam rate").
 
 Every query filters on indexed columns: events by ``(domain, at)`` when a domain is given (the
-``domains`` report and the outcomes per day then read the ``(domain, at, outcome, kind)`` index
-alone), else by ``at``; recipients by ``standing`` or ``domain`` (and the give-ups of an address
-bounced by an expiry by ``(recipient_id, at)``). See ``bench/bench_reports.py``.
+``domains`` report and the outcomes per day then read the ``(domain, at, outcome, kind,
+restated)`` index alone), else by ``at``; recipients by ``standing`` or ``domain`` (and the
+give-ups of an address bounced by an expiry by ``(recipient_id, at)``). See
+``bench/bench_reports.py``.
 """
 
 from __future__ import annotations
@@ -172,7 +176,10 @@ def _event_filter(
     reason: Reason | str | None = None,
 ) -> list[ColumnElement[bool]]:
     start, end = _period(since, until)
-    where: list[ColumnElement[bool]] = []
+    # A give-up reported again is counted once, as its first report (see *restated* above).
+    # `restated` ends the (domain, at, outcome, kind, restated) index, so the reports that read
+    # that index alone still do.
+    where: list[ColumnElement[bool]] = [Event.restated.is_(False)]
     # Equality on domain then a range on `at`: the (domain, at) index answers both.
     if domain is not None:
         where.append(Event.domain == _domain(domain))
@@ -357,8 +364,8 @@ def domains_query(
 ) -> Select[*tuple[Any, ...]]:
     """The SELECT behind `domains`: outcome counts per destination domain over the period.
 
-    Every column it reads is in the (domain, at, outcome, kind) index, so with a domain given the
-    database reads that index alone.
+    Every column it reads is in the (domain, at, outcome, kind, restated) index, so with a domain
+    given the database reads that index alone.
     """
     return (
         select(
@@ -390,7 +397,7 @@ def domains(
     throttle and the open incidents; worst bounce rate first (then most attempts), `top` rows.
 
     `expired` counts deliveries given up in the period (their retry lifetime ran out): neither
-    attempts nor sends.
+    attempts nor sends; a give-up reported again (restated) counts once, as its first report.
 
     `throttled_until`/`max_rate` come from the open throttle on the domain, or on its provider
     group when `providers` (group name -> domains, as `policy.throttle.provider_domains`) is
@@ -703,11 +710,9 @@ def reputation(
         for outcome in (Outcome.DELIVERED, Outcome.BOUNCED, Outcome.BLOCKED, Outcome.COMPLAINED):
             hit = and_(Event.outcome == outcome, Event.at >= start)
             columns.append(_tally(hit).label(f"{outcome.value}_{i}"))
-    # No count here takes an expiry (see *expired* above): left out once, by one comparison per
-    # row, rather than by one in each of the sums.
-    stmt = select(*columns).where(
-        Event.at >= oldest, Event.at < end, Event.kind != EventKind.EXPIRY
-    )
+    # No count here takes an expiry (see *expired* above), nor a restated give-up (*restated*):
+    # left out once, by one comparison per row, rather than by one in each of the sums.
+    stmt = select(*columns).where(*_event_filter(oldest, end, None), Event.kind != EventKind.EXPIRY)
     counts = session.execute(stmt).one()._mapping
 
     rows: list[dict[str, Any]] = []

@@ -768,3 +768,83 @@ def test_from_0016_one_address_stored_in_two_unicode_forms_is_one_recipient(db_u
         }  # fmt: skip
     finally:
         engine.dispose()
+
+
+def test_from_0018_a_restated_give_up_counts_in_no_counter_and_the_domain_index_holds_it(
+    db_url: str,
+) -> None:
+    # Before 0018 the engine counted a restated give-up as a second expiry (or, for a relay's
+    # DSN, a second deferral or bounce): `status` said 2 expiries for one message. The revision
+    # takes the restated events still stored out of their recipients' counters, and puts
+    # `restated` at the end of the (domain, at, outcome, kind) index; down, both go back.
+    engine = create_engine(db_url)
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    try:
+        upgrade_schema(engine, "0017")
+        with engine.begin() as conn:
+            meta = MetaData()
+            meta.reflect(conn, only=("recipients", "events"))
+            recipients, events = meta.tables["recipients"], meta.tables["events"]
+            stored = {
+                # events, delivered, deferred, bounced, blocked, complained, expired
+                1: (6, 1, 2, 1, 0, 0, 2),  # an expiry told twice, a DSN of it (5.4.7)
+                2: (3, 0, 2, 0, 0, 0, 1),  # a relay's DSN (X.4.7), then the engine's expiry
+                3: (2, 0, 1, 0, 0, 0, 1),  # nothing restated: untouched
+            }
+            names = ("events_count", "delivered_count", "deferred_count", "bounced_count",
+                     "blocked_count", "complained_count", "expired_count")  # fmt: skip
+            conn.execute(
+                insert(recipients),
+                [{**dict(zip(names, counts, strict=True)), "id": id_,
+                  "address": f"r{id_}@example.com", "address_key": f"r{id_}@example.com",
+                  "domain": "example.com", "standing": "bounced", "reason": "expired",
+                  "standing_since": at, "first_seen_at": at, "last_event_at": at}
+                 for id_, counts in stored.items()],
+            )  # fmt: skip
+            event = {"recorded_at": at, "at": at, "domain": "example.com", "fault": "network",
+                     "rule": "test", "decisive": False, "throttle": False, "source": "test",
+                     "message_id": "m1", "reason": "expired"}  # fmt: skip
+            rows = [
+                (1, "reply", "delivered", False),
+                (1, "reply", "deferred", False),
+                (1, "reply", "deferred", False),
+                (1, "expiry", "deferred", False),
+                (1, "expiry", "deferred", True),
+                (1, "bounce", "bounced", True),
+                (2, "reply", "deferred", False),
+                (2, "bounce", "deferred", False),
+                (2, "expiry", "deferred", True),
+                (3, "reply", "deferred", False),
+                (3, "expiry", "deferred", False),
+            ]
+            conn.execute(
+                insert(events),
+                [{**event, "id": n, "key": f"k{n}", "recipient_id": recipient, "kind": kind,
+                  "outcome": outcome, "restated": restated}
+                 for n, (recipient, kind, outcome, restated) in enumerate(rows, start=1)],
+            )  # fmt: skip
+
+        def counters() -> dict[int, tuple[int, ...]]:
+            with engine.connect() as conn:
+                columns = [recipients.c.id, *(recipients.c[name] for name in names)]
+                return {row[0]: tuple(row[1:]) for row in conn.execute(select(*columns))}
+
+        upgrade_schema(engine)
+        assert counters() == {
+            1: (6, 1, 2, 0, 0, 0, 1),
+            2: (3, 0, 2, 0, 0, 0, 0),
+            3: (2, 0, 1, 0, 0, 0, 1),
+        }
+        indexes = {i["name"]: i["column_names"] for i in inspect(engine).get_indexes("events")}
+        assert indexes["ix_events_domain_at_outcome_kind_restated"] == [
+            "domain", "at", "outcome", "kind", "restated"
+        ]  # fmt: skip
+        assert "ix_events_domain_at_outcome_kind" not in indexes
+        assert check_schema(engine) == []
+        downgrade_schema(engine, "0017")
+        assert counters() == stored
+        indexes = {i["name"]: i["column_names"] for i in inspect(engine).get_indexes("events")}
+        assert indexes["ix_events_domain_at_outcome_kind"] == ["domain", "at", "outcome", "kind"]
+        assert "ix_events_domain_at_outcome_kind_restated" not in indexes
+    finally:
+        engine.dispose()

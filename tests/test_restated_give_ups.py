@@ -24,6 +24,7 @@ from conftest import FakeClock
 from factories_bounces import dsn
 from sqlalchemy.orm import Session
 
+from deliverability import reports
 from deliverability.engine import Engine, ReplyRecord
 from deliverability.ingest.convert import log_item, message_items
 from deliverability.ingest.records import LogRecord
@@ -264,3 +265,45 @@ def test_a_second_give_up_in_the_same_chunk_is_restated_and_other_deliveries_are
         (FIRST, True),
         (FIRST, True),
     ]
+
+
+#: Each order's counters once its nights ran: the first deferral and the one give-up, counted
+#: as its first report was (an expiry in `expired_count`, a relay's DSN of X.4.7 as the deferral
+#: its outcome says); the second report counts in no counter, only in `events_count`.
+COUNTED_ONCE = {
+    "engine-then-postfix": {"events_count": 3, "deferred_count": 1, "expired_count": 1},
+    "dsn-then-engine": {"events_count": 3, "deferred_count": 2, "expired_count": 0},
+    "engine-then-dsn": {"events_count": 3, "deferred_count": 1, "expired_count": 1},
+    "postfix-then-dsn": {"events_count": 3, "deferred_count": 1, "expired_count": 1},
+}
+
+
+@pytest.mark.parametrize("order", sorted(TWICE))
+def test_a_give_up_reported_twice_is_counted_once_by_the_counters_and_the_reports(
+    db_url: str, clock: FakeClock, order: str
+) -> None:
+    start = clock()
+    first = start + LIFETIME
+    with Engine(db_url, policy=POLICY, clock=clock) as engine:
+        for now, records in sorted(TWICE[order](first), key=lambda night: night[0]):
+            clock.set(now)
+            assert engine.record_many(records).rejected == []
+            engine.expire_overdue(now)
+        status = engine.status(ADDRESS)
+        with Session(engine.db) as s:
+            assert [restated for _, restated in _stored_give_ups(s)] == [False, True]
+            period = {"since": start - DAY, "until": clock() + DAY}
+            (row,) = reports.domains(s, **period, domain="gone.example")
+            by_day = reports.outcomes_by_day(s, **period, domain="gone.example")
+            listed = reports.undeliverable(s, policy=H)
+    counted = COUNTED_ONCE[order]
+    assert {name: status.counters[name] for name in counted} == counted
+    assert sum(status.counters.values()) - status.counters["events_count"] == 2
+    # The domain's report counts the one give-up once, as its first report was.
+    deferred, expired = counted["deferred_count"], counted["expired_count"]
+    assert (row["deferred"], row["expired"], row["attempts"]) == (deferred, expired, deferred)
+    assert sum(day["expired"] for day in by_day) == expired
+    assert sum(day["deferred"] for day in by_day) == deferred
+    # No answer from the host is the address's trouble: the give-up leaves it bounced, and it
+    # failed twice (a deferral, a give-up), not three times.
+    assert [(r["address"], r["failures"]) for r in listed] == [(ADDRESS, 2)]

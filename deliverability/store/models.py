@@ -220,9 +220,17 @@ class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
         Index("ix_events_recipient_id_at", "recipient_id", "at"),
-        # Outcome and kind last: per-domain reports (an expiry is no attempt) and hygiene
-        # counts by outcome read the index only (migrations 0003, 0008).
-        Index("ix_events_domain_at_outcome_kind", "domain", "at", "outcome", "kind"),
+        # Outcome, kind and restated last: per-domain reports (an expiry is no attempt, a
+        # give-up reported again is counted once) and hygiene counts by outcome read the index
+        # only (migrations 0003, 0008, 0018).
+        Index(
+            "ix_events_domain_at_outcome_kind_restated",
+            "domain",
+            "at",
+            "outcome",
+            "kind",
+            "restated",
+        ),
         Index("ix_events_at", "at"),
         # The push-backs alone, for the throttle rule's counts (hygiene._PUSHBACKS_IN_RANGE,
         # migration 0012 says why). Partial on SQLite and PostgreSQL: only push-back rows have
