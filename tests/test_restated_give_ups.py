@@ -15,8 +15,10 @@ the day between.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -307,3 +309,85 @@ def test_a_give_up_reported_twice_is_counted_once_by_the_counters_and_the_report
     # No answer from the host is the address's trouble: the give-up leaves it bounced, and it
     # failed twice (a deferral, a give-up), not three times.
     assert [(r["address"], r["failures"]) for r in listed] == [(ADDRESS, 2)]
+
+
+def _waiting_for_a_lock(db: sa.Engine) -> bool:
+    """Does a connection to this test's database wait for a lock held by another now?"""
+    with db.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            sql = (
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        else:
+            sql = (
+                "SELECT count(*) FROM information_schema.INNODB_TRX t"
+                " JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id"
+                " WHERE t.trx_state = 'LOCK WAIT' AND p.DB = DATABASE()"
+            )
+        return bool(conn.exec_driver_sql(sql).scalar())
+
+
+@pytest.mark.parametrize("known", [True, False], ids=["known-recipient", "new-recipient"])
+def test_two_writers_recording_the_two_reports_of_one_give_up_at_once_count_it_once(
+    db_url: str, backend: str, clock: FakeClock, known: bool
+) -> None:
+    # Postfix's `status=expired` line and the relay's DSN for the same give-up, recorded by two
+    # writers (the nightly job's log and bounce readers on two hosts) at the same moment: the
+    # first has judged its give-up and written it, not yet committed, when the second starts.
+    # The second must wait for it and then find it (restated), not judge its own give-up before
+    # the first commits and count it again. Each chunk locks its recipients' rows first, in one
+    # order for every writer (`Engine._write_chunk`, step 0), and both reports are about one
+    # recipient; a recipient not stored yet is inserted by both, and the second's insert waits
+    # for the first's, fails on the unique address key once it commits, and runs again.
+    if backend == "sqlite":
+        pytest.skip("SQLite lets one transaction write at a time (BEGIN IMMEDIATE)")
+    start = clock()
+    gave_up = start + LIFETIME
+    judged, go, done = threading.Event(), threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def held(session: Session, events: Any, policy: Any, now: datetime) -> Any:
+        # Inside the first writer's transaction, after its events are written.
+        judged.set()
+        assert go.wait(timeout=30), "the test never let the first writer commit"
+        return store_hygiene.on_events(session, events, policy, now)
+
+    def run(work: Callable[[], object], finished: threading.Event | None = None) -> None:
+        try:
+            work()
+        except BaseException as err:
+            errors.append(err)
+        finally:
+            if finished is not None:
+                finished.set()
+
+    with (
+        Engine(db_url, policy=POLICY, clock=clock, hygiene=held) as first,
+        Engine(db_url, policy=POLICY, clock=clock) as second,
+    ):
+        if known:
+            assert second.record_many([_deferral(FIRST, start)]).recorded == 1
+        clock.set(gave_up + NIGHT)
+        postfix, relay = _postfix_gave_up(FIRST, gave_up), _dsn_gave_up(FIRST, gave_up)
+        writer = threading.Thread(target=run, args=(lambda: first.record_many(postfix),))
+        writer.start()
+        assert judged.wait(timeout=30), errors
+        other = threading.Thread(target=run, args=(lambda: second.record_many(relay), done))
+        other.start()
+        # Until the second writer waits for the first's locks (or has finished: it did not).
+        for _ in range(3000):
+            if done.is_set() or _waiting_for_a_lock(second.db):
+                break
+            done.wait(0.01)
+        go.set()
+        writer.join(timeout=30)
+        other.join(timeout=30)
+        assert not writer.is_alive()
+        assert not other.is_alive()
+        assert errors == []
+        with Session(first.db) as s:
+            give_ups = _stored_give_ups(s)
+        counters = first.status(ADDRESS).counters
+    assert give_ups == [(FIRST, False), (FIRST, True)]
+    assert (counters["expired_count"], counters["deferred_count"]) == (1, int(known))
