@@ -717,8 +717,10 @@ def test_from_0016_one_address_stored_in_two_unicode_forms_is_one_recipient(db_u
         assert joerg["suppression_action_id"] == 1
         assert (utc(joerg["first_seen_at"]), utc(joerg["last_event_at"])) == (t0, t2)
         assert (utc(joerg["standing_basis_at"]), joerg["last_code"]) == (t2, 452)
+        # Summed by 0016; then 0018 takes the give-up the merge made restated (a relay's
+        # deferral, event 6 below) out of its outcome's counter.
         assert {name: joerg[name] for name in counts} == {
-            **counts, "events_count": 6, "deferred_count": 1, "bounced_count": 1,
+            **counts, "events_count": 6, "deferred_count": 0, "bounced_count": 1,
             "delivered_count": 1, "expired_count": 2,
         }  # fmt: skip
         assert (kept[4]["address"], kept[4]["address_key"]) == ("ren\u00e9@example.fr",) * 2
