@@ -5,23 +5,57 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from conftest import FakeClock
 from sqlalchemy.orm import Session
 
 from deliverability.addresses import normalize_address
+from deliverability.engine import Engine, ReplyRecord
 from deliverability.hygiene import ActionSummary
 from deliverability.policy import Policy
 from deliverability.store import hygiene as store_hygiene
 from deliverability.store import minutes
-from deliverability.store.models import Event, Recipient
+from deliverability.store.models import Base, Event, Recipient
 from deliverability.verdicts import Verdict
 from deliverability.vocabulary import EventKind, Fault, Outcome, Reason, Standing
 
 _keys = itertools.count(1)
+
+#: The three ways the hygiene rules run: on each chunk as it is recorded (the hook), set-based by
+#: the nightly job over what each night touched, and `--full` over the whole history.
+PATHS = ("incremental", "nightly", "full")
+#: One night of a scenario: its time, and the records that came in by then.
+Night = tuple[datetime, list[ReplyRecord]]
+
+
+def on_every_path(
+    db_url: str, clock: FakeClock, policy: Policy, nights: Sequence[Night]
+) -> Iterator[tuple[str, Engine]]:
+    """Record the nights in time order on each path of the rules (`PATHS`), from an empty store
+    each time, expiring the overdue retries every night: yields (path, engine) once a path has
+    run, for the caller to read the outcome, then empties the store for the next path."""
+    for path in PATHS:
+        hook = None if path == "incremental" else False
+        with Engine(db_url, policy=policy, clock=clock, hygiene=hook) as engine:
+            for now, records in sorted(nights, key=lambda night: night[0]):
+                clock.set(now)
+                assert engine.record_many(records).rejected == []
+                engine.expire_overdue(now)
+                if path == "nightly":
+                    with Session(engine.db) as s, s.begin():
+                        store_hygiene.evaluate(s, policy, now)
+            if path == "full":
+                with Session(engine.db) as s, s.begin():
+                    store_hygiene.evaluate(s, policy, clock(), full=True)
+            yield path, engine
+            with engine.db.begin() as conn:
+                for table in reversed(Base.metadata.sorted_tables):
+                    conn.execute(table.delete())
 
 
 @dataclass(frozen=True, slots=True)

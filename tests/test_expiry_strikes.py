@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FakeClock
+from factories_hygiene import PATHS, Night, on_every_path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -24,8 +25,7 @@ from deliverability.ingest.postfix import read_postfix_log
 from deliverability.ingest.records import LogRecord
 from deliverability.policy import load_policy
 from deliverability.replies import parse_reply
-from deliverability.store import hygiene as hygiene_store
-from deliverability.store.models import Base, Event
+from deliverability.store.models import Event
 from deliverability.vocabulary import EventKind, Fault, Reason, Standing
 
 POLICY = load_policy()
@@ -129,9 +129,6 @@ NO_ANSWER = "451 4.4.1 No answer from host"
 DELIVERED = "250 2.0.0 OK"
 #: A relay's own give-up as a reply that names no fault: it takes its last deferral's.
 RELAY_GAVE_UP = "550 5.4.7 QUEUE.Expired; message expired"
-PATHS = ("incremental", "nightly", "full")
-#: What one night's job reads, recorded before it expires the deliveries whose lifetime ran out.
-Night = tuple[datetime, list[ReplyRecord]]
 
 
 def _reply(message: str, reply: str, at: datetime) -> ReplyRecord:
@@ -191,32 +188,16 @@ GIVE_UPS = {
 def _on_every_path(
     db_url: str, clock: FakeClock, nights: list[Night]
 ) -> dict[str, tuple[Standing, bool, list[str]]]:
-    """Run the nights in time order on each path of the rules, from an empty store each time:
-    path -> (the address's standing, is it sendable, the addresses `report undeliverable`
-    lists)."""
+    """Path of the rules -> (the address's standing, is it sendable, the addresses `report
+    undeliverable` lists), each path from an empty store (`on_every_path`)."""
     out = {}
-    for path in PATHS:
-        hook = None if path == "incremental" else False
-        with Engine(db_url, policy=POLICY, clock=clock, hygiene=hook) as engine:
-            for now, records in sorted(nights, key=lambda night: night[0]):
-                clock.set(now)
-                assert engine.record_many(records).rejected == []
-                engine.expire_overdue(now)
-                if path == "nightly":
-                    with Session(engine.db) as s, s.begin():
-                        hygiene_store.evaluate(s, POLICY, now)
-            if path == "full":
-                with Session(engine.db) as s, s.begin():
-                    hygiene_store.evaluate(s, POLICY, clock(), full=True)
-            with Session(engine.db) as s:
-                gave_up = s.scalar(select(func.count()).where(Event.reason == Reason.EXPIRED))
-                listed = [r["address"] for r in reports.undeliverable(s, policy=H)]
-            assert gave_up, "the history holds a give-up"
-            status = engine.status(ADDRESS)
-            out[path] = (status.standing, status.sendable, listed)
-            with engine.db.begin() as conn:
-                for table in reversed(Base.metadata.sorted_tables):
-                    conn.execute(table.delete())
+    for path, engine in on_every_path(db_url, clock, POLICY, nights):
+        with Session(engine.db) as s:
+            gave_up = s.scalar(select(func.count()).where(Event.reason == Reason.EXPIRED))
+            listed = [r["address"] for r in reports.undeliverable(s, policy=H)]
+        assert gave_up, "the history holds a give-up"
+        status = engine.status(ADDRESS)
+        out[path] = (status.standing, status.sendable, listed)
     return out
 
 

@@ -24,6 +24,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import FakeClock
 from factories_bounces import dsn
+from factories_hygiene import PATHS, Night, on_every_path
 from sqlalchemy.orm import Session
 
 from deliverability import reports
@@ -33,7 +34,7 @@ from deliverability.ingest.records import LogRecord
 from deliverability.policy import load_policy
 from deliverability.replies import parse_reply
 from deliverability.store import hygiene as store_hygiene
-from deliverability.store.models import Base, Event
+from deliverability.store.models import Event
 from deliverability.vocabulary import EventKind, Fault, Reason, Standing
 
 POLICY = load_policy()
@@ -48,9 +49,6 @@ ADDRESS = "reader@gone.example"
 #: give-up after them is a strike (docs/hygiene.md: a dead domain is still found out).
 NO_ANSWER = "451 4.4.1 No answer from host"
 FIRST, LAST, THIRD = "c1@list.example", "c2@list.example", "c3@list.example"
-
-#: What one night's job reads, recorded before it expires the deliveries whose lifetime ran out.
-Night = tuple[datetime, list[ReplyRecord]]
 
 
 def _deferral(message: str, at: datetime) -> ReplyRecord:
@@ -142,7 +140,6 @@ TWICE = {
 }
 #: The last give-up, against the threshold: `soft_span` after the first, and a second either side.
 OFFSETS = {"short-by-a-second": -SECOND, "at-the-span": timedelta(0), "a-second-over": SECOND}
-PATHS = ("incremental", "nightly", "full")
 
 
 def _stored_give_ups(s: Session) -> list[tuple[str | None, bool]]:
@@ -160,28 +157,13 @@ def _stored_give_ups(s: Session) -> list[tuple[str | None, bool]]:
 def _on_every_path(
     db_url: str, clock: FakeClock, nights: list[Night]
 ) -> dict[str, tuple[bool, list[tuple[str | None, bool]]]]:
-    """Run the nights in time order on each path of the rules, from an empty store each time:
-    path -> (is the address suppressed, the give-ups stored)."""
+    """Path of the rules -> (is the address suppressed, the give-ups stored), each path from an
+    empty store (`on_every_path`)."""
     out = {}
-    for path in PATHS:
-        hook = None if path == "incremental" else False
-        with Engine(db_url, policy=POLICY, clock=clock, hygiene=hook) as engine:
-            for now, records in sorted(nights, key=lambda night: night[0]):
-                clock.set(now)
-                assert engine.record_many(records).rejected == []
-                engine.expire_overdue(now)
-                if path == "nightly":
-                    with Session(engine.db) as s, s.begin():
-                        store_hygiene.evaluate(s, POLICY, now)
-            if path == "full":
-                with Session(engine.db) as s, s.begin():
-                    store_hygiene.evaluate(s, POLICY, clock(), full=True)
-            with Session(engine.db) as s:
-                give_ups = _stored_give_ups(s)
-            out[path] = (engine.status(ADDRESS).standing is Standing.SUPPRESSED, give_ups)
-            with engine.db.begin() as conn:
-                for table in reversed(Base.metadata.sorted_tables):
-                    conn.execute(table.delete())
+    for path, engine in on_every_path(db_url, clock, POLICY, nights):
+        with Session(engine.db) as s:
+            give_ups = _stored_give_ups(s)
+        out[path] = (engine.status(ADDRESS).standing is Standing.SUPPRESSED, give_ups)
     return out
 
 
