@@ -162,3 +162,62 @@ def test_an_internationalised_sender_is_not_taken_for_the_failed_recipient() -> 
     )
     (record,) = parse_message(message)
     assert record.recipient == "bob@example.com"
+
+
+# --- RFC 6533: the utf-8 address type in DSN fields --------------------------------------------
+
+GLOBAL_DSN = """\
+From: MAILER-DAEMON@mx.sender.example
+To: news@lists.sender.example
+Subject: Undelivered Mail Returned to Sender
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain
+
+The mail system could not deliver the message.
+
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.sender.example
+
+{fields}
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 User unknown
+
+--B--
+"""
+
+
+@pytest.mark.parametrize(
+    ("fields", "final", "original"),
+    [
+        # The 7-bit form: a non-ASCII character as \\x{HEX} (RFC 6533 section 3).
+        ("Final-Recipient: utf-8; j\\x{F6}rg@example.com", "jörg@example.com", None),
+        ("Final-Recipient: UTF-8; j\\x{00F6}rg@b\\x{FC}cher.example", JOERG, None),
+        # "+" and "=" are never written bare in that form: \\x{2B}, \\x{3D}.
+        (
+            "Final-Recipient: utf-8; alice\\x{2B}news@example.com\n"
+            "Original-Recipient: utf-8; \\x{7528}\\x{6237}@example.com",
+            "alice+news@example.com",
+            "用户@example.com",
+        ),
+        # An escape that names no character is left as it is: no address is made up.
+        ("Final-Recipient: utf-8; bad\\x{D800}@example.com", None, None),
+    ],
+)
+def test_a_utf8_type_recipient_field_is_decoded_before_it_is_read(
+    fields: str, final: str | None, original: str | None
+) -> None:
+    [record] = parse_message(GLOBAL_DSN.format(fields=fields).encode())
+    expected = None if final is None else normalize_address(final).text
+    assert record.recipient == expected
+    assert record.original_recipient == (
+        None if original is None else normalize_address(original).text
+    )
+    if final is None:
+        assert record.error is not None
+        assert record.error.startswith("Final-Recipient:")

@@ -83,10 +83,30 @@ def _typed_value(value: str) -> str:
     return rest.strip() if sep else value.strip()
 
 
+# RFC 6533 section 3: the "utf-8" address type writes a character as \x{HEX}, its code point in
+# hexadecimal: in its 7-bit form every non-ASCII one, and in every form a backslash, "+" and "="
+# (which its plain characters leave out), so "utf-8; j\x{F6}rg@example.com" is jörg@example.com.
+_EMBEDDED_CHAR_RE = re.compile(r"\\x\{([0-9A-Fa-f]{1,6})\}")
+
+
+def _embedded_char(m: re.Match[str]) -> str:
+    point = int(m.group(1), 16)
+    if point > 0x10FFFF or 0xD800 <= point <= 0xDFFF:
+        return m.group(0)  # names no character: left for the address check to refuse
+    return chr(point)
+
+
 def _address(value: str | None) -> str | None:
     if not value:
         return None
-    typed = _typed_value(value)
+    kind, sep, rest = value.partition(";")
+    typed = rest.strip() if sep else value.strip()
+    if sep and kind.strip().lower() == "utf-8" and "\\" in typed:
+        typed = _EMBEDDED_CHAR_RE.sub(_embedded_char, typed)
+        if "\\" in typed:
+            # An escape left undecoded: searching the text for an address would take the part
+            # after it ("x{D800}@example.com") for one.
+            return typed
     found = addresses_in(typed)
     if found:
         return found[0]
