@@ -883,3 +883,34 @@ def test_separators_with_other_date_forms_or_no_sender_still_start_a_message(
     box.write_bytes(b"From MAILER-DAEMON Mon Mar  2 10:00:00 2026\n" + DSN + b"\n" + separator
                     + b"\n" + QMAIL + b"\n")  # fmt: skip
     assert [data for _, data in iter_mbox(box)] == [DSN, QMAIL]
+
+
+def test_a_message_cut_short_before_the_next_separator_is_reported_not_joined_to_it(
+    tmp_path: Path,
+) -> None:
+    # RFC 4155 appendix A: every message ends with an empty line. A separator line right after
+    # a line of text starts the next message all the same: the one before it was cut short (its
+    # writer died before finishing it) and is reported, not read as part of the next.
+    box = tmp_path / "bounces.mbox"
+    cut = DSN[: DSN.index(b"Status:")]
+    first = b"From MAILER-DAEMON Mon Mar  2 10:00:00 2026\n" + QMAIL + b"\n"
+    second = b"From MAILER-DAEMON Mon Mar  2 10:01:00 2026\n" + cut
+    third = b"From MAILER-DAEMON Mon Mar  2 10:02:00 2026\n" + EXIM + b"\n"
+    box.write_bytes(first + second + third)
+    problems: list[tuple[str, str]] = []
+    got = list(iter_mbox(box, unreadable=lambda key, why: problems.append((key, why))))
+    assert got == [("0", QMAIL), (str(len(first) + len(second)), EXIM)]
+    [(key, why)] = problems
+    assert key == str(len(first))
+    assert why.startswith("the message is cut short")
+    # Without a callback, as for a Maildir file that cannot be read, the error is raised.
+    with pytest.raises(IngestError, match="cut short"):
+        list(iter_mbox(box))
+    # Explaining the file shows it as an error row between the two it explains.
+    rows = explain_message_file(box)
+    assert [(row["message"], row["recipient"]) for row in rows] == [
+        ("0", "carol@example.net"),
+        (str(len(first)), None),
+        (str(len(first) + len(second)), "dave@example.org"),
+    ]
+    assert rows[1]["error"] == why

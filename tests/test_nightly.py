@@ -898,3 +898,37 @@ def test_a_sites_own_rule_judges_the_replies_of_bounce_messages_too(
         with Session(eng.db) as s:
             rules = list(s.scalars(select(Event.rule)))
     assert rules == ["site.our_relay_says_user_unknown"]
+
+
+def test_a_message_cut_short_before_the_next_one_is_rejected_and_the_next_one_read_whole(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    # The writer of the second message died before its Status line and its closing empty line;
+    # the next delivery appended the third after it. Read as one message, the cut report gave
+    # m2 a guessed failure linked to the third message's send, and the third was not read.
+    mbox = tmp_path / "bounces.mbox"
+    cut = _dsn(["m2@example.com"])
+    cut = cut[: cut.index(b"Status:")]
+    mbox.write_bytes(
+        _SEPARATOR
+        + _dsn(["m1@example.com"])
+        + b"\n"
+        + _SEPARATOR
+        + cut
+        + _SEPARATOR
+        + _dsn(["m3@example.com"])
+        + b"\n"
+    )
+    summary = run_nightly(engine, [mbox], now=NOW)
+    assert _events(engine.db) == [
+        ("m1@example.com", 550, "5.1.1", "<m1@example.com>: User unknown"),
+        ("m3@example.com", 550, "5.1.1", "<m3@example.com>: User unknown"),
+    ]
+    [bad] = summary.rejected
+    second = len(_SEPARATOR) + len(_dsn(["m1@example.com"])) + 1
+    assert (bad.source, bad.position) == (str(mbox), str(second))
+    assert "cut short" in bad.error
+    assert f"byte {second + len(_SEPARATOR) + len(cut)}" in bad.error
+    # The next night reads nothing again.
+    again = run_nightly(engine, [mbox], now=NOW)
+    assert again.recorded == 0

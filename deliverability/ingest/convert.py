@@ -135,9 +135,10 @@ def read_messages(
     """(message key, raw bytes) for each message of an mbox, a Maildir or a single file;
     `preamble` is told of bytes before an mbox's first "From " line (see `iter_mbox`), an mbox
     is read from `start_offset` (a message's key) on, and `unreadable` is told of a Maildir's
-    message file that cannot be read (see `iter_maildir`)."""
+    message file that cannot be read (see `iter_maildir`) and of an mbox message cut short
+    (see `iter_mbox`)."""
     if kind == "mbox":
-        return iter_mbox(path, preamble=preamble, start_offset=start_offset)
+        return iter_mbox(path, preamble=preamble, start_offset=start_offset, unreadable=unreadable)
     if kind == "maildir":
         return iter_maildir(path, unreadable=unreadable)
     return iter_eml(path)

@@ -406,6 +406,9 @@ def _is_separator(line: bytes) -> bool:
 #: bytes, and whether a message follows it (False: the file has no "From " line at all).
 PreambleFn = Callable[[int, bytes, bool], None]
 PREAMBLE_SHOWN = 2000
+#: What an unreadable-message callback is given: the message's key and what went wrong (a
+#: Maildir file that cannot be read, an mbox message cut short).
+UnreadableFn = Callable[[str, str], None]
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -427,6 +430,7 @@ def iter_mbox(
     preamble: PreambleFn | None = None,
     start_offset: int = 0,
     hold_unterminated: bool = True,
+    unreadable: UnreadableFn | None = None,
 ) -> Iterator[tuple[str, bytes]]:
     """Stream the messages of an mbox file, one at a time, keyed by the byte offset of each
     message's ``From `` separator line (stable from one run to the next as long as the file is
@@ -446,6 +450,11 @@ def iter_mbox(
     once it is whole, as log readers hold back a last line without its newline;
     `mbox_last_message_unterminated` tells whether a file ends so. Without it (to explain a
     file as it is) the last message is yielded however it ends.
+
+    A separator line right after a line of text, not an empty line, starts the next message all
+    the same: the message before it was cut short (its writer stopped before finishing it, and
+    the next delivery was appended after it). It is not yielded: `unreadable` is told its key and
+    why, and the messages after it are read (without `unreadable`, IngestError names it).
     """
     if start_offset < 0:
         raise ValueError("start_offset must not be negative")
@@ -460,14 +469,22 @@ def iter_mbox(
         loose = False  # the preamble holds more than white space
         for raw in fh:
             line = raw[len(_BOM) :] if offset == 0 and raw.startswith(_BOM) else raw
-            # Inside a message, only a "From " line after a blank line starts the next one; the
-            # first may come right after a preamble line.
-            if (
-                line.startswith(b"From ")
-                and (previous_blank or start is None)
-                and _is_separator(line)
-            ):
-                if start is not None:
+            # A separator line (a "From " line with a sender and a date, not mere text that
+            # starts with "From ") starts the next message; the first may come right after a
+            # preamble line.
+            if line.startswith(b"From ") and _is_separator(line):
+                if start is not None and not previous_blank:
+                    # RFC 4155 appendix A: every message ends with an empty line. Without it the
+                    # message was cut short; read, a report cut before its Status field gives
+                    # a guessed failure, so it is reported instead.
+                    problem = (
+                        f'the message is cut short: the "From " line at byte {offset} follows '
+                        "it without the empty line that ends every message (RFC 4155); not read"
+                    )
+                    if unreadable is None:
+                        raise IngestError(str(p), str(start), problem)
+                    unreadable(str(start), problem)
+                elif start is not None:
                     yield str(start), _mbox_body(lines)
                 elif loose and preamble is not None:
                     preamble(offset, bytes(head), True)
@@ -509,10 +526,6 @@ def _mbox_body(lines: list[bytes]) -> bytes:
         ln[1:] if ln.startswith(b">") and ln.lstrip(b">").startswith(b"From ") else ln
         for ln in lines
     )
-
-
-#: What an unreadable-file callback is given: the message's key and what went wrong.
-UnreadableFn = Callable[[str, str], None]
 
 
 def iter_maildir(
@@ -587,8 +600,14 @@ def explain_message_file(path: Path, policy: Policy | None = None) -> list[dict[
             }
         )
 
+    def cut_short(key: str, problem: str) -> None:
+        rows.append(
+            {"file": str(path), "recipient": None, "message": key, "error": problem, **_NO_VERDICT}
+        )
+
     # The file as it is now, a last message still being written too.
-    for key, raw in iter_mbox(path, preamble=preamble, hold_unterminated=False):
+    found = iter_mbox(path, preamble=preamble, hold_unterminated=False, unreadable=cut_short)
+    for key, raw in found:
         for row in _explain_rows(str(path), raw, classify):
             rows.append({**row, "message": key})
     return rows
