@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deliverability.errors import IngestError
+from deliverability.ingest import messages
 from deliverability.ingest.bounce.base import parse_date
 from deliverability.ingest.messages import (
     BounceRecord,
@@ -914,3 +915,77 @@ def test_a_message_cut_short_before_the_next_separator_is_reported_not_joined_to
         (str(len(first) + len(second)), "dave@example.org"),
     ]
     assert rows[1]["error"] == why
+
+
+# --- a size limit per message ------------------------------------------------------------------
+
+
+def test_an_mbox_message_over_the_size_limit_is_reported_read_past_and_never_held(
+    tmp_path: Path,
+) -> None:
+    # A message of 20 MiB, most of it one line (base64 written without line breaks), between two
+    # bounces: with a 1 MiB limit it is reported by its key and size, and the reader never
+    # holds it (nor its one long line) in memory.
+    box = tmp_path / "bounces.mbox"
+    first = b"From MAILER-DAEMON Mon Mar  2 10:00:00 2026\n" + QMAIL + b"\n"
+    huge = (
+        b"From someone@example.com Mon Mar  2 10:01:00 2026\n"
+        + b"Subject: a big file\n\n"
+        + b"A" * (20 * 1024**2)
+        + b"\n\n"
+    )
+    last = b"From MAILER-DAEMON Mon Mar  2 10:02:00 2026\n" + EXIM + b"\n"
+    box.write_bytes(first + huge + last)
+    problems: list[tuple[str, str]] = []
+    tracemalloc.start()
+    got = list(
+        iter_mbox(box, unreadable=lambda key, why: problems.append((key, why)), max_message=1024**2)
+    )
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert got == [("0", QMAIL), (str(len(first) + len(huge)), EXIM)]
+    [(key, why)] = problems
+    assert key == str(len(first))
+    size = len(huge) - huge.index(b"\n") - 1
+    assert why.startswith(f"the message is {size} bytes, over the limit of {1024**2} bytes")
+    assert peak < 4 * 1024**2
+
+
+def test_a_maildir_or_eml_message_over_the_size_limit_is_reported_unread(tmp_path: Path) -> None:
+    for sub in ("new", "cur", "tmp"):
+        (tmp_path / sub).mkdir()
+    (tmp_path / "new" / "1.M1.host").write_bytes(DSN)
+    (tmp_path / "new" / "2.M2.host").write_bytes(b"Subject: big\n\n" + b"A" * 5000)
+    (tmp_path / "cur" / "3.M3.host:2,S").write_bytes(QMAIL)
+    problems: list[tuple[str, str]] = []
+    got = dict(
+        iter_maildir(
+            tmp_path, unreadable=lambda key, why: problems.append((key, why)), max_message=4096
+        )
+    )
+    assert got == {"1.M1.host": DSN, "3.M3.host": QMAIL}
+    assert problems == [
+        (
+            "2.M2.host",
+            "the message file new/2.M2.host is 5014 bytes, over the limit of 4096 bytes for one "
+            "message; not read (a bounce is far smaller: mail servers return at most the "
+            "original, and most only its headers)",
+        )
+    ]
+    big = tmp_path / "new" / "2.M2.host"
+    with pytest.raises(IngestError, match="5014 bytes, over the limit"):
+        list(iter_eml(big, max_message=4096))
+    assert list(iter_eml(big, max_message=5014)) == [("2.M2.host", big.read_bytes())]
+
+
+def test_explaining_a_message_file_over_the_size_limit_gives_an_error_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(messages, "MAX_MESSAGE", len(DSN) - 1)
+    file = tmp_path / "dsn.eml"
+    file.write_bytes(DSN)
+    [row] = explain_message_file(file)
+    assert row["recipient"] is None
+    assert row["error"].startswith(f"the message is {len(DSN)} bytes, over the limit of")
+    monkeypatch.setattr(messages, "MAX_MESSAGE", len(DSN))
+    assert len(explain_message_file(file)) == 2

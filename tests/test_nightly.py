@@ -22,6 +22,7 @@ from deliverability import reports
 from deliverability.cli import cli
 from deliverability.engine import Engine as DeliverabilityEngine
 from deliverability.errors import ConfigError, IngestError
+from deliverability.ingest import messages
 from deliverability.ingest.convert import message_date, message_items, parse_verp_template
 from deliverability.ingest.messages import iter_mbox
 from deliverability.nightly import run_nightly
@@ -932,3 +933,34 @@ def test_a_message_cut_short_before_the_next_one_is_rejected_and_the_next_one_re
     # The next night reads nothing again.
     again = run_nightly(engine, [mbox], now=NOW)
     assert again.recorded == 0
+
+
+def test_a_message_over_the_size_limit_is_rejected_by_name_and_the_mailbox_read_on(
+    engine: DeliverabilityEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(messages, "MAX_MESSAGE", 8192)
+    maildir = tmp_path / "Maildir"
+    for sub in ("new", "cur", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    (maildir / "new" / "1.M1.host").write_bytes(_dsn(["m1@example.com"]))
+    (maildir / "new" / "2.M2.host").write_bytes(b"Subject: big\n\n" + b"A" * 10000)
+    mbox = tmp_path / "bounces.mbox"
+    mbox.write_bytes(
+        _SEPARATOR
+        + b"Subject: big\n\n"
+        + b"A" * 10000
+        + b"\n\n"
+        + _SEPARATOR
+        + _dsn(["m3@example.com"])
+        + b"\n"
+    )
+    summary = run_nightly(engine, [maildir, mbox], now=NOW)
+    assert [e[0] for e in _events(engine.db)] == ["m1@example.com", "m3@example.com"]
+    assert [(r.source, r.position) for r in summary.rejected] == [
+        (str(maildir), "2.M2.host"),
+        (str(mbox), "0"),
+    ]
+    assert all("over the limit of 8192 bytes" in r.error for r in summary.rejected)
+    with Session(engine.db) as s:
+        stored = s.scalars(select(RejectedInput.position).order_by(RejectedInput.id)).all()
+    assert stored == ["2.M2.host", "0"]

@@ -135,13 +135,13 @@ def read_messages(
     """(message key, raw bytes) for each message of an mbox, a Maildir or a single file;
     `preamble` is told of bytes before an mbox's first "From " line (see `iter_mbox`), an mbox
     is read from `start_offset` (a message's key) on, and `unreadable` is told of a Maildir's
-    message file that cannot be read (see `iter_maildir`) and of an mbox message cut short
-    (see `iter_mbox`)."""
+    message file that cannot be read (see `iter_maildir`), of an mbox message cut short (see
+    `iter_mbox`) and of a message over the size limit (`messages.MAX_MESSAGE`)."""
     if kind == "mbox":
         return iter_mbox(path, preamble=preamble, start_offset=start_offset, unreadable=unreadable)
     if kind == "maildir":
         return iter_maildir(path, unreadable=unreadable)
-    return iter_eml(path)
+    return iter_eml(path, unreadable=unreadable)
 
 
 def parse_verp_template(template: str) -> VerpFormat:

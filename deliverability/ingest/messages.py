@@ -387,10 +387,53 @@ def _verp_recipient(parsed: Parsed, verp: VerpFormat) -> str | None:
 # --- sources -------------------------------------------------------------------------------
 
 
-def iter_eml(path: Path | str) -> Iterator[tuple[str, bytes]]:
-    """One message from a single ``.eml`` file, keyed by the file's name."""
+#: The largest message read, in bytes as it stands in its file. A bounce is far smaller (mail
+#: servers cap what they accept, most at tens of megabytes, and return at most the original,
+#: Postfix and Exim only its first 50 to 100 KB by default); what is larger is no bounce, and
+#: parsing it would take several times its size in memory.
+MAX_MESSAGE = 64 * 1024**2
+#: The most one read of an mbox takes: a longer line (base64 written without line breaks) is
+#: read in pieces.
+_READ_PIECE = 1024**2
+#: What an unreadable-message callback is given: the message's key and what went wrong (a
+#: Maildir file that cannot be read, an mbox message cut short).
+UnreadableFn = Callable[[str, str], None]
+
+
+def iter_eml(
+    path: Path | str, *, unreadable: UnreadableFn | None = None, max_message: int | None = None
+) -> Iterator[tuple[str, bytes]]:
+    """One message from a single ``.eml`` file, keyed by the file's name. A file over
+    `max_message` bytes (`MAX_MESSAGE` when None) is not read: `unreadable` is told its name
+    and why (without it, IngestError names the file)."""
     p = Path(path)
-    yield p.name, p.read_bytes()
+    limit = _limit(max_message)
+    data, size = _read_capped(p, limit)
+    if data is not None:
+        yield p.name, data
+        return
+    problem = _too_big("the message", size, limit)
+    if unreadable is None:
+        raise IngestError(str(p), "file", problem)
+    unreadable(p.name, problem)
+
+
+def _limit(max_message: int | None) -> int:
+    limit = MAX_MESSAGE if max_message is None else max_message
+    if limit < 1:
+        raise ValueError("max_message must be positive")
+    return limit
+
+
+def _read_capped(path: Path, limit: int) -> tuple[bytes | None, int]:
+    """The bytes of a file, or None and its size when it holds more than `limit` bytes (then
+    not read: a huge file never sits in memory)."""
+    with path.open("rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        data = fh.read(limit + 1) if size <= limit else b""
+        if size <= limit and len(data) <= limit:
+            return data, len(data)
+        return None, max(size, len(data))
 
 
 def _is_separator(line: bytes) -> bool:
@@ -406,9 +449,6 @@ def _is_separator(line: bytes) -> bool:
 #: bytes, and whether a message follows it (False: the file has no "From " line at all).
 PreambleFn = Callable[[int, bytes, bool], None]
 PREAMBLE_SHOWN = 2000
-#: What an unreadable-message callback is given: the message's key and what went wrong (a
-#: Maildir file that cannot be read, an mbox message cut short).
-UnreadableFn = Callable[[str, str], None]
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -431,6 +471,7 @@ def iter_mbox(
     start_offset: int = 0,
     hold_unterminated: bool = True,
     unreadable: UnreadableFn | None = None,
+    max_message: int | None = None,
 ) -> Iterator[tuple[str, bytes]]:
     """Stream the messages of an mbox file, one at a time, keyed by the byte offset of each
     message's ``From `` separator line (stable from one run to the next as long as the file is
@@ -454,54 +495,89 @@ def iter_mbox(
     A separator line right after a line of text, not an empty line, starts the next message all
     the same: the message before it was cut short (its writer stopped before finishing it, and
     the next delivery was appended after it). It is not yielded: `unreadable` is told its key and
-    why, and the messages after it are read (without `unreadable`, IngestError names it).
+    why, and the messages after it are read (without `unreadable`, IngestError names it). So is
+    a message over `max_message` bytes (`MAX_MESSAGE` when None), read past without being
+    held: memory stays bounded whatever the file holds.
     """
     if start_offset < 0:
         raise ValueError("start_offset must not be negative")
+    limit = _limit(max_message)
     p = Path(path)
+
+    def ended(start: int, lines: list[bytes], size: int, problem: str | None) -> bytes | None:
+        """The message that began at `start`, or None when it is reported instead."""
+        if problem is None and size > limit:
+            problem = _too_big("the message", size, limit)
+        if problem is None:
+            return _mbox_body(lines)
+        if unreadable is None:
+            raise IngestError(str(p), str(start), problem)
+        unreadable(str(start), problem)
+        return None
+
     with p.open("rb") as fh:
         fh.seek(start_offset)
         offset = start_offset
         start: int | None = None
         lines: list[bytes] = []
+        size = 0  # the bytes of the current message after its "From " line
         previous_blank = True
+        at_line_start = True  # the next piece read starts a line
         head = bytearray()
         loose = False  # the preamble holds more than white space
-        for raw in fh:
+        # Read in pieces of at most _READ_PIECE bytes: a line is not held whole, however long.
+        while raw := fh.readline(_READ_PIECE):
+            starts_line, at_line_start = at_line_start, raw.endswith(b"\n")
             line = raw[len(_BOM) :] if offset == 0 and raw.startswith(_BOM) else raw
             # A separator line (a "From " line with a sender and a date, not mere text that
             # starts with "From ") starts the next message; the first may come right after a
             # preamble line.
-            if line.startswith(b"From ") and _is_separator(line):
-                if start is not None and not previous_blank:
+            if starts_line and line.startswith(b"From ") and _is_separator(line):
+                if start is not None:
                     # RFC 4155 appendix A: every message ends with an empty line. Without it the
                     # message was cut short; read, a report cut before its Status field gives
                     # a guessed failure, so it is reported instead.
-                    problem = (
-                        f'the message is cut short: the "From " line at byte {offset} follows '
-                        "it without the empty line that ends every message (RFC 4155); not read"
-                    )
-                    if unreadable is None:
-                        raise IngestError(str(p), str(start), problem)
-                    unreadable(str(start), problem)
-                elif start is not None:
-                    yield str(start), _mbox_body(lines)
+                    cut = None if previous_blank else _cut_short(offset)
+                    message = ended(start, lines, size, cut)
+                    if message is not None:
+                        yield str(start), message
                 elif loose and preamble is not None:
                     preamble(offset, bytes(head), True)
-                start, lines = offset, []
+                start, lines, size = offset, [], 0
             elif start is not None:
-                lines.append(line)
+                size += len(raw)
+                if size <= limit:
+                    lines.append(line)
+                else:
+                    lines = []  # past the limit: nothing of it is held
             else:
                 if len(head) < PREAMBLE_SHOWN:
                     head += raw[: PREAMBLE_SHOWN - len(head)]
                 loose = loose or bool(line.strip())
             offset += len(raw)
-            previous_blank = line in (b"\n", b"\r\n")
+            previous_blank = starts_line and line in _BLANK_LINES
         if start is not None:
-            if not hold_unterminated or (lines and lines[-1] in _BLANK_LINES):
-                yield str(start), _mbox_body(lines)
+            if not hold_unterminated or previous_blank:
+                message = ended(start, lines, size, None)
+                if message is not None:
+                    yield str(start), message
         elif loose and preamble is not None:
             preamble(offset, bytes(head), False)
+
+
+def _cut_short(next_at: int) -> str:
+    return (
+        f'the message is cut short: the "From " line at byte {next_at} follows it without the '
+        "empty line that ends every message (RFC 4155); not read"
+    )
+
+
+def _too_big(what: str, size: int, limit: int) -> str:
+    return (
+        f"{what} is {size} bytes, over the limit of {limit} bytes for one message; not read "
+        "(a bounce is far smaller: mail servers return at most the original, and most only its "
+        "headers)"
+    )
 
 
 _BLANK_LINES = (b"\n", b"\r\n")
@@ -529,16 +605,18 @@ def _mbox_body(lines: list[bytes]) -> bytes:
 
 
 def iter_maildir(
-    path: Path | str, *, unreadable: UnreadableFn | None = None
+    path: Path | str, *, unreadable: UnreadableFn | None = None, max_message: int | None = None
 ) -> Iterator[tuple[str, bytes]]:
     """The messages of a Maildir folder (``new/`` then ``cur/``), keyed by file name without
     the ``:2,flags`` info suffix, so that a message keeps its key when it is marked read.
 
     A message file that cannot be read (an I/O error, no permission, removed meanwhile) is
     one bad message, not a bad folder: `unreadable` is told its key and the error, and the
-    rest is read. Without `unreadable` the error is raised (IngestError naming the file).
+    rest is read. Without `unreadable` the error is raised (IngestError naming the file). So is
+    a file over `max_message` bytes (`MAX_MESSAGE` when None), which is not read.
     """
     root = Path(path)
+    limit = _limit(max_message)
     for sub in ("new", "cur"):
         folder = root / sub
         if not folder.is_dir():
@@ -551,14 +629,17 @@ def iter_maildir(
                 continue
             key = name.split(":", 1)[0]
             try:
-                data = file.read_bytes()
+                data, size = _read_capped(file, limit)
             except OSError as exc:
                 problem = f"cannot read the message file {sub}/{name}: {exc.strerror or exc}"
-                if unreadable is None:
-                    raise IngestError(str(file), "file", problem) from None
-                unreadable(key, problem)
-                continue
-            yield key, data
+            else:
+                if data is not None:
+                    yield key, data
+                    continue
+                problem = _too_big(f"the message file {sub}/{name}", size, limit)
+            if unreadable is None:
+                raise IngestError(str(file), "file", problem) from None
+            unreadable(key, problem)
 
 
 # --- explain ---------------------------------------------------------------------------------
@@ -580,10 +661,14 @@ def explain_message_file(path: Path, policy: Policy | None = None) -> list[dict[
 
     path = Path(path)
     try:
-        data = path.read_bytes()
+        # An mbox is streamed below; a single message over the limit is not read (`iter_eml`).
+        data, size = _read_capped(path, _limit(None))
     except OSError as exc:
         return [{"file": str(path), "recipient": None, "error": str(exc), **_NO_VERDICT}]
-    if not _is_mbox(path, data):
+    if not _is_mbox(path, data or b""):
+        if data is None:
+            error = _too_big("the message", size, _limit(None))
+            return [{"file": str(path), "recipient": None, "error": error, **_NO_VERDICT}]
         return _explain_rows(str(path), data, classify)
     # An mbox holds many bounces: explain every one, each row saying which message it is.
     rows: list[dict[str, Any]] = []
