@@ -989,3 +989,65 @@ def test_explaining_a_message_file_over_the_size_limit_gives_an_error_row(
     assert row["error"].startswith(f"the message is {len(DSN)} bytes, over the limit of")
     monkeypatch.setattr(messages, "MAX_MESSAGE", len(DSN))
     assert len(explain_message_file(file)) == 2
+
+
+# --- a Maildir in use while it is read ---------------------------------------------------------
+
+
+def _maildir(root: Path, files: dict[str, bytes]) -> None:
+    for sub in ("new", "cur", "tmp"):
+        (root / sub).mkdir()
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+
+
+def test_a_maildir_message_renamed_by_a_mail_client_while_it_is_read_is_read_once(
+    tmp_path: Path,
+) -> None:
+    # A mail client moves a message from new/ to cur/ when it is seen, and renames it in cur/
+    # when its flags change (":2,S" to ":2,RS"). The reader lists a folder, then reads its
+    # files one at a time: each message is read once, under the name it has by then, and one
+    # deleted meanwhile is no error.
+    _maildir(
+        tmp_path,
+        {
+            "new/3.M3.host": QMAIL,
+            "new/4.M4.host": EXIM,
+            "new/5.M5.host": SENDMAIL,
+            "cur/1.M1.host:2,S": DSN,
+            "cur/2.M2.host:2,S": EXCHANGE,
+        },
+    )
+    problems: list[tuple[str, str]] = []
+    got: list[tuple[str, bytes]] = []
+    for key, data in iter_maildir(tmp_path, unreadable=lambda k, why: problems.append((k, why))):
+        got.append((key, data))
+        if key == "3.M3.host":
+            (tmp_path / "new/4.M4.host").rename(tmp_path / "cur/4.M4.host:2,S")
+            (tmp_path / "new/5.M5.host").unlink()
+        if key == "1.M1.host":
+            (tmp_path / "cur/2.M2.host:2,S").rename(tmp_path / "cur/2.M2.host:2,RS")
+    assert got == [
+        ("3.M3.host", QMAIL),
+        ("4.M4.host", EXIM),
+        ("1.M1.host", DSN),
+        ("2.M2.host", EXCHANGE),
+    ]
+    assert problems == []
+
+
+def test_a_maildir_file_renamed_between_its_check_and_its_read_is_read_under_its_new_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _maildir(tmp_path, {"new/1.M1.host": DSN})
+    read = messages._read_capped
+
+    def renamed_first(file: Path, limit: int) -> tuple[bytes | None, int]:
+        if file.name == "1.M1.host":
+            file.rename(tmp_path / "cur/1.M1.host:2,S")
+        return read(file, limit)
+
+    monkeypatch.setattr(messages, "_read_capped", renamed_first)
+    problems: list[tuple[str, str]] = []
+    got = list(iter_maildir(tmp_path, unreadable=lambda k, why: problems.append((k, why))))
+    assert (got, problems) == ([("1.M1.host", DSN)], [])

@@ -964,3 +964,22 @@ def test_a_message_over_the_size_limit_is_rejected_by_name_and_the_mailbox_read_
     with Session(engine.db) as s:
         stored = s.scalars(select(RejectedInput.position).order_by(RejectedInput.id)).all()
     assert stored == ["2.M2.host", "0"]
+
+
+def test_a_maildir_message_a_mail_client_marked_read_between_runs_is_recorded_once(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    maildir = tmp_path / "Maildir"
+    for sub in ("new", "cur", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    (maildir / "new" / "1.M1.host").write_bytes(_dsn(["m1@example.com"]))
+    (maildir / "tmp" / "2.M2.host").write_bytes(_dsn(["m2@example.com"])[:100])  # being delivered
+    first = run_nightly(engine, [maildir], now=NOW)
+    assert (first.recorded, first.rejected_count) == (1, 0)
+    # Seen in a mail client: moved to cur/ with its flags; the next delivery lands in new/.
+    (maildir / "new" / "1.M1.host").rename(maildir / "cur" / "1.M1.host:2,S")
+    (maildir / "tmp" / "2.M2.host").unlink()
+    (maildir / "new" / "2.M2.host").write_bytes(_dsn(["m2@example.com"]))
+    second = run_nightly(engine, [maildir], now=NOW)
+    assert (second.recorded, second.duplicates, second.rejected_count) == (1, 1, 0)
+    assert [e[0] for e in _events(engine.db)] == ["m1@example.com", "m2@example.com"]

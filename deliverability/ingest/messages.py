@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from deliverability.addresses import normalize_address
 from deliverability.errors import AddressError, IngestError, ReplyParseError
@@ -610,36 +610,77 @@ def iter_maildir(
     """The messages of a Maildir folder (``new/`` then ``cur/``), keyed by file name without
     the ``:2,flags`` info suffix, so that a message keeps its key when it is marked read.
 
-    A message file that cannot be read (an I/O error, no permission, removed meanwhile) is
-    one bad message, not a bad folder: `unreadable` is told its key and the error, and the
-    rest is read. Without `unreadable` the error is raised (IngestError naming the file). So is
-    a file over `max_message` bytes (`MAX_MESSAGE` when None), which is not read.
+    The folder is in use while it is read: a mail client moves a message from ``new/`` to
+    ``cur/`` when it is seen and renames it there when its flags change. A message renamed
+    between the listing and its read is read under its new name, each message once; one deleted
+    meanwhile is passed over (nothing is left to read).
+
+    A message file that cannot be read (an I/O error, no permission) is one bad message, not a
+    bad folder: `unreadable` is told its key and the error, and the rest is read. Without
+    `unreadable` the error is raised (IngestError naming the file). So is a file over
+    `max_message` bytes (`MAX_MESSAGE` when None), which is not read.
     """
     root = Path(path)
     limit = _limit(max_message)
+    done: set[str] = set()  # the keys read or reported in this pass
     for sub in ("new", "cur"):
         folder = root / sub
         if not folder.is_dir():
             continue
         for name in sorted(os.listdir(folder)):
-            if name.startswith("."):
-                continue
-            file = folder / name
-            if not file.is_file():
-                continue
             key = name.split(":", 1)[0]
-            try:
-                data, size = _read_capped(file, limit)
-            except OSError as exc:
-                problem = f"cannot read the message file {sub}/{name}: {exc.strerror or exc}"
+            if name.startswith(".") or key in done:
+                continue
+            file: Path | None = folder / name
+            data: bytes | None = None
+            problem: str | None = None
+            # A rename may race each look: a few tries, then the next night reads it.
+            for _ in range(3):
+                file = _maildir_file(root, file, key) if file is not None else None
+                if file is None:
+                    break
+                try:
+                    data, size = _read_capped(file, limit)
+                except FileNotFoundError:
+                    continue  # renamed or deleted since it was found
+                except OSError as exc:
+                    shown = f"{file.parent.name}/{file.name}"
+                    problem = f"cannot read the message file {shown}: {exc.strerror or exc}"
+                else:
+                    if data is None:
+                        shown = f"{file.parent.name}/{file.name}"
+                        problem = _too_big(f"the message file {shown}", size, limit)
+                break
+            if data is None and problem is None:
+                continue  # not a message file, or deleted meanwhile
+            done.add(key)
+            if data is not None:
+                yield key, data
+            elif unreadable is None:
+                raise IngestError(str(file), "file", cast(str, problem))
             else:
-                if data is not None:
-                    yield key, data
-                    continue
-                problem = _too_big(f"the message file {sub}/{name}", size, limit)
-            if unreadable is None:
-                raise IngestError(str(file), "file", problem) from None
-            unreadable(key, problem)
+                unreadable(key, cast(str, problem))
+
+
+def _maildir_file(root: Path, file: Path, key: str) -> Path | None:
+    """The message file `key` of the Maildir at `root` as it is named now: `file` when it is
+    still there, else its name in ``cur/`` (where a mail client moves a message it has seen and
+    renames it as its flags change, Maildir's "info" after the colon); None when there is none
+    or it is no regular file."""
+    if file.is_file():
+        return file
+    if os.path.lexists(file):
+        return None  # a folder, a FIFO, ...: never opened
+    cur = root / "cur"
+    try:
+        names = os.listdir(cur)
+    except OSError:
+        return None
+    for name in names:
+        if name.split(":", 1)[0] == key:
+            moved = cur / name
+            return moved if moved.is_file() else None
+    return None
 
 
 # --- explain ---------------------------------------------------------------------------------
