@@ -983,3 +983,89 @@ def test_a_maildir_message_a_mail_client_marked_read_between_runs_is_recorded_on
     second = run_nightly(engine, [maildir], now=NOW)
     assert (second.recorded, second.duplicates, second.rejected_count) == (1, 1, 0)
     assert [e[0] for e in _events(engine.db)] == ["m1@example.com", "m2@example.com"]
+
+
+def _relay_dsn(action: str, date: str, diagnostic: str) -> bytes:
+    """A Postfix relay's report as Postfix writes it: an Arrival-Date (when the relay took the
+    message) and no Last-Attempt-Date; its own Date says when it was written."""
+    return (
+        f"From MAILER-DAEMON {date}\n"
+        f"Date: {date}\n"
+        "From: MAILER-DAEMON@relay.lists.example.org (Mail Delivery System)\n"
+        "To: bounces@lists.example.org\n"
+        "Subject: Undelivered Mail Returned to Sender\n"
+        "MIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\n\n'
+        "--B\nContent-Type: text/plain\n\nThis is the mail system at host relay.\n\n"
+        "--B\nContent-Type: message/delivery-status\n\n"
+        "Reporting-MTA: dns; relay.lists.example.org\n"
+        "X-Postfix-Sender: rfc822; bounces@lists.example.org\n"
+        "Arrival-Date: Fri, 27 Nov 2026 02:00:04 +0000 (UTC)\n\n"
+        "Final-Recipient: rfc822; reader@example.com\n"
+        "Original-Recipient: rfc822;reader@example.com\n"
+        f"Action: {action}\n"
+        f"Status: {diagnostic.split()[1]}\n"
+        f"Diagnostic-Code: smtp; {diagnostic}\n\n"
+        "--B\nContent-Type: text/rfc822-headers\n\nMessage-ID: <n1@lists.example.org>\n\n"
+        "--B--\n\n"
+    ).encode()
+
+
+def test_a_relays_dsn_is_dated_when_it_was_written_not_when_the_relay_took_the_message(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    # The sender hands its mail to a Postfix relay, whose "250 queued" is in the reply log; the
+    # relay's DSN comes later. Dated by its Arrival-Date (RFC 3464 section 2.2.5: when the
+    # relay received the message, so before that 250), the bounce came before the delivery it
+    # reports on and went into history only: the address stayed deliverable.
+    log = tmp_path / "replies.jsonl"
+    _write_log(
+        log,
+        [
+            {
+                "at": "2026-11-27T02:00:05Z",
+                "recipient": "reader@example.com",
+                "message_id": "<n1@lists.example.org>",
+                "reply": "250 2.0.0 Ok: queued as 4F1AB2C3D",
+            }
+        ],
+    )
+    mbox = tmp_path / "bounces.mbox"
+    mbox.write_bytes(
+        _relay_dsn("failed", "Fri, 27 Nov 2026 02:00:09 +0000", "550 5.1.1 User unknown")
+    )
+    run_nightly(engine, [log, mbox], now=NOW)
+    with Session(engine.db) as s:
+        bounce = s.scalars(select(Event).where(Event.kind == EventKind.BOUNCE)).one()
+        delivery = s.scalars(select(Delivery)).one()
+        recipient = s.scalars(select(Recipient)).one()
+    assert bounce.at == datetime(2026, 11, 27, 2, 0, 9, tzinfo=UTC)
+    assert delivery.state is DeliveryState.BOUNCED
+    assert recipient.standing is not Standing.DELIVERED
+
+
+def test_a_relays_delay_warning_and_its_final_failure_with_the_same_reply_are_two_events(
+    db_url: str, tmp_path: Path
+) -> None:
+    # Both reports carry the Arrival-Date of the one message and, for a host that never
+    # answered, the same status and text: dated alike, the failure five days later had the
+    # delay warning's idempotency key and was dropped as a duplicate of it.
+    timeout = "451 4.4.1 connect to mx.example.com[192.0.2.9]:25: Connection timed out"
+    mbox = tmp_path / "bounces.mbox"
+    mbox.write_bytes(
+        _relay_dsn("delayed", "Fri, 27 Nov 2026 06:00:00 +0000", timeout)
+        + _relay_dsn("failed", "Wed, 2 Dec 2026 02:00:04 +0000", timeout)
+    )
+    later = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
+    engine = DeliverabilityEngine(db_url, clock=lambda: later)
+    try:
+        summary = run_nightly(engine, [mbox], now=later)
+        assert (summary.recorded, summary.duplicates) == (2, 0)
+        with Session(engine.db) as s:
+            dates = s.scalars(select(Event.at).where(Event.kind == EventKind.BOUNCE)).all()
+    finally:
+        engine.close()
+    assert sorted(dates) == [
+        datetime(2026, 11, 27, 6, 0, tzinfo=UTC),
+        datetime(2026, 12, 2, 2, 0, 4, tzinfo=UTC),
+    ]

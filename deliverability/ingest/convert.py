@@ -231,9 +231,19 @@ def _bounce_item(
     recipient = bounce.recipient or bounce.verp_recipient
     if recipient is None:
         return bounce.error or "the message names no recipient"
-    # When it happened: the report's own times, else when the bounce was written (the qmail and
-    # Exim prose bounces carry no per-recipient dates), else now; never in the future.
-    at = bounce.last_attempt or bounce.arrival_date or sent_at or now
+    # When it happened: the last attempt the report names (RFC 3464 section 2.3.7), else when
+    # the report was written (its Date: the qmail and Exim prose bounces carry no dates of their
+    # own, and Postfix's reports no Last-Attempt-Date), else now; never in the future. A
+    # bounce's Arrival-Date (section 2.2.5) is when the reporting MTA took the message: for a
+    # relay, before the "250 queued" the sender logged, so a bounce dated by it came before
+    # the delivery it reports on; and a delay warning and the final failure of one message
+    # shared it, the same reply then giving the failure the warning's idempotency key. It
+    # dates only a report that has no Date. A complaint (RFC 5965 section 3.1) keeps its
+    # Arrival-Date first: one complaint reported twice stays one event.
+    if bounce.kind is EventKind.COMPLAINT:
+        at = bounce.last_attempt or bounce.arrival_date or sent_at or now
+    else:
+        at = bounce.last_attempt or sent_at or bounce.arrival_date or now
     at = min(at, now)
     original = bounce.original_message_id
     message_id = normalize_message_id(original) if original else None
