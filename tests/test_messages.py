@@ -522,6 +522,18 @@ def test_explain_says_delayed_action_is_a_deferral_whatever_the_code(tmp_path: P
     assert explain_message_file(file)[1]["outcome"] == "deferred"
 
 
+def test_explain_says_a_failed_action_with_a_transient_status_is_the_relays_give_up(
+    tmp_path: Path,
+) -> None:
+    # RFC 3464 section 2.3.3: "failed" means the reporting MTA stopped trying; the nightly job
+    # records it so (test_nightly), and explain shows the same verdict.
+    file = tmp_path / "expired.eml"
+    file.write_bytes(DSN.replace(b"Action: delayed", b"Action: failed"))
+    row = explain_message_file(file)[1]
+    assert (row["outcome"], row["reason"], row["fault"]) == ("deferred", "expired", "destination")
+    assert row["rule"].endswith("+dsn-action-failed")
+
+
 def test_explain_complaint_and_auto_reply_rows(tmp_path: Path) -> None:
     (tmp_path / "arf.eml").write_bytes(ARF)
     (tmp_path / "away.eml").write_bytes(VACATION)

@@ -36,7 +36,7 @@ from deliverability.store.models import (
     Recipient,
     RejectedInput,
 )
-from deliverability.vocabulary import DeliveryState, EventKind, Outcome, Standing
+from deliverability.vocabulary import DeliveryState, EventKind, Fault, Outcome, Reason, Standing
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NOW = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
@@ -1069,3 +1069,44 @@ def test_a_relays_delay_warning_and_its_final_failure_with_the_same_reply_are_tw
         datetime(2026, 11, 27, 6, 0, tzinfo=UTC),
         datetime(2026, 12, 2, 2, 0, 4, tzinfo=UTC),
     ]
+
+
+@pytest.mark.parametrize(
+    ("diagnostic", "fault"),
+    [
+        ("451 4.4.1 connect to mx.example.com[192.0.2.9]:25: Connection timed out", Fault.NETWORK),
+        ("452 4.2.2 The email account that you tried to reach is over quota", Fault.RECIPIENT),
+    ],
+)
+def test_a_relays_failed_dsn_with_a_4xx_status_is_its_give_up_not_a_deferral(
+    db_url: str, tmp_path: Path, diagnostic: str, fault: Fault
+) -> None:
+    # RFC 3464 section 2.3.3: "failed" means the reporting MTA stopped trying. When a message
+    # outlives Postfix's maximal_queue_lifetime, its report says "failed" with the status and
+    # text of the last deferral: the relay's give-up, as a "failed" X.4.7 is, keeping the fault
+    # of what it kept getting. Recorded as one more deferral, the address never had it.
+    later = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
+    mbox = tmp_path / "bounces.mbox"
+    mbox.write_bytes(
+        _relay_dsn("delayed", "Fri, 27 Nov 2026 06:00:00 +0000", diagnostic)
+        + _relay_dsn("failed", "Wed, 2 Dec 2026 02:00:04 +0000", diagnostic)
+    )
+    engine = DeliverabilityEngine(db_url, clock=lambda: later)
+    try:
+        run_nightly(engine, [mbox], now=later)
+        with Session(engine.db) as s:
+            rows = s.execute(
+                select(Event.outcome, Event.reason, Event.fault, Event.rule)
+                .where(Event.kind == EventKind.BOUNCE)
+                .order_by(Event.at)
+            ).all()
+    finally:
+        engine.close()
+    delayed, failed = rows
+    assert delayed.reason is not Reason.EXPIRED
+    assert (failed.outcome, failed.reason, failed.fault) == (
+        Outcome.DEFERRED,
+        Reason.EXPIRED,
+        fault,
+    )
+    assert failed.rule.endswith("+dsn-action-failed")

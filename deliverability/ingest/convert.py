@@ -38,9 +38,16 @@ from deliverability.ingest.records import LogRecord, Rejected, normalize_message
 from deliverability.policy import Policy
 from deliverability.replies import Reply
 from deliverability.verdicts import AUTO_REPLY_VERDICT, COMPLAINT_VERDICT, Verdict
-from deliverability.vocabulary import EventKind, Outcome
+from deliverability.vocabulary import EventKind, Outcome, Reason
 
-__all__ = ["log_item", "message_items", "parse_verp_template", "read_log", "read_messages"]
+__all__ = [
+    "judge_bounce",
+    "log_item",
+    "message_items",
+    "parse_verp_template",
+    "read_log",
+    "read_messages",
+]
 
 #: Postfix logs status=expired when a message stayed queued past its maximal_queue_lifetime: the
 #: relay gave up, as the engine does when a delivery outlives the policy's lifetime.
@@ -269,9 +276,45 @@ def _bounce_item(
     reply = reply_for(bounce)
     if reply is None:
         return bounce.error or "the bounce gives no status code, reply code or diagnostic"
+    return item(judge_bounce(bounce, reply, policy), reply)
+
+
+def judge_bounce(bounce: BounceRecord, reply: Reply, policy: Policy | None = None) -> Verdict:
+    """The verdict on a bounce's reply (`messages.reply_for`), as the nightly job records it and
+    `explain --message` shows it: the reply's, read in the light of the report's Action."""
     verdict = classify(reply, policy)
     if bounce.action == "delayed" and verdict.outcome is not Outcome.DEFERRED:
         # RFC 3464 2.3.3: "delayed" means the reporting MTA is still trying: a deferral, whatever
         # class the last reply had.
-        verdict = _still_trying(verdict)
-    return item(verdict, reply)
+        return dataclasses.replace(
+            _still_trying(verdict), rule=f"{verdict.rule}+dsn-action-delayed"
+        )
+    if (
+        bounce.action == "failed"
+        and bounce.detector == "rfc3464"
+        and bounce.klass == 4
+        and verdict.outcome is Outcome.DEFERRED
+        and verdict.reason is not Reason.EXPIRED
+    ):
+        return _gave_up(verdict)
+    return verdict
+
+
+def _gave_up(verdict: Verdict) -> Verdict:
+    """`verdict` of a 4.x.x reply in a DSN whose Action is "failed": the reporting MTA has
+    stopped trying (RFC 3464 section 2.3.3). Postfix, when a message outlives its
+    maximal_queue_lifetime, reports it so with the status and text of the last deferral. It is
+    the relay's give-up, as a "failed" X.4.7 is: a deferral of reason `expired` (the delivery
+    stays deferred, as after any relay's give-up reported as a reply), with the fault of what the
+    relay kept getting, which decides whether it is a strike on the address
+    (hygiene.expiry_exempt_faults). Only a DSN's own Action field says so (a prose bounce's
+    "failed" is the reader's guess), and only of a transient status: a site rule that reads a
+    5xx as a deferral keeps its own verdict."""
+    return dataclasses.replace(
+        verdict,
+        reason=Reason.EXPIRED,
+        decisive=False,
+        throttle=False,
+        rule=f"{verdict.rule}+dsn-action-failed",
+        why=f"The reporting MTA gave up (DSN Action: failed) after: {verdict.why}",
+    )

@@ -694,11 +694,12 @@ def explain_message_file(path: Path, policy: Policy | None = None) -> list[dict[
     with recipient None and an `error`. Replies are judged by `policy` (the shipped one when
     None), as the nightly job judges them.
     """
-    # Imported here: classification loads the packaged policy, which parsing alone never needs.
-    from deliverability.classify import classify as classify_with
+    # Imported here: judging loads the packaged policy, which parsing alone never needs (and
+    # the module that judges for the nightly job reads messages through this one).
+    from deliverability.ingest.convert import judge_bounce
 
-    def classify(reply: Reply) -> Any:
-        return classify_with(reply, policy)
+    def judge(rec: BounceRecord, reply: Reply) -> Any:
+        return judge_bounce(rec, reply, policy)
 
     path = Path(path)
     try:
@@ -710,7 +711,7 @@ def explain_message_file(path: Path, policy: Policy | None = None) -> list[dict[
         if data is None:
             error = _too_big("the message", size, _limit(None))
             return [{"file": str(path), "recipient": None, "error": error, **_NO_VERDICT}]
-        return _explain_rows(str(path), data, classify)
+        return _explain_rows(str(path), data, judge)
     # An mbox holds many bounces: explain every one, each row saying which message it is.
     rows: list[dict[str, Any]] = []
 
@@ -734,7 +735,7 @@ def explain_message_file(path: Path, policy: Policy | None = None) -> list[dict[
     # The file as it is now, a last message still being written too.
     found = iter_mbox(path, preamble=preamble, hold_unterminated=False, unreadable=cut_short)
     for key, raw in found:
-        for row in _explain_rows(str(path), raw, classify):
+        for row in _explain_rows(str(path), raw, judge):
             rows.append({**row, "message": key})
     return rows
 
@@ -775,7 +776,7 @@ def reply_for(rec: BounceRecord) -> Reply | None:
     return None
 
 
-def _explain_rows(file: str, data: bytes, classify: Any) -> list[dict[str, Any]]:
+def _explain_rows(file: str, data: bytes, judge: Any) -> list[dict[str, Any]]:
     try:
         records = parse_message(data, source=file)
     except IngestError as exc:
@@ -803,17 +804,15 @@ def _explain_rows(file: str, data: bytes, classify: Any) -> list[dict[str, Any]]
                 rule=by_kind.rule,
             )
         elif reply is not None and rec.recipient:
-            verdict = classify(reply)
+            # The verdict the nightly job records: the reply's, in the light of the report's
+            # Action (RFC 3464 section 2.3.3: "delayed" is still trying, "failed" gave up).
+            verdict = judge(rec, reply)
             row.update(
                 outcome=verdict.outcome.value,
                 reason=verdict.reason.value,
                 fault=verdict.fault.value,
                 rule=verdict.rule,
             )
-            if rec.action == _DELAYED and verdict.outcome.value != "deferred":
-                # RFC 3464 section 2.3.3: "delayed" means the MTA is still trying, whatever the
-                # last reply's code says.
-                row.update(outcome="deferred", rule=f"{verdict.rule}+dsn-action-delayed")
         else:
             row.update(_NO_VERDICT)
         if rec.error:
