@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -1110,3 +1111,28 @@ def test_a_relays_failed_dsn_with_a_4xx_status_is_its_give_up_not_a_deferral(
         fault,
     )
     assert failed.rule.endswith("+dsn-action-failed")
+
+
+def test_a_gzip_compressed_mbox_is_read_and_one_cut_short_keeps_its_messages_before_the_cut(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    # An mbox rotated and compressed (bounces.mbox.1.gz) was told an mbox by its decompressed
+    # start, then read compressed: rejected whole as 'not an mbox'.
+    messages_ = [_SEPARATOR + _dsn([f"m{i}@example.com"]) + b"\n" for i in (1, 2, 3)]
+    whole = tmp_path / "bounces.mbox.1.gz"
+    # Complete by nature: its last message is read without the empty line that ends it.
+    whole.write_bytes(gzip.compress(b"".join(messages_)[:-1]))
+    summary = run_nightly(engine, [whole], now=NOW)
+    assert (summary.recorded, summary.rejected_count) == (3, 0)
+    assert summary.sources[0].note == ""
+    assert run_nightly(engine, [whole], now=NOW).recorded == 0
+    # A copy cut short: the messages before the cut are read, the cut is one rejected item.
+    more = [_SEPARATOR + _dsn([f"n{i}@example.com"]) + b"\n" for i in range(1, 30)]
+    data = gzip.compress(b"".join(messages_ + more))
+    cut = tmp_path / "bounces.mbox.2.gz"
+    cut.write_bytes(data[: len(data) * 3 // 4])
+    summary = run_nightly(engine, [cut], now=NOW)
+    assert summary.recorded >= 1
+    [bad] = summary.rejected
+    assert bad.source == str(cut)
+    assert "compressed data is corrupt or cut short" in bad.error

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -25,7 +26,7 @@ from deliverability.errors import AddressError, IngestError, ReplyParseError
 from deliverability.ingest.bounce import Hit, detect, parse_bytes
 from deliverability.ingest.bounce.base import STATUS_ALONE_RE, addresses_in
 from deliverability.ingest.bounce.mime import Parsed
-from deliverability.ingest.files import MBOX_SEPARATOR_RE
+from deliverability.ingest.files import MBOX_SEPARATOR_RE, is_gzip, open_binary
 from deliverability.replies import Reply, StatusCode, parse_reply
 from deliverability.verdicts import AUTO_REPLY_VERDICT, COMPLAINT_VERDICT
 from deliverability.vocabulary import EventKind
@@ -454,13 +455,17 @@ _BOM = b"\xef\xbb\xbf"
 
 def starts_mbox_message(path: Path | str, offset: int) -> bool:
     """Whether an mbox separator line (``From ``, RFC 4155) begins at byte `offset` of the file
-    and follows a blank line or the file's start: where `iter_mbox` can start."""
-    with Path(path).open("rb") as fh:
-        if offset > 0:
-            fh.seek(offset - 1)
-            if fh.read(1) != b"\n":
-                return False
-        line = fh.readline()
+    and follows a blank line or the file's start: where `iter_mbox` can start (offsets of a
+    gzip-compressed mbox count decompressed bytes)."""
+    try:
+        with open_binary(path) as fh:
+            if offset > 0:
+                fh.seek(offset - 1)
+                if fh.read(1) != b"\n":
+                    return False
+            line = fh.readline(_READ_PIECE)
+    except (EOFError, OSError, zlib.error):
+        return False  # compressed data cut short before it: read from the top
     return line.startswith(b"From ") and _is_separator(line)
 
 
@@ -503,6 +508,14 @@ def iter_mbox(
         raise ValueError("start_offset must not be negative")
     limit = _limit(max_message)
     p = Path(path)
+    # RFC 1952: a rotated mailbox may be gzip-compressed (told by its magic bytes, as logs are);
+    # such a file is complete, so its last message is read however it ends.
+    hold_unterminated = hold_unterminated and not is_gzip(p)
+
+    def report(where: str, problem: str) -> None:
+        if unreadable is None:
+            raise IngestError(str(p), where, problem)
+        unreadable(where, problem)
 
     def ended(start: int, lines: list[bytes], size: int, problem: str | None) -> bytes | None:
         """The message that began at `start`, or None when it is reported instead."""
@@ -510,13 +523,10 @@ def iter_mbox(
             problem = _too_big("the message", size, limit)
         if problem is None:
             return _mbox_body(lines)
-        if unreadable is None:
-            raise IngestError(str(p), str(start), problem)
-        unreadable(str(start), problem)
+        report(str(start), problem)
         return None
 
-    with p.open("rb") as fh:
-        fh.seek(start_offset)
+    with open_binary(p) as fh:
         offset = start_offset
         start: int | None = None
         lines: list[bytes] = []
@@ -525,8 +535,22 @@ def iter_mbox(
         at_line_start = True  # the next piece read starts a line
         head = bytearray()
         loose = False  # the preamble holds more than white space
+        try:
+            fh.seek(start_offset)
+        except (EOFError, OSError, zlib.error) as exc:
+            report(f"byte {start_offset}", _corrupt(start_offset, exc))
+            return
         # Read in pieces of at most _READ_PIECE bytes: a line is not held whole, however long.
-        while raw := fh.readline(_READ_PIECE):
+        while True:
+            try:
+                raw = fh.readline(_READ_PIECE)
+            except (EOFError, OSError, zlib.error) as exc:
+                # Compressed data corrupt or cut short (a copy that stopped): what came before
+                # is read, the message it cuts is reported, and nothing after it can be read.
+                report(str(start) if start is not None else f"byte {offset}", _corrupt(offset, exc))
+                return
+            if not raw:
+                break
             starts_line, at_line_start = at_line_start, raw.endswith(b"\n")
             line = raw[len(_BOM) :] if offset == 0 and raw.startswith(_BOM) else raw
             # A separator line (a "From " line with a sender and a date, not mere text that
@@ -565,6 +589,13 @@ def iter_mbox(
             preamble(offset, bytes(head), False)
 
 
+def _corrupt(offset: int, exc: Exception) -> str:
+    return (
+        f"the compressed data is corrupt or cut short at byte {offset} ({exc}): the rest of the "
+        "file is not read"
+    )
+
+
 def _cut_short(next_at: int) -> str:
     return (
         f'the message is cut short: the "From " line at byte {next_at} follows it without the '
@@ -585,8 +616,11 @@ _BLANK_LINES = (b"\n", b"\r\n")
 
 def mbox_last_message_unterminated(path: Path | str) -> bool:
     """Whether an mbox's last message lacks the empty line that ends every message (RFC 4155,
-    appendix A): the message `iter_mbox` holds back. A file with no message is not."""
+    appendix A): the message `iter_mbox` holds back. A file with no message is not, nor a
+    gzip-compressed one, which is complete."""
     p = Path(path)
+    if is_gzip(p):
+        return False
     with p.open("rb") as fh:
         size = fh.seek(0, os.SEEK_END)
         fh.seek(max(size - 3, 0))
