@@ -6,6 +6,7 @@ corpus is exercised in test_corpus.py.
 
 from __future__ import annotations
 
+import gzip
 import json
 import mailbox
 import tracemalloc
@@ -1054,12 +1055,46 @@ def test_a_maildir_file_renamed_between_its_check_and_its_read_is_read_under_its
     _maildir(tmp_path, {"new/1.M1.host": DSN})
     read = messages._read_capped
 
-    def renamed_first(file: Path, limit: int) -> tuple[bytes | None, int]:
+    def renamed_first(file: Path, limit: int, what: str) -> tuple[bytes | None, str | None]:
         if file.name == "1.M1.host":
             file.rename(tmp_path / "cur/1.M1.host:2,S")
-        return read(file, limit)
+        return read(file, limit, what)
 
     monkeypatch.setattr(messages, "_read_capped", renamed_first)
     problems: list[tuple[str, str]] = []
     got = list(iter_maildir(tmp_path, unreadable=lambda k, why: problems.append((k, why))))
     assert (got, problems) == ([("1.M1.host", DSN)], [])
+
+
+def test_a_gzip_compressed_maildir_message_is_read_decompressed(tmp_path: Path) -> None:
+    # Dovecot's zlib plugin stores Maildir messages gzip-compressed; read as they are, every one
+    # was binary data, not a message. A broken one, or one that expands past the limit (a
+    # decompression bomb), is reported and the rest read.
+    _maildir(
+        tmp_path,
+        {
+            "cur/1.M1.host:2,S": gzip.compress(DSN),
+            "cur/2.M2.host:2,S": gzip.compress(DSN)[:-30],
+            "cur/3.M3.host:2,S": gzip.compress(b"Subject: x\n\n" + b"A" * 100_000),
+            "new/4.M4.host": QMAIL,
+        },
+    )
+    problems: list[tuple[str, str]] = []
+    got = dict(
+        iter_maildir(
+            tmp_path, unreadable=lambda k, why: problems.append((k, why)), max_message=50_000
+        )
+    )
+    assert got == {"1.M1.host": DSN, "4.M4.host": QMAIL}
+    assert problems == [
+        ("2.M2.host", "the message file cur/2.M2.host:2,S is gzip data cut short; not read"),
+        (
+            "3.M3.host",
+            "the message file cur/3.M3.host:2,S decompresses to more than 50000 bytes, the "
+            "limit for one message",
+        ),
+    ]
+    assert [r.recipient for r in parse_message(got["1.M1.host"])] == [
+        "Alice@example.com",
+        "bob@example.org",
+    ]

@@ -26,7 +26,7 @@ from deliverability.errors import AddressError, IngestError, ReplyParseError
 from deliverability.ingest.bounce import Hit, detect, parse_bytes
 from deliverability.ingest.bounce.base import STATUS_ALONE_RE, addresses_in
 from deliverability.ingest.bounce.mime import Parsed
-from deliverability.ingest.files import MBOX_SEPARATOR_RE, is_gzip, open_binary
+from deliverability.ingest.files import GZIP_MAGIC, MBOX_SEPARATOR_RE, is_gzip, open_binary
 from deliverability.replies import Reply, StatusCode, parse_reply
 from deliverability.verdicts import AUTO_REPLY_VERDICT, COMPLAINT_VERDICT
 from deliverability.vocabulary import EventKind
@@ -408,15 +408,13 @@ def iter_eml(
     `max_message` bytes (`MAX_MESSAGE` when None) is not read: `unreadable` is told its name
     and why (without it, IngestError names the file)."""
     p = Path(path)
-    limit = _limit(max_message)
-    data, size = _read_capped(p, limit)
+    data, problem = _read_capped(p, _limit(max_message), "the message")
     if data is not None:
         yield p.name, data
         return
-    problem = _too_big("the message", size, limit)
     if unreadable is None:
-        raise IngestError(str(p), "file", problem)
-    unreadable(p.name, problem)
+        raise IngestError(str(p), "file", cast(str, problem))
+    unreadable(p.name, cast(str, problem))
 
 
 def _limit(max_message: int | None) -> int:
@@ -426,15 +424,31 @@ def _limit(max_message: int | None) -> int:
     return limit
 
 
-def _read_capped(path: Path, limit: int) -> tuple[bytes | None, int]:
-    """The bytes of a file, or None and its size when it holds more than `limit` bytes (then
-    not read: a huge file never sits in memory)."""
+def _read_capped(path: Path, limit: int, what: str) -> tuple[bytes | None, str | None]:
+    """The bytes of a message file, or None and why not (`what` names it): it holds more than
+    `limit` bytes (then it is not read: a huge file never sits in memory), or its compressed
+    data is broken.
+
+    A file that starts with the gzip magic bytes (RFC 1952) is decompressed, up to `limit`
+    bytes: Dovecot's zlib plugin stores Maildir messages so, and an archived message may be.
+    """
     with path.open("rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         data = fh.read(limit + 1) if size <= limit else b""
-        if size <= limit and len(data) <= limit:
-            return data, len(data)
-        return None, max(size, len(data))
+    if size > limit or len(data) > limit:
+        return None, _too_big(what, max(size, len(data)), limit)
+    if not data.startswith(GZIP_MAGIC):
+        return data, None
+    unzip = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = unzip.decompress(data, limit + 1)
+    except zlib.error as exc:
+        return None, f"{what} is gzip data that is corrupt ({exc}); not read"
+    if len(out) > limit:
+        return None, f"{what} decompresses to more than {limit} bytes, the limit for one message"
+    if not unzip.eof:
+        return None, f"{what} is gzip data cut short; not read"
+    return out, None
 
 
 def _is_separator(line: bytes) -> bool:
@@ -673,17 +687,13 @@ def iter_maildir(
                 file = _maildir_file(root, file, key) if file is not None else None
                 if file is None:
                     break
+                shown = f"{file.parent.name}/{file.name}"
                 try:
-                    data, size = _read_capped(file, limit)
+                    data, problem = _read_capped(file, limit, f"the message file {shown}")
                 except FileNotFoundError:
                     continue  # renamed or deleted since it was found
                 except OSError as exc:
-                    shown = f"{file.parent.name}/{file.name}"
                     problem = f"cannot read the message file {shown}: {exc.strerror or exc}"
-                else:
-                    if data is None:
-                        shown = f"{file.parent.name}/{file.name}"
-                        problem = _too_big(f"the message file {shown}", size, limit)
                 break
             if data is None and problem is None:
                 continue  # not a message file, or deleted meanwhile
@@ -738,13 +748,12 @@ def explain_message_file(path: Path, policy: Policy | None = None) -> list[dict[
     path = Path(path)
     try:
         # An mbox is streamed below; a single message over the limit is not read (`iter_eml`).
-        data, size = _read_capped(path, _limit(None))
+        data, problem = _read_capped(path, _limit(None), "the message")
     except OSError as exc:
         return [{"file": str(path), "recipient": None, "error": str(exc), **_NO_VERDICT}]
     if not _is_mbox(path, data or b""):
         if data is None:
-            error = _too_big("the message", size, _limit(None))
-            return [{"file": str(path), "recipient": None, "error": error, **_NO_VERDICT}]
+            return [{"file": str(path), "recipient": None, "error": problem, **_NO_VERDICT}]
         return _explain_rows(str(path), data, judge)
     # An mbox holds many bounces: explain every one, each row saying which message it is.
     rows: list[dict[str, Any]] = []
