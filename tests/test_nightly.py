@@ -1136,3 +1136,36 @@ def test_a_gzip_compressed_mbox_is_read_and_one_cut_short_keeps_its_messages_bef
     [bad] = summary.rejected
     assert bad.source == str(cut)
     assert "compressed data is corrupt or cut short" in bad.error
+
+
+def test_a_forwarded_subscribers_bounce_is_charged_to_the_address_the_verp_path_names(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    # The subscriber's address forwards to another mailbox, which refuses: the report's
+    # Final-Recipient is the mailbox forwarded to, an address not on the list. The return path
+    # the sender wrote for this one recipient (VERP) names the address it sent to: the bounce
+    # is that address's, or the list would keep mailing it.
+    mbox = tmp_path / "bounces.mbox"
+    report = _dsn(["reader.smith@othermail.example"]).replace(
+        b"To: bounces@lists.example.org",
+        b"To: bounces+reader=example.com@lists.example.org",
+    )
+    report = report.replace(
+        b"Action: failed", b"Original-Recipient: rfc822;reader@example.com\nAction: failed"
+    )
+    mbox.write_bytes(_SEPARATOR + report + b"\n")
+    run_nightly(engine, [mbox], now=NOW)
+    assert [e[0] for e in _events(engine.db)] == ["reader@example.com"]
+
+
+def test_a_report_on_several_recipients_keeps_each_blocks_own_address_whatever_the_verp_path(
+    engine: DeliverabilityEngine, tmp_path: Path
+) -> None:
+    mbox = tmp_path / "bounces.mbox"
+    report = _dsn(["m1@example.com", "m2@example.com"]).replace(
+        b"To: bounces@lists.example.org",
+        b"To: bounces+m1=example.com@lists.example.org",
+    )
+    mbox.write_bytes(_SEPARATOR + report + b"\n")
+    run_nightly(engine, [mbox], now=NOW)
+    assert [e[0] for e in _events(engine.db)] == ["m1@example.com", "m2@example.com"]

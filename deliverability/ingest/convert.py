@@ -178,9 +178,10 @@ def message_items(
     """What one bounce message says, as records; a message that says nothing usable is rejected.
 
     The recipient is the one the message names, else the one a VERP return path encodes (in the
-    `verp` format). Its replies are judged by `policy`, the recording engine's (the shipped one
-    when None), as the engine judges the replies of a log: a site's own rules apply to bounce
-    messages too.
+    `verp` format); a message that reports on one recipient is charged to the VERP recipient
+    first, the address the sender wrote that return path for. Its replies are judged by
+    `policy`, the recording engine's (the shipped one when None), as the engine judges the
+    replies of a log: a site's own rules apply to bounce messages too.
     """
     try:
         records = parse_message(data, verp=verp)
@@ -192,7 +193,13 @@ def message_items(
     for index, bounce in enumerate(records):
         where = position if len(records) == 1 else f"{position}#{index}"
         item = _bounce_item(
-            bounce, source=source, position=where, now=now, sent_at=sent_at, policy=policy
+            bounce,
+            source=source,
+            position=where,
+            now=now,
+            sent_at=sent_at,
+            policy=policy,
+            verp_first=len(records) == 1,
         )
         if isinstance(item, str):
             problems.append(item)
@@ -234,8 +241,16 @@ def _bounce_item(
     now: datetime,
     sent_at: datetime | None = None,
     policy: Policy | None = None,
+    verp_first: bool = False,
 ) -> ReplyRecord | str:
     recipient = bounce.recipient or bounce.verp_recipient
+    if verp_first and bounce.verp_recipient is not None:
+        # A VERP return path names the one recipient the sender wrote it for: the address on
+        # its list. The report's Final-Recipient may be another (RFC 3464 section 2.3.2: where
+        # the reporting MTA last tried, after the subscriber's address forwarded there), and a
+        # bounce charged to it leaves the list's address mailed on. A report on several
+        # recipients cannot all be that one, so each keeps its own.
+        recipient = bounce.verp_recipient
     if recipient is None:
         return bounce.error or "the message names no recipient"
     # When it happened: the last attempt the report names (RFC 3464 section 2.3.7), else when
