@@ -185,6 +185,16 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def _positive_duration(text: str) -> timedelta:
+    """`parse_duration`, refusing zero: a rule's retry or pause, or a suppression's expiry, of no
+    time at all is a typo (a retry at once, a throttle that holds nothing, a suppression that
+    never holds), as it is for the numbers, whose zero durations `_range_problem` refuses."""
+    value = parse_duration(text)
+    if value <= timedelta(0):
+        raise ValueError(f"must be longer than zero, got {_toml(text)}")
+    return value
+
+
 def format_duration(value: timedelta) -> str:
     """The shortest duration string that `parse_duration` reads back to the same value."""
     seconds = int(value.total_seconds())
@@ -850,7 +860,7 @@ class _Reader:
                 )
                 continue
             try:
-                expiry[Reason(reason)] = parse_duration(duration)
+                expiry[Reason(reason)] = _positive_duration(duration)
             except ValueError as exc:
                 self.problem(kline, f"{table}.{reason}", str(exc), "write a duration like '180d'")
         out["suppression_expiry"] = expiry
@@ -1008,7 +1018,7 @@ class _Reader:
             durations[key] = None
             if key in table:
                 try:
-                    durations[key] = parse_duration(table[key])
+                    durations[key] = _positive_duration(table[key])
                 except ValueError as exc:
                     bad(key, str(exc), "write a duration like '5m', '1h'")
         strings: dict[str, str] = {}

@@ -633,3 +633,33 @@ def test_a_wrong_value_is_quoted_as_the_toml_file_writes_it(tmp_path: Path) -> N
 def test_a_duration_is_written_in_weeks_only_where_that_is_shorter(days: int, text: str) -> None:
     # `policy show` wrote the shipped "90d" as "12w6d": the same value, harder to read.
     assert format_duration(timedelta(days=days)) == text
+
+
+def test_a_zero_rule_retry_after_or_pause_is_a_problem_with_its_line(tmp_path: Path) -> None:
+    # A retry at once or a throttle that pauses nothing is no setting anyone means: the numbers
+    # sections refuse a zero duration, and a rule's durations must too.
+    path = write(
+        tmp_path,
+        RULE.format(
+            id="my.zero",
+            conditions='code = [421]\nretry_after = "0s"\npause = "0m"',
+            outcome="deferred",
+        ),
+    )
+    found = {p.key: p for p in check_policy_file(path)}
+    assert found["rule my.zero.retry_after"].line == 5
+    assert found["rule my.zero.pause"].line == 6
+    assert "longer than zero" in found["rule my.zero.pause"].message
+    with pytest.raises(PolicyError):
+        load_policy(path)
+
+
+def test_a_suppression_expiry_of_zero_is_a_problem_not_a_suppression_that_never_holds(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, '[hygiene.suppression_expiry]\nmailbox_full = "0s"\n')
+    (problem,) = check_policy_file(path)
+    assert (problem.line, problem.key) == (2, "hygiene.suppression_expiry.mailbox_full")
+    assert "longer than zero" in problem.message
+    with pytest.raises(PolicyError):
+        load_policy(path)
