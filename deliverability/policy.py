@@ -15,7 +15,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from deliverability.errors import ConfigError, PolicyError, Problem
+from deliverability.addresses import normalize_domain
+from deliverability.errors import AddressError, ConfigError, PolicyError, Problem
 from deliverability.replies import StatusCode
 from deliverability.vocabulary import Fault, Outcome, Reason
 
@@ -823,22 +824,34 @@ class _Reader:
                         f"write it like {key} = [{sample}]",
                     )
                     continue
+                try:
+                    names = tuple(_host_name(i, suffix=key == "mx_suffixes") for i in items)
+                except ValueError as exc:
+                    sample = "'example.com'" if key == "domains" else "'.mx.example.com'"
+                    self.problem(
+                        kline,
+                        f"{table}.{key}",
+                        str(exc),
+                        f"write host names without wildcards, like {key} = [{sample}]",
+                    )
+                    continue
                 target = domains if key == "domains" else suffixes
-                target[group] = tuple(i.strip().lower() for i in items)
+                target[group] = names
         out["provider_domains"] = domains
         out["provider_mx_suffixes"] = suffixes
 
     def _read_relay_hosts(self, value: Any, line: int | None, out: dict[str, Any]) -> None:
-        hosts = value if isinstance(value, list) else None
-        if hosts is None or not all(isinstance(h, str) and h.strip(" .") for h in hosts):
+        try:
+            if not isinstance(value, list) or not all(isinstance(h, str) for h in value):
+                raise ValueError(f"must be a list of host names, got {_toml(value)}")
+            out["relay_hosts"] = tuple(_host_name(h).lstrip(".") for h in value)
+        except ValueError as exc:
             self.problem(
                 line,
                 "throttle.relay_hosts",
-                f"must be a list of host names, got {_toml(value)}",
+                str(exc),
                 "write it like relay_hosts = ['smtp.relay.example.net']",
             )
-            return
-        out["relay_hosts"] = tuple(h.strip().lower().rstrip(".") for h in hosts)
 
     def _read_expiry(self, value: Any, out: dict[str, Any]) -> None:
         table = "hygiene.suppression_expiry"
@@ -1142,6 +1155,23 @@ def _toml_example(value: Any) -> str:
     if isinstance(value, Reason | Fault):
         return repr(value.value)
     return repr(value)
+
+
+def _host_name(text: str, *, suffix: bool = True) -> str:
+    """A provider group's domain or MX suffix, or a relay host, as the store writes domains
+    (`addresses.normalize_domain`: lower case, IDNA-encoded, no final dot), or ValueError naming
+    it. Matching is on whole labels (`hygiene._ends_with_any`), so a wildcard, an empty name or a
+    stray character would never match anything: the entry is refused rather than kept as a
+    no-op. A suffix keeps its leading dot, which only says it is a suffix."""
+    bare = text.strip()
+    dot = "." if suffix and bare.startswith(".") else ""
+    try:
+        name = normalize_domain(bare[1:] if dot else bare)
+    except AddressError as exc:
+        raise ValueError(f"not a host name: {_toml(text)} ({exc.problem})") from None
+    if name.startswith("["):
+        raise ValueError(f"not a host name: {_toml(text)} (an address literal)")
+    return dot + name
 
 
 def _choices(values: Iterable[str]) -> str:

@@ -582,7 +582,9 @@ def test_relay_hosts_are_read_as_lower_case_host_names_and_shown(tmp_path: Path)
     assert default_policy().throttle.relay_hosts == ()
 
 
-@pytest.mark.parametrize("value", ["'smarthost.example.net'", "[1, 2]", "['']"])
+@pytest.mark.parametrize(
+    "value", ["'smarthost.example.net'", "[1, 2]", "['']", "['*.relay.example.net']"]
+)
 def test_relay_hosts_that_are_not_a_list_of_host_names_are_a_problem_with_a_fix(
     tmp_path: Path, value: str
 ) -> None:
@@ -663,3 +665,47 @@ def test_a_suppression_expiry_of_zero_is_a_problem_not_a_suppression_that_never_
     assert "longer than zero" in problem.message
     with pytest.raises(PolicyError):
         load_policy(path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("mx_suffixes", "''"),
+        ("mx_suffixes", "'.'"),
+        ("mx_suffixes", "'*.messagingengine.com'"),
+        ("domains", "'@fastmail.com'"),
+        ("domains", "'fastmail com'"),
+    ],
+)
+def test_a_provider_group_entry_that_is_no_host_name_is_a_problem_with_its_line(
+    tmp_path: Path, key: str, value: str
+) -> None:
+    # Such an entry never matched a recipient's domain or an MX host, silently: a wildcard or a
+    # stray character made the whole group a no-op.
+    path = write(tmp_path, f"[throttle.providers.fastmail]\n{key} = ['fastmail.com', {value}]\n")
+    (problem,) = check_policy_file(path)
+    assert (problem.line, problem.key) == (2, f"throttle.providers.fastmail.{key}")
+    assert value.strip("'") in problem.message
+    with pytest.raises(PolicyError):
+        load_policy(path)
+
+
+def test_provider_group_entries_are_read_as_the_store_writes_domains(tmp_path: Path) -> None:
+    # Recipient domains are kept lower-case, IDNA-encoded and without a final dot
+    # (addresses.normalize_domain): a group entry written otherwise never met one.
+    policy = load_policy(
+        write(
+            tmp_path,
+            "[throttle.providers.example]\n"
+            "domains = ['Example.COM.', 'bücher.example']\n"
+            "mx_suffixes = ['.MX.Example.NET', 'mx.bücher.example']\n"
+            "[throttle]\nrelay_hosts = ['relay.bücher.example']\n",
+        )
+    )
+    throttle = policy.throttle
+    assert throttle.provider_domains["example"] == ("example.com", "xn--bcher-kva.example")
+    assert throttle.provider_mx_suffixes["example"] == (
+        ".mx.example.net",
+        "mx.xn--bcher-kva.example",
+    )
+    assert throttle.relay_hosts == ("relay.xn--bcher-kva.example",)
