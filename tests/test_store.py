@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 from enum import Enum
+from importlib.util import find_spec
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -530,3 +531,41 @@ def test_a_database_url_with_a_nul_in_its_name_is_a_clear_error(tmp_path: Path) 
     # "%00" reached the driver, whose ValueError ("embedded null byte") was an internal error.
     with pytest.raises(StoreError, match="a NUL character in the name"):
         create_engine(f"sqlite:///{tmp_path}/a%00b.db")
+
+
+@pytest.mark.parametrize(
+    ("url", "fix"),
+    [
+        # The scheme Heroku and many hosts hand out, which SQLAlchemy does not know.
+        ("postgres://mailer:s3cr3t@db.example/mail", "postgresql+psycopg://"),
+        # A driver deliverability does not install: name the URL that uses the one it does.
+        ("postgresql+psycopg2://mailer:s3cr3t@db.example/mail", "postgresql+psycopg://"),
+        ("mysql://mailer:s3cr3t@db.example/mail", "mysql+pymysql://"),
+        ("mariadb://mailer:s3cr3t@db.example/mail", "mariadb+pymysql://"),
+        ("nosuchdb://mailer:s3cr3t@db.example/mail", "postgresql+psycopg://"),
+    ],
+)
+def test_a_database_url_a_new_user_gets_wrong_names_the_url_to_write(url: str, fix: str) -> None:
+    driver = {"postgresql": "psycopg2", "mysql": "MySQLdb", "mariadb": "MySQLdb"}.get(
+        url.split("+")[0].split(":")[0]
+    )
+    if url.startswith(("postgresql+psycopg2", "mysql:", "mariadb:")) and find_spec(str(driver)):
+        pytest.skip(f"{driver} is installed here, so the URL works")
+    with pytest.raises(StoreError) as info:
+        create_engine(url)
+    message = str(info.value)
+    assert "s3cr3t" not in message
+    assert f"(fix: write {fix}" in message
+
+
+def test_a_sqlite_file_in_a_folder_that_does_not_exist_names_the_folder(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such"
+    with pytest.raises(StoreError) as info:
+        create_engine(f"sqlite:///{missing}/x.db")
+    assert f"the folder {str(missing)!r} does not exist" in str(info.value)
+    assert not missing.exists()
+
+
+def test_a_sqlite_url_naming_a_folder_says_it_is_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="is a folder, not a database file"):
+        create_engine(f"sqlite:///{tmp_path}")

@@ -18,6 +18,7 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -68,7 +69,13 @@ _BEGIN_OPTION = "deliverability_sqlite_begin"
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*(@)")
 _PASSWORD_IN_QUERY = re.compile(r"([?&](?:password|passwd|pwd|pass)=)[^&\s]*", re.IGNORECASE)
 #: The install extra that brings each server driver.
-_DRIVER_EXTRAS = {"psycopg": "postgres", "psycopg2": "postgres", "pymysql": "mysql"}
+_DRIVER_EXTRAS = {"psycopg": "postgres", "pymysql": "mysql"}
+#: The URL to write, by kind of database, for the drivers those extras install.
+_SCHEMES = {
+    "postgresql": "postgresql+psycopg://",
+    "mysql": "mysql+pymysql://",
+    "mariadb": "mariadb+pymysql://",
+}
 
 
 def _why(err: BaseException) -> str:
@@ -99,6 +106,26 @@ def mask_url(url: object) -> str:
     return _PASSWORD_IN_QUERY.sub(r"\1***", text)
 
 
+def _check_sqlite_path(url: URL, resolved: str) -> None:
+    """Refuse a SQLite file SQLite could only call "unable to open database file": one in a
+    folder that does not exist (a typo, or a ``~`` no shell expanded), or a folder itself."""
+    name = url.database or ""
+    if name in ("", ":memory:") or name.startswith("file:") or url.query.get("uri"):
+        return
+    path = Path(name)
+    if path.is_dir():
+        raise StoreError(
+            f"cannot use database {mask_url(resolved)}: {name!r} is a folder, not a database "
+            "file (fix: name a file in it, like sqlite:///path/deliverability.db)"
+        )
+    if not path.parent.is_dir():
+        raise StoreError(
+            f"cannot use database {mask_url(resolved)}: the folder {str(path.parent)!r} does "
+            "not exist (fix: create it, or give a path in a folder that exists; a SQLite URL "
+            "takes no ~)"
+        )
+
+
 def _is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
@@ -122,14 +149,30 @@ def create_engine(url: str | None = None, **kwargs: Any) -> Engine:
     if "\x00" in (parsed.database or ""):
         # "%00" in the URL: no file name holds a NUL, and the driver refused it with a ValueError.
         raise StoreError(f"not a database URL: {mask_url(resolved)} (a NUL character in the name)")
+    if parsed.get_backend_name() == "sqlite":
+        _check_sqlite_path(parsed, resolved)
     try:
         engine = sa_create_engine(parsed, **kwargs)
     except ImportError as err:
-        name = getattr(err, "name", None) or ""
-        extra = _DRIVER_EXTRAS.get(name.split(".")[0])
-        fix = f" (fix: pip install 'deliverability[{extra}]')" if extra else ""
+        name = (getattr(err, "name", None) or "").split(".")[0]
+        backend = parsed.get_backend_name()
+        if extra := _DRIVER_EXTRAS.get(name):
+            fix = f" (fix: pip install 'deliverability[{extra}]')"
+        elif backend in _SCHEMES:
+            # A driver deliverability does not install (psycopg2, or MySQLdb, the default of a
+            # bare mysql:// or mariadb://): installing the extra would not help, its URL would.
+            fix = f" (fix: write {_SCHEMES[backend]}..., the driver deliverability installs)"
+        else:
+            fix = ""
         raise StoreError(f"cannot use database {mask_url(resolved)}: {_why(err)}{fix}") from None
-    except (exc.ArgumentError, exc.NoSuchModuleError, ValueError) as err:
+    except exc.NoSuchModuleError:
+        # An unknown scheme: most often postgres://, the one many hosts hand out.
+        raise StoreError(
+            f"cannot use database {mask_url(resolved)}: unknown kind of database "
+            f"{parsed.drivername!r} (fix: write {_SCHEMES['postgresql']}..., "
+            f"{_SCHEMES['mysql']}..., {_SCHEMES['mariadb']}... or sqlite:///FILE)"
+        ) from None
+    except (exc.ArgumentError, ValueError) as err:
         raise StoreError(f"cannot use database {mask_url(resolved)}: {_why(err)}") from None
     in_memory = engine.dialect.name == "sqlite" and parsed.database in (None, "", ":memory:")
     if engine.dialect.name == "sqlite":
