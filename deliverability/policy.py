@@ -1120,6 +1120,13 @@ _ORDERED: dict[str, tuple[tuple[str, str, str, str], ...]] = {
     ),
     "throttle": (
         ("initial_pause", "max_pause", "warning", "the cap would shorten the first pause: "),
+        (
+            "initial_pause",
+            "repeat_window",
+            "warning",
+            "a push-back once the pause is over would fall outside the window, so the pause "
+            "would never grow (pause_multiplier and max_pause would do nothing): ",
+        ),
         ("min_rate", "initial_rate", "warning", "the floor would raise the first rate: "),
     ),
     "hygiene": (

@@ -544,11 +544,19 @@ def test_a_file_that_is_not_utf8_is_a_problem_with_its_line_and_a_fix(tmp_path: 
             "must not be longer than max_interval (6h is longer than 4h)",
         ),
         (
-            "[throttle]\ninitial_pause = '5h'\n",
+            "[throttle]\ninitial_pause = '5h'\nrepeat_window = '8h'\n",
             2,
             "throttle.initial_pause",
             "warning",
             "must not be longer than max_pause (5h is longer than 4h)",
+        ),
+        (
+            # Push-backs once the pause is over fall outside the window: the pause never grows.
+            "[throttle]\nrepeat_window = '10m'\n",
+            2,
+            "throttle.repeat_window",
+            "warning",
+            "must not be shorter than initial_pause (10m is shorter than 15m)",
         ),
         (
             "[throttle]\nmin_rate = 100.0\n",
