@@ -138,6 +138,7 @@ def throttles(ctx: click.Context, fmt: str) -> None:
     type=click.Choice(["table", "csv", "json"]),
     default="table",
     show_default=True,
+    help="A table for people, CSV with a header row, or a JSON array of objects.",
 )
 @click.pass_context
 def actions(ctx: click.Context, open_only: bool, fmt: str) -> None:

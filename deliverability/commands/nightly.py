@@ -187,7 +187,12 @@ def _input_options(command: F) -> F:
                 "(docs/sources.md says when a different --now records an event again).",
             ),
             click.option(
-                "--output", "out_fmt", type=click.Choice(["text", "json"]), default="text"
+                "--output",
+                "out_fmt",
+                type=click.Choice(["text", "json"]),
+                default="text",
+                show_default=True,
+                help="The run's summary: text for people, or one JSON object for a scheduler.",
             ),
         )
     ):
@@ -219,6 +224,9 @@ def nightly(
     PATHS are files or folders: mailer reply logs (JSON Lines, CSV), Postfix logs (rotated and
     gzip-compressed too), mbox files, Maildir folders and single bounce messages. A Postfix log
     from a host whose clock is not on UTC needs --log-tz.
+
+    Exit status: 0 when all input was read, 1 when some was rejected (`deliverability rejected`
+    lists it; the rest is recorded), 2 on an error.
     """
     job = _Job(app, paths, run_time(now_text), fmt, full, strict, _verp(verp), log_tz, from_start)
     url = resolve_url(app.database_url)
@@ -329,7 +337,11 @@ def ingest(
 ) -> None:
     """Record what PATHS say (the nightly job's first step alone: no expiry, no full hygiene
     evaluation beyond what recording applies incrementally). A Postfix log from a host whose
-    clock is not on UTC needs --log-tz."""
+    clock is not on UTC needs --log-tz.
+
+    Exit status: 0 when all input was read, 1 when some was rejected (`deliverability rejected`
+    lists it; the rest is recorded), 2 on an error.
+    """
     now = run_time(now_text)
     with app.engine(clock=lambda: now) as engine:
         summary = ingest_paths(
@@ -350,8 +362,21 @@ def ingest(
 
 @click.command()
 @click.option("--source", help="Only input from sources whose name contains this text.")
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="List at most this many, newest first (the title counts them all).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="A table for people, CSV with a header row, or a JSON array of objects.",
+)
 @click.pass_obj
 def rejected(app: AppContext, source: str | None, limit: int, fmt: str) -> None:
     """List input that could not be read: source, position, error and the raw text."""

@@ -44,7 +44,8 @@ def show(ctx: click.Context, fmt: str) -> None:
 def check(ctx: click.Context, file: Path) -> None:
     """Check a policy FILE: print every problem as `file:line: severity: key: message (fix: ...)`.
 
-    Exits 1 when there is an error, 0 otherwise (warnings alone are not errors).
+    Exits 1 when there is an error, 0 otherwise (warnings alone are not errors), 2 when the file
+    cannot be read.
     """
     problems = check_policy_file(file)
     for problem in problems:

@@ -38,7 +38,14 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> timedel
     help="Rows deleted per transaction.",
 )
 @click.option("--now", metavar="ISO8601", help="The time the retention counts back from.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="One line for people, or one JSON object for programs.",
+)
 @click.pass_context
 def prune(
     ctx: click.Context,
