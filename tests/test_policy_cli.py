@@ -118,3 +118,20 @@ def test_policy_check_names_every_section_for_an_unknown_top_level_key(tmp_path:
         f"{bad}:1: error: reputaton: unknown key 'reputaton' "
         "(fix: the top-level keys are: backoff, throttle, hygiene, reputation, rule)"
     ) in out
+
+
+def test_an_empty_policy_variable_is_an_error_not_the_shipped_policy_in_silence() -> None:
+    # DELIVERABILITY_POLICY set from a missing secret or a typo'd variable: the user's own rules
+    # and numbers were silently left out.
+    result = CliRunner().invoke(
+        cli, ["explain", "550 5.1.1 User unknown"], env={"DELIVERABILITY_POLICY": ""}
+    )
+    assert result.exit_code != 0
+    assert "DELIVERABILITY_POLICY is set but empty" in result.output
+
+
+def test_an_empty_policy_option_is_an_error_naming_it_not_a_folder_read_error() -> None:
+    # `--policy "$FILE"` with FILE unset: click reads "" as the working folder.
+    result = CliRunner().invoke(cli, ["--policy", "", "explain", "550 x"])
+    assert result.exit_code != 0
+    assert "Invalid value for --policy: is empty" in result.output

@@ -60,6 +60,20 @@ def test_environment_url_is_used_when_none_is_given(monkeypatch: pytest.MonkeyPa
     assert resolve_url(None) == "sqlite:///from-env.db"
 
 
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_database_url_is_an_error_not_the_sqlite_default(
+    monkeypatch: pytest.MonkeyPatch, empty: str
+) -> None:
+    # `--database-url "$URL"` with URL unset, or the variable set from a missing secret, ran
+    # on a new SQLite file in the working directory: every address looked sendable.
+    monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+    with pytest.raises(StoreError, match="the database URL given is empty"):
+        resolve_url(empty)
+    monkeypatch.setenv(DATABASE_URL_ENV, empty)
+    with pytest.raises(StoreError, match=f"{DATABASE_URL_ENV} is set but empty"):
+        resolve_url(None)
+
+
 def test_default_is_a_sqlite_file_in_the_working_directory(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -3,6 +3,7 @@ which registers the commands, so command modules import this without an import c
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,7 +58,8 @@ class AppContext:
     "policy_path",
     envvar=POLICY_ENV,
     show_envvar=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False),
+    callback=lambda ctx, param, value: _policy_path(value),
     help="A policy TOML file that overrides or extends the shipped default policy.",
 )
 @click.version_option(package_name="deliverability")
@@ -65,6 +67,26 @@ class AppContext:
 def cli(ctx: click.Context, database_url: str | None, policy_path: Path | None) -> None:
     """Turn SMTP replies and bounce messages into delivery decisions and list hygiene."""
     ctx.obj = AppContext(database_url, policy_path)
+
+
+def _policy_path(value: str | None) -> Path | None:
+    """The --policy file. An empty one is a mistake (a variable left unset in a script, a
+    secret that did not load), not a wish for the shipped policy: going on would leave the
+    user's rules and numbers out in silence. Click reads an empty DELIVERABILITY_POLICY as
+    unset, so the environment is looked at here."""
+    if value is not None and not value.strip():
+        raise click.BadParameter(
+            "is empty (give the path of a policy file, or leave the option out for the shipped "
+            "policy)",
+            param_hint="--policy",
+        )
+    if value is None and os.environ.get(POLICY_ENV) is not None:
+        raise click.BadParameter(
+            f"{POLICY_ENV} is set but empty (give the path of a policy file, or unset it for "
+            "the shipped policy)",
+            param_hint="--policy",
+        )
+    return Path(value) if value is not None else None
 
 
 def run_time(value: str | None, option: str = "--now") -> datetime:

@@ -86,10 +86,24 @@ def _why(err: BaseException) -> str:
 
 
 def resolve_url(url: str | None = None) -> str:
-    """The database URL to use: `url`, else the environment variable, else the SQLite file."""
-    if url:
+    """The database URL to use: `url`, else the environment variable, else the SQLite file.
+
+    An empty URL, given or in the environment, is an error: it comes from a variable left unset
+    in a script or a secret that did not load, and going on with the SQLite default would run
+    on a new, empty store in the working directory (where every address looks sendable)."""
+    if url is not None:
+        if not url.strip():
+            raise StoreError(
+                "the database URL given is empty (fix: give a URL, or leave --database-url out "
+                f"for {DATABASE_URL_ENV} or {DEFAULT_URL})"
+            )
         return url
-    return os.environ.get(DATABASE_URL_ENV) or DEFAULT_URL
+    env = os.environ.get(DATABASE_URL_ENV)
+    if env is not None and not env.strip():
+        raise StoreError(
+            f"{DATABASE_URL_ENV} is set but empty (fix: give a URL, or unset it for {DEFAULT_URL})"
+        )
+    return env or DEFAULT_URL
 
 
 def mask_url(url: object) -> str:
