@@ -593,6 +593,22 @@ def test_an_unknown_log_tz_is_a_usage_error_naming_the_option(tmp_path: Path, co
     assert not (tmp_path / "x.db").exists()
 
 
+@pytest.mark.parametrize("command", ["nightly", "ingest"])
+def test_an_empty_log_tz_variable_is_a_usage_error_not_utc(tmp_path: Path, command: str) -> None:
+    # Set from a secret or a host setting that did not load: going on in UTC would shift every
+    # syslog stamp of a host on another clock by its offset, in silence.
+    log = tmp_path / "mail.log"
+    log.write_text(BERLIN_LINE)
+    result = CliRunner().invoke(
+        cli,
+        ["--database-url", f"sqlite:///{tmp_path / 'x.db'}", command, str(log)],
+        env={"DELIVERABILITY_LOG_TZ": ""},
+    )
+    assert result.exit_code == 2
+    assert "DELIVERABILITY_LOG_TZ is set but empty" in result.output
+    assert not (tmp_path / "x.db").exists()
+
+
 @pytest.mark.parametrize(
     "command",
     [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 import tempfile
@@ -126,8 +127,18 @@ def _print_summary(summary: NightlySummary, fmt: str, command: str = "nightly") 
 
 
 def _time_zone(ctx: click.Context, param: click.Parameter, value: str | None) -> tzinfo:
-    """--log-tz: an IANA time zone name (``Europe/Berlin``), read with zoneinfo; UTC if none."""
+    """--log-tz: an IANA time zone name (``Europe/Berlin``), read with zoneinfo; UTC if none.
+
+    Click reads an empty DELIVERABILITY_LOG_TZ as unset; it is a setting that did not load, and
+    UTC would shift every stamp of a host on another clock in silence, so it is refused."""
     if value is None:
+        if os.environ.get(LOG_TZ_ENV) is not None:
+            raise click.BadParameter(
+                f"{LOG_TZ_ENV} is set but empty: give an IANA name such as Europe/Berlin (or "
+                "UTC), or unset it",
+                ctx,
+                param,
+            )
         return UTC
     try:
         return ZoneInfo(value.strip())
