@@ -10,12 +10,14 @@ import functools
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import backends
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from deliverability.store.models import Base
 from deliverability.store.session import create_engine, upgrade_schema
 
 #: A fixed "now" for tests: a Monday, noon UTC.
@@ -101,3 +103,20 @@ class FakeClock:
 def clock(frozen_now: datetime) -> FakeClock:
     """A mutable fake clock starting at `frozen_now`."""
     return FakeClock(frozen_now)
+
+
+def dump_store(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table of the models, in primary-key order: what a test compares to
+    say that a call changed nothing."""
+    db = create_engine(url)
+    try:
+        with db.connect() as conn:
+            return {
+                table.name: [
+                    tuple(row)
+                    for row in conn.execute(select(table).order_by(*table.primary_key.columns))
+                ]
+                for table in Base.metadata.sorted_tables
+            }
+    finally:
+        db.dispose()

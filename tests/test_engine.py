@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from conftest import FakeClock
+from conftest import FakeClock, dump_store
 from sqlalchemy import Engine as SAEngine
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
@@ -44,22 +44,6 @@ def engine(db_url: str, clock: FakeClock) -> Iterator[Engine]:
     """An Engine without the hygiene pass, so these tests see the engine's own behaviour."""
     with Engine(db_url, policy=POLICY, clock=clock, hygiene=False) as e:
         yield e
-
-
-def _dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table, in primary-key order."""
-    db = create_engine(url)
-    try:
-        with db.connect() as conn:
-            return {
-                table.name: [
-                    tuple(row)
-                    for row in conn.execute(select(table).order_by(*table.primary_key.columns))
-                ]
-                for table in Base.metadata.sorted_tables
-            }
-    finally:
-        db.dispose()
 
 
 def _count(engine: Engine, model: type[Base]) -> int:
@@ -148,12 +132,12 @@ def test_local_part_case_does_not_make_a_second_recipient(engine: Engine) -> Non
 
 def test_recording_the_same_event_twice_changes_nothing(engine: Engine, db_url: str) -> None:
     first = engine.record("bob@example.org", USER_UNKNOWN, message_id="m1", attempt=1)
-    before = _dump(db_url)
+    before = dump_store(db_url)
     again = engine.record("bob@example.org", USER_UNKNOWN, message_id="m1", attempt=1)
     assert not first.duplicate
     assert again.duplicate
     assert again.delivery_state is DeliveryState.BOUNCED
-    assert _dump(db_url) == before
+    assert dump_store(db_url) == before
 
 
 def test_an_informational_reply_is_refused_as_not_a_delivery_result(engine: Engine) -> None:
@@ -350,12 +334,12 @@ def test_record_many_over_the_same_input_twice_leaves_the_database_identical(
 ) -> None:
     with Engine(db_url, policy=POLICY, clock=clock, hygiene=False, chunk_size=7) as engine:
         engine.record_many(_log(frozen_now))
-        before = _dump(db_url)
+        before = dump_store(db_url)
         clock.advance(timedelta(minutes=5))
         again = engine.record_many(_log(frozen_now))
     assert again.recorded == 0
     assert again.duplicates == 60
-    assert _dump(db_url) == before
+    assert dump_store(db_url) == before
 
 
 def test_record_many_and_record_reach_the_same_state(
@@ -961,13 +945,13 @@ def test_a_reply_recorded_with_and_without_angle_brackets_around_its_message_id_
     first = engine.record(
         "alice@example.com", USER_UNKNOWN, message_id="<m1@list.example>", attempt=1
     )
-    before = _dump(db_url)
+    before = dump_store(db_url)
     again = engine.record(
         "alice@example.com", USER_UNKNOWN, message_id="m1@list.example", attempt=1
     )
     assert not first.duplicate
     assert again.duplicate
-    assert _dump(db_url) == before
+    assert dump_store(db_url) == before
 
 
 def test_one_chunk_holding_a_reply_with_and_without_angle_brackets_records_it_once(
@@ -1009,14 +993,14 @@ def test_an_event_an_earlier_version_stored_under_its_bracketed_message_id_is_st
     _store_legacy_keys(
         db_url, {key: legacy for (_, _, key), legacy in zip(KEYS, LEGACY_KEYS, strict=True)}
     )
-    before = _dump(db_url)
+    before = dump_store(db_url)
     again = engine.record_many(items)
     single = engine.record(
         "alice@example.com", KEYS[0][1], message_id="<m1@list.example>", attempt=2, at=KEY_TIME
     )
     assert (again.recorded, again.duplicates) == (0, 3)
     assert single.duplicate
-    assert _dump(db_url) == before
+    assert dump_store(db_url) == before
 
 
 @pytest.mark.parametrize(
@@ -1057,11 +1041,11 @@ def test_an_event_of_no_delivery_an_earlier_version_stored_under_its_bracketed_i
     engine.record_many([item])
     now_key = event_key("m1@list.example", "alice@example.com", None, KEY_TIME, text)
     _store_legacy_keys(db_url, {now_key: legacy_key})
-    before = _dump(db_url)
+    before = dump_store(db_url)
     again = engine.record_many([item])
     assert (again.recorded, again.duplicates) == (0, 1)
     assert _count(engine, Delivery) == 0
-    assert _dump(db_url) == before
+    assert dump_store(db_url) == before
 
 
 def test_a_standing_that_moves_and_comes_back_in_one_chunk_is_dated_by_the_last_move(
