@@ -100,26 +100,7 @@ def normalize_address(raw: str) -> Address:
         normal = _DOMAINS.get(domain)
         if normal is not None and len(local) <= _MAX_LOCAL:
             return Address(local=local, domain=normal)
-    at = surrogate_at(raw)
-    if at is not None:
-        raise AddressError(raw, f"it is not valid Unicode text (a lone surrogate at {at + 1})")
-    text = raw.strip()
-    low = text.lower()
-    for prefix in ("rfc822;", "mailto:"):
-        if low.startswith(prefix):
-            text = text[len(prefix) :].strip()
-            low = text.lower()
-    if text.startswith("<") and text.endswith(">"):
-        text = text[1:-1].strip()
-    if not text:
-        raise AddressError(raw, "it is empty")
-    if _SPACE_RE.search(text) and not text.startswith('"'):
-        raise AddressError(raw, "it contains white space")
-    if _CONTROL_RE.search(text):
-        raise AddressError(raw, "it contains control characters")
-    local, sep, domain = text.rpartition("@")
-    if not sep:
-        raise AddressError(raw, "it has no @")
+    local, domain = _given_parts(raw)
     if not local.isascii():
         # Stored in NFC too, not only compared so: RFC 6532 section 3.1 asks for NFC in what is
         # written, and the store writes the address out (reports, due retries, suppression
@@ -144,6 +125,52 @@ def normalize_address(raw: str) -> Address:
             _DOMAINS.clear()
         _DOMAINS[domain] = normal
     return Address(local=local, domain=normal)
+
+
+def _given_parts(raw: str) -> tuple[str, str]:
+    """The local part and the domain of `raw` as written, once white space, a prefix and angle
+    brackets are taken off; raises AddressError for what no address can be."""
+    at = surrogate_at(raw)
+    if at is not None:
+        raise AddressError(raw, f"it is not valid Unicode text (a lone surrogate at {at + 1})")
+    text = raw.strip()
+    low = text.lower()
+    for prefix in ("rfc822;", "mailto:"):
+        if low.startswith(prefix):
+            text = text[len(prefix) :].strip()
+            low = text.lower()
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1].strip()
+    if not text:
+        raise AddressError(raw, "it is empty")
+    if _SPACE_RE.search(text) and not text.startswith('"'):
+        raise AddressError(raw, "it contains white space")
+    if _CONTROL_RE.search(text):
+        raise AddressError(raw, "it contains control characters")
+    local, sep, domain = text.rpartition("@")
+    if not sep:
+        raise AddressError(raw, "it has no @")
+    return local, domain
+
+
+def former_key(raw: str, address: Address) -> str | None:
+    """The key versions before Unicode NFC keys (migration 0016) made of `raw`, when it is not
+    `address.key` (`address` is `normalize_address(raw)`); None when it is the same.
+
+    Those versions lower-cased the local part as written and stopped there: `jo\\u0308rg` (NFD)
+    had a key of its own, and so had a name in NFC that lower-casing takes out of NFC (`T` with
+    a combining diaeresis, whose small letter has a precomposed form). Event idempotency keys
+    stored then were made of that key, so the engine looks for it (`engine._legacy_keys`). An
+    ASCII address never had another key: one `isascii` answers for it.
+    """
+    if raw.isascii():
+        return None
+    local, _ = _given_parts(raw)
+    if local.isascii():
+        # A domain past ASCII (an IDNA U-label) was keyed by its A-label then as now.
+        return None
+    key = f"{local.lower()}@{address.domain}"
+    return None if key == address.key else key
 
 
 def normalize_domain(domain: str, raw: str | None = None) -> str:

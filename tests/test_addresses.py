@@ -1,6 +1,6 @@
 import pytest
 
-from deliverability.addresses import Address, normalize_address
+from deliverability.addresses import Address, former_key, normalize_address
 from deliverability.errors import AddressError
 
 
@@ -155,3 +155,37 @@ def test_the_octet_limit_applies_to_the_local_part_in_nfc() -> None:
     assert normalize_address("o\u0308" * 32 + "@example.de").text == "\u00f6" * 32 + "@example.de"
     with pytest.raises(AddressError, match="longer than 64"):
         normalize_address("\u00f6" * 33 + "@example.de")
+
+
+@pytest.mark.parametrize(
+    ("raw", "then"),
+    [
+        # NFD, in any case and wrapping: the local part as written, lower-cased.
+        (JOERG_NFD, JOERG_NFD),
+        ("rfc822; <JO\u0308RG@Example.DE>", JOERG_NFD),
+        ('"jo\u0308rg x"@example.de', '"jo\u0308rg x"@example.de'),
+        # In NFC as written, but out of it once lower-cased: t and the diaeresis compose (U+1E97).
+        ("T\u0308om@example.com", "t\u0308om@example.com"),
+    ],
+)
+def test_the_key_before_nfc_keys_is_the_local_part_as_written_lower_cased(
+    raw: str, then: str
+) -> None:
+    address = normalize_address(raw)
+    assert address.key != then
+    assert former_key(raw, address) == then
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "Alice@Example.com",
+        JOERG_NFC,
+        "J\u00d6RG@example.de",
+        "stra\u00dfe@example.de",
+        "alice@b\u00fccher.example",  # an IDNA domain: its A-label, then as now
+        "\u7528\u6237@example.jp",
+    ],
+)
+def test_an_address_keyed_as_before_nfc_keys_has_no_former_key(raw: str) -> None:
+    assert former_key(raw, normalize_address(raw)) is None
