@@ -43,7 +43,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from deliverability.addresses import Address, mx_host_of, normalize_address, normalize_domain
+from deliverability.addresses import (
+    Address,
+    former_key,
+    mx_host_of,
+    normalize_address,
+    normalize_domain,
+)
 from deliverability.clock import EARLIEST, Clock, aware_utc, given_time, system_clock
 from deliverability.errors import (
     AddressError,
@@ -474,9 +480,11 @@ class _Item:
     facts: tuple[Any, ...]
     #: The MX host that answered, normalised (`addresses.mx_host_of`), if the input named one.
     mx_host: str | None = None
-    #: When the message id was given in another form than the bare one (``<m1@x>``): the id as
-    #: given and the reply's part of the key, of which earlier versions made it (`_legacy_key`).
-    legacy: tuple[str, str] | None = None
+    #: When earlier versions made the event's key of other values than the bare message id and
+    #: the address key (`_legacy_keys`): the id as given when it was not the bare one
+    #: (``<m1@x>``), else None; the address key of versions before NFC keys when it was not
+    #: this one (`addresses.former_key`), else None; and the reply's part of the key.
+    legacy: tuple[str | None, str | None, str] | None = None
     # What the chunk writer did: set by it (again on every run of the transaction).
     duplicate: bool = field(init=False)
     #: The event went into history only (out of order, or after a final state).
@@ -505,7 +513,8 @@ def event_key(
     in its parsed form, so the same reply logged in two shapes (``<m1@x>`` or ``m1@x``; raw, or
     a Postfix ``said:`` fragment) is one event. The values are stored: a store made by an
     earlier version must find its events under the same keys (those it made of an id given in
-    brackets are looked for too: `_legacy_key`).
+    brackets, or of an address in another Unicode form than NFC, are looked for too:
+    `_legacy_keys`).
     """
     if message_id is not None:
         message_id = normalize_message_id(message_id)
@@ -528,11 +537,23 @@ def _event_key(
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
-def _legacy_key(item: _Item) -> str:
-    """The key earlier versions made of an item given with a bracketed message id: of the id
-    as given (`_Item.legacy`)."""
-    given, reply_text = cast(tuple[str, str], item.legacy)
-    return _event_key(given, item.address.key, item.attempt, item.at, reply_text)
+def _legacy_keys(item: _Item) -> list[str]:
+    """The keys earlier versions may have stored the item's event under (`_Item.legacy`).
+
+    Versions before bare message ids (migration 0006) made the key of the id as given,
+    brackets and all; versions before NFC keys (migration 0016) of the address key of then. A
+    store written before both holds keys made of the two: an item may have three old keys.
+    """
+    given, former, reply_text = cast(tuple[str | None, str | None, str], item.legacy)
+    akey, attempt, at = item.address.key, item.attempt, item.at
+    keys = []
+    if given is not None:
+        keys.append(_event_key(given, akey, attempt, at, reply_text))
+    if former is not None:
+        keys.append(_event_key(item.message_id, former, attempt, at, reply_text))
+        if given is not None:
+            keys.append(_event_key(given, former, attempt, at, reply_text))
+    return keys
 
 
 _STANDING_OUTCOME_COUNTER = {
@@ -718,6 +739,9 @@ class Engine:
         self._verdicts: dict[Reply, Verdict] = {}
         # Bounded caches: a log repeats the same addresses and replies many times.
         self._addresses: dict[str, Address] = {}
+        #: The addresses in `_addresses` that versions before NFC keys keyed otherwise: their
+        #: key of then (`addresses.former_key`), of which events stored then made their keys.
+        self._former_keys: dict[str, str] = {}
         self._judged: dict[str, tuple[Reply | None, Verdict, tuple[Any, ...], str]] = {}
         self.db = open_engine(url)
         self._bulk = BulkWriter(self.db.dialect)
@@ -1336,7 +1360,12 @@ class Engine:
             # cache that keeps memory flat, and normalising one again costs about 3 us.
             if len(self._addresses) > _ADDRESS_CACHE:
                 self._addresses.clear()
+                self._former_keys.clear()
             self._addresses[raw] = address
+            if not raw.isascii():
+                former = former_key(raw, address)
+                if former is not None:
+                    self._former_keys[raw] = former
         return address
 
     def _verdict(self, reply: Reply) -> Verdict:
@@ -1509,12 +1538,14 @@ class Engine:
             parsed, verdict, facts, key_text = judged
         else:
             parsed, verdict, facts, key_text = self._judge(reply, code, status, text, kind, verdict)
-        legacy: tuple[str, str] | None = None
+        legacy: tuple[str | None, str | None, str] | None = None
         if not key:
             key = _event_key(message_id, address.key, attempt, when, key_text)
-            if given != message_id:
-                # Earlier versions made the key of the id as given, brackets and all.
-                legacy = (cast(str, given), key_text)
+            # Earlier versions made the key of the id as given, brackets and all, and of the
+            # address key of then: an ASCII address had no other (one `isascii` answers).
+            former = None if recipient.isascii() else self._former_keys.get(recipient)
+            if given != message_id or former is not None:
+                legacy = (given if given != message_id else None, former, key_text)
         # An auto-reply (RFC 3834) is kept in history; anything else must be a delivery result.
         step: Step | None = None
         if kind is EventKind.EXPIRY:
@@ -1725,20 +1756,27 @@ class Engine:
         for akey, row in newest.items():
             latest[akey] = row[_D_MESSAGE]
             stored.setdefault((akey, row[_D_MESSAGE]), row)
-        # Idempotency, continued: an event given with a bracketed message id may be stored under
-        # the key an earlier version made of it (`_legacy_key`). Asked only where it can be, so
-        # that new messages cost nothing more: any delivery result but an expiry makes its
-        # delivery, so one whose delivery is not stored was never recorded.
-        legacy = {
-            _legacy_key(it): it
-            for it in fresh
-            if it.legacy is not None
-            and (
-                (it.address.key, it.message_id) in stored
-                or it.step is None
-                or it.step is Step.EXPIRE
-            )
-        }
+        # Idempotency, continued: an event given with a bracketed message id, or with an address
+        # that versions before NFC keys keyed otherwise (NFD), may be stored under a key an
+        # earlier version made of it (`_legacy_keys`). Asked only where it can be, so that new
+        # recipients and messages cost nothing more: an event makes its recipient (they are
+        # never deleted, and migration 0016 re-keyed them), and any delivery result but an
+        # expiry makes its delivery, so one whose delivery is not stored was never recorded
+        # (one without a message id may have made none: its recipient is all there is to ask).
+        legacy: dict[str, _Item] = {}
+        for it in fresh:
+            if (
+                it.legacy is not None
+                and it.address.key in recipients
+                and (
+                    it.message_id is None
+                    or (it.address.key, it.message_id) in stored
+                    or it.step is None
+                    or it.step is Step.EXPIRE
+                )
+            ):
+                for old in _legacy_keys(it):
+                    legacy[old] = it
         if legacy:
             for (stored_key,) in bulk.select_in(conn, _EVENTS, ("key",), "key", list(legacy)):
                 legacy[stored_key].duplicate = True

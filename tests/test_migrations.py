@@ -772,6 +772,86 @@ def test_from_0016_one_address_stored_in_two_unicode_forms_is_one_recipient(db_u
         engine.dispose()
 
 
+def test_after_0016_an_event_recorded_in_nfd_before_it_is_a_duplicate_given_again(
+    db_url: str,
+) -> None:
+    # A version before 0016 keyed `Jo\u0308rg` by its local part lower-cased, in NFD, and made
+    # the idempotency keys of its events of that key. The nightly job reading the same log again
+    # after the upgrade (or record_many over the same input) gives the events as they were
+    # given then: each is found, and counted no second time (no second strike).
+    from conftest import dump_store
+
+    from deliverability.engine import Engine as Sender
+    from deliverability.engine import ReplyRecord, event_key
+    from deliverability.policy import load_policy
+    from deliverability.replies import parse_reply
+
+    engine = create_engine(db_url)
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    given = "Jo\u0308rg@Example.de"
+    full = "452 4.2.2 mailbox full"
+    records = [
+        ReplyRecord(recipient=given, reply=full, message_id="m1", attempt=1, at=t0),
+        # Given with its id in brackets before 0006 too: the key of both as given.
+        ReplyRecord(recipient=given, reply=full, message_id="<m2@x>", attempt=1, at=t0),
+    ]
+    reply = parse_reply(full)
+    then = {
+        1: event_key("m1", JOERG_NFD, 1, t0, reply),
+        2: hashlib.sha256(
+            "\x1f".join(("<m2@x>", JOERG_NFD, "1", "452|4.2.2|mailbox full")).encode()
+        ).hexdigest(),
+    }
+    try:
+        upgrade_schema(engine, "0015")
+        with engine.begin() as conn:
+            meta = MetaData()
+            meta.reflect(conn, only=("recipients", "deliveries", "events"))
+            recipients, deliveries, events = (
+                meta.tables[n] for n in ("recipients", "deliveries", "events")
+            )
+            conn.execute(
+                insert(recipients),
+                {"id": 1, "address": "Jo\u0308rg@example.de", "address_key": JOERG_NFD,
+                 "domain": "example.de", "standing": "retrying", "reason": "mailbox_full",
+                 "standing_since": t0, "standing_basis_at": t0, "first_seen_at": t0,
+                 "last_event_at": t0, "last_code": 452, "events_count": 2,
+                 "delivered_count": 0, "deferred_count": 2, "bounced_count": 0,
+                 "blocked_count": 0, "complained_count": 0, "expired_count": 0},
+            )  # fmt: skip
+            conn.execute(
+                insert(deliveries),
+                [{"id": id_, "recipient_id": 1, "message_id": message, "domain": "example.de",
+                  "state": "deferred", "reason": "mailbox_full", "attempt": 1,
+                  "first_attempt_at": t0, "last_attempt_at": t0, "updated_at": t0}
+                 for id_, message in ((1, "m1"), (2, "m2@x"))],
+            )  # fmt: skip
+            conn.execute(
+                insert(events),
+                [{"id": id_, "key": key, "recipient_id": 1, "message_id": message,
+                  "at": t0, "recorded_at": t0, "domain": "example.de", "outcome": "deferred",
+                  "reason": "mailbox_full", "fault": "recipient", "rule": "test",
+                  "decisive": False, "throttle": False, "source": "test", "kind": "reply",
+                  "restated": False, "attempt": 1, "code": 452}
+                 for (id_, key), message in zip(then.items(), ("m1", "m2@x"), strict=True)],
+            )  # fmt: skip
+        upgrade_schema(engine)
+        before = dump_store(db_url)
+        with Sender(db_url, policy=load_policy(), clock=lambda: t0 + timedelta(days=1)) as sender:
+            again = sender.record_many(records)
+            singles = [
+                sender.record(r.recipient, full, message_id=r.message_id, attempt=1, at=t0)
+                for r in records
+            ]
+            status = sender.status(given)
+        assert (again.recorded, again.duplicates) == (0, 2)
+        assert [decision.duplicate for decision in singles] == [True, True]
+        assert dump_store(db_url) == before
+        assert (status.counters["events_count"], status.counters["deferred_count"]) == (2, 2)
+    finally:
+        engine.dispose()
+
+
 def test_from_0018_a_restated_give_up_counts_in_no_counter_and_the_domain_index_holds_it(
     db_url: str,
 ) -> None:

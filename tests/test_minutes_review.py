@@ -170,7 +170,7 @@ def test_duplicates_inside_and_across_chunks_and_under_legacy_keys_are_counted_o
             [dataclasses.replace(it, message_id=f" {it.message_id} ".strip(" <>")) for it in items]
         )
         assert again.recorded == 0
-        # Events stored under the key an earlier version made of a bracketed id (`_legacy_key`)
+        # Events stored under the key an earlier version made of a bracketed id (`_legacy_keys`)
         # are found under it: recorded again, they are duplicates, counted nothing.
         with engine.db.begin() as conn:
             for it in items[:10]:

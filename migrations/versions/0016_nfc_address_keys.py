@@ -35,9 +35,10 @@ merges the ones that turn out to be one.
   `migration.nfc_merge`, its evidence naming the recipients and addresses merged), listed by
   `deliverability actions`, and a log line.
 
-Event idempotency keys are left as they are (they are hashes of what was given): an event
-recorded before the upgrade with the address in NFD and recorded again after it is not found to
-be the same, and counts twice.
+Event idempotency keys are left as they are (they are hashes of what was given, and the address
+key of then is not known from a stored key). The engine finds them instead: an event given again
+as it was given before the upgrade (a log read again) is looked for under the key made of the
+address key of then too (`addresses.former_key`, `engine._legacy_keys`), and counts once.
 
 Downgrade: nothing changes. Keys stay in NFC (the earlier code finds the NFC forms; it keys an
 NFD form anew, as it always did), and a merge cannot be undone: which rows were one before is
