@@ -73,9 +73,14 @@ def emit_rows(
     out = out or sys.stdout
     if fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
+        # The csv module quotes a cell holding its line terminator ("\n") but not a bare CR,
+        # which spreadsheets and RFC 4180 readers take for a line break: a row with one is
+        # written with every cell quoted.
+        quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
         writer.writerow(columns)
         for row in rows:
-            writer.writerow([_csv_cell(row.get(c)) for c in columns])
+            cells = [_csv_cell(row.get(c)) for c in columns]
+            (quoted if any("\r" in cell for cell in cells) else writer).writerow(cells)
     elif fmt == "json":
         json.dump([{c: plain(row.get(c)) for c in columns} for row in rows], out, indent=2)
         out.write("\n")

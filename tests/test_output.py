@@ -32,6 +32,7 @@ def test_csv_always_has_its_header_row_even_with_no_rows() -> None:
         "-2+3",
         "@SUM(1+1)",
         "\t=1+1",
+        "\r=1+1",
     ],
 )
 def test_a_csv_text_a_spreadsheet_would_run_as_a_formula_starts_with_a_quote(text: str) -> None:
@@ -56,3 +57,10 @@ def test_json_keeps_a_formula_like_text_exactly() -> None:
     out = io.StringIO()
     emit_rows([{"text": "=1+1"}], ["text"], "json", out=out)
     assert json.loads(out.getvalue()) == [{"text": "=1+1"}]
+
+
+def test_a_csv_text_holding_a_carriage_return_stays_in_its_row() -> None:
+    out = io.StringIO()
+    emit_rows([{"a": "550 no\rsuch user", "b": 3}], ["a", "b"], "csv", out=out)
+    rows = list(csv.reader(io.StringIO(out.getvalue(), newline="")))
+    assert rows == [["a", "b"], ["550 no\rsuch user", "3"]]
