@@ -58,6 +58,19 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+#: Control characters (C0 but line feed, DEL, C1) a table cell shows as ``\\xNN`` instead of
+#: sending them to the terminal: a reply text from a hostile server can hold ESC sequences
+#: (ECMA-48) that clear the screen, retitle the window or hide what follows.
+_TERMINAL_CONTROLS = {
+    c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0)) if c != ord("\n")
+}
+
+
+def _table_cell(value: Any) -> Text:
+    """A table cell: plain Text, never markup, with control characters made visible."""
+    return Text(_cell(value).translate(_TERMINAL_CONTROLS))
+
+
 def emit_rows(
     rows: Iterable[Mapping[str, Any]],
     columns: Sequence[str],
@@ -94,5 +107,5 @@ def emit_rows(
         for row in rows:
             # Cells are plain Text, never markup: reply texts come from remote servers and may
             # hold "[/bold]" or "[red]" that rich would otherwise interpret (or choke on).
-            table.add_row(*(Text(_cell(row.get(c))) for c in columns))
+            table.add_row(*(_table_cell(row.get(c)) for c in columns))
         Console(file=out, width=width or max(100, Console().width)).print(table)

@@ -64,3 +64,12 @@ def test_a_csv_text_holding_a_carriage_return_stays_in_its_row() -> None:
     emit_rows([{"a": "550 no\rsuch user", "b": 3}], ["a", "b"], "csv", out=out)
     rows = list(csv.reader(io.StringIO(out.getvalue(), newline="")))
     assert rows == [["a", "b"], ["550 no\rsuch user", "3"]]
+
+
+def test_table_cells_show_terminal_control_sequences_instead_of_sending_them() -> None:
+    out = io.StringIO()
+    text = "550 no\x1b]0;pwned\x07 such\x1b[2J user\x9b"
+    emit_rows([{"text": text}], ["text"], "table", out=out, width=200)
+    shown = out.getvalue()
+    assert not any(c in shown for c in "\x1b\x07\x9b")
+    assert "550 no\\x1b]0;pwned\\x07 such\\x1b[2J user\\x9b" in shown
