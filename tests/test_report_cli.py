@@ -211,6 +211,10 @@ def test_html_format_writes_one_page(filled: str, tmp_path: Path) -> None:
         (["reputation", "--domain", "x.example"], "--domain does not apply to the reputation"),
         (["undeliverable", "--daily"], "--daily does not apply to the undeliverable report"),
         (["codes", "--format", "xml"], "'xml' is not one of"),
+        (["domains", "--until", "9999-12-31"], "--until 9999-12-31T00:00:00+00:00 is out of range"),
+        (["codes", "--until", "0001-01-01"], "--until 0001-01-01T00:00:00+00:00 is out of range"),
+        (["reputation", "--until", "0001-01-03"], "--until 0001-01-03T00:00:00+00:00 is out"),
+        (["undeliverable", "--since", "0001-01-01"], "--since 0001-01-01T00:00:00+00:00 is out"),
     ],
 )
 def test_bad_input_is_a_usage_error_that_says_what_is_valid(

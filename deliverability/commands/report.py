@@ -97,6 +97,12 @@ def parse_date(value: str, option: str, *, end: bool = False) -> datetime:
         raise click.BadParameter(
             f"not a date: {value!r}; use {_DATE_HELP}", param_hint=option
         ) from None
+    try:
+        # The range --now takes: a period reaching the ends of the calendar (9999-12-31's next
+        # day, 30 days before year 1) stopped the report with an OverflowError.
+        check_run_time(moment, option)
+    except InputError as err:
+        raise click.BadParameter(str(err), param_hint=option) from None
     if end and _DATE_ONLY.match(text):
         moment += timedelta(days=1)
     return moment
@@ -211,10 +217,7 @@ def report(
             ctx,
         )
 
-    try:
-        moment = check_run_time(parse_date(now, "--now")) if now else system_clock()
-    except InputError as err:
-        raise click.BadParameter(str(err), param_hint="--now") from None
+    moment = parse_date(now, "--now") if now else system_clock()
     end = parse_date(until, "--until", end=True) if until else moment
     start = parse_date(since, "--since") if since else None
     if start is not None and start >= end:
