@@ -478,3 +478,47 @@ def test_undeliverable_csv_defuses_a_bounce_text_a_spreadsheet_would_run_as_a_fo
         json.loads(run(db_url, "undeliverable", "--format", "json").stdout)[0]["last_text"]
         == hostile
     )
+
+
+def html_period(page: str) -> str:
+    return page.split('<p class="meta">', 1)[1].split(" &middot; ", 1)[0]
+
+
+def test_undeliverable_html_without_since_does_not_head_its_rows_with_a_30_day_period(
+    sa_engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    with Session(sa_engine) as session:
+        f.recipient(
+            session,
+            "old@bad.example",
+            at=NOW - 90 * DAY,
+            standing=Standing.SUPPRESSED,
+            reason=Reason.USER_UNKNOWN,
+            since=NOW - 60 * DAY,
+        )
+        session.commit()
+    target = tmp_path / "dead.html"
+    result = run(db_url, "undeliverable", "--format", "html", "-o", str(target))
+    assert result.exit_code == 0, result.output
+    page = target.read_text(encoding="utf-8")
+    assert "old@bad.example" in page
+    charts = f"{(NOW - 30 * DAY).isoformat()} to {NOW.isoformat()} (UTC)"
+    assert html_period(page) == f"every address bounced or suppressed; charts: {charts}"
+
+
+def test_reputation_html_heads_the_page_with_its_longest_window(
+    filled: str, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[reputation]\nwindows = ["7d", "90d"]\n', encoding="utf-8")
+    target = tmp_path / "reputation.html"
+    result = CliRunner().invoke(
+        cli,
+        [
+            *("--database-url", filled, "--policy", str(policy), "report", "reputation"),
+            *("--format", "html", "-o", str(target), "--now", NOW.isoformat()),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    page = target.read_text(encoding="utf-8")
+    assert html_period(page) == f"{(NOW - 90 * DAY).isoformat()} to {NOW.isoformat()} (UTC)"

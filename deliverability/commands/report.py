@@ -251,6 +251,7 @@ def report(
                 now=moment,
             )
             charts = None
+            chart_since = window
             if fmt == "html":
                 chart_since = (
                     end - max(policy.reputation.windows)
@@ -265,7 +266,13 @@ def report(
     with _output(output) as out:
         if fmt == "html":
             assert charts is not None
-            period = f"{(start or window).isoformat()} to {end.isoformat()} (UTC)"
+            period = f"{chart_since.isoformat()} to {end.isoformat()} (UTC)"
+            if name == "undeliverable" and start is None:
+                # Its rows are standings, not the events of a period: without --since it lists
+                # every address bounced or suppressed, however long ago it got there, and a
+                # 30-day period heading them read as if older ones were left out.
+                before = f" before {end.isoformat()}" if until is not None else ""
+                period = f"every address bounced or suppressed{before}; charts: {period}"
             if domain:
                 period += f", domain {domain}"
             out.write(
