@@ -142,6 +142,15 @@ def test_a_bare_until_date_includes_that_whole_day(filled: str) -> None:
     assert {r["code"] for r in json.loads(result.stdout)} == {250}
 
 
+@pytest.mark.parametrize("day", ["20261031", "2026-W44-6"])
+def test_a_bare_until_date_in_the_basic_or_week_form_includes_that_whole_day(
+    filled: str, day: str
+) -> None:
+    # 2026-W44-6 is Saturday 2026-10-31, the day of the bounce.
+    result = run(filled, "codes", "--format", "json", "--domain", "bad.example", "--until", day)
+    assert {r["code"] for r in json.loads(result.stdout)} == {250, 550}
+
+
 def test_codes_daily_gives_a_day_per_row(filled: str) -> None:
     result = run(filled, "codes", "--daily", "--format", "csv")
     assert result.exit_code == 0, result.output

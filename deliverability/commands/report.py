@@ -3,11 +3,10 @@ file, as a table, CSV, JSON or one self-contained HTML page with charts."""
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,7 +30,6 @@ TABLE_WIDTH = 240
 #: Rows in the "worst destinations" and "reasons" charts.
 CHART_ROWS = 12
 
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATE_HELP = "YYYY-MM-DD (a whole UTC day) or an ISO 8601 time such as 2026-11-28T17:00:00Z"
 
 #: Which options each report reads; any other given option is a usage error, not ignored.
@@ -87,6 +85,17 @@ _TITLES = {
 }
 
 
+def _is_date(text: str) -> bool:
+    """Whether `text` names a day, not a time: every form ISO 8601 has for one that the time
+    parser also takes (2026-11-30, 20261130, 2026-W49-1), so none of them ends the period at
+    the day's first instant instead of its last."""
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_date(value: str, option: str, *, end: bool = False) -> datetime:
     """A --since/--until value: a bare date is midnight UTC of that day, or of the next day for
     `end` (so ``--until 2026-11-30`` includes the 30th)."""
@@ -103,7 +112,7 @@ def parse_date(value: str, option: str, *, end: bool = False) -> datetime:
         check_run_time(moment, option)
     except InputError as err:
         raise click.BadParameter(str(err), param_hint=option) from None
-    if end and _DATE_ONLY.match(text):
+    if end and _is_date(text):
         moment += timedelta(days=1)
     return moment
 
