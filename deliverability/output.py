@@ -95,8 +95,16 @@ def emit_rows(
             cells = [_csv_cell(row.get(c)) for c in columns]
             (quoted if any("\r" in cell for cell in cells) else writer).writerow(cells)
     elif fmt == "json":
-        json.dump([{c: plain(row.get(c)) for c in columns} for row in rows], out, indent=2)
-        out.write("\n")
+        # Written an object at a time, as json.dump(indent=2) lays out the whole array, so rows
+        # read from the database as they are written are never all held at once.
+        out.write("[")
+        empty = True
+        for row in rows:
+            text = json.dumps({c: plain(row.get(c)) for c in columns}, indent=2)
+            # json.dumps escapes a line break inside a string: every "\n" here is layout.
+            out.write(("\n  " if empty else ",\n  ") + text.replace("\n", "\n  "))
+            empty = False
+        out.write("]\n" if empty else "\n]\n")
     elif fmt == "jsonl":
         for row in rows:
             out.write(json.dumps({c: plain(row.get(c)) for c in columns}) + "\n")

@@ -35,7 +35,7 @@ give-ups of an address bounced by an expiry by ``(recipient_id, at)``). See
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -70,6 +70,7 @@ __all__ = [
     "Level",
     "codes",
     "domains",
+    "iter_undeliverable",
     "outcomes_by_day",
     "parse_reason",
     "reasons",
@@ -132,6 +133,9 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "level",
     ),
 }
+
+#: Rows `iter_undeliverable` fetches from the database at a time.
+UNDELIVERABLE_BATCH = 1000
 
 #: How a rate compares with its thresholds; `insufficient` when the window has too few messages.
 Level = Literal["ok", "review", "pause", "insufficient"]
@@ -346,10 +350,31 @@ def undeliverable(
     (bounced, blocked, deferred, expired); `action_*` name the hygiene action that suppressed
     the address (empty for an address bounced but not yet suppressed).
     """
+    return list(
+        iter_undeliverable(
+            session, since=since, until=until, domain=domain, reason=reason, policy=policy
+        )
+    )
+
+
+def iter_undeliverable(
+    session: Session,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    domain: str | None = None,
+    reason: Reason | str | None = None,
+    policy: HygienePolicy | None = None,
+) -> Iterator[dict[str, Any]]:
+    """The rows of `undeliverable`, read from the database `UNDELIVERABLE_BATCH` at a time while
+    they are iterated (within the session's transaction), for a list too long to hold at once:
+    300,000 suppressed addresses took 0.5 GB as a list. The query runs, and bad arguments
+    raise, when it is called, not when iteration starts."""
     stmt = undeliverable_query(
         since=since, until=until, domain=domain, reason=reason, policy=policy
     )
-    return [dict(row._mapping) for row in session.execute(stmt)]
+    result = session.execute(stmt, execution_options={"yield_per": UNDELIVERABLE_BATCH})
+    return (dict(row._mapping) for row in result)
 
 
 # --------------------------------------------------------------------------------------------

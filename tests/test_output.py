@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -73,3 +75,25 @@ def test_table_cells_show_terminal_control_sequences_instead_of_sending_them() -
     shown = out.getvalue()
     assert not any(c in shown for c in "\x1b\x07\x9b")
     assert "550 no\\x1b]0;pwned\\x07 such\\x1b[2J user\\x9b" in shown
+
+
+def test_json_writes_each_row_before_reading_the_next() -> None:
+    out = io.StringIO()
+
+    def rows() -> Iterator[dict[str, int]]:
+        yield {"n": 1}
+        # The first row is out before the second is asked for: a report's rows streamed from
+        # the database are never all held at once.
+        assert json.loads(out.getvalue() + "]") == [{"n": 1}]
+        yield {"n": 2}
+
+    emit_rows(rows(), ["n"], "json", out=out)
+    assert out.getvalue() == json.dumps([{"n": 1}, {"n": 2}], indent=2) + "\n"
+
+
+@pytest.mark.parametrize("rows", [[], [{"a": "x\ny", "b": [1, 2]}, {"a": None}]])
+def test_json_is_laid_out_as_json_dump_with_an_indent_of_two(rows: list[dict[str, Any]]) -> None:
+    out = io.StringIO()
+    emit_rows(rows, ["a", "b"], "json", out=out)
+    expected = [{"a": row.get("a"), "b": row.get("b")} for row in rows]
+    assert out.getvalue() == json.dumps(expected, indent=2) + "\n"

@@ -4,7 +4,7 @@ file, as a table, CSV, JSON or one self-contained HTML page with charts."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -258,6 +258,7 @@ def report(
                 daily=daily,
                 policy=policy,
                 now=moment,
+                stream=fmt in ("csv", "json"),
             )
             charts = None
             chart_since = window
@@ -268,13 +269,6 @@ def report(
                     else window
                 )
                 charts = _charts(session, since=chart_since, until=end, domain=domain)
-    finally:
-        engine.dispose()
-
-    columns = reports.COLUMNS[name]
-    with _output(output) as out:
-        if fmt == "html":
-            assert charts is not None
             period = f"{chart_since.isoformat()} to {end.isoformat()} (UTC)"
             if name == "undeliverable" and start is None:
                 # Its rows are standings, not the events of a period: without --since it lists
@@ -284,34 +278,70 @@ def report(
                 period = f"every address bounced or suppressed{before}; charts: {period}"
             if domain:
                 period += f", domain {domain}"
-            out.write(
-                report_html.render_report(
-                    title=_TITLES[name],
-                    columns=columns,
-                    rows=rows,
-                    charts=charts,
-                    generated_at=moment,
-                    period=period,
+            # Written within the session: CSV and JSON of undeliverable read its rows from the
+            # database as they are written (`reports.iter_undeliverable`).
+            with _output(output) as out:
+                _write(
+                    out,
+                    name,
+                    fmt,
+                    rows,
                     verdict=verdict,
-                    verdict_level=level,
+                    level=level,
+                    charts=charts,
+                    period=period,
+                    daily=daily,
+                    generated_at=moment,
                 )
+    finally:
+        engine.dispose()
+
+
+def _write(
+    out: IO[str],
+    name: str,
+    fmt: str,
+    rows: Iterable[dict[str, Any]],
+    *,
+    verdict: str | None,
+    level: str,
+    charts: report_html.Charts | None,
+    period: str,
+    daily: bool,
+    generated_at: datetime,
+) -> None:
+    """Write report `name`'s rows to `out` in format `fmt`."""
+    columns = reports.COLUMNS[name]
+    if fmt == "html":
+        assert charts is not None
+        out.write(
+            report_html.render_report(
+                title=_TITLES[name],
+                columns=columns,
+                rows=list(rows),
+                charts=charts,
+                generated_at=generated_at,
+                period=period,
+                verdict=verdict,
+                verdict_level=level,
             )
-        elif fmt == "table":
-            shown = TABLE_COLUMNS[name]
-            if name == "codes" and not daily:
-                shown = shown[1:]
-            # A terminal gets a table that fits it; a file or pipe gets one wide enough not to
-            # cut addresses short.
-            width = None if out.isatty() else TABLE_WIDTH
-            rows = [_compact(row) for row in rows]
-            emit_rows(rows, shown, fmt, out=out, title=_TITLES[name], width=width)
-            if verdict:
-                out.write(verdict + "\n")
-        else:
-            emit_rows(rows, columns, fmt, out=out)
-            if verdict:
-                # Keep CSV and JSON machine-readable: the verdict line goes to standard error.
-                click.echo(verdict, err=True)
+        )
+    elif fmt == "table":
+        shown = TABLE_COLUMNS[name]
+        if name == "codes" and not daily:
+            shown = shown[1:]
+        # A terminal gets a table that fits it; a file or pipe gets one wide enough not to
+        # cut addresses short.
+        width = None if out.isatty() else TABLE_WIDTH
+        compact = [_compact(row) for row in rows]
+        emit_rows(compact, shown, fmt, out=out, title=_TITLES[name], width=width)
+        if verdict:
+            out.write(verdict + "\n")
+    else:
+        emit_rows(rows, columns, fmt, out=out)
+        if verdict:
+            # Keep CSV and JSON machine-readable: the verdict line goes to standard error.
+            click.echo(verdict, err=True)
 
 
 def _compact(row: dict[str, Any]) -> dict[str, Any]:
@@ -338,12 +368,16 @@ def _rows(
     daily: bool,
     policy: Policy | None,
     now: datetime,
-) -> tuple[list[dict[str, Any]], str | None, str]:
-    """The rows of report `name`, and for reputation the verdict line and its level."""
+    stream: bool = False,
+) -> tuple[Iterable[dict[str, Any]], str | None, str]:
+    """The rows of report `name`, and for reputation the verdict line and its level; with
+    `stream`, undeliverable's are read while they are iterated (for CSV and JSON, which are
+    written a row at a time: a list of every suppressed address can be millions long)."""
     try:
         if name == "undeliverable":
+            read = reports.iter_undeliverable if stream else reports.undeliverable
             return (
-                reports.undeliverable(
+                read(
                     session,
                     since=since,
                     until=until,
