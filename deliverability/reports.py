@@ -305,7 +305,7 @@ def undeliverable_query(
             Recipient.last_status,
             Recipient.last_text,
             failures.label("failures"),
-            func.coalesce(Recipient.last_failure_at, Recipient.last_event_at).label("last_attempt"),
+            Recipient.last_failure_at.label("last_attempt"),
             Action.id.label("action_id"),
             Action.rule.label("action_rule"),
             Action.created_by.label("action_by"),
@@ -347,7 +347,9 @@ def undeliverable(
 
     Filters combine: `since`/`until` bound when the address got that standing, `domain` and
     `reason` match exactly. `failures` counts every recorded reply that was not a delivery
-    (bounced, blocked, deferred, expired); `action_*` name the hygiene action that suppressed
+    (bounced, blocked, deferred, expired); `last_attempt` is when the destination last refused
+    it (None when it never did: a complaint or a person suppressed it); `action_*` name the
+    hygiene action that suppressed
     the address (empty for an address bounced but not yet suppressed).
     """
     return list(

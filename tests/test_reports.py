@@ -100,6 +100,43 @@ def test_undeliverable_row_has_the_last_reply_failures_and_the_suppressing_actio
     )
 
 
+def test_undeliverable_last_attempt_is_empty_for_an_address_the_destination_never_refused(
+    session: Session,
+) -> None:
+    # Suppressed for a complaint after its last delivery, and by hand after one: neither was
+    # ever refused, so neither has a time the destination last refused it.
+    f.recipient(
+        session,
+        "spam@example.org",
+        at=NOW - 10 * DAY,
+        standing=Standing.SUPPRESSED,
+        reason=Reason.FEEDBACK,
+        since=NOW - DAY,
+        complained_count=1,
+        delivered_count=1,
+        last_delivered_at=NOW - 2 * DAY,
+        last_event_at=NOW - DAY,
+    )
+    f.recipient(
+        session,
+        "asked@example.org",
+        at=NOW - 10 * DAY,
+        standing=Standing.SUPPRESSED,
+        reason=Reason.UNDEFINED,
+        since=NOW - DAY,
+        delivered_count=1,
+        last_delivered_at=NOW - 3 * DAY,
+        last_event_at=NOW - 3 * DAY,
+    )
+
+    rows = reports.undeliverable(session)
+
+    assert {r["address"]: r["last_attempt"] for r in rows} == {
+        "spam@example.org": None,
+        "asked@example.org": None,
+    }
+
+
 def test_undeliverable_filters_combine(session: Session) -> None:
     def bad(address: str, reason: Reason, since: datetime) -> None:
         f.recipient(
