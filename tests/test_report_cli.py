@@ -13,12 +13,13 @@ from pathlib import Path
 import factories_reports as f
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, column, insert, select, table, update
 from sqlalchemy.orm import Session
 
 from deliverability import reports
 from deliverability.cli import cli
 from deliverability.engine import Engine as DeliverabilityEngine
+from deliverability.errors import StoreError
 from deliverability.policy import Policy, load_policy
 from deliverability.reports import COLUMNS
 from deliverability.store.models import DomainProvider, Event, Recipient
@@ -33,6 +34,7 @@ from deliverability.vocabulary import (
 )
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+alembic_version = table("alembic_version", column("version_num"))
 DAY = timedelta(days=1)
 
 
@@ -581,3 +583,14 @@ def test_undeliverable_csv_and_json_stream_the_rows_instead_of_holding_the_whole
     # rows, 6.2 MB for 5,000); streamed, the peak stays the same.
     assert peak(5000) - small < 4000 * 100
     assert len((tmp_path / f"dead-5000.{fmt}").read_text(encoding="utf-8").splitlines()) > 5000
+
+
+def test_a_report_on_a_store_a_newer_version_made_says_so(sa_engine: Engine, db_url: str) -> None:
+    with sa_engine.begin() as conn:
+        conn.execute(update(alembic_version).values(version_num="0999_future"))
+    result = run(db_url, "undeliverable")
+    # A StoreError, which the command line's entry point shows as "error: ..." (exit 2).
+    assert isinstance(result.exception, StoreError)
+    assert "at revision 0999_future, which this version of deliverability does not know" in str(
+        result.exception
+    )

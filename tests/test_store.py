@@ -583,3 +583,18 @@ def test_a_sqlite_file_in_a_folder_that_does_not_exist_names_the_folder(tmp_path
 def test_a_sqlite_url_naming_a_folder_says_it_is_a_folder(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="is a folder, not a database file"):
         create_engine(f"sqlite:///{tmp_path}")
+
+
+def test_a_store_made_by_a_newer_version_is_a_clear_error_not_an_internal_one(
+    sa_engine: Engine, db_url: str
+) -> None:
+    with sa_engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0999_future'"))
+    with pytest.raises(StoreError) as caught:
+        open_engine(db_url)
+    message = str(caught.value)
+    assert (
+        "is at revision 0999_future, which this version of deliverability does not know" in message
+    )
+    assert f"(its newest is {head_revision()}): a newer version made it" in message
+    assert current_revision(sa_engine) == "0999_future"  # left as it was
