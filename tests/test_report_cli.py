@@ -13,7 +13,7 @@ from pathlib import Path
 import factories_reports as f
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import Engine, column, insert, select, table, update
+from sqlalchemy import Engine, column, insert, make_url, select, table, update
 from sqlalchemy.orm import Session
 
 from deliverability import reports
@@ -23,6 +23,7 @@ from deliverability.errors import StoreError
 from deliverability.policy import Policy, load_policy
 from deliverability.reports import COLUMNS
 from deliverability.store.models import DomainProvider, Event, Recipient
+from deliverability.store.session import create_engine, current_revision
 from deliverability.vocabulary import (
     ActionKind,
     ActionScope,
@@ -594,3 +595,24 @@ def test_a_report_on_a_store_a_newer_version_made_says_so(sa_engine: Engine, db_
     assert "at revision 0999_future, which this version of deliverability does not know" in str(
         result.exception
     )
+
+
+@pytest.mark.empty_database
+@pytest.mark.parametrize("name", ["undeliverable", "domains", "codes", "reputation"])
+def test_a_report_on_a_store_that_is_not_there_says_so_and_makes_none(
+    db_url: str, name: str
+) -> None:
+    result = run(db_url, name, "--format", "csv")
+    # A StoreError, which the command line's entry point shows as "error: ..." (exit 2).
+    assert isinstance(result.exception, StoreError)
+    assert str(result.exception).startswith("no store at ")
+    assert "nothing has been recorded there" in str(result.exception)
+    assert result.stdout == ""
+    if db_url.startswith("sqlite"):
+        assert not Path(make_url(db_url).database or "").exists()
+        return
+    engine = create_engine(db_url)
+    try:
+        assert current_revision(engine) is None
+    finally:
+        engine.dispose()

@@ -243,7 +243,9 @@ def report(
         else None
     )
 
-    engine = open_engine(ctx.obj.database_url if ctx.obj else None)
+    # A report only reads: pointed at a store that is not there (a mistyped URL, another
+    # directory), it says so rather than make an empty one and report that nothing bounced.
+    engine = open_engine(ctx.obj.database_url if ctx.obj else None, create=False)
     try:
         with session_scope(engine) as session:
             rows, verdict, level = _rows(

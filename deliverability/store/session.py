@@ -417,11 +417,20 @@ def check_schema(engine: Engine) -> list[str]:
     return []
 
 
-def open_engine(url: str | None = None, **kwargs: Any) -> Engine:
-    """An engine on the store with its schema at the newest revision (made on first use)."""
+def open_engine(url: str | None = None, *, create: bool = True, **kwargs: Any) -> Engine:
+    """An engine on the store with its schema at the newest revision (made on first use).
+
+    With `create` false, a store that does not exist yet (an SQLite file that is not there, a
+    database with no schema) is a StoreError, not made: a command that only reads (a report)
+    pointed at the wrong place would otherwise make an empty store and say all is clean."""
+    if not create:
+        _require_store(resolve_url(url))
     engine = create_engine(url, **kwargs)
     head = head_revision()
     current = current_revision(engine)
+    if current is None and not create:
+        engine.dispose()
+        raise _no_store(engine.url)
     if current is not None and not _known_revision(current):
         engine.dispose()
         # Alembic's own error for it ("Can't locate revision") reached people as an internal
@@ -440,6 +449,25 @@ def open_engine(url: str | None = None, **kwargs: Any) -> Engine:
                 engine.dispose()
                 raise
     return engine
+
+
+def _no_store(url: object) -> StoreError:
+    return StoreError(
+        f"no store at {mask_url(url)}: nothing has been recorded there (check --database-url"
+        f" or {DATABASE_URL_ENV}, or run the nightly job first)"
+    )
+
+
+def _require_store(url: str) -> None:
+    """A StoreError when `url` names an SQLite file that is not there (connecting makes it)."""
+    if not _is_sqlite(url):
+        return
+    parsed = make_url(url)
+    path = parsed.database
+    if not path or path == ":memory:" or path.startswith("file:") or parsed.query.get("uri"):
+        return
+    if not os.path.exists(path):
+        raise _no_store(parsed)
 
 
 @contextmanager
