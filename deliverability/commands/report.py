@@ -173,6 +173,9 @@ def _output(path: Path | None) -> Iterator[IO[str]]:
     type=click.Choice(["table", "csv", "json", "html"]),
     default="table",
     show_default=True,
+    help="A table for people, CSV with a header row (texts a spreadsheet would run as a formula"
+    " start with '), a JSON array of objects (for scripts: the texts exactly), or a"
+    " self-contained HTML page with charts (docs/reports.md).",
 )
 @click.option(
     "--output",
