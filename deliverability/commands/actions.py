@@ -10,7 +10,7 @@ from typing import Any
 import click
 from sqlalchemy.orm import Session
 
-from deliverability.commands.base import AppContext
+from deliverability.commands.base import AppContext, rows_format_option
 from deliverability.output import emit_rows
 from deliverability.store import hygiene as hygiene_store
 from deliverability.store.models import Action
@@ -87,15 +87,7 @@ def _action_row(a: Action, now: datetime) -> dict[str, Any]:
 
 
 @click.command()
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "csv", "json"]),
-    default="table",
-    show_default=True,
-    help="A table for people, CSV with a header row, or a JSON array of objects "
-    "(target, scope, domain, until, reason, ...); the table leaves out domain.",
-)
+@rows_format_option(" (target, scope, domain, until, reason, ...); the table leaves out domain")
 @click.pass_context
 def throttles(ctx: click.Context, fmt: str) -> None:
     """List the destinations paused now, soonest lifted first: `target` is a domain or a
@@ -132,14 +124,7 @@ def throttles(ctx: click.Context, fmt: str) -> None:
     help="Only the actions in force now: open ones whose time is not up (the same as after the "
     "nightly job's sweep) and pending (held) ones.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "csv", "json"]),
-    default="table",
-    show_default=True,
-    help="A table for people, CSV with a header row, or a JSON array of objects.",
-)
+@rows_format_option()
 @click.pass_context
 def actions(ctx: click.Context, open_only: bool, fmt: str) -> None:
     """List hygiene actions, newest first; `actions confirm ID` / `actions discard ID` settle

@@ -4,9 +4,10 @@ which registers the commands, so command modules import this without an import c
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,6 +25,20 @@ POLICY_ENV = "DELIVERABILITY_POLICY"
 DEBUG_ENV = "DELIVERABILITY_DEBUG"
 #: `nightly` and `ingest --log-tz`: the zone of the mail host's syslog time stamps.
 LOG_TZ_ENV = "DELIVERABILITY_LOG_TZ"
+
+
+def rows_format_option(detail: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The `--format` option of a command that lists rows (`output.emit_rows`), as `fmt`;
+    `detail` follows the help's list of formats (what the rows hold, what the table leaves
+    out)."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "csv", "json"]),
+        default="table",
+        show_default=True,
+        help=f"A table for people, CSV with a header row, or a JSON array of objects{detail}.",
+    )
 
 
 class AppContext:

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from sqlalchemy import func, make_url, select
 from sqlalchemy.orm import Session
 
-from deliverability.commands.base import LOG_TZ_ENV, AppContext, run_time
+from deliverability.commands.base import LOG_TZ_ENV, AppContext, rows_format_option, run_time
 from deliverability.ingest.convert import parse_verp_template
 from deliverability.ingest.messages import DEFAULT_VERP, VerpFormat
 from deliverability.nightly import (
@@ -380,14 +380,7 @@ def ingest(
     show_default=True,
     help="List at most this many, newest first (the title counts them all).",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "csv", "json"]),
-    default="table",
-    show_default=True,
-    help="A table for people, CSV with a header row, or a JSON array of objects.",
-)
+@rows_format_option()
 @click.pass_obj
 def rejected(app: AppContext, source: str | None, limit: int, fmt: str) -> None:
     """List input that could not be read: source, position, error and the raw text."""
