@@ -153,6 +153,20 @@ def test_a_queue_id_removed_that_the_stream_never_looked_up_is_dropped_from_the_
     assert stream.take_changes() == {KEY: None}
 
 
+def test_a_message_deleted_by_postsuper_is_dropped_as_one_qmgr_removed_is() -> None:
+    # `postsuper -d` deletes the queue file itself and logs the removal; qmgr then logs
+    # nothing of it, so its line is the last word on that queue id (postsuper(1)).
+    stream = PostfixStream(now=NOW, saved=Saved())
+    records(stream, cleanup("3F1A2B", "m1@x.example"), line("3F1A2B", "a@example.com", "deferred"))
+    queued = stream.take_changes()[KEY]
+    assert queued is not None
+    queued.kept_since = NOW  # the caller kept it
+    records(stream, "Nov 28 06:00:01 mx postfix/postsuper[31]: 3F1A2B: removed")
+    assert stream.take_changes() == {KEY: None}
+    # Nothing of it is left to expire: an expiry line for a reused id names no one.
+    assert records(stream, expired("3F1A2B")) == []
+
+
 def test_a_stream_without_a_store_keeps_no_changes() -> None:
     stream = PostfixStream(now=NOW)
     records(stream, cleanup("3F1A2B", "m1@x.example"), line("3F1A2B", "a@example.com", "deferred"))

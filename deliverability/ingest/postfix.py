@@ -402,7 +402,7 @@ class PostfixStream:
     The cleanup line gives a queue id its Message-ID; the deferrals of a queue id are kept so
     that qmgr's per-message ``status=expired`` line can be reported per recipient. What is kept
     is bounded (`max_queue_ids` queue ids, the oldest forgotten first) and a queue id is dropped
-    when qmgr logs it ``removed``, since Postfix then reuses the id.
+    when qmgr (or postsuper, deleting it) logs it ``removed``, since Postfix then reuses the id.
 
     A message often stays queued across two reads of the log (a nightly job's runs, a log
     rotation): with `saved`, the stream asks it for what earlier reads learnt of a queue id it
@@ -474,6 +474,10 @@ class PostfixStream:
                 self._drop(key)
             elif "status=expired" in rest:
                 return self._expired(key, split, text, position)
+        elif split.agent == "postsuper" and rest == "removed":
+            # `postsuper -d` deletes a queued message itself and logs its removal; qmgr logs
+            # nothing more of it (postsuper(1)). The id may be reused from then on.
+            self._drop(key)
         return []
 
     def _add(self, key: QueueKey) -> Queued:
@@ -533,7 +537,7 @@ class PostfixStream:
 
     def take_changes(self) -> dict[QueueKey, Queued | None]:
         """What the stream learnt since the last call, for the caller to keep: each queue id's
-        state as it is now, or None for one dropped (qmgr ``removed``). Only with `saved`."""
+        state as it is now, or None for one dropped (``removed``). Only with `saved`."""
         changes, self._changed = self._changed, {}
         return changes
 

@@ -9,9 +9,9 @@ the store: a run asks for the queue ids its lines need (`lookup`) and saves what
 (`save`) in the transaction that saves the offset it belongs to, so a run stopped at any point
 starts again from a state and an offset that match.
 
-The state is bounded: a queue id is dropped when qmgr logs it removed, and any kept longer than
-`KEEP_FOR` is dropped (`prune`): its message cannot still be queued, and its removal was not in
-the logs read (a log the job was not given, lines lost).
+The state is bounded: a queue id is dropped when qmgr (or postsuper) logs it removed, and any
+kept longer than `KEEP_FOR` is dropped (`prune`): its message cannot still be queued, and its
+removal was not in the logs read (a log the job was not given, lines lost).
 """
 
 from __future__ import annotations
