@@ -167,6 +167,15 @@ def test_a_message_deleted_by_postsuper_is_dropped_as_one_qmgr_removed_is() -> N
     assert records(stream, expired("3F1A2B")) == []
 
 
+def test_a_reused_queue_id_forgets_the_deferrals_of_its_earlier_message() -> None:
+    stream = PostfixStream(now=NOW)
+    # The first message's removal was in a log the stream was not given.
+    records(stream, cleanup("3F1A2B", "m1@x.example"), line("3F1A2B", "a@example.com", "deferred"))
+    records(stream, cleanup("3F1A2B", "m2@x.example"), line("3F1A2B", "b@example.com", "deferred"))
+    got = records(stream, expired("3F1A2B"))
+    assert [(r.recipient, r.message_id) for r in got] == [("b@example.com", "m2@x.example")]
+
+
 def test_a_stream_without_a_store_keeps_no_changes() -> None:
     stream = PostfixStream(now=NOW)
     records(stream, cleanup("3F1A2B", "m1@x.example"), line("3F1A2B", "a@example.com", "deferred"))

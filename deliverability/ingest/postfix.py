@@ -466,7 +466,12 @@ class PostfixStream:
         if split.agent == "cleanup" and rest.startswith("message-id="):
             message_id = normalize_message_id(rest[len("message-id=") :])
             if message_id:
-                queued = self._queue.get(key) or self._add(key)
+                queued = self._queue.get(key)
+                if queued is None or queued.message_id not in (None, message_id):
+                    # cleanup names a message as it enters the queue: a queue id known with
+                    # another Message-ID was reused after a removal this stream did not read
+                    # (a log it was not given), and what it knew is another message's.
+                    queued = self._add(key)
                 queued.message_id = message_id
                 self._note(key, queued)
         elif split.agent == "qmgr":
