@@ -431,7 +431,8 @@ def open_engine(url: str | None = None, *, create: bool = True, **kwargs: Any) -
     if current is None and not create:
         engine.dispose()
         raise _no_store(engine.url)
-    if current is not None and not _known_revision(current):
+    # Asked only off the head (most opens are at it): it reads the migrations' files again.
+    if current is not None and current != head and not _known_revision(current):
         engine.dispose()
         # Alembic's own error for it ("Can't locate revision") reached people as an internal
         # error, and said nothing of what to do.
