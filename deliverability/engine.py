@@ -59,9 +59,9 @@ from deliverability.errors import (
     not_unicode,
     storable,
 )
-from deliverability.hygiene import Throttle, open_key
+from deliverability.hygiene import Throttle, is_exempt_give_up, open_key
 from deliverability.ingest.records import MAX_ATTEMPT, normalize_message_id
-from deliverability.policy import Policy, format_duration, load_policy
+from deliverability.policy import HygienePolicy, Policy, format_duration, load_policy
 from deliverability.replies import Reply, parse_reply, parse_status
 from deliverability.states import (
     Delivery as DeliveryView,
@@ -1875,9 +1875,9 @@ class Engine:
         self._judge_give_ups(conn, fresh, recipients)
         # The recipients' counters and standing once the give-ups are judged (their fault and
         # `restated` decide what they count for: `_apply_to_recipient`).
-        exempt = self.policy.hygiene.expiry_exempt_faults
+        hygiene = self.policy.hygiene
         for it in fresh:
-            _apply_to_recipient(recipients[it.address.key], it, times[it.at], exempt)
+            _apply_to_recipient(recipients[it.address.key], it, times[it.at], hygiene)
 
         # 4. Write: new recipients, events, recipient updates, deliveries.
         if new_recipients:
@@ -2371,15 +2371,12 @@ def _new_recipient(item: _Item, at: Any) -> dict[str, Any]:
     return rec
 
 
-def _apply_to_recipient(
-    rec: dict[str, Any], item: _Item, at: Any, exempt_faults: frozenset[Fault]
-) -> None:
+def _apply_to_recipient(rec: dict[str, Any], item: _Item, at: Any, hygiene: HygienePolicy) -> None:
     """Counters, last reply and standing of a recipient after one new event, its give-up
     judged (`_judge_give_ups`).
 
     `rec` holds the driver's values (enums by value, times as the driver gives them: compared,
-    never parsed) and `at` is the event's time in the same form. `exempt_faults`: the policy's
-    `hygiene.expiry_exempt_faults`.
+    never parsed) and `at` is the event's time in the same form. `hygiene`: the policy's.
     """
     verdict = item.verdict
     outcome = verdict.outcome
@@ -2436,11 +2433,11 @@ def _apply_to_recipient(
         # A give-up (the engine's expiry, a relay's log line or DSN, whatever outcome it came
         # with) is one result for the standing, as for the hygiene rules (docs/hygiene.md,
         # "What a give-up does to the standing"): the message never arrived, so the address
-        # looks bounced, unless its fault is the sender's, the message's or the destination's
-        # own trouble (no strike either: `evidence_of`), and the same give-up reported again
-        # (restated) changes nothing its first report did not. Those are no result: the
-        # standing stays what the other results say.
-        exempt = item.restated or verdict.fault in exempt_faults
+        # looks bounced, unless it is exempt, as from strikes (`is_exempt_give_up`: the
+        # sender's, the message's or the destination's own trouble, or the same give-up
+        # reported again, which changes nothing its first report did not). Those are no
+        # result: the standing stays what the other results say.
+        exempt = is_exempt_give_up(verdict.reason, verdict.fault, item.restated, hygiene)
         result = None if exempt else DeliveryState.EXPIRED
     elif item.kind is EventKind.EXPIRY:
         result = DeliveryState.EXPIRED

@@ -44,6 +44,7 @@ __all__ = [
     "destination_of",
     "evidence_of",
     "in_window",
+    "is_exempt_give_up",
     "is_incident",
     "is_relay",
     "is_sender_deferral",
@@ -125,11 +126,7 @@ def evidence_of(
         return Evidence.DELIVERED
     if outcome is Outcome.BLOCKED:
         return Evidence.BLOCKED
-    # An expiry after days of the sender's, the message's or the destination's own trouble
-    # (its last deferral's fault) says nothing about the address; nor does a give-up of a
-    # delivery already given up (the engine's and a relay's report of it): one delivery's
-    # give-up is one strike at most.
-    exempt = reason is Reason.EXPIRED and (restated or fault in policy.expiry_exempt_faults)
+    exempt = is_exempt_give_up(reason, fault, restated, policy)
     if outcome is Outcome.BOUNCED:
         if decisive:
             return Evidence.HARD
@@ -141,6 +138,16 @@ def evidence_of(
     if is_sender_deferral(outcome, reason, fault, policy):
         return Evidence.BLOCKED
     return Evidence.NEUTRAL
+
+
+def is_exempt_give_up(reason: Reason, fault: Fault, restated: bool, policy: HygienePolicy) -> bool:
+    """A give-up (reason `expired`) that says nothing about the address: no strike
+    (`evidence_of`) and no result for its standing (the engine). An expiry after days of the
+    sender's, the message's or the destination's own trouble (its last deferral's fault, one of
+    `expiry_exempt_faults`), or a give-up of a delivery already given up (`restated`: the
+    engine's and a relay's report of it), since one delivery's give-up is one strike at most.
+    `store.hygiene.exempt_give_up` and `_is_soft` say the same in SQL."""
+    return reason is Reason.EXPIRED and (restated or fault in policy.expiry_exempt_faults)
 
 
 def is_sender_deferral(
