@@ -12,7 +12,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from deliverability.ingest.bounce.base import Hit, usable_time
+from deliverability.ingest.bounce.base import Hit, parse_iso_date
 from deliverability.ingest.bounce.mime import Parsed
 from deliverability.vocabulary import EventKind
 
@@ -46,12 +46,7 @@ def _load(text: str) -> dict[str, Any] | None:
 def _when(value: object) -> datetime | None:
     """An ISO 8601 time stamp of the notification, or None when it is none or no usable time
     (``0001-01-01T00:00:00+01:00`` is before the first UTC instant: `usable_time`)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return usable_time(datetime.fromisoformat(value.replace("Z", "+00:00")))
-    except ValueError:
-        return None
+    return parse_iso_date(value) if isinstance(value, str) else None
 
 
 class AmazonSes:

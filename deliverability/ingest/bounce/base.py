@@ -21,6 +21,7 @@ __all__ = [
     "address_re",
     "addresses_in",
     "parse_date",
+    "parse_iso_date",
     "reply_in",
     "unfold",
     "usable_time",
@@ -219,9 +220,37 @@ def usable_time(value: datetime | None) -> datetime | None:
     return value if in_utc >= EARLIEST else None
 
 
+# ISO 8601 in the RFC 3339 profile (section 5.6), "2026-11-28T03:14:15Z": RFC 3464's dates
+# (sections 2.2.5, 2.3.7) are RFC 5322 date-times, but some appliances and cloud relays write
+# them so. A space may stand for the "T" (RFC 3339 section 5.6, note), the zone may lack its colon
+# or be absent, and a comment may follow, as after an RFC 5322 date. Week and ordinal dates, and
+# a day without a time of day, are no time an attempt can be dated by.
+_ISO_DATE_RE = re.compile(
+    r"\s*(\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:[.,]\d{1,9})?)?)"
+    r"\s*(Z|[+-]\d\d(?::?\d\d)?)?\s*(?:\([^()]*\)\s*)?",
+    re.I,
+)
+
+
+def parse_iso_date(value: str | None) -> datetime | None:
+    """An ISO 8601 date and time (see `_ISO_DATE_RE`) as an aware datetime, UTC when it names no
+    zone; None when it is not one or not a usable time (`usable_time`)."""
+    if not value:
+        return None
+    m = _ISO_DATE_RE.fullmatch(value)
+    if m is None:
+        return None
+    stamp, zone = m.group(1).upper(), (m.group(2) or "").upper()
+    try:
+        return usable_time(datetime.fromisoformat(stamp + zone))
+    except ValueError:
+        return None  # a month 13, an hour 25, a zone a day away: no date
+
+
 def parse_date(value: str | None) -> datetime | None:
-    """An RFC 5322 date as an aware datetime (UTC when the zone is -0000 or missing); None when
-    it is not a date or not a usable time (`usable_time`)."""
+    """An RFC 5322 date as an aware datetime (UTC when the zone is -0000 or missing), else an
+    ISO 8601 one (`parse_iso_date`); None when it is neither or not a usable time
+    (`usable_time`)."""
     if not value:
         return None
     m = _DATE_RE.match(value)
@@ -242,6 +271,9 @@ def parse_date(value: str | None) -> datetime | None:
             )
         except ValueError:
             return None
+    if value.lstrip()[:4].isdigit() and (iso := parse_iso_date(value)) is not None:
+        # A year first: no RFC 5322 date (section 3.3 starts with the day), but ISO 8601.
+        return iso
     try:
         dt = parsedate_to_datetime(value.strip())
     except (TypeError, ValueError, IndexError, OverflowError):
