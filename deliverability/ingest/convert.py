@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -41,6 +42,7 @@ from deliverability.verdicts import AUTO_REPLY_VERDICT, COMPLAINT_VERDICT, Verdi
 from deliverability.vocabulary import EventKind, Outcome, Reason
 
 __all__ = [
+    "charged_addresses",
     "judge_bounce",
     "log_item",
     "message_items",
@@ -177,11 +179,9 @@ def message_items(
 ) -> tuple[list[ReplyRecord], Rejected | None]:
     """What one bounce message says, as records; a message that says nothing usable is rejected.
 
-    The recipient is the one the message names, else the one a VERP return path encodes (in the
-    `verp` format); a message that reports on one recipient is charged to the VERP recipient
-    first, the address the sender wrote that return path for. Its replies are judged by
-    `policy`, the recording engine's (the shipped one when None), as the engine judges the
-    replies of a log: a site's own rules apply to bounce messages too.
+    Each recipient is charged to the address the sender sent to (`charged_addresses`). Its
+    replies are judged by `policy`, the recording engine's (the shipped one when None), as the
+    engine judges the replies of a log: a site's own rules apply to bounce messages too.
     """
     try:
         records = parse_message(data, verp=verp)
@@ -190,16 +190,17 @@ def message_items(
     items: list[ReplyRecord] = []
     problems: list[str] = []
     sent_at = message_date(data)
-    for index, bounce in enumerate(records):
+    charged = charged_addresses(records)
+    for index, (bounce, recipient) in enumerate(zip(records, charged, strict=True)):
         where = position if len(records) == 1 else f"{position}#{index}"
         item = _bounce_item(
             bounce,
+            recipient,
             source=source,
             position=where,
             now=now,
             sent_at=sent_at,
             policy=policy,
-            verp_first=len(records) == 1,
         )
         if isinstance(item, str):
             problems.append(item)
@@ -233,24 +234,47 @@ def message_date(data: bytes) -> datetime | None:
     return None if value is None else ensure_utc(value)
 
 
+def charged_addresses(records: list[BounceRecord]) -> list[str | None]:
+    """The address each of a message's records is charged to: the one the sender sent to.
+
+    A report's Final-Recipient is the mailbox the reporting MTA last tried, which "may differ
+    from the address originally provided by the sender" after forwarding or aliasing (RFC 3464
+    section 2.3.2): an address the sender's list does not have, so a bounce charged to it leaves
+    the list's address mailed on. The address the sender gave is, in order:
+
+    - for a message that reports on one recipient, the recipient its VERP return path encodes:
+      the sender wrote that path for the one address it sent to;
+    - the report's Original-Recipient, the sender's ORCPT (RFC 3464 section 2.3.1, RFC 3461
+      section 4.2: relays pass it on unchanged), when it is an address, unless several blocks
+      of the report share it: that address was expanded (an alias, a list) to several
+      mailboxes, and one of them failing is no failure of the address the others receive at;
+    - the recipient the record names (Final-Recipient, or what a prose bounce names).
+
+    A report on several recipients cannot all be about the one address a VERP path names: a
+    block that names no address is not charged to it (it stays None, and is rejected).
+    """
+    if len(records) == 1:
+        [record] = records
+        return [record.verp_recipient or record.original_recipient or record.recipient]
+    shared = Counter(r.original_recipient for r in records if r.original_recipient)
+    return [
+        r.original_recipient
+        if r.original_recipient and shared[r.original_recipient] == 1
+        else r.recipient
+        for r in records
+    ]
+
+
 def _bounce_item(
     bounce: BounceRecord,
+    recipient: str | None,
     *,
     source: str,
     position: str,
     now: datetime,
     sent_at: datetime | None = None,
     policy: Policy | None = None,
-    verp_first: bool = False,
 ) -> ReplyRecord | str:
-    recipient = bounce.recipient or bounce.verp_recipient
-    if verp_first and bounce.verp_recipient is not None:
-        # A VERP return path names the one recipient the sender wrote it for: the address on
-        # its list. The report's Final-Recipient may be another (RFC 3464 section 2.3.2: where
-        # the reporting MTA last tried, after the subscriber's address forwarded there), and a
-        # bounce charged to it leaves the list's address mailed on. A report on several
-        # recipients cannot all be that one, so each keeps its own.
-        recipient = bounce.verp_recipient
     if recipient is None:
         return bounce.error or "the message names no recipient"
     # When it happened: the last attempt the report names (RFC 3464 section 2.3.7), else when
