@@ -1,38 +1,48 @@
-"""Opening inputs: plain, rotated and gzip-compressed log files, read resumably and defensively.
+"""Opening inputs: plain, rotated and compressed (gzip, bzip2, xz) log files and mailboxes, read
+resumably and defensively.
 
 `read_lines` yields each line with the byte offsets where it starts and ends, so a run can record
 how far it got and the next run can resume there. `file_identity` tells a file that was read
 before from a new one that took its name (rotation) or the same one cut short (truncation), so a
-new file is read from the start. Compressed files are recognised by their magic bytes, not their
-names; the offsets of a compressed file count decompressed bytes.
+new file is read from the start. Compressed files (gzip, bzip2, xz) are recognised by their magic
+bytes, not their names; the offsets of a compressed file count decompressed bytes.
 
 Hostile or broken input never crashes a read: a line over the length cap, a line with NUL bytes,
-corrupt or truncated gzip data and a file that decompresses past the size cap all come back as a
-`Line` with a `problem`, and reading goes on where it can.
+corrupt or truncated compressed data and a file that decompresses past the size cap all come back
+as a `Line` with a `problem`, and reading goes on where it can.
 """
 
 from __future__ import annotations
 
+import bz2
 import csv
 import gzip
 import hashlib
 import io
+import lzma
 import os
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 from deliverability.errors import IngestError
 
 __all__ = [
+    "DECOMPRESSION_ERRORS",
     "FORMATS",
+    "READ_COMPRESSIONS",
     "FileIdentity",
     "Line",
     "ReadLimits",
+    "compression",
+    "compression_of",
+    "compression_refused",
     "detect_format",
     "file_identity",
+    "is_compressed",
     "is_gzip",
     "open_binary",
     "partial_last_line",
@@ -47,6 +57,28 @@ FORMATS = ("jsonl", "csv", "postfix", "mbox", "maildir", "eml")
 
 # RFC 1952 section 2.3.1: every gzip member starts with ID1=0x1f, ID2=0x8b.
 GZIP_MAGIC = b"\x1f\x8b"
+# How the other compressed formats start: bzip2 with "BZh", the block size digit and the magic of
+# its first block (pi) or of its end (sqrt(pi)) in an empty stream (bzip2's reference
+# implementation, no RFC); xz with its stream header magic (the .xz file format, section 2.1.1.1);
+# zstd with its frame magic number (RFC 8878 section 3.1.1); LZ4 with its frame magic number
+# (the LZ4 frame format description).
+_BZIP2_RE = re.compile(rb"BZh[1-9](?:1AY&SY|\x17rE8P\x90)")
+_MAGIC = (
+    ("gzip", GZIP_MAGIC),
+    ("xz", b"\xfd7zXZ\x00"),
+    ("zstd", b"\x28\xb5\x2f\xfd"),
+    ("lz4", b"\x04\x22\x4d\x18"),
+)
+#: The compressions read, with the standard library's gzip, bz2 and lzma modules. zstd and lz4
+#: (which Dovecot's zlib plugin can write too) need packages outside it: they are refused.
+READ_COMPRESSIONS: dict[str, Callable[..., Any]] = {
+    "gzip": gzip.open,
+    "bzip2": bz2.open,
+    "xz": lzma.open,
+}
+#: What reading compressed data raises when the data is corrupt or cut short (lzma's errors are
+#: no OSError).
+DECOMPRESSION_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError)
 #: How much of a file's start its fingerprint covers.
 FINGERPRINT_SIZE = 4096
 _SKIP_CHUNK = 64 * 1024
@@ -94,7 +126,8 @@ class FileIdentity:
     The device and inode say which file a name points to now; the fingerprint (SHA-256 of the
     first `fingerprint_size` bytes of content, decompressed) guards against an inode reused after
     a deletion and against a file truncated and rewritten in place. `key` is a one-line text form
-    for storage; `from_key` reads it back.
+    for storage; `from_key` reads it back. `compressed` is for any compression read (its key
+    says "gz", as it did when gzip was the only one).
     """
 
     device: int
@@ -121,19 +154,49 @@ class FileIdentity:
 
 def is_gzip(path: str | os.PathLike[str]) -> bool:
     """True when the file starts with the gzip magic bytes, whatever its name."""
+    return compression(path) == "gzip"
+
+
+def compression_of(data: bytes) -> str | None:
+    """The compressed format `data` starts as (gzip, bzip2, xz, zstd, lz4), or None."""
+    if data.startswith(b"BZh"):
+        return "bzip2" if _BZIP2_RE.match(data) else None
+    return next((name for name, magic in _MAGIC if data.startswith(magic)), None)
+
+
+def compression(path: str | os.PathLike[str]) -> str | None:
+    """The compressed format of the file, told by its magic bytes whatever its name, or None."""
     try:
         with open(path, "rb") as f:
-            return f.read(2) == GZIP_MAGIC
+            return compression_of(f.read(10))
     except OSError as exc:
         raise _open_error(path, exc) from None
 
 
+def is_compressed(path: str | os.PathLike[str]) -> bool:
+    """True when the file is compressed in a format that is read (`READ_COMPRESSIONS`)."""
+    return compression(path) in READ_COMPRESSIONS
+
+
+def compression_refused(what: str, name: str) -> str:
+    """Why `what`, compressed in `name` (zstd, lz4), is not read, and what to do."""
+    return (
+        f"{what} is {name}-compressed, which is not read (it needs a package outside Python's "
+        f"standard library): decompress it first ({name} -d), or have it written in gzip, "
+        "bzip2 or xz (Dovecot: zlib_save = gz, bz2 or xz; logrotate: compresscmd)"
+    )
+
+
 def open_binary(path: str | os.PathLike[str]) -> io.BufferedIOBase:
-    """Open a file for reading bytes, decompressing it when it is gzip data."""
-    compressed = is_gzip(path)
+    """Open a file for reading bytes, decompressing it when it is gzip, bzip2 or xz data (read
+    as a stream: memory stays bounded). Raises IngestError naming the format for a compressed
+    one that is not read (`compression_refused`)."""
+    kind = compression(path)
+    if kind is not None and kind not in READ_COMPRESSIONS:
+        raise IngestError(str(path), "file", compression_refused("the file", kind))
     try:
-        if compressed:
-            return gzip.open(path, "rb")
+        if kind is not None:
+            return cast(io.BufferedIOBase, READ_COMPRESSIONS[kind](path, "rb"))
         return open(path, "rb")
     except OSError as exc:
         raise _open_error(path, exc) from None
@@ -148,17 +211,17 @@ def _read_head(path: str | os.PathLike[str], size: int) -> bytes:
     with open_binary(path) as f:
         try:
             return f.read(size)
-        except (EOFError, OSError, zlib.error):
+        except DECOMPRESSION_ERRORS:
             return b""
 
 
-def _gzip_problem(path: str | os.PathLike[str]) -> str | None:
-    """Why a gzip file gives no data, when it is broken rather than empty."""
+def _compressed_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why a compressed file gives no data, when it is broken rather than empty."""
     try:
         with open_binary(path) as f:
             f.read(_DETECT_BYTES)
-    except (EOFError, OSError, zlib.error) as exc:
-        return f"the gzip data is truncated or corrupt ({exc})"
+    except DECOMPRESSION_ERRORS as exc:
+        return f"the {compression(path)} data is truncated or corrupt ({exc})"
     return None
 
 
@@ -174,7 +237,7 @@ def file_identity(path: str | os.PathLike[str]) -> FileIdentity:
         inode=st.st_ino,
         fingerprint=hashlib.sha256(head).hexdigest(),
         fingerprint_size=len(head),
-        compressed=is_gzip(path),
+        compressed=is_compressed(path),
     )
 
 
@@ -210,7 +273,7 @@ def resume_offset(path: str | os.PathLike[str], saved: FileIdentity | None, offs
     """
     if saved is None or offset <= 0 or not same_file(saved, path):
         return 0
-    if not is_gzip(path):
+    if not is_compressed(path):
         try:
             if os.path.getsize(path) < offset:
                 return 0
@@ -223,10 +286,10 @@ def partial_last_line(path: str | os.PathLike[str]) -> int | None:
     """Where the last line of a plain file starts when it has no newline yet, else None.
 
     That line is still being written (a mailer or syslog appends a line in more than one write):
-    `read_lines(..., hold_partial_line=True)` leaves it for the next run. A gzip file is complete,
-    so it never has one.
+    `read_lines(..., hold_partial_line=True)` leaves it for the next run. A compressed file is
+    complete, so it never has one.
     """
-    if is_gzip(path):
+    if is_compressed(path):
         return None
     try:
         with open(path, "rb") as f:
@@ -294,14 +357,14 @@ def read_lines(
 
     A line ends at LF, or at a CR that no LF follows (`_cr_lines`).
     `hold_partial_line` leaves a last line without its newline unread in a plain file, for a log
-    that is still being written: the next run reads it whole. A gzip file is complete once it
+    that is still being written: the next run reads it whole. A compressed file is complete once it
     exists (logrotate compresses a closed log), so its last line is read either way. Raises
     IngestError only when the file cannot be opened at all.
     """
     limits = limits or ReadLimits()
     if start_offset < 0:
         raise ValueError("start_offset must not be negative")
-    compressed = is_gzip(path)
+    compressed = is_compressed(path)
     hold_partial_line = hold_partial_line and not compressed
     cap = limits.max_decompressed if compressed else None
     with open_binary(path) as f:
@@ -309,7 +372,7 @@ def read_lines(
         try:
             if start_offset:
                 f.seek(start_offset)
-        except (EOFError, OSError, zlib.error) as exc:
+        except DECOMPRESSION_ERRORS as exc:
             yield Line(0, 0, "", problem=f"compressed data is corrupt or truncated: {exc}")
             return
         if cap is not None and pos > cap:
@@ -318,7 +381,7 @@ def read_lines(
         while True:
             try:
                 raw = f.readline(limits.max_line + 1)
-            except (EOFError, OSError, zlib.error) as exc:
+            except DECOMPRESSION_ERRORS as exc:
                 yield Line(pos, pos, "", problem=f"compressed data is corrupt or truncated: {exc}")
                 return
             if not raw:
@@ -365,7 +428,7 @@ def _skip_rest_of_line(f: io.BufferedIOBase, pos: int, cap: int | None) -> tuple
     while True:
         try:
             chunk = f.readline(_SKIP_CHUNK)
-        except (EOFError, OSError, zlib.error) as exc:
+        except DECOMPRESSION_ERRORS as exc:
             return pos, f"compressed data is corrupt or truncated: {exc}"
         pos += len(chunk)
         if cap is not None and pos > cap:
@@ -428,8 +491,8 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         raise IngestError(str(p), "folder", "a folder without cur/ and new/ is not a Maildir")
     head = _detect_head(p)
     if not head.strip():
-        if is_gzip(p):
-            problem = _gzip_problem(p)
+        if is_compressed(p):
+            problem = _compressed_problem(p)
             if problem:
                 raise IngestError(str(p), "file", problem)
         raise IngestError(str(p), "file", "the file is empty: no format to detect")

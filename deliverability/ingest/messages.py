@@ -11,6 +11,8 @@ time, with a key that stays the same from one run to the next.
 
 from __future__ import annotations
 
+import bz2
+import lzma
 import os
 import re
 import zlib
@@ -26,7 +28,14 @@ from deliverability.errors import AddressError, IngestError, ReplyParseError
 from deliverability.ingest.bounce import Hit, detect, parse_bytes
 from deliverability.ingest.bounce.base import STATUS_ALONE_RE, addresses_in
 from deliverability.ingest.bounce.mime import Parsed
-from deliverability.ingest.files import GZIP_MAGIC, MBOX_SEPARATOR_RE, is_gzip, open_binary
+from deliverability.ingest.files import (
+    DECOMPRESSION_ERRORS,
+    MBOX_SEPARATOR_RE,
+    compression_of,
+    compression_refused,
+    is_compressed,
+    open_binary,
+)
 from deliverability.replies import Reply, StatusCode, parse_reply
 from deliverability.verdicts import AUTO_REPLY_VERDICT, COMPLAINT_VERDICT
 from deliverability.vocabulary import EventKind
@@ -429,26 +438,39 @@ def _read_capped(path: Path, limit: int, what: str) -> tuple[bytes | None, str |
     `limit` bytes (then it is not read: a huge file never sits in memory), or its compressed
     data is broken.
 
-    A file that starts with the gzip magic bytes (RFC 1952) is decompressed, up to `limit`
-    bytes: Dovecot's zlib plugin stores Maildir messages so, and an archived message may be.
+    A file compressed in gzip, bzip2 or xz (told by its magic bytes, `files.compression_of`) is
+    decompressed, up to `limit` bytes: Dovecot's zlib plugin stores Maildir messages so, and an
+    archived message may be. One in zstd or lz4 is not read (`files.compression_refused`).
     """
     with path.open("rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         data = fh.read(limit + 1) if size <= limit else b""
     if size > limit or len(data) > limit:
         return None, _too_big(what, max(size, len(data)), limit)
-    if not data.startswith(GZIP_MAGIC):
+    kind = compression_of(data)
+    if kind is None:
         return data, None
-    unzip = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if kind not in _DECOMPRESSORS:
+        return None, compression_refused(what, kind)
+    unpack = _DECOMPRESSORS[kind]()
     try:
-        out = unzip.decompress(data, limit + 1)
-    except zlib.error as exc:
-        return None, f"{what} is gzip data that is corrupt ({exc}); not read"
+        out = unpack.decompress(data, limit + 1)
+    except DECOMPRESSION_ERRORS as exc:
+        return None, f"{what} is {kind} data that is corrupt ({exc}); not read"
     if len(out) > limit:
         return None, f"{what} decompresses to more than {limit} bytes, the limit for one message"
-    if not unzip.eof:
-        return None, f"{what} is gzip data cut short; not read"
+    if not unpack.eof:
+        return None, f"{what} is {kind} data cut short; not read"
     return out, None
+
+
+# One-shot decompressors of the compressions read (`files.READ_COMPRESSIONS`); each takes the
+# most it may give (`max_length`), so a decompression bomb is never expanded past the limit.
+_DECOMPRESSORS: dict[str, Callable[[], Any]] = {
+    "gzip": lambda: zlib.decompressobj(16 + zlib.MAX_WBITS),  # RFC 1952 framing
+    "bzip2": bz2.BZ2Decompressor,
+    "xz": lzma.LZMADecompressor,
+}
 
 
 def _is_separator(line: bytes) -> bool:
@@ -470,7 +492,7 @@ _BOM = b"\xef\xbb\xbf"
 def starts_mbox_message(path: Path | str, offset: int) -> bool:
     """Whether an mbox separator line (``From ``, RFC 4155) begins at byte `offset` of the file
     and follows a blank line or the file's start: where `iter_mbox` can start (offsets of a
-    gzip-compressed mbox count decompressed bytes)."""
+    compressed mbox count decompressed bytes)."""
     try:
         with open_binary(path) as fh:
             if offset > 0:
@@ -478,7 +500,7 @@ def starts_mbox_message(path: Path | str, offset: int) -> bool:
                 if fh.read(1) != b"\n":
                     return False
             line = fh.readline(_READ_PIECE)
-    except (EOFError, OSError, zlib.error):
+    except DECOMPRESSION_ERRORS:
         return False  # compressed data cut short before it: read from the top
     return line.startswith(b"From ") and _is_separator(line)
 
@@ -522,9 +544,9 @@ def iter_mbox(
         raise ValueError("start_offset must not be negative")
     limit = _limit(max_message)
     p = Path(path)
-    # RFC 1952: a rotated mailbox may be gzip-compressed (told by its magic bytes, as logs are);
-    # such a file is complete, so its last message is read however it ends.
-    hold_unterminated = hold_unterminated and not is_gzip(p)
+    # A rotated mailbox may be compressed (gzip, bzip2 or xz, told by its magic bytes, as logs
+    # are); such a file is complete, so its last message is read however it ends.
+    hold_unterminated = hold_unterminated and not is_compressed(p)
 
     def report(where: str, problem: str) -> None:
         if unreadable is None:
@@ -551,14 +573,14 @@ def iter_mbox(
         loose = False  # the preamble holds more than white space
         try:
             fh.seek(start_offset)
-        except (EOFError, OSError, zlib.error) as exc:
+        except DECOMPRESSION_ERRORS as exc:
             report(f"byte {start_offset}", _corrupt(start_offset, exc))
             return
         # Read in pieces of at most _READ_PIECE bytes: a line is not held whole, however long.
         while True:
             try:
                 raw = fh.readline(_READ_PIECE)
-            except (EOFError, OSError, zlib.error) as exc:
+            except DECOMPRESSION_ERRORS as exc:
                 # Compressed data corrupt or cut short (a copy that stopped): what came before
                 # is read, the message it cuts is reported, and nothing after it can be read.
                 report(str(start) if start is not None else f"byte {offset}", _corrupt(offset, exc))
@@ -631,9 +653,9 @@ _BLANK_LINES = (b"\n", b"\r\n")
 def mbox_last_message_unterminated(path: Path | str) -> bool:
     """Whether an mbox's last message lacks the empty line that ends every message (RFC 4155,
     appendix A): the message `iter_mbox` holds back. A file with no message is not, nor a
-    gzip-compressed one, which is complete."""
+    compressed one, which is complete."""
     p = Path(path)
-    if is_gzip(p):
+    if is_compressed(p):
         return False
     with p.open("rb") as fh:
         size = fh.seek(0, os.SEEK_END)
