@@ -538,8 +538,12 @@ def _detect_head(path: Path) -> bytes:
     A gzip file cut short (a copy that stopped, a disk that filled) still starts with whole
     deflate blocks: an incremental decompressor gives what they hold, where `gzip.open` gives up
     on the whole read. Its lines before the cut are readable, so its format is told from them.
+    So are an xz file's (LZMA decodes as it goes) and a bzip2 file's whole blocks before the cut.
     """
-    if not is_gzip(path):
+    kind = compression(path)
+    if kind in _STREAM_DECOMPRESSORS:
+        return _stream_head(path, _STREAM_DECOMPRESSORS[kind])
+    if kind != "gzip":
         return _read_head(path, _DETECT_BYTES)
     out = b""
     try:
@@ -561,6 +565,44 @@ def _detect_head(path: Path) -> bytes:
     except OSError as exc:
         raise _open_error(path, exc) from None
     return out[:_DETECT_BYTES]
+
+
+# The incremental decompressors of bzip2 and xz, which buffer the input they have not decoded
+# yet (`needs_input`), unlike zlib's.
+_STREAM_DECOMPRESSORS: dict[str, Callable[[], Any]] = {
+    "bzip2": bz2.BZ2Decompressor,
+    "xz": lzma.LZMADecompressor,
+}
+
+
+def _stream_head(path: Path, new: Callable[[], Any]) -> bytes:
+    """`_detect_head` for bzip2 and xz: the first `_DETECT_BYTES` the data decompresses to,
+    up to where it is cut short or corrupt."""
+    out = bytearray()
+    try:
+        with open(path, "rb") as f:
+            unpack = new()
+            while len(out) < _DETECT_BYTES:
+                if unpack.eof:
+                    # Several streams may follow one another (pbzip2, xz --block-list): each
+                    # is decoded as it comes.
+                    data = unpack.unused_data or f.read(_DETECT_BYTES)
+                    if not data:
+                        break
+                    unpack = new()
+                elif unpack.needs_input:
+                    data = f.read(_DETECT_BYTES)
+                    if not data:
+                        break
+                else:
+                    data = b""  # more output is waiting in the decompressor
+                try:
+                    out += unpack.decompress(data, _DETECT_BYTES - len(out))
+                except DECOMPRESSION_ERRORS:
+                    break  # corrupt from here on: what came before is the head
+    except OSError as exc:
+        raise _open_error(path, exc) from None
+    return bytes(out)
 
 
 def starts_like_syslog(text: str) -> bool:
