@@ -8,6 +8,7 @@ absent, and the bounce is dated by what else it says.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ from deliverability.ingest.convert import message_items
 from deliverability.ingest.messages import parse_message
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "bounces"
 
 
 def _dsn(arrival: str, last_attempt: str) -> bytes:
@@ -119,3 +121,21 @@ def test_a_bounce_with_garbled_dates_is_kept_and_dated_by_the_reports_date() -> 
     )
     assert rejected is None
     assert (item.recipient, item.at) == ("kim@example.com", datetime(2026, 11, 28, 9, tzinfo=UTC))
+
+
+def test_sendgrids_arrival_date_with_hyphens_in_its_time_is_read() -> None:
+    assert parse_date("2012-10-31 04-46-42") == datetime(2012, 10, 31, 4, 46, 42, tzinfo=UTC)
+    assert parse_date("2012-10-31 04-46:42") is None
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason=f"the shared bounce corpus is not here ({CORPUS})")
+def test_the_sendgrid_reports_of_the_corpus_keep_their_arrival_dates() -> None:
+    got = [
+        record.arrival_date
+        for name in ("lhost-sendgrid-01.eml", "lhost-sendgrid-03.eml")
+        for record in parse_message((CORPUS / name).read_bytes())
+    ]
+    assert got == [
+        datetime(2012, 10, 31, 4, 46, 42, tzinfo=UTC),
+        datetime(2013, 7, 8, 18, 21, 1, tzinfo=UTC),
+    ]

@@ -223,10 +223,12 @@ def usable_time(value: datetime | None) -> datetime | None:
 # ISO 8601 in the RFC 3339 profile (section 5.6), "2026-11-28T03:14:15Z": RFC 3464's dates
 # (sections 2.2.5, 2.3.7) are RFC 5322 date-times, but some appliances and cloud relays write
 # them so. A space may stand for the "T" (RFC 3339 section 5.6, note), the zone may lack its colon
-# or be absent, and a comment may follow, as after an RFC 5322 date. Week and ordinal dates, and
-# a day without a time of day, are no time an attempt can be dated by.
+# or be absent, and a comment may follow, as after an RFC 5322 date. SendGrid writes the time
+# with hyphens ("Arrival-Date: 2012-10-31 04-46-42", two reports of the shared corpus), read as
+# the colons they stand for. Week and ordinal dates, and a day without a time of day, are no
+# time an attempt can be dated by.
 _ISO_DATE_RE = re.compile(
-    r"\s*(\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:[.,]\d{1,9})?)?)"
+    r"\s*(\d{4}-\d\d-\d\d)[T ](\d\d([:-])\d\d(?:\3\d\d(?:[.,]\d{1,9})?)?)"
     r"\s*(Z|[+-]\d\d(?::?\d\d)?)?\s*(?:\([^()]*\)\s*)?",
     re.I,
 )
@@ -240,9 +242,10 @@ def parse_iso_date(value: str | None) -> datetime | None:
     m = _ISO_DATE_RE.fullmatch(value)
     if m is None:
         return None
-    stamp, zone = m.group(1).upper(), (m.group(2) or "").upper()
+    day, time, _, zone = m.groups()
+    stamp = f"{day}T{time.replace('-', ':')}{(zone or '').upper()}"
     try:
-        return usable_time(datetime.fromisoformat(stamp + zone))
+        return usable_time(datetime.fromisoformat(stamp))
     except ValueError:
         return None  # a month 13, an hour 25, a zone a day away: no date
 
