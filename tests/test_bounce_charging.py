@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from deliverability.ingest.convert import message_items
+from deliverability.ingest.messages import parse_message
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -112,3 +113,61 @@ def test_a_block_of_several_that_names_no_address_is_rejected_not_charged_to_the
     assert charged == [("m1@example.com", "0#0")]
     assert error is not None
     assert error.startswith("Final-Recipient: ")
+
+
+# --- a bounce of a bounce -----------------------------------------------------------------------
+
+
+def _double_bounce(inner_final: str) -> bytes:
+    """Postfix's postmaster copy of a bounce it could not deliver: the outer report is about
+    the bounce's recipient, the VERP return path; the bounce it returns is about the subscriber."""
+    inner = _dsn(_block(inner_final), to="bounces+alice=example.com@lists.example.org").decode()
+    return (
+        "From: Mail Delivery System <MAILER-DAEMON@lists.example.org>\n"
+        "To: postmaster@lists.example.org\n"
+        "Subject: Postmaster Copy: Undelivered Mail\n"
+        "MIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="OUT"\n\n'
+        "--OUT\nContent-Type: text/plain\n\nThe bounce could not be delivered.\n\n"
+        "--OUT\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; lists.example.org\n\n"
+        "Final-Recipient: rfc822; bounces+alice=example.com@lists.example.org\n"
+        "Action: failed\nStatus: 5.2.2\nDiagnostic-Code: x-unix; mailbox full\n\n"
+        "--OUT\nContent-Type: message/rfc822\n\n" + inner + "\n--OUT--\n"
+    ).encode()
+
+
+def test_a_bounce_of_a_bounce_charges_the_subscriber_with_the_bounce_it_returns_only() -> None:
+    # The outer report's block is about the sender's own return path (its bounce mailbox was
+    # full): no recipient's failure. Charged, the VERP path itself was recorded as a bounced
+    # address with the bounce mailbox's 5.2.2.
+    items, rejected = message_items(
+        _double_bounce("alice@example.com"), source="bounces.mbox", position="0", now=NOW
+    )
+    assert [(i.recipient, i.position, str(i.reply.status)) for i in items if i.reply] == [
+        ("alice@example.com", "0#1", "5.1.1")
+    ]
+    assert rejected is not None
+    assert "bounce of a bounce" in rejected.error
+    assert "bounces+alice=example.com@lists.example.org" in rejected.error
+
+
+def test_a_bounce_of_a_bounce_keeps_the_one_recipient_verp_rule_for_the_bounce_it_returns() -> None:
+    # The returned bounce is about the mailbox the subscriber's address forwards to; the outer
+    # report names the VERP path the bounce was sent to, which names the subscriber.
+    [record, inner] = parse_message(_double_bounce("alice.smith@othermail.example"))
+    assert (record.recipient, record.bounce_of_bounce) == (
+        "bounces+alice=example.com@lists.example.org",
+        True,
+    )
+    assert not inner.bounce_of_bounce
+    assert (inner.recipient, inner.verp_recipient) == (
+        "alice.smith@othermail.example",
+        "alice@example.com",
+    )
+    items, _ = message_items(
+        _double_bounce("alice.smith@othermail.example"),
+        source="bounces.mbox",
+        position="0",
+        now=NOW,
+    )
+    assert [i.recipient for i in items] == ["alice@example.com"]

@@ -251,11 +251,15 @@ def charged_addresses(records: list[BounceRecord]) -> list[str | None]:
     - the recipient the record names (Final-Recipient, or what a prose bounce names).
 
     A report on several recipients cannot all be about the one address a VERP path names: a
-    block that names no address is not charged to it (it stays None, and is rejected).
+    block that names no address is not charged to it (it stays None, and is rejected). Nor is
+    a block about delivering a bounce the message returns (`BounceRecord.bounce_of_bounce`):
+    the bounce's own blocks are counted, and charged, instead.
     """
-    if len(records) == 1:
-        [record] = records
-        return [record.verp_recipient or record.original_recipient or record.recipient]
+    about = [r for r in records if not r.bounce_of_bounce]
+    if len(about) == 1:
+        [record] = about
+        one = record.verp_recipient or record.original_recipient or record.recipient
+        return [None if r.bounce_of_bounce else one for r in records]
     shared = Counter(r.original_recipient for r in records if r.original_recipient)
     return [
         r.original_recipient
@@ -275,6 +279,13 @@ def _bounce_item(
     sent_at: datetime | None = None,
     policy: Policy | None = None,
 ) -> ReplyRecord | str:
+    if bounce.bounce_of_bounce:
+        return (
+            f"a bounce of a bounce: {bounce.recipient or 'the return path'} did not take the "
+            f"bounce the message returns ({bounce.diagnostic or bounce.status or 'no reply'}); "
+            "that is about the sender's return path, no recipient, and is not charged: the "
+            "returned bounce is read for its own recipients"
+        )
     if recipient is None:
         return bounce.error or "the message names no recipient"
     # When it happened: the last attempt the report names (RFC 3464 section 2.3.7), else when

@@ -126,6 +126,10 @@ class BounceRecord:
     feedback_type: str | None = None
     subject: str | None = None
     error: str | None = None
+    #: The block reports on delivering a bounce the message returns (a bounce of a bounce):
+    #: `recipient` is that bounce's recipient, the return path of the message it returns, and
+    #: the returned bounce's blocks have records of their own.
+    bounce_of_bounce: bool = False
 
     @property
     def klass(self) -> int | None:
@@ -191,6 +195,12 @@ def _records(parsed: Parsed, verp: VerpFormat) -> list[BounceRecord]:
     subject = parsed.header("Subject") or None
     message_id = _original_message_id(parsed)
     verp_rcpt = _verp_recipient(parsed, verp)
+    if verp_rcpt is None:
+        # A bounce of a bounce names the returned bounce's recipient, the sender's return path.
+        verp_rcpt = next(
+            (d for h in hits if h.bounce_of_bounce and (d := verp.decode(h.recipient or ""))),
+            None,
+        )
     if not hits:
         return [
             BounceRecord(
@@ -249,6 +259,7 @@ def _record(
         detector=hit.detector or detector,
         subject=subject,
         error=error,
+        bounce_of_bounce=hit.bounce_of_bounce,
     )
 
 

@@ -50,6 +50,9 @@ class Hit:
     detector: str | None = None
     #: The field `recipient` was read from (``Final-Recipient``), named when it is no address.
     recipient_field: str | None = None
+    #: The block reports on delivering a bounce the message returns, not on a recipient
+    #: (`mime.Parsed.bounce_of_bounce`).
+    bounce_of_bounce: bool = False
 
 
 class Detector(Protocol):

@@ -170,6 +170,10 @@ class Parsed:
     explanation: str = ""
     #: Texts of ``message/delivery-status`` parts (RFC 3464 section 2), in order.
     delivery_status: list[str] = field(default_factory=list)
+    #: Which of `delivery_status` (their indexes) report on delivering a report the message
+    #: returns: a bounce of a bounce (Postfix's postmaster copy of a bounce it could not
+    #: deliver), whose recipient is the bounce's return path, not one of the sender's.
+    bounce_of_bounce: set[int] = field(default_factory=set)
     #: Texts of ``message/feedback-report`` parts (RFC 5965 section 3.1).
     feedback_report: list[str] = field(default_factory=list)
     #: Headers of the returned original message, when the bounce carries them.
@@ -350,6 +354,9 @@ class _Walker:
         self.parsed = parsed
         self.first_text: str | None = None
         self.first_html: str | None = None
+        self.in_returned_report = False
+        self.returns_report = False
+        self.own_status: list[int] = []  # indexes of the message's own delivery-status parts
 
     def part(self, headers: Headers, body: str, default: str, depth: int, top: bool) -> None:
         ctype, params = _content_type(headers, default)
@@ -369,6 +376,8 @@ class _Walker:
             self.text(headers, body, params, html=False)
             return
         if ctype in _REPORT_TYPES:
+            if not self.in_returned_report:
+                self.own_status.append(len(self.parsed.delivery_status))
             self.parsed.delivery_status.append(_body_text(headers, body, params))
         elif ctype == "message/feedback-report":
             self.parsed.feedback_report.append(_body_text(headers, body, params))
@@ -378,7 +387,10 @@ class _Walker:
             if inner_type.startswith("multipart/report") and depth < _MAX_DEPTH:
                 # A report forwarded inside another message (a gateway relaying a DSN): the
                 # report is the news, so it is read whole. Other returned bodies are skipped.
+                outer, self.in_returned_report = self.in_returned_report, True
+                self.returns_report = True
                 self.part(inner, inner_body, "text/plain", depth + 1, top=False)
+                self.in_returned_report = outer
             elif self.parsed.returned is None and len(inner):
                 self.parsed.returned = inner
         elif ctype in _HEADER_TYPES:
@@ -408,6 +420,10 @@ def parse_bytes(data: bytes) -> Parsed:
     parsed = Parsed(message=headers)
     walker = _Walker(parsed)
     walker.part(headers, body, "text/plain", 0, top=True)
+    if walker.returns_report and parsed.content_type == "multipart/report":
+        # The message is a report itself, returning a report it could not deliver: its own
+        # report parts are about that delivery, and the returned report's about the recipients.
+        parsed.bounce_of_bounce = set(walker.own_status)
     parsed.text = walker.first_text or walker.first_html or ""
     parsed.explanation = parsed.text
     # A match in "\n" + text starts where its line starts in the text, and ends one further.

@@ -129,16 +129,20 @@ class Rfc3464:
 
     def detect(self, parsed: Parsed) -> list[Hit]:
         texts = parsed.delivery_status
+        about_bounce = parsed.bounce_of_bounce
         if not texts:
             # Some MTAs (and some relays that flatten MIME) put the fields in the body.
             texts = [t for t in parsed.texts if _FINAL_RECIPIENT_RE.search("\n" + t)]
+            about_bounce = set()
         hits: list[Hit] = []
-        for text in texts:
+        for index, text in enumerate(texts):
             per_message, recipients = read_fields(text)
             reporting = per_message.get("reporting-mta")
             arrival = parse_date(per_message.get("arrival-date"))
             for fields in recipients:
-                hits.append(self._hit(fields, reporting, arrival))
+                hit = self._hit(fields, reporting, arrival)
+                hit.bounce_of_bounce = index in about_bounce
+                hits.append(hit)
         return hits
 
     def _hit(
