@@ -32,6 +32,7 @@ from deliverability.errors import IngestError
 
 __all__ = [
     "DECOMPRESSION_ERRORS",
+    "DECOMPRESSORS",
     "FORMATS",
     "READ_COMPRESSIONS",
     "FileIdentity",
@@ -75,6 +76,13 @@ READ_COMPRESSIONS: dict[str, Callable[..., Any]] = {
     "gzip": gzip.open,
     "bzip2": bz2.open,
     "xz": lzma.open,
+}
+#: One-shot decompressors of the same compressions, for data already in memory: each takes the
+#: most it may give (`max_length`), so a decompression bomb is never expanded past a limit.
+DECOMPRESSORS: dict[str, Callable[[], Any]] = {
+    "gzip": lambda: zlib.decompressobj(16 + zlib.MAX_WBITS),  # RFC 1952 framing
+    "bzip2": bz2.BZ2Decompressor,
+    "xz": lzma.LZMADecompressor,
 }
 #: What reading compressed data raises when the data is corrupt or cut short (lzma's errors are
 #: no OSError).
@@ -541,8 +549,8 @@ def _detect_head(path: Path) -> bytes:
     So are an xz file's (LZMA decodes as it goes) and a bzip2 file's whole blocks before the cut.
     """
     kind = compression(path)
-    if kind in _STREAM_DECOMPRESSORS:
-        return _stream_head(path, _STREAM_DECOMPRESSORS[kind])
+    if kind in ("bzip2", "xz"):
+        return _stream_head(path, DECOMPRESSORS[kind])
     if kind != "gzip":
         return _read_head(path, _DETECT_BYTES)
     out = b""
@@ -567,17 +575,10 @@ def _detect_head(path: Path) -> bytes:
     return out[:_DETECT_BYTES]
 
 
-# The incremental decompressors of bzip2 and xz, which buffer the input they have not decoded
-# yet (`needs_input`), unlike zlib's.
-_STREAM_DECOMPRESSORS: dict[str, Callable[[], Any]] = {
-    "bzip2": bz2.BZ2Decompressor,
-    "xz": lzma.LZMADecompressor,
-}
-
-
 def _stream_head(path: Path, new: Callable[[], Any]) -> bytes:
     """`_detect_head` for bzip2 and xz: the first `_DETECT_BYTES` the data decompresses to,
-    up to where it is cut short or corrupt."""
+    up to where it is cut short or corrupt. Their decompressors keep the input they have not
+    decoded yet (`needs_input`), unlike zlib's."""
     out = bytearray()
     try:
         with open(path, "rb") as f:

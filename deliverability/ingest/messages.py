@@ -11,11 +11,8 @@ time, with a key that stays the same from one run to the next.
 
 from __future__ import annotations
 
-import bz2
-import lzma
 import os
 import re
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -30,6 +27,7 @@ from deliverability.ingest.bounce.base import STATUS_ALONE_RE, addresses_in
 from deliverability.ingest.bounce.mime import Parsed
 from deliverability.ingest.files import (
     DECOMPRESSION_ERRORS,
+    DECOMPRESSORS,
     MBOX_SEPARATOR_RE,
     compression_of,
     compression_refused,
@@ -461,9 +459,9 @@ def _read_capped(path: Path, limit: int, what: str) -> tuple[bytes | None, str |
     kind = compression_of(data)
     if kind is None:
         return data, None
-    if kind not in _DECOMPRESSORS:
+    if kind not in DECOMPRESSORS:
         return None, compression_refused(what, kind)
-    unpack = _DECOMPRESSORS[kind]()
+    unpack = DECOMPRESSORS[kind]()
     try:
         out = unpack.decompress(data, limit + 1)
     except DECOMPRESSION_ERRORS as exc:
@@ -473,15 +471,6 @@ def _read_capped(path: Path, limit: int, what: str) -> tuple[bytes | None, str |
     if not unpack.eof:
         return None, f"{what} is {kind} data cut short; not read"
     return out, None
-
-
-# One-shot decompressors of the compressions read (`files.READ_COMPRESSIONS`); each takes the
-# most it may give (`max_length`), so a decompression bomb is never expanded past the limit.
-_DECOMPRESSORS: dict[str, Callable[[], Any]] = {
-    "gzip": lambda: zlib.decompressobj(16 + zlib.MAX_WBITS),  # RFC 1952 framing
-    "bzip2": bz2.BZ2Decompressor,
-    "xz": lzma.LZMADecompressor,
-}
 
 
 def _is_separator(line: bytes) -> bool:
