@@ -684,9 +684,9 @@ def read_postfix_log(
 ) -> Iterator[tuple[int, LogRecord | Rejected]]:
     """Yield (byte offset after the item, item) for every delivery result in a Postfix log.
 
-    Plain, rotated and gzip-compressed files are read alike. Syslog stamps get their year from
-    `year`, else the latest time not more than `SYSLOG_AHEAD` after `now`, else after the file's
-    modification time. When resuming from `start_offset`, the lines before it are scanned for
+    Plain, rotated and compressed (gzip, bzip2, xz) files are read alike. Syslog stamps get their
+    year from `year`, else the latest time not more than `SYSLOG_AHEAD` after `now`, else after the
+    file's modification time. When resuming from `start_offset`, the lines before it are scanned for
     Message-IDs and pending deferrals first, so records after it are joined as a full read would
     join them. Items name their source by the path as given (see `read_mailer_log`).
 
