@@ -4,7 +4,9 @@ Works both ways it is called:
 - from the `alembic` command line with alembic.ini (the URL from ``sqlalchemy.url``, else
   ``DELIVERABILITY_DATABASE_URL``, else the default SQLite file);
 - programmatically from `deliverability.store.session`, which passes an open connection in
-  ``config.attributes["connection"]`` so the upgrade runs inside the caller's transaction.
+  ``config.attributes["connection"]``: on a server not in a transaction, so that each revision
+  runs in one of its own (`upgrade_schema` takes the upgrade lock and sets the lock timeout on
+  that connection first); on SQLite in one, which every revision then runs in.
 
 ``render_as_batch`` makes ALTER TABLE work on SQLite (copy-and-move), so one migration serves every
 backend.
@@ -34,6 +36,13 @@ def _configure(connection: Connection) -> None:
         render_as_batch=True,
         compare_type=True,
         compare_server_default=True,
+        # One transaction per revision, each with its revision number: an index built
+        # CONCURRENTLY on PostgreSQL must run outside any transaction (migrations/online.py),
+        # and the locks a revision takes (0015's ADD COLUMN on `events`) are let go at its end,
+        # not held until the last revision of a long upgrade. A revision that fails leaves the
+        # store at the one before it, which the next upgrade goes on from. (On SQLite
+        # `upgrade_schema` passes a connection already in a transaction: all revisions are in it.)
+        transaction_per_migration=True,
     )
 
 

@@ -8,10 +8,15 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, MetaData, insert, inspect, select
+from click.testing import CliRunner
+from sqlalchemy import Connection, Engine, MetaData, insert, inspect, make_url, select
 
+from deliverability.cli import cli
+from deliverability.commands import db as db_commands
+from deliverability.errors import StoreError
 from deliverability.store.models import Base
 from deliverability.store.session import (
+    UPGRADE_LOCK_TIMEOUT_S,
     alembic_config,
     check_schema,
     create_engine,
@@ -930,3 +935,73 @@ def test_from_0018_a_restated_give_up_counts_in_no_counter_and_the_domain_index_
         assert "ix_events_domain_at_outcome_kind_restated" not in indexes
     finally:
         engine.dispose()
+
+
+def _session_setting(conn: Connection, dialect: str) -> tuple[object, object]:
+    """The upgrade's lock limit as this session has it, and as a new session gets it."""
+    if dialect == "postgresql":
+        query = (
+            "SELECT current_setting('lock_timeout'), reset_val FROM pg_settings"
+            " WHERE name = 'lock_timeout'"
+        )
+    else:
+        query = "SELECT @@SESSION.lock_wait_timeout, @@GLOBAL.lock_wait_timeout"
+    now, default = conn.exec_driver_sql(query).one()
+    return now, default
+
+
+def test_an_upgrade_waiting_behind_a_long_transaction_gives_up_with_what_to_do(
+    db_url: str,
+) -> None:
+    # 0015 adds a column to `events` (an ACCESS EXCLUSIVE lock on PostgreSQL, an exclusive
+    # metadata lock on MariaDB). Behind a transaction that read `events` and stays open it
+    # waits, and every sender's write to `events` queues behind it: the upgrade gives up after
+    # its lock timeout instead, says what to do, and leaves the store at 0014.
+    dialect = make_url(db_url).get_backend_name()
+    if dialect == "sqlite":
+        pytest.skip("SQLite's writers wait through busy_timeout, one writer at a time")
+    engine = create_engine(db_url, pool_size=1, max_overflow=0)
+    holder = create_engine(db_url)
+    try:
+        upgrade_schema(engine, "0014")
+        with holder.connect() as long_transaction:
+            long_transaction.exec_driver_sql("SELECT count(*) FROM events").one()
+            with pytest.raises(StoreError) as raised:
+                upgrade_schema(engine, "0015", lock_timeout=0.2 if dialect == "postgresql" else 1)
+            long_transaction.rollback()
+        message = str(raised.value)
+        assert "waited for 0.2 s" in message or "waited for 1 s" in message
+        assert "at revision 0014" in message
+        assert "run it again" in message
+        assert "--lock-timeout" in message
+        assert current_revision(engine) == "0014"
+        upgrade_schema(engine)
+        assert current_revision(engine) == head_revision()
+        # The pool's one connection ran the upgrade: it went back with the server's own limit,
+        # not the upgrade's (a sender's statement would fail on it after 10 s of waiting).
+        with engine.connect() as conn:
+            now, default = _session_setting(conn, dialect)
+        assert str(now) == str(default)
+    finally:
+        holder.dispose()
+        engine.dispose()
+
+
+def test_db_upgrade_takes_its_lock_timeout_from_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db_url = f"sqlite:///{tmp_path / 'cli.db'}"
+    given: list[float | None] = []
+    monkeypatch.setattr(
+        db_commands,
+        "upgrade_schema",
+        lambda engine, *, lock_timeout: given.append(lock_timeout),
+    )
+    runner = CliRunner()
+    args = ["--database-url", db_url, "db", "upgrade"]
+    assert runner.invoke(cli, [*args, "--lock-timeout", "2.5"]).exit_code == 0
+    assert runner.invoke(cli, args).exit_code == 0
+    assert given == [2.5, UPGRADE_LOCK_TIMEOUT_S]
+    result = runner.invoke(cli, [*args, "--lock-timeout", "0"])
+    assert result.exit_code == 2
+    assert "--lock-timeout" in result.output

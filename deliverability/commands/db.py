@@ -7,6 +7,7 @@ import click
 from deliverability.commands.base import AppContext
 from deliverability.store import minutes
 from deliverability.store.session import (
+    UPGRADE_LOCK_TIMEOUT_S,
     check_schema,
     create_engine,
     current_revision,
@@ -24,9 +25,23 @@ def db() -> None:
 
 
 @db.command()
+@click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=UPGRADE_LOCK_TIMEOUT_S,
+    show_default=True,
+    metavar="SECONDS",
+    help="Give up when a schema change waits longer than this for a table another connection "
+    "holds (every sender's writes to it would wait behind the change meanwhile); run it again "
+    "later. Index builds on PostgreSQL wait without a limit: they hold no writes back.",
+)
 @click.pass_context
-def upgrade(ctx: click.Context) -> None:
-    """Create or upgrade the schema to the newest revision."""
+def upgrade(ctx: click.Context, lock_timeout: float) -> None:
+    """Create or upgrade the schema to the newest revision.
+
+    Run it before starting the new version's senders: each revision runs in a transaction of
+    its own, and one that fails leaves the store at the revision before it (docs/scaling.md,
+    "Upgrading a big store")."""
     url = resolve_url(ctx.ensure_object(AppContext).database_url)
     engine = create_engine(url)
     try:
@@ -35,7 +50,7 @@ def upgrade(ctx: click.Context) -> None:
         if before == head:
             click.echo(f"{mask_url(url)}: already at revision {head}")
             return
-        upgrade_schema(engine)
+        upgrade_schema(engine, lock_timeout=lock_timeout)
         click.echo(f"{mask_url(url)}: upgraded from {before or 'an empty database'} to {head}")
     finally:
         engine.dispose()
