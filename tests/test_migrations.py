@@ -3,13 +3,15 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from click.testing import CliRunner
-from sqlalchemy import Connection, Engine, MetaData, insert, inspect, make_url, select
+from sqlalchemy import Connection, Engine, MetaData, event, insert, inspect, make_url, select
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from deliverability.cli import cli
 from deliverability.commands import db as db_commands
@@ -933,6 +935,99 @@ def test_from_0018_a_restated_give_up_counts_in_no_counter_and_the_domain_index_
         indexes = {i["name"]: i["column_names"] for i in inspect(engine).get_indexes("events")}
         assert indexes["ix_events_domain_at_outcome_kind"] == ["domain", "at", "outcome", "kind"]
         assert "ix_events_domain_at_outcome_kind_restated" not in indexes
+    finally:
+        engine.dispose()
+
+
+def _at_0017_with_one_event(engine: Engine) -> None:
+    upgrade_schema(engine, "0017")
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    with engine.begin() as conn:
+        meta = MetaData()
+        meta.reflect(conn, only=("recipients", "events"))
+        conn.execute(
+            insert(meta.tables["recipients"]),
+            {"id": 1, "address": "a@example.com", "address_key": "a@example.com",
+             "domain": "example.com", "standing": "ok", "reason": "none", "standing_since": at,
+             "first_seen_at": at, "last_event_at": at, "events_count": 1, "delivered_count": 1,
+             "deferred_count": 0, "bounced_count": 0, "blocked_count": 0, "complained_count": 0,
+             "expired_count": 0},
+        )  # fmt: skip
+        conn.execute(
+            insert(meta.tables["events"]),
+            {"id": 1, "key": "k1", "recipient_id": 1, "at": at, "recorded_at": at,
+             "kind": "reply", "domain": "example.com", "outcome": "delivered", "reason": "none",
+             "fault": "none", "rule": "test", "decisive": True, "throttle": False,
+             "source": "test", "restated": False},
+        )  # fmt: skip
+
+
+def test_postgresql_index_changes_on_events_leave_the_senders_writing(db_url: str) -> None:
+    # A plain CREATE INDEX holds a SHARE lock on `events` until the revision's transaction ends
+    # (every sender's INSERT waits for the whole build), and a plain DROP INDEX an ACCESS
+    # EXCLUSIVE one. Right after each index statement of the upgrade, a writer must get its lock
+    # on `events` at once (NOWAIT: no waiting in the test, a held lock fails it).
+    if not db_url.startswith("postgresql"):
+        pytest.skip("CREATE INDEX CONCURRENTLY is a PostgreSQL matter")
+    engine = create_engine(db_url)
+    writer = create_engine(db_url)
+    seen: list[tuple[str, str]] = []
+
+    def try_to_write(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not statement.lstrip().upper().startswith(("CREATE INDEX", "DROP INDEX")):
+            return
+        try:
+            with writer.begin() as other:
+                other.exec_driver_sql("LOCK TABLE events IN ROW EXCLUSIVE MODE NOWAIT")
+            seen.append((statement.split(" ON ")[0].strip(), "written"))
+        except OperationalError:
+            seen.append((statement.split(" ON ")[0].strip(), "held back"))
+
+    try:
+        _at_0017_with_one_event(engine)
+        event.listen(engine, "after_cursor_execute", try_to_write)
+        upgrade_schema(engine)
+        event.remove(engine, "after_cursor_execute", try_to_write)
+        assert seen == [
+            (
+                "CREATE INDEX CONCURRENTLY ix_events_domain_at_outcome_kind_restated",
+                "written",
+            ),
+            ("DROP INDEX CONCURRENTLY IF EXISTS ix_events_domain_at_outcome_kind", "written"),
+        ]
+        assert check_schema(engine) == []
+    finally:
+        writer.dispose()
+        engine.dispose()
+
+
+def test_postgresql_an_index_a_failed_concurrent_build_left_invalid_is_built_again(
+    db_url: str,
+) -> None:
+    # A concurrent build that fails (cancelled, a lock wait cut short, the server stopped)
+    # leaves an INVALID index under its name: run again, the revision must not stop at "already
+    # exists", nor keep an index PostgreSQL never reads.
+    if not db_url.startswith("postgresql"):
+        pytest.skip("invalid indexes are left by PostgreSQL's concurrent builds")
+    engine = create_engine(db_url)
+    name = "ix_events_domain_at_outcome_kind_restated"
+    try:
+        _at_0017_with_one_event(engine)
+        broken = f"CREATE INDEX CONCURRENTLY {name} ON events ((1 / (id - id)))"
+        with (
+            engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn,
+            pytest.raises(DBAPIError, match="division by zero"),
+        ):
+            conn.exec_driver_sql(broken)
+        valid = "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%(n)s)"
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql(valid, {"n": name}).scalar_one() is False
+        upgrade_schema(engine)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql(valid, {"n": name}).scalar_one() is True
+        assert check_schema(engine) == []
+        indexes = {i["name"]: i["column_names"] for i in inspect(engine).get_indexes("events")}
+        assert indexes[name] == ["domain", "at", "outcome", "kind", "restated"]
     finally:
         engine.dispose()
 

@@ -10,13 +10,17 @@ delivery, stored with outcome `deferred`) from a deferral the destination answer
 (without it, a table lookup per event: 1.47x the time from 1M to 2M events in
 bench/bench_reports.py); every query that used (domain, at, outcome) still can (same leading
 columns), and a store keeps one index on events' domain, not two to maintain on every write.
+
+Changed after release, with the same resulting index: built through `migrations/online.py`,
+CONCURRENTLY on PostgreSQL, so that the senders keep writing to `events` while it runs (a plain
+build held them back for all of it); a store upgraded before or after has the same schema.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from alembic import op
+from deliverability.migrations.online import create_index, drop_index
 
 revision: str = "0008"
 down_revision: str | Sequence[str] | None = "0007"
@@ -25,14 +29,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("events") as batch_op:
-        batch_op.create_index(
-            "ix_events_domain_at_outcome_kind", ["domain", "at", "outcome", "kind"]
-        )
-        batch_op.drop_index("ix_events_domain_at_outcome")
+    create_index("events", "ix_events_domain_at_outcome_kind", ["domain", "at", "outcome", "kind"])
+    drop_index("events", "ix_events_domain_at_outcome")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("events") as batch_op:
-        batch_op.create_index("ix_events_domain_at_outcome", ["domain", "at", "outcome"])
-        batch_op.drop_index("ix_events_domain_at_outcome_kind")
+    create_index("events", "ix_events_domain_at_outcome", ["domain", "at", "outcome"])
+    drop_index("events", "ix_events_domain_at_outcome_kind")

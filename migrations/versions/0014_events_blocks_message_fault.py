@@ -22,8 +22,11 @@ it at all.
   condition pushdown). Nothing changes there.
 
 Making it again reads the whole table, as 0013's build did (0.03 s on SQLite and 0.04 s on
-PostgreSQL over 200,000 events, measured there), and PostgreSQL holds writes to `events` back
-meanwhile: on a large store, upgrade in a quiet moment.
+PostgreSQL over 200,000 events, measured there).
+
+Changed after release, with the same resulting index: built through `migrations/online.py`,
+CONCURRENTLY on PostgreSQL, so that the senders keep writing to `events` while it runs (a plain
+build held them back for all of it); a store upgraded before or after has the same schema.
 
 Deferrals of the message's fault recorded before the upgrade count as blocks from then on: in
 the windows of later blocks, and in a `--full` re-evaluation, which may raise sender alerts for
@@ -38,6 +41,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from deliverability.migrations.online import create_index, drop_index
 
 revision: str = "0014"
 down_revision: str | Sequence[str] | None = "0013"
@@ -59,14 +63,14 @@ def _remake(where: str) -> None:
     """The block index again with `where`, on the backends where it is partial."""
     if op.get_bind().dialect.name not in ("sqlite", "postgresql"):
         return
-    with op.batch_alter_table("events") as batch_op:
-        batch_op.drop_index("ix_events_blocks")
-        batch_op.create_index(
-            "ix_events_blocks",
-            ["domain", "outcome", "at", "fault", "throttle"],
-            sqlite_where=sa.text(where.format(false="0")),
-            postgresql_where=sa.text(where.format(false="false")),
-        )
+    drop_index("events", "ix_events_blocks")
+    create_index(
+        "events",
+        "ix_events_blocks",
+        ["domain", "outcome", "at", "fault", "throttle"],
+        sqlite_where=sa.text(where.format(false="0")),
+        postgresql_where=sa.text(where.format(false="false")),
+    )
 
 
 def upgrade() -> None:

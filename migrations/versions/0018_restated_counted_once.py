@@ -21,6 +21,10 @@ of every count (docs/reports.md).
   be told any more: its count stays.
 - downgrade: the counters get those counts back (the earlier code counts every give-up), and the
   index is (domain, at, outcome, kind) again.
+
+Changed after release, with the same resulting index: built through `migrations/online.py`,
+CONCURRENTLY on PostgreSQL, so that the senders keep writing to `events` while it runs (a plain
+build held them back for all of it); a store upgraded before or after has the same schema.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from deliverability.migrations.online import create_index, drop_index
 
 revision: str = "0018"
 down_revision: str | Sequence[str] | None = "0017"
@@ -67,9 +72,8 @@ _BATCH = 5000
 
 
 def _swap_index(drop: tuple[str, list[str]], create: tuple[str, list[str]]) -> None:
-    with op.batch_alter_table("events") as batch_op:
-        batch_op.create_index(*create)
-        batch_op.drop_index(drop[0])
+    create_index("events", *create)
+    drop_index("events", drop[0])
 
 
 def _shift_counters(sign: int) -> None:
