@@ -10,12 +10,23 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from click.testing import CliRunner
-from sqlalchemy import Connection, Engine, MetaData, event, insert, inspect, make_url, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    MetaData,
+    event,
+    func,
+    insert,
+    inspect,
+    make_url,
+    select,
+)
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from deliverability.cli import cli
 from deliverability.commands import db as db_commands
 from deliverability.errors import StoreError
+from deliverability.store import session
 from deliverability.store.models import Base
 from deliverability.store.session import (
     UPGRADE_LOCK_TIMEOUT_S,
@@ -1064,6 +1075,48 @@ def test_postgresql_an_index_a_failed_concurrent_build_left_invalid_is_built_aga
         indexes = {i["name"]: i["column_names"] for i in inspect(engine).get_indexes("events")}
         assert indexes[name] == ["domain", "at", "outcome", "kind", "restated"]
     finally:
+        engine.dispose()
+
+
+def _upgrade_lock_is_free(other: Engine) -> bool:
+    """Whether another process could take the upgrade lock now (it is let go at once)."""
+    with other.connect() as probe:
+        if probe.dialect.name == "postgresql":
+            key = session._UPGRADE_LOCK_KEY
+            got = probe.exec_driver_sql(f"SELECT pg_try_advisory_lock({key})").scalar_one()
+            if got:
+                probe.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
+            return bool(got)
+        is_free = select(func.is_free_lock(session._UPGRADE_LOCK_NAME))
+        return bool(probe.execute(is_free).scalar_one() == 1)
+
+
+def test_an_upgrade_holds_the_upgrade_lock_from_its_first_revision_to_its_last(
+    db_url: str,
+) -> None:
+    # Two processes upgrading at once (senders starting on a new version) must take turns, as
+    # the single transaction of every revision made them: between revisions, and in the
+    # autocommit blocks of the concurrent index builds, the lock must still be held.
+    if make_url(db_url).get_backend_name() == "sqlite":
+        pytest.skip("SQLite's write lock, taken at each revision's BEGIN IMMEDIATE, does it")
+    engine = create_engine(db_url)
+    other = create_engine(db_url)
+    free: list[bool] = []
+
+    def look(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "alembic_version" in statement or "INDEX" in statement:
+            free.append(_upgrade_lock_is_free(other))
+
+    try:
+        upgrade_schema(engine, "0016")
+        event.listen(engine, "after_cursor_execute", look)
+        upgrade_schema(engine)
+        event.remove(engine, "after_cursor_execute", look)
+        assert len(free) > 2
+        assert not any(free)
+        assert _upgrade_lock_is_free(other)
+    finally:
+        other.dispose()
         engine.dispose()
 
 
