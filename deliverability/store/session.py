@@ -229,6 +229,8 @@ _POOL_OPTIONS = ("pool_size", "max_overflow")
 def _server_options(url: URL, kwargs: dict[str, Any]) -> tuple[URL, dict[str, Any]]:
     """Settings for many writers on a server database (docs/scaling.md).
 
+    - Pooled connections are tested before use (``pool_pre_ping``): one the server closed is
+      replaced, not handed to the caller.
     - MariaDB/MySQL run at READ COMMITTED: InnoDB's default REPEATABLE READ takes gap locks, on
       which concurrent writers inserting new recipients deadlock again and again
       (https://mariadb.com/kb/en/set-transaction/); PostgreSQL's default is READ COMMITTED too.
@@ -251,6 +253,14 @@ def _server_options(url: URL, kwargs: dict[str, Any]) -> tuple[URL, dict[str, An
                 raise StoreError(
                     f"{mask_url(url)}: {name} must be a whole number, not {value!r}"
                 ) from None
+    # Test each pooled connection before handing it out (one round trip: SELECT 1, or MySQL's
+    # COM_PING): a server drops connections the pool still holds when it restarts or fails over,
+    # when a proxy's idle timeout runs out, and MariaDB itself after wait_timeout, 8 hours idle
+    # by default (https://mariadb.com/kb/en/server-system-variables/#wait_timeout). Without the
+    # test the next call got a dead connection and failed: a sender's record() after a quiet
+    # night lost its reply. SQLAlchemy's "pessimistic" disconnect handling
+    # (https://docs.sqlalchemy.org/en/20/core/pooling.html#pool-disconnects-pessimistic).
+    kwargs.setdefault("pool_pre_ping", True)
     if backend in ("mysql", "mariadb"):
         kwargs.setdefault("isolation_level", "READ COMMITTED")
     if backend == "postgresql" and "prepare_threshold" in query:
