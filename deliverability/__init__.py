@@ -30,6 +30,7 @@ from deliverability.errors import (
     Problem,
     ReplyParseError,
     StoreError,
+    StoreUnavailableError,
 )
 from deliverability.policy import Policy, check_policy_file, default_policy, load_policy
 from deliverability.replies import Reply, StatusCode, parse_reply, parse_status
@@ -103,6 +104,7 @@ __all__ = [
     "Standing",
     "StatusCode",
     "StoreError",
+    "StoreUnavailableError",
     "Throttle",
     "Verdict",
     "check_policy_file",

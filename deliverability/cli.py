@@ -17,7 +17,7 @@ from deliverability.commands.base import (
     AppContext,
     cli,
 )
-from deliverability.errors import DeliverabilityError
+from deliverability.errors import DeliverabilityError, StoreUnavailableError
 
 __all__ = ["DATABASE_URL_ENV", "POLICY_ENV", "AppContext", "cli", "main"]
 
@@ -37,6 +37,10 @@ def _refuse_undecodable_arguments(args: list[str]) -> None:
             sys.exit(2)
 
 
+#: Said after the database failed under a command (exit 75).
+_RUN_AGAIN = "(what was recorded before it is kept; run the command again once that is fixed)"
+
+
 def main() -> None:
     """Console entry point: errors are reported in one line each, never as a traceback."""
     if hasattr(signal, "SIGPIPE"):
@@ -53,6 +57,10 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+    except StoreUnavailableError as exc:
+        # The database went away under the command (store.session): a server gone, as below.
+        click.echo(f"error: {exc}\n{_RUN_AGAIN}", err=True)
+        sys.exit(75)
     except DeliverabilityError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -68,11 +76,7 @@ def main() -> None:
         if os.environ.get(DEBUG_ENV):
             raise
         said = str(exc.orig if exc.orig is not None else exc).strip().splitlines() or ["?"]
-        click.echo(
-            f"error: the database failed: {said[0][:300]}\n"
-            "(what was recorded before it is kept; run the command again once that is fixed)",
-            err=True,
-        )
+        click.echo(f"error: the database failed: {said[0][:300]}\n{_RUN_AGAIN}", err=True)
         sys.exit(75)
     except Exception as exc:
         if os.environ.get(DEBUG_ENV):

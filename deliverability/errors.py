@@ -74,6 +74,12 @@ class StoreError(DeliverabilityError):
     """The database could not be reached, or its schema is not what this version expects."""
 
 
+class StoreUnavailableError(StoreError):
+    """The database went away under a call: it closed the connection during it, or it cannot be
+    reached any more (a restart, a failover, a server down). The call's transaction was rolled
+    back, so nothing of it was kept: make the call again once the database is back."""
+
+
 class IngestError(DeliverabilityError, ValueError):
     """One item of an input source (a log line, a message) is malformed.
 

@@ -3,17 +3,30 @@ a database that is down, workers forked after the Engine was opened, and threads
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import sys
+import threading
 from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import backends
 import pytest
 from conftest import FakeClock
 from sqlalchemy import create_engine as sa_create_engine
-from sqlalchemy import text
+from sqlalchemy import func, make_url, select, text
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
+from deliverability.cli import main
 from deliverability.engine import Engine
+from deliverability.errors import DeliverabilityError, StoreError, StoreUnavailableError
 from deliverability.policy import load_policy
+from deliverability.store.models import Event
+from deliverability.store.records import RecordedEvent
+from deliverability.vocabulary import DeliveryState
 
 POLICY = load_policy()
 SERVER_BACKENDS = backends.backend_params(backends.SERVERS)
@@ -72,7 +85,7 @@ def test_every_call_after_the_server_closed_the_pooled_connections_succeeds(
     # administrator command", "Lost connection to MySQL server during query") and failed.
     assert engine.is_sendable("a@example.com")
     decision = engine.record("a@example.com", "250 2.0.0 OK", message_id="m1", attempt=2)
-    assert decision.delivery_state.value == "delivered"
+    assert decision.delivery_state is DeliveryState.DELIVERED
     assert _end_the_engines_sessions(db_url) >= 1
     assert engine.filter_sendable(["a@example.com", "b@example.com"]) == [
         "a@example.com",
@@ -80,3 +93,166 @@ def test_every_call_after_the_server_closed_the_pooled_connections_succeeds(
     ]
     assert _end_the_engines_sessions(db_url) >= 1
     assert len(engine.status("a@example.com").history) == 2
+
+
+# -- a database that goes away ----------------------------------------------------------------
+
+
+class _Gate:
+    """A TCP relay on the loopback between an engine and its database server. Shut, it is the
+    server gone for the engine: its open connections cut, new ones refused; opened again, the
+    server back on the same address."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self.port = 0
+        self._listener: socket.socket | None = None
+        self._sockets: list[socket.socket] = []
+
+    def open(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._listener.settimeout(0.1)
+        self.port = self._listener.getsockname()[1]
+        self._acceptor = threading.Thread(target=self._accept, args=(self._listener,), daemon=True)
+        self._acceptor.start()
+
+    def shut(self) -> None:
+        assert self._listener is not None
+        listener, self._listener = self._listener, None
+        # Closed once its accept() has returned: until then the kernel still takes connections.
+        self._acceptor.join()
+        listener.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):  # the other side closed it already
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        self._sockets.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while self._listener is listener:
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # shut
+            server = socket.create_connection(self.upstream, timeout=5)
+            server.settimeout(None)
+            client.settimeout(None)
+            self._sockets += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass  # shut, or the other side closed
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+@pytest.fixture
+def gate(db_url: str) -> Iterator[tuple[_Gate, str]]:
+    """A `_Gate` to the test's database server, open, and the database URL through it."""
+    url = make_url(db_url)
+    relay = _Gate(
+        url.host or "127.0.0.1", url.port or {"postgresql": 5432}.get(url.get_backend_name(), 3306)
+    )
+    relay.open()
+    yield relay, url.set(host="127.0.0.1", port=relay.port).render_as_string(hide_password=False)
+    if relay._listener is not None:
+        relay.shut()
+
+
+def _events(engine: Engine) -> int:
+    with Session(engine.db) as s:
+        return int(s.scalar(select(func.count()).select_from(Event)) or 0)
+
+
+@pytest.mark.parametrize("backend", SERVER_BACKENDS)
+def test_a_database_gone_under_the_sender_is_a_store_unavailable_error_and_back_it_serves_again(
+    gate: tuple[_Gate, str], clock: FakeClock
+) -> None:
+    relay, url = gate
+    with Engine(url, policy=POLICY, clock=clock) as engine:
+        engine.record("a@example.com", "451 4.3.0 try later", message_id="m1", attempt=1)
+        relay.shut()
+        # SQLAlchemy's OperationalError ("connection refused", "Can't connect to MySQL server")
+        # reached the sender, past an `except DeliverabilityError`.
+        for call in (
+            lambda: engine.record("a@example.com", "250 2.0.0 OK", message_id="m1", attempt=2),
+            lambda: engine.is_sendable("a@example.com"),
+            lambda: engine.filter_sendable(["a@example.com"]),
+            lambda: engine.due_retries(),
+        ):
+            with pytest.raises(StoreUnavailableError) as caught:
+                call()
+            assert isinstance(caught.value, DeliverabilityError)
+            assert str(caught.value).startswith(f"cannot reach the database {url}: ")
+        relay.open()
+        decision = engine.record("a@example.com", "250 2.0.0 OK", message_id="m1", attempt=2)
+        assert decision.delivery_state is DeliveryState.DELIVERED
+        assert engine.is_sendable("a@example.com")
+        assert _events(engine) == 2
+
+
+@pytest.mark.parametrize("backend", SERVER_BACKENDS)
+def test_a_connection_lost_during_a_record_is_a_store_unavailable_error_and_keeps_nothing(
+    engine: Engine, db_url: str, clock: FakeClock
+) -> None:
+    engine.record("a@example.com", "451 4.3.0 try later", message_id="m1", attempt=1)
+
+    def server_restarts(
+        session: Session, events: list[RecordedEvent], policy: Any, now: datetime
+    ) -> list[Any]:
+        # Inside record()'s transaction, after its rows were written and before it commits.
+        _end_the_engines_sessions(db_url)
+        return []
+
+    cut = Engine(db_url, policy=POLICY, clock=clock, hygiene=server_restarts)
+    try:
+        with pytest.raises(StoreUnavailableError, match=r"^lost the connection to the database"):
+            cut.record("a@example.com", "250 2.0.0 OK", message_id="m1", attempt=2)
+    finally:
+        cut.close()
+    assert _events(engine) == 1
+    assert engine.status("a@example.com").last_reply is not None
+    assert engine.record("a@example.com", "250 2.0.0 OK", message_id="m1", attempt=2).attempt == 2
+    assert _events(engine) == 2
+
+
+@pytest.mark.parametrize("backend", SERVER_BACKENDS)
+def test_an_engine_opened_on_a_database_that_cannot_be_reached_is_a_store_error_naming_it(
+    gate: tuple[_Gate, str], clock: FakeClock
+) -> None:
+    # A URL that never worked (a wrong host, port or password) is not "gone": a StoreError of
+    # its own, which the command line reports with exit 2 rather than 75 (run again later).
+    relay, url = gate
+    relay.shut()
+    with pytest.raises(StoreError, match="cannot read the schema revision") as caught:
+        Engine(url, policy=POLICY, clock=clock)
+    assert not isinstance(caught.value, StoreUnavailableError)
+
+
+def test_the_command_line_reports_a_database_gone_under_a_command_as_exit_75_to_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As the database failing under a command always was (README.md): EX_TEMPFAIL, not the
+    # exit 2 of a StoreError about a wrong URL.
+    def gone(*_args: Any, **_kwargs: Any) -> None:
+        raise StoreUnavailableError("lost the connection to the database x: server closed")
+
+    monkeypatch.setattr(Engine, "record", gone)
+    url = f"sqlite:///{tmp_path / 'deliverability.db'}"
+    argv = ["deliverability", "--database-url", url, "record", "--recipient", "a@example.com",
+            "--reply", "250 2.0.0 OK"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    err = capsys.readouterr().err
+    assert stopped.value.code == 75, err
+    assert err.startswith("error: lost the connection to the database x: server closed\n")
+    assert "run the command again" in err

@@ -31,10 +31,10 @@ from alembic.util.exc import CommandError as AlembicCommandError
 from sqlalchemy import Engine, event, exc, make_url
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import text as sql_text
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine import URL, Connection, ExceptionContext
 from sqlalchemy.orm import Session, sessionmaker
 
-from deliverability.errors import StoreError
+from deliverability.errors import StoreError, StoreUnavailableError
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -194,6 +194,7 @@ def create_engine(url: str | None = None, **kwargs: Any) -> Engine:
     in_memory = engine.dialect.name == "sqlite" and parsed.database in (None, "", ":memory:")
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine, in_memory=in_memory)
+    _report_lost_database(engine)
     if not in_memory:
         # An in-memory database lives in its connection: a child keeps its copy of it.
         _OPEN_ENGINES.add(engine)
@@ -219,6 +220,40 @@ def _forget_inherited_connections() -> None:
 
 if hasattr(os, "register_at_fork"):  # POSIX: no fork elsewhere
     os.register_at_fork(after_in_child=_forget_inherited_connections)
+
+
+def _report_lost_database(engine: Engine) -> None:
+    """Make the database going away under a call a `StoreUnavailableError` naming it.
+
+    The driver's error reached a sender as SQLAlchemy's OperationalError, which a sender that
+    catches the package's errors (`DeliverabilityError`) let through. Two cases: the server
+    closed the connection during the call (SQLAlchemy tells a disconnect by the driver's error
+    and invalidates the pool, so the next call connects afresh), and no connection can be made
+    any more on an engine that made one before. A first connection that fails is left to the
+    caller: `open_engine` reports a URL that never worked (a wrong host or password) as a
+    `StoreError` of its own.
+    """
+    reached = False
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(_dbapi_connection: Any, _record: Any) -> None:
+        nonlocal reached
+        reached = True
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        # A failed ping is the pool's own business: it connects again and says nothing.
+        if context.is_pre_ping:
+            return
+        if context.is_disconnect:
+            what = "lost the connection to"
+        elif context.connection is None and reached:
+            what = "cannot reach"
+        else:
+            return
+        raise StoreUnavailableError(
+            f"{what} the database {mask_url(engine.url)}: {_why(context.original_exception)}"
+        ) from context.original_exception
 
 
 #: Options read from the URL's query string (and removed from it before the driver sees it), so
