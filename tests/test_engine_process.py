@@ -4,6 +4,8 @@ a database that is down, workers forked after the Engine was opened, and threads
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
+import os
 import socket
 import sys
 import threading
@@ -16,7 +18,7 @@ import backends
 import pytest
 from conftest import FakeClock
 from sqlalchemy import create_engine as sa_create_engine
-from sqlalchemy import func, make_url, select, text
+from sqlalchemy import event, func, make_url, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
@@ -256,3 +258,40 @@ def test_the_command_line_reports_a_database_gone_under_a_command_as_exit_75_to_
     assert stopped.value.code == 75, err
     assert err.startswith("error: lost the connection to the database x: server closed\n")
     assert "run the command again" in err
+
+
+# -- forked workers ---------------------------------------------------------------------------
+
+
+def _own_connections_only(engine: Engine) -> None:
+    """Fail any checkout of a connection that another process opened: every pooled connection
+    is marked with the process that first used it."""
+
+    @event.listens_for(engine.db, "checkout")
+    def _check(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        owner = record.info.setdefault("pid", os.getpid())
+        if owner != os.getpid():
+            raise AssertionError(f"process {os.getpid()} got a connection of process {owner}")
+
+
+def _work_in_child(engine: Engine, k: int) -> None:
+    for i in range(5):
+        engine.record(f"c{k}@example.com", "451 4.3.0 try later", message_id=f"c{k}-{i}")
+        assert engine.is_sendable(f"c{k}@example.com")
+
+
+def test_a_forked_worker_never_uses_a_connection_its_parent_opened(engine: Engine) -> None:
+    # SQLite too: a database handle must not cross a fork
+    # (https://www.sqlite.org/howtocorrupt.html, section 2.6), though sharing one failed no
+    # query here; on PostgreSQL and MariaDB the two processes spoke on one socket.
+    _own_connections_only(engine)
+    engine.record("parent@example.com", "250 2.0.0 OK", message_id="p1")
+    fork = multiprocessing.get_context("fork")
+    children = [fork.Process(target=_work_in_child, args=(engine, k)) for k in range(2)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(120)
+    assert [c.exitcode for c in children] == [0, 0]
+    engine.record("parent@example.com", "250 2.0.0 OK", message_id="p2")
+    assert _events(engine) == 12
