@@ -10,23 +10,24 @@ import socket
 import sys
 import threading
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import backends
 import pytest
-from conftest import FakeClock
+from conftest import FROZEN_NOW, FakeClock
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event, func, make_url, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
+from deliverability import engine as engine_module
 from deliverability.cli import main
 from deliverability.engine import Engine
 from deliverability.errors import DeliverabilityError, StoreError, StoreUnavailableError
 from deliverability.policy import load_policy
-from deliverability.store.models import Event
+from deliverability.store.models import Base, Event
 from deliverability.store.records import RecordedEvent
 from deliverability.vocabulary import DeliveryState
 
@@ -295,3 +296,119 @@ def test_a_forked_worker_never_uses_a_connection_its_parent_opened(engine: Engin
     assert [c.exitcode for c in children] == [0, 0]
     engine.record("parent@example.com", "250 2.0.0 OK", message_id="p2")
     assert _events(engine) == 12
+
+
+# -- threads ----------------------------------------------------------------------------------
+
+_THREADS, _MESSAGES = 4, 30
+#: Yahoo's push-back: pauses the provider group (the shipped provider rules).
+_PUSHBACK = (
+    "421 4.7.0 [TSS04] Messages from 203.0.113.25 temporarily deferred due to unexpected volume"
+)
+_FINAL_REPLIES = ("250 2.0.0 OK", "550 5.1.1 no such user", "452 4.2.2 mailbox full", "250 ok")
+
+
+def _thread_items(k: int, shared: bool) -> list[dict[str, Any]]:
+    """Thread `k`'s replies, each message's two attempts in order and dated, as a sender's worker
+    records them: to recipients every thread shares (`shared`), with Yahoo pushing back, or to
+    recipients of its own at domains every thread shares."""
+    items = []
+    for j in range(_MESSAGES):
+        if shared:
+            recipient = f"R{j % 9}@d{j % 3}.example.com" if j % 5 else f"u{j}@yahoo.com"
+            first = _PUSHBACK if j % 5 == 0 else "451 4.3.0 try later"
+        else:
+            recipient, first = f"k{k}.r{j % 9}@d{j % 3}.example.com", "451 4.3.0 try later"
+        at = FROZEN_NOW - timedelta(hours=3) + timedelta(minutes=j, seconds=k)
+        final = _FINAL_REPLIES[(j + k) % len(_FINAL_REPLIES)]
+        for attempt, reply, when in ((1, first, at), (2, final, at + timedelta(minutes=40))):
+            items.append(
+                {"recipient": recipient, "reply": reply, "message_id": f"k{k}-{j}",
+                 "attempt": attempt, "at": when}
+            )  # fmt: skip
+    return items
+
+
+#: Columns that say in what order the replies arrived rather than what they said: when a row
+#: was written, an action's list of event ids, and the time a standing last changed (a
+#: standing flips back and forth in another sequence when the same dated results arrive in
+#: another order, in one thread as well: 09:41:02 against 10:08:03 for one recipient here).
+_ARRIVAL_ORDER = ("recorded_at", "evidence", "standing_since")
+
+
+def _snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """What the store holds, without row ids and the order rows were written in: rows about a
+    recipient carry its address instead of its id."""
+    shown: dict[str, list[tuple[Any, ...]]] = {}
+    recipients = Base.metadata.tables["recipients"]
+    with engine.db.connect() as conn:
+        for name in ("recipients", "deliveries", "events", "actions", "minute_counts"):
+            table = Base.metadata.tables[name]
+            columns = [
+                c
+                for c in table.columns
+                if not c.name.endswith("id") or c.name == "message_id"
+                if c.name not in _ARRIVAL_ORDER
+            ]
+            if "recipient_id" in table.columns:
+                query = select(recipients.c.address_key, *columns).join(
+                    recipients, recipients.c.id == table.c.recipient_id
+                )
+            else:
+                query = select(*columns)
+            shown[table.name] = sorted((tuple(row) for row in conn.execute(query)), key=repr)
+    return shown
+
+
+@pytest.mark.parametrize(
+    ("shared", "hygiene"),
+    [(True, False), (False, None)],
+    # Hygiene's suppressions and throttles follow the order results arrive in, in one thread as
+    # well (a hard bounce recorded after a later delivery suppresses nothing; recorded before
+    # it, it does): so its run gives each thread recipients of its own.
+    ids=["shared_recipients", "own_recipients_with_hygiene"],
+)
+def test_threads_sharing_one_engine_leave_the_store_as_one_thread_recording_the_same_replies(
+    db_url: str,
+    tmp_path: Path,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    shared: bool,
+    hygiene: Literal[False] | None,
+) -> None:
+    # A cache of four addresses: the engine empties its caches again and again while the
+    # threads read them.
+    monkeypatch.setattr(engine_module, "_ADDRESS_CACHE", 4)
+    errors: list[BaseException] = []
+    answers: list[bool] = []
+    start = threading.Barrier(_THREADS)
+
+    def sender(engine: Engine, k: int) -> None:
+        try:
+            start.wait()
+            for i, item in enumerate(_thread_items(k, shared)):
+                engine.record(**item)
+                answers.append(engine.is_sendable(item["recipient"]))
+                if i % 7 == 0:
+                    engine.filter_sendable([f"r{j}@d{j % 3}.example.com" for j in range(9)])
+                    engine.due_retries(limit=5)
+        except BaseException as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    with Engine(db_url, policy=POLICY, clock=clock, hygiene=hygiene) as together:
+        workers = [threading.Thread(target=sender, args=(together, k)) for k in range(_THREADS)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        assert errors == []
+        assert len(answers) == _THREADS * _MESSAGES * 2
+        in_threads = _snapshot(together)
+    url = f"sqlite:///{tmp_path / 'one_thread.db'}"
+    with Engine(url, policy=POLICY, clock=clock, hygiene=hygiene) as alone:
+        for k in range(_THREADS):
+            for item in _thread_items(k, shared):
+                alone.record(**item)
+        in_one_thread = _snapshot(alone)
+    assert len(in_threads["events"]) == _THREADS * _MESSAGES * 2
+    assert in_threads == in_one_thread
