@@ -43,29 +43,33 @@ def engine(db_url: str, clock: FakeClock) -> Iterator[Engine]:
 
 
 def _end_the_engines_sessions(url: str) -> int:
-    """Close, from the server's side, every other session on the test's database: what a
-    restart, a failover or MariaDB's wait_timeout does to the connections a pool holds."""
+    """Close, from the server's side, every other session on the test's database, and return
+    once they are gone: what a restart, a failover or MariaDB's wait_timeout does to the
+    connections a pool holds."""
     admin = sa_create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             if admin.dialect.name == "postgresql":
+                # With a timeout, pg_terminate_backend waits for the session to end (PostgreSQL
+                # 14 and later): a ping sent before it ended would still be answered.
                 ended = conn.execute(
                     text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
                         " WHERE datname = current_database() AND pid <> pg_backend_pid()"
                     )
                 ).all()
                 return len(ended)
-            ids = list(
-                conn.execute(
-                    text(
-                        "SELECT id FROM information_schema.processlist"
-                        " WHERE db = DATABASE() AND id <> CONNECTION_ID()"
-                    )
-                ).scalars()
+            others = text(
+                "SELECT id FROM information_schema.processlist"
+                " WHERE db = DATABASE() AND id <> CONNECTION_ID()"
             )
+            ids = list(conn.execute(others).scalars())
             for thread_id in ids:
                 conn.execute(text(f"KILL CONNECTION {int(thread_id)}"))
+            # KILL marks the session; the server ends it soon after.
+            for _ in range(10_000):
+                if not set(conn.execute(others).scalars()) & set(ids):
+                    break
             return len(ids)
     finally:
         admin.dispose()
