@@ -233,6 +233,36 @@ def test_a_connection_lost_during_a_record_is_a_store_unavailable_error_and_keep
 
 
 @pytest.mark.parametrize("backend", SERVER_BACKENDS)
+def test_a_connection_lost_during_record_many_keeps_the_chunks_committed_before_and_no_more(
+    db_url: str, clock: FakeClock
+) -> None:
+    chunks: list[int] = []
+
+    def restart_in_second_chunk(
+        session: Session, events: list[RecordedEvent], policy: Any, now: datetime
+    ) -> list[Any]:
+        chunks.append(len(events))
+        if len(chunks) == 2:
+            _end_the_engines_sessions(db_url)
+        return []
+
+    items = [
+        {"recipient": f"a{i}@example.com", "reply": "250 2.0.0 OK", "message_id": f"m{i}",
+         "attempt": 1, "at": clock.now}
+        for i in range(30)
+    ]  # fmt: skip
+    with Engine(
+        db_url, policy=POLICY, clock=clock, hygiene=restart_in_second_chunk, chunk_size=10
+    ) as engine:
+        with pytest.raises(StoreUnavailableError, match=r"^lost the connection to the database"):
+            engine.record_many(items)
+        assert _events(engine) == 10
+        # Given again whole, the batch records the rest once.
+        assert engine.record_many(items).duplicates == 10
+        assert _events(engine) == 30
+
+
+@pytest.mark.parametrize("backend", SERVER_BACKENDS)
 def test_an_engine_opened_on_a_database_that_cannot_be_reached_is_a_store_error_naming_it(
     gate: tuple[_Gate, str], clock: FakeClock
 ) -> None:
