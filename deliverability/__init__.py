@@ -29,6 +29,7 @@ from deliverability.errors import (
     PolicyError,
     Problem,
     ReplyParseError,
+    StoreBusyError,
     StoreError,
     StoreUnavailableError,
 )
@@ -103,6 +104,7 @@ __all__ = [
     "ReplyRecord",
     "Standing",
     "StatusCode",
+    "StoreBusyError",
     "StoreError",
     "StoreUnavailableError",
     "Throttle",

@@ -17,7 +17,7 @@ from deliverability.commands.base import (
     AppContext,
     cli,
 )
-from deliverability.errors import DeliverabilityError, StoreUnavailableError
+from deliverability.errors import DeliverabilityError, StoreBusyError, StoreUnavailableError
 
 __all__ = ["DATABASE_URL_ENV", "POLICY_ENV", "AppContext", "cli", "main"]
 
@@ -57,8 +57,9 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except StoreUnavailableError as exc:
-        # The database went away under the command (store.session): a server gone, as below.
+    except (StoreUnavailableError, StoreBusyError) as exc:
+        # The database went away under the command (store.session): a server gone, as below;
+        # or its lock waits outlasted every retry (store.retry): a lock held too long, as below.
         click.echo(f"error: {exc}\n{_RUN_AGAIN}", err=True)
         sys.exit(75)
     except DeliverabilityError as exc:

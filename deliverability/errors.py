@@ -80,6 +80,13 @@ class StoreUnavailableError(StoreError):
     back, so nothing of it was kept: make the call again once the database is back."""
 
 
+class StoreBusyError(StoreError):
+    """The database kept refusing a write for a lock another writer held (a lock wait past its
+    limit, a deadlock, a serialization failure) until every retry was spent. The transaction
+    was rolled back, so nothing of it was kept: make the call again later, or find the writer
+    that holds its locks that long."""
+
+
 class IngestError(DeliverabilityError, ValueError):
     """One item of an input source (a log line, a message) is malformed.
 

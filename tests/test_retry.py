@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg.errors
 import pymysql.err
@@ -12,7 +14,9 @@ import pytest
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-from deliverability.errors import StoreError
+from deliverability.cli import main
+from deliverability.engine import Engine as Engine_
+from deliverability.errors import StoreBusyError, StoreError
 from deliverability.store.retry import is_retryable, run_in_transaction
 
 
@@ -133,14 +137,16 @@ def test_the_waits_are_capped(counter_engine: Engine) -> None:
     assert max(waits) == pytest.approx(2.0)
 
 
-def test_giving_up_raises_a_store_error_naming_the_database(counter_engine: Engine) -> None:
-    with pytest.raises(StoreError) as caught:
+def test_giving_up_raises_a_store_busy_error_naming_the_database(counter_engine: Engine) -> None:
+    with pytest.raises(StoreBusyError) as caught:
         run_in_transaction(
             counter_engine,
             failing_times(99, sqlite3.OperationalError("database is locked")),
             attempts=3,
             sleep=lambda s: None,
         )
+    # Still a StoreError, which callers have caught since before StoreBusyError was its own.
+    assert isinstance(caught.value, StoreError)
     message = str(caught.value)
     assert "gave up after 3 attempts" in message
     assert counter_engine.url.render_as_string(hide_password=True) in message
@@ -192,3 +198,25 @@ def test_two_writers_locking_rows_in_opposite_order_both_finish(counter_engine: 
     assert errors == []
     assert counters(counter_engine) == {1: 11, 2: 11}
     assert attempts[1] + attempts[2] == 3  # exactly one of them was run again
+
+
+def test_the_command_line_reports_retries_spent_on_a_held_lock_as_exit_75_to_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # README.md: "a lock held too long" exits 75 (EX_TEMPFAIL), as a server gone does; a
+    # StoreError about a wrong URL exits 2. run_in_transaction raises StoreBusyError when its
+    # retries are spent (above); the command meets it here.
+    def busy(*_args: object, **_kwargs: object) -> None:
+        raise StoreBusyError("gave up after 10 attempts on sqlite:///x.db: database is locked")
+
+    monkeypatch.setattr(Engine_, "record", busy)
+    url = f"sqlite:///{tmp_path / 'deliverability.db'}"
+    argv = ["deliverability", "--database-url", url, "record", "--recipient", "a@example.com",
+            "--reply", "250 2.0.0 OK", "--message-id", "m1@lists.example"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    err = capsys.readouterr().err
+    assert stopped.value.code == 75, err
+    assert err.startswith("error: gave up after 10 attempts on sqlite:///x.db"), err
+    assert "run the command again" in err

@@ -28,7 +28,7 @@ from typing import TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from deliverability.errors import StoreError
+from deliverability.errors import StoreBusyError
 from deliverability.store.session import mask_url, write_engine
 
 __all__ = ["DEFAULT_ATTEMPTS", "is_retryable", "run_in_transaction"]
@@ -94,7 +94,8 @@ def run_in_transaction(
 
     On SQLite the transaction takes the write lock at BEGIN (`write_engine`), so readers that
     write later do not deadlock on lock upgrade. After `attempts` tries the last error is raised
-    as a `StoreError` naming the database (password masked). `sleep` and `jitter` are for tests.
+    as a `StoreBusyError` (a `StoreError`) naming the database (password masked). `sleep` and
+    `jitter` are for tests.
     """
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
@@ -107,7 +108,7 @@ def run_in_transaction(
             if not is_retryable(err, conflicts=conflicts):
                 raise
             if attempt == attempts:
-                raise StoreError(
+                raise StoreBusyError(
                     f"gave up after {attempts} attempts on {mask_url(engine.url)}: "
                     f"{str(err.orig).strip().splitlines()[0]}"
                 ) from err
