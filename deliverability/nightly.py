@@ -13,8 +13,11 @@ key, so a run that is killed at any point and run again loses nothing and record
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import socket
 import stat
+import threading
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -23,9 +26,9 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, make_url, select
+from sqlalchemy import URL, Connection, make_url, select, text
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import NullPool, StaticPool
 
 from deliverability.engine import BatchResult, Engine, ReplyRecord
 from deliverability.errors import IngestError, StoreError
@@ -56,11 +59,13 @@ __all__ = [
     "FORMATS",
     "Input",
     "NightlySummary",
+    "RunInProgress",
     "SourceProgress",
     "bookkeeping_sessions",
     "expand_paths",
     "ingest_paths",
     "rolled_back",
+    "run_lock",
     "run_nightly",
     "store_files",
 ]
@@ -148,7 +153,8 @@ def store_files(url: str | URL) -> frozenset[Path]:
     if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
         return frozenset()
     base = Path(database).resolve()
-    return frozenset(base.with_name(base.name + suffix) for suffix in _SQLITE_COMPANIONS)
+    suffixes = (*_SQLITE_COMPANIONS, RUN_LOCK_SUFFIX)
+    return frozenset(base.with_name(base.name + suffix) for suffix in suffixes)
 
 
 #: A rotated log's name: logrotate's numbered copies (``mail.log.1``, ``mail.log.2.gz``, the
@@ -301,6 +307,204 @@ def _seen_messages(session: Session, keys: list[str]) -> set[str]:
     return set(session.scalars(select(IngestedMessage.key).where(IngestedMessage.key.in_(keys))))
 
 
+# -- one run at a time ----------------------------------------------------------------------------
+
+
+class RunInProgress(StoreError):
+    """Another `nightly` or `ingest` run holds the store's run lock: this one did nothing."""
+
+
+#: The SQLite store's run lock: a file beside the database (``deliverability.db-nightly.lock``).
+RUN_LOCK_SUFFIX = "-nightly.lock"
+
+#: PostgreSQL's advisory lock key for the run lock (a bigint; advisory locks are per database,
+#: https://www.postgresql.org/docs/current/explicit-locking.html#ADVISORY-LOCKS).
+_PG_LOCK_KEY = int.from_bytes(hashlib.sha256(b"deliverability nightly").digest()[:8]) >> 1
+
+#: The run locks this thread holds (by URL), so `run_nightly` taking it around `ingest_paths`,
+#: or the CLI around `run_nightly`, does not wait on itself.
+_held = threading.local()
+
+
+def _holder(command: str) -> str:
+    return f"deliverability {command}, pid {os.getpid()} on {socket.gethostname()}"
+
+
+@contextmanager
+def run_lock(url: str | URL, *, command: str = "nightly") -> Iterator[None]:
+    """Hold the store's run lock for the block: one `nightly` or `ingest` at a time per store.
+
+    Two runs over the same sources at once (cron starting the next night's run while a slow one
+    still reads, or an operator running one by hand) both read what neither had checkpointed:
+    the second failed on a unique key when both stored the same bounce message's digest, and
+    the two hygiene evaluations and Postfix queue saves raced. So a run that finds the lock
+    held raises `RunInProgress`, naming the holder, at once and before it reads anything.
+
+    The lock is the operating system's or the server's, never a row, so a run that is killed
+    (SIGKILL, OOM, a reboot) cannot leave it behind:
+
+    - SQLite: ``flock`` on a file beside the database (`RUN_LOCK_SUFFIX`), released by the
+      kernel when the process ends; the file says who holds it. Not SQLite's own file: closing
+      any descriptor of it would drop SQLite's POSIX locks (https://www.sqlite.org/howtocorrupt.html
+      section 2.2). None for an in-memory database, which no other process can open.
+    - PostgreSQL: a session advisory lock on a connection of its own in autocommit, released
+      when that connection ends; the connection's ``application_name`` names the run. Server
+      TCP keepalives on it are shortened so that a client host that vanished (a reboot, a
+      cable) is noticed in about two minutes, not the two hours of the usual system default
+      (https://www.postgresql.org/docs/current/runtime-config-connection.html).
+    - MariaDB: ``GET_LOCK`` on a connection of its own, released when it ends
+      (https://mariadb.com/kb/en/get_lock/); the name carries the database's, since MariaDB's
+      named locks are server-wide.
+
+    Re-entrant within a thread. A server that cannot be reached raises SQLAlchemy's
+    OperationalError, as any database failure does (the CLI exits 75: run again later).
+    """
+    parsed = make_url(url)
+    key = parsed.render_as_string(hide_password=False)
+    held: set[str] = _held.__dict__.setdefault("urls", set())
+    if key in held:
+        yield
+        return
+    if parsed.get_backend_name() == "sqlite":
+        lock = _sqlite_lock(parsed, command)
+    else:
+        lock = _server_lock(parsed, command)
+    with lock:
+        held.add(key)
+        try:
+            yield
+        finally:
+            held.discard(key)
+
+
+@contextmanager
+def _sqlite_lock(url: URL, command: str) -> Iterator[None]:
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:") or url.query.get("uri"):
+        yield
+        return
+    path = Path(database).resolve()
+    if not path.parent.is_dir():
+        # Opening the store says what is wrong with its folder (session.create_engine).
+        yield
+        return
+    lock_path = path.with_name(path.name + RUN_LOCK_SUFFIX)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no flock; runs there are not kept apart
+        yield
+        return
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot take the run lock {lock_path}: {exc.strerror or exc} (fix: let the user "
+            "running the job write in the store's folder)"
+        ) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            with os.fdopen(os.dup(fd), "rb") as f:
+                who = f.read(500).decode("utf-8", "replace").strip() or "another run"
+            raise RunInProgress(
+                f"{mask_url(url)} is being worked on by {who} (it holds {lock_path}): this run "
+                "did nothing; run it again when that one has finished"
+            ) from None
+        os.ftruncate(fd, 0)
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        os.write(fd, f"{_holder(command)}, since {started}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+@contextmanager
+def _server_lock(url: URL, command: str) -> Iterator[None]:
+    engine = create_engine(url.render_as_string(hide_password=False), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql":
+                release = _pg_lock(conn, url, command)
+            else:
+                release = _mariadb_lock(conn, url)
+            try:
+                yield
+            finally:
+                release()
+    finally:
+        engine.dispose()
+
+
+def _pg_lock(conn: Connection, url: URL, command: str) -> Callable[[], None]:
+    settings = {
+        "application_name": _holder(command)[:63],  # NAMEDATALEN - 1
+        "tcp_keepalives_idle": "60",
+        "tcp_keepalives_interval": "10",
+        "tcp_keepalives_count": "6",
+    }
+    for name, value in settings.items():
+        conn.execute(text("SELECT set_config(:n, :v, false)"), {"n": name, "v": value})
+    if not conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": _PG_LOCK_KEY}):
+        # A bigint key shows in pg_locks as classid (its high half) and objid (its low half).
+        holder = conn.execute(
+            text(
+                "SELECT a.pid, a.application_name, a.backend_start FROM pg_locks l "
+                "JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+                "AND l.classid::bigint = :hi AND l.objid::bigint = :lo AND l.database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())"
+            ),
+            {"hi": _PG_LOCK_KEY >> 32, "lo": _PG_LOCK_KEY & 0xFFFFFFFF},
+        ).first()
+        if holder is None:
+            who, gone = "another run (it ended a moment ago: run again)", ""
+        else:
+            pid, name, since = holder
+            who = f"{name or 'another run'} (server process {pid}, connected since {since})"
+            gone = f"; if that run is gone, SELECT pg_terminate_backend({pid}) frees the lock"
+        raise RunInProgress(
+            f"{mask_url(url)} is being worked on by {who}: this run did nothing; run it again "
+            f"when that one has finished{gone}"
+        )
+
+    def release() -> None:
+        conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PG_LOCK_KEY})
+
+    return release
+
+
+def _mariadb_lock(conn: Connection, url: URL) -> Callable[[], None]:
+    database = url.database or ""
+    name = f"deliverability.nightly.{database}"
+    if len(name) > 64:  # MySQL's limit on a lock name; MariaDB takes more
+        name = "deliverability.nightly." + hashlib.sha256(database.encode()).hexdigest()[:32]
+    if conn.scalar(text("SELECT GET_LOCK(:name, 0)"), {"name": name}) != 1:
+        holder = conn.scalar(text("SELECT IS_USED_LOCK(:name)"), {"name": name})
+        where = None
+        if holder is not None:
+            where = conn.execute(
+                text("SELECT HOST, TIME FROM information_schema.PROCESSLIST WHERE ID = :id"),
+                {"id": holder},
+            ).first()
+        if holder is None:
+            who, gone = "another run (it ended a moment ago: run again)", ""
+        else:
+            seen = f" from {where[0]}, for {where[1]} s" if where is not None else ""
+            who = f"another run (connection {holder}{seen})"
+            gone = f"; if that run is gone, KILL {holder} frees the lock"
+        raise RunInProgress(
+            f"{mask_url(url)} is being worked on by {who}: this run did nothing; run it again "
+            f"when that one has finished{gone}"
+        )
+
+    def release() -> None:
+        conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+
+    return release
+
+
 # -- the run --------------------------------------------------------------------------------------
 
 
@@ -341,6 +545,8 @@ def ingest_paths(
     With `strict`, the first item that cannot be read stops the run (IngestError); what was
     recorded before it stays. `verp` says how a VERP return path encodes the recipient. Folders
     are walked without the files in `skip` (by default the recorder's own SQLite files).
+    The run holds the store's run lock (`run_lock`): while another run holds it, this one
+    raises `RunInProgress` and reads nothing.
     `log_tz` is the zone of the syslog time stamps that carry none (classic ``Nov 28 03:14:15``
     stamps in a Postfix log are the mail host's local time, RFC 3164 section 4.1.2); default UTC.
     With `from_start`, every file is read from its top and every message again, not from where
@@ -360,19 +566,20 @@ def ingest_paths(
     )
     if skip is None:
         skip = store_files(recorder.db.url)
-    for found in expand_paths(paths, fmt, skip=skip):
-        path, kind = found.path, found.format
-        row = SourceProgress(path=str(path), format=kind or "unknown")
-        run.summary.sources.append(row)
-        if kind in LOG_FORMATS:
-            run.log(path, kind, row)
-        elif kind in MESSAGE_FORMATS:
-            run.messages(path, kind, row)
-        elif kind == "empty":
-            row.note = "empty"
-        else:
-            problem = found.problem or f"unknown format {kind!r}; one of {', '.join(FORMATS)}"
-            run.unreadable(path, row, problem)
+    with run_lock(recorder.db.url, command="ingest"):
+        for found in expand_paths(paths, fmt, skip=skip):
+            path, kind = found.path, found.format
+            row = SourceProgress(path=str(path), format=kind or "unknown")
+            run.summary.sources.append(row)
+            if kind in LOG_FORMATS:
+                run.log(path, kind, row)
+            elif kind in MESSAGE_FORMATS:
+                run.messages(path, kind, row)
+            elif kind == "empty":
+                row.note = "empty"
+            else:
+                problem = found.problem or f"unknown format {kind!r}; one of {', '.join(FORMATS)}"
+                run.unreadable(path, row, problem)
     return run.summary
 
 
@@ -679,7 +886,40 @@ def run_nightly(
     is judged at the same time as the job. `skip`: see `ingest_paths` (a dry run on a copy of a
     SQLite store names the original's files); `log_tz` and `from_start` too (the CLI's
     ``--log-tz`` and ``--from-start``).
+
+    The run holds the store's run lock (`run_lock`) throughout: while another run holds it,
+    this one raises `RunInProgress` and does nothing.
     """
+    with run_lock(engine.db.url):
+        return _run_nightly(
+            engine,
+            paths,
+            now=now,
+            fmt=fmt,
+            full=full,
+            strict=strict,
+            progress=progress,
+            verp=verp,
+            skip=skip,
+            log_tz=log_tz,
+            from_start=from_start,
+        )
+
+
+def _run_nightly(
+    engine: Engine,
+    paths: Iterable[Path | str],
+    *,
+    now: datetime,
+    fmt: str,
+    full: bool,
+    strict: bool,
+    progress: ProgressFn | None,
+    verp: VerpFormat,
+    skip: frozenset[Path] | None,
+    log_tz: tzinfo,
+    from_start: bool,
+) -> NightlySummary:
     from deliverability.store import hygiene as hygiene_store
 
     summary = NightlySummary(now=now)

@@ -7,8 +7,8 @@ import os
 import sqlite3
 import sys
 import tempfile
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -27,9 +27,11 @@ from deliverability.ingest.messages import DEFAULT_VERP, VerpFormat
 from deliverability.nightly import (
     FORMATS,
     NightlySummary,
+    RunInProgress,
     bookkeeping_sessions,
     ingest_paths,
     rolled_back,
+    run_lock,
     run_nightly,
     store_files,
 )
@@ -44,8 +46,26 @@ from deliverability.store.session import (
 )
 
 #: Exit codes: 0 all input read; 1 the run finished but some input was rejected (listed by
-#: `deliverability rejected`); 2 an error stopped the run (with --strict, the first bad item).
+#: `deliverability rejected`); 2 an error stopped the run (with --strict, the first bad item);
+#: 75 the run did nothing or stopped for now and is to be run again: another run holds the store
+#: (`run_lock`), or the database cannot be reached or failed under the run (`cli.main`);
+#: 70 an internal error. 75 and 70 are sysexits.h's EX_TEMPFAIL and EX_SOFTWARE.
 EXIT_REJECTED = 1
+EXIT_TRY_AGAIN = 75
+
+
+@contextmanager
+def _alone(url: str, command: str) -> Iterator[None]:
+    """Hold the store's run lock for the command. While another run holds it, say so and exit
+    75 (cron mails the line, a systemd unit is marked failed); the store is not opened. A server
+    that cannot be reached fails here first, with the database's own words (exit 75 too)."""
+    with ExitStack() as held:
+        try:
+            held.enter_context(run_lock(url, command=command))
+        except RunInProgress as exc:
+            click.echo(f"error: {exc}", err=True)
+            click.get_current_context().exit(EXIT_TRY_AGAIN)
+        yield
 
 
 def _progress_fn(console: Console) -> tuple[Progress | None, Callable[[str, int], None] | None]:
@@ -237,11 +257,13 @@ def nightly(
     from a host whose clock is not on UTC needs --log-tz.
 
     Exit status: 0 when all input was read, 1 when some was rejected (`deliverability rejected`
-    lists it; the rest is recorded), 2 on an error.
+    lists it; the rest is recorded), 2 on an error, 75 when another run holds the store or the
+    database cannot be reached or failed (run it again later; one run at a time per store).
     """
     job = _Job(app, paths, run_time(now_text), fmt, full, strict, _verp(verp), log_tz, from_start)
     url = resolve_url(app.database_url)
-    summary = job.dry_run(url) if dry_run else job.run(url)
+    with _alone(url, "nightly"):
+        summary = job.dry_run(url) if dry_run else job.run(url)
     _print_summary(summary, out_fmt)
     if summary.rejected_count:
         click.get_current_context().exit(EXIT_REJECTED)
@@ -351,10 +373,11 @@ def ingest(
     clock is not on UTC needs --log-tz.
 
     Exit status: 0 when all input was read, 1 when some was rejected (`deliverability rejected`
-    lists it; the rest is recorded), 2 on an error.
+    lists it; the rest is recorded), 2 on an error, 75 when another run holds the store or the
+    database cannot be reached or failed (run it again later; one run at a time per store).
     """
     now = run_time(now_text)
-    with app.engine(clock=lambda: now) as engine:
+    with _alone(resolve_url(app.database_url), "ingest"), app.engine(clock=lambda: now) as engine:
         summary = ingest_paths(
             engine,
             bookkeeping_sessions(engine),
