@@ -274,6 +274,20 @@ def test_the_sqlite_run_lock_file_beside_the_store_is_not_read_as_input(tmp_path
 # -- what cron and systemd see ------------------------------------------------------------------
 
 
+def test_output_line_prints_the_run_in_one_line_with_its_hygiene_actions(tmp_path: Path) -> None:
+    folder = _night(tmp_path)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    args = ["--database-url", url, "nightly", str(folder), "--now", NOW.isoformat()]
+    result = CliRunner().invoke(cli, [*args, "--output", "line"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"deliverability nightly at {NOW.isoformat()}: ")
+    assert " 0 rejected, " in lines[0]
+    assert "; list hygiene: " in lines[0]
+    assert " suppress" in lines[0]
+
+
 _MAIN = "from deliverability.cli import main; main()"
 
 

@@ -97,16 +97,25 @@ def _progress_fn(console: Console) -> tuple[Progress | None, Callable[[str, int]
     return None, plain
 
 
+def summary_line(summary: NightlySummary, command: str = "nightly") -> str:
+    """The run in one line, for a log: counts, then the hygiene actions it took, if any."""
+    head = "dry run: nothing was written. " if summary.dry_run else ""
+    actions = ", ".join(f"{n} {label}" for label, n in sorted(summary.actions.items()) if n)
+    return (
+        f"{head}deliverability {command} at {summary.now.isoformat()}: "
+        f"{summary.recorded} events recorded, {summary.duplicates} already known, "
+        f"{summary.rejected_count} rejected, {summary.expired} deliveries expired"
+        + (f"; list hygiene: {actions}" if actions else "")
+    )
+
+
 def _print_summary(summary: NightlySummary, fmt: str, command: str = "nightly") -> None:
     if fmt == "json":
         click.echo(json.dumps(summary.as_dict(), indent=2))
         return
-    head = "dry run: nothing was written. " if summary.dry_run else ""
-    click.echo(
-        f"{head}deliverability {command} at {summary.now.isoformat()}: "
-        f"{summary.recorded} events recorded, {summary.duplicates} already known, "
-        f"{summary.rejected_count} rejected, {summary.expired} deliveries expired"
-    )
+    click.echo(summary_line(summary, command))
+    if fmt == "line":
+        return
     sources = [
         {
             "source": s.path,
@@ -220,10 +229,11 @@ def _input_options(command: F) -> F:
             click.option(
                 "--output",
                 "out_fmt",
-                type=click.Choice(["text", "json"]),
+                type=click.Choice(["text", "line", "json"]),
                 default="text",
                 show_default=True,
-                help="The run's summary: text for people, or one JSON object for a scheduler.",
+                help="The run's summary: text for people (a line, then tables), the line alone "
+                "for a log, or one JSON object for a scheduler.",
             ),
         )
     ):
