@@ -2,7 +2,10 @@
 
 Two runs over the same sources at once (cron starting a run while the last, on a slow night, still
 reads; an operator running one by hand) must not both work: the second stops at once, says which
-run holds the store, and changes nothing.
+run holds the store, and changes nothing. A run stopped at any point (a chunk's events recorded
+but not its checkpoint, or in the middle of a file's chunk, or in the hygiene evaluation) and run
+again must leave the store as one uninterrupted run does: every event once, every bounce message
+once, every hygiene action raised once.
 
 The runs are driven by hooks (a progress callback that waits on an event, a function that raises
 on its n-th call), never by timers.
@@ -30,6 +33,7 @@ from sqlalchemy.orm import Session
 from deliverability import nightly
 from deliverability.cli import cli
 from deliverability.engine import Engine
+from deliverability.ingest import convert
 from deliverability.nightly import RunInProgress, run_lock, run_nightly, store_files
 from deliverability.store import hygiene as hygiene_store
 from deliverability.store.models import Action, Event, IngestedMessage, RejectedInput
@@ -269,6 +273,87 @@ def test_the_sqlite_run_lock_file_beside_the_store_is_not_read_as_input(tmp_path
     with run_lock(url):
         assert (tmp_path / "store.db-nightly.lock").exists()
     assert tmp_path.resolve() / "store.db-nightly.lock" in store_files(url)
+
+
+# -- killed midway --------------------------------------------------------------------------------
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: not an Exception, so nothing on the way catches it."""
+
+
+def _kill_on_call(number: int, real: Callable[..., Any], *, after: bool) -> Callable[..., Any]:
+    """`real`, killed on its `number`-th call: before it runs, or `after` it returned."""
+    calls = 0
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == number and not after:
+            raise Killed
+        result = real(*args, **kwargs)
+        if calls == number:
+            raise Killed
+        return result
+
+    return wrapper
+
+
+#: Where a run is stopped: (what is patched, on which call, before or after it). Before the
+#: engine's record_many runs, nothing of a chunk is committed; after it returns, the chunk's
+#: events are and its checkpoint (offset, message digests, Postfix queue state) is not.
+#: log_item and message_items run for each item, so their n-th call is inside a chunk of a
+#: file. Files are read in the folder's order: bounces.mbox, mail.log, replies.jsonl.
+KILL_POINTS: dict[str, tuple[Any, str, int, bool]] = {
+    "mbox-at-a-chunk-boundary": (Engine, "record_many", 2, True),
+    "postfix-at-a-chunk-boundary": (Engine, "record_many", _MBOX_CHUNKS + 2, True),
+    "replies-at-a-chunk-boundary": (
+        Engine,
+        "record_many",
+        _MBOX_CHUNKS + _POSTFIX_CHUNKS + 3,
+        True,
+    ),
+    "mbox-before-a-chunk-is-recorded": (Engine, "record_many", 3, False),
+    "postfix-before-a-chunk-is-recorded": (Engine, "record_many", _MBOX_CHUNKS + 3, False),
+    "replies-before-a-chunk-is-recorded": (
+        Engine,
+        "record_many",
+        _MBOX_CHUNKS + _POSTFIX_CHUNKS + 2,
+        False,
+    ),
+    "mbox-inside-a-chunk": (convert, "message_items", CHUNK // 4 + 1, False),
+    "postfix-inside-a-chunk": (convert, "log_item", CHUNK + 4, False),
+    "replies-inside-a-chunk": (convert, "log_item", _POSTFIX_LINES + 2 * CHUNK + 3, False),
+    "in-the-hygiene-evaluation": (hygiene_store, "evaluate", 1, False),
+}
+
+
+@pytest.fixture(params=sorted(KILL_POINTS))
+def kill_point(request: pytest.FixtureRequest) -> tuple[Any, str, int, bool]:
+    return KILL_POINTS[request.param]
+
+
+def test_a_run_killed_anywhere_and_run_again_leaves_what_one_whole_run_leaves(
+    db_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    reference: Callable[[Path], dict[str, Any]],
+    kill_point: tuple[Any, str, int, bool],
+) -> None:
+    folder = _night(tmp_path)
+    expected = reference(folder)
+    owner, name, call, after = kill_point
+    with monkeypatch.context() as patch:
+        patch.setattr(owner, name, _kill_on_call(call, getattr(owner, name), after=after))
+        with pytest.raises(Killed):
+            _run(db_url, [folder])
+    kept = _state(db_url)["events"]
+    again = _run(db_url, [folder])
+    assert again.rejected_count == 0
+    assert kept + again.recorded == expected["events"]
+    assert _state(db_url) == expected
+    assert _run(db_url, [folder]).recorded == 0
+    assert _state(db_url) == expected
 
 
 # -- what cron and systemd see ------------------------------------------------------------------
