@@ -20,15 +20,16 @@ import stat
 import threading
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import URL, Connection, make_url, select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import NullPool, StaticPool
+from sqlalchemy.pool import StaticPool
 
 from deliverability.engine import BatchResult, Engine, ReplyRecord
 from deliverability.errors import IngestError, StoreError
@@ -347,8 +348,9 @@ def run_lock(url: str | URL, *, command: str = "nightly") -> Iterator[None]:
       kernel when the process ends; the file says who holds it. Not SQLite's own file: closing
       any descriptor of it would drop SQLite's POSIX locks (https://www.sqlite.org/howtocorrupt.html
       section 2.2). None for an in-memory database, which no other process can open.
-    - PostgreSQL: a session advisory lock on a connection of its own in autocommit, released
-      when that connection ends; the connection's ``application_name`` names the run. Server
+    - PostgreSQL: a transaction-level advisory lock in a transaction of its own, on a
+      connection of its own (`_pg_lock`), released when that transaction or connection ends;
+      the connection's ``application_name`` names the run. Server
       TCP keepalives on it are shortened so that a client host that vanished (a reboot, a
       cable) is noticed in about two minutes, not the two hours of the usual system default
       (https://www.postgresql.org/docs/current/runtime-config-connection.html).
@@ -360,7 +362,7 @@ def run_lock(url: str | URL, *, command: str = "nightly") -> Iterator[None]:
     OperationalError, as any database failure does (the CLI exits 75: run again later).
     """
     parsed = make_url(url)
-    key = parsed.render_as_string(hide_password=False)
+    key = _store_identity(parsed)
     held: set[str] = _held.__dict__.setdefault("urls", set())
     if key in held:
         yield
@@ -375,6 +377,17 @@ def run_lock(url: str | URL, *, command: str = "nightly") -> Iterator[None]:
             yield
         finally:
             held.discard(key)
+
+
+def _store_identity(url: URL) -> str:
+    """Which store `url` names, whatever else it says (a driver, pool options, a password): the
+    CLI's URL and its engine's, which has lost its pool options, are one store."""
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        if database in ("", ":memory:") or database.startswith("file:"):
+            return f"sqlite:{database}"
+        return f"sqlite:{Path(database).resolve()}"
+    return f"{url.get_backend_name()}://{url.host}:{url.port}/{url.database}"
 
 
 @contextmanager
@@ -421,23 +434,31 @@ def _sqlite_lock(url: URL, command: str) -> Iterator[None]:
 
 @contextmanager
 def _server_lock(url: URL, command: str) -> Iterator[None]:
-    engine = create_engine(url.render_as_string(hide_password=False), poolclass=NullPool)
+    # Its pool holds the one connection until `dispose`, which closes it.
+    engine = create_engine(url.render_as_string(hide_password=False))
     try:
         with engine.connect() as conn:
-            conn.execution_options(isolation_level="AUTOCOMMIT")
             if engine.dialect.name == "postgresql":
-                release = _pg_lock(conn, url, command)
+                _pg_lock(conn, url, command)
+                release = conn.rollback
             else:
+                conn.execution_options(isolation_level="AUTOCOMMIT")
                 release = _mariadb_lock(conn, url)
             try:
                 yield
             finally:
-                release()
+                with suppress(SQLAlchemyError):  # the connection is gone, the lock with it
+                    release()
     finally:
         engine.dispose()
 
 
-def _pg_lock(conn: Connection, url: URL, command: str) -> Callable[[], None]:
+def _pg_lock(conn: Connection, url: URL, command: str) -> None:
+    """Take the lock for the transaction `conn` begins and keeps open until the run ends: a
+    transaction-level advisory lock, since a session-level one would stay behind on a server
+    connection that a transaction-mode pooler (PgBouncer) hands to other clients between
+    transactions. The transaction takes no snapshot between statements (READ COMMITTED) and no
+    transaction id, so it holds back no vacuum. The settings are the transaction's own too."""
     settings = {
         "application_name": _holder(command)[:63],  # NAMEDATALEN - 1
         "tcp_keepalives_idle": "60",
@@ -445,8 +466,8 @@ def _pg_lock(conn: Connection, url: URL, command: str) -> Callable[[], None]:
         "tcp_keepalives_count": "6",
     }
     for name, value in settings.items():
-        conn.execute(text("SELECT set_config(:n, :v, false)"), {"n": name, "v": value})
-    if not conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": _PG_LOCK_KEY}):
+        conn.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
+    if not conn.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY}):
         # A bigint key shows in pg_locks as classid (its high half) and objid (its low half).
         holder = conn.execute(
             text(
@@ -468,11 +489,6 @@ def _pg_lock(conn: Connection, url: URL, command: str) -> Callable[[], None]:
             f"{mask_url(url)} is being worked on by {who}: this run did nothing; run it again "
             f"when that one has finished{gone}"
         )
-
-    def release() -> None:
-        conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PG_LOCK_KEY})
-
-    return release
 
 
 def _mariadb_lock(conn: Connection, url: URL) -> Callable[[], None]:

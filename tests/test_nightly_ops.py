@@ -216,6 +216,19 @@ def test_the_cli_says_another_run_holds_the_store_and_exits_75_for_try_again_lat
             assert "Traceback" not in result.output
 
 
+def test_a_run_given_pool_options_in_its_url_is_not_kept_out_by_its_own_lock(
+    db_url: str, tmp_path: Path, backend: str
+) -> None:
+    if backend == "sqlite":
+        pytest.skip("pool options are a server database's (docs/scaling.md)")
+    folder = _night(tmp_path)
+    url = f"{db_url}?pool_size=2&max_overflow=1"
+    for extra in ([], ["--dry-run"]):
+        args = ["--database-url", url, "nightly", str(folder), *extra, "--now", NOW.isoformat()]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+
+
 def test_a_dry_run_is_refused_too_while_a_real_run_works(db_url: str, tmp_path: Path) -> None:
     folder = _night(tmp_path)
     runner = CliRunner()
