@@ -146,9 +146,9 @@ _SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
 
 
 def store_files(url: str | URL) -> frozenset[Path]:
-    """The files of the SQLite store at `url` (the database and its companions), which a folder
-    of inputs may hold (``deliverability nightly .`` beside the default store); none for a
-    server database or an in-memory one."""
+    """The files of the SQLite store at `url` (the database, its companions and the run lock,
+    `RUN_LOCK_SUFFIX`), which a folder of inputs may hold (``deliverability nightly .`` beside
+    the default store); none for a server database or an in-memory one."""
     parsed = make_url(url)
     database = parsed.database or ""
     if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
