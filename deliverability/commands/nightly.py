@@ -262,9 +262,9 @@ def nightly(
 ) -> None:
     """Ingest what arrived, expire retries that ran out, evaluate list hygiene, summarise.
 
-    PATHS are files or folders: mailer reply logs (JSON Lines, CSV), Postfix logs (rotated and
-    gzip-compressed too), mbox files, Maildir folders and single bounce messages. A Postfix log
-    from a host whose clock is not on UTC needs --log-tz.
+    PATHS are files or folders: mailer reply logs (JSON Lines, CSV), Postfix logs (rotated, and
+    compressed with gzip, bzip2 or xz), mbox files, Maildir folders and single bounce messages.
+    A Postfix log from a host whose clock is not on UTC needs --log-tz.
 
     Exit status: 0 when all input was read, 1 when some was rejected (`deliverability rejected`
     lists it; the rest is recorded), 2 on an error, 75 when another run holds the store or the
