@@ -22,7 +22,7 @@ from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from math import ceil
 from typing import Any, NamedTuple, Protocol, cast
@@ -371,6 +371,43 @@ def _loaded(session: Session, value: Any) -> datetime:
     if loaded is None:
         raise ValueError("a stored event time is NULL")
     return loaded
+
+
+#: Before any event: where the evidence of an address nothing was spent for counts from.
+_NEVER = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _fresh(e: Any) -> ColumnElement[bool]:
+    """The event `e` is fresh evidence on its address: dated after every suppression of that
+    address that a person lifted (`unsuppress`), discarded with a domain incident, or that ran
+    out (closed by the sweep, or past its `expires_at` at `spent_now`, swept or not).
+
+    Evidence dated at or before such an end is *spent* (docs/hygiene.md, "Address rules"): it
+    suppressed the address once, or a person judged it, and it must not suppress it again. A
+    rule that needs repeated evidence counts only fresh events, so after an unsuppress a bare
+    550 or a soft strike is the first of a new count, not the last of the old one; and the
+    earliest suppression a rule finds is the first on fresh evidence, so a full re-evaluation
+    reaches the one raised after an unsuppress as the incremental pass did.
+
+    A correlated subquery per event judged: the recipient by primary key, its suppressions
+    through `ix_actions_kind_scope_target`; most addresses have none."""
+    c = _ACTIONS.alias().c
+    r = _RECIPIENTS.alias().c
+    ended = sa.case(
+        (c.status.in_(_CLOSED), c.resolved_at),
+        (c.expires_at <= sa.bindparam("spent_now", type_=UTCDateTime()), c.expires_at),
+    )
+    spent = (
+        sa.select(sa.func.coalesce(sa.func.max(ended), _at(_NEVER)))
+        .where(
+            r.id == e.recipient_id,
+            c.kind == ActionKind.SUPPRESS,
+            c.scope == ActionScope.ADDRESS,
+            c.target == r.address_key,
+        )
+        .scalar_subquery()
+    )
+    return cast(ColumnElement[bool], e.at > spent)
 
 
 def _is_hard(e: Any) -> ColumnElement[bool]:
@@ -783,6 +820,8 @@ class _Evaluator:
         self.policy = policy
         self.now = now
         self.params = params
+        # Where spent evidence ends for a suppression past its expiry (`_fresh`).
+        params["spent_now"] = now
         # Rule queries are Core statements over the session's connection: the ORM's execute
         # path (autoflush checks, result wrapping) costs more than the queries themselves on
         # small chunks. Whatever the evaluator changes through the ORM it flushes at once.
@@ -891,7 +930,7 @@ class _Evaluator:
                 a.at.label("at"),
                 a.reason.label("reason"),
                 sa.literal(1).label("n"),
-            ).where(self.scope, predicate())
+            ).where(self.scope, predicate(), _fresh(a))
 
         return self._first_per_recipient(name, inner, rule)
 
@@ -987,6 +1026,7 @@ class _Evaluator:
                     w.at <= x.at,
                     # One reference to the subquery (a planner may run it once per reference).
                     w.at >= sa.func.coalesce(since, w.at),
+                    _fresh(w),
                 )
                 .group_by(x.recipient_id, x.id, x.at, x.reason)
                 .having(n >= h.ambiguous_count)
@@ -1042,6 +1082,7 @@ class _Evaluator:
                     *_within_span(self.s, w, "soft"),
                     w.at <= x.at,
                     sa.or_(last_delivery.is_(None), w.at > last_delivery),
+                    _fresh(w),
                 )
                 .group_by(x.recipient_id, x.id, x.at, x.reason)
                 .having(
@@ -1071,30 +1112,9 @@ class _Evaluator:
             best = earliest.get(sup.recipient_id)
             if best is None or (sup.at, sup.anchor_id) < (best.at, best.anchor_id):
                 earliest[sup.recipient_id] = sup
-        if not earliest:
-            return earliest
         # Evidence dated at or before a person's unsuppress (or a discard, or an expiry) is spent:
-        # re-evaluating it must not suppress the address again.
-        keys = [sup.address_key for sup in earliest.values()]
-        spent: dict[str, datetime] = {}
-        for part in _chunks(keys):
-            for target, resolved in self.s.execute(
-                sa.select(Action.target, sa.func.max(Action.resolved_at))
-                .where(
-                    Action.kind == ActionKind.SUPPRESS,
-                    Action.scope == ActionScope.ADDRESS,
-                    Action.target.in_(part),
-                    Action.status.in_(_CLOSED),
-                    Action.resolved_at.is_not(None),
-                )
-                .group_by(Action.target)
-            ):
-                spent[target] = _loaded(self.s, resolved)
-        return {
-            rid: sup
-            for rid, sup in earliest.items()
-            if sup.address_key not in spent or sup.at > spent[sup.address_key]
-        }
+        # every rule counts fresh evidence only (`_fresh`).
+        return earliest
 
     # ---- domain incident ----------------------------------------------------------------
 

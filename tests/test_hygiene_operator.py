@@ -1,0 +1,240 @@
+"""List hygiene as a list owner operates it: unsuppress, expiries, incidents settled by hand,
+through the sender's API, on every backend and on the three paths of the rules (issue 4).
+
+The rule of docs/hygiene.md these tests hold the code to: evidence is *spent* once a person
+has acted (an unsuppress, a discarded incident) or a suppression ran out: events dated at or
+before that never suppress the address again, so a rule that needs repeated evidence (bare
+550s, soft strikes) needs it afresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pytest
+from conftest import FakeClock
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from deliverability.engine import Engine
+from deliverability.policy import HygienePolicy, Policy, load_policy
+from deliverability.store import hygiene as store_hygiene
+from deliverability.store.models import Action, Base
+from deliverability.vocabulary import ActionKind, ActionStatus, Reason, Standing
+
+POLICY = load_policy(None)
+H = POLICY.hygiene
+DAY = timedelta(days=1)
+
+#: A bare 550: ambiguous evidence (RFC 5321 4.2.2 gives 550 for policy refusals too).
+BARE_550 = "550 Requested action not taken: mailbox unavailable"
+#: A soft strike (the classifier's std.mailbox_full_text).
+MAILBOX_FULL = "452 4.2.2 Mailbox full"
+#: A decisive hard bounce.
+NO_SUCH_USER = "550 5.1.1 User unknown"
+
+#: The paths of the rules: each chunk as it is recorded; the nightly job after each step; and
+#: the nightly job only before a person acts (so there is a suppression to act on), the rest of
+#: the history reached by one `--full` re-evaluation at the end.
+PATHS = ("incremental", "nightly", "full")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One moment of a scenario: its time, what happens then, and whether a person does it."""
+
+    at: datetime
+    do: Callable[[Engine], object]
+    by_hand: bool = False
+
+
+def _evaluate(engine: Engine, policy: Policy, now: datetime, *, full: bool = False) -> None:
+    with Session(engine.db) as s, s.begin():
+        store_hygiene.evaluate(s, policy, now, full=full)
+
+
+def _run(db_url: str, clock: FakeClock, policy: Policy, path: str, steps: list[Step]) -> Engine:
+    """Play the steps on one path; returns the engine (the caller closes it)."""
+    hook = None if path == "incremental" else False
+    engine = Engine(db_url, policy=policy, clock=clock, hygiene=hook)
+    for step in steps:
+        clock.set(step.at)
+        if path == "full" and step.by_hand:
+            _evaluate(engine, policy, step.at)
+        step.do(engine)
+        if path == "nightly":
+            _evaluate(engine, policy, step.at)
+    if path == "full":
+        _evaluate(engine, policy, clock(), full=True)
+    return engine
+
+
+def _empty(engine: Engine) -> None:
+    with engine.db.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
+Play = Callable[..., Iterator[tuple[str, Engine]]]
+
+
+@pytest.fixture
+def on_each_path(db_url: str, clock: FakeClock) -> Play:
+    """Play a scenario on each path from an empty store: yields (path, engine) to check."""
+
+    def play(steps: list[Step], policy: Policy = POLICY) -> Iterator[tuple[str, Engine]]:
+        for path in PATHS:
+            engine = _run(db_url, clock, policy, path, steps)
+            try:
+                yield path, engine
+            finally:
+                _empty(engine)
+                engine.close()
+
+    return play
+
+
+def _reply(at: datetime, address: str, text: str, message_id: str) -> Step:
+    return Step(at, lambda e: e.record(address, text, message_id=message_id))
+
+
+def _unsuppress(at: datetime, address: str) -> Step:
+    return Step(
+        at, lambda e: e.unsuppress(address, by="ops", reason="the owner says it works"), True
+    )
+
+
+def _suppressions(engine: Engine) -> list[tuple[ActionStatus, str]]:
+    with Session(engine.db) as s:
+        rows = s.scalars(
+            select(Action).where(Action.kind == ActionKind.SUPPRESS).order_by(Action.id)
+        ).all()
+        return [(a.status, a.created_by) for a in rows]
+
+
+# ---- unsuppress: old strikes are spent ----------------------------------------------------
+
+
+def test_a_bare_550_after_an_unsuppress_does_not_suppress_again_on_the_bounces_before_it(
+    on_each_path: Play, frozen_now: datetime
+) -> None:
+    # Two bare 550s (ambiguous_count) suppress; a person unsuppresses; one more bare 550 is one
+    # fresh bounce, not the third of a count: the two before the unsuppress are spent.
+    assert H.ambiguous_count == 2
+    a = "maybe@example.com"
+    steps: list[Step] = [
+        _reply(frozen_now, a, BARE_550, "m1"),
+        _reply(frozen_now + DAY, a, BARE_550, "m2"),
+        _unsuppress(frozen_now + 2 * DAY, a),
+        _reply(frozen_now + 3 * DAY, a, BARE_550, "m3"),
+    ]
+    for path, engine in on_each_path(steps):
+        assert engine.is_sendable(a), path
+        assert engine.status(a).standing is not Standing.SUPPRESSED, path
+        assert _suppressions(engine) == [(ActionStatus.RESOLVED, "policy")], path
+
+
+def test_two_fresh_bare_550s_after_an_unsuppress_suppress_again(
+    on_each_path: Play, frozen_now: datetime
+) -> None:
+    a = "maybe@example.com"
+    steps: list[Step] = [
+        _reply(frozen_now, a, BARE_550, "m1"),
+        _reply(frozen_now + DAY, a, BARE_550, "m2"),
+        _unsuppress(frozen_now + 2 * DAY, a),
+        _reply(frozen_now + 3 * DAY, a, BARE_550, "m3"),
+        _reply(frozen_now + 4 * DAY, a, BARE_550, "m4"),
+    ]
+    for path, engine in on_each_path(steps):
+        assert not engine.is_sendable(a), path
+        assert _suppressions(engine) == [
+            (ActionStatus.RESOLVED, "policy"),
+            (ActionStatus.OPEN, "policy"),
+        ], path
+
+
+def _soft_days(start: datetime) -> list[datetime]:
+    """The days of `soft_strikes` strikes spanning exactly `soft_span`."""
+    n = H.soft_strikes
+    return [start + H.soft_span * i / (n - 1) for i in range(n)]
+
+
+def test_a_soft_strike_after_an_unsuppress_does_not_suppress_again_on_the_strikes_before_it(
+    on_each_path: Play, frozen_now: datetime
+) -> None:
+    a = "full@example.com"
+    days = _soft_days(frozen_now)
+    steps: list[Step] = [_reply(at, a, MAILBOX_FULL, f"s{i}") for i, at in enumerate(days)]
+    steps += [
+        _unsuppress(days[-1] + DAY, a),
+        _reply(days[-1] + 2 * DAY, a, MAILBOX_FULL, "s9"),
+    ]
+    for path, engine in on_each_path(steps):
+        assert engine.is_sendable(a), path
+        assert _suppressions(engine) == [(ActionStatus.RESOLVED, "policy")], path
+
+
+def test_fresh_soft_strikes_after_an_unsuppress_suppress_again_once_they_span_the_rule(
+    on_each_path: Play, frozen_now: datetime
+) -> None:
+    a = "full@example.com"
+    old = _soft_days(frozen_now)
+    fresh = _soft_days(old[-1] + 2 * DAY)
+    steps: list[Step] = [_reply(at, a, MAILBOX_FULL, f"s{i}") for i, at in enumerate(old)]
+    steps.append(_unsuppress(old[-1] + DAY, a))
+    steps += [_reply(at, a, MAILBOX_FULL, f"t{i}") for i, at in enumerate(fresh[:-1])]
+    # One strike short of the rule with the fresh ones alone: still sendable.
+    for path, engine in on_each_path(steps):
+        assert engine.is_sendable(a), path
+    steps.append(_reply(fresh[-1], a, MAILBOX_FULL, "t9"))
+    for path, engine in on_each_path(steps):
+        assert not engine.is_sendable(a), path
+
+
+def test_a_hard_bounce_after_an_unsuppress_suppresses_again_on_every_path(
+    on_each_path: Play, frozen_now: datetime
+) -> None:
+    # A decisive bounce is fresh evidence on its own; the full re-evaluation must reach the
+    # second suppression too, not stop at the first (spent) one.
+    a = "gone@example.com"
+    steps: list[Step] = [
+        _reply(frozen_now, a, NO_SUCH_USER, "m1"),
+        _unsuppress(frozen_now + DAY, a),
+        _reply(frozen_now + 2 * DAY, a, NO_SUCH_USER, "m2"),
+    ]
+    for path, engine in on_each_path(steps):
+        assert not engine.is_sendable(a), path
+        with Session(engine.db) as s:
+            current = s.scalars(
+                select(Action).where(
+                    Action.kind == ActionKind.SUPPRESS, Action.status == ActionStatus.OPEN
+                )
+            ).one()
+        assert current.created_at == frozen_now + 2 * DAY, path
+
+
+# ---- a suppression that ran out -----------------------------------------------------------
+
+
+def test_a_bare_550_after_a_suppression_ran_out_does_not_suppress_again_on_the_bounces_before_it(
+    on_each_path: Play, frozen_now: datetime
+) -> None:
+    # The policy ends suppressions for user_unknown after 10 days (shorter than the ambiguous
+    # window): a bare 550 after that, with no sweep run, is one fresh bounce.
+    lifetime = 10 * DAY
+    assert lifetime < H.ambiguous_window
+    policy = Policy(
+        rules=POLICY.rules,
+        hygiene=HygienePolicy(suppression_expiry={Reason.USER_UNKNOWN: lifetime}),
+        throttle=POLICY.throttle,
+    )
+    a = "maybe@example.com"
+    steps: list[Step] = [
+        _reply(frozen_now, a, BARE_550, "m1"),
+        _reply(frozen_now + DAY, a, BARE_550, "m2"),
+        _reply(frozen_now + DAY + lifetime + DAY, a, BARE_550, "m3"),
+    ]
+    for path, engine in on_each_path(steps, policy):
+        assert engine.is_sendable(a), path
