@@ -12,13 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from conftest import FakeClock
+from factories_hygiene import History
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from deliverability.engine import Engine
+from deliverability.errors import InputError
+from deliverability.hygiene import RULE_INCIDENT
 from deliverability.policy import HygienePolicy, Policy, load_policy
 from deliverability.store import hygiene as store_hygiene
 from deliverability.store.models import Action, Base
@@ -238,3 +242,72 @@ def test_a_bare_550_after_a_suppression_ran_out_does_not_suppress_again_on_the_b
     ]
     for path, engine in on_each_path(steps, policy):
         assert engine.is_sendable(a), path
+
+
+# ---- a domain incident settled by a person -------------------------------------------------
+
+
+def _incident(history: History, start: datetime) -> int:
+    """A burst of hard bounces at one domain (an incident); returns its alert's id."""
+    for i in range(H.incident_addresses):
+        history.hard(f"u{i}@broken.example", start + timedelta(seconds=i))
+    return history.session.scalars(select(Action.id).where(Action.rule == RULE_INCIDENT)).one()
+
+
+@pytest.mark.parametrize(
+    ("settle", "again", "other"),
+    [
+        (store_hygiene.confirm_incident, store_hygiene.confirm_incident, "discard_incident"),
+        (store_hygiene.discard_incident, store_hygiene.discard_incident, "confirm_incident"),
+    ],
+)
+def test_settling_an_incident_again_the_same_way_changes_nothing_and_the_other_way_is_refused(
+    session: Session,
+    frozen_now: datetime,
+    settle: Callable[..., int],
+    again: Callable[..., int],
+    other: str,
+) -> None:
+    history = History(session, POLICY)
+    incident = _incident(history, frozen_now)
+    later = frozen_now + timedelta(hours=1)
+    assert settle(session, incident, "ops", later) == H.incident_addresses
+
+    def state() -> list[tuple[Any, ...]]:
+        session.expire_all()
+        return [
+            (a.status, a.resolved_by, a.resolved_at, a.detail, a.evidence)
+            for a in session.scalars(select(Action).order_by(Action.id))
+        ]
+
+    before = state()
+    assert again(session, incident, "someone else", later + DAY) == 0
+    assert state() == before
+    with pytest.raises(InputError, match=f"already {settle.__name__.split('_')[0]}ed by ops"):
+        getattr(store_hygiene, other)(session, incident, "someone else", later + DAY)
+    assert state() == before
+
+
+def test_after_a_discarded_incident_a_bare_550_is_one_fresh_bounce_and_a_hard_bounce_suppresses(
+    session: Session, frozen_now: datetime
+) -> None:
+    # The held hard bounces are spent with the discard: one bare 550 afterwards does not
+    # complete a count with them, a decisive bounce afterwards suppresses on its own.
+    history = History(session, POLICY)
+    incident = _incident(history, frozen_now)
+    discarded = frozen_now + timedelta(hours=1)
+    store_hygiene.discard_incident(session, incident, "ops", discarded)
+    history.ambiguous("u1@broken.example", discarded + DAY)
+    history.ambiguous("u2@broken.example", discarded + DAY)
+    history.ambiguous("u2@broken.example", discarded + 2 * DAY)
+    history.hard("u3@broken.example", discarded + DAY)
+    store_hygiene.evaluate(session, POLICY, discarded + 3 * DAY, full=True)
+    open_now = {
+        a.target
+        for a in session.scalars(
+            select(Action).where(
+                Action.kind == ActionKind.SUPPRESS, Action.status == ActionStatus.OPEN
+            )
+        )
+    }
+    assert open_now == {"u2@broken.example", "u3@broken.example"}

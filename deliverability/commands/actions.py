@@ -146,19 +146,32 @@ def actions(ctx: click.Context, open_only: bool, fmt: str) -> None:
 def _settle(ctx: click.Context, action_id: int, by: str | None, confirm: bool) -> None:
     engine = ctx.ensure_object(AppContext).engine()
     who = by or _who()
+    verb = "confirmed" if confirm else "discarded"
     try:
         now = engine.now()
         with Session(write_engine(engine.db)) as session, session.begin():
+            alert = session.get(Action, action_id)
+            before = hygiene_store.settled_as(alert) if alert is not None else None
             if confirm:
                 n = hygiene_store.confirm_incident(session, action_id, who, now)
             else:
                 n = hygiene_store.discard_incident(session, action_id, who, now)
-            alert = session.get(Action, action_id)
-            domain = alert.target if alert is not None else "?"
+            assert alert is not None  # settling an unknown id raised above
+            if before == verb:
+                # Settled this way before: run again (a retried script), nothing changes.
+                when = alert.resolved_at.isoformat() if alert.resolved_at else "?"
+                message = (
+                    f"incident #{action_id} at {alert.target}: already {verb} by "
+                    f"{alert.resolved_by} at {when}; nothing changed"
+                )
+            else:
+                message = (
+                    f"incident #{action_id} at {alert.target}: {verb} {n} held suppression(s)"
+                    f" (by {who})"
+                )
     finally:
         engine.close()
-    verb = "confirmed" if confirm else "discarded"
-    click.echo(f"incident #{action_id} at {domain}: {verb} {n} held suppression(s) (by {who})")
+    click.echo(message)
 
 
 @actions.command()

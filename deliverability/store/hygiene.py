@@ -99,6 +99,7 @@ __all__ = [
     "on_events",
     "paused_domains",
     "paused_until",
+    "settled_as",
     "summary_of",
     "throttle_for",
 ]
@@ -2875,8 +2876,27 @@ def _incident(session: Session, action_id: int, verb: str) -> tuple[Action, list
             )
         raise InputError(f"{what}, not a domain incident; {applies}")
     if alert.status not in (ActionStatus.OPEN, ActionStatus.EXPIRED):
+        done = settled_as(alert)
+        if done == f"{verb}ed":
+            # Settled this way already (a script run again, two people at once): nothing
+            # more to do, and no error; the caller sees it held nothing.
+            return alert, []
+        when = alert.resolved_at.isoformat() if alert.resolved_at else "?"
+        by = alert.resolved_by or "?"
+        if done == "confirmed":
+            undo = (
+                "its suppressions are in force: `deliverability unsuppress ADDRESS` lifts one"
+            )
+        elif done == "discarded":
+            undo = (
+                "its held suppressions were dropped: `deliverability suppress ADDRESS --reason "
+                "...` stops mail to one"
+            )
+        else:
+            undo = "nothing more to settle"
         raise InputError(
-            f"action {action_id}: the incident at {alert.target} is already {alert.status.value}"
+            f"action {action_id}: the incident at {alert.target} was already "
+            f"{done or alert.status.value} by {by} at {when}; {undo}"
         )
     held = session.scalars(
         sa.select(Action)
@@ -2889,6 +2909,21 @@ def _incident(session: Session, action_id: int, verb: str) -> tuple[Action, list
         .order_by(Action.id)
     ).all()
     return alert, list(held)
+
+
+def settled_as(alert: Action) -> str | None:
+    """How a person settled a domain incident: "confirmed", "discarded", or None when it is
+    not settled. Kept in its evidence (`settled`) since settling is idempotent; an incident
+    settled before that says it in the note its detail ends with."""
+    if alert.status is not ActionStatus.RESOLVED:
+        return None
+    said = alert.evidence.get("settled") if isinstance(alert.evidence, dict) else None
+    if said in ("confirmed", "discarded"):
+        return str(said)
+    for verb in ("confirmed", "discarded"):
+        if f"; {verb} " in (alert.detail or ""):
+            return verb
+    return None
 
 
 def _holding_incident(session: Session, action: Action) -> Action | None:
@@ -2921,7 +2956,9 @@ def check_by_length(by: str) -> None:
 
 
 def confirm_incident(session: Session, action_id: int, by: str, now: datetime) -> int:
-    """Apply every suppression an incident holds; returns how many."""
+    """Apply every suppression an incident holds; returns how many. Confirming an incident
+    already confirmed changes nothing and returns 0; one already discarded is an InputError
+    saying by whom and when."""
     check_by_length(by)
     alert, held = _incident(session, action_id, "confirm")
     updates = []
@@ -2943,18 +2980,24 @@ def confirm_incident(session: Session, action_id: int, by: str, now: datetime) -
             r.standing_since = now
             r.suppressed_until = action.expires_at
             r.suppression_action_id = action.id
-    _resolve(alert, ActionStatus.RESOLVED, by, now, f"confirmed {len(held)} held suppressions")
+    if alert.status is not ActionStatus.RESOLVED:
+        _resolve(alert, ActionStatus.RESOLVED, by, now, f"confirmed {len(held)} held suppressions")
+        alert.evidence = {**alert.evidence, "settled": "confirmed"}
     session.flush()
     return len(held)
 
 
 def discard_incident(session: Session, action_id: int, by: str, now: datetime) -> int:
-    """Drop every suppression an incident holds (their bounces are spent); returns how many."""
+    """Drop every suppression an incident holds (their bounces are spent); returns how many.
+    Discarding an incident already discarded changes nothing and returns 0; one already
+    confirmed is an InputError saying by whom and when."""
     check_by_length(by)
     alert, held = _incident(session, action_id, "discard")
     for action in held:
         _resolve(action, ActionStatus.DISCARDED, by, now, "discarded with the incident")
-    _resolve(alert, ActionStatus.RESOLVED, by, now, f"discarded {len(held)} held suppressions")
+    if alert.status is not ActionStatus.RESOLVED:
+        _resolve(alert, ActionStatus.RESOLVED, by, now, f"discarded {len(held)} held suppressions")
+        alert.evidence = {**alert.evidence, "settled": "discarded"}
     session.flush()
     return len(held)
 
