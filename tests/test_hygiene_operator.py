@@ -311,3 +311,43 @@ def test_after_a_discarded_incident_a_bare_550_is_one_fresh_bounce_and_a_hard_bo
         )
     }
     assert open_now == {"u2@broken.example", "u3@broken.example"}
+
+
+def test_an_incident_nobody_settled_stays_listed_as_open_while_it_holds_suppressions(
+    session: Session, frozen_now: datetime
+) -> None:
+    # The alert expires `alert_lifetime` after its last trigger; its held suppressions stay
+    # pending until a person settles them, and `actions --open` is where they find its id.
+    history = History(session, POLICY)
+    incident = _incident(history, frozen_now)
+    later = frozen_now + H.alert_lifetime + DAY
+
+    def listed(at: datetime) -> set[int]:
+        return {a.id for a in store_hygiene.list_actions(session, open_only=True, now=at)}
+
+    assert incident in listed(later)
+    store_hygiene.expire_actions(session, later)
+    assert session.get(Action, incident).status is ActionStatus.EXPIRED
+    assert incident in listed(later)
+    assert store_hygiene.confirm_incident(session, incident, "ops", later) == H.incident_addresses
+    assert listed(later) == {
+        a.id
+        for a in session.scalars(
+            select(Action).where(
+                Action.kind == ActionKind.SUPPRESS, Action.status == ActionStatus.OPEN
+            )
+        )
+    }
+
+
+def test_an_expired_incident_whose_suppressions_were_each_lifted_is_not_listed_as_open(
+    session: Session, frozen_now: datetime
+) -> None:
+    history = History(session, POLICY)
+    incident = _incident(history, frozen_now)
+    later = frozen_now + H.alert_lifetime + DAY
+    for held in session.scalars(select(Action).where(Action.status == ActionStatus.PENDING)).all():
+        held.status, held.open_key, held.resolved_at = ActionStatus.RESOLVED, None, later
+    session.flush()
+    assert store_hygiene.list_actions(session, open_only=True, now=later) == []
+    assert incident in {a.id for a in store_hygiene.list_actions(session)}

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple, Protocol, cast
 import sqlalchemy as sa
 from sqlalchemy import ColumnElement, Connection, Select, Table
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from deliverability.clock import system_clock
 from deliverability.errors import InputError
@@ -2823,16 +2823,36 @@ def list_actions(
     """Actions, newest first. `open_only` keeps the pending ones and the open ones whose time is
     not up at `now` (default: the system clock): an action `expire_actions` would close is left
     out whether or not the nightly job has swept it yet, as `throttles_in_force` leaves out a
-    pause that ended (issue 4: an expired action stops applying without any job running)."""
+    pause that ended (issue 4: an expired action stops applying without any job running).
+
+    A domain incident nobody settled stays listed while it holds suppressions, whatever its
+    alert's expiry: the held suppressions stay pending until a person confirms or discards
+    them, and `actions --open` is where that person finds the incident's id."""
     query = sa.select(Action).order_by(Action.id.desc())
     if open_only:
         at = _at(now if now is not None else system_clock())
+        held = aliased(Action)
+        holds = (
+            sa.exists()
+            .where(
+                held.kind == ActionKind.SUPPRESS,
+                held.status == ActionStatus.PENDING,
+                held.target == Recipient.address_key,
+                Recipient.domain == Action.target,
+            )
+            .correlate(Action)
+        )
         query = query.where(
             sa.or_(
                 Action.status == ActionStatus.PENDING,
                 sa.and_(
                     Action.status == ActionStatus.OPEN,
                     sa.or_(Action.expires_at.is_(None), Action.expires_at > at),
+                ),
+                sa.and_(
+                    Action.rule == RULE_INCIDENT,
+                    Action.status.in_((ActionStatus.OPEN, ActionStatus.EXPIRED)),
+                    holds,
                 ),
             )
         )
@@ -2884,9 +2904,7 @@ def _incident(session: Session, action_id: int, verb: str) -> tuple[Action, list
         when = alert.resolved_at.isoformat() if alert.resolved_at else "?"
         by = alert.resolved_by or "?"
         if done == "confirmed":
-            undo = (
-                "its suppressions are in force: `deliverability unsuppress ADDRESS` lifts one"
-            )
+            undo = "its suppressions are in force: `deliverability unsuppress ADDRESS` lifts one"
         elif done == "discarded":
             undo = (
                 "its held suppressions were dropped: `deliverability suppress ADDRESS --reason "
