@@ -1263,7 +1263,8 @@ class Engine:
     def unsuppress(self, address: str, *, by: str, reason: str = "") -> int:
         """Lift a suppression by hand: the open suppress action is resolved by `by`, a `release`
         action records who and why, and the standing follows the deliveries again.
-        Raises InputError when the address is not suppressed. Returns the release action's id."""
+        Raises InputError when the address is not suppressed, also when its suppression ran
+        out (an expiry the nightly job has not swept yet). Returns the release action's id."""
         normal = normalize_address(address)
         if not by or not by.strip():
             raise InputError("say who lifts the suppression (by=...)")
@@ -1272,14 +1273,23 @@ class Engine:
 
         def work(conn: Connection) -> int:
             row = conn.execute(
-                select(_RECIPIENTS.c.id, _RECIPIENTS.c.standing).where(
-                    _RECIPIENTS.c.address_key == normal.key
-                )
+                select(
+                    _RECIPIENTS.c.id, _RECIPIENTS.c.standing, _RECIPIENTS.c.suppressed_until
+                ).where(_RECIPIENTS.c.address_key == normal.key)
             ).first()
             okey = open_key(ActionKind.SUPPRESS, ActionScope.ADDRESS, normal.key)
             open_action = conn.execute(
                 select(_ACTIONS.c.id).where(_ACTIONS.c.open_key == okey)
             ).first()
+            ended = row.suppressed_until if row is not None else None
+            if ended is not None and ended <= now:
+                # It ran out (the policy's expiry for its reason): the address is sendable and
+                # the nightly sweep records the end as it was. Lifting it now would record a
+                # person ending a suppression that had already ended, at the wrong time.
+                raise InputError(
+                    f"{normal.text} is not suppressed: its suppression ran out at"
+                    f" {ended.isoformat()}"
+                )
             if (row is None or row.standing is not Standing.SUPPRESSED) and open_action is None:
                 raise InputError(f"{normal.text} is not suppressed")
             if open_action is not None:

@@ -142,3 +142,49 @@ def test_settling_an_incident_the_other_way_afterwards_says_how_who_and_when_it_
     )
     assert state in err
     assert _actions(store) == after_first
+
+
+# ---- unsuppress ------------------------------------------------------------------------------
+
+
+def test_unsuppress_of_an_address_never_seen_says_it_is_not_suppressed_and_exits_2(
+    store: str, frozen_now: datetime, cli: Callable[..., tuple[int, str, str]]
+) -> None:
+    code, out, err = cli(store, frozen_now, "unsuppress", "nobody@example.com", "--by", "ops")
+    assert (code, out) == (2, "")
+    assert err.strip() == "error: nobody@example.com is not suppressed"
+    assert _actions(store) == []
+
+
+def test_unsuppress_of_a_suppression_that_ran_out_says_when_and_records_nothing(
+    store: str,
+    frozen_now: datetime,
+    cli: Callable[..., tuple[int, str, str]],
+    tmp_path: Path,
+) -> None:
+    # The policy ends mailbox_full suppressions after 20 days; 10 days after that, with no
+    # nightly sweep run, the address is sendable already: an unsuppress then would record a
+    # person lifting a suppression the policy had ended, at the wrong time.
+    policy = tmp_path / "expiry.toml"
+    policy.write_text('[hygiene.suppression_expiry]\nmailbox_full = "20d"\n')
+    a = "full@example.com"
+    days = [frozen_now + H.soft_span * i / (H.soft_strikes - 1) for i in range(H.soft_strikes)]
+    for i, at in enumerate(days):
+        code, _, _ = cli(
+            store, at, "--policy", str(policy), "record", "--recipient", a,
+            "--reply", "452 4.2.2 Mailbox full", "--message-id", f"m{i}",
+        )  # fmt: skip
+        assert code == 0
+    ran_out = days[-1] + timedelta(days=20)
+    later = ran_out + timedelta(days=10)
+    assert cli(store, later, "--policy", str(policy), "sendable", a)[:2] == (0, f"{a}\n")
+    before = _actions(store)
+    assert [(kind, status) for _, kind, status, *_ in before] == [
+        (ActionKind.SUPPRESS, ActionStatus.OPEN)
+    ]
+    code, out, err = cli(store, later, "--policy", str(policy), "unsuppress", a, "--by", "ops")
+    assert (code, out) == (2, "")
+    assert err.strip() == (
+        f"error: {a} is not suppressed: its suppression ran out at {ran_out.isoformat()}"
+    )
+    assert _actions(store) == before
