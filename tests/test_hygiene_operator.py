@@ -20,13 +20,13 @@ from factories_hygiene import History
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from deliverability.engine import Engine
+from deliverability.engine import Engine, ReplyRecord
 from deliverability.errors import InputError
 from deliverability.hygiene import RULE_INCIDENT
 from deliverability.policy import HygienePolicy, Policy, load_policy
 from deliverability.store import hygiene as store_hygiene
 from deliverability.store.models import Action, Base
-from deliverability.vocabulary import ActionKind, ActionStatus, Reason, Standing
+from deliverability.vocabulary import ActionKind, ActionStatus, EventKind, Reason, Standing
 
 POLICY = load_policy(None)
 H = POLICY.hygiene
@@ -351,3 +351,74 @@ def test_an_expired_incident_whose_suppressions_were_each_lifted_is_not_listed_a
     session.flush()
     assert store_hygiene.list_actions(session, open_only=True, now=later) == []
     assert incident in {a.id for a in store_hygiene.list_actions(session)}
+
+
+# ---- a complaint while suppressed ----------------------------------------------------------
+
+
+def _complaint(at: datetime, address: str) -> Step:
+    record = ReplyRecord(recipient=address, kind=EventKind.COMPLAINT, message_id="c1", at=at)
+    return Step(at, lambda e: e.record_many([record]))
+
+
+def test_a_complaint_while_suppressed_for_an_expiring_reason_makes_the_suppression_last(
+    on_each_path: Play, frozen_now: datetime
+) -> None:
+    # The policy ends mailbox_full suppressions after 20 days and complaints never (the
+    # default): a person who complained while their mailbox was full must not get mail when
+    # the mailbox suppression runs out.
+    lifetime = 20 * DAY
+    policy = Policy(
+        rules=POLICY.rules,
+        hygiene=HygienePolicy(suppression_expiry={Reason.MAILBOX_FULL: lifetime}),
+        throttle=POLICY.throttle,
+    )
+    a = "full@example.com"
+    days = _soft_days(frozen_now)
+    steps = [_reply(at, a, MAILBOX_FULL, f"s{i}") for i, at in enumerate(days)]
+    steps.append(_complaint(days[-1] + DAY, a))
+    steps.append(Step(days[-1] + lifetime + DAY, lambda e: None))
+    for path, engine in on_each_path(steps, policy):
+        assert not engine.is_sendable(a), path
+        status = engine.status(a)
+        assert (status.standing, status.reason, status.suppressed_until) == (
+            Standing.SUPPRESSED,
+            Reason.FEEDBACK,
+            None,
+        ), path
+        with Session(engine.db) as s:
+            action = s.scalars(select(Action).where(Action.kind == ActionKind.SUPPRESS)).one()
+        assert (action.status, action.created_at, action.expires_at) == (
+            ActionStatus.OPEN,
+            days[-1],
+            None,
+        ), path
+
+
+def test_a_complaint_after_an_expiring_suppression_ran_out_suppresses_anew(
+    on_each_path: Play, frozen_now: datetime
+) -> None:
+    lifetime = 20 * DAY
+    policy = Policy(
+        rules=POLICY.rules,
+        hygiene=HygienePolicy(suppression_expiry={Reason.MAILBOX_FULL: lifetime}),
+        throttle=POLICY.throttle,
+    )
+    a = "full@example.com"
+    days = _soft_days(frozen_now)
+    steps = [_reply(at, a, MAILBOX_FULL, f"s{i}") for i, at in enumerate(days)]
+    complained = days[-1] + lifetime + DAY
+    steps.append(_complaint(complained, a))
+    for path, engine in on_each_path(steps, policy):
+        assert not engine.is_sendable(a), path
+        with Session(engine.db) as s:
+            action = s.scalars(
+                select(Action).where(
+                    Action.kind == ActionKind.SUPPRESS, Action.status == ActionStatus.OPEN
+                )
+            ).one()
+        assert (action.reason, action.created_at, action.expires_at) == (
+            Reason.FEEDBACK,
+            complained,
+            None,
+        ), path

@@ -83,6 +83,7 @@ from deliverability.vocabulary import (
 
 __all__ = [
     "BOOKMARK",
+    "BY_POLICY",
     "ActionSummary",
     "EvaluationResult",
     "Throttle",
@@ -768,6 +769,9 @@ class _Suppress:
     detail: str
     evidence: dict[str, Any]
     held: bool = False
+    #: Evidence of a reason the policy gives no expiry (a complaint, a hard bounce) dated while
+    #: this suppression of an expiring reason is in force: it then lasts (`_lasting`).
+    lasting: _Suppress | None = None
 
 
 class _Pushback(NamedTuple):
@@ -1108,11 +1112,21 @@ class _Evaluator:
             found += self._ambiguous()
         if c["soft"]:
             found += self._soft()
+        h = self.policy.hygiene
         earliest: dict[int, _Suppress] = {}
-        for sup in found:
-            best = earliest.get(sup.recipient_id)
-            if best is None or (sup.at, sup.anchor_id) < (best.at, best.anchor_id):
+        for sup in sorted(found, key=lambda sup: (sup.at, sup.anchor_id)):
+            first = earliest.get(sup.recipient_id)
+            ends = None if first is None else suppression_expires(first.reason, first.at, h)
+            if first is None or (ends is not None and sup.at >= ends):
+                # The first suppression of the address, or the first after the one before
+                # ran out (it is over by then; `_apply_suppressions` closes it if open).
                 earliest[sup.recipient_id] = sup
+            elif (
+                ends is not None
+                and first.lasting is None
+                and suppression_expires(sup.reason, sup.at, h) is None
+            ):
+                first.lasting = sup
         # Evidence dated at or before a person's unsuppress (or a discard, or an expiry) is spent:
         # every rule counts fresh evidence only (`_fresh`).
         return earliest
@@ -2077,7 +2091,7 @@ class _Evaluator:
             detail = _suppress_detail(sup, self.policy)[:2000]
             evidence = dict(sup.evidence, rule=sup.rule, at=sup.at.isoformat())
             if found is None:
-                expires = suppression_expires(sup.reason, sup.at, h)
+                reason, rule, expires = _lasting(sup, h)
                 if expires is not None and expires <= self.now:
                     continue  # as `_upsert`: an action already over is not raised
                 row = self._new_row(
@@ -2085,8 +2099,8 @@ class _Evaluator:
                     scope=ActionScope.ADDRESS,
                     target=sup.address_key,
                     status=status,
-                    reason=sup.reason,
-                    rule=sup.rule,
+                    reason=reason,
+                    rule=rule,
                     detail=detail,
                     evidence=evidence,
                     created_at=sup.at,
@@ -2117,6 +2131,13 @@ class _Evaluator:
                         created_at=sup.at,
                         expires_at=suppression_expires(sup.reason, sup.at, h),
                     )
+                reason, rule, ends = _lasting(sup, h)
+                if ends is None and row["expires_at"] is not None:
+                    # Evidence of a reason with no expiry (a complaint while suppressed for a
+                    # full mailbox, say) while this one is in force: it lasts, and says why.
+                    # Else the suppression ran out at its old end and that evidence, dated
+                    # before it, was spent: a person who complained got mail again.
+                    row.update(reason=reason, rule=rule, expires_at=None)
                 if row["status"] is ActionStatus.PENDING and status is ActionStatus.OPEN:
                     row["status"] = ActionStatus.OPEN
                 refreshed.append(row)
@@ -2504,6 +2525,14 @@ def _suppress_detail(sup: _Suppress, policy: Policy) -> str:
     if sup.held:
         text += f"; held: domain incident at {sup.domain}"
     return text
+
+
+def _lasting(sup: _Suppress, policy: HygienePolicy) -> tuple[Reason, str, datetime | None]:
+    """The reason, rule and end of the suppression a decision raises or refreshes: its own,
+    or, when evidence of a reason with no expiry came while it was in force (`lasting`),
+    that evidence's, with no end."""
+    holder = sup.lasting or sup
+    return holder.reason, holder.rule, suppression_expires(holder.reason, holder.at, policy)
 
 
 def _spans_around(
