@@ -3,6 +3,9 @@ command says, its exit status, and that running one again changes nothing (issue
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,6 +24,7 @@ from deliverability.vocabulary import ActionKind, ActionStatus
 
 POLICY = Policy(rules=())
 H = POLICY.hygiene
+DAY = timedelta(days=1)
 
 
 @pytest.fixture
@@ -188,3 +192,46 @@ def test_unsuppress_of_a_suppression_that_ran_out_says_when_and_records_nothing(
         f"error: {a} is not suppressed: its suppression ran out at {ran_out.isoformat()}"
     )
     assert _actions(store) == before
+
+
+# ---- who, when and why of every change ---------------------------------------------------------
+
+
+def test_actions_json_says_when_and_by_whom_each_held_suppression_and_its_incident_were_settled(
+    store: str, frozen_now: datetime, cli: Callable[..., tuple[int, str, str]]
+) -> None:
+    _write(store, lambda h: _incident(h, frozen_now))
+    incident = _incident_id(store)
+    settled_at = frozen_now + timedelta(hours=1)
+    assert cli(store, settled_at, "actions", "discard", str(incident), "--by", "ops")[0] == 0
+    code, out, _ = cli(store, settled_at + DAY, "actions", "--format", "json")
+    assert code == 0
+    rows = json.loads(out)
+    assert len(rows) == H.incident_addresses + 1
+    assert {(r["status"], r["resolved_at"], r["resolved_by"]) for r in rows} == {
+        ("discarded", settled_at.isoformat(), "ops"),
+        ("resolved", settled_at.isoformat(), "ops"),
+    }
+    assert all("by ops" in r["detail"] for r in rows)
+
+
+def test_an_expiry_shows_when_and_by_whom_it_ended_the_same_before_and_after_the_sweep(
+    store: str, frozen_now: datetime, cli: Callable[..., tuple[int, str, str]]
+) -> None:
+    _write(store, lambda h: h.pushback("a@busy.example", frozen_now))
+    later = frozen_now + DAY
+
+    def shown() -> list[dict[str, object]]:
+        code, out, _ = cli(store, later, "actions", "--format", "csv")
+        assert code == 0
+        return list(csv.DictReader(io.StringIO(out)))
+
+    before = shown()
+    assert [(r["status"], r["resolved_by"]) for r in before] == [("expired", "policy")]
+    assert before[0]["resolved_at"] == before[0]["expires_at"] != ""
+    assert cli(store, later, "nightly", "--now", later.isoformat())[0] == 0
+
+    def ended(rows: list[dict[str, object]]) -> list[tuple[object, ...]]:
+        return [(r["id"], r["status"], r["resolved_at"], r["resolved_by"]) for r in rows]
+
+    assert ended(shown()) == ended(before)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from deliverability.commands.base import AppContext, rows_format_option
 from deliverability.output import emit_rows
 from deliverability.store import hygiene as hygiene_store
+from deliverability.store.hygiene import BY_POLICY
 from deliverability.store.models import Action
 from deliverability.store.session import write_engine
 from deliverability.vocabulary import ActionScope, ActionStatus
@@ -47,6 +48,7 @@ ACTION_COLUMNS = [
     "max_rate",
     "raised_count",
     "created_by",
+    "resolved_at",
     "resolved_by",
     "detail",
 ]
@@ -62,11 +64,11 @@ def _who() -> str:
 
 
 def _action_row(a: Action, now: datetime) -> dict[str, Any]:
-    status = a.status
+    status, resolved_at, resolved_by = a.status, a.resolved_at, a.resolved_by
     if status is ActionStatus.OPEN and a.expires_at is not None and a.expires_at <= now:
         # Its time is up: it no longer applies (issue 4), whether or not the nightly job has
-        # swept it yet; the sweep records the same status.
-        status = ActionStatus.EXPIRED
+        # swept it yet; shown as the sweep records it (`store.hygiene.expire_actions`).
+        status, resolved_at, resolved_by = ActionStatus.EXPIRED, a.expires_at, BY_POLICY
     return {
         "id": a.id,
         "kind": a.kind,
@@ -81,7 +83,9 @@ def _action_row(a: Action, now: datetime) -> dict[str, Any]:
         "max_rate": a.max_rate,
         "raised_count": a.raised_count,
         "created_by": a.created_by,
-        "resolved_by": a.resolved_by,
+        # When and by whom it ended: a person's unsuppress, confirm or discard, or its expiry.
+        "resolved_at": resolved_at,
+        "resolved_by": resolved_by,
         "detail": a.detail,
     }
 
