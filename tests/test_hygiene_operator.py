@@ -422,3 +422,25 @@ def test_a_complaint_after_an_expiring_suppression_ran_out_suppresses_anew(
             complained,
             None,
         ), path
+
+
+def test_of_two_unsettled_incidents_at_one_domain_only_the_latest_is_listed_as_open(
+    session: Session, frozen_now: datetime
+) -> None:
+    # Settling the latest settles every suppression held at the domain: it is the one to list.
+    history = History(session, POLICY)
+    _incident(history, frozen_now)
+    second_burst = frozen_now + H.alert_lifetime + DAY
+    for i in range(H.incident_addresses):
+        history.hard(f"v{i}@broken.example", second_burst + timedelta(seconds=i))
+    first, second = session.scalars(
+        select(Action.id).where(Action.rule == RULE_INCIDENT).order_by(Action.id)
+    ).all()
+    later = second_burst + timedelta(hours=1)
+    store_hygiene.expire_actions(session, later)
+    listed = {a.id for a in store_hygiene.list_actions(session, open_only=True, now=later)}
+    assert second in listed
+    assert first not in listed
+    assert store_hygiene.confirm_incident(session, second, "ops", later) == (
+        2 * H.incident_addresses
+    )

@@ -1557,6 +1557,9 @@ def _in_force(session: Session, now: datetime) -> tuple[set[tuple[Any, ...]], di
     store_hygiene.expire_actions(session, now)
     actions = set()
     for a in store_hygiene.list_actions(session, open_only=True):
+        if a.status is ActionStatus.EXPIRED:
+            # An unsettled incident listed for the person who settles it: not in force.
+            continue
         # A throttle is set by its latest push-back (its pause, rate and step are compared) and a
         # sender alert by its latest block (its expiry is compared); when such an episode began
         # depends on when it was seen (a full re-evaluation sees no gaps), so that is not.

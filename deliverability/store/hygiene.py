@@ -2854,13 +2854,14 @@ def list_actions(
     out whether or not the nightly job has swept it yet, as `throttles_in_force` leaves out a
     pause that ended (issue 4: an expired action stops applying without any job running).
 
-    A domain incident nobody settled stays listed while it holds suppressions, whatever its
-    alert's expiry: the held suppressions stay pending until a person confirms or discards
-    them, and `actions --open` is where that person finds the incident's id."""
+    A domain's latest incident, when nobody settled it, stays listed while suppressions are
+    held at its domain, whatever its alert's expiry: the held suppressions stay pending until
+    a person confirms or discards them, and `actions --open` is where they find its id."""
     query = sa.select(Action).order_by(Action.id.desc())
     if open_only:
         at = _at(now if now is not None else system_clock())
-        held = aliased(Action)
+        held, newer = aliased(Action), aliased(Action)
+        unsettled = (ActionStatus.OPEN, ActionStatus.EXPIRED)
         holds = (
             sa.exists()
             .where(
@@ -2871,6 +2872,14 @@ def list_actions(
             )
             .correlate(Action)
         )
+        # The latest unsettled incident of its domain only: settling it settles every
+        # suppression held there (`_incident`), and it is the one `_holding_incident` names.
+        latest = ~sa.exists().where(
+            newer.rule == RULE_INCIDENT,
+            newer.target == Action.target,
+            newer.status.in_(unsettled),
+            newer.id > Action.id,
+        )
         query = query.where(
             sa.or_(
                 Action.status == ActionStatus.PENDING,
@@ -2880,8 +2889,9 @@ def list_actions(
                 ),
                 sa.and_(
                     Action.rule == RULE_INCIDENT,
-                    Action.status.in_((ActionStatus.OPEN, ActionStatus.EXPIRED)),
+                    Action.status.in_(unsettled),
                     holds,
+                    latest,
                 ),
             )
         )
