@@ -1033,7 +1033,12 @@ def rolled_back(engine: Engine) -> Iterator[None]:
             f"{mask_url(real.url)}: a rolled-back dry run needs a server database; "
             "run SQLite dry runs on a copy of the file"
         )
-    single = create_engine(real.url.render_as_string(hide_password=False), poolclass=StaticPool)
+    # No test of the connection before each use (pool_pre_ping, store/session.py): the one
+    # connection is inside the dry run's transaction between uses, and psycopg's ping would
+    # first switch it to autocommit, which it refuses there.
+    single = create_engine(
+        real.url.render_as_string(hide_password=False), poolclass=StaticPool, pool_pre_ping=False
+    )
     try:
         # Connect once before the savepoints take over: SQLAlchemy's first connection reads
         # the server's settings and ends with a plain rollback.
