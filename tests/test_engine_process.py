@@ -8,6 +8,7 @@ import gc
 import multiprocessing
 import os
 import socket
+import sqlite3
 import sys
 import threading
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from deliverability.errors import DeliverabilityError, StoreError, StoreUnavaila
 from deliverability.policy import load_policy
 from deliverability.store.models import Base, Event
 from deliverability.store.records import RecordedEvent
+from deliverability.store.session import create_engine as store_create_engine
 from deliverability.vocabulary import DeliveryState
 
 POLICY = load_policy()
@@ -454,3 +456,32 @@ def test_threads_sharing_one_engine_leave_the_store_as_one_thread_recording_the_
         in_one_thread = _snapshot(alone)
     assert len(in_threads["events"]) == _THREADS * _MESSAGES * 2
     assert in_threads == in_one_thread
+
+
+@pytest.mark.parametrize(
+    ("refusal", "unavailable"),
+    [
+        (sqlite3.OperationalError("unable to open database file"), True),
+        # A driver refusing something on the way (as psycopg refused to switch a connection in
+        # a transaction to autocommit for its ping) is not the server gone.
+        (sqlite3.ProgrammingError("cannot do that now"), False),
+    ],
+    ids=["operational", "programming"],
+)
+def test_only_a_connection_that_cannot_be_made_is_a_database_out_of_reach(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refusal: Exception, unavailable: bool
+) -> None:
+    db = store_create_engine(f"sqlite:///{tmp_path / 'reach.db'}")
+    with db.connect():
+        pass  # connected once: a later failure to connect is the database gone
+    db.dispose()
+
+    def refuse(*_args: Any, **_kwargs: Any) -> Any:
+        raise refusal
+
+    monkeypatch.setattr(db.dialect, "connect", refuse)
+    with pytest.raises(Exception, match=r"unable to open|cannot do that") as caught, db.connect():
+        pass
+    assert isinstance(caught.value, StoreUnavailableError) is unavailable, caught.value
+    if unavailable:
+        assert str(caught.value).startswith("cannot reach the database sqlite:///")

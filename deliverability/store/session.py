@@ -247,7 +247,13 @@ def _report_lost_database(engine: Engine) -> None:
             return
         if context.is_disconnect:
             what = "lost the connection to"
-        elif context.connection is None and reached:
+        elif (
+            context.connection is None
+            and reached
+            # A connection that cannot be made is the driver's OperationalError (PEP 249); any
+            # other error on the way (a driver refusing a setting) is not the server gone.
+            and isinstance(context.original_exception, engine.dialect.loaded_dbapi.OperationalError)
+        ):
             what = "cannot reach"
         else:
             return
