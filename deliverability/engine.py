@@ -686,6 +686,27 @@ _DELIVERY_STATES: dict[str, DeliveryState] = {m.value: m for m in DeliveryState}
 _REASONS: dict[str, Reason] = {m.value: m for m in Reason}
 
 
+# The members the chunk writer and the prepare path compare with, read once: on Python 3.11 the
+# enums' metaclass has a `__getattr__`, so every `EventKind.EXPIRY` written in a function goes
+# through a Python-level attribute hook (about a thousand machine instructions, callgrind), some
+# twenty times for each event recorded. A module global is a dictionary read.
+_COMPLAINT = EventKind.COMPLAINT
+_EXPIRY = EventKind.EXPIRY
+_AUTO_REPLY = EventKind.AUTO_REPLY
+_STEP_EXPIRE = Step.EXPIRE
+_STEP_DEFERRED = Step.DEFERRED
+_APPLIED = Effect.APPLIED
+_DELIVERED = Outcome.DELIVERED
+_COMPLAINED = Outcome.COMPLAINED
+_INFORMATIONAL = Outcome.INFORMATIONAL
+_REASON_EXPIRED = Reason.EXPIRED
+_UNDEFINED_VALUE = Reason.UNDEFINED.value
+_STATE_EXPIRED = DeliveryState.EXPIRED
+_SUPPRESSED = Standing.SUPPRESSED
+_RETRYING = Standing.RETRYING
+_RETRYING_VALUE = Standing.RETRYING.value
+
+
 def _cut(text: str | None, length: int) -> str | None:
     if text is None:
         return None
@@ -1543,7 +1564,7 @@ class Engine:
         if verdict is not None and not isinstance(verdict, Verdict):
             raise InputError(f"verdict must be a Verdict, got {type(verdict).__name__}")
         judged = self._judged.get(reply) if isinstance(reply, str) else None
-        if judged is not None and verdict is None and kind is not EventKind.COMPLAINT:
+        if judged is not None and verdict is None and kind is not _COMPLAINT:
             # The common case: a reply text seen before, judged then.
             parsed, verdict, facts, key_text = judged
         else:
@@ -1558,10 +1579,10 @@ class Engine:
                 legacy = (given if given != message_id else None, former, key_text)
         # An auto-reply (RFC 3834) is kept in history; anything else must be a delivery result.
         step: Step | None = None
-        if kind is EventKind.EXPIRY:
+        if kind is _EXPIRY:
             # A relay's own give-up (Postfix status=expired) expires the delivery.
-            step = Step.EXPIRE
-        elif not (kind is EventKind.AUTO_REPLY and verdict.outcome is Outcome.INFORMATIONAL):
+            step = _STEP_EXPIRE
+        elif not (kind is _AUTO_REPLY and verdict.outcome is _INFORMATIONAL):
             step = step_for(verdict.outcome)
         # Positional, in the fields' order: made for every event.
         return _Item(
@@ -1606,7 +1627,7 @@ class Engine:
                     raise
                 parsed = None
                 loose_text = (text or str(reply or "")).strip() or None
-        elif kind is EventKind.COMPLAINT:
+        elif kind is _COMPLAINT:
             # A feedback-loop report (RFC 5965) is a complaint whatever text comes with it.
             parsed = self._reply_of(reply, code, status, text) if has_reply else None
             verdict = COMPLAINT_VERDICT
@@ -1660,8 +1681,7 @@ class Engine:
             actions=actions,
         )
         result.by_outcome.update(
-            "expired" if it.kind is EventKind.EXPIRY else it.verdict.outcome._value_
-            for it in recorded
+            "expired" if it.kind is _EXPIRY else it.verdict.outcome._value_ for it in recorded
         )
         result.by_reason.update(it.verdict.reason._value_ for it in recorded)
         return result
@@ -1782,7 +1802,7 @@ class Engine:
                     it.message_id is None
                     or (it.address.key, it.message_id) in stored
                     or it.step is None
-                    or it.step is Step.EXPIRE
+                    or it.step is _STEP_EXPIRE
                 )
             ):
                 for old in _legacy_keys(it):
@@ -1795,7 +1815,7 @@ class Engine:
         # deferral schedules a retry: the pauses of the other items' domains are not asked for
         # (most replies are deliveries, and a record() call then reads none).
         not_before = hygiene_store.paused_until(
-            conn, now, self.policy, {it.address.domain for it in fresh if it.step is Step.DEFERRED}
+            conn, now, self.policy, {it.address.domain for it in fresh if it.step is _STEP_DEFERRED}
         )
         for it in items:
             if not it.duplicate:
@@ -1860,13 +1880,13 @@ class Engine:
                             f"{akey}\x00{message_id}",
                             # An expiry that came in as input (a relay's log) is the relay's
                             # own give-up; the engine's expire_overdue checks the lifetime.
-                            it.kind is EventKind.EXPIRY and verdict.rule != EXPIRY_VERDICT.rule,
+                            it.kind is _EXPIRY and verdict.rule != EXPIRY_VERDICT.rule,
                         ),
                         backoff,
                         not_before=not_before.get(it.address.domain) if not_before else None,
                     )
                     attempt = result.attempt
-                    applied = result.effect is Effect.APPLIED
+                    applied = result.effect is _APPLIED
                     if result.delivery is not None:
                         state = result.delivery.state
                         next_at = result.delivery.next_attempt_at
@@ -2033,14 +2053,12 @@ class Engine:
         gave_up = [
             (i, it)
             for i, it in enumerate(fresh)
-            if it.verdict.reason is Reason.EXPIRED and it.linked_message_id is not None
+            if it.verdict.reason is _REASON_EXPIRED and it.linked_message_id is not None
         ]
         if not gave_up:
             return
         faultless = {
-            i
-            for i, it in gave_up
-            if it.verdict.fault is Fault.UNKNOWN and it.kind is not EventKind.EXPIRY
+            i for i, it in gave_up if it.verdict.fault is Fault.UNKNOWN and it.kind is not _EXPIRY
         }
         #: (address key, message id) -> [(at, order, fault)] of the deferrals known.
         deferrals: dict[tuple[str, str | None], list[tuple[datetime, tuple[int, int], Fault]]] = {}
@@ -2363,7 +2381,7 @@ def _new_recipient(item: _Item, at: Any) -> dict[str, Any]:
         "address_key": item.address.key,
         "domain": item.address.domain,
         "standing": None,
-        "reason": Reason.UNDEFINED.value,
+        "reason": _UNDEFINED_VALUE,
         "standing_since": at,
         "standing_basis_at": None,
         "suppressed_until": None,
@@ -2395,7 +2413,7 @@ def _apply_to_recipient(rec: dict[str, Any], item: _Item, at: Any, hygiene: Hygi
     # once, by its first report: in `events_count` alone, kept in history (docs/hygiene.md).
     if item.restated:
         counter = None
-    elif item.kind is EventKind.EXPIRY:
+    elif item.kind is _EXPIRY:
         counter = "expired_count"
     else:
         counter = _STANDING_OUTCOME_COUNTER.get(outcome)
@@ -2404,16 +2422,16 @@ def _apply_to_recipient(rec: dict[str, Any], item: _Item, at: Any, hygiene: Hygi
     if item.step is None:
         # An auto-reply says nothing about delivery: counted, nothing else.
         if rec["standing"] is None:
-            rec["standing"] = Standing.RETRYING.value
+            rec["standing"] = _RETRYING_VALUE
         return
-    if outcome is Outcome.DELIVERED:
+    if outcome is _DELIVERED:
         if rec["last_delivered_at"] is None or at > rec["last_delivered_at"]:
             rec["last_delivered_at"] = at
     elif (
-        outcome is not Outcome.COMPLAINED
+        outcome is not _COMPLAINED
         # An expiry is the sender giving up, days after the destination's last refusal: not
         # a failed attempt (it has its own counter, and the reports' `expired`).
-        and item.kind is not EventKind.EXPIRY
+        and item.kind is not _EXPIRY
         and (rec["last_failure_at"] is None or at > rec["last_failure_at"])
     ):
         rec["last_failure_at"] = at
@@ -2428,7 +2446,7 @@ def _apply_to_recipient(rec: dict[str, Any], item: _Item, at: Any, hygiene: Hygi
     stored = rec["standing"]
     before = _STANDINGS.get(stored)
     if (
-        before is Standing.SUPPRESSED
+        before is _SUPPRESSED
         and rec["suppressed_until"] is not None
         and rec["suppressed_until"] <= at
     ):
@@ -2439,7 +2457,7 @@ def _apply_to_recipient(rec: dict[str, Any], item: _Item, at: Any, hygiene: Hygi
     # The standing follows the newest delivery result by time, by the event's own outcome,
     # whether or not the event moved its delivery: the same whatever order events are recorded
     # in (many writers, late logs). Blocks and complaints never move it.
-    if verdict.reason is Reason.EXPIRED:
+    if verdict.reason is _REASON_EXPIRED:
         # A give-up (the engine's expiry, a relay's log line or DSN, whatever outcome it came
         # with) is one result for the standing, as for the hygiene rules (docs/hygiene.md,
         # "What a give-up does to the standing"): the message never arrived, so the address
@@ -2448,9 +2466,9 @@ def _apply_to_recipient(rec: dict[str, Any], item: _Item, at: Any, hygiene: Hygi
         # reported again, which changes nothing its first report did not). Those are no
         # result: the standing stays what the other results say.
         exempt = is_exempt_give_up(verdict.reason, verdict.fault, item.restated, hygiene)
-        result = None if exempt else DeliveryState.EXPIRED
-    elif item.kind is EventKind.EXPIRY:
-        result = DeliveryState.EXPIRED
+        result = None if exempt else _STATE_EXPIRED
+    elif item.kind is _EXPIRY:
+        result = _STATE_EXPIRED
     else:
         result = _RESULT_STATE.get(outcome)
     basis = rec["standing_basis_at"]
@@ -2458,10 +2476,10 @@ def _apply_to_recipient(rec: dict[str, Any], item: _Item, at: Any, hygiene: Hygi
         # The newest delivery result by time decides, whatever order results are recorded in.
         following = standing_after(before, result)
         rec["standing_basis_at"] = at
-        if following is not Standing.SUPPRESSED:
+        if following is not _SUPPRESSED:
             rec["reason"] = item.verdict.reason._value_
     else:
-        following = before if before is not None else Standing.RETRYING
+        following = before if before is not None else _RETRYING
     if following._value_ != stored:
         rec["standing"] = following._value_
         rec["standing_since"] = at

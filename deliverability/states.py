@@ -139,6 +139,25 @@ TABLE: dict[tuple[DeliveryState | None, Step], DeliveryState | None] = {
 }
 
 
+# The members the functions below compare with, read once: on Python 3.11 the enums' metaclass
+# has a `__getattr__`, so every `DeliveryState.DEFERRED` written in a function goes through a
+# Python-level attribute hook (about a thousand machine instructions, callgrind), and the state
+# machine runs for every event recorded. A module global is a dictionary read.
+_DEFERRED = DeliveryState.DEFERRED
+_EXPIRED = DeliveryState.EXPIRED
+_STEP_DELIVERED = Step.DELIVERED
+_STEP_DEFERRED = Step.DEFERRED
+_STEP_COMPLAINED = Step.COMPLAINED
+_STEP_EXPIRE = Step.EXPIRE
+_APPLIED = Effect.APPLIED
+_HISTORY = Effect.HISTORY
+_REASON_EXPIRED = Reason.EXPIRED
+_GREYLISTED = Reason.GREYLISTED
+_SUPPRESSED = Standing.SUPPRESSED
+_NO_STANDING = (None, Standing.UNKNOWN)
+_RETRYING = Standing.RETRYING
+
+
 # The records below are named tuples, not dataclasses: the engine makes three of them for every
 # event it records, and a frozen dataclass costs several times more to make.
 
@@ -232,10 +251,10 @@ def _attempt_of(current: Delivery | None, event: StepInput) -> int:
         return event.attempt
     if current is None:
         return 1
-    waiting = current.state is DeliveryState.DEFERRED or (
-        current.state is DeliveryState.EXPIRED and event.step is Step.DELIVERED
+    waiting = current.state is _DEFERRED or (
+        current.state is _EXPIRED and event.step is _STEP_DELIVERED
     )
-    if waiting and event.step not in (Step.COMPLAINED, Step.EXPIRE):
+    if waiting and event.step not in (_STEP_COMPLAINED, _STEP_EXPIRE):
         return current.attempt + 1
     return current.attempt
 
@@ -254,15 +273,13 @@ def transition(
     attempt) is history only and never rolls the state back; a complaint is never stale.
     """
     attempt = _attempt_of(current, event)
-    if current is not None and event.step is not Step.COMPLAINED:
+    if current is not None and event.step is not _STEP_COMPLAINED:
         if attempt < current.attempt:
-            return Transition(
-                current, Effect.HISTORY, attempt, f"older than attempt {current.attempt}"
-            )
+            return Transition(current, _HISTORY, attempt, f"older than attempt {current.attempt}")
         if event.at < current.last_attempt_at:
             return Transition(
                 current,
-                Effect.HISTORY,
+                _HISTORY,
                 attempt,
                 f"older than the last attempt at {current.last_attempt_at.isoformat()}",
             )
@@ -270,50 +287,48 @@ def transition(
     state = current.state if current is not None else None
     following = TABLE[(state, event.step)]
     if following is None:
-        return Transition(None, Effect.HISTORY, attempt, "no delivery to expire")
+        return Transition(None, _HISTORY, attempt, "no delivery to expire")
     if current is None:
         pass
-    elif following is state and not (
-        state is DeliveryState.DEFERRED and event.step is Step.DEFERRED
-    ):
-        return Transition(current, Effect.HISTORY, attempt, f"the delivery is already {state}")
-    elif event.step is Step.EXPIRE:
+    elif following is state and not (state is _DEFERRED and event.step is _STEP_DEFERRED):
+        return Transition(current, _HISTORY, attempt, f"the delivery is already {state}")
+    elif event.step is _STEP_EXPIRE:
         if not event.reported and current.expires_at is not None and event.at < current.expires_at:
             return Transition(
                 current,
-                Effect.HISTORY,
+                _HISTORY,
                 attempt,
                 f"not past its lifetime until {current.expires_at.isoformat()}",
             )
         return Transition(
             current._replace(
-                state=DeliveryState.EXPIRED,
+                state=_EXPIRED,
                 next_attempt_at=None,
-                reason=Reason.EXPIRED,
+                reason=_REASON_EXPIRED,
             ),
-            Effect.APPLIED,
+            _APPLIED,
             current.attempt,
         )
 
     first_at = current.first_attempt_at if current is not None else event.at
     expires_at = first_at + backoff.lifetime
-    if following is DeliveryState.DEFERRED and event.at >= expires_at:
+    if following is _DEFERRED and event.at >= expires_at:
         # Deferred again after the give-up time: no retry is left (RFC 5321 4.5.4.1).
-        following = DeliveryState.EXPIRED
+        following = _EXPIRED
     next_at: datetime | None = None
-    if following is DeliveryState.DEFERRED:
+    if following is _DEFERRED:
         delay = retry_delay(
             backoff,
             attempt,
             jitter_key=event.jitter_key,
             retry_after=event.retry_after,
-            greylisted=event.reason is Reason.GREYLISTED,
+            greylisted=event.reason is _GREYLISTED,
         )
         # The last retry happens at the give-up time at the latest; the throttle comes first.
         next_at = min(event.at + delay, expires_at)
         if not_before is not None and next_at < not_before:
             next_at = not_before
-    reason = Reason.EXPIRED if following is DeliveryState.EXPIRED else event.reason
+    reason = _REASON_EXPIRED if following is _EXPIRED else event.reason
     # Positional: the fields' order (state, attempt, first, last, next, expires, reason).
     return Transition(
         Delivery(
@@ -322,10 +337,10 @@ def transition(
             first_at,
             max(event.at, current.last_attempt_at) if current else event.at,
             next_at,
-            expires_at if following is DeliveryState.DEFERRED else None,
+            expires_at if following is _DEFERRED else None,
             reason,
         ),
-        Effect.APPLIED,
+        _APPLIED,
         attempt,
     )
 
@@ -346,9 +361,9 @@ def standing_after(current: Standing | None, delivery_state: DeliveryState) -> S
     complaint says nothing new about whether the address works: the standing stays (a new
     recipient starts as retrying: nothing is known against it).
     """
-    if current is Standing.SUPPRESSED:
+    if current is _SUPPRESSED:
         return current
     following = _STANDING.get(delivery_state)
     if following is None:
-        return current if current not in (None, Standing.UNKNOWN) else Standing.RETRYING
+        return current if current not in _NO_STANDING else _RETRYING
     return following
