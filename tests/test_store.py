@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from enum import Enum
 from importlib.util import find_spec
@@ -470,6 +472,51 @@ def test_bulk_tuple_inserts_store_what_the_orm_reads_back(
     reread = time_reader(session.get_bind().dialect)
     raw = bulk.select_in(session.connection(), table, ("last_event_at",), "id", [orm.id])
     assert reread(raw[0][0]) == frozen_now
+
+
+#: The adapters' registry keys of the two types the SQLite bulk writer registers adapters for.
+_NONE_AND_BOOL = ((type(None), sqlite3.PrepareProtocol), (bool, sqlite3.PrepareProtocol))
+
+
+@pytest.fixture
+def no_none_or_bool_adapter() -> Iterator[None]:
+    """sqlite3's process-wide adapters' registry without entries for None and bool, as in a
+    process that has opened no SQLite store yet; as it was again after the test."""
+    before = {key: sqlite3.adapters[key] for key in _NONE_AND_BOOL if key in sqlite3.adapters}
+    for key in _NONE_AND_BOOL:
+        sqlite3.adapters.pop(key, None)
+    yield
+    for key in _NONE_AND_BOOL:
+        sqlite3.adapters.pop(key, None)
+    sqlite3.adapters.update(before)
+
+
+@pytest.mark.usefixtures("no_none_or_bool_adapter")
+def test_on_sqlite_none_and_bool_are_bound_through_registered_adapters_as_null_and_integers(
+    sa_engine: Engine,
+) -> None:
+    if sa_engine.dialect.name != "sqlite":
+        pytest.skip("sqlite3 adapters: this backend is not SQLite")
+    BulkWriter(sa_engine.dialect)
+    assert all(key in sqlite3.adapters for key in _NONE_AND_BOOL)
+    with sa_engine.connect() as conn:
+        row = conn.exec_driver_sql(
+            "SELECT typeof(?), typeof(?), ?, ?, ? IS NULL", (None, True, True, False, None)
+        ).one()
+    assert tuple(row) == ("null", "integer", 1, 0, 1)
+
+
+@pytest.mark.usefixtures("no_none_or_bool_adapter")
+def test_an_adapter_the_program_registered_for_bool_is_left_as_it_is(sa_engine: Engine) -> None:
+    if sa_engine.dialect.name != "sqlite":
+        pytest.skip("sqlite3 adapters: this backend is not SQLite")
+
+    def words(value: bool) -> str:
+        return "yes" if value else "no"
+
+    sqlite3.register_adapter(bool, words)
+    BulkWriter(sa_engine.dialect)
+    assert sqlite3.adapters[(bool, sqlite3.PrepareProtocol)] is words
 
 
 @pytest.mark.parametrize("size", [1, SMALL_INSERT + 1], ids=["small", "bulk"])
