@@ -36,7 +36,18 @@ def _sqlite_time_text(value: datetime | None) -> str | None:
         raise ValueError(f"naive datetime {value!r}: pass a timezone-aware time")
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    # Formatted field by field: `replace(tzinfo=None).isoformat(" ", "microseconds")` makes a
+    # second datetime and formats through PyUnicode_FromFormat, about 1.7 times the machine
+    # instructions (callgrind), and the chunk writer converts a time for every event.
+    return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (  # noqa: UP031
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+    )
 
 
 def _naive_utc(value: datetime | None) -> datetime | None:
