@@ -939,6 +939,31 @@ def test_record_and_record_many_store_the_event_key_of_each_event(
     assert keys == {KEYS[0][2], KEYS[2][2]}
 
 
+@pytest.mark.parametrize(
+    "at",
+    [
+        "2026-11-02T12:00:00Z",
+        "2026-11-02T12:00:00.000001+00:00",
+        "2026-11-02T13:30:05.5+01:30",
+        "2026-11-02 12:00:00",
+        datetime(2026, 11, 2, 12, 0, 7, 120000, tzinfo=UTC),
+    ],
+)
+def test_record_many_keys_an_event_by_its_time_in_utc_with_a_fraction_only_when_it_has_one(
+    engine: Engine, db_url: str, at: str | datetime
+) -> None:
+    engine.record_many([{"recipient": "alice@example.com", "reply": "250 ok", "at": at}])
+    when = at if isinstance(at, datetime) else datetime.fromisoformat(at.replace("Z", "+00:00"))
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    db = create_engine(db_url)
+    try:
+        with db.connect() as conn:
+            keys = list(conn.scalars(select(Event.key)))
+    finally:
+        db.dispose()
+    assert keys == [event_key(None, "alice@example.com", None, when, parse_reply("250 ok"))]
+
+
 def test_a_reply_recorded_with_and_without_angle_brackets_around_its_message_id_is_one_event(
     engine: Engine, db_url: str
 ) -> None:
