@@ -69,10 +69,9 @@ from deliverability.states import (
 from deliverability.states import (
     Effect,
     Step,
-    StepInput,
+    apply_step,
     standing_after,
     step_for,
-    transition,
 )
 from deliverability.store import hygiene as hygiene_store
 from deliverability.store import minutes
@@ -1893,33 +1892,31 @@ class Engine:
                     applied = False
                 else:
                     verdict = it.verdict
-                    result = transition(
+                    # `states.transition` of the event's StepInput, its fields given as they
+                    # are (step, at, reason, attempt, retry_after, jitter_key, reported): the
+                    # same result, with no named tuple made for the input and the result.
+                    delivery, effect, attempt, _ = apply_step(
                         current,
-                        # Positional (step, at, reason, attempt, retry_after, jitter_key,
-                        # reported): made for every event.
-                        StepInput(
-                            it.step,
-                            it.at,
-                            verdict.reason,
-                            it.attempt,
-                            verdict.retry_after,
-                            f"{akey}\x00{message_id}",
-                            # An expiry that came in as input (a relay's log) is the relay's
-                            # own give-up; the engine's expire_overdue checks the lifetime.
-                            it.kind is _EXPIRY and verdict.rule != EXPIRY_VERDICT.rule,
-                        ),
+                        it.step,
+                        it.at,
+                        verdict.reason,
+                        it.attempt,
+                        verdict.retry_after,
+                        f"{akey}\x00{message_id}",
+                        # An expiry that came in as input (a relay's log) is the relay's own
+                        # give-up; the engine's expire_overdue checks the lifetime.
+                        it.kind is _EXPIRY and verdict.rule != EXPIRY_VERDICT.rule,
                         backoff,
-                        not_before=not_before.get(it.address.domain) if not_before else None,
+                        not_before.get(it.address.domain) if not_before else None,
                     )
-                    attempt = result.attempt
-                    applied = result.effect is _APPLIED
-                    if result.delivery is not None:
-                        state = result.delivery.state
-                        next_at = result.delivery.next_attempt_at
+                    applied = effect is _APPLIED
+                    if delivery is not None:
+                        state = delivery.state
+                        next_at = delivery.next_attempt_at
                         if applied:
                             if current is None:
                                 latest[akey] = message_id
-                            views[dkey] = result.delivery
+                            views[dkey] = delivery
                             changed[dkey] = it
             it.history_only = not applied or it.step is None
             it.delivery_state = state
