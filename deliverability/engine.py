@@ -777,9 +777,11 @@ class Engine:
         self._verdicts: dict[Reply, Verdict] = {}
         # Bounded caches: a log repeats the same addresses and replies many times.
         self._addresses: dict[str, Address] = {}
-        #: The addresses in `_addresses` that versions before NFC keys keyed otherwise: their
-        #: key of then (`addresses.former_key`), of which events stored then made their keys.
-        self._former_keys: dict[str, str] = {}
+        #: Addresses past ASCII as given -> the key versions before NFC keys made of them
+        #: (`addresses.former_key`; None when it is today's), of which events stored then made
+        #: their keys. Its own cache, filled on a miss: never one read in step with
+        #: `_addresses`, which another thread may empty between the two reads.
+        self._former_keys: dict[str, str | None] = {}
         self._judged: dict[str, tuple[Reply | None, Verdict, tuple[Any, ...], str]] = {}
         self.db = open_engine(url)
         self._bulk = BulkWriter(self.db.dialect)
@@ -1408,13 +1410,20 @@ class Engine:
             # cache that keeps memory flat, and normalising one again costs about 3 us.
             if len(self._addresses) > _ADDRESS_CACHE:
                 self._addresses.clear()
-                self._former_keys.clear()
             self._addresses[raw] = address
-            if not raw.isascii():
-                former = former_key(raw, address)
-                if former is not None:
-                    self._former_keys[raw] = former
         return address
+
+    def _former_key(self, raw: str, address: Address) -> str | None:
+        """The key versions before NFC keys made of `raw`, an address past ASCII, if it is not
+        today's (`addresses.former_key`)."""
+        try:
+            return self._former_keys[raw]
+        except KeyError:
+            former = former_key(raw, address)
+            if len(self._former_keys) > _ADDRESS_CACHE:
+                self._former_keys.clear()
+            self._former_keys[raw] = former
+            return former
 
     def _verdict(self, reply: Reply) -> Verdict:
         verdict = self._verdicts.get(reply)
@@ -1598,7 +1607,7 @@ class Engine:
             key = _event_key(message_id, address.key, attempt, when, key_text, at_text)
             # Earlier versions made the key of the id as given, brackets and all, and of the
             # address key of then: an ASCII address had no other (one `isascii` answers).
-            former = None if recipient.isascii() else self._former_keys.get(recipient)
+            former = None if recipient.isascii() else self._former_key(recipient, address)
             if given != message_id or former is not None:
                 legacy = (given if given != message_id else None, former, key_text)
         # An auto-reply (RFC 3834) is kept in history; anything else must be a delivery result.

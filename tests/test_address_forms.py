@@ -303,3 +303,24 @@ def test_only_an_address_keyed_otherwise_then_has_its_old_event_key_looked_for(
 _KEY_LOOKUP = re.compile(
     r"\s*SELECT\s+\W?key\W?\s+FROM\s+events\s+WHERE\s+\W?key\W?\s+(?:IN\b|=\s*ANY\b)"
 )
+
+
+def test_the_key_of_then_is_looked_for_even_when_its_cache_was_emptied_apart_from_the_address(
+    engine: Engine, db_url: str, clock: FakeClock
+) -> None:
+    # Another thread may empty the engine's caches between its reads of them (a full cache is
+    # cleared), leaving the address cached and its key of then not: the event stored under
+    # that key must still be found, not recorded a second time.
+    item = ReplyRecord(recipient=NFD, reply=MAILBOX_FULL, message_id="m1", attempt=1, at=clock.now)
+    engine.record_many([item])
+    reply = parse_reply(MAILBOX_FULL)
+    _keyed_as_then(
+        engine,
+        {event_key("m1", NFC, 1, clock.now, reply): event_key("m1", NFD, 1, clock.now, reply)},
+    )
+    engine._addresses[NFD] = normalize_address(NFD)
+    engine._former_keys.clear()
+    before = dump_store(db_url)
+    again = engine.record_many([item])
+    assert (again.recorded, again.duplicates) == (0, 1)
+    assert dump_store(db_url) == before
