@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +21,7 @@ from deliverability.policy import Policy
 from deliverability.store import hygiene as store_hygiene
 from deliverability.store import minutes
 from deliverability.store.models import Base, Event, Recipient
+from deliverability.store.session import open_engine
 from deliverability.verdicts import Verdict
 from deliverability.vocabulary import EventKind, Fault, Outcome, Reason, Standing
 
@@ -424,3 +425,15 @@ def shuffled_chunks(steps: list[Any], seed: int) -> list[list[Any]]:
         chunks.append(steps[:size])
         steps = steps[size:]
     return chunks
+
+
+def write_history(db_url: str, policy: Policy, build: Callable[[History], object]) -> None:
+    """Open the store at `db_url` (made or upgraded), let `build` write to it through a History
+    and commit: the setting of a command-line test."""
+    engine = open_engine(db_url)
+    try:
+        with Session(engine) as session:
+            build(History(session, policy))
+            session.commit()
+    finally:
+        engine.dispose()

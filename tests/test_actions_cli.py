@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
-from factories_hygiene import History
+from factories_hygiene import History, write_history
 from freezegun import freeze_time
 from sqlalchemy.orm import Session
 
@@ -39,13 +39,7 @@ def store(tmp_path: Path) -> Iterator[str]:
 
 
 def _write(db_url: str, build: Callable[[History], object]) -> None:
-    engine = open_engine(db_url)
-    try:
-        with Session(engine) as session:
-            build(History(session, POLICY))
-            session.commit()
-    finally:
-        engine.dispose()
+    write_history(db_url, POLICY, build)
 
 
 def _run(db_url: str, *args: str) -> str:

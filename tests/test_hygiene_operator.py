@@ -222,6 +222,15 @@ def test_a_hard_bounce_after_an_unsuppress_suppresses_again_on_every_path(
 # ---- a suppression that ran out -----------------------------------------------------------
 
 
+def _expiring(reason: Reason, lifetime: timedelta) -> Policy:
+    """The default policy, but suppressions for `reason` end after `lifetime`."""
+    return Policy(
+        rules=POLICY.rules,
+        hygiene=HygienePolicy(suppression_expiry={reason: lifetime}),
+        throttle=POLICY.throttle,
+    )
+
+
 def test_a_bare_550_after_a_suppression_ran_out_does_not_suppress_again_on_the_bounces_before_it(
     on_each_path: Play, frozen_now: datetime
 ) -> None:
@@ -229,11 +238,7 @@ def test_a_bare_550_after_a_suppression_ran_out_does_not_suppress_again_on_the_b
     # window): a bare 550 after that, with no sweep run, is one fresh bounce.
     lifetime = 10 * DAY
     assert lifetime < H.ambiguous_window
-    policy = Policy(
-        rules=POLICY.rules,
-        hygiene=HygienePolicy(suppression_expiry={Reason.USER_UNKNOWN: lifetime}),
-        throttle=POLICY.throttle,
-    )
+    policy = _expiring(Reason.USER_UNKNOWN, lifetime)
     a = "maybe@example.com"
     steps: list[Step] = [
         _reply(frozen_now, a, BARE_550, "m1"),
@@ -368,11 +373,7 @@ def test_a_complaint_while_suppressed_for_an_expiring_reason_makes_the_suppressi
     # default): a person who complained while their mailbox was full must not get mail when
     # the mailbox suppression runs out.
     lifetime = 20 * DAY
-    policy = Policy(
-        rules=POLICY.rules,
-        hygiene=HygienePolicy(suppression_expiry={Reason.MAILBOX_FULL: lifetime}),
-        throttle=POLICY.throttle,
-    )
+    policy = _expiring(Reason.MAILBOX_FULL, lifetime)
     a = "full@example.com"
     days = _soft_days(frozen_now)
     steps = [_reply(at, a, MAILBOX_FULL, f"s{i}") for i, at in enumerate(days)]
@@ -399,11 +400,7 @@ def test_a_complaint_after_an_expiring_suppression_ran_out_suppresses_anew(
     on_each_path: Play, frozen_now: datetime
 ) -> None:
     lifetime = 20 * DAY
-    policy = Policy(
-        rules=POLICY.rules,
-        hygiene=HygienePolicy(suppression_expiry={Reason.MAILBOX_FULL: lifetime}),
-        throttle=POLICY.throttle,
-    )
+    policy = _expiring(Reason.MAILBOX_FULL, lifetime)
     a = "full@example.com"
     days = _soft_days(frozen_now)
     steps = [_reply(at, a, MAILBOX_FULL, f"s{i}") for i, at in enumerate(days)]

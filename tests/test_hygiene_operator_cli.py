@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from factories_hygiene import History
+from factories_hygiene import History, write_history
 from freezegun import freeze_time
 from sqlalchemy.orm import Session
 
@@ -38,13 +38,7 @@ def store(tmp_path: Path) -> Iterator[str]:
 
 
 def _write(db_url: str, build: Callable[[History], object]) -> None:
-    engine = open_engine(db_url)
-    try:
-        with Session(engine) as session:
-            build(History(session, POLICY))
-            session.commit()
-    finally:
-        engine.dispose()
+    write_history(db_url, POLICY, build)
 
 
 def _incident(h: History, now: datetime) -> None:
