@@ -29,6 +29,7 @@ from deliverability.cli import main
 from deliverability.engine import Engine
 from deliverability.errors import DeliverabilityError, StoreError, StoreUnavailableError
 from deliverability.policy import load_policy
+from deliverability.store.bulk import SMALL_INSERT, BulkWriter
 from deliverability.store.models import Base, Event
 from deliverability.store.records import RecordedEvent
 from deliverability.store.session import create_engine as store_create_engine
@@ -262,6 +263,38 @@ def test_a_connection_lost_during_record_many_keeps_the_chunks_committed_before_
         # Given again whole, the batch records the rest once.
         assert engine.record_many(items).duplicates == 10
         assert _events(engine) == 30
+
+
+@pytest.mark.parametrize("backend", backends.backend_params(["postgresql"]))
+def test_a_connection_lost_during_a_copy_is_a_store_unavailable_error_and_is_not_used_again(
+    db_url: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On PostgreSQL a chunk's rows go by COPY (store/bulk.py), which SQLAlchemy's error
+    # handling never sees. The transaction's rollback on the dead connection that follows is
+    # seen: the sender gets the same error as for any other statement, and the pool drops it.
+    copies: list[str] = []
+    execute = BulkWriter._execute
+
+    def end_before_the_first_copy(self: BulkWriter, conn: Any, compiled: Any, rows: Any) -> None:
+        if compiled.copy and not copies:
+            copies.append(compiled.sql)
+            _end_the_engines_sessions(db_url)
+        execute(self, conn, compiled, rows)
+
+    monkeypatch.setattr(BulkWriter, "_execute", end_before_the_first_copy)
+    items = [
+        {"recipient": f"a{i}@example.com", "reply": "250 2.0.0 OK", "message_id": f"m{i}",
+         "attempt": 1, "at": clock.now}
+        for i in range(SMALL_INSERT + 5)
+    ]  # fmt: skip
+    with Engine(db_url, policy=POLICY, clock=clock) as engine:
+        with pytest.raises(StoreUnavailableError, match=r"^lost the connection to the database"):
+            engine.record_many(items)
+        assert copies, "no COPY was made"
+        assert _events(engine) == 0
+        # The next call gets a live connection and records the batch whole.
+        assert engine.record_many(items).recorded == len(items)
+        assert _events(engine) == len(items)
 
 
 @pytest.mark.parametrize("backend", SERVER_BACKENDS)
