@@ -441,3 +441,55 @@ def test_of_two_unsettled_incidents_at_one_domain_only_the_latest_is_listed_as_o
     assert store_hygiene.confirm_incident(session, second, "ops", later) == (
         2 * H.incident_addresses
     )
+
+
+def _burst(frozen_now: datetime, later: datetime, late: bool) -> list[Step]:
+    """An incident's burst at `frozen_now`: recorded as it happens, or all of it at `later`
+    (a log backfilled long after), then a step at `later`."""
+    records = [
+        ReplyRecord(
+            recipient=f"u{i}@broken.example",
+            message_id=f"m{i}",
+            reply=NO_SUCH_USER,
+            at=frozen_now + timedelta(seconds=i),
+        )
+        for i in range(H.incident_addresses)
+    ]
+    if late:
+        return [Step(later, lambda e: e.record_many(records))]
+    steps = [Step(r.at, lambda e, r=r: e.record_many([r])) for r in records]
+    return [*steps, Step(later, lambda e: None)]
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["recorded-then", "recorded-late"])
+@pytest.mark.parametrize("settle", [store_hygiene.confirm_incident, store_hygiene.discard_incident])
+def test_an_old_incident_holds_its_suppressions_under_an_alert_that_settles_them_on_every_path(
+    on_each_path: Play, frozen_now: datetime, settle: Callable[..., int], late: bool
+) -> None:
+    # Judged after its alert's `alert_lifetime` is up (`--full` long after the burst, or a
+    # burst recorded that late), an incident still holds its suppressions: its alert must exist
+    # for `actions --open` to list and for confirm or discard to settle them. Before, no alert
+    # was raised then, and the suppressions stayed pending for good.
+    later = frozen_now + H.alert_lifetime + DAY
+
+    def incidents(s: Session) -> list[Action]:
+        return list(s.scalars(select(Action).where(Action.rule == RULE_INCIDENT)))
+
+    for path, engine in on_each_path(_burst(frozen_now, later, late)):
+        # Evaluating again raises no second alert for the same incident.
+        _evaluate(engine, POLICY, later, full=True)
+        with Session(engine.db) as s, s.begin():
+            found = incidents(s)
+            assert [a.status for a in found] == [ActionStatus.EXPIRED], path
+            listed = store_hygiene.list_actions(s, open_only=True, now=later)
+            held = [a for a in listed if a.status is ActionStatus.PENDING]
+            assert len(held) == H.incident_addresses, path
+            assert found[0] in listed, path
+            assert settle(s, found[0].id, "ops", later) == H.incident_addresses, path
+        _evaluate(engine, POLICY, later, full=True)
+        with Session(engine.db) as s:
+            assert [a.status for a in incidents(s)] == [ActionStatus.RESOLVED], path
+            assert not any(
+                a.status is ActionStatus.PENDING or a.rule == RULE_INCIDENT
+                for a in store_hygiene.list_actions(s, open_only=True, now=later)
+            ), path
