@@ -2000,24 +2000,23 @@ class _Evaluator:
                 if prev_last and datetime.fromisoformat(prev_last) > last:
                     evidence["last_trigger_at"] = prev_last
             last_all = datetime.fromisoformat(str(evidence["last_trigger_at"]))
-            raised = self._upsert(
-                existing=alert,
-                kind=ActionKind.ALERT,
-                scope=ActionScope.DOMAIN,
-                target=domain,
-                status=ActionStatus.OPEN,
-                reason=Reason.SYSTEM_ERROR,
-                rule=RULE_INCIDENT,
-                detail=detail,
-                evidence=evidence,
-                created_at=first,
-                expires_at=last_all + h.alert_lifetime,
-            )
+            columns: dict[str, Any] = {
+                "kind": ActionKind.ALERT,
+                "scope": ActionScope.DOMAIN,
+                "target": domain,
+                "reason": Reason.SYSTEM_ERROR,
+                "rule": RULE_INCIDENT,
+                "detail": detail,
+                "evidence": evidence,
+                "created_at": first,
+                "expires_at": last_all + h.alert_lifetime,
+            }
+            raised = self._upsert(existing=alert, status=ActionStatus.OPEN, **columns)
             if raised is None:
                 # Its alert's time was up when it was judged (`--full` long after the burst, a
                 # burst recorded late): still raised, as expired, since its suppressions are
                 # held and only settling its alert applies or drops them (`list_actions`).
-                raised = self._expired_incident(domain, detail, evidence, first, last_all)
+                raised = self._expired_incident(columns, last_all)
             if raised is not None and raised.created_by == BY_POLICY and first < raised.created_at:
                 # A trigger before the incident began: a bounce recorded late completed an
                 # earlier window (`_incident_candidates`). It is re-dated, as `--full` raises it
@@ -2026,23 +2025,17 @@ class _Evaluator:
             # Suppressions this incident's triggers cover that are already open: hold them.
             self._hold_open_suppressions(domain, times, window)
 
-    def _expired_incident(
-        self,
-        domain: str,
-        detail: str,
-        evidence: dict[str, Any],
-        first: datetime,
-        last: datetime,
-    ) -> Action | None:
-        """The incident alert for triggers up to `last` whose time is up, recorded as the
-        sweep (`expire_actions`) leaves one, or None when an unsettled one at the domain
-        already covers them: re-evaluating raises nothing new."""
+    def _expired_incident(self, columns: dict[str, Any], last: datetime) -> Action | None:
+        """The incident alert of `columns` (as `_upsert` takes them, but the status) for
+        triggers up to `last`, whose time is up: recorded as the sweep (`expire_actions`) leaves
+        one, or None when an unsettled one at the domain already covers them: re-evaluating
+        raises nothing new."""
         latest = self.s.scalars(
             sa.select(Action)
             .where(
                 Action.kind == ActionKind.ALERT,
                 Action.scope == ActionScope.DOMAIN,
-                Action.target == domain,
+                Action.target == columns["target"],
                 Action.rule == RULE_INCIDENT,
                 Action.status == ActionStatus.EXPIRED,
             )
@@ -2052,23 +2045,11 @@ class _Evaluator:
         covered = latest.evidence.get("last_trigger_at") if latest is not None else None
         if covered and datetime.fromisoformat(covered) >= last:
             return None
-        expires_at = last + self.policy.hygiene.alert_lifetime
         action = Action(
             **{
-                **self._new_row(
-                    kind=ActionKind.ALERT,
-                    scope=ActionScope.DOMAIN,
-                    target=domain,
-                    status=ActionStatus.EXPIRED,
-                    reason=Reason.SYSTEM_ERROR,
-                    rule=RULE_INCIDENT,
-                    detail=detail,
-                    evidence=evidence,
-                    created_at=first,
-                    expires_at=expires_at,
-                ),
+                **self._new_row(status=ActionStatus.EXPIRED, **columns),
                 "open_key": None,
-                "resolved_at": expires_at,
+                "resolved_at": columns["expires_at"],
                 "resolved_by": BY_POLICY,
             }
         )
