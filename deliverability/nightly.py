@@ -480,15 +480,25 @@ def _pg_lock(conn: Connection, url: URL, command: str) -> None:
             {"hi": _PG_LOCK_KEY >> 32, "lo": _PG_LOCK_KEY & 0xFFFFFFFF},
         ).first()
         if holder is None:
-            who, gone = "another run (it ended a moment ago: run again)", ""
-        else:
-            pid, name, since = holder
-            who = f"{name or 'another run'} (server process {pid}, connected since {since})"
-            gone = f"; if that run is gone, SELECT pg_terminate_backend({pid}) frees the lock"
-        raise RunInProgress(
-            f"{mask_url(url)} is being worked on by {who}: this run did nothing; run it again "
-            f"when that one has finished{gone}"
+            raise _held_by(url, None, "")
+        pid, name, since = holder
+        raise _held_by(
+            url,
+            f"{name or 'another run'} (server process {pid}, connected since {since})",
+            f"SELECT pg_terminate_backend({pid})",
         )
+
+
+def _held_by(url: URL, who: str | None, free: str) -> RunInProgress:
+    """The refusal of a run that found a server's run lock held by `who` (None: it was let go
+    between the two questions), with the statement that frees a lock whose run is gone."""
+    if who is None:
+        who = "another run (it ended a moment ago: run again)"
+    gone = f"; if that run is gone, {free} frees the lock" if free else ""
+    return RunInProgress(
+        f"{mask_url(url)} is being worked on by {who}: this run did nothing; run it again "
+        f"when that one has finished{gone}"
+    )
 
 
 def _mariadb_lock(conn: Connection, url: URL) -> Callable[[], None]:
@@ -498,22 +508,14 @@ def _mariadb_lock(conn: Connection, url: URL) -> Callable[[], None]:
         name = "deliverability.nightly." + hashlib.sha256(database.encode()).hexdigest()[:32]
     if conn.scalar(text("SELECT GET_LOCK(:name, 0)"), {"name": name}) != 1:
         holder = conn.scalar(text("SELECT IS_USED_LOCK(:name)"), {"name": name})
-        where = None
-        if holder is not None:
-            where = conn.execute(
-                text("SELECT HOST, TIME FROM information_schema.PROCESSLIST WHERE ID = :id"),
-                {"id": holder},
-            ).first()
         if holder is None:
-            who, gone = "another run (it ended a moment ago: run again)", ""
-        else:
-            seen = f" from {where[0]}, for {where[1]} s" if where is not None else ""
-            who = f"another run (connection {holder}{seen})"
-            gone = f"; if that run is gone, KILL {holder} frees the lock"
-        raise RunInProgress(
-            f"{mask_url(url)} is being worked on by {who}: this run did nothing; run it again "
-            f"when that one has finished{gone}"
-        )
+            raise _held_by(url, None, "")
+        where = conn.execute(
+            text("SELECT HOST, TIME FROM information_schema.PROCESSLIST WHERE ID = :id"),
+            {"id": holder},
+        ).first()
+        seen = f" from {where[0]}, for {where[1]} s" if where is not None else ""
+        raise _held_by(url, f"another run (connection {holder}{seen})", f"KILL {holder}")
 
     def release() -> None:
         conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
