@@ -14,9 +14,9 @@ from deliverability.errors import IngestError
 from deliverability.ingest.files import (
     FileIdentity,
     ReadLimits,
+    compression,
     detect_format,
     file_identity,
-    is_gzip,
     partial_last_line,
     read_lines,
     resume_offset,
@@ -51,8 +51,8 @@ def test_reading_from_a_saved_offset_yields_only_the_lines_after_it(tmp_path: Pa
 def test_gzip_is_recognised_by_its_magic_bytes_and_not_by_its_name(tmp_path: Path) -> None:
     compressed = write(tmp_path / "mail.log.1", gzip.compress(b"".join(LINES)))
     plain_named_gz = write(tmp_path / "mail.log.2.gz", b"".join(LINES))
-    assert is_gzip(compressed)
-    assert not is_gzip(plain_named_gz)
+    assert compression(compressed) == "gzip"
+    assert compression(plain_named_gz) is None
     assert [ln.text for ln in read_lines(compressed)] == ["first line", "second line", "third line"]
     assert next(ln.text for ln in read_lines(plain_named_gz)) == "first line"
 

@@ -44,7 +44,6 @@ __all__ = [
     "detect_format",
     "file_identity",
     "is_compressed",
-    "is_gzip",
     "open_binary",
     "partial_last_line",
     "read_lines",
@@ -158,11 +157,6 @@ class FileIdentity:
             return cls(int(device), int(inode), fingerprint, int(size), kind == "gz")
         except ValueError:
             raise IngestError(key, "identity", "not a file identity key") from None
-
-
-def is_gzip(path: str | os.PathLike[str]) -> bool:
-    """True when the file starts with the gzip magic bytes, whatever its name."""
-    return compression(path) == "gzip"
 
 
 def compression_of(data: bytes) -> str | None:
