@@ -12,7 +12,10 @@ Prints, all measured in this run on SQLite files in a temporary directory:
 - the ratio of the two (target: at least 0.5 at N = 200k);
 - peak memory (max RSS of a fresh process) of `record_many` at two sizes, to show it is flat in N;
 - the median and 95th percentile latency of single `record()` calls, with and without the
-  hygiene hook, and the statements each call sends.
+  hygiene hook, and the statements each call sends;
+- with `--sender-chunks`, what a sender's `record()` calls in another process meet while
+  `record_many` writes the same SQLite file in chunks of each size (each chunk a transaction
+  holding SQLite's one write lock).
 
 With `--url` it measures only the single `record()` calls, on that store (any backend): a
 scratch database, since the calls write to it (their message ids are new in every run).
@@ -470,6 +473,73 @@ def _latency(url: str, calls: int, hygiene: bool) -> tuple[float, float, float]:
     return statistics.median(timed), p95, statements / len(timed)
 
 
+def _sender_child(url: str, stop: str) -> None:
+    """A sender's process beside a batch: `record()` a new reply again and again until the file
+    `stop` exists, then print each call's seconds (JSON)."""
+    cycle = _reply_cycle()
+    times = []
+    with Engine(url, clock=_Clock(), hygiene=False) as engine:
+        i = 0
+        while not os.path.exists(stop):
+            t0 = time.perf_counter()
+            engine.record(
+                f"sender{i % 50}@{DOMAINS[i % len(DOMAINS)]}",
+                cycle[(i * 31) % len(cycle)],
+                message_id=f"<sender{i}@list.example>",
+                at=START + timedelta(days=2, seconds=i),
+            )
+            times.append(time.perf_counter() - t0)
+            if i == 0:
+                Path(f"{stop}.ready").touch()
+            i += 1
+    print(json.dumps(times))
+
+
+def _sender_waits(directory: Path, n: int, chunk: int) -> tuple[float, list[float]]:
+    """`record_many` of `n` events in chunks of `chunk` while a sender's process calls
+    `record()` on the same SQLite file: (the batch's wall seconds, the sender's call times).
+
+    Each chunk is a transaction holding SQLite's one write lock; a sender's write waits for it.
+    Not a throughput figure (two processes share the machine): what a sender meets."""
+    url = f"sqlite:///{directory / f'sender_{chunk}.db'}"
+    stop = directory / f"sender_{chunk}.stop"
+    with Engine(url, clock=_Clock(), hygiene=False) as engine:
+        engine.record_many(events(100))  # the schema exists before the sender opens it
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--sender-child", url, "--dir", str(stop)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready = Path(f"{stop}.ready")
+        deadline = time.monotonic() + 60
+        while not ready.exists():  # the sender's first call, before the batch starts
+            if child.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the sender's process did not start")
+            time.sleep(0.05)
+        with Engine(url, clock=_Clock(), hygiene=False, chunk_size=chunk) as engine:
+            t0 = time.perf_counter()
+            engine.record_many(events(n))
+            elapsed = time.perf_counter() - t0
+    finally:
+        stop.touch()
+        out, _ = child.communicate(timeout=120)
+    return elapsed, json.loads(out.strip().splitlines()[-1])
+
+
+def _print_sender_waits(directory: Path, n: int, chunks: list[int]) -> None:
+    print(f"a sender's record() calls beside record_many of {n} events (one SQLite file):")
+    for chunk in chunks:
+        elapsed, times = _sender_waits(directory, n, chunk)
+        timed = sorted(times)
+        p95 = timed[max(0, -(-len(timed) * 95 // 100) - 1)]
+        print(
+            f"  chunks of {chunk:>6}: batch {n / elapsed:8.0f} events/s; {len(timed)} record()"
+            f" calls, median {statistics.median(timed) * 1000:6.1f} ms, 95th percentile"
+            f" {p95 * 1000:6.1f} ms, longest {timed[-1] * 1000:7.1f} ms"
+        )
+
+
 def _print_latency(urls: tuple[str, str], calls: int) -> None:
     """The single-call latency without, then with the hygiene hook (on `urls[0]`, `urls[1]`)."""
     for hygiene in (False, True):
@@ -495,9 +565,19 @@ def main(argv: list[str] | None = None) -> None:
         "--url",
         help="time only single record() calls, on this store (a scratch database: they write)",
     )
+    parser.add_argument(
+        "--sender-chunks",
+        default="",
+        help="also time a sender's record() calls beside record_many in chunks of these sizes"
+        " (comma separated; default: none)",
+    )
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--sender-child", help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.sender_child:
+        _sender_child(args.sender_child, args.dir)
+        return
     if args.memory_child:
         _memory_child(args.memory_child, args.dir)
         return
@@ -596,6 +676,8 @@ def main(argv: list[str] | None = None) -> None:
             (f"sqlite:///{Path(tmp) / 'latency0.db'}", f"sqlite:///{Path(tmp) / 'latency1.db'}"),
             args.calls,
         )
+        if args.sender_chunks:
+            _print_sender_waits(Path(tmp), n, [int(c) for c in args.sender_chunks.split(",")])
 
 
 if __name__ == "__main__":

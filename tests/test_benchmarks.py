@@ -24,7 +24,17 @@ def _run(script: str, *args: str) -> str:
 
 
 def test_the_record_benchmark_runs_and_prints_every_figure() -> None:
-    out = _run("bench_record.py", "--n", "400", "--memory-sizes", "100,200", "--calls", "3")
+    out = _run(
+        "bench_record.py",
+        "--n",
+        "400",
+        "--memory-sizes",
+        "100,200",
+        "--calls",
+        "3",
+        "--sender-chunks",
+        "100",
+    )
     for line in (
         "floor (sqlite3 executemany, 1 transaction)",
         "ratio record_many / floor",
@@ -34,6 +44,8 @@ def test_the_record_benchmark_runs_and_prints_every_figure() -> None:
         "the floor's own Python",
         "peak memory of record_many",
         "single record() median latency, with the hygiene hook",
+        "a sender's record() calls beside record_many of 400 events",
+        "chunks of    100",
     ):
         assert line in out, f"{line!r} missing from:\n{out}"
 
