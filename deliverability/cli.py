@@ -58,8 +58,10 @@ def main() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except (StoreUnavailableError, StoreBusyError) as exc:
-        # The database went away under the command (store.session): a server gone, as below;
-        # or its lock waits outlasted every retry (store.retry): a lock held too long, as below.
+        # The database cannot be reached, when the command starts or under it (store.session,
+        # `out_of_reach`): a server down, restarting, full; or its lock waits outlasted every
+        # retry (store.retry): a lock held too long, as below. A URL the server refuses (a
+        # wrong password, user or database) is a plain StoreError: exit 2, to be fixed.
         click.echo(f"error: {exc}\n{_RUN_AGAIN}", err=True)
         sys.exit(75)
     except DeliverabilityError as exc:
@@ -71,9 +73,10 @@ def main() -> None:
         sys.exit(0)
     except sa_exc.OperationalError as exc:
         # The database failed under a running command: a full disk, a lock held past the busy
-        # timeout, a server gone away. No bug of ours, so no "please report it": say what the
-        # database said, and that a run again resumes (every chunk and every file's progress
-        # is its own transaction). Exit 75, EX_TEMPFAIL (sysexits.h): try again later.
+        # timeout (a server gone away is a StoreUnavailableError, above). No bug of ours, so
+        # no "please report it": say what the database said, and that a run again resumes
+        # (every chunk and every file's progress is its own transaction). Exit 75,
+        # EX_TEMPFAIL (sysexits.h): try again later.
         if os.environ.get(DEBUG_ENV):
             raise
         said = str(exc.orig if exc.orig is not None else exc).strip().splitlines() or ["?"]

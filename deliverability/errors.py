@@ -71,13 +71,16 @@ class PolicyError(ConfigError, ValueError):
 
 
 class StoreError(DeliverabilityError):
-    """The database could not be reached, or its schema is not what this version expects."""
+    """The store cannot be used as its URL says (a wrong password or user, a database or host
+    that does not exist, a SQLite file that cannot be opened), or its schema is not what this
+    version expects: a mistake to fix, which trying again will not."""
 
 
 class StoreUnavailableError(StoreError):
-    """The database went away under a call: it closed the connection during it, or it cannot be
-    reached any more (a restart, a failover, a server down). The call's transaction was rolled
-    back, so nothing of it was kept: make the call again once the database is back."""
+    """The database cannot be reached now: it closed the connection during a call, or no
+    connection can be made to it (a server down, restarting, failing over or full), when an
+    Engine or a command starts or later. The call's transaction was rolled back, so nothing of
+    it was kept: make the call again once the database is back."""
 
 
 class StoreBusyError(StoreError):

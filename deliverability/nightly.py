@@ -358,8 +358,9 @@ def run_lock(url: str | URL, *, command: str = "nightly") -> Iterator[None]:
       (https://mariadb.com/kb/en/get_lock/); the name carries the database's, since MariaDB's
       named locks are server-wide.
 
-    Re-entrant within a thread. A server that cannot be reached raises SQLAlchemy's
-    OperationalError, as any database failure does (the CLI exits 75: run again later).
+    Re-entrant within a thread. A server that cannot be reached raises `StoreUnavailableError`
+    (the CLI exits 75: run again later), a URL it refuses a `StoreError` (exit 2), as every
+    command's first connection does (`store.session.out_of_reach`).
     """
     parsed = make_url(url)
     key = _store_identity(parsed)

@@ -27,7 +27,7 @@ from sqlalchemy.pool import NullPool
 from deliverability import engine as engine_module
 from deliverability.cli import main
 from deliverability.engine import Engine
-from deliverability.errors import DeliverabilityError, StoreError, StoreUnavailableError
+from deliverability.errors import DeliverabilityError, StoreUnavailableError
 from deliverability.policy import load_policy
 from deliverability.store.bulk import SMALL_INSERT, BulkWriter
 from deliverability.store.models import Base, Event
@@ -295,19 +295,6 @@ def test_a_connection_lost_during_a_copy_is_a_store_unavailable_error_and_is_not
         # The next call gets a live connection and records the batch whole.
         assert engine.record_many(items).recorded == len(items)
         assert _events(engine) == len(items)
-
-
-@pytest.mark.parametrize("backend", SERVER_BACKENDS)
-def test_an_engine_opened_on_a_database_that_cannot_be_reached_is_a_store_error_naming_it(
-    gate: tuple[_Gate, str], clock: FakeClock
-) -> None:
-    # A URL that never worked (a wrong host, port or password) is not "gone": a StoreError of
-    # its own, which the command line reports with exit 2 rather than 75 (run again later).
-    relay, url = gate
-    relay.shut()
-    with pytest.raises(StoreError, match="cannot read the schema revision") as caught:
-        Engine(url, policy=POLICY, clock=clock)
-    assert not isinstance(caught.value, StoreUnavailableError)
 
 
 def test_the_command_line_reports_a_database_gone_under_a_command_as_exit_75_to_run_again(

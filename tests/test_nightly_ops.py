@@ -406,5 +406,5 @@ def test_a_database_server_that_cannot_be_reached_exits_75_to_be_run_again(
             check=False,
         )
     assert result.returncode == 75, result.stderr
-    assert result.stderr.startswith("error: the database failed: ")
+    assert result.stderr.startswith("error: cannot reach the database "), result.stderr
     assert "run the command again" in result.stderr

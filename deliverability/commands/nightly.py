@@ -58,7 +58,8 @@ EXIT_TRY_AGAIN = 75
 def _alone(url: str, command: str) -> Iterator[None]:
     """Hold the store's run lock for the command. While another run holds it, say so and exit
     75 (cron mails the line, a systemd unit is marked failed); the store is not opened. A server
-    that cannot be reached fails here first, with the database's own words (exit 75 too)."""
+    that cannot be reached fails here first, as on any command's first connection: exit 75
+    too; a URL the server refuses, exit 2 (`store.session.out_of_reach`)."""
     with ExitStack() as held:
         try:
             held.enter_context(run_lock(url, command=command))

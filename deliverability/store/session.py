@@ -15,6 +15,8 @@ import io
 import math
 import os
 import re
+import socket
+import sqlite3
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,6 +48,7 @@ __all__ = [
     "head_revision",
     "mask_url",
     "open_engine",
+    "out_of_reach",
     "resolve_url",
     "session_scope",
     "upgrade_schema",
@@ -223,15 +226,18 @@ if hasattr(os, "register_at_fork"):  # POSIX: no fork elsewhere
 
 
 def _report_lost_database(engine: Engine) -> None:
-    """Make the database going away under a call a `StoreUnavailableError` naming it.
+    """Make a database error on the way to a connection one of the package's errors.
 
     The driver's error reached a sender as SQLAlchemy's OperationalError, which a sender that
-    catches the package's errors (`DeliverabilityError`) let through. Two cases: the server
-    closed the connection during the call (SQLAlchemy tells a disconnect by the driver's error
-    and invalidates the pool, so the next call connects afresh), and no connection can be made
-    any more on an engine that made one before. A first connection that fails is left to the
-    caller: `open_engine` reports a URL that never worked (a wrong host or password) as a
-    `StoreError` of its own.
+    catches the package's errors (`DeliverabilityError`) let through, and a command reported
+    a server that was down (run again later) and a wrong password (fix the URL) alike. Now:
+
+    - the server closed the connection during a call (SQLAlchemy tells a disconnect by the
+      driver's error and invalidates the pool, so the next call connects afresh): a
+      `StoreUnavailableError`;
+    - no connection can be made: a `StoreUnavailableError` when the database cannot be reached
+      now and may be soon, a plain `StoreError` when the URL is what is wrong
+      (`out_of_reach` tells which), whether the engine made a connection before or not.
     """
     reached = False
 
@@ -245,21 +251,102 @@ def _report_lost_database(engine: Engine) -> None:
         # A failed ping is the pool's own business: it connects again and says nothing.
         if context.is_pre_ping:
             return
+        orig = context.original_exception
+        url = mask_url(engine.url)
         if context.is_disconnect:
-            what = "lost the connection to"
-        elif (
-            context.connection is None
-            and reached
-            # A connection that cannot be made is the driver's OperationalError (PEP 249); any
-            # other error on the way (a driver refusing a setting) is not the server gone.
-            and isinstance(context.original_exception, engine.dialect.loaded_dbapi.OperationalError)
+            raise StoreUnavailableError(
+                f"lost the connection to the database {url}: {_why(orig)}"
+            ) from orig
+        # No connection (SQLAlchemy's "noconnection" errors): the driver could not make one.
+        if context.connection is not None or not isinstance(
+            orig, engine.dialect.loaded_dbapi.Error
         ):
-            what = "cannot reach"
-        else:
             return
-        raise StoreUnavailableError(
-            f"{what} the database {mask_url(engine.url)}: {_why(context.original_exception)}"
-        ) from context.original_exception
+        if out_of_reach(orig, engine.dialect.name, reached=reached):
+            raise StoreUnavailableError(f"cannot reach the database {url}: {_why(orig)}") from orig
+        raise StoreError(f"cannot connect to the database {url}: {_why(orig)}") from orig
+
+
+#: PyMySQL's error numbers (its OperationalError's ``args[0]``: MySQL's client and server error
+#: codes) that say the server cannot be reached now and may be soon. Every other refusal while
+#: connecting is the URL's: 1045 and 1698 access denied (a wrong password, an unknown user),
+#: 1044 no access to the database, 1049 unknown database
+#: (https://mariadb.com/kb/en/mariadb-error-code-reference/).
+_MYSQL_OUT_OF_REACH = frozenset(
+    {
+        1040,  # ER_CON_COUNT_ERROR: too many connections
+        1053,  # ER_SERVER_SHUTDOWN: server shutdown in progress
+        2003,  # CR_CONN_HOST_ERROR: can't connect (refused, timed out, no route to the host)
+        2006,  # CR_SERVER_GONE_ERROR: server has gone away
+        2013,  # CR_SERVER_LOST: lost connection to the server
+    }
+)
+#: PostgreSQL's SQLSTATEs (or their class) that say the same: connection_exception (class 08),
+#: admin_shutdown, crash_shutdown, cannot_connect_now (starting up, shutting down, in
+#: recovery), too_many_connections
+#: (https://www.postgresql.org/docs/current/errcodes-appendix.html).
+_PG_OUT_OF_REACH = ("08", "57P01", "57P02", "57P03", "53300")
+#: How long `_listening` waits for the PostgreSQL server's port to take a connection.
+_PROBE_TIMEOUT_S = 5.0
+
+
+def out_of_reach(err: BaseException, dialect: str, *, reached: bool = False) -> bool:
+    """Whether the driver's `err`, raised making a connection, says the database cannot be
+    reached now (a server down, restarting or full: a `StoreUnavailableError`, exit 75, run
+    again later) rather than that the URL is wrong (a wrong password or user, a database that
+    does not exist, a host name that does not resolve, a bad option: a `StoreError`, exit 2,
+    which retrying will not fix). Told by the drivers' error codes, never their messages, which
+    the server may write in its own language. `reached`: whether a connection was made before.
+
+    A host name that does not resolve is taken as the URL's mistake (a typo, a name not yet in
+    DNS), though a resolver can fail for a while (EAI_AGAIN): psycopg keeps no code for it,
+    only its message, and a run that exits 2 gets looked at where one that exits 75 is retried
+    in silence, night after night.
+    """
+    if dialect == "sqlite":
+        # No server to come back: a file that cannot be opened at first is the path's fault (a
+        # folder that cannot be written); one that opened before and no longer does is gone.
+        return reached and isinstance(err, sqlite3.OperationalError)
+    if dialect in ("mysql", "mariadb"):
+        code = err.args[0] if err.args else None
+        # PyMySQL reports a name that does not resolve as 2003 too, with the socket's error.
+        if isinstance(getattr(err, "original_exception", None), socket.gaierror):
+            return False
+        return code in _MYSQL_OUT_OF_REACH
+    if dialect == "postgresql":
+        sqlstate = getattr(err, "sqlstate", None)
+        if isinstance(sqlstate, str):
+            return sqlstate.startswith(_PG_OUT_OF_REACH)
+        from psycopg.errors import ConnectionTimeout
+
+        if isinstance(err, ConnectionTimeout):
+            return True
+        # A connection that fails carries no SQLSTATE in psycopg (libpq keeps the server's
+        # only in its message: https://github.com/psycopg/psycopg/issues/1188), so what the
+        # server said cannot be told that way. Whether a server answered can: when its port
+        # takes a connection, the refusal was its answer (a wrong user, password or database),
+        # else nothing listens there. No attempt (no `pgconn`): the host name did not resolve.
+        pgconn = getattr(err, "pgconn", None)
+        return pgconn is not None and not _listening(pgconn.host, pgconn.hostaddr, pgconn.port)
+    return False
+
+
+def _listening(host: bytes, hostaddr: bytes, port: bytes) -> bool:
+    """Whether the PostgreSQL server's TCP port (or Unix-domain socket, when `host` is a
+    folder) takes a connection now."""
+    try:
+        if host.startswith(b"/"):
+            path = b"%s/.s.PGSQL.%s" % (host, port or b"5432")
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(_PROBE_TIMEOUT_S)
+                sock.connect(path)
+        else:
+            address = (hostaddr or host).decode(), int(port or b"5432")
+            with socket.create_connection(address, timeout=_PROBE_TIMEOUT_S):
+                pass
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 #: Options read from the URL's query string (and removed from it before the driver sees it), so
