@@ -21,7 +21,7 @@ from sqlalchemy.pool import NullPool
 from deliverability.cli import main
 from deliverability.engine import Engine
 from deliverability.errors import StoreError, StoreUnavailableError
-from deliverability.store.session import mask_url, out_of_reach
+from deliverability.store.session import _listening, mask_url, out_of_reach
 
 SERVER_BACKENDS = backends.backend_params(backends.SERVERS)
 PASSWORD = "s3cret-in-the-url"
@@ -228,3 +228,22 @@ def test_the_drivers_codes_tell_a_server_out_of_reach_from_a_wrong_url(
     for name in ("pymysql", "psycopg"):
         pytest.importorskip(name)
     assert out_of_reach(make(), dialect) is expected
+
+
+def test_a_postgresql_server_is_listening_when_its_tcp_port_or_unix_socket_takes_a_connection(
+    tmp_path: Path, closed_port: int
+) -> None:
+    # What tells a PostgreSQL refusal (the server answered) from a server out of reach, since
+    # psycopg gives a failed connection no SQLSTATE (`out_of_reach`).
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = str(server.getsockname()[1]).encode()
+        assert _listening(b"localhost", b"127.0.0.1", port)
+    assert not _listening(b"localhost", b"127.0.0.1", str(closed_port).encode())
+    folder = str(tmp_path).encode()
+    assert not _listening(folder, b"", b"5432")  # no socket file: nothing runs there
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(tmp_path / ".s.PGSQL.5432"))
+        server.listen()
+        assert _listening(folder, b"", b"5432")
