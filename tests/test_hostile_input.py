@@ -349,7 +349,10 @@ def test_a_database_password_never_appears_in_an_error(tmp_path: Path) -> None:
     url = "postgresql+psycopg://sender:s3cr3t-pw@127.0.0.1:1/mail"
     for args in (("status", "a@b.example"), ("report", "codes"), ("prune", "--older-than", "90d")):
         done = run_main(url, *args)
-        assert_handled(done)
-        assert done.returncode == 2
+        # Nothing listens on port 1: a server out of reach, to be run again later (exit 75,
+        # tests/test_store_reach.py), said as cleanly as a refusal.
+        assert done.returncode == 75, done.stderr
+        assert b"Traceback" not in done.stderr
+        assert b"internal error" not in done.stderr
         assert b"s3cr3t-pw" not in done.stdout + done.stderr
         assert b"***" in done.stderr
