@@ -550,8 +550,7 @@ def _isoformat_from_sqlite(at: datetime, text: str) -> str:
     ``YYYY-MM-DD HH:MM:SS.ffffff``, naive UTC): the same characters, the fraction only when
     there is one, without formatting the time a second time (each format of an event's time is
     about a fortieth of what recording it costs, callgrind)."""
-    iso = f"{text[:10]}T{text[11:19]}"
-    return (iso + text[19:] if at.microsecond else iso) + "+00:00"
+    return (text if at.microsecond else text[:19]).replace(" ", "T") + "+00:00"
 
 
 def _legacy_keys(item: _Item) -> list[str]:

@@ -195,6 +195,10 @@ TIMES = [
     datetime(2026, 11, 2, 12, 0, tzinfo=UTC),
     datetime(2026, 11, 2, 12, 0, 0, 123456, tzinfo=UTC),
     datetime(2026, 11, 2, 13, 30, 5, 7, tzinfo=timezone(timedelta(hours=1, minutes=30))),
+    # The first and the last time every backend's column holds: four-digit years, each field
+    # at its widest (the SQLite text is put together from parts: `bulk._sqlite_time_text`).
+    datetime(1000, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+    datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
 ]
 
 

@@ -27,6 +27,13 @@ __all__ = ["SMALL_INSERT", "BulkWriter", "time_reader", "time_writer"]
 SMALL_INSERT = 5
 
 
+#: "00" to "59": a time's hours, minutes and seconds, formatted once.
+_TWO_DIGITS = tuple(f"{i:02d}" for i in range(60))
+#: "YYYY-MM-DD" by the day's ordinal: the times a chunk writes fall on a few days.
+_DAY_TEXTS: dict[int, str] = {}
+_DAY_TEXTS_MAX = 4096
+
+
 def _sqlite_time_text(value: datetime | None) -> str | None:
     # The text SQLAlchemy's SQLite DATETIME stores: "YYYY-MM-DD HH:MM:SS.ffffff", naive UTC.
     # Always 26 characters, so two of them compare as the times do.
@@ -36,17 +43,21 @@ def _sqlite_time_text(value: datetime | None) -> str | None:
         raise ValueError(f"naive datetime {value!r}: pass a timezone-aware time")
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    # Formatted field by field: `replace(tzinfo=None).isoformat(" ", "microseconds")` makes a
-    # second datetime and formats through PyUnicode_FromFormat, about 1.7 times the machine
-    # instructions (callgrind), and the chunk writer converts a time for every event.
-    return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (  # noqa: UP031
-        value.year,
-        value.month,
-        value.day,
-        value.hour,
-        value.minute,
-        value.second,
-        value.microsecond,
+    # Put together from parts made once, the day's text and two-digit numbers: formatting the
+    # seven fields with "%04d-%02d-%02d %02d:%02d:%02d.%06d" cost about 2.4 times the machine
+    # instructions, and `replace(tzinfo=None).isoformat(" ", "microseconds")` 4 times
+    # (callgrind); the chunk writer converts a time for every event.
+    ordinal = value.toordinal()
+    day = _DAY_TEXTS.get(ordinal)
+    if day is None:
+        if len(_DAY_TEXTS) >= _DAY_TEXTS_MAX:
+            _DAY_TEXTS.clear()
+        day = "%04d-%02d-%02d" % (value.year, value.month, value.day)  # noqa: UP031
+        _DAY_TEXTS[ordinal] = day
+    micro = value.microsecond
+    return (
+        f"{day} {_TWO_DIGITS[value.hour]}:{_TWO_DIGITS[value.minute]}:{_TWO_DIGITS[value.second]}."
+        + ("%06d" % micro if micro else "000000")  # noqa: UP031
     )
 
 
