@@ -67,7 +67,8 @@ def parse_time(text: str) -> datetime:
         raise InputError(
             f"not an ISO 8601 time: {text!r} (example: 2026-11-28T17:00:00Z)"
         ) from None
-    return ensure_utc(parsed)
+    # `ensure_utc`'s first test, without its call: text with ``Z`` or ``+00:00`` is in UTC.
+    return parsed if parsed.tzinfo is UTC else ensure_utc(parsed)
 
 
 #: The times a run may be made at (`--now`) and an event dated: SMTP is younger than the Unix

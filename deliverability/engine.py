@@ -18,6 +18,7 @@ hygiene pass (`deliverability.store.hygiene.on_events`) runs inside that transac
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 from collections import Counter
@@ -50,7 +51,7 @@ from deliverability.addresses import (
     normalize_address,
     normalize_domain,
 )
-from deliverability.clock import EARLIEST, Clock, aware_utc, given_time, system_clock
+from deliverability.clock import EARLIEST, Clock, aware_utc, given_time, parse_time, system_clock
 from deliverability.errors import (
     AddressError,
     DeliverabilityError,
@@ -732,6 +733,14 @@ def _cut(text: str | None, length: int) -> str | None:
 def _cut_start(text: str, length: int) -> str:
     """`text` cut to `length` from its start: a source path keeps its end, the file name."""
     return text if len(text) <= length else "..." + text[3 - length :]
+
+
+@functools.lru_cache(maxsize=256)
+def _source_column(source: str) -> str:
+    """An event's source as its column keeps it (`_visible`, cut to 255 from its start); cached:
+    a batch's items name one source or a few (the API's "api", a log file's name), and each
+    item made four calls for it (`_cut_start`, `_visible`, `storable`, `surrogate_at`)."""
+    return _cut_start(_visible(source), 255)
 
 
 def _visible(text: str) -> str:
@@ -1537,7 +1546,9 @@ class Engine:
             if "\x00" in message_id:
                 # Not made visible as the other texts are: an id changed is another message.
                 raise InputError("message_id contains a NUL character")
-            problem = not_unicode("message_id", message_id)
+            # An ASCII id is Unicode text: one test answers for nearly every id, without the
+            # two calls of `not_unicode`.
+            problem = None if message_id.isascii() else not_unicode("message_id", message_id)
             if problem is not None:
                 raise InputError(problem)
         if attempt is not None:
@@ -1554,7 +1565,8 @@ class Engine:
             if attempt > MAX_ATTEMPT:
                 raise InputError(f"attempt {attempt} is more than {MAX_ATTEMPT:,}")
         if at is not None and at != "":
-            when = given_time(at)
+            # `given_time`, without its call for the usual text.
+            when = parse_time(at) if isinstance(at, str) else given_time(at)
             if when < EARLIEST:
                 raise InputError(
                     f"time {when.isoformat()} is before {EARLIEST:%Y}: check the field and its"
@@ -1626,7 +1638,7 @@ class Engine:
             step,
             when,
             attempt,
-            _cut_start(_visible(source), 255),
+            _source_column(source),
             None if position is None else _cut(_visible(str(position)), 255),
             kind,
             key,
