@@ -255,8 +255,8 @@ _ADDRESS_CACHE = 10_000
 
 _KINDS: dict[str, EventKind] = {kind.value: kind for kind in EventKind}
 
-#: The mapping fields read in one go, in this order (`_mapping_fields`): the order of
-#: `Engine._prepare_fields`'s parameters after the kind.
+#: The mapping fields `Engine._prepare_fields` takes, by these names (a mapping's fields are
+#: passed to it as they are), in the order of its parameters after the kind.
 _MAPPING_ORDER = (
     "recipient",
     "message_id",
@@ -273,9 +273,6 @@ _MAPPING_ORDER = (
     "mx_host",
 )
 _RECORD_FIELDS = {*_MAPPING_ORDER, "kind", "raw"}
-#: A mapping's absent fields, as from_mapping reads them.
-_MAPPING_DEFAULTS: dict[str, Any] = {**dict.fromkeys(_RECORD_FIELDS), "kind": EventKind.REPLY}
-_mapping_fields = itemgetter(*_MAPPING_ORDER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -707,6 +704,7 @@ _REASONS: dict[str, Reason] = {m.value: m for m in Reason}
 # enums' metaclass has a `__getattr__`, so every `EventKind.EXPIRY` written in a function goes
 # through a Python-level attribute hook (about a thousand machine instructions, callgrind), some
 # twenty times for each event recorded. A module global is a dictionary read.
+_REPLY = EventKind.REPLY
 _COMPLAINT = EventKind.COMPLAINT
 _EXPIRY = EventKind.EXPIRY
 _AUTO_REPLY = EventKind.AUTO_REPLY
@@ -1490,7 +1488,7 @@ class Engine:
             record.text,
             record.attempt,
             record.at,
-            str(record.source or "api"),
+            record.source,
             record.position,
             record.key,
             record.verdict,
@@ -1500,35 +1498,43 @@ class Engine:
     def _prepare_mapping(self, item: Mapping[str, Any], index: int, now: datetime) -> _Item:
         if not _RECORD_FIELDS.issuperset(item):
             _mapping_kind(item)  # raises, naming the unknown fields
-        # Every field at once (absent ones as in from_mapping), not one get() call each.
-        fields = {**_MAPPING_DEFAULTS, **item}
-        kind = _KINDS.get(fields["kind"]) if isinstance(fields["kind"], str) else None
-        if kind is None or not fields["recipient"]:
+        # Every field at once, by name (absent ones are the parameters' defaults, as in
+        # from_mapping), not one get() call each nor a dict of every field: a dict is passed as
+        # it is, another mapping read into one as before (a TypeError then says the same).
+        fields = item if type(item) is dict else {**item}
+        given = fields.get("kind", _REPLY)
+        kind = _KINDS.get(given) if isinstance(given, str) else None
+        if kind is None or not fields.get("recipient"):
             _mapping_kind(item)  # raises, with from_mapping's message
-        fields["source"] = str(fields["source"] or "api")
-        # `_prepare_fields` takes the fields after the kind in `_MAPPING_ORDER`.
-        return self._prepare_fields(index, now, cast(EventKind, kind), *_mapping_fields(fields))
+        return self._prepare_fields(index, now, cast(EventKind, kind), **fields)
 
     def _prepare_fields(
         self,
         index: int,
         now: datetime,
-        kind: EventKind,
+        event_kind: EventKind,
         recipient: str,
-        message_id: str | None,
-        reply: str | Reply | None,
-        code: int | str | None,
-        status: str | None,
-        text: str | None,
-        attempt: int | None,
-        at: datetime | str | None,
-        source: str,
-        position: str | int | None,
-        key: str | None,
-        verdict: Verdict | None,
-        mx_host: str | None,
+        message_id: str | None = None,
+        reply: str | Reply | None = None,
+        code: int | str | None = None,
+        status: str | None = None,
+        text: str | None = None,
+        attempt: int | None = None,
+        at: datetime | str | None = None,
+        source: str | None = None,
+        position: str | int | None = None,
+        key: str | None = None,
+        verdict: Verdict | None = None,
+        mx_host: str | None = None,
+        *,
+        kind: object = None,
+        raw: object = None,
     ) -> _Item:
-        """Check one item's fields (a `ReplyRecord`'s) and judge its reply."""
+        """Check one item's fields (a `ReplyRecord`'s, or a mapping's by name) and judge its
+        reply. `kind` and `raw` take a mapping's own fields and are not read: the kind is
+        `event_kind` (read by the caller), the raw text is kept only with a rejection."""
+        # No source is "api", as `ReplyRecord.from_mapping` reads it; read first, as it was.
+        source = str(source or "api")
         address = self._address(recipient)
         #: The message id as given: earlier versions made the event key of it (`_Item.legacy`).
         given = message_id
@@ -1601,11 +1607,13 @@ class Engine:
         if verdict is not None and not isinstance(verdict, Verdict):
             raise InputError(f"verdict must be a Verdict, got {type(verdict).__name__}")
         judged = self._judged.get(reply) if isinstance(reply, str) else None
-        if judged is not None and verdict is None and kind is not _COMPLAINT:
+        if judged is not None and verdict is None and event_kind is not _COMPLAINT:
             # The common case: a reply text seen before, judged then.
             parsed, verdict, facts, key_text = judged
         else:
-            parsed, verdict, facts, key_text = self._judge(reply, code, status, text, kind, verdict)
+            parsed, verdict, facts, key_text = self._judge(
+                reply, code, status, text, event_kind, verdict
+            )
         at_db = self._to_db(when)
         legacy: tuple[str | None, str | None, str] | None = None
         if not key:
@@ -1623,10 +1631,10 @@ class Engine:
                 legacy = (given if given != message_id else None, former, key_text)
         # An auto-reply (RFC 3834) is kept in history; anything else must be a delivery result.
         step: Step | None = None
-        if kind is _EXPIRY:
+        if event_kind is _EXPIRY:
             # A relay's own give-up (Postfix status=expired) expires the delivery.
             step = _STEP_EXPIRE
-        elif not (kind is _AUTO_REPLY and verdict.outcome is _INFORMATIONAL):
+        elif not (event_kind is _AUTO_REPLY and verdict.outcome is _INFORMATIONAL):
             step = step_for(verdict.outcome)
         # Positional, in the fields' order: made for every event.
         return _Item(
@@ -1640,7 +1648,7 @@ class Engine:
             attempt,
             _source_column(source),
             None if position is None else _cut(_visible(str(position)), 255),
-            kind,
+            event_kind,
             key,
             facts,
             # A text that names no host (Postfix's relay=local, an address literal) is dropped.
