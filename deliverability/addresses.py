@@ -66,6 +66,25 @@ class Address:
         return self.text
 
 
+# The slots' own setters, as the frozen class's generated __init__ sets them (through
+# object.__setattr__): `_made` fills an Address whose key is already known without that
+# __init__, its __post_init__ and `_compared`, most of what normalising a plain address cost
+# (callgrind). `normalize_address` makes one for every address not seen lately.
+_new = object.__new__
+_set_local = Address.__dict__["local"].__set__
+_set_domain = Address.__dict__["domain"].__set__
+_set_key = Address.__dict__["key"].__set__
+
+
+def _made(local: str, domain: str, key: str) -> Address:
+    """`Address(local, domain)`, given its key (`f"{_compared(local)}@{domain}"`)."""
+    address = _new(Address)
+    _set_local(address, local)
+    _set_domain(address, domain)
+    _set_key(address, key)
+    return address
+
+
 def _compared(local: str) -> str:
     """The form of a local part that is compared: lower-cased, then in NFC.
 
@@ -99,7 +118,8 @@ def normalize_address(raw: str) -> Address:
         local, domain = plain.groups()
         normal = _DOMAINS.get(domain)
         if normal is not None and len(local) <= _MAX_LOCAL:
-            return Address(local=local, domain=normal)
+            # ASCII: its compared form is its lower case (`_compared`).
+            return _made(local, normal, f"{local.lower()}@{normal}")
     local, domain = _given_parts(raw)
     if not local.isascii():
         # Stored in NFC too, not only compared so: RFC 6532 section 3.1 asks for NFC in what is
