@@ -459,18 +459,30 @@ def _latency(url: str, calls: int, hygiene: bool) -> tuple[float, float, float]:
         for i in range(_LATENCY_WARMUP + calls):
             if i == _LATENCY_WARMUP:
                 event.listen(engine.db, "before_cursor_execute", count)
-            t0 = time.perf_counter()
-            engine.record(
-                f"lat{i % 50}@{DOMAINS[i % len(DOMAINS)]}",
-                cycle[(i * 31) % len(cycle)],
-                message_id=f"<lat{i}.{run}@list.example>",
-                at=START + timedelta(days=1, seconds=i),
-            )
-            times.append(time.perf_counter() - t0)
+            times.append(_timed_record(engine, cycle, i, "lat", f"lat{i}.{run}", days=1))
         event.remove(engine.db, "before_cursor_execute", count)
     timed = sorted(times[_LATENCY_WARMUP:])
-    p95 = timed[max(0, -(-len(timed) * 95 // 100) - 1)]
-    return statistics.median(timed), p95, statements / len(timed)
+    return statistics.median(timed), _p95(timed), statements / len(timed)
+
+
+def _timed_record(
+    engine: Engine, cycle: list[str], i: int, name: str, message: str, days: int
+) -> float:
+    """Seconds of the `i`th `record()` call: a reply of `cycle` to one of 50 recipients named
+    `name`, about the message `message`, dated `days` after START plus `i` seconds."""
+    t0 = time.perf_counter()
+    engine.record(
+        f"{name}{i % 50}@{DOMAINS[i % len(DOMAINS)]}",
+        cycle[(i * 31) % len(cycle)],
+        message_id=f"<{message}@list.example>",
+        at=START + timedelta(days=days, seconds=i),
+    )
+    return time.perf_counter() - t0
+
+
+def _p95(timed: list[float]) -> float:
+    """The 95th percentile of sorted `timed` (nearest rank)."""
+    return timed[max(0, -(-len(timed) * 95 // 100) - 1)]
 
 
 def _sender_child(url: str, stop: str) -> None:
@@ -481,14 +493,7 @@ def _sender_child(url: str, stop: str) -> None:
     with Engine(url, clock=_Clock(), hygiene=False) as engine:
         i = 0
         while not os.path.exists(stop):
-            t0 = time.perf_counter()
-            engine.record(
-                f"sender{i % 50}@{DOMAINS[i % len(DOMAINS)]}",
-                cycle[(i * 31) % len(cycle)],
-                message_id=f"<sender{i}@list.example>",
-                at=START + timedelta(days=2, seconds=i),
-            )
-            times.append(time.perf_counter() - t0)
+            times.append(_timed_record(engine, cycle, i, "sender", f"sender{i}", days=2))
             if i == 0:
                 Path(f"{stop}.ready").touch()
             i += 1
@@ -532,7 +537,7 @@ def _print_sender_waits(directory: Path, n: int, chunks: list[int]) -> None:
     for chunk in chunks:
         elapsed, times = _sender_waits(directory, n, chunk)
         timed = sorted(times)
-        p95 = timed[max(0, -(-len(timed) * 95 // 100) - 1)]
+        p95 = _p95(timed)
         print(
             f"  chunks of {chunk:>6}: batch {n / elapsed:8.0f} events/s; {len(timed)} record()"
             f" calls, median {statistics.median(timed) * 1000:6.1f} ms, 95th percentile"
