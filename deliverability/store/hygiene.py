@@ -391,25 +391,79 @@ def _fresh(e: Any) -> ColumnElement[bool]:
     earliest suppression a rule finds is the first on fresh evidence, so a full re-evaluation
     reaches the one raised after an unsuppress as the incremental pass did.
 
-    A correlated subquery per event judged: the recipient by primary key, its suppressions
-    through `ix_actions_kind_scope_target`; most addresses have none."""
-    c = _ACTIONS.alias().c
-    r = _RECIPIENTS.alias().c
+    A correlated subquery per event judged (`_spent`)."""
+    return cast(ColumnElement[bool], e.at > _spent(e.recipient_id))
+
+
+def _spent(recipient_id: Any) -> ColumnElement[Any]:
+    """When the latest spent suppression of the recipient `recipient_id` ended (`_fresh`), or
+    `_NEVER`: a correlated subquery.
+
+    The address key is looked up by the recipient's primary key in a subquery of its own, so
+    that the suppressions are read through `ix_actions_kind_scope_target` with all three of its
+    columns whatever the planner believes of the tables' sizes. As a join, PostgreSQL planned
+    it from the actions' side when its statistics were stale (a new store), and read every
+    suppression of the store for each event judged."""
+    actions = _ACTIONS.alias()
+    recipients = _RECIPIENTS.alias()
+    c, r = actions.c, recipients.c
     ended = sa.case(
         (c.status.in_(_CLOSED), c.resolved_at),
         (c.expires_at <= sa.bindparam("spent_now", type_=UTCDateTime()), c.expires_at),
     )
-    spent = (
-        sa.select(sa.func.coalesce(sa.func.max(ended), _at(_NEVER)))
-        .where(
-            r.id == e.recipient_id,
-            c.kind == ActionKind.SUPPRESS,
-            c.scope == ActionScope.ADDRESS,
-            c.target == r.address_key,
-        )
+    # Correlated two levels out, to where `recipient_id` comes from.
+    key = (
+        sa.select(r.address_key)
+        .where(r.id == recipient_id)
+        .correlate_except(recipients)
         .scalar_subquery()
     )
-    return cast(ColumnElement[bool], e.at > spent)
+    return (
+        sa.select(sa.func.coalesce(sa.func.max(ended), _at(_NEVER)))
+        .where(
+            c.kind == ActionKind.SUPPRESS,
+            c.scope == ActionScope.ADDRESS,
+            c.target == key,
+        )
+        .correlate_except(actions)
+        .scalar_subquery()
+    )
+
+
+def _judged_once(
+    source: Any,
+    xt: Any,
+    on: ColumnElement[bool],
+    judged: tuple[ColumnElement[bool], ...],
+    reset: ColumnElement[Any],
+) -> Any:
+    """The events a counting rule judges (`_judged`), each once, with the two bounds its
+    window's events are checked against: `reset`, the latest delivery that resets the count
+    (a correlated subquery on `xt`), and `spent`, the end of the address's latest spent
+    suppression (`_fresh`). Returns the derived table.
+
+    Worked out once per judged event, in a derived table that no planner merges into the
+    query around it (DISTINCT), where conditions on the window's events would work them out
+    once for each of its events. The rules' aggregates (distinct messages, distinct days, the
+    earliest event) are the same whether an event judged for two anchors comes once or twice.
+    Measured on PostgreSQL 15, a chunk of 2,000 soft strikes and deliveries judged on 30,000
+    events of 240 addresses: 29,914 runs of each subquery became 922."""
+    x = xt.c
+    return (
+        sa.select(
+            x.recipient_id.label("recipient_id"),
+            x.id.label("id"),
+            x.at.label("at"),
+            x.reason.label("reason"),
+            reset.label("reset"),
+            _spent(x.recipient_id).label("spent"),
+        )
+        .select_from(source)
+        .join(xt, on)
+        .where(*judged)
+        .distinct()
+        .subquery("judged_once")
+    )
 
 
 def _is_hard(e: Any) -> ColumnElement[bool]:
@@ -1010,30 +1064,29 @@ class _Evaluator:
                 .correlate(xt)
                 .scalar_subquery()
             )
+            judged_once = _judged_once(source, xt, on, judged, since)
+            j = judged_once.c
             message = sa.func.coalesce(w.message_id, sa.cast(w.id, sa.String))
             n = sa.func.count(sa.distinct(message))
             inner = (
                 sa.select(
-                    x.recipient_id.label("recipient_id"),
-                    x.id.label("anchor_id"),
-                    x.at.label("at"),
-                    x.reason.label("reason"),
+                    j.recipient_id.label("recipient_id"),
+                    j.id.label("anchor_id"),
+                    j.at.label("at"),
+                    j.reason.label("reason"),
                     n.label("n"),
                 )
-                .select_from(source)
-                .join(xt, on)
-                .join(wt, w.recipient_id == x.recipient_id)
+                .select_from(judged_once)
+                .join(wt, w.recipient_id == j.recipient_id)
                 .where(
-                    *judged,
                     _is_ambiguous(w, self.policy),
-                    w.at >= _shift(self.s, x.at, -h.ambiguous_window),
+                    w.at >= _shift(self.s, j.at, -h.ambiguous_window),
                     *_within_span(self.s, w, "ambiguous"),
-                    w.at <= x.at,
-                    # One reference to the subquery (a planner may run it once per reference).
-                    w.at >= sa.func.coalesce(since, w.at),
-                    _fresh(w),
+                    w.at <= j.at,
+                    sa.or_(j.reset.is_(None), w.at >= j.reset),
+                    w.at > j.spent,
                 )
-                .group_by(x.recipient_id, x.id, x.at, x.reason)
+                .group_by(j.recipient_id, j.id, j.at, j.reason)
                 .having(n >= h.ambiguous_count)
             )
             return inner
@@ -1068,31 +1121,31 @@ class _Evaluator:
                 .correlate(xt)
                 .scalar_subquery()
             )
+            judged_once = _judged_once(source, xt, on, judged, last_delivery)
+            j = judged_once.c
             days = sa.func.count(sa.distinct(_day(self.s, w.at)))
             inner = (
                 sa.select(
-                    x.recipient_id.label("recipient_id"),
-                    x.id.label("anchor_id"),
-                    x.at.label("at"),
-                    x.reason.label("reason"),
+                    j.recipient_id.label("recipient_id"),
+                    j.id.label("anchor_id"),
+                    j.at.label("at"),
+                    j.reason.label("reason"),
                     days.label("n"),
                 )
-                .select_from(source)
-                .join(xt, on)
-                .join(wt, w.recipient_id == x.recipient_id)
+                .select_from(judged_once)
+                .join(wt, w.recipient_id == j.recipient_id)
                 .where(
-                    *judged,
                     _is_soft(w, self.policy),
-                    w.at >= _shift(self.s, x.at, -h.soft_window),
+                    w.at >= _shift(self.s, j.at, -h.soft_window),
                     *_within_span(self.s, w, "soft"),
-                    w.at <= x.at,
-                    sa.or_(last_delivery.is_(None), w.at > last_delivery),
-                    _fresh(w),
+                    w.at <= j.at,
+                    sa.or_(j.reset.is_(None), w.at > j.reset),
+                    w.at > j.spent,
                 )
-                .group_by(x.recipient_id, x.id, x.at, x.reason)
+                .group_by(j.recipient_id, j.id, j.at, j.reason)
                 .having(
                     days >= h.soft_strikes,
-                    x.at >= _shift(self.s, sa.func.min(w.at), h.soft_span),
+                    j.at >= _shift(self.s, sa.func.min(w.at), h.soft_span),
                 )
             )
             return inner
