@@ -89,6 +89,7 @@ from deliverability.store.records import HygieneHook, RecordedEvent
 from deliverability.store.rejected import store_rejected
 from deliverability.store.retry import run_in_transaction
 from deliverability.store.session import open_engine
+from deliverability.store.statistics import Statistics
 from deliverability.verdicts import COMPLAINT_VERDICT, Verdict
 from deliverability.vocabulary import (
     ActionKind,
@@ -793,6 +794,8 @@ class Engine:
         self._bulk = BulkWriter(self.db.dialect)
         self._to_db = time_writer(self.db.dialect)
         self._from_db = time_reader(self.db.dialect)
+        #: PostgreSQL's planner statistics, refreshed while the store grows fast.
+        self._statistics = Statistics(self.db)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -1725,6 +1728,7 @@ class Engine:
 
         actions = run_in_transaction(self.db, work, conflicts=True)
         recorded = [it for it in batch if not it.duplicate]
+        self._statistics.recorded(len(recorded))
         result = BatchResult(
             total=count,
             recorded=len(recorded),
