@@ -77,6 +77,7 @@ from deliverability.states import (
 from deliverability.store import hygiene as hygiene_store
 from deliverability.store import minutes
 from deliverability.store.bulk import BulkWriter, time_reader, time_writer
+from deliverability.store.checkpoint import Checkpointer
 from deliverability.store.models import (
     TEXT_LENGTH,
     Action,
@@ -88,7 +89,7 @@ from deliverability.store.models import (
 from deliverability.store.records import HygieneHook, RecordedEvent
 from deliverability.store.rejected import store_rejected
 from deliverability.store.retry import run_in_transaction
-from deliverability.store.session import open_engine
+from deliverability.store.session import is_in_memory, open_engine
 from deliverability.store.statistics import Statistics
 from deliverability.verdicts import COMPLAINT_VERDICT, Verdict
 from deliverability.vocabulary import (
@@ -796,11 +797,19 @@ class Engine:
         self._from_db = time_reader(self.db.dialect)
         #: PostgreSQL's planner statistics, refreshed while the store grows fast.
         self._statistics = Statistics(self.db)
+        #: A SQLite file's log, checkpointed in a thread of its own.
+        self._checkpointer = (
+            Checkpointer(self.db)
+            if self.db.dialect.name == "sqlite" and not is_in_memory(self.db)
+            else None
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Release the database connections."""
+        """Release the database connections (after a checkpoint under way ends)."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self.db.dispose()
 
     def __enter__(self) -> Engine:
@@ -1729,6 +1738,8 @@ class Engine:
         actions = run_in_transaction(self.db, work, conflicts=True)
         recorded = [it for it in batch if not it.duplicate]
         self._statistics.recorded(len(recorded))
+        if self._checkpointer is not None:
+            self._checkpointer.committed(len(recorded))
         result = BatchResult(
             total=count,
             recorded=len(recorded),

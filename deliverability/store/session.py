@@ -46,6 +46,7 @@ __all__ = [
     "create_engine",
     "current_revision",
     "head_revision",
+    "is_in_memory",
     "mask_url",
     "open_engine",
     "out_of_reach",
@@ -194,7 +195,7 @@ def create_engine(url: str | None = None, **kwargs: Any) -> Engine:
         ) from None
     except (exc.ArgumentError, ValueError) as err:
         raise StoreError(f"cannot use database {mask_url(resolved)}: {_why(err)}") from None
-    in_memory = engine.dialect.name == "sqlite" and parsed.database in (None, "", ":memory:")
+    in_memory = is_in_memory(engine)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine, in_memory=in_memory)
     _report_lost_database(engine)
@@ -202,6 +203,11 @@ def create_engine(url: str | None = None, **kwargs: Any) -> Engine:
         # An in-memory database lives in its connection: a child keeps its copy of it.
         _OPEN_ENGINES.add(engine)
     return engine
+
+
+def is_in_memory(engine: Engine) -> bool:
+    """Whether `engine` is a SQLite database that lives in its connection, not in a file."""
+    return engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:")
 
 
 #: Every engine made here, so that a forked child starts with pools of its own.
