@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import sqlite3
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -44,27 +45,41 @@ def _events_in_the_database_file(path: Path) -> int:
         conn.close()
 
 
-def test_a_bulk_recording_on_a_sqlite_file_is_checkpointed_by_a_thread_of_the_engines_own(
-    tmp_path: Path, frozen_now: datetime
-) -> None:
-    path = tmp_path / "store.db"
-    with Engine(f"sqlite:///{path}", clock=lambda: frozen_now) as engine:
-        checkpointer = engine._checkpointer
-        assert checkpointer is not None
-        engine.record_many(_events(CHECKPOINT_EVERY - 1))
-        # Fewer events than that: nothing asked of the thread, which is not even started.
-        assert checkpointer._thread is None
-        assert checkpointer.runs == 0
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "store.db"
 
-        engine.record_many(_events(1, first=CHECKPOINT_EVERY - 1))
-        assert checkpointer.idle.wait(_WAIT_S)
-        assert checkpointer.runs == 1
-        assert checkpointer._thread is not None
-        assert checkpointer._thread.name == "deliverability-checkpoint"
-        # The writer's own automatic checkpoint (every 10,000 pages of log) did not run for so
-        # few events: the thread copied them into the database file.
-        assert _events_in_the_database_file(path) == CHECKPOINT_EVERY
-        thread = checkpointer._thread
+
+@pytest.fixture
+def engine(path: Path, frozen_now: datetime) -> Iterator[Engine]:
+    with Engine(f"sqlite:///{path}", clock=lambda: frozen_now) as engine:
+        yield engine
+
+
+def _checkpointer(engine: Engine) -> Checkpointer:
+    assert engine._checkpointer is not None
+    return engine._checkpointer
+
+
+def test_a_bulk_recording_on_a_sqlite_file_is_checkpointed_by_a_thread_of_the_engines_own(
+    engine: Engine, path: Path
+) -> None:
+    checkpointer = _checkpointer(engine)
+    engine.record_many(_events(CHECKPOINT_EVERY - 1))
+    # Fewer events than that: nothing asked of the thread, which is not even started.
+    assert checkpointer._thread is None
+    assert checkpointer.runs == 0
+
+    engine.record_many(_events(1, first=CHECKPOINT_EVERY - 1))
+    assert checkpointer.idle.wait(_WAIT_S)
+    assert checkpointer.runs == 1
+    assert checkpointer._thread is not None
+    assert checkpointer._thread.name == "deliverability-checkpoint"
+    # The writer's own automatic checkpoint (every 10,000 pages of log) did not run for so
+    # few events: the thread copied them into the database file.
+    assert _events_in_the_database_file(path) == CHECKPOINT_EVERY
+    thread = checkpointer._thread
+    engine.close()
     assert not thread.is_alive()
 
 
@@ -125,19 +140,16 @@ def _record_in_child(engine: Engine) -> None:
 
 
 def test_a_forked_child_checkpoints_with_a_thread_of_its_own_and_the_parent_goes_on(
-    tmp_path: Path, frozen_now: datetime
+    engine: Engine, path: Path
 ) -> None:
-    path = tmp_path / "store.db"
-    with Engine(f"sqlite:///{path}", clock=lambda: frozen_now) as engine:
-        checkpointer = engine._checkpointer
-        assert checkpointer is not None
-        engine.record_many(_events(CHECKPOINT_EVERY))
-        assert checkpointer.idle.wait(_WAIT_S)
-        child = multiprocessing.get_context("fork").Process(target=_record_in_child, args=(engine,))
-        child.start()
-        child.join(_WAIT_S)
-        assert child.exitcode == 0
-        engine.record_many(_events(CHECKPOINT_EVERY, first=CHECKPOINT_EVERY))
-        assert checkpointer.idle.wait(_WAIT_S)
-        assert checkpointer.runs == 2
+    checkpointer = _checkpointer(engine)
+    engine.record_many(_events(CHECKPOINT_EVERY))
+    assert checkpointer.idle.wait(_WAIT_S)
+    child = multiprocessing.get_context("fork").Process(target=_record_in_child, args=(engine,))
+    child.start()
+    child.join(_WAIT_S)
+    assert child.exitcode == 0
+    engine.record_many(_events(CHECKPOINT_EVERY, first=CHECKPOINT_EVERY))
+    assert checkpointer.idle.wait(_WAIT_S)
+    assert checkpointer.runs == 2
     assert _events_in_the_database_file(path) == 3 * CHECKPOINT_EVERY
