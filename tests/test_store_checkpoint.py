@@ -153,3 +153,23 @@ def test_a_forked_child_checkpoints_with_a_thread_of_its_own_and_the_parent_goes
     assert checkpointer.idle.wait(_WAIT_S)
     assert checkpointer.runs == 2
     assert _events_in_the_database_file(path) == 3 * CHECKPOINT_EVERY
+
+
+def test_the_thread_ends_when_no_work_comes_and_the_next_commit_starts_another(
+    engine: Engine, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An engine dropped without close() must not leave a thread behind for ever.
+    monkeypatch.setattr(checkpoint, "IDLE_EXIT_S", 0.05)
+    checkpointer = _checkpointer(engine)
+    engine.record_many(_events(CHECKPOINT_EVERY))
+    first = checkpointer._thread
+    assert first is not None
+    first.join(_WAIT_S)
+    assert not first.is_alive()
+    assert checkpointer.runs == 1
+
+    engine.record_many(_events(CHECKPOINT_EVERY, first=CHECKPOINT_EVERY))
+    assert checkpointer.idle.wait(_WAIT_S)
+    assert checkpointer.runs == 2
+    assert checkpointer._thread is not first
+    assert _events_in_the_database_file(path) == 2 * CHECKPOINT_EVERY

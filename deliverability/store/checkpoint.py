@@ -36,7 +36,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-__all__ = ["CHECKPOINT_EVERY", "Checkpointer"]
+__all__ = ["CHECKPOINT_EVERY", "IDLE_EXIT_S", "Checkpointer"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 #: `record_many`, a few megabytes of log; a sender's single `record()` calls ask for one every
 #: 1,000 calls.
 CHECKPOINT_EVERY = 1_000
+
+#: Seconds the thread waits for work before it ends.
+IDLE_EXIT_S = 60.0
 
 _ALL: weakref.WeakSet[Checkpointer] = weakref.WeakSet()
 
@@ -80,13 +83,15 @@ class Checkpointer:
         self._pending = 0
         with self._starting:
             if self._thread is None or not self._thread.is_alive():
-                # The first time, or in a forked child (the parent's thread did not follow).
+                # The first time, after the thread ended for want of work, or in a forked
+                # child (the parent's thread did not follow).
                 self._thread = threading.Thread(
                     target=self._run, name="deliverability-checkpoint", daemon=True
                 )
                 self._thread.start()
-        self.idle.clear()
-        self._wake.set()
+            # Under the lock: the thread cannot be deciding to end while this is set.
+            self.idle.clear()
+            self._wake.set()
 
     def close(self) -> None:
         """Stop the thread, after the checkpoint under way if there is one."""
@@ -99,7 +104,13 @@ class Checkpointer:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait()
+            if not self._wake.wait(IDLE_EXIT_S):
+                with self._starting:
+                    if not self._wake.is_set():
+                        # Nothing asked for a while: end, so that an engine dropped without
+                        # close() leaves no thread behind; the next commit starts another.
+                        self._thread = None
+                        return
             self._wake.clear()
             if self._closed:
                 return
