@@ -1069,6 +1069,35 @@ class _Evaluator:
         )
         return self.at, on, where
 
+    def _over_windows(
+        self,
+        judged_once: Any,
+        wt: Any,
+        counted: Callable[[Any], ColumnElement[bool]],
+        window: str,
+        aggregate: ColumnElement[Any],
+    ) -> Select[Any]:
+        """Each judged event of `judged_once` (`_judged_once`) with `aggregate` (as ``n``) over
+        the events `wt` of its window that the rule counts (`counted`): its address's, within
+        the rule's `window` before it, after the address's latest spent suppression. The rule
+        adds where its count restarts and its threshold."""
+        j, w = judged_once.c, wt.c
+        span = getattr(self.policy.hygiene, f"{window}_window")
+        inner = (
+            sa.select(*_judged_columns(j), aggregate.label("n"))
+            .select_from(judged_once)
+            .join(wt, w.recipient_id == j.recipient_id)
+            .where(
+                counted(w),
+                w.at >= _shift(self.s, j.at, -span),
+                *_within_span(self.s, w, window),
+                w.at <= j.at,
+                w.at > j.spent,
+            )
+            .group_by(*_judged_columns(j))
+        )
+        return _by_address_index(inner, wt)
+
     def _ambiguous(self) -> list[_Suppress]:
         """Ambiguous 550s of `ambiguous_count` distinct messages within `ambiguous_window`,
         none of them older than a delivery to the address (like soft strikes, a delivery resets
@@ -1083,9 +1112,11 @@ class _Evaluator:
         def build() -> Select[Any]:
             xt, wt, dt = _EVENTS.alias("judged"), _EVENTS.alias(), _EVENTS.alias("delivery")
             x, w, d = xt.c, wt.c, dt.c
-            source, on, judged = self._judged(
-                xt, lambda e: _is_ambiguous(e, self.policy), "ambiguous"
-            )
+
+            def counted(e: Any) -> ColumnElement[bool]:
+                return _is_ambiguous(e, self.policy)
+
+            source, on, judged = self._judged(xt, counted, "ambiguous")
             since = (
                 sa.select(sa.func.max(d.at))
                 .where(_known_delivery(d, x), d.at >= _shift(self.s, x.at, -h.ambiguous_window))
@@ -1096,22 +1127,11 @@ class _Evaluator:
             j = judged_once.c
             message = sa.func.coalesce(w.message_id, sa.cast(w.id, sa.String))
             n = sa.func.count(sa.distinct(message))
-            inner = (
-                sa.select(*_judged_columns(j), n.label("n"))
-                .select_from(judged_once)
-                .join(wt, w.recipient_id == j.recipient_id)
-                .where(
-                    _is_ambiguous(w, self.policy),
-                    w.at >= _shift(self.s, j.at, -h.ambiguous_window),
-                    *_within_span(self.s, w, "ambiguous"),
-                    w.at <= j.at,
-                    sa.or_(j.reset.is_(None), w.at >= j.reset),
-                    w.at > j.spent,
-                )
-                .group_by(*_judged_columns(j))
+            return (
+                self._over_windows(judged_once, wt, counted, "ambiguous", n)
+                .where(sa.or_(j.reset.is_(None), w.at >= j.reset))
                 .having(n >= h.ambiguous_count)
             )
-            return _by_address_index(inner, wt)
 
         return self._first_per_recipient("ambiguous", build, RULE_AMBIGUOUS)
 
@@ -1127,7 +1147,11 @@ class _Evaluator:
         def build() -> Select[Any]:
             xt, wt, dt = _EVENTS.alias("judged"), _EVENTS.alias(), _EVENTS.alias()
             x, w, d = xt.c, wt.c, dt.c
-            source, on, judged = self._judged(xt, lambda e: _is_soft(e, self.policy), "soft")
+
+            def counted(e: Any) -> ColumnElement[bool]:
+                return _is_soft(e, self.policy)
+
+            source, on, judged = self._judged(xt, counted, "soft")
             # The address's last delivery at or before the anchor: strikes before it do not count.
             last_delivery = (
                 sa.select(sa.func.max(d.at))
@@ -1146,25 +1170,14 @@ class _Evaluator:
             judged_once = _judged_once(source, xt, on, judged, last_delivery)
             j = judged_once.c
             days = sa.func.count(sa.distinct(_day(self.s, w.at)))
-            inner = (
-                sa.select(*_judged_columns(j), days.label("n"))
-                .select_from(judged_once)
-                .join(wt, w.recipient_id == j.recipient_id)
-                .where(
-                    _is_soft(w, self.policy),
-                    w.at >= _shift(self.s, j.at, -h.soft_window),
-                    *_within_span(self.s, w, "soft"),
-                    w.at <= j.at,
-                    sa.or_(j.reset.is_(None), w.at > j.reset),
-                    w.at > j.spent,
-                )
-                .group_by(*_judged_columns(j))
+            return (
+                self._over_windows(judged_once, wt, counted, "soft", days)
+                .where(sa.or_(j.reset.is_(None), w.at > j.reset))
                 .having(
                     days >= h.soft_strikes,
                     j.at >= _shift(self.s, sa.func.min(w.at), h.soft_span),
                 )
             )
-            return _by_address_index(inner, wt)
 
         return self._first_per_recipient("soft", build, RULE_SOFT)
 

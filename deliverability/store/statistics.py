@@ -84,7 +84,7 @@ class Statistics:
             return
         self.since_analyze += events
         self._since_check += events
-        if self._since_check < CHECK_EVERY or self.since_analyze < MIN_EVENTS:
+        if self._since_check < CHECK_EVERY:
             return
         self._since_check = 0
         try:
