@@ -47,12 +47,12 @@ def backend(request: pytest.FixtureRequest) -> str:
 def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     """A URL to a store with no data in it, for one test.
 
-    On SQLite a new file with no schema yet. On a server the database is migrated once per
-    test process and its tables are emptied between tests (dropping it and running every
-    migration per test made the suite too slow for CI); a test marked ``empty_database`` gets
-    a database with no schema at all, as SQLite tests do.
+    At the latest revision with no rows: on SQLite a copy of a file migrated once per test
+    process; on a server a database migrated once per test process whose tables are emptied
+    between tests (running every migration per test made the suite too slow for CI). A test
+    marked ``empty_database`` gets a database with no schema at all (on SQLite, no file).
     """
-    if backend != "sqlite" and request.node.get_closest_marker("empty_database") is None:
+    if request.node.get_closest_marker("empty_database") is None:
         return backends.migrated_url(backend, tmp_path)
     return BACKENDS[backend](tmp_path)
 

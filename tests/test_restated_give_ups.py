@@ -302,11 +302,19 @@ def _waiting_for_a_lock(db: sa.Engine) -> bool:
                 " WHERE datname = current_database() AND wait_event_type = 'Lock'"
             )
         else:
+            # A locking read can also wait inside the optimizer (PROCESSLIST state
+            # "Statistics": it reads the one row a unique key names while planning) before
+            # InnoDB lists its transaction at all: seen with connections made without TLS,
+            # whose quicker start let the second writer reach it there.
             sql = (
                 "SELECT count(*) FROM information_schema.INNODB_TRX t"
                 " JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id"
                 " WHERE t.trx_state = 'LOCK WAIT' AND p.DB = DATABASE()"
+                " UNION ALL SELECT count(*) FROM information_schema.PROCESSLIST"
+                " WHERE DB = DATABASE() AND ID <> CONNECTION_ID() AND COMMAND = 'Query'"
+                " AND INFO LIKE '%%FOR UPDATE%%'"
             )
+            return any(conn.exec_driver_sql(sql).scalars())
         return bool(conn.exec_driver_sql(sql).scalar())
 
 

@@ -11,6 +11,7 @@ log or a terminal.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -492,9 +493,20 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    """The shipped migrations' scripts, read once per process.
+
+    Reading them imports every revision file (about 50 ms, and every `Engine()` and command
+    asks for the head); the files a process runs with are those it started with, so its answer
+    does not change while it runs.
+    """
+    return ScriptDirectory.from_config(alembic_config())
+
+
 def head_revision() -> str:
     """The newest revision the shipped migrations know."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = _scripts().get_current_head()
     if head is None:
         raise StoreError("the shipped migrations have no head revision")
     return head
@@ -503,7 +515,7 @@ def head_revision() -> str:
 def _known_revision(revision: str) -> bool:
     """Whether `revision` is one of the shipped migrations'."""
     try:
-        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+        return _scripts().get_revision(revision) is not None
     except AlembicCommandError:
         return False
 
