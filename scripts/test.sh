@@ -10,7 +10,9 @@ python3 -m venv .venv
 .venv/bin/mypy
 set +e
 # The slowest tests are listed at the end: what to look at when CI nears its 15 minutes.
-.venv/bin/pytest -n 2 -q --durations=25 "$@"
+# worksteal: a worker that runs out of tests takes some of the other's queue, so the last
+# minutes are not one worker finishing a run of long tests alone.
+.venv/bin/pytest -n 2 --dist worksteal -q --durations=25 "$@"
 status=$?
 set -e
 # pytest exits 5 when it collected no test: that is a failure here, never a pass.

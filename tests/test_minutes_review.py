@@ -606,9 +606,9 @@ _US = timedelta(microseconds=1)
 #: DELIVERABILITY_MINUTES_HISTORIES multiplies them, for a longer run.
 _MORE = int(os.environ.get("DELIVERABILITY_MINUTES_HISTORIES", "1"))
 SHAPES = [
-    (4, timedelta(minutes=5), 12 * _MORE),
-    (3, timedelta(seconds=150), 12 * _MORE),
-    (5, timedelta(minutes=2, microseconds=1), 8 * _MORE),
+    (4, timedelta(minutes=5), 8 * _MORE),
+    (3, timedelta(seconds=150), 8 * _MORE),
+    (5, timedelta(minutes=2, microseconds=1), 6 * _MORE),
     (H.incident_addresses, H.incident_window, 3 * _MORE),
 ]
 
@@ -634,9 +634,9 @@ def test_incidents_are_the_same_from_minute_counts_from_events_and_with_nothing_
     start = clock() - timedelta(hours=4)
     incidents = 0
     if backend != "sqlite":
-        # The same SQL on every backend: the servers get a third of the histories, which keeps
-        # CI's time in bounds (each history is recorded and evaluated three times).
-        histories = max(1, histories // 3)
+        # The same SQL on every backend: the servers get a quarter of the histories, which
+        # keeps CI's time in bounds (each history is recorded and evaluated three times).
+        histories = max(1, histories // 4)
     for seed in range(histories):
         rng = random.Random(f"{addresses}-{window}-{seed}")
         items = _generated_history(rng, start, policy)
