@@ -37,6 +37,13 @@ BACKENDS: dict[str, Callable[[Path], str]] = {
 }
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked slow first (in their own order, then the rest in theirs): started early,
+    they run while the other xdist worker gets through the short ones, instead of keeping one
+    worker busy alone at the end of the run."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(params=backends.backend_params(BACKENDS))
 def backend(request: pytest.FixtureRequest) -> str:
     """The backend under test; every store test runs once per entry of BACKENDS."""

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -23,6 +25,7 @@ def _run(script: str, *args: str) -> str:
     ).stdout
 
 
+@pytest.mark.slow
 def test_the_record_benchmark_runs_and_prints_every_figure() -> None:
     out = _run(
         "bench_record.py",
@@ -71,6 +74,7 @@ def test_the_record_benchmark_times_single_calls_on_the_store_a_url_names(
     assert calls == 2 * 2 * (10 + 3)
 
 
+@pytest.mark.slow
 def test_the_hygiene_benchmark_runs_and_prints_every_figure() -> None:
     out = _run(
         "bench_hygiene.py",

@@ -388,6 +388,7 @@ def _suppressed(db: sa.Engine) -> tuple[set[tuple[Any, ...]], set[tuple[Any, ...
         return _end(s)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 def test_give_ups_keep_the_same_faults_and_suppress_alike_whatever_the_chunks_and_the_path(
     db_url: str, clock: FakeClock, seed: int

@@ -613,6 +613,7 @@ SHAPES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("addresses", "window", "histories"),
     SHAPES,
