@@ -314,8 +314,7 @@ def _waiting_for_a_lock(db: sa.Engine) -> bool:
                 " WHERE DB = DATABASE() AND ID <> CONNECTION_ID() AND COMMAND = 'Query'"
                 " AND INFO LIKE '%%FOR UPDATE%%'"
             )
-            return any(conn.exec_driver_sql(sql).scalars())
-        return bool(conn.exec_driver_sql(sql).scalar())
+        return any(conn.exec_driver_sql(sql).scalars())
 
 
 @pytest.mark.parametrize("known", [True, False], ids=["known-recipient", "new-recipient"])
