@@ -52,6 +52,7 @@ from deliverability.addresses import (
     normalize_domain,
 )
 from deliverability.clock import EARLIEST, Clock, aware_utc, given_time, parse_time, system_clock
+from deliverability.collector import CollectorPause
 from deliverability.errors import (
     AddressError,
     DeliverabilityError,
@@ -899,22 +900,33 @@ class Engine:
         # The time to check items against: read once per chunk (an item that seems to be in the
         # future is checked again against a fresh reading; an item without a time gets one).
         now = self.now()
-        for index, raw in enumerate(items, start=1):
-            count += 1
-            try:
-                if isinstance(raw, ReplyRecord):
-                    batch.append(self._prepare(raw, index, now))
-                else:
-                    # A mapping read as `ReplyRecord.from_mapping` does, without making one.
-                    batch.append(self._prepare_mapping(raw, index, now))
-            except (DeliverabilityError, ValueError, TypeError) as err:
-                rejected.append(_rejection(raw, index, err))
-            if len(batch) + len(rejected) >= self._chunk_size:
+        # The garbage collector is paused while a chunk is gathered and written, and runs
+        # between chunks, once the chunk's objects are gone (see `collector`).
+        pause = CollectorPause()
+        pause.begin()
+        try:
+            for index, raw in enumerate(items, start=1):
+                count += 1
+                try:
+                    if isinstance(raw, ReplyRecord):
+                        batch.append(self._prepare(raw, index, now))
+                    else:
+                        # A mapping read as `ReplyRecord.from_mapping` does, without making one.
+                        batch.append(self._prepare_mapping(raw, index, now))
+                except (DeliverabilityError, ValueError, TypeError) as err:
+                    rejected.append(_rejection(raw, index, err))
+                if len(batch) + len(rejected) >= self._chunk_size:
+                    total.merge(self._flush(batch, rejected, count))
+                    batch, rejected, count = [], [], 0
+                    pause.end()
+                    pause.begin()
+                    now = self.now()
+            if batch or rejected or count:
                 total.merge(self._flush(batch, rejected, count))
-                batch, rejected, count = [], [], 0
-                now = self.now()
-        if batch or rejected or count:
-            total.merge(self._flush(batch, rejected, count))
+                # Gone before the young collection at the pause's end, not promoted by it.
+                batch, rejected = [], []
+        finally:
+            pause.end()
         return total
 
     def expire_overdue(self, now: datetime | None = None) -> BatchResult:

@@ -1,0 +1,165 @@
+"""The garbage collector's pause around `record_many`'s chunks (deliverability.collector): off
+while a chunk is gathered and written, on again between chunks and after the call, whatever
+happens, and never switched on when the caller had switched it off."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import FakeClock
+
+from deliverability.collector import CollectorPause
+from deliverability.engine import Engine
+
+
+@pytest.fixture(autouse=True)
+def _collector_left_on() -> Iterator[None]:
+    gc.enable()
+    yield
+    assert gc.isenabled(), "a test left the collector off"
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_the_collector_is_off_inside_a_pause_and_on_again_after_it() -> None:
+    with CollectorPause():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_a_collector_the_caller_switched_off_stays_off_after_a_pause() -> None:
+    gc.disable()
+    try:
+        with CollectorPause():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_the_end_of_a_pause_collects_the_cyclic_garbage_made_during_it() -> None:
+    with CollectorPause():
+        cycle = _Cycle()
+        gone = weakref.ref(cycle)
+        del cycle
+        # Reference counting cannot free a cycle, and the collector is off.
+        assert gone() is not None
+    assert gone() is None
+
+
+def test_ending_a_pause_twice_ends_it_once() -> None:
+    outer = CollectorPause()
+    outer.begin()
+    inner = CollectorPause()
+    inner.begin()
+    inner.end()
+    inner.end()
+    # The second end of `inner` did not count as the end of `outer`.
+    assert not gc.isenabled()
+    outer.end()
+    assert gc.isenabled()
+
+
+def test_pauses_in_two_threads_keep_the_collector_off_until_the_last_ends() -> None:
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen: dict[str, bool] = {}
+
+    def first() -> None:
+        with CollectorPause():
+            first_in.set()
+            second_in.wait(5)
+        first_out.set()
+
+    def second() -> None:
+        first_in.wait(5)
+        with CollectorPause():
+            second_in.set()
+            first_out.wait(5)
+            seen["after the first ended"] = gc.isenabled()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert seen == {"after the first ended": False}
+    assert gc.isenabled()
+
+
+def _items(n: int) -> Iterator[dict[str, Any]]:
+    for i in range(n):
+        yield {
+            "recipient": f"user{i}@example.com",
+            "reply": "250 2.0.0 OK",
+            "message_id": f"<m{i}@list.example>",
+        }
+
+
+def test_record_many_writes_each_chunk_with_the_collector_off_and_leaves_it_on(
+    db_url: str, clock: FakeClock
+) -> None:
+    during: list[bool] = []
+
+    def hook(*_args: Any) -> list[Any]:
+        # The hygiene hook runs inside the chunk's transaction.
+        during.append(gc.isenabled())
+        return []
+
+    with Engine(db_url, clock=clock, hygiene=hook, chunk_size=10) as engine:
+        result = engine.record_many(_items(25))
+    assert result.recorded == 25
+    assert during == [False, False, False]
+    assert gc.isenabled()
+
+
+def test_record_many_lets_the_collector_run_between_chunks(db_url: str, clock: FakeClock) -> None:
+    seen: list[bool] = []
+
+    def items() -> Iterator[dict[str, Any]]:
+        cycle = _Cycle()
+        first_chunks = weakref.ref(cycle)
+        del cycle
+        for i, item in enumerate(_items(20)):
+            if i == 10:
+                # The first chunk of 10 is written; the cycle made in it is collected by now.
+                seen.append(first_chunks() is None)
+            yield item
+
+    with Engine(db_url, clock=clock, chunk_size=10) as engine:
+        engine.record_many(items())
+    assert seen == [True]
+
+
+def test_record_many_switches_the_collector_back_on_when_its_input_fails(
+    db_url: str, clock: FakeClock
+) -> None:
+    def items() -> Iterator[dict[str, Any]]:
+        yield from _items(15)
+        raise OSError("the log went away")
+
+    with Engine(db_url, clock=clock, chunk_size=10) as engine:
+        with pytest.raises(OSError, match="went away"):
+            engine.record_many(items())
+        # The first chunk was written before the failure.
+        assert engine.status("user0@example.com").counters["delivered_count"] == 1
+    assert gc.isenabled()
+
+
+def test_record_many_leaves_a_collector_the_caller_switched_off_off(
+    db_url: str, clock: FakeClock
+) -> None:
+    gc.disable()
+    try:
+        with Engine(db_url, clock=clock, chunk_size=10) as engine:
+            engine.record_many(_items(25))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
