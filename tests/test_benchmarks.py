@@ -37,10 +37,14 @@ def test_the_record_benchmark_runs_and_prints_every_figure() -> None:
         "3",
         "--sender-chunks",
         "100",
+        "--rounds",
+        "2",
     )
     for line in (
         "floor (sqlite3 executemany, 1 transaction)",
         "ratio record_many / floor",
+        "round 2: floor",
+        "median ratio record_many / floor over 2 rounds",
         "(sqlite3, the engine's SQL alone)",
         "ratio that / floor (the most this SQL allows)",
         "record_many's time outside that SQL",
@@ -78,12 +82,15 @@ def test_the_record_benchmark_times_single_calls_on_the_store_a_url_names(
 def test_the_hygiene_benchmark_runs_and_prints_every_figure() -> None:
     out = _run(
         "bench_hygiene.py",
-        *("--history", "2000,4000", "--new", "200", "--record", "400", "--burst", "40,80"),
+        *("--history", "2000,4000", "--new", "200", "--record", "400", "--rounds", "2"),
+        *("--burst", "40,80"),
         *("--traffic", "1,20", "--traffic-hours", "0.05", "--traffic-new", "400"),
     )
     for line in (
         "ratio floor / record_many",
         "of which the hook (CPU)",
+        "round 2:",
+        "median ratio over 2 rounds",
         "20 events/s: record_many + hygiene",
         "ratio of the hook's cost an event, 20 / 1 events/s",
         "ratio 4000 / 2000",
