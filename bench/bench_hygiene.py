@@ -416,7 +416,8 @@ def main() -> None:
             )
         times: list[float] = []
         cpu_times: list[float] = []
-        print(f"nightly evaluation of {args.new} new events")
+        if sizes:
+            print(f"nightly evaluation of {args.new} new events")
         for size in sizes:
             path = Path(tmp) / f"history{size}.db"
             started = time.perf_counter()
