@@ -31,6 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
+from deliverability.collector import CollectorPause
 from deliverability.engine import BatchResult, Engine, ReplyRecord
 from deliverability.errors import IngestError, StoreError
 from deliverability.ingest import convert
@@ -712,20 +713,31 @@ class _Ingest:
             stream=stream,
             scan_before=stream is not None and not self._queue_kept(),
         )
-        for offset_after, item in items:
-            row.items += 1
-            if isinstance(item, Rejected):
-                self._bad(item, rejected)
-            else:
-                chunk.append(convert.log_item(item, self.recorder.policy))
-            offset = offset_after
-            # Not between the records of one line (a Postfix expiry's): the queue state would
-            # be the line's end's, kept with the offset of its start.
-            if len(chunk) + len(rejected) >= CHUNK and (stream is None or stream.at_line_end):
-                self._flush_log(path, kind, row, chunk, rejected, offset)
-                chunk, rejected = [], []
-                self._tick(path, row)
-        self._flush_log(path, kind, row, chunk, rejected, offset)
+        # The collector is paused while a chunk is read and recorded, as record_many pauses it
+        # while it writes one, and for the same reason (`collector`): the chunk's records
+        # live until it is recorded.
+        pause = CollectorPause()
+        pause.begin()
+        try:
+            for offset_after, item in items:
+                row.items += 1
+                if isinstance(item, Rejected):
+                    self._bad(item, rejected)
+                else:
+                    chunk.append(convert.log_item(item, self.recorder.policy))
+                offset = offset_after
+                # Not between the records of one line (a Postfix expiry's): the queue state
+                # would be the line's end's, kept with the offset of its start.
+                if len(chunk) + len(rejected) >= CHUNK and (stream is None or stream.at_line_end):
+                    self._flush_log(path, kind, row, chunk, rejected, offset)
+                    chunk, rejected = [], []
+                    pause.end()
+                    pause.begin()
+                    self._tick(path, row)
+            self._flush_log(path, kind, row, chunk, rejected, offset)
+            chunk, rejected = [], []
+        finally:
+            pause.end()
         held = partial_last_line(path)
         if held is not None and held >= start:
             note = f"an incomplete last line at byte {held} is left for the next run"

@@ -1,13 +1,16 @@
-"""The garbage collector's pause around `record_many`'s chunks (deliverability.collector): off
-while a chunk is gathered and written, on again between chunks and after the call, whatever
-happens, and never switched on when the caller had switched it off."""
+"""The garbage collector's pause around `record_many`'s chunks and the nightly job's log chunks
+(deliverability.collector): off while a chunk is gathered and written, on again between chunks
+and after the call, whatever happens, and never switched on when the caller had switched it
+off."""
 
 from __future__ import annotations
 
 import gc
+import json
 import threading
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +18,8 @@ from conftest import FakeClock
 
 from deliverability.collector import CollectorPause
 from deliverability.engine import Engine
+from deliverability.ingest import convert
+from deliverability.nightly import run_nightly
 
 
 @pytest.fixture(autouse=True)
@@ -163,3 +168,26 @@ def test_record_many_leaves_a_collector_the_caller_switched_off_off(
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_the_nightly_job_reads_a_log_with_the_collector_paused_and_leaves_it_on(
+    db_url: str, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "replies.jsonl"
+    log.write_text(
+        "".join(json.dumps({**item, "at": clock.now.isoformat()}) + "\n" for item in _items(5)),
+        encoding="utf-8",
+    )
+    seen: list[bool] = []
+    log_item = convert.log_item
+
+    def noting(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.isenabled())
+        return log_item(*args, **kwargs)
+
+    monkeypatch.setattr(convert, "log_item", noting)
+    with Engine(db_url, clock=clock) as engine:
+        summary = run_nightly(engine, [log], now=clock.now)
+    assert summary.recorded == 5
+    assert seen == [False] * 5
+    assert gc.isenabled()
