@@ -16,12 +16,14 @@ for the time of one chunk (about a tenth of a second at the default chunk size);
 other threads make meanwhile waits for the young collection that runs when the pause ends.
 Reference counting, which frees almost everything, does not pause. A collector the caller has
 switched off stays off. Pauses in several threads at once are counted: the collector comes
-back when the last ends.
+back when the last ends. A child process forked during a pause starts with the collector as it
+was before the pause, whichever thread forked.
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import threading
 
 _lock = threading.Lock()
@@ -29,16 +31,37 @@ _lock = threading.Lock()
 #: first of them began.
 _depth = 0
 _was_enabled = False
+#: Counts the forks this process came from: a pause begun before a fork is not this process's
+#: to end (see `_after_fork`).
+_generation = 0
+
+
+def _after_fork() -> None:
+    """In a child process: no pause of the parent's runs here. The threads that began them
+    were not copied (only the forking one is), so none would end them, and the child's
+    collector would stay off for good: it is put back as it was before the first pause."""
+    global _lock, _depth, _generation
+    # Another thread may have held the lock at the fork: the child's copy would never be freed.
+    _lock = threading.Lock()
+    if _depth and _was_enabled:
+        gc.enable()
+    _depth = 0
+    _generation += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 class CollectorPause:
     """One caller's pause: `begin` and `end` pair up, and `end` is safe to call twice (so a
     `finally` can end a pause that a chunk boundary already ended)."""
 
-    __slots__ = ("_active",)
+    __slots__ = ("_active", "_generation")
 
     def __init__(self) -> None:
         self._active = False
+        self._generation = _generation
 
     def begin(self) -> None:
         global _depth, _was_enabled
@@ -50,6 +73,7 @@ class CollectorPause:
                 gc.disable()
             _depth += 1
         self._active = True
+        self._generation = _generation
 
     def end(self) -> None:
         """End this pause; when it is the last, switch the collector back on (if it was on)
@@ -58,6 +82,9 @@ class CollectorPause:
         if not self._active:
             return
         self._active = False
+        if self._generation != _generation:
+            # Begun in the parent before a fork: `_after_fork` ended it here.
+            return
         with _lock:
             _depth -= 1
             resume = _depth == 0 and _was_enabled

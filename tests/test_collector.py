@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import threading
 import weakref
 from collections.abc import Iterator
@@ -96,6 +97,80 @@ def test_pauses_in_two_threads_keep_the_collector_off_until_the_last_ends() -> N
     for t in threads:
         t.join(10)
     assert seen == {"after the first ended": False}
+    assert gc.isenabled()
+
+
+def _collector_in_a_child() -> bool:
+    """Whether the collector is on in a child forked now, after its pause (if it has one)
+    ends there as it would in a child that goes on with the parent's code."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, and leave without running pytest's exit handlers
+        try:
+            os.write(write, b"1" if gc.isenabled() else b"0")
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        answer = os.read(read, 1)
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    return answer == b"1"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="this platform cannot fork")
+def test_a_child_forked_during_a_pause_starts_with_the_collector_on() -> None:
+    with CollectorPause():
+        assert _collector_in_a_child()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="this platform cannot fork")
+def test_a_child_forked_by_another_thread_during_a_pause_starts_with_the_collector_on() -> None:
+    paused, forked = threading.Event(), threading.Event()
+
+    def pausing() -> None:
+        with CollectorPause():
+            paused.set()
+            forked.wait(10)
+
+    thread = threading.Thread(target=pausing)
+    thread.start()
+    try:
+        assert paused.wait(10)
+        assert not gc.isenabled()
+        assert _collector_in_a_child()
+    finally:
+        forked.set()
+        thread.join(10)
+    assert gc.isenabled()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="this platform cannot fork")
+def test_a_pause_begun_before_a_fork_and_ended_in_the_child_leaves_its_collector_alone() -> None:
+    read, write = os.pipe()
+    pause = CollectorPause()
+    pause.begin()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            # A pause of the child's own, running when the parent's copy ends.
+            with CollectorPause():
+                pause.end()
+                still_off = not gc.isenabled()
+            os.write(write, b"1" if still_off and gc.isenabled() else b"0")
+        finally:
+            os._exit(0)
+    pause.end()
+    os.close(write)
+    try:
+        answer = os.read(read, 1)
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    assert answer == b"1"
     assert gc.isenabled()
 
 
