@@ -6,9 +6,10 @@ generation since the last full collection reach a quarter of those already there
 a few thousand such objects alive until it is written (its items, their delivery states, the
 rows), so they outlive the young collections, get promoted, and set off full collections, each
 of which walks every object the process holds (over 100,000 once SQLAlchemy and the policy are
-loaded). Measured on `bench/bench_record.py`'s events: 6 to 8 us of 68 to 82 an event went to
-the collector, and `record_many` ran 10 to 20% faster with it off. None of a chunk's objects is
-cyclic garbage: reference counting frees them when the chunk ends. Mercurial pauses the
+loaded). Measured on `bench/bench_record.py`'s events (200,000, hook off): 6 to 8 us of 68 to 82
+an event went to the collector, and two pairs of runs took 82 and 68 us an event with it on, 63
+and 61 with it off. None of a chunk's objects is cyclic garbage: reference counting frees them
+when the chunk ends. Mercurial pauses the
 collector for the same reason while it builds large structures (its `util.nogc`).
 
 What a caller should know: the collector is process-wide, so the pause applies to every thread
