@@ -329,7 +329,7 @@ def count_minutes(url: str) -> None:
         engine.dispose()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--history", default="1000000,2000000", help="history sizes, comma separated"
@@ -360,7 +360,9 @@ def main() -> None:
     parser.add_argument(
         "--traffic-new", type=int, default=20_000, help="new events recorded at each rate"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be 1 or more")
     sizes = [int(s) for s in args.history.split(",") if int(s)]
     rates = [float(s) for s in args.traffic.split(",") if float(s)]
     bursts = [int(s) for s in args.burst.split(",") if int(s)]
@@ -381,13 +383,8 @@ def main() -> None:
                 print(f"  record_many + hygiene:        {n / mine:10.0f} events/s")
                 print(f"  ratio floor / record_many:    {floor / mine:10.2f}")
                 print(f"  of which the hook (CPU):      {hook_cpu:10.2f} s of {mine:.2f} s")
-                for db in (floor_db, record_db):
-                    for path in (
-                        db,
-                        db.with_name(db.name + "-wal"),
-                        db.with_name(db.name + "-shm"),
-                    ):
-                        path.unlink(missing_ok=True)
+                bench_record.remove_store(floor_db)
+                bench_record.remove_store(record_db)
             print(
                 f"  median ratio over {len(ratios)} rounds:"
                 f" {statistics.median(ratios):10.2f}   (target >= 0.4)"

@@ -103,3 +103,19 @@ def test_the_hygiene_benchmark_runs_and_prints_every_figure() -> None:
     # the benchmark timed a real incident, not an empty evaluation.
     assert "raised 41" in out, out
     assert "raised 81" in out, out
+
+
+def test_every_benchmark_takes_the_arguments_bench_run_gives_it() -> None:
+    # bench/run.py calls each module's main() with an argument list (empty: its defaults).
+    import importlib
+    import inspect
+
+    sys.path.insert(0, str(ROOT))
+    try:
+        run = importlib.import_module("bench.run")
+        for name in run.discover():
+            main = getattr(importlib.import_module(f"bench.bench_{name}"), "main", None)
+            if main is not None:
+                inspect.signature(main).bind([])
+    finally:
+        sys.path.remove(str(ROOT))
