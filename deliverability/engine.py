@@ -900,10 +900,14 @@ class Engine:
         # The time to check items against: read once per chunk (an item that seems to be in the
         # future is checked again against a fresh reading; an item without a time gets one).
         now = self.now()
-        # The garbage collector is paused while a chunk is gathered and written, and runs
-        # between chunks, once the chunk's objects are gone (see `collector`).
+        # The garbage collector is paused (`collector`) while a chunk is written (`_flush`), and
+        # while it is gathered when the items are in memory already: an iterator may wait for
+        # its input (a socket, a log it follows) as long as it likes, and the pause is every
+        # thread's.
+        in_memory = isinstance(items, (list, tuple))
         pause = CollectorPause()
-        pause.begin()
+        if in_memory:
+            pause.begin()
         try:
             for index, raw in enumerate(items, start=1):
                 count += 1
@@ -918,12 +922,14 @@ class Engine:
                 if len(batch) + len(rejected) >= self._chunk_size:
                     total.merge(self._flush(batch, rejected, count))
                     batch, rejected, count = [], [], 0
-                    pause.end()
-                    pause.begin()
+                    if in_memory:
+                        # The collector runs between chunks, once the chunk's objects are gone.
+                        pause.end()
+                        pause.begin()
                     now = self.now()
             if batch or rejected or count:
                 total.merge(self._flush(batch, rejected, count))
-                # Gone before the young collection at the pause's end, not promoted by it.
+                # Gone before the collection at the pause's end, not moved on by it.
                 batch, rejected = [], []
         finally:
             pause.end()
@@ -1737,6 +1743,10 @@ class Engine:
         now: datetime | None = None,
     ) -> BatchResult:
         now = now if now is not None else self.now()
+        # The garbage collector is paused while the chunk is written and committed
+        # (`collector`): not while it is gathered, which waits on the caller's iterator for as
+        # long as that takes, nor while a transaction that met a lock waits to begin again.
+        pause = CollectorPause()
 
         def work(conn: Connection) -> list[Any]:
             if rejected:
@@ -1745,9 +1755,17 @@ class Engine:
                 )
             if not batch:
                 return []
-            return self._write(conn, batch, now)
+            pause.begin()
+            try:
+                return self._write(conn, batch, now)
+            except BaseException:
+                pause.end()
+                raise
 
-        actions = run_in_transaction(self.db, work, conflicts=True)
+        try:
+            actions = run_in_transaction(self.db, work, conflicts=True)
+        finally:
+            pause.end()
         recorded = [it for it in batch if not it.duplicate]
         self._statistics.recorded(len(recorded))
         if self._checkpointer is not None:

@@ -10,7 +10,7 @@ import json
 import os
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -200,36 +200,83 @@ def test_record_many_writes_each_chunk_with_the_collector_off_and_leaves_it_on(
     assert gc.isenabled()
 
 
-def test_record_many_lets_the_collector_run_between_chunks(db_url: str, clock: FakeClock) -> None:
-    seen: list[bool] = []
+class _Read(Mapping[str, Any]):
+    """An item of a list given to record_many that calls `noting` when it is read."""
+
+    def __init__(self, item: dict[str, Any], noting: Callable[[], None]) -> None:
+        self._item, self._noting = item, noting
+
+    def __getitem__(self, key: str) -> Any:
+        return self._item[key]
+
+    def __iter__(self) -> Iterator[str]:
+        self._noting()
+        return iter(self._item)
+
+    def __len__(self) -> int:
+        return len(self._item)
+
+
+def test_record_many_does_not_pause_the_collector_while_it_waits_on_an_iterator(
+    db_url: str, clock: FakeClock
+) -> None:
+    # An iterator may wait for its input (a socket, a followed log) for hours: every thread
+    # would go without the collector meanwhile.
+    asked: list[bool] = []
 
     def items() -> Iterator[dict[str, Any]]:
-        cycle = _Cycle()
-        first_chunks = weakref.ref(cycle)
-        del cycle
-        for i, item in enumerate(_items(20)):
-            if i == 10:
-                # The first chunk of 10 is written; the cycle made in it is collected by now.
-                seen.append(first_chunks() is None)
+        for item in _items(25):
+            asked.append(gc.isenabled())
             yield item
 
     with Engine(db_url, clock=clock, chunk_size=10) as engine:
-        engine.record_many(items())
-    assert seen == [True]
+        assert engine.record_many(items()).recorded == 25
+    assert asked == [True] * 25
 
 
-def test_record_many_switches_the_collector_back_on_when_its_input_fails(
+def test_record_many_reads_a_list_with_the_collector_paused(db_url: str, clock: FakeClock) -> None:
+    read: list[bool] = []
+    items = [_Read(item, lambda: read.append(gc.isenabled())) for item in _items(25)]
+    with Engine(db_url, clock=clock, chunk_size=10) as engine:
+        assert engine.record_many(items).recorded == 25
+    assert len(read) >= 25
+    assert not any(read)
+    assert gc.isenabled()
+
+
+def test_record_many_of_a_list_lets_the_collector_run_between_chunks(
     db_url: str, clock: FakeClock
 ) -> None:
-    def items() -> Iterator[dict[str, Any]]:
-        yield from _items(15)
-        raise OSError("the log went away")
+    made: list[weakref.ref[_Cycle]] = []
+    gone: list[bool] = []
 
+    def first() -> None:
+        if not made:
+            cycle = _Cycle()
+            made.append(weakref.ref(cycle))
+
+    def eleventh() -> None:
+        # The first chunk of 10 is written; the cycle made while it was read is collected.
+        if not gone:
+            gone.append(made[0]() is None)
+
+    items = [_Read(item, first if i < 10 else eleventh) for i, item in enumerate(_items(20))]
     with Engine(db_url, clock=clock, chunk_size=10) as engine:
-        with pytest.raises(OSError, match="went away"):
-            engine.record_many(items())
-        # The first chunk was written before the failure.
-        assert engine.status("user0@example.com").counters["delivered_count"] == 1
+        engine.record_many(items)
+    assert gone == [True]
+
+
+def test_record_many_switches_the_collector_back_on_when_a_chunk_fails(
+    db_url: str, clock: FakeClock
+) -> None:
+    def hook(*_args: Any) -> list[Any]:
+        raise RuntimeError("the hook failed")
+
+    with (
+        Engine(db_url, clock=clock, hygiene=hook, chunk_size=10) as engine,
+        pytest.raises(RuntimeError, match="hook failed"),
+    ):
+        engine.record_many(list(_items(15)))
     assert gc.isenabled()
 
 
