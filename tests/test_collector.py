@@ -100,14 +100,13 @@ def test_pauses_in_two_threads_keep_the_collector_off_until_the_last_ends() -> N
     assert gc.isenabled()
 
 
-def _collector_in_a_child() -> bool:
-    """Whether the collector is on in a child forked now, after its pause (if it has one)
-    ends there as it would in a child that goes on with the parent's code."""
+def _in_a_child(check: Callable[[], bool]) -> bool:
+    """What `check` answers in a child forked now."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: report, and leave without running pytest's exit handlers
         try:
-            os.write(write, b"1" if gc.isenabled() else b"0")
+            os.write(write, b"1" if check() else b"0")
         finally:
             os._exit(0)
     os.close(write)
@@ -122,7 +121,7 @@ def _collector_in_a_child() -> bool:
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="this platform cannot fork")
 def test_a_child_forked_during_a_pause_starts_with_the_collector_on() -> None:
     with CollectorPause():
-        assert _collector_in_a_child()
+        assert _in_a_child(gc.isenabled)
         assert not gc.isenabled()
     assert gc.isenabled()
 
@@ -141,7 +140,7 @@ def test_a_child_forked_by_another_thread_during_a_pause_starts_with_the_collect
     try:
         assert paused.wait(10)
         assert not gc.isenabled()
-        assert _collector_in_a_child()
+        assert _in_a_child(gc.isenabled)
     finally:
         forked.set()
         thread.join(10)
@@ -150,27 +149,20 @@ def test_a_child_forked_by_another_thread_during_a_pause_starts_with_the_collect
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="this platform cannot fork")
 def test_a_pause_begun_before_a_fork_and_ended_in_the_child_leaves_its_collector_alone() -> None:
-    read, write = os.pipe()
     pause = CollectorPause()
     pause.begin()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            # A pause of the child's own, running when the parent's copy ends.
-            with CollectorPause():
-                pause.end()
-                still_off = not gc.isenabled()
-            os.write(write, b"1" if still_off and gc.isenabled() else b"0")
-        finally:
-            os._exit(0)
-    pause.end()
-    os.close(write)
+
+    def in_the_child() -> bool:
+        # A pause of the child's own, running when the parent's copy ends.
+        with CollectorPause():
+            pause.end()
+            still_off = not gc.isenabled()
+        return still_off and gc.isenabled()
+
     try:
-        answer = os.read(read, 1)
+        assert _in_a_child(in_the_child)
     finally:
-        os.close(read)
-        os.waitpid(pid, 0)
-    assert answer == b"1"
+        pause.end()
     assert gc.isenabled()
 
 
