@@ -55,7 +55,12 @@ from deliverability.ingest.records import Rejected
 from deliverability.store import postfix_queue
 from deliverability.store.models import IngestedMessage, IngestSource
 from deliverability.store.rejected import store_rejected
-from deliverability.store.session import create_engine, mask_url, write_engine
+from deliverability.store.session import (
+    create_engine,
+    mariadb_lock_name,
+    mask_url,
+    write_engine,
+)
 
 __all__ = [
     "FORMATS",
@@ -504,10 +509,7 @@ def _held_by(url: URL, who: str | None, free: str) -> RunInProgress:
 
 
 def _mariadb_lock(conn: Connection, url: URL) -> Callable[[], None]:
-    database = url.database or ""
-    name = f"deliverability.nightly.{database}"
-    if len(name) > 64:  # MySQL's limit on a lock name; MariaDB takes more
-        name = "deliverability.nightly." + hashlib.sha256(database.encode()).hexdigest()[:32]
+    name = mariadb_lock_name("nightly", url.database)
     if conn.scalar(text("SELECT GET_LOCK(:name, 0)"), {"name": name}) != 1:
         holder = conn.scalar(text("SELECT IS_USED_LOCK(:name)"), {"name": name})
         if holder is None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -1087,8 +1088,8 @@ def _upgrade_lock_is_free(other: Engine) -> bool:
             if got:
                 probe.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
             return bool(got)
-        is_free = select(func.is_free_lock(session._UPGRADE_LOCK_NAME))
-        return bool(probe.execute(is_free).scalar_one() == 1)
+        name = session.mariadb_lock_name("schema_upgrade", other.url.database)
+        return bool(probe.execute(select(func.is_free_lock(name))).scalar_one() == 1)
 
 
 def test_an_upgrade_holds_the_upgrade_lock_from_its_first_revision_to_its_last(
@@ -1117,6 +1118,54 @@ def test_an_upgrade_holds_the_upgrade_lock_from_its_first_revision_to_its_last(
         assert _upgrade_lock_is_free(other)
     finally:
         other.dispose()
+        engine.dispose()
+
+
+def test_the_upgrade_lock_is_named_after_the_database_within_the_length_a_server_takes() -> None:
+    # MariaDB's named locks are the whole server's: one name for every database would make the
+    # stores of one server take turns to upgrade.
+    def name(database: str) -> str:
+        return session.mariadb_lock_name("schema_upgrade", database)
+
+    assert name("lists") != name("newsletters")
+    names = {name("a" * 63 + "x"), name("a" * 63 + "y")}
+    assert len(names) == 2
+    assert all(len(name) <= 64 for name in names)
+
+
+def test_an_upgrade_does_not_wait_for_an_upgrade_of_another_database_on_the_server(
+    db_url: str,
+) -> None:
+    if make_url(db_url).get_backend_name() not in ("mysql", "mariadb"):
+        pytest.skip(
+            "a MariaDB named lock is the server's: PostgreSQL's advisory lock and "
+            "SQLite's write lock are the database's own"
+        )
+    engine = create_engine(db_url)
+    done = threading.Event()
+    failed: list[BaseException] = []
+
+    def upgrade() -> None:
+        try:
+            upgrade_schema(engine)
+        except BaseException as err:  # reported below
+            failed.append(err)
+        finally:
+            done.set()
+
+    other_database = session.mariadb_lock_name("schema_upgrade", "another_store_on_this_server")
+    try:
+        with engine.connect() as holder:
+            got = holder.execute(select(func.get_lock(other_database, 0))).scalar_one()
+            assert got == 1
+            # A daemon thread: were the lock shared, the upgrade would wait for it for a year.
+            threading.Thread(target=upgrade, daemon=True).start()
+            finished = done.wait(60)
+            holder.execute(select(func.release_lock(other_database)))
+        assert finished, "the upgrade waited for another database's lock"
+        assert not failed, failed
+    finally:
+        done.wait(60)
         engine.dispose()
 
 

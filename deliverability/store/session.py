@@ -12,6 +12,7 @@ log or a terminal.
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import math
 import os
@@ -542,15 +543,31 @@ UPGRADE_LOCK_TIMEOUT_S = 10.0
 
 #: The session lock a schema change holds from start to end, so that two processes upgrading
 #: at once (two senders starting on a new version) take turns: the second finds the work done.
-#: PostgreSQL: a session advisory lock (any 64-bit key: b"deliverb" as an integer); MariaDB: a
-#: named lock (https://www.postgresql.org/docs/current/explicit-locking.html#ADVISORY-LOCKS,
-#: https://mariadb.com/kb/en/get_lock/). SQLite's write lock, taken at each revision's BEGIN
-#: IMMEDIATE, already does it there.
+#: PostgreSQL: a session advisory lock (any 64-bit key: b"deliverb" as an integer), which is
+#: the database's own; MariaDB: a named lock, which is the whole server's, so its name holds
+#: the database's (`mariadb_lock_name`): stores in two databases of one server upgrade at once
+#: (https://www.postgresql.org/docs/current/explicit-locking.html#ADVISORY-LOCKS,
+#: https://mariadb.com/kb/en/get_lock/: "Names are locked on a server-wide basis"). SQLite's
+#: write lock, taken at each revision's BEGIN IMMEDIATE, already does it there.
 _UPGRADE_LOCK_KEY = int.from_bytes(b"deliverb", "big") - (1 << 63)
-_UPGRADE_LOCK_NAME = "deliverability.schema_upgrade"
+#: MySQL refuses a lock name of more than 64 characters (ER_USER_LOCK_WRONG_NAME,
+#: https://dev.mysql.com/doc/refman/8.0/en/locking-functions.html); kept to it on MariaDB too.
+_LOCK_NAME_LIMIT = 64
 #: How long a process waits for another one's upgrade to finish (MariaDB's GET_LOCK takes a
 #: limit; PostgreSQL waits as long as it takes): a year, i.e. as long as it takes.
 _UPGRADE_LOCK_WAIT_S = 365 * 24 * 3600
+
+
+def mariadb_lock_name(purpose: str, database: str | None) -> str:
+    """The name of the MariaDB named lock held for `purpose` (``schema_upgrade``, the nightly
+    job's ``nightly``) in `database`. MariaDB's named locks are the whole server's, so the name
+    carries the database's: the stores of two databases on one server keep their own. Past
+    MySQL's limit of 64 characters (MariaDB takes more), the database's digest stands in."""
+    prefix = f"deliverability.{purpose}."
+    name = prefix + (database or "")
+    if len(name) <= _LOCK_NAME_LIMIT:
+        return name
+    return prefix + hashlib.sha256((database or "").encode("utf-8")).hexdigest()[:32]
 
 
 def _lock_timed_out(err: BaseException) -> bool:
@@ -578,15 +595,17 @@ def _schema_connection(engine: Engine, lock_timeout: float | None) -> Iterator[C
         raise StoreError(f"the lock timeout must be more than 0 seconds, not {lock_timeout}")
     conn = write_engine(engine).connect()
     dialect = conn.dialect.name
+    lock_name: str | None = None
     try:
         if dialect == "postgresql":
             conn.exec_driver_sql(f"SELECT pg_advisory_lock({_UPGRADE_LOCK_KEY})")
             if lock_timeout is not None:
                 conn.exec_driver_sql(f"SET lock_timeout = {max(1, round(lock_timeout * 1000))}")
         elif dialect in ("mysql", "mariadb"):
+            lock_name = mariadb_lock_name("schema_upgrade", engine.url.database)
             conn.execute(
                 sql_text("SELECT GET_LOCK(:name, :wait)"),
-                {"name": _UPGRADE_LOCK_NAME, "wait": _UPGRADE_LOCK_WAIT_S},
+                {"name": lock_name, "wait": _UPGRADE_LOCK_WAIT_S},
             )
             if lock_timeout is not None:
                 # Whole seconds only.
@@ -604,7 +623,8 @@ def _schema_connection(engine: Engine, lock_timeout: float | None) -> Iterator[C
                 conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_UPGRADE_LOCK_KEY})")
             elif dialect in ("mysql", "mariadb"):
                 conn.exec_driver_sql("SET SESSION lock_wait_timeout = DEFAULT")
-                conn.execute(sql_text("SELECT RELEASE_LOCK(:name)"), {"name": _UPGRADE_LOCK_NAME})
+                if lock_name is not None:
+                    conn.execute(sql_text("SELECT RELEASE_LOCK(:name)"), {"name": lock_name})
             conn.commit()
         except exc.SQLAlchemyError:
             # A connection that cannot be put back as it was is not put back at all.
