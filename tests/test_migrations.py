@@ -1169,6 +1169,28 @@ def test_an_upgrade_does_not_wait_for_an_upgrade_of_another_database_on_the_serv
         engine.dispose()
 
 
+def test_an_upgrade_that_is_not_granted_the_upgrade_lock_stops_and_says_so(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if make_url(db_url).get_backend_name() not in ("mysql", "mariadb"):
+        pytest.skip("only MariaDB's GET_LOCK gives up (PostgreSQL's advisory lock waits)")
+    # A wait of 0 seconds stands for the year an upgrade waits for another one.
+    monkeypatch.setattr(session, "_UPGRADE_LOCK_WAIT_S", 0)
+    engine = create_engine(db_url)
+    name = session.mariadb_lock_name("schema_upgrade", engine.url.database)
+    try:
+        with engine.connect() as holder:
+            assert holder.execute(select(func.get_lock(name, 0))).scalar_one() == 1
+            try:
+                with pytest.raises(StoreError, match=r"upgrade lock .* was not granted"):
+                    upgrade_schema(engine)
+            finally:
+                holder.execute(select(func.release_lock(name)))
+        assert _upgrade_lock_is_free(engine)
+    finally:
+        engine.dispose()
+
+
 def _session_setting(conn: Connection, dialect: str) -> tuple[object, object]:
     """The upgrade's lock limit as this session has it, and as a new session gets it."""
     if dialect == "postgresql":

@@ -602,11 +602,20 @@ def _schema_connection(engine: Engine, lock_timeout: float | None) -> Iterator[C
             if lock_timeout is not None:
                 conn.exec_driver_sql(f"SET lock_timeout = {max(1, round(lock_timeout * 1000))}")
         elif dialect in ("mysql", "mariadb"):
-            lock_name = mariadb_lock_name("schema_upgrade", engine.url.database)
-            conn.execute(
+            name = mariadb_lock_name("schema_upgrade", engine.url.database)
+            got = conn.execute(
                 sql_text("SELECT GET_LOCK(:name, :wait)"),
-                {"name": lock_name, "wait": _UPGRADE_LOCK_WAIT_S},
-            )
+                {"name": name, "wait": _UPGRADE_LOCK_WAIT_S},
+            ).scalar_one()
+            if got != 1:
+                # 0: the wait ran out; NULL: the server refused (the connection killed, say).
+                # Without the lock, two upgraders could run the same revision at once.
+                raise StoreError(
+                    f"cannot change the schema of {mask_url(engine.url)}: the upgrade lock"
+                    f" {name!r} was not granted (GET_LOCK gave {got}); another process may be"
+                    " upgrading this store: run it again when that one has finished"
+                )
+            lock_name = name
             if lock_timeout is not None:
                 # Whole seconds only.
                 conn.exec_driver_sql(f"SET SESSION lock_wait_timeout = {math.ceil(lock_timeout)}")
