@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from operator import itemgetter
 from pathlib import Path
 from types import TracebackType
@@ -894,46 +895,43 @@ class Engine:
         Running it twice over the same input leaves the database as it was after the first run.
         """
         total = BatchResult()
-        batch: list[_Item] = []
-        rejected: list[tuple[Rejected, str]] = []
-        count = 0
-        # The time to check items against: read once per chunk (an item that seems to be in the
-        # future is checked again against a fresh reading; an item without a time gets one).
-        now = self.now()
-        # The garbage collector is paused (`collector`) while a chunk is written (`_flush`), and
-        # while it is gathered when the items are in memory already: an iterator may wait for
-        # its input (a socket, a log it follows) as long as it likes, and the pause is every
-        # thread's.
-        in_memory = isinstance(items, (list, tuple))
-        pause = CollectorPause()
-        if in_memory:
+        source = iter(items)
+        done = 0
+        while True:
+            # Each chunk's items are taken from the caller first, with the garbage collector
+            # on: an iterator may wait for its input (a socket, a log it follows) as long as it
+            # likes, and the collector is every thread's. It is paused from there until the
+            # chunk is committed (`_flush`): the chunk's objects live until it is written
+            # (`collector`). (A log reader's dicts of plain values are untracked by the first
+            # collection they meet.)
+            chunk = list(islice(source, self._chunk_size))
+            if not chunk:
+                return total
+            batch: list[_Item] = []
+            rejected: list[tuple[Rejected, str]] = []
+            pause = CollectorPause()
             pause.begin()
-        try:
-            for index, raw in enumerate(items, start=1):
-                count += 1
-                try:
-                    if isinstance(raw, ReplyRecord):
-                        batch.append(self._prepare(raw, index, now))
-                    else:
-                        # A mapping read as `ReplyRecord.from_mapping` does, without making one.
-                        batch.append(self._prepare_mapping(raw, index, now))
-                except (DeliverabilityError, ValueError, TypeError) as err:
-                    rejected.append(_rejection(raw, index, err))
-                if len(batch) + len(rejected) >= self._chunk_size:
-                    total.merge(self._flush(batch, rejected, count))
-                    batch, rejected, count = [], [], 0
-                    if in_memory:
-                        # The collector runs between chunks, once the chunk's objects are gone.
-                        pause.end()
-                        pause.begin()
-                    now = self.now()
-            if batch or rejected or count:
-                total.merge(self._flush(batch, rejected, count))
+            try:
+                # The time to check items against: read once per chunk (an item that seems to
+                # be in the future is checked again against a fresh reading; an item without a
+                # time gets one).
+                now = self.now()
+                for index, raw in enumerate(chunk, start=done + 1):
+                    try:
+                        if isinstance(raw, ReplyRecord):
+                            batch.append(self._prepare(raw, index, now))
+                        else:
+                            # A mapping read as `ReplyRecord.from_mapping` does, without making
+                            # one.
+                            batch.append(self._prepare_mapping(raw, index, now))
+                    except (DeliverabilityError, ValueError, TypeError) as err:
+                        rejected.append(_rejection(raw, index, err))
+                total.merge(self._flush(batch, rejected, len(chunk), pause=pause))
+                done += len(chunk)
                 # Gone before the collection at the pause's end, not moved on by it.
-                batch, rejected = [], []
-        finally:
-            pause.end()
-        return total
+                del batch, rejected, chunk
+            finally:
+                pause.end()
 
     def expire_overdue(self, now: datetime | None = None) -> BatchResult:
         """Expire every deferred delivery whose lifetime has run out by `now`, writing an EXPIRY
@@ -1741,12 +1739,17 @@ class Engine:
         rejected: list[tuple[Rejected, str]],
         count: int,
         now: datetime | None = None,
+        pause: CollectorPause | None = None,
     ) -> BatchResult:
+        """Write one chunk in a transaction of its own (run again after a lock conflict).
+
+        The garbage collector is paused while the chunk is written and committed (`collector`),
+        not while a transaction that met a lock waits to begin again; `pause`, when the caller
+        began one already (record_many, for the judging of the items), goes on into the
+        writing, and the caller ends it (once the chunk's objects are gone)."""
         now = now if now is not None else self.now()
-        # The garbage collector is paused while the chunk is written and committed
-        # (`collector`): not while it is gathered, which waits on the caller's iterator for as
-        # long as that takes, nor while a transaction that met a lock waits to begin again.
-        pause = CollectorPause()
+        own = pause is None
+        pause = CollectorPause() if pause is None else pause
 
         def work(conn: Connection) -> list[Any]:
             if rejected:
@@ -1765,7 +1768,8 @@ class Engine:
         try:
             actions = run_in_transaction(self.db, work, conflicts=True)
         finally:
-            pause.end()
+            if own:
+                pause.end()
         recorded = [it for it in batch if not it.duplicate]
         self._statistics.recorded(len(recorded))
         if self._checkpointer is not None:

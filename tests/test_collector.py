@@ -5,9 +5,11 @@ off."""
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import os
+import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
@@ -16,11 +18,15 @@ from typing import Any
 
 import pytest
 from conftest import FakeClock
+from sqlalchemy import make_url
+from sqlalchemy.exc import OperationalError
 
+from deliverability import engine as engine_module
 from deliverability.collector import CollectorPause
 from deliverability.engine import Engine
 from deliverability.ingest import convert
 from deliverability.nightly import run_nightly
+from deliverability.store import retry
 
 
 @pytest.fixture(autouse=True)
@@ -269,6 +275,34 @@ def test_record_many_switches_the_collector_back_on_when_a_chunk_fails(
         pytest.raises(RuntimeError, match="hook failed"),
     ):
         engine.record_many(list(_items(15)))
+    assert gc.isenabled()
+
+
+def test_a_chunk_whose_transaction_met_a_lock_waits_to_try_again_with_the_collector_on(
+    db_url: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if make_url(db_url).get_backend_name() != "sqlite":
+        pytest.skip("the lock conflict is told by the driver's error: SQLite's is made here")
+    tries: list[bool] = []
+
+    def hook(*_args: Any) -> list[Any]:
+        tries.append(gc.isenabled())
+        if len(tries) == 1:
+            locked = sqlite3.OperationalError("database is locked")
+            raise OperationalError("the hook's statement", {}, locked)
+        return []
+
+    waits: list[bool] = []
+    monkeypatch.setattr(
+        engine_module,
+        "run_in_transaction",
+        functools.partial(retry.run_in_transaction, sleep=lambda _s: waits.append(gc.isenabled())),
+    )
+    with Engine(db_url, clock=clock, hygiene=hook) as engine:
+        assert engine.record_many(list(_items(5))).recorded == 5
+    # Both tries wrote with the collector off; the wait between them had it on.
+    assert tries == [False, False]
+    assert waits == [True]
     assert gc.isenabled()
 
 
