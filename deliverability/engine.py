@@ -868,10 +868,16 @@ class Engine:
         item = self._prepare(record, 1, now)
         akey = item.address.key
 
+        tries = 0
+
         def work(conn: Connection) -> tuple[list[Any], str | None]:
+            nonlocal tries
+            tries += 1
             # Whether the address may be sent to is asked in the same transaction, after the
             # hygiene it ran: one transaction a call, not a second one on another connection.
-            return self._write(conn, [item], now), self._why_not_keys([akey], now, conn).get(akey)
+            # Run again, the event's key is asked for whatever else is stored (`_write_chunk`).
+            actions = self._write(conn, [item], now, check_all=tries > 1)
+            return actions, self._why_not_keys([akey], now, conn).get(akey)
 
         actions, why_not = run_in_transaction(self.db, work, conflicts=True)
         return Decision(
@@ -1751,7 +1757,11 @@ class Engine:
         own = pause is None
         pause = CollectorPause() if pause is None else pause
 
+        tries = 0
+
         def work(conn: Connection) -> list[Any]:
+            nonlocal tries
+            tries += 1
             if rejected:
                 store_rejected(
                     conn, ((r.source, r.position, r.reason, raw) for r, raw in rejected), now
@@ -1760,7 +1770,8 @@ class Engine:
                 return []
             pause.begin()
             try:
-                return self._write(conn, batch, now)
+                # Run again, every event key is asked for (`_write_chunk`, step 2).
+                return self._write(conn, batch, now, check_all=tries > 1)
             except BaseException:
                 pause.end()
                 raise
@@ -1790,7 +1801,9 @@ class Engine:
 
     # -- internals: the chunk writer ---------------------------------------------------------
 
-    def _write(self, conn: Connection, items: list[_Item], now: datetime) -> list[Any]:
+    def _write(
+        self, conn: Connection, items: list[_Item], now: datetime, check_all: bool = False
+    ) -> list[Any]:
         """Learn the items' provider groups, then write the chunk (`_write_chunk`), in the
         caller's transaction: the chunk's own hygiene then sees them, so a push-back from a
         provider's MX for a domain seen for the first time throttles the provider at once."""
@@ -1802,10 +1815,15 @@ class Engine:
                     sightings[it.address.domain] = (it.mx_host, it.at)
         if sightings:
             hygiene_store.learn_providers(conn, sightings, self.policy)
-        return self._write_chunk(conn, items, now)
+        return self._write_chunk(conn, items, now, check_all)
 
-    def _write_chunk(self, conn: Connection, items: list[_Item], now: datetime) -> list[Any]:
+    def _write_chunk(
+        self, conn: Connection, items: list[_Item], now: datetime, check_all: bool = False
+    ) -> list[Any]:
         """Write one chunk of events in the caller's transaction; see the module docstring.
+
+        `check_all` asks the store for every item's event key, not only those that may be
+        stored (step 2): for a transaction run again, after its events' unique key refused one.
 
         Sets what was done on each item and returns the hygiene actions. The values read from
         the database stay as the driver gave them (SQLite's times are fixed-width text that
@@ -1831,25 +1849,7 @@ class Engine:
             rec["_standing_was"] = rec["standing"]
             recipients[rec["address_key"]] = rec
 
-        # 1. Idempotency: drop events already recorded, and repeats inside the chunk.
-        keys = list({it.key for it in items})
-        known = {row[0] for row in bulk.select_in(conn, _EVENTS, ("key",), "key", keys)}
-        fresh: list[_Item] = []
-        for it in items:
-            # A transaction run again (a lock conflict) starts from the same items.
-            it.history_only = False
-            it.delivery_state = it.next_attempt_at = None
-            it.recorded_attempt = None
-            it.linked_message_id = None
-            it.restated = False
-            if it.key in known:
-                it.duplicate = True
-            else:
-                it.duplicate = False
-                known.add(it.key)
-                fresh.append(it)
-
-        # 2. Load the deliveries the chunk touches (its recipients were read in step 0).
+        # 1. Load the deliveries the chunk touches (its recipients were read in step 0).
         by_id = {r["id"]: k for k, r in recipients.items()}
         pairs = list(
             {
@@ -1888,25 +1888,47 @@ class Engine:
         for akey, row in newest.items():
             latest[akey] = row[_D_MESSAGE]
             stored.setdefault((akey, row[_D_MESSAGE]), row)
+
+        # 2. Idempotency: drop events already recorded, and repeats inside the chunk. A stored
+        #    event needs its recipient (an event makes it, and recipients are never deleted) and,
+        #    for any delivery result but an expiry, its delivery (the first such event makes it:
+        #    `states.TABLE`). So where either is missing the key is new and is not asked for, and
+        #    a sender's first reply for each message (most of what it records) costs no lookup.
+        #    A delivery pruned before its last events (`store.prune`) breaks that: the events'
+        #    unique key then refuses the INSERT, and the transaction runs again with `check_all`
+        #    (`_flush`), asking for every key.
+        def may_be_stored(it: _Item) -> bool:
+            return it.address.key in recipients and (
+                it.message_id is None
+                or it.step is None
+                or it.step is _STEP_EXPIRE
+                or (it.address.key, it.message_id) in stored
+            )
+
+        keys = list({it.key for it in items if check_all or may_be_stored(it)})
+        known = {row[0] for row in bulk.select_in(conn, _EVENTS, ("key",), "key", keys)}
+        fresh: list[_Item] = []
+        for it in items:
+            # A transaction run again (a lock conflict) starts from the same items.
+            it.history_only = False
+            it.delivery_state = it.next_attempt_at = None
+            it.recorded_attempt = None
+            it.linked_message_id = None
+            it.restated = False
+            if it.key in known:
+                it.duplicate = True
+            else:
+                it.duplicate = False
+                known.add(it.key)
+                fresh.append(it)
         # Idempotency, continued: an event given with a bracketed message id, or with an address
         # that versions before NFC keys keyed otherwise (NFD), may be stored under a key an
-        # earlier version made of it (`_legacy_keys`). Asked only where it can be, so that new
-        # recipients and messages cost nothing more: an event makes its recipient (they are
-        # never deleted, and migration 0016 re-keyed them), and any delivery result but an
-        # expiry makes its delivery, so one whose delivery is not stored was never recorded
-        # (one without a message id may have made none: its recipient is all there is to ask).
+        # earlier version made of it (`_legacy_keys`). Asked only where it can be
+        # (`may_be_stored`; migration 0016 re-keyed the recipients), so that new recipients and
+        # messages cost nothing more.
         legacy: dict[str, _Item] = {}
         for it in fresh:
-            if (
-                it.legacy is not None
-                and it.address.key in recipients
-                and (
-                    it.message_id is None
-                    or (it.address.key, it.message_id) in stored
-                    or it.step is None
-                    or it.step is _STEP_EXPIRE
-                )
-            ):
+            if it.legacy is not None and may_be_stored(it):
                 for old in _legacy_keys(it):
                     legacy[old] = it
         if legacy:

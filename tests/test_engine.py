@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 from conftest import FakeClock, dump_store
 from sqlalchemy import Engine as SAEngine
+from sqlalchemy import delete as sa_delete
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
@@ -138,6 +140,69 @@ def test_recording_the_same_event_twice_changes_nothing(engine: Engine, db_url: 
     assert again.duplicate
     assert again.delivery_state is DeliveryState.BOUNCED
     assert dump_store(db_url) == before
+
+
+def _asks_for_event_keys(engine: Engine) -> list[str]:
+    """The statements that look up stored event keys, as the engine sends them (filled in)."""
+    seen: list[str] = []
+
+    def listen(_c: Any, _cur: Any, sql: str, *_rest: Any) -> None:
+        if sql.lstrip().upper().startswith("SELECT") and "FROM events" in sql and "key" in sql:
+            seen.append(sql)
+
+    sa_event.listen(engine.db, "before_cursor_execute", listen)
+    return seen
+
+
+def test_a_first_reply_for_each_message_is_recorded_without_looking_up_its_event_key(
+    engine: Engine,
+) -> None:
+    engine.record("alice@example.com", MAILBOX_FULL, message_id="m1")
+    asked = _asks_for_event_keys(engine)
+    # A new recipient, then new messages of a known one: no event of theirs can be stored.
+    engine.record("bob@example.org", OK, message_id="m1")
+    engine.record_many(
+        [{"recipient": "alice@example.com", "reply": OK, "message_id": f"m{i}"} for i in (2, 3)]
+    )
+    assert asked == []
+    # A reply for a stored delivery may repeat a stored event: its key is asked for.
+    assert not engine.record("alice@example.com", OK, message_id="m1").duplicate
+    assert len(asked) == 1
+
+
+@pytest.mark.parametrize("call", ["record", "record_many"])
+def test_an_event_whose_delivery_was_pruned_is_still_a_duplicate_given_again(
+    engine: Engine, call: str
+) -> None:
+    # Pruning deletes a finished delivery by its last attempt and events by their own time,
+    # so an event can outlive its delivery: the unique key catches it, the chunk runs again
+    # asking for every key, and the event is a duplicate, not an error.
+    engine.record("alice@example.com", OK, message_id="m1")
+    engine.record("alice@example.com", OK, message_id="m2")
+    with engine.db.begin() as conn:
+        conn.execute(sa_delete(Delivery).where(Delivery.message_id == "m1"))
+    if call == "record":
+        assert engine.record("alice@example.com", OK, message_id="m1").duplicate
+    else:
+        result = engine.record_many(
+            [
+                {"recipient": "alice@example.com", "reply": OK, "message_id": "m1"},
+                {"recipient": "alice@example.com", "reply": OK, "message_id": "m3"},
+            ]
+        )
+        assert (result.recorded, result.duplicates) == (1, 1)
+    recorded = 2 + (call == "record_many")
+    assert _count(engine, Event) == recorded
+    assert engine.status("alice@example.com").counters["delivered_count"] == recorded
+
+
+def test_a_key_given_again_for_another_message_is_a_duplicate(engine: Engine) -> None:
+    # A caller's own key says two events are one, whatever their messages.
+    engine.record("alice@example.com", OK, message_id="m1", key="line-17")
+    again = engine.record("alice@example.com", OK, message_id="m2", key="line-17")
+    assert again.duplicate
+    assert _count(engine, Event) == 1
+    assert _count(engine, Delivery) == 1
 
 
 def test_an_informational_reply_is_refused_as_not_a_delivery_result(engine: Engine) -> None:
