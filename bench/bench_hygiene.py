@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--rounds",
-        type=int,
+        type=bench_record.rounds_count,
         default=3,
         help="rounds of the floor and record_many + hygiene, alternated (default 3)",
     )
@@ -361,8 +361,6 @@ def main(argv: list[str] | None = None) -> None:
         "--traffic-new", type=int, default=20_000, help="new events recorded at each rate"
     )
     args = parser.parse_args(argv)
-    if args.rounds < 1:
-        parser.error("--rounds must be 1 or more")
     sizes = [int(s) for s in args.history.split(",") if int(s)]
     rates = [float(s) for s in args.traffic.split(",") if float(s)]
     bursts = [int(s) for s in args.burst.split(",") if int(s)]

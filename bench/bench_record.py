@@ -420,6 +420,14 @@ def _differing_rows(first: Path, second: Path) -> int:
     return total
 
 
+def rounds_count(text: str) -> int:
+    """The argparse type of both record benchmarks' `--rounds`: a whole number, 1 or more."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
 def remove_store(db: Path) -> None:
     """Delete a SQLite file and its log files: a round's files are not needed after it."""
     for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
@@ -607,7 +615,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calls", type=int, default=300, help="single record() calls to time")
     parser.add_argument(
         "--rounds",
-        type=int,
+        type=rounds_count,
         default=3,
         help="rounds of the floor and record_many, alternated, each on new files; the median"
         " ratio is the figure (default 3)",
@@ -626,8 +634,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sender-child", help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.rounds < 1:
-        parser.error("--rounds must be 1 or more")
     if args.sender_child:
         _sender_child(args.sender_child, args.dir)
         return

@@ -119,3 +119,18 @@ def test_every_benchmark_takes_the_arguments_bench_run_gives_it() -> None:
                 inspect.signature(main).bind([])
     finally:
         sys.path.remove(str(ROOT))
+
+
+@pytest.mark.parametrize("script", ["bench_record.py", "bench_hygiene.py"])
+@pytest.mark.parametrize("rounds", ["0", "-1", "three"])
+def test_a_record_benchmark_refuses_rounds_that_are_not_one_or_more(
+    script: str, rounds: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), "--rounds", rounds],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "argument --rounds" in done.stderr
