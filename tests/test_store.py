@@ -25,6 +25,7 @@ from deliverability.store.models import Delivery, Recipient
 from deliverability.store.session import (
     DATABASE_URL_ENV,
     DEFAULT_URL,
+    SQLITE_CACHE_KIB,
     SQLITE_CHECKPOINT_PAGES,
     SQLITE_WAL_LIMIT_BYTES,
     alembic_config,
@@ -134,6 +135,30 @@ def test_sqlite_files_checkpoint_every_ten_thousand_pages_and_cut_the_log_back(
         engine.dispose()
     assert pages == SQLITE_CHECKPOINT_PAGES != 1000
     assert limit == SQLITE_WAL_LIMIT_BYTES
+
+
+def test_sqlite_files_keep_a_page_cache_of_sixteen_mebibytes_per_connection(
+    tmp_path: Path,
+) -> None:
+    # A negative cache_size is in KiB (https://www.sqlite.org/pragma.html#pragma_cache_size).
+    engine = create_engine(f"sqlite:///{tmp_path / 'cache.db'}")
+    try:
+        with engine.connect() as conn:
+            size = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+    finally:
+        engine.dispose()
+    assert size == -SQLITE_CACHE_KIB == -16 * 1024
+
+
+def test_an_in_memory_sqlite_store_keeps_sqlites_own_cache_size() -> None:
+    # Its pages live in the cache whatever its size: a limit would change nothing.
+    engine = create_engine("sqlite://")
+    try:
+        with engine.connect() as conn:
+            size = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+    finally:
+        engine.dispose()
+    assert size == -2000
 
 
 def test_schema_is_created_on_first_use(tmp_path: Path) -> None:
