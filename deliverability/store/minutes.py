@@ -91,18 +91,33 @@ def _counts(outcome: Any, kind: Any) -> tuple[int, int]:
     return bounced, attempt
 
 
+#: (outcome, kind) -> `_counts` of them, for the pairs met so far (a few dozen at most).
+_COUNTS_OF: dict[tuple[Any, Any], tuple[int, int]] = {}
+
+
 def tally(
     events: Iterable[tuple[str, datetime, Any, Any]], sign: int = 1
 ) -> list[tuple[str, int, int, int]]:
     """Rows for `minute_counts` from events given as (domain, at, outcome, kind): one per
     domain and minute that holds a bounce or an attempt, sorted; `sign` -1 takes them away."""
-    sums: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0])
+    # The engine tallies every event it writes: the counts of each (outcome, kind) are looked
+    # up rather than worked out again (`_counts` compares with enum members, each read through
+    # the enum class), and the minute is `minute_of` without the call.
+    counts_of = _COUNTS_OF
+    sums: dict[tuple[str, int], list[int]] = {}
     for domain, at, outcome, kind in events:
-        bounced, attempt = _counts(outcome, kind)
+        counts = counts_of.get((outcome, kind))
+        if counts is None:
+            counts = counts_of[outcome, kind] = _counts(outcome, kind)
+        bounced, attempt = counts
         if bounced or attempt:
-            row = sums[domain, minute_of(at)]
-            row[0] += bounced
-            row[1] += attempt
+            key = (domain, (at - _EPOCH) // _MINUTE)
+            row = sums.get(key)
+            if row is None:
+                sums[key] = [bounced, attempt]
+            else:
+                row[0] += bounced
+                row[1] += attempt
     return [(d, m, sign * b, sign * n) for (d, m), (b, n) in sorted(sums.items())]
 
 
