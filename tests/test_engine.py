@@ -12,7 +12,14 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from deliverability.engine import Engine, ReplyRecord, event_key
+from deliverability.engine import (
+    _RECIPIENT_COLUMNS,
+    _RECIPIENT_LOAD,
+    Engine,
+    ReplyRecord,
+    _Recipient,
+    event_key,
+)
 from deliverability.errors import AddressError, InputError, ReplyParseError
 from deliverability.hygiene import open_key
 from deliverability.ingest.convert import POSTFIX_EXPIRED_VERDICT
@@ -1564,3 +1571,19 @@ def _blocks_counted_once(engine: Engine, blocked: str, frozen_now: datetime) -> 
         store_hygiene.evaluate(s, engine.policy, frozen_now, full=True)
         s.commit()
     assert alert().evidence["blocks"] == 15
+
+
+def test_a_loaded_recipient_takes_each_column_from_its_place_in_the_row() -> None:
+    # `_Recipient.loaded` names the columns one by one, in the order the chunk writer selects
+    # them: a column moved or added on one side only would swap two counters unnoticed.
+    row = tuple(f"value of {name}" for name in _RECIPIENT_LOAD)
+    rec = _Recipient.loaded(row)
+    assert {name: getattr(rec, name) for name in _RECIPIENT_LOAD} == dict(
+        zip(_RECIPIENT_LOAD, row, strict=True)
+    )
+    assert rec.standing_was == "value of standing"
+    assert rec.last_key is None
+
+
+def test_a_recipient_of_the_chunk_writer_holds_every_column_a_new_row_inserts() -> None:
+    assert set(_RECIPIENT_COLUMNS) <= set(_Recipient.__slots__)
