@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"  round {r}:")
                 print(f"  floor (sqlite3 executemany):  {n / floor:10.0f} events/s")
                 print(f"  record_many + hygiene:        {n / mine:10.0f} events/s")
-                print(f"  ratio floor / record_many:    {floor / mine:10.2f}")
+                print(f"  ratio record_many / floor:    {floor / mine:10.2f}")
                 print(f"  of which the hook (CPU):      {hook_cpu:10.2f} s of {mine:.2f} s")
                 bench_record.remove_store(floor_db)
                 bench_record.remove_store(record_db)

@@ -87,7 +87,7 @@ def test_the_hygiene_benchmark_runs_and_prints_every_figure() -> None:
         *("--traffic", "1,20", "--traffic-hours", "0.05", "--traffic-new", "400"),
     )
     for line in (
-        "ratio floor / record_many",
+        "ratio record_many / floor",
         "of which the hook (CPU)",
         "round 2:",
         "median ratio over 2 rounds",
