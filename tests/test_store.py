@@ -123,16 +123,22 @@ def test_sqlite_connections_never_build_an_automatic_index(sa_engine: Engine) ->
         assert conn.exec_driver_sql("PRAGMA automatic_index").scalar() == 0
 
 
+def _pragmas(url: str, *names: str) -> list[Any]:
+    """The values of SQLite pragmas on a new connection of a store opened at `url`."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [conn.exec_driver_sql(f"PRAGMA {name}").scalar() for name in names]
+    finally:
+        engine.dispose()
+
+
 def test_sqlite_files_checkpoint_every_ten_thousand_pages_and_cut_the_log_back(
     tmp_path: Path,
 ) -> None:
-    engine = create_engine(f"sqlite:///{tmp_path / 'wal.db'}")
-    try:
-        with engine.connect() as conn:
-            pages = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
-            limit = conn.exec_driver_sql("PRAGMA journal_size_limit").scalar()
-    finally:
-        engine.dispose()
+    pages, limit = _pragmas(
+        f"sqlite:///{tmp_path / 'wal.db'}", "wal_autocheckpoint", "journal_size_limit"
+    )
     assert pages == SQLITE_CHECKPOINT_PAGES != 1000
     assert limit == SQLITE_WAL_LIMIT_BYTES
 
@@ -141,24 +147,13 @@ def test_sqlite_files_keep_a_page_cache_of_sixteen_mebibytes_per_connection(
     tmp_path: Path,
 ) -> None:
     # A negative cache_size is in KiB (https://www.sqlite.org/pragma.html#pragma_cache_size).
-    engine = create_engine(f"sqlite:///{tmp_path / 'cache.db'}")
-    try:
-        with engine.connect() as conn:
-            size = conn.exec_driver_sql("PRAGMA cache_size").scalar()
-    finally:
-        engine.dispose()
-    assert size == -SQLITE_CACHE_KIB == -16 * 1024
+    assert _pragmas(f"sqlite:///{tmp_path / 'cache.db'}", "cache_size") == [-SQLITE_CACHE_KIB]
+    assert SQLITE_CACHE_KIB == 16 * 1024
 
 
 def test_an_in_memory_sqlite_store_keeps_sqlites_own_cache_size() -> None:
     # Its pages live in the cache whatever its size: a limit would change nothing.
-    engine = create_engine("sqlite://")
-    try:
-        with engine.connect() as conn:
-            size = conn.exec_driver_sql("PRAGMA cache_size").scalar()
-    finally:
-        engine.dispose()
-    assert size == -2000
+    assert _pragmas("sqlite://", "cache_size") == [-2000]
 
 
 def test_schema_is_created_on_first_use(tmp_path: Path) -> None:
