@@ -714,6 +714,7 @@ class _Recipient:
 
 
 _new_object = object.__new__
+_new_tuple = tuple.__new__
 _recipient_row = attrgetter(*_RECIPIENT_COLUMNS)
 _recipient_update_row = attrgetter(*_RECIPIENT_MUTABLE, "id")
 #: The columns to update on a recipient whose standing stayed what it was.
@@ -2213,24 +2214,28 @@ class Engine:
         # 5. Hygiene, in the same transaction.
         actions: list[Any] = []
         if self._hook is not None:
-            recorded = [
-                # Positional, in the order of RecordedEvent's fields (event_id, recipient_id,
+            recorded: list[RecordedEvent] = [
+                # The tuple of RecordedEvent's fields in their order (event_id, recipient_id,
                 # address_key, domain, message_id, attempt, at, verdict, delivery_state, kind,
-                # applied, restated): made for every event.
-                RecordedEvent(
-                    event_ids[it.key],
-                    # Inserted by now, with its id.
-                    cast(int, recipients[it.address.key].id),
-                    it.address.key,
-                    it.address.domain,
-                    it.linked_message_id,
-                    it.recorded_attempt,
-                    it.at,
-                    it.verdict,
-                    it.delivery_state,
-                    it.kind,
-                    not it.history_only,
-                    it.restated,
+                # applied, restated), made into one by tuple.__new__: one is made for every
+                # event, and the named tuple's own __new__ is a Python function around the same
+                # call. Every recipient is inserted by now, with its id.
+                _new_tuple(
+                    RecordedEvent,
+                    (
+                        event_ids[it.key],
+                        recipients[it.address.key].id,
+                        it.address.key,
+                        it.address.domain,
+                        it.linked_message_id,
+                        it.recorded_attempt,
+                        it.at,
+                        it.verdict,
+                        it.delivery_state,
+                        it.kind,
+                        not it.history_only,
+                        it.restated,
+                    ),
                 )
                 for it in fresh
             ]

@@ -728,6 +728,10 @@ def test_the_hygiene_hook_sees_each_new_event_once_inside_the_transaction(
     with Engine(db_url, policy=POLICY, clock=clock, hygiene=hook) as engine:
         engine.record("a@example.com", USER_UNKNOWN, message_id="m1", attempt=1)
         engine.record("a@example.com", USER_UNKNOWN, message_id="m1", attempt=1)
+        with Session(engine.db) as session:
+            stored = session.get(Event, hook.calls[0][0].event_id)
+            assert stored is not None
+            assert stored.recipient_id == hook.calls[0][0].recipient_id
     assert len(hook.calls) == 1
     (event,) = hook.calls[0]
     assert event.address_key == "a@example.com"
@@ -735,6 +739,24 @@ def test_the_hygiene_hook_sees_each_new_event_once_inside_the_transaction(
     assert event.verdict.outcome is Outcome.BOUNCED
     assert event.delivery_state is DeliveryState.BOUNCED
     assert event.attempt == 1
+    # Every field, in its place: the engine makes the tuple of them without the named tuple's
+    # own constructor, which would refuse a field missing or one too many.
+    assert type(event) is RecordedEvent
+    assert len(event) == len(RecordedEvent._fields)
+    assert event == RecordedEvent(
+        event_id=event.event_id,
+        recipient_id=event.recipient_id,
+        address_key="a@example.com",
+        domain="example.com",
+        message_id="m1",
+        attempt=1,
+        at=clock.now,
+        verdict=event.verdict,
+        delivery_state=DeliveryState.BOUNCED,
+        kind=EventKind.REPLY,
+        applied=True,
+        restated=False,
+    )
 
 
 # -- what the nightly job feeds ----------------------------------------------------------------
