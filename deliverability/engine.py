@@ -809,7 +809,6 @@ _INFORMATIONAL = Outcome.INFORMATIONAL
 _REASON_EXPIRED = Reason.EXPIRED
 _UNDEFINED_VALUE = Reason.UNDEFINED.value
 _STATE_EXPIRED = DeliveryState.EXPIRED
-_STATE_DEFERRED = DeliveryState.DEFERRED
 _SUPPRESSED = Standing.SUPPRESSED
 _RETRYING = Standing.RETRYING
 _RETRYING_VALUE = Standing.RETRYING.value
@@ -2048,8 +2047,6 @@ class Engine:
         views: dict[tuple[str, str], DeliveryView | None] = {}
         #: Deliveries the chunk changed -> the item that changed them last.
         changed: dict[tuple[str, str], _Item] = {}
-        #: Deliveries the chunk deferred at some point (a later event may have moved them on).
-        retrying: set[tuple[str, str]] = set()
         #: Each time as the driver takes it, converted once.
         times: dict[datetime, Any] = {}
         backoff = self.policy.backoff
@@ -2108,8 +2105,6 @@ class Engine:
                                 latest[akey] = message_id
                             views[dkey] = delivery
                             changed[dkey] = it
-                            if state is _STATE_DEFERRED:
-                                retrying.add(dkey)
             it.history_only = not applied or it.step is None
             it.delivery_state = state
             it.next_attempt_at = next_at
@@ -2248,7 +2243,7 @@ class Engine:
                 actions = list(self._hook(session, recorded, self.policy, now))
                 session.flush()
             if any(getattr(a, "kind", None) is ActionKind.THROTTLE for a in actions):
-                self._retry_after_new_pauses(conn, fresh, changed, retrying, views, recipients, now)
+                self._retry_after_new_pauses(conn, fresh, changed, views, recipients, now)
         return actions
 
     def _judge_give_ups(
@@ -2335,7 +2330,6 @@ class Engine:
         conn: Connection,
         fresh: list[_Item],
         changed: dict[tuple[str, str], _Item],
-        retrying: set[tuple[str, str]],
         views: dict[tuple[str, str], DeliveryView | None],
         recipients: dict[str, _Recipient],
         now: datetime,
@@ -2344,12 +2338,10 @@ class Engine:
         raised: the state machine ran before hygiene raised them, and a retry is never earlier
         than the destination's throttle (a reply that pauses its destination would otherwise be
         retried in the middle of the pause)."""
-        # Only the deliveries the chunk deferred (`retrying`) can be: most of a chunk's are
-        # delivered, and a chunk whose push-backs raised a throttle runs this.
         deferred = {
-            dkey: changed[dkey]
-            for dkey in sorted(retrying)
-            if (view := views[dkey]) is not None and view.state is _STATE_DEFERRED
+            dkey: it
+            for dkey, it in changed.items()
+            if (view := views[dkey]) is not None and view.state is DeliveryState.DEFERRED
         }
         if not deferred:
             return
