@@ -1360,6 +1360,41 @@ def test_the_push_back_that_pauses_a_destination_schedules_its_own_retry_after_t
         assert _delivery(engine, "m1", "a@yahoo.com").next_attempt_at == decision.next_attempt_at
 
 
+def test_a_batch_moves_every_retry_it_scheduled_to_the_end_of_the_pause_it_raised(
+    db_url: str, clock: FakeClock
+) -> None:
+    # As above, for a chunk: a deferral recorded before the push-back in the same chunk is
+    # moved too, and a delivery the chunk deferred and then delivered has no retry to move.
+    tss04 = "421 4.7.0 [TSS04] Messages from 203.0.113.25 temporarily deferred"
+    busy = "451 4.3.0 Temporary local problem, please try again later"
+    t = clock.now - timedelta(minutes=5)
+    with Engine(db_url, policy=POLICY, clock=clock) as engine:
+        result = engine.record_many(
+            [
+                {"recipient": "a@yahoo.com", "message_id": "m1", "reply": busy, "at": t},
+                {"recipient": "c@yahoo.com", "message_id": "m3", "reply": busy, "at": t},
+                {"recipient": "b@yahoo.com", "message_id": "m2", "reply": tss04, "at": t},
+                {
+                    "recipient": "c@yahoo.com",
+                    "message_id": "m3",
+                    "reply": OK,
+                    "at": t + timedelta(minutes=1),
+                },
+            ]
+        )
+        assert result.recorded == 4
+        throttle = engine.throttle_for("yahoo.com")
+        assert throttle is not None
+        for address, message in (("a@yahoo.com", "m1"), ("b@yahoo.com", "m2")):
+            delivery = _delivery(engine, message, address)
+            assert delivery.state is DeliveryState.DEFERRED
+            assert delivery.next_attempt_at is not None
+            assert delivery.next_attempt_at >= throttle.paused_until
+        delivered = _delivery(engine, "m3", "c@yahoo.com")
+        assert delivered.state is DeliveryState.DELIVERED
+        assert delivered.next_attempt_at is None
+
+
 def test_a_name_too_long_for_who_suppressed_is_a_clear_error_not_a_database_crash(
     engine: Engine,
 ) -> None:
