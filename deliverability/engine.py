@@ -29,7 +29,7 @@ from itertools import islice
 from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from sqlalchemy import (
     Connection,
@@ -713,6 +713,7 @@ class _Recipient:
         return rec
 
 
+_T = TypeVar("_T")
 _new_object = object.__new__
 _new_tuple = tuple.__new__
 _recipient_row = attrgetter(*_RECIPIENT_COLUMNS)
@@ -956,18 +957,13 @@ class Engine:
         item = self._prepare(record, 1, now)
         akey = item.address.key
 
-        tries = 0
-
-        def work(conn: Connection) -> tuple[list[Any], str | None]:
-            nonlocal tries
-            tries += 1
+        def work(conn: Connection, again: bool) -> tuple[list[Any], str | None]:
             # Whether the address may be sent to is asked in the same transaction, after the
             # hygiene it ran: one transaction a call, not a second one on another connection.
-            # Run again, the event's key is asked for whatever else is stored (`_write_chunk`).
-            actions = self._write(conn, [item], now, check_all=tries > 1)
+            actions = self._write(conn, [item], now, check_all=again)
             return actions, self._why_not_keys([akey], now, conn).get(akey)
 
-        actions, why_not = run_in_transaction(self.db, work, conflicts=True)
+        actions, why_not = self._in_write_transaction(work)
         return Decision(
             address=item.address.text,
             verdict=item.verdict,
@@ -1845,11 +1841,7 @@ class Engine:
         own = pause is None
         pause = CollectorPause() if pause is None else pause
 
-        tries = 0
-
-        def work(conn: Connection) -> list[Any]:
-            nonlocal tries
-            tries += 1
+        def work(conn: Connection, again: bool) -> list[Any]:
             if rejected:
                 store_rejected(
                     conn, ((r.source, r.position, r.reason, raw) for r, raw in rejected), now
@@ -1858,14 +1850,13 @@ class Engine:
                 return []
             pause.begin()
             try:
-                # Run again, every event key is asked for (`_write_chunk`, step 2).
-                return self._write(conn, batch, now, check_all=tries > 1)
+                return self._write(conn, batch, now, check_all=again)
             except BaseException:
                 pause.end()
                 raise
 
         try:
-            actions = run_in_transaction(self.db, work, conflicts=True)
+            actions = self._in_write_transaction(work)
         finally:
             if own:
                 pause.end()
@@ -1888,6 +1879,21 @@ class Engine:
         return result
 
     # -- internals: the chunk writer ---------------------------------------------------------
+
+    def _in_write_transaction(self, work: Callable[[Connection, bool], _T]) -> _T:
+        """`work(conn, again)` in a transaction of its own, run again after a lock conflict or
+        a unique key's refusal (`run_in_transaction`, conflicts=True); `again` is False on the
+        first run. A run after the first asks the store for every event key (`_write`'s
+        `check_all`): the refusal may have been an event the first run took for new
+        (`_write_chunk`, step 2)."""
+        runs = 0
+
+        def run(conn: Connection) -> _T:
+            nonlocal runs
+            runs += 1
+            return work(conn, runs > 1)
+
+        return run_in_transaction(self.db, run, conflicts=True)
 
     def _write(
         self, conn: Connection, items: list[_Item], now: datetime, check_all: bool = False
