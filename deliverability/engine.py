@@ -29,7 +29,7 @@ from itertools import islice
 from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 from sqlalchemy import (
     Connection,
@@ -630,52 +630,45 @@ _RECIPIENT_COLUMNS = tuple(c.name for c in _RECIPIENTS.columns if c.name != "id"
 _RECIPIENT_LOAD = ("id", "address_key", *_RECIPIENT_MUTABLE)
 
 
+@dataclass(slots=True, init=False, eq=False)
 class _Recipient:
     """A recipient the chunk writer touches: its columns as the driver gives and takes them
     (enums by value, times as stored), and what the writer notes on it.
 
     A class with slots rather than a dict of the row: one is made for nearly every event, and
     a dict of the 23 columns (`dict(zip(...))`) took about five times as long to build (a
-    sampling profile of `record_many` put 3% of the whole run on that line)."""
+    sampling profile of `record_many` put 3% of the whole run on that line). Made without an
+    `__init__` (`loaded`, `_new_recipient`)."""
 
-    __slots__ = (
-        *_RECIPIENT_LOAD,
-        "address",
-        "domain",
-        #: The standing as loaded (a recipient whose standing stayed is updated without it).
-        "standing_was",
-        #: The key of its newest event in the chunk, whose id becomes `last_event_id`.
-        "last_key",
-    )
-
-    if TYPE_CHECKING:
-        id: int | None
-        address_key: str
-        address: str
-        domain: str
-        standing: str | None
-        reason: str
-        standing_since: Any
-        standing_basis_at: Any
-        suppressed_until: Any
-        suppression_action_id: int | None
-        first_seen_at: Any
-        last_event_at: Any
-        last_delivered_at: Any
-        last_failure_at: Any
-        last_event_id: int | None
-        last_code: int | None
-        last_status: str | None
-        last_text: str | None
-        events_count: int
-        delivered_count: int
-        deferred_count: int
-        bounced_count: int
-        blocked_count: int
-        complained_count: int
-        expired_count: int
-        standing_was: str | None
-        last_key: str | None
+    id: int | None
+    address_key: str
+    address: str
+    domain: str
+    standing: str | None
+    reason: str
+    standing_since: Any
+    standing_basis_at: Any
+    suppressed_until: Any
+    suppression_action_id: int | None
+    first_seen_at: Any
+    last_event_at: Any
+    last_delivered_at: Any
+    last_failure_at: Any
+    last_event_id: int | None
+    last_code: int | None
+    last_status: str | None
+    last_text: str | None
+    events_count: int
+    delivered_count: int
+    deferred_count: int
+    bounced_count: int
+    blocked_count: int
+    complained_count: int
+    expired_count: int
+    #: The standing as loaded (a recipient whose standing stayed is updated without it).
+    standing_was: str | None
+    #: The key of its newest event in the chunk, whose id becomes `last_event_id`.
+    last_key: str | None
 
     @staticmethod
     def loaded(row: Sequence[Any]) -> _Recipient:
