@@ -49,6 +49,7 @@ def test_the_record_benchmark_runs_and_prints_every_figure() -> None:
         "ratio that / floor (the most this SQL allows)",
         "record_many's time outside that SQL",
         "the floor's own Python",
+        "(sqlite3, events + recipients, that cache)",
         "peak memory of record_many",
         "single record() median latency, with the hygiene hook",
         "a sender's record() calls beside record_many of 400 events",
